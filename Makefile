@@ -1,0 +1,106 @@
+# a2ad - build, run, test, install.  `make help` lists the targets.
+CC      ?= cc
+BUILD   ?= build
+PREFIX  ?= /usr/local
+DESTDIR ?=
+SAN     ?=
+OPT     ?= -O2
+
+PKGS     := libmicrohttpd libcurl libcjson inih
+WARN     := -Wall -Wextra -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes -Wshadow
+CFLAGS_A := -std=c11 -D_GNU_SOURCE $(OPT) -g $(WARN) -Iinclude -Idaemon $(SAN) $(EXTRA_CFLAGS)
+LDFLAGS_A := $(SAN) $(EXTRA_LDFLAGS)
+
+DEPS_OK := $(BUILD)/.deps-ok
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CHECK_CFLAGS = $(shell pkg-config --cflags check 2>/dev/null)
+CHECK_LIBS   = $(shell pkg-config --libs check 2>/dev/null)
+
+DAEMON_SRC  := $(wildcard daemon/*.c)
+DAEMON_OBJ  := $(DAEMON_SRC:%.c=$(BUILD)/obj/%.o)
+LIB_OBJ     := $(filter-out $(BUILD)/obj/daemon/main.o,$(DAEMON_OBJ))
+PLUGIN_SRC  := $(wildcard plugins/*.c)
+PLUGINS     := $(PLUGIN_SRC:plugins/%.c=$(BUILD)/plugins/%.so)
+TPLUGIN_SRC := $(wildcard tests/plugins/*.c)
+TPLUGINS    := $(TPLUGIN_SRC:tests/plugins/%.c=$(BUILD)/tests/plugins/%.so)
+TEST_SRC    := $(wildcard tests/*.c tests/support/*.c)
+TEST_OBJ    := $(TEST_SRC:%.c=$(BUILD)/obj/%.o)
+
+.PHONY: all run test asan tsan bench check-header install uninstall clean deps help
+all: $(BUILD)/a2ad $(PLUGINS)
+
+help:
+	@echo "make          build a2ad and the example plugins into $(BUILD)/"
+	@echo "make run      build, then run a2ad on 127.0.0.1:8080 with conf/a2ad.conf"
+	@echo "make test     build and run the test suite (Check)"
+	@echo "make asan     the test suite under AddressSanitizer + UBSan (build/asan)"
+	@echo "make tsan     the test suite under ThreadSanitizer (build/tsan)"
+	@echo "make install  install to \$$DESTDIR\$$PREFIX (binary, plugins, header, config, unit)"
+
+# Installs missing Debian packages when root; otherwise prints the apt-get line.
+$(DEPS_OK): scripts/deps.sh
+	@scripts/deps.sh $(if $(filter test asan tsan,$(MAKECMDGOALS)),--test,)
+	@mkdir -p $(BUILD) && touch $@
+deps:
+	@scripts/deps.sh --test
+
+$(BUILD)/obj/daemon/%.o: daemon/%.c $(wildcard daemon/*.h) include/a2ad/agent.h | $(DEPS_OK)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_A) $(PKG_CFLAGS) -c $< -o $@
+
+$(BUILD)/a2ad: $(DAEMON_OBJ)
+	$(CC) $(LDFLAGS_A) $^ -o $@ $(PKG_LIBS) -ldl -lpthread -lm
+
+$(BUILD)/plugins/%.so: plugins/%.c include/a2ad/agent.h | $(DEPS_OK)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_A) -fPIC -fvisibility=hidden -shared $< -o $@ $(LDFLAGS_A) -lpthread
+
+$(BUILD)/tests/plugins/%.so: tests/plugins/%.c include/a2ad/agent.h | $(DEPS_OK)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_A) -fPIC -fvisibility=hidden -shared $< -o $@ $(LDFLAGS_A) -lpthread
+
+$(BUILD)/obj/tests/%.o: tests/%.c $(wildcard tests/*.h tests/support/*.h daemon/*.h) include/a2ad/agent.h | $(DEPS_OK)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_A) -Itests $(PKG_CFLAGS) $(CHECK_CFLAGS) -c $< -o $@
+
+$(BUILD)/tests/a2ad-tests: $(TEST_OBJ) $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_A) $^ -o $@ $(PKG_LIBS) $(CHECK_LIBS) -ldl -lpthread -lm
+
+run: all
+	$(BUILD)/a2ad -c conf/a2ad.conf
+
+# The suite finds the daemon, the plugins and the test plugins under A2AD_BUILD.
+test: all $(TPLUGINS) $(BUILD)/tests/a2ad-tests check-header
+	A2AD_BUILD=$(BUILD) $(BUILD)/tests/a2ad-tests
+
+asan:
+	$(MAKE) BUILD=build/asan OPT=-O1 \
+	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" test
+
+tsan:
+	$(MAKE) BUILD=build/tsan OPT=-O1 SAN="-fsanitize=thread" test
+
+# The public header must compile on its own, strictly.
+check-header:
+	@$(CC) -std=c11 -pedantic -Wall -Wextra -Werror -fsyntax-only -Iinclude -x c include/a2ad/agent.h
+	@echo "include/a2ad/agent.h compiles standalone (-std=c11 -pedantic)"
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/a2ad/plugins \
+	  $(DESTDIR)$(PREFIX)/include/a2ad $(DESTDIR)/etc/a2ad $(DESTDIR)$(PREFIX)/lib/systemd/system
+	install -m 755 $(BUILD)/a2ad $(DESTDIR)$(PREFIX)/bin/a2ad
+	install -m 644 $(PLUGINS) $(DESTDIR)$(PREFIX)/lib/a2ad/plugins/
+	install -m 644 include/a2ad/agent.h $(DESTDIR)$(PREFIX)/include/a2ad/agent.h
+	test -e $(DESTDIR)/etc/a2ad/a2ad.conf || \
+	  sed -e 's|^dir = .*|dir = $(PREFIX)/lib/a2ad/plugins|' conf/a2ad.conf > $(DESTDIR)/etc/a2ad/a2ad.conf
+	sed -e 's|/usr/local|$(PREFIX)|g' systemd/a2ad.service > $(DESTDIR)$(PREFIX)/lib/systemd/system/a2ad.service
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/a2ad $(DESTDIR)$(PREFIX)/include/a2ad/agent.h \
+	  $(DESTDIR)$(PREFIX)/lib/systemd/system/a2ad.service
+	rm -rf $(DESTDIR)$(PREFIX)/lib/a2ad
+
+clean:
+	rm -rf build

@@ -1,0 +1,60 @@
+/* rpc - the A2A JSON-RPC 2.0 surface (protocol 0.3) and agent cards.
+ *
+ * Knows nothing of HTTP: it takes a request body for one agent and gives a
+ * reply body, or asks the caller to wait for a task to end (blocking
+ * message/send) and then render the reply with rpc_reply_waited.
+ */
+#ifndef A2AD_RPC_H
+#define A2AD_RPC_H
+
+#include <stddef.h>
+
+#include "a2ad/agent.h"
+
+struct agent;
+struct task;
+
+enum rpc_error {
+    RPC_PARSE_ERROR = -32700,
+    RPC_INVALID_REQUEST = -32600,
+    RPC_METHOD_NOT_FOUND = -32601,
+    RPC_INVALID_PARAMS = -32602,
+    RPC_INTERNAL_ERROR = -32603,
+    RPC_TASK_NOT_FOUND = -32001,
+    RPC_TASK_NOT_CANCELABLE = -32002,
+    RPC_PUSH_NOT_SUPPORTED = -32003,
+    RPC_UNSUPPORTED_OPERATION = -32004
+};
+
+struct rpc_reply {
+    int http_status;     /* 200, or 503 for a full queue, 413 oversize... */
+    char *body;          /* malloc'd JSON text, NULL while waiting */
+    unsigned retry_after_s; /* > 0: send Retry-After */
+    /* Blocking wait: the caller waits until `wait_task` is terminal, then
+     * calls rpc_reply_waited. The reply holds a task reference. */
+    struct task *wait_task;
+    char *wait_id;       /* the request's JSON id, serialised */
+    int wait_history;    /* historyLength to render */
+};
+
+/* Handle one JSON-RPC request body addressed to agent (NULL when the path
+ * names no agent). Fills out. Thread: any HTTP thread. */
+void rpc_handle(const struct agent *agent, const char *body, size_t len,
+                struct rpc_reply *out);
+
+/* A JSON-RPC error reply with id null (for errors found before parsing,
+ * such as an oversize body). Returns malloc'd JSON text. */
+char *rpc_error_body(int code, const char *message);
+
+/* Render the reply of a finished wait into out->body and drop the wait
+ * fields (releases the task reference). */
+void rpc_reply_waited(struct rpc_reply *out);
+
+/* Free what a reply holds (body, task reference). */
+void rpc_reply_clear(struct rpc_reply *out);
+
+/* The agent card of agent served at base_url (e.g.
+ * "http://127.0.0.1:8080/agents/echo"), as malloc'd JSON text. */
+char *rpc_agent_card(const struct agent *agent, const char *base_url);
+
+#endif

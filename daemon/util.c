@@ -1,0 +1,246 @@
+/* util - small helpers shared by the daemon's modules. */
+#include "util.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+void util_uuid(char out[UUID_STR_LEN]) {
+    unsigned char b[16];
+    /* getrandom only fails before the pool is seeded or on EINTR; the
+     * fallback keeps ids unique enough for a task store in that case. */
+    if (getrandom(b, sizeof b, 0) != (ssize_t)sizeof b) {
+        static _Atomic unsigned long counter;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        unsigned long c = ++counter;
+        memcpy(b, &ts, sizeof ts < 8 ? sizeof ts : 8);
+        memcpy(b + 8, &c, sizeof c < 8 ? sizeof c : 8);
+    }
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+    snprintf(out, UUID_STR_LEN,
+             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
+             b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
+             b[15]);
+}
+
+uint64_t util_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+void util_timestamp(char out[TIMESTAMP_LEN]) {
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    size_t n = strftime(out, TIMESTAMP_LEN, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + n, TIMESTAMP_LEN - n, ".%03ldZ", ts.tv_nsec / 1000000L);
+}
+
+static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+char *util_base64_encode(const void *data, size_t len) {
+    const unsigned char *p = data;
+    size_t out_len = 4 * ((len + 2) / 3);
+    char *out = malloc(out_len + 1);
+    if (!out) return NULL;
+    size_t o = 0, i = 0;
+    for (; i + 2 < len; i += 3) {
+        unsigned v = (unsigned)p[i] << 16 | (unsigned)p[i + 1] << 8 | p[i + 2];
+        out[o++] = b64[v >> 18 & 63];
+        out[o++] = b64[v >> 12 & 63];
+        out[o++] = b64[v >> 6 & 63];
+        out[o++] = b64[v & 63];
+    }
+    if (i < len) {
+        unsigned v = (unsigned)p[i] << 16 | (i + 1 < len ? (unsigned)p[i + 1] << 8 : 0u);
+        out[o++] = b64[v >> 18 & 63];
+        out[o++] = b64[v >> 12 & 63];
+        out[o++] = i + 1 < len ? b64[v >> 6 & 63] : '=';
+        out[o++] = '=';
+    }
+    out[o] = '\0';
+    return out;
+}
+
+static int b64_value(char c) {
+    const char *p = c ? strchr(b64, c) : NULL;
+    return p ? (int)(p - b64) : -1;
+}
+
+void *util_base64_decode(const char *text, size_t *out_len) {
+    size_t len = text ? strlen(text) : 0;
+    if (len % 4 != 0) return NULL;
+    unsigned char *out = malloc(len / 4 * 3 + 1);
+    if (!out) return NULL;
+    size_t o = 0;
+    for (size_t i = 0; i < len; i += 4) {
+        int v[4];
+        for (int k = 0; k < 4; k++) {
+            char c = text[i + k];
+            bool pad_ok = c == '=' && i + 4 == len && k >= 2;
+            v[k] = pad_ok ? 0 : b64_value(c);
+            if (v[k] < 0 || (k == 2 && text[i + 2] == '=' && text[i + 3] != '=')) {
+                free(out);
+                return NULL;
+            }
+        }
+        unsigned w = (unsigned)v[0] << 18 | (unsigned)v[1] << 12 | (unsigned)v[2] << 6 | (unsigned)v[3];
+        out[o++] = (unsigned char)(w >> 16);
+        if (text[i + 2] != '=') out[o++] = (unsigned char)(w >> 8);
+        if (text[i + 3] != '=') out[o++] = (unsigned char)w;
+    }
+    *out_len = o;
+    return out;
+}
+
+bool util_utf8_valid(const void *data, size_t len) {
+    const unsigned char *s = data;
+    size_t i = 0;
+    while (i < len) {
+        unsigned char c = s[i];
+        size_t n;
+        uint32_t cp;
+        if (c == 0) return false;
+        if (c < 0x80) { i++; continue; }
+        if ((c & 0xe0) == 0xc0) { n = 1; cp = c & 0x1f; }
+        else if ((c & 0xf0) == 0xe0) { n = 2; cp = c & 0x0f; }
+        else if ((c & 0xf8) == 0xf0) { n = 3; cp = c & 0x07; }
+        else return false;
+        if (i + n >= len) return false;
+        for (size_t k = 1; k <= n; k++) {
+            if ((s[i + k] & 0xc0) != 0x80) return false;
+            cp = cp << 6 | (s[i + k] & 0x3f);
+        }
+        /* overlong forms, surrogates and values past U+10FFFF are invalid */
+        if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
+            (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
+            return false;
+        i += n + 1;
+    }
+    return true;
+}
+
+char *util_strdup(const char *s) { return s ? strdup(s) : NULL; }
+
+/* ---- hash map: separate chaining, FNV-1a, doubles at load 1 ---- */
+
+struct hentry {
+    char *key;
+    void *value;
+    struct hentry *next;
+};
+
+struct hmap {
+    struct hentry **buckets;
+    size_t n_buckets;
+    size_t count;
+};
+
+static size_t hash_key(const char *key) {
+    uint64_t h = 1469598103934665603ull;
+    for (const unsigned char *p = (const unsigned char *)key; *p; p++) {
+        h ^= *p;
+        h *= 1099511628211ull;
+    }
+    return (size_t)h;
+}
+
+struct hmap *hmap_new(size_t initial_buckets) {
+    struct hmap *m = calloc(1, sizeof *m);
+    if (!m) return NULL;
+    m->n_buckets = initial_buckets < 16 ? 16 : initial_buckets;
+    m->buckets = calloc(m->n_buckets, sizeof *m->buckets);
+    if (!m->buckets) {
+        free(m);
+        return NULL;
+    }
+    return m;
+}
+
+void hmap_free(struct hmap *m) {
+    if (!m) return;
+    for (size_t i = 0; i < m->n_buckets; i++) {
+        struct hentry *e = m->buckets[i];
+        while (e) {
+            struct hentry *next = e->next;
+            free(e->key);
+            free(e);
+            e = next;
+        }
+    }
+    free(m->buckets);
+    free(m);
+}
+
+static void hmap_grow(struct hmap *m) {
+    size_t n = m->n_buckets * 2;
+    struct hentry **b = calloc(n, sizeof *b);
+    if (!b) return; /* keep working with longer chains */
+    for (size_t i = 0; i < m->n_buckets; i++) {
+        struct hentry *e = m->buckets[i];
+        while (e) {
+            struct hentry *next = e->next;
+            size_t k = hash_key(e->key) % n;
+            e->next = b[k];
+            b[k] = e;
+            e = next;
+        }
+    }
+    free(m->buckets);
+    m->buckets = b;
+    m->n_buckets = n;
+}
+
+a2ad_status hmap_put(struct hmap *m, const char *key, void *value) {
+    size_t k = hash_key(key) % m->n_buckets;
+    for (struct hentry *e = m->buckets[k]; e; e = e->next) {
+        if (strcmp(e->key, key) == 0) {
+            e->value = value;
+            return A2AD_OK;
+        }
+    }
+    struct hentry *e = malloc(sizeof *e);
+    char *copy = strdup(key);
+    if (!e || !copy) {
+        free(e);
+        free(copy);
+        return A2AD_ERR_NOMEM;
+    }
+    e->key = copy;
+    e->value = value;
+    e->next = m->buckets[k];
+    m->buckets[k] = e;
+    if (++m->count > m->n_buckets) hmap_grow(m);
+    return A2AD_OK;
+}
+
+void *hmap_get(const struct hmap *m, const char *key) {
+    for (struct hentry *e = m->buckets[hash_key(key) % m->n_buckets]; e; e = e->next)
+        if (strcmp(e->key, key) == 0) return e->value;
+    return NULL;
+}
+
+void *hmap_remove(struct hmap *m, const char *key) {
+    struct hentry **pp = &m->buckets[hash_key(key) % m->n_buckets];
+    for (; *pp; pp = &(*pp)->next) {
+        struct hentry *e = *pp;
+        if (strcmp(e->key, key) == 0) {
+            void *v = e->value;
+            *pp = e->next;
+            free(e->key);
+            free(e);
+            m->count--;
+            return v;
+        }
+    }
+    return NULL;
+}
+
+size_t hmap_count(const struct hmap *m) { return m->count; }

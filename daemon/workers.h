@@ -1,0 +1,46 @@
+/* workers - the worker pool that runs agents' run_background, and the
+ * host function table plugins call (struct a2ad_host).
+ *
+ * One bounded FIFO feeds N threads. A job is a task reference. A watchdog
+ * fails jobs that pass their agent's maximum duration. The ctx handed to a
+ * plugin is a value handle (slot + generation), so a call through a ctx
+ * whose job ended is refused with A2AD_ERR_ENDED, never a crash.
+ */
+#ifndef A2AD_WORKERS_H
+#define A2AD_WORKERS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "a2ad/agent.h"
+
+struct task;
+struct agent;
+
+/* The table given to plugins (static, valid for the process lifetime). */
+const struct a2ad_host *workers_host(void);
+
+/* The handle of an agent-level ctx (init/destroy logging, no job): the top
+ * bit set, the agent's registry index below. Job handles never set it. */
+#define WORKERS_AGENT_HANDLE(index) ((UINT64_C(1) << 63) | (uint64_t)(index))
+
+/* Start threads (0 = number of cores) with a queue of queue_length jobs.
+ * Thread: main. */
+a2ad_status workers_start(unsigned threads, unsigned queue_length);
+
+/* Queue a job for task (takes its own reference). A2AD_ERR_FULL when the
+ * queue holds queue_length jobs; A2AD_ERR_STATE once stopping.
+ * Thread: any; never blocks. */
+a2ad_status workers_submit(struct task *task);
+
+/* Jobs queued (not yet running) and running now. Thread: any. */
+void workers_load(size_t *queued, size_t *running);
+
+/* Graceful stop: refuse new jobs; fail queued jobs ("interrupted: a2ad shut
+ * down before the job started"); give running jobs grace_s to return, then
+ * fail them ("interrupted: a2ad shut down") and mark them cancelled; join
+ * the threads whose jobs returned. Thread: main. Returns how many workers
+ * were still inside a plugin at the end (they are detached, not joined). */
+size_t workers_stop(unsigned grace_s);
+
+#endif

@@ -1,0 +1,21 @@
+#!/bin/sh
+# deps.sh [--test]: make sure the Debian packages a2ad builds with are there.
+# As root, installs what is missing; otherwise prints the exact command and fails.
+set -eu
+need="gcc make pkg-config libmicrohttpd-dev libcurl4-openssl-dev libcjson-dev libinih-dev"
+[ "${1:-}" = "--test" ] && need="$need check libsubunit-dev"
+missing=""
+for p in $need; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" = 0 ]; then
+  echo "deps.sh: installing:$missing" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq $missing >/dev/null
+else
+  echo "deps.sh: missing Debian packages:$missing" >&2
+  echo "run:  sudo apt-get install -y$missing" >&2
+  exit 1
+fi

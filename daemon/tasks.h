@@ -62,6 +62,10 @@ void tasks_shutdown(void);
  * A2AD_ERR_FULL when max_tasks tasks are held and none can be expired. */
 a2ad_status tasks_create(const struct task_create *in, struct task **out);
 
+/* Remove a task that was never acknowledged (e.g. the queue was full):
+ * no event is sent. Releases the store's reference, not the caller's. */
+void tasks_discard(struct task *t);
+
 /* Look up by id; returns a new reference, or NULL. Thread: any. */
 struct task *tasks_get(const char *id);
 

@@ -244,3 +244,9 @@ void *hmap_remove(struct hmap *m, const char *key) {
 }
 
 size_t hmap_count(const struct hmap *m) { return m->count; }
+
+void hmap_each(const struct hmap *m, void (*fn)(const char *key, void *value, void *arg),
+               void *arg) {
+    for (size_t i = 0; i < m->n_buckets; i++)
+        for (struct hentry *e = m->buckets[i]; e; e = e->next) fn(e->key, e->value, arg);
+}

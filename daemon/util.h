@@ -40,5 +40,8 @@ a2ad_status hmap_put(struct hmap *m, const char *key, void *value); /* replaces 
 void *hmap_get(const struct hmap *m, const char *key);
 void *hmap_remove(struct hmap *m, const char *key);
 size_t hmap_count(const struct hmap *m);
+/* Call fn for every entry; fn must not modify the map. */
+void hmap_each(const struct hmap *m, void (*fn)(const char *key, void *value, void *arg),
+               void *arg);
 
 #endif

@@ -128,13 +128,15 @@ struct a2ad_host {
      * too, and after the job ended. */
     void (*vlog)(a2ad_ctx ctx, a2ad_log_level level, const char *fmt, va_list ap);
 
-    /* Set the final text of a successful job; returns A2AD_OK so that
+    /* (Member names avoid plain `result`/`fail`: test frameworks such as
+     * Check define a `fail` macro.)
+     * Set the final text of a successful job; returns A2AD_OK so that
      * `return a2ad_result(ctx, "done");` reads like the seed. NULL = no text. */
-    a2ad_status (*result)(a2ad_ctx ctx, const char *text);
+    a2ad_status (*set_result)(a2ad_ctx ctx, const char *text);
 
     /* Set the failure reason; returns A2AD_ERR_FAILED so that
      * `return a2ad_fail(ctx, "...");` fails the job with that reason. */
-    a2ad_status (*fail)(a2ad_ctx ctx, const char *reason);
+    a2ad_status (*set_failure)(a2ad_ctx ctx, const char *reason);
 };
 
 /* One option from the agent's config section ([agent.NAME]), borrowed. */
@@ -234,11 +236,12 @@ static inline int a2ad_cancelled(a2ad_ctx ctx) {
 }
 
 static inline a2ad_status a2ad_result(a2ad_ctx ctx, const char *text) {
-    return A2AD_HOST_HAS(ctx.host, result) ? ctx.host->result(ctx, text) : A2AD_ERR_ABI;
+    return A2AD_HOST_HAS(ctx.host, set_result) ? ctx.host->set_result(ctx, text) : A2AD_ERR_ABI;
 }
 
 static inline a2ad_status a2ad_fail(a2ad_ctx ctx, const char *reason) {
-    return A2AD_HOST_HAS(ctx.host, fail) ? ctx.host->fail(ctx, reason) : A2AD_ERR_FAILED;
+    return A2AD_HOST_HAS(ctx.host, set_failure) ? ctx.host->set_failure(ctx, reason)
+                                                : A2AD_ERR_FAILED;
 }
 
 static inline void a2ad_log(a2ad_ctx ctx, a2ad_log_level level, const char *fmt, ...)

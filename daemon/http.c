@@ -1,0 +1,407 @@
+/* http - the libmicrohttpd server. See http.h for the routes.
+ *
+ * Request state lives in *req_cls and is freed only in the completion
+ * callback. A blocking message/send suspends its connection (no thread is
+ * held) and registers a task waiter that resumes it; exactly one side
+ * resumes a connection: whichever removes it from the waiting list.
+ */
+#include "http.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "plugins.h"
+#include "rpc.h"
+#include "tasks.h"
+#include "util.h"
+#include "webhooks.h"
+#include "workers.h"
+
+struct request {
+    struct MHD_Connection *conn;
+    const struct agent *agent; /* route target of a POST */
+    bool is_rpc;
+    char *body;
+    size_t len, cap;
+    bool too_big;
+    struct rpc_reply reply;
+    bool suspended;            /* waiting for its task */
+    struct request *prev, *next; /* in the waiting list while suspended */
+};
+
+static struct {
+    struct MHD_Daemon *daemon;
+    size_t max_body;
+    char base_url[300];
+    unsigned port;
+    pthread_mutex_t lock; /* guards the waiting list */
+    struct request *waiting;
+    size_t n_waiting;
+} srv = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static enum MHD_Result send_text(struct MHD_Connection *c, unsigned status, const char *type,
+                                 char *body /* taken */, unsigned retry_after_s) {
+    size_t len = body ? strlen(body) : 0;
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(len, body ? body : (char *)"", body ? MHD_RESPMEM_MUST_FREE
+                                                                            : MHD_RESPMEM_PERSISTENT);
+    if (!r) {
+        free(body);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+    if (retry_after_s) {
+        char v[16];
+        snprintf(v, sizeof v, "%u", retry_after_s);
+        MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, v);
+    }
+    enum MHD_Result ret = MHD_queue_response(c, status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, char *body) {
+    return send_text(c, status, "application/json", body, 0);
+}
+
+/* Plain HTTP errors (not JSON-RPC): {"error": "..."}. */
+static enum MHD_Result send_http_error(struct MHD_Connection *c, unsigned status, const char *msg) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "error", msg);
+    char *body = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return send_json(c, status, body);
+}
+
+static void agent_names(char *out, size_t n) {
+    size_t o = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < plugins_count() && o < n; i++)
+        o += (size_t)snprintf(out + o, n - o, "%s%s", i ? ", " : "", plugins_at(i)->desc.name);
+}
+
+/* "/agents/NAME" or "/agents/NAME/<rest>": the agent and the rest. */
+static const struct agent *route_agent(const char *url, const char **rest, bool *named) {
+    *named = false;
+    *rest = url;
+    if (strncmp(url, "/agents/", 8) != 0) return NULL;
+    const char *name = url + 8;
+    size_t n = strcspn(name, "/");
+    char buf[64];
+    *named = true;
+    *rest = name + n;
+    if (n == 0 || n >= sizeof buf) return NULL;
+    memcpy(buf, name, n);
+    buf[n] = '\0';
+    return plugins_find(buf);
+}
+
+static enum MHD_Result serve_card(struct MHD_Connection *c, const struct agent *a, bool at_root) {
+    char url[400];
+    if (at_root)
+        snprintf(url, sizeof url, "%s/", srv.base_url);
+    else
+        snprintf(url, sizeof url, "%s/agents/%s", srv.base_url, a->desc.name);
+    return send_json(c, MHD_HTTP_OK, rpc_agent_card(a, url));
+}
+
+static enum MHD_Result serve_health(struct MHD_Connection *c) {
+    size_t queued = 0, running = 0;
+    workers_load(&queued, &running);
+    struct webhooks_stats ws;
+    webhooks_get_stats(&ws);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "status", "ok");
+    cJSON *agents = cJSON_AddArrayToObject(o, "agents");
+    for (size_t i = 0; i < plugins_count(); i++)
+        cJSON_AddItemToArray(agents, cJSON_CreateString(plugins_at(i)->desc.name));
+    cJSON_AddNumberToObject(o, "jobsQueued", (double)queued);
+    cJSON_AddNumberToObject(o, "jobsRunning", (double)running);
+    cJSON_AddNumberToObject(o, "tasks", (double)tasks_count());
+    cJSON *w = cJSON_AddObjectToObject(o, "webhooks");
+    cJSON_AddNumberToObject(w, "pending", (double)ws.pending);
+    cJSON_AddNumberToObject(w, "delivered", (double)ws.delivered);
+    cJSON_AddNumberToObject(w, "retried", (double)ws.retried);
+    cJSON_AddNumberToObject(w, "givenUp", (double)ws.given_up);
+    char *body = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return send_json(c, MHD_HTTP_OK, body);
+}
+
+static bool is_card_path(const char *p) {
+    return strcmp(p, "/.well-known/agent-card.json") == 0 ||
+           strcmp(p, "/.well-known/agent.json") == 0;
+}
+
+static enum MHD_Result serve_get(struct MHD_Connection *c, const char *url) {
+    if (strcmp(url, "/healthz") == 0) return serve_health(c);
+    if (is_card_path(url)) {
+        const struct agent *a = plugins_default();
+        if (a) return serve_card(c, a, true);
+        char names[512], msg[700];
+        agent_names(names, sizeof names);
+        snprintf(msg, sizeof msg,
+                 "no default agent (set server.default_agent); cards are at "
+                 "/agents/<name>/.well-known/agent-card.json for: %s",
+                 names);
+        return send_http_error(c, MHD_HTTP_NOT_FOUND, msg);
+    }
+    const char *rest;
+    bool named;
+    const struct agent *a = route_agent(url, &rest, &named);
+    if (named && is_card_path(rest)) {
+        if (a) return serve_card(c, a, false);
+        char names[512], msg[700];
+        agent_names(names, sizeof names);
+        snprintf(msg, sizeof msg, "unknown agent; loaded agents: %s", names);
+        return send_http_error(c, MHD_HTTP_NOT_FOUND, msg);
+    }
+    if (strcmp(url, "/") == 0 || (named && *rest == '\0'))
+        return send_http_error(c, MHD_HTTP_METHOD_NOT_ALLOWED,
+                               "JSON-RPC endpoint: use POST with a JSON-RPC 2.0 request");
+    return send_http_error(c, MHD_HTTP_NOT_FOUND, "no such path");
+}
+
+/* ---- blocking waits ----------------------------------------------- */
+
+static void waiting_unlink_locked(struct request *r) {
+    if (r->prev) r->prev->next = r->next;
+    else srv.waiting = r->next;
+    if (r->next) r->next->prev = r->prev;
+    r->prev = r->next = NULL;
+    srv.n_waiting--;
+}
+
+/* Runs on the thread that ended the task, with the task locked. */
+static void on_task_terminal(void *arg) {
+    struct request *r = arg;
+    pthread_mutex_lock(&srv.lock);
+    bool mine = r->suspended;
+    if (mine) {
+        r->suspended = false;
+        waiting_unlink_locked(r);
+    }
+    pthread_mutex_unlock(&srv.lock);
+    if (mine) MHD_resume_connection(r->conn);
+}
+
+static enum MHD_Result start_wait(struct request *r) {
+    pthread_mutex_lock(&srv.lock);
+    r->suspended = true;
+    r->next = srv.waiting;
+    if (srv.waiting) srv.waiting->prev = r;
+    srv.waiting = r;
+    srv.n_waiting++;
+    pthread_mutex_unlock(&srv.lock);
+    /* Suspend before the waiter can fire: resuming a connection that is not
+     * yet suspended is undefined. */
+    MHD_suspend_connection(r->conn);
+    if (task_on_terminal(r->reply.wait_task, on_task_terminal, r) != A2AD_OK)
+        on_task_terminal(r); /* already ended (or no memory): answer now */
+    return MHD_YES;
+}
+
+/* ---- the access handler ------------------------------------------- */
+
+static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url,
+                              const char *method, const char *version, const char *upload,
+                              size_t *upload_size, void **req_cls) {
+    (void)cls;
+    (void)version;
+    struct request *r = *req_cls;
+    if (!r) {
+        if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0) return serve_get(c, url);
+        if (strcmp(method, "POST") != 0)
+            return send_http_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "use GET or POST");
+        const char *rest;
+        bool named;
+        const struct agent *a = route_agent(url, &rest, &named);
+        if (!(strcmp(url, "/") == 0 || (named && *rest == '\0')))
+            return send_http_error(c, MHD_HTTP_NOT_FOUND, "no such path; JSON-RPC is at / and /agents/<name>");
+        if (named && !a) {
+            char names[512], msg[700];
+            agent_names(names, sizeof names);
+            snprintf(msg, sizeof msg, "unknown agent in %s; loaded agents: %s", url, names);
+            return send_json(c, MHD_HTTP_NOT_FOUND, rpc_error_body(RPC_INVALID_REQUEST, msg));
+        }
+        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (cl && strtoull(cl, NULL, 10) > srv.max_body) {
+            char msg[160];
+            snprintf(msg, sizeof msg, "request body of %s bytes exceeds server.max_body_bytes (%zu)",
+                     cl, srv.max_body);
+            return send_json(c, MHD_HTTP_CONTENT_TOO_LARGE, rpc_error_body(RPC_INVALID_REQUEST, msg));
+        }
+        r = calloc(1, sizeof *r);
+        if (!r) return MHD_NO;
+        r->conn = c;
+        r->agent = named ? a : plugins_default();
+        r->is_rpc = true;
+        *req_cls = r;
+        return MHD_YES;
+    }
+
+    if (*upload_size) {
+        /* Chunked bodies have no Content-Length: enforce the limit as data
+         * arrives, and keep reading (discarding) so the reply can be sent. */
+        if (!r->too_big && r->len + *upload_size > srv.max_body) {
+            r->too_big = true;
+            free(r->body);
+            r->body = NULL;
+        }
+        if (!r->too_big) {
+            if (r->len + *upload_size + 1 > r->cap) {
+                size_t ncap = (r->len + *upload_size + 1) * 2;
+                if (ncap > srv.max_body + 1) ncap = srv.max_body + 1;
+                char *nb = realloc(r->body, ncap);
+                if (!nb) return MHD_NO;
+                r->body = nb;
+                r->cap = ncap;
+            }
+            memcpy(r->body + r->len, upload, *upload_size);
+            r->len += *upload_size;
+        }
+        *upload_size = 0;
+        return MHD_YES;
+    }
+
+    if (r->reply.wait_task) { /* resumed: the task ended, or we are stopping */
+        rpc_reply_waited(&r->reply);
+        char *body = r->reply.body;
+        r->reply.body = NULL;
+        return send_json(c, MHD_HTTP_OK, body);
+    }
+    if (r->too_big) {
+        char msg[120];
+        snprintf(msg, sizeof msg, "request body exceeds server.max_body_bytes (%zu)", srv.max_body);
+        return send_json(c, MHD_HTTP_CONTENT_TOO_LARGE, rpc_error_body(RPC_INVALID_REQUEST, msg));
+    }
+    rpc_handle(r->agent, r->body ? r->body : "", r->len, &r->reply);
+    if (r->reply.wait_task) return start_wait(r);
+    char *body = r->reply.body;
+    r->reply.body = NULL;
+    return send_text(c, (unsigned)r->reply.http_status, "application/json", body,
+                     r->reply.retry_after_s);
+}
+
+static void completed(void *cls, struct MHD_Connection *c, void **req_cls,
+                      enum MHD_RequestTerminationCode toe) {
+    (void)cls;
+    (void)c;
+    (void)toe;
+    struct request *r = *req_cls;
+    if (!r) return;
+    rpc_reply_clear(&r->reply);
+    free(r->body);
+    free(r);
+    *req_cls = NULL;
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap) {
+    (void)cls;
+    char line[512];
+    vsnprintf(line, sizeof line, fmt, ap);
+    line[strcspn(line, "\n")] = '\0';
+    log_write(A2AD_LOG_WARNING, "http", "%s", line);
+}
+
+a2ad_status http_start(const struct config *cfg) {
+    srv.max_body = cfg->max_body_bytes;
+    struct sockaddr_in sin = {0};
+    struct sockaddr_in6 sin6 = {0};
+    const struct sockaddr *sa;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_USE_ERROR_LOG;
+    if (inet_pton(AF_INET, cfg->listen, &sin.sin_addr) == 1) {
+        sin.sin_family = AF_INET;
+        sin.sin_port = htons(cfg->port);
+        sa = (const struct sockaddr *)&sin;
+    } else if (inet_pton(AF_INET6, cfg->listen, &sin6.sin6_addr) == 1) {
+        sin6.sin6_family = AF_INET6;
+        sin6.sin6_port = htons(cfg->port);
+        sa = (const struct sockaddr *)&sin6;
+        flags |= MHD_USE_IPv6;
+    } else {
+        log_error("http: server.listen = %s is not an IPv4 or IPv6 address", cfg->listen);
+        return A2AD_ERR_CONFIG;
+    }
+    struct MHD_OptionItem opts[] = {
+        /* first, so that MHD's own start-up complaints come through it */
+        {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_log, NULL},
+        {MHD_OPTION_SOCK_ADDR, 0, (void *)sa},
+        {MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections, NULL},
+        {MHD_OPTION_CONNECTION_TIMEOUT, cfg->connection_timeout_s, NULL},
+        {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)completed, NULL},
+        {MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, NULL},
+        {cfg->http_threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, cfg->http_threads, NULL},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    srv.daemon = MHD_start_daemon(flags, cfg->port, NULL, NULL, handle, NULL, MHD_OPTION_ARRAY,
+                                  opts, MHD_OPTION_END);
+    if (!srv.daemon) {
+        log_error("http: cannot listen on %s port %u (in use, or not a local address?)",
+                  cfg->listen, (unsigned)cfg->port);
+        return A2AD_ERR_IO;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv.daemon, MHD_DAEMON_INFO_BIND_PORT);
+    srv.port = info ? info->port : cfg->port;
+    if (cfg->public_url && *cfg->public_url) {
+        snprintf(srv.base_url, sizeof srv.base_url, "%s", cfg->public_url);
+        size_t n = strlen(srv.base_url);
+        if (n && srv.base_url[n - 1] == '/') srv.base_url[n - 1] = '\0';
+    } else if (sa->sa_family == AF_INET6) {
+        snprintf(srv.base_url, sizeof srv.base_url, "http://[%s]:%u", cfg->listen, srv.port);
+    } else {
+        snprintf(srv.base_url, sizeof srv.base_url, "http://%s:%u", cfg->listen, srv.port);
+    }
+    log_info("http: listening on %s (%u threads, max %u connections, body <= %zu bytes)",
+             srv.base_url, cfg->http_threads, cfg->max_connections, srv.max_body);
+    return A2AD_OK;
+}
+
+unsigned http_port(void) { return srv.port; }
+
+void http_quiesce(void) {
+    if (!srv.daemon) return;
+    MHD_socket s = MHD_quiesce_daemon(srv.daemon);
+    if (s != MHD_INVALID_SOCKET) close(s);
+}
+
+void http_stop(void) {
+    if (!srv.daemon) return;
+    /* Take the whole waiting list: a waiter that fires from now on finds
+     * its request unlisted and leaves the resume to us. */
+    pthread_mutex_lock(&srv.lock);
+    struct request *list = srv.waiting;
+    for (struct request *r = list; r; r = r->next) r->suspended = false;
+    srv.waiting = NULL;
+    srv.n_waiting = 0;
+    pthread_mutex_unlock(&srv.lock);
+    size_t n = 0;
+    for (struct request *r = list, *next; r; r = next) {
+        next = r->next;
+        task_forget_waiter(r->reply.wait_task, on_task_terminal, r);
+        r->prev = r->next = NULL;
+        MHD_resume_connection(r->conn);
+        n++;
+    }
+    if (n) {
+        log_info("http: answered %zu blocked requests with their tasks' current state", n);
+        /* Let the polling thread send those answers before it stops. */
+        for (int i = 0; i < 50; i++) {
+            const union MHD_DaemonInfo *info =
+                MHD_get_daemon_info(srv.daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+            if (!info || info->num_connections == 0) break;
+            usleep(20 * 1000);
+        }
+    }
+    MHD_stop_daemon(srv.daemon);
+    srv.daemon = NULL;
+}

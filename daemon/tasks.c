@@ -1,0 +1,591 @@
+/* tasks - the task model, its state machine, its events, and the in-memory
+ * task store. See tasks.h for the contract. */
+#include "tasks.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "util.h"
+#include "webhooks.h"
+
+struct waiter {
+    void (*cb)(void *arg);
+    void *arg;
+    struct waiter *next;
+};
+
+struct task {
+    /* immutable after tasks_create */
+    char id[UUID_STR_LEN];
+    char context_id[UUID_STR_LEN];
+    const struct agent *agent;
+    char *query;
+    char *push_id, *push_url, *push_token; /* push_url NULL = no webhook */
+    char *order_key;                       /* deliveries of this task keep order */
+
+    atomic_int refs;
+
+    /* guarded by lock */
+    pthread_mutex_t lock;
+    enum task_state state;
+    char timestamp[TIMESTAMP_LEN];
+    cJSON *status_message; /* latest agent message, or NULL */
+    cJSON *history;        /* array of messages */
+    cJSON *artifacts;      /* array, or NULL before the first */
+    cJSON *metadata;       /* params.metadata, or NULL */
+    struct waiter *waiters;
+
+    /* set once when the task ends, before it joins the finished FIFO */
+    uint64_t ended_ms;
+    struct task *finished_next; /* guarded by store.lock */
+};
+
+static struct {
+    pthread_mutex_t lock;
+    struct hmap *by_id;
+    struct task *finished_head, *finished_tail; /* in end order */
+    unsigned retention_s;
+    unsigned max_tasks;
+} store = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static const char *const state_names[] = {
+    [TASK_SUBMITTED] = "submitted", [TASK_WORKING] = "working",   [TASK_COMPLETED] = "completed",
+    [TASK_FAILED] = "failed",       [TASK_CANCELED] = "canceled", [TASK_REJECTED] = "rejected",
+};
+
+const char *task_state_name(enum task_state s) {
+    return (unsigned)s < sizeof state_names / sizeof state_names[0] ? state_names[s] : "unknown";
+}
+
+bool task_state_terminal(enum task_state s) {
+    return s == TASK_COMPLETED || s == TASK_FAILED || s == TASK_CANCELED || s == TASK_REJECTED;
+}
+
+static const char *importance_name(a2ad_importance i) {
+    static const char *const names[] = {"error", "notice", "info", "debug"};
+    return (unsigned)i < 4 ? names[i] : "info";
+}
+
+/* ---- store ---------------------------------------------------------- */
+
+void tasks_init(unsigned retention_s, unsigned max_tasks) {
+    pthread_mutex_lock(&store.lock);
+    if (!store.by_id) store.by_id = hmap_new(1024);
+    store.retention_s = retention_s;
+    store.max_tasks = max_tasks ? max_tasks : 1;
+    pthread_mutex_unlock(&store.lock);
+}
+
+static void task_free(struct task *t) {
+    pthread_mutex_destroy(&t->lock);
+    cJSON_Delete(t->status_message);
+    cJSON_Delete(t->history);
+    cJSON_Delete(t->artifacts);
+    cJSON_Delete(t->metadata);
+    for (struct waiter *w = t->waiters, *n; w; w = n) {
+        n = w->next;
+        free(w);
+    }
+    free(t->query);
+    free(t->push_id);
+    free(t->push_url);
+    free(t->push_token);
+    free(t->order_key);
+    free(t);
+}
+
+void task_retain(struct task *t) { atomic_fetch_add(&t->refs, 1); }
+
+void task_release(struct task *t) {
+    if (t && atomic_fetch_sub(&t->refs, 1) == 1) task_free(t);
+}
+
+/* Pop finished tasks from the FIFO head while `pred` allows; store.lock held.
+ * The store's reference of each popped task is returned through `drop`. */
+static size_t store_evict_locked(uint64_t older_than_ms, size_t at_most, struct task **drop) {
+    size_t n = 0;
+    while (store.finished_head && n < at_most && store.finished_head->ended_ms <= older_than_ms) {
+        struct task *t = store.finished_head;
+        store.finished_head = t->finished_next;
+        if (!store.finished_head) store.finished_tail = NULL;
+        hmap_remove(store.by_id, t->id);
+        t->finished_next = *drop;
+        *drop = t;
+        n++;
+    }
+    return n;
+}
+
+static void release_list(struct task *list) {
+    while (list) {
+        struct task *next = list->finished_next;
+        task_release(list);
+        list = next;
+    }
+}
+
+size_t tasks_expire(void) {
+    uint64_t now = util_now_ms();
+    uint64_t keep_ms = (uint64_t)store.retention_s * 1000u;
+    struct task *drop = NULL;
+    pthread_mutex_lock(&store.lock);
+    size_t n = now >= keep_ms ? store_evict_locked(now - keep_ms, SIZE_MAX, &drop) : 0;
+    pthread_mutex_unlock(&store.lock);
+    release_list(drop); /* freeing outside the lock keeps lookups fast */
+    return n;
+}
+
+size_t tasks_count(void) {
+    pthread_mutex_lock(&store.lock);
+    size_t n = store.by_id ? hmap_count(store.by_id) : 0;
+    pthread_mutex_unlock(&store.lock);
+    return n;
+}
+
+static void free_hmap_tasks(void) {
+    /* Every task is either unfinished (only in the map) or also in the
+     * FIFO; walk the FIFO first, then whatever the map still holds. */
+    struct task *drop = NULL;
+    store_evict_locked(UINT64_MAX, SIZE_MAX, &drop);
+    release_list(drop);
+}
+
+static void release_entry(const char *key, void *value, void *arg) {
+    (void)key;
+    (void)arg;
+    task_release(value);
+}
+
+void tasks_shutdown(void) {
+    pthread_mutex_lock(&store.lock);
+    free_hmap_tasks();
+    struct hmap *m = store.by_id;
+    store.by_id = NULL;
+    pthread_mutex_unlock(&store.lock);
+    /* Unfinished tasks (none after a clean stop) are not in the FIFO. */
+    if (m) hmap_each(m, release_entry, NULL);
+    hmap_free(m);
+}
+
+void tasks_discard(struct task *t) {
+    pthread_mutex_lock(&store.lock);
+    bool held = store.by_id && hmap_get(store.by_id, t->id) == t;
+    if (held) hmap_remove(store.by_id, t->id);
+    pthread_mutex_unlock(&store.lock);
+    if (held) task_release(t);
+}
+
+struct task *tasks_get(const char *id) {
+    if (!id) return NULL;
+    pthread_mutex_lock(&store.lock);
+    struct task *t = store.by_id ? hmap_get(store.by_id, id) : NULL;
+    if (t) task_retain(t);
+    pthread_mutex_unlock(&store.lock);
+    return t;
+}
+
+/* Text parts joined by "\n": the query an agent receives. */
+static char *message_query(const cJSON *message) {
+    const cJSON *parts = cJSON_GetObjectItemCaseSensitive(message, "parts");
+    size_t len = 0;
+    const cJSON *part;
+    cJSON_ArrayForEach(part, parts) {
+        const cJSON *text = cJSON_GetObjectItemCaseSensitive(part, "text");
+        if (cJSON_IsString(text)) len += strlen(text->valuestring) + 1;
+    }
+    char *q = malloc(len + 1);
+    if (!q) return NULL;
+    size_t o = 0;
+    cJSON_ArrayForEach(part, parts) {
+        const cJSON *text = cJSON_GetObjectItemCaseSensitive(part, "text");
+        if (!cJSON_IsString(text)) continue;
+        if (o) q[o++] = '\n';
+        size_t n = strlen(text->valuestring);
+        memcpy(q + o, text->valuestring, n);
+        o += n;
+    }
+    q[o] = '\0';
+    return q;
+}
+
+/* Set or replace a string member. */
+static void json_set_string(cJSON *obj, const char *key, const char *value) {
+    cJSON *s = cJSON_CreateString(value);
+    if (!s) return;
+    if (cJSON_HasObjectItem(obj, key))
+        cJSON_ReplaceItemInObjectCaseSensitive(obj, key, s);
+    else
+        cJSON_AddItemToObject(obj, key, s);
+}
+
+a2ad_status tasks_create(const struct task_create *in, struct task **out) {
+    *out = NULL;
+    struct task *t = calloc(1, sizeof *t);
+    if (!t) goto nomem;
+    pthread_mutex_init(&t->lock, NULL);
+    atomic_init(&t->refs, 2); /* the store's and the caller's */
+    util_uuid(t->id);
+    if (in->context_id && strlen(in->context_id) < sizeof t->context_id)
+        strcpy(t->context_id, in->context_id);
+    else
+        util_uuid(t->context_id);
+    t->agent = in->agent;
+    t->state = TASK_SUBMITTED;
+    util_timestamp(t->timestamp);
+    t->metadata = in->metadata;
+    t->history = cJSON_CreateArray();
+    t->query = message_query(in->message);
+    if (!t->history || !t->query) goto nomem_owned;
+    /* The stored user message names its task, as the SDKs record it. */
+    json_set_string(in->message, "taskId", t->id);
+    json_set_string(in->message, "contextId", t->context_id);
+    cJSON_AddItemToArray(t->history, in->message);
+    if (in->push && in->push->url) {
+        char pid[UUID_STR_LEN];
+        if (!in->push->id) util_uuid(pid);
+        t->push_id = strdup(in->push->id ? in->push->id : pid);
+        t->push_url = strdup(in->push->url);
+        t->push_token = util_strdup(in->push->token);
+        size_t kn = strlen(t->id) + strlen(t->push_id) + 2;
+        t->order_key = malloc(kn);
+        if (!t->push_id || !t->push_url || (in->push->token && !t->push_token) || !t->order_key)
+            goto nomem_owned_after_msg;
+        snprintf(t->order_key, kn, "%s|%s", t->id, t->push_id);
+    }
+
+    pthread_mutex_lock(&store.lock);
+    if (!store.by_id) store.by_id = hmap_new(1024);
+    struct task *drop = NULL;
+    if (hmap_count(store.by_id) >= store.max_tasks) {
+        /* Over the cap: finished tasks go before their retention runs out,
+         * oldest first, rather than refusing new work. */
+        size_t freed = store_evict_locked(UINT64_MAX, 64, &drop);
+        if (freed)
+            log_warn("task store full (max_tasks = %u): dropped %zu finished tasks early",
+                     store.max_tasks, freed);
+    }
+    a2ad_status st = hmap_count(store.by_id) >= store.max_tasks ? A2AD_ERR_FULL
+                                                                : hmap_put(store.by_id, t->id, t);
+    pthread_mutex_unlock(&store.lock);
+    release_list(drop);
+    if (st != A2AD_OK) {
+        task_free(t);
+        return st;
+    }
+    *out = t;
+    return A2AD_OK;
+
+nomem:
+    cJSON_Delete(in->message);
+    cJSON_Delete(in->metadata);
+    return A2AD_ERR_NOMEM;
+nomem_owned:
+    cJSON_Delete(in->message);
+nomem_owned_after_msg:
+    task_free(t);
+    return A2AD_ERR_NOMEM;
+}
+
+/* ---- accessors ------------------------------------------------------ */
+
+const char *task_id(const struct task *t) { return t->id; }
+const char *task_context_id(const struct task *t) { return t->context_id; }
+const struct agent *task_agent(const struct task *t) { return t->agent; }
+const char *task_query(const struct task *t) { return t->query; }
+
+enum task_state task_get_state(struct task *t) {
+    pthread_mutex_lock(&t->lock);
+    enum task_state s = t->state;
+    pthread_mutex_unlock(&t->lock);
+    return s;
+}
+
+static cJSON *render_locked(struct task *t, int history_length) {
+    cJSON *o = cJSON_CreateObject();
+    if (!o) return NULL;
+    cJSON_AddStringToObject(o, "kind", "task");
+    cJSON_AddStringToObject(o, "id", t->id);
+    cJSON_AddStringToObject(o, "contextId", t->context_id);
+    cJSON *status = cJSON_AddObjectToObject(o, "status");
+    if (status) {
+        cJSON_AddStringToObject(status, "state", task_state_name(t->state));
+        if (t->status_message)
+            cJSON_AddItemToObject(status, "message", cJSON_Duplicate(t->status_message, 1));
+        cJSON_AddStringToObject(status, "timestamp", t->timestamp);
+    }
+    if (history_length != 0) {
+        int n = cJSON_GetArraySize(t->history);
+        int from = history_length < 0 || history_length >= n ? 0 : n - history_length;
+        cJSON *h = cJSON_AddArrayToObject(o, "history");
+        for (int i = from; h && i < n; i++)
+            cJSON_AddItemToArray(h, cJSON_Duplicate(cJSON_GetArrayItem(t->history, i), 1));
+    }
+    if (t->artifacts) cJSON_AddItemToObject(o, "artifacts", cJSON_Duplicate(t->artifacts, 1));
+    if (t->metadata) cJSON_AddItemToObject(o, "metadata", cJSON_Duplicate(t->metadata, 1));
+    return o;
+}
+
+cJSON *task_render(struct task *t, int history_length) {
+    pthread_mutex_lock(&t->lock);
+    cJSON *o = render_locked(t, history_length);
+    pthread_mutex_unlock(&t->lock);
+    return o;
+}
+
+/* ---- events --------------------------------------------------------- */
+
+/* Queue the push notification for the event just applied. Runs with the
+ * task locked so that two threads' events are rendered and queued in the
+ * same order; webhooks_enqueue only appends to a queue (no I/O). */
+static void notify_locked(struct task *t, bool terminal) {
+    if (!t->push_url) return;
+    cJSON *o = render_locked(t, -1);
+    char *body = o ? cJSON_PrintUnformatted(o) : NULL;
+    cJSON_Delete(o);
+    if (!body) {
+        log_error("task %s: out of memory rendering a push notification", t->id);
+        return;
+    }
+    char token_header[512];
+    const char *headers[3] = {"Content-Type: application/json", NULL, NULL};
+    if (t->push_token) {
+        snprintf(token_header, sizeof token_header, "X-A2A-Notification-Token: %s", t->push_token);
+        headers[1] = token_header;
+    }
+    a2ad_status st = webhooks_enqueue(t->order_key, t->push_url, headers, body, strlen(body),
+                                      terminal);
+    if (st != A2AD_OK)
+        log_warn("task %s: push notification to %s not queued: %s", t->id, t->push_url,
+                 a2ad_status_name(st));
+}
+
+static cJSON *agent_message(struct task *t, const char *text) {
+    char mid[UUID_STR_LEN];
+    util_uuid(mid);
+    cJSON *m = cJSON_CreateObject();
+    if (!m) return NULL;
+    cJSON_AddStringToObject(m, "kind", "message");
+    cJSON_AddStringToObject(m, "role", "agent");
+    cJSON_AddStringToObject(m, "messageId", mid);
+    cJSON_AddStringToObject(m, "taskId", t->id);
+    cJSON_AddStringToObject(m, "contextId", t->context_id);
+    cJSON *parts = cJSON_AddArrayToObject(m, "parts");
+    cJSON *p = cJSON_CreateObject();
+    cJSON_AddStringToObject(p, "kind", "text");
+    cJSON_AddStringToObject(p, "text", text ? text : "");
+    cJSON_AddItemToArray(parts, p);
+    return m;
+}
+
+static void set_status_locked(struct task *t, enum task_state s, cJSON *message) {
+    t->state = s;
+    util_timestamp(t->timestamp);
+    if (message) {
+        cJSON_Delete(t->status_message);
+        t->status_message = message;
+    }
+}
+
+a2ad_status task_start(struct task *t) {
+    pthread_mutex_lock(&t->lock);
+    a2ad_status st = A2AD_ERR_STATE;
+    if (t->state == TASK_SUBMITTED) {
+        set_status_locked(t, TASK_WORKING, NULL);
+        notify_locked(t, false);
+        st = A2AD_OK;
+    }
+    pthread_mutex_unlock(&t->lock);
+    return st;
+}
+
+a2ad_status task_progress(struct task *t, const char *message, double progress,
+                          a2ad_importance importance) {
+    bool has_text = message && *message;
+    if ((unsigned)importance > A2AD_DEBUG || (!has_text && isnan(progress)))
+        return A2AD_ERR_INVALID;
+    if (!isnan(progress)) progress = progress < 0 ? 0 : progress > 1 ? 1 : progress;
+
+    cJSON *m = agent_message(t, has_text ? message : "");
+    cJSON *md = m ? cJSON_AddObjectToObject(m, "metadata") : NULL;
+    if (!md) {
+        cJSON_Delete(m);
+        return A2AD_ERR_NOMEM;
+    }
+    if (!isnan(progress)) cJSON_AddNumberToObject(md, "progress", progress);
+    cJSON_AddStringToObject(md, "importance", importance_name(importance));
+
+    pthread_mutex_lock(&t->lock);
+    a2ad_status st = A2AD_ERR_STATE;
+    if (!task_state_terminal(t->state)) {
+        set_status_locked(t, TASK_WORKING, m);
+        m = NULL;
+        notify_locked(t, false);
+        st = A2AD_OK;
+    }
+    pthread_mutex_unlock(&t->lock);
+    cJSON_Delete(m);
+    return st;
+}
+
+/* Text-like types that are valid UTF-8 travel as a text part (readable in
+ * tasks/get); everything else as a file part with base64 bytes. */
+static bool mime_is_text(const char *mime) {
+    size_t n = strlen(mime);
+    return strncmp(mime, "text/", 5) == 0 || strcmp(mime, "application/json") == 0 ||
+           strcmp(mime, "application/xml") == 0 ||
+           (n > 5 && (strcmp(mime + n - 5, "+json") == 0 || strcmp(mime + n - 4, "+xml") == 0));
+}
+
+a2ad_status task_artifact(struct task *t, const char *name, const char *mime_type,
+                          const void *data, size_t len) {
+    if (!name || !*name || (!data && len)) return A2AD_ERR_INVALID;
+    if (!mime_type || !*mime_type) mime_type = "application/octet-stream";
+
+    char aid[UUID_STR_LEN];
+    util_uuid(aid);
+    cJSON *a = cJSON_CreateObject();
+    cJSON *parts = a ? cJSON_AddArrayToObject(a, "parts") : NULL;
+    cJSON *part = cJSON_CreateObject();
+    if (!parts || !part) {
+        cJSON_Delete(a);
+        cJSON_Delete(part);
+        return A2AD_ERR_NOMEM;
+    }
+    cJSON_AddStringToObject(a, "artifactId", aid);
+    cJSON_AddStringToObject(a, "name", name);
+    cJSON_AddItemToArray(parts, part);
+    if (mime_is_text(mime_type) && util_utf8_valid(data, len)) {
+        char *text = malloc(len + 1);
+        if (!text) {
+            cJSON_Delete(a);
+            return A2AD_ERR_NOMEM;
+        }
+        if (len) memcpy(text, data, len);
+        text[len] = '\0';
+        cJSON_AddStringToObject(part, "kind", "text");
+        cJSON_AddStringToObject(part, "text", text);
+        free(text);
+    } else {
+        char *b64 = util_base64_encode(data, len);
+        cJSON *file = cJSON_CreateObject();
+        if (!b64 || !file) {
+            free(b64);
+            cJSON_Delete(file);
+            cJSON_Delete(a);
+            return A2AD_ERR_NOMEM;
+        }
+        cJSON_AddStringToObject(part, "kind", "file");
+        cJSON_AddStringToObject(file, "name", name);
+        cJSON_AddStringToObject(file, "mimeType", mime_type);
+        cJSON_AddStringToObject(file, "bytes", b64);
+        cJSON_AddItemToObject(part, "file", file);
+        free(b64);
+    }
+    cJSON *md = cJSON_AddObjectToObject(a, "metadata");
+    if (md) {
+        cJSON_AddStringToObject(md, "mimeType", mime_type);
+        cJSON_AddNumberToObject(md, "size", (double)len);
+    }
+
+    pthread_mutex_lock(&t->lock);
+    a2ad_status st = A2AD_ERR_STATE;
+    if (!task_state_terminal(t->state)) {
+        if (!t->artifacts) t->artifacts = cJSON_CreateArray();
+        if (t->artifacts) {
+            cJSON_AddItemToArray(t->artifacts, a);
+            a = NULL;
+            if (t->state == TASK_SUBMITTED) set_status_locked(t, TASK_WORKING, NULL);
+            notify_locked(t, false);
+            st = A2AD_OK;
+        } else {
+            st = A2AD_ERR_NOMEM;
+        }
+    }
+    pthread_mutex_unlock(&t->lock);
+    cJSON_Delete(a);
+    return st;
+}
+
+a2ad_status task_finish(struct task *t, enum task_state final_state, const char *text) {
+    if (!task_state_terminal(final_state)) return A2AD_ERR_INVALID;
+    cJSON *m = text ? agent_message(t, text) : NULL;
+    cJSON *hist = m ? cJSON_Duplicate(m, 1) : NULL;
+
+    pthread_mutex_lock(&t->lock);
+    if (task_state_terminal(t->state)) {
+        pthread_mutex_unlock(&t->lock);
+        cJSON_Delete(m);
+        cJSON_Delete(hist);
+        return A2AD_ERR_STATE;
+    }
+    if (!m) { /* the final status carries no stale progress message */
+        cJSON_Delete(t->status_message);
+        t->status_message = NULL;
+    }
+    set_status_locked(t, final_state, m);
+    if (hist) cJSON_AddItemToArray(t->history, hist);
+    notify_locked(t, true);
+    t->ended_ms = util_now_ms();
+    struct waiter *w = t->waiters;
+    t->waiters = NULL;
+    for (; w; ) {
+        struct waiter *next = w->next;
+        w->cb(w->arg);
+        free(w);
+        w = next;
+    }
+    /* Join the expiry FIFO; task lock before store lock is the only order. */
+    pthread_mutex_lock(&store.lock);
+    if (store.by_id && hmap_get(store.by_id, t->id) == t) {
+        if (store.finished_tail)
+            store.finished_tail->finished_next = t;
+        else
+            store.finished_head = t;
+        store.finished_tail = t;
+    }
+    pthread_mutex_unlock(&store.lock);
+    pthread_mutex_unlock(&t->lock);
+    return A2AD_OK;
+}
+
+a2ad_status task_cancel(struct task *t) {
+    return task_finish(t, TASK_CANCELED, "Task canceled on request");
+}
+
+a2ad_status task_on_terminal(struct task *t, void (*cb)(void *arg), void *arg) {
+    struct waiter *w = malloc(sizeof *w);
+    if (!w) return A2AD_ERR_NOMEM;
+    w->cb = cb;
+    w->arg = arg;
+    pthread_mutex_lock(&t->lock);
+    if (task_state_terminal(t->state)) {
+        pthread_mutex_unlock(&t->lock);
+        free(w);
+        return A2AD_ERR_STATE;
+    }
+    w->next = t->waiters;
+    t->waiters = w;
+    pthread_mutex_unlock(&t->lock);
+    return A2AD_OK;
+}
+
+a2ad_status task_forget_waiter(struct task *t, void (*cb)(void *arg), void *arg) {
+    a2ad_status st = A2AD_ERR_NOT_FOUND;
+    pthread_mutex_lock(&t->lock);
+    for (struct waiter **pp = &t->waiters; *pp; pp = &(*pp)->next) {
+        if ((*pp)->cb == cb && (*pp)->arg == arg) {
+            struct waiter *w = *pp;
+            *pp = w->next;
+            free(w);
+            st = A2AD_OK;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&t->lock);
+    return st;
+}

@@ -1,0 +1,653 @@
+/* webhooks - POST deliveries with retries, on one libcurl-multi thread.
+ *
+ * Two worlds meet here. Callers (any thread) only touch `wh`: under its lock
+ * they append a delivery to the inbox and poke the thread with
+ * curl_multi_wakeup. Everything else - the channels, the backoff heap, the
+ * transfers - belongs to the delivery thread alone (`dt`) and needs no lock.
+ *
+ * A channel holds the queue of one order key and exists only while that queue
+ * is non-empty. At any moment a channel is in exactly one place: the ready
+ * list (its head may be sent as soon as a transfer slot is free), a transfer
+ * slot (its head is on the wire), or the backoff heap (its head failed and
+ * waits for its retry time). Only the head of a channel is ever sent, which
+ * is all the ordering there is; a channel in backoff sits in the heap and so
+ * never holds up anybody else.
+ */
+#include "webhooks.h"
+
+#include <curl/curl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "util.h"
+
+/* Without any event the thread still looks around this often; a cheap safety
+ * net, since every state change that matters also wakes it. */
+#define IDLE_POLL_MS 1000
+
+struct delivery {
+    struct delivery *next;
+    struct curl_slist *headers;
+    char *body;
+    size_t len;
+    unsigned attempts;
+    const char *url; /* points into text, after the key */
+    char text[];     /* key NUL url NUL */
+};
+
+struct channel {
+    struct delivery *head, *tail;
+    uint64_t retry_at; /* while in the backoff heap */
+    struct channel *next_ready;
+    /* Every live channel is also on this list, so stop can find them all
+     * (the map has no iteration). */
+    struct channel *prev_all, *next_all;
+    char key[];
+};
+
+struct xfer {
+    CURL *easy; /* created on first use, then reset and reused */
+    struct channel *ch; /* NULL when the slot is free */
+    char errbuf[CURL_ERROR_SIZE];
+};
+
+enum wh_state { WH_IDLE, WH_RUNNING, WH_STOPPING };
+
+/* Shared with callers; everything under `lock`. */
+static struct {
+    pthread_mutex_t lock;
+    enum wh_state state;
+    struct delivery *inbox_head, *inbox_tail;
+    uint64_t deadline; /* when stopping: give up on what is left at this time */
+    struct webhooks_stats stats;
+    uint64_t max_pending;
+    CURLM *multi; /* read by callers only for curl_multi_wakeup */
+} wh = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+/* Owned by the delivery thread while it runs; by main before and after. */
+static struct {
+    struct webhooks_options opts;
+    pthread_t thread;
+    struct hmap *channels;
+    struct channel *all;
+    struct channel *ready_head, *ready_tail;
+    struct channel **heap; /* min-heap on retry_at */
+    size_t heap_len, heap_cap;
+    struct xfer *xfers;
+    unsigned in_flight;
+    size_t held; /* deliveries in channels */
+    uint64_t rng;
+} dt;
+
+/* ---- deliveries ---- */
+
+static void delivery_free(struct delivery *d) {
+    if (!d) return;
+    curl_slist_free_all(d->headers);
+    free(d->body);
+    free(d);
+}
+
+static bool header_has_name(const char *h, const char *name) {
+    size_t n = strlen(name);
+    return strncasecmp(h, name, n) == 0 && h[n] == ':';
+}
+
+/* A CR or LF in a header would let whoever chose it (a client's push token)
+ * write extra headers or a second request. */
+static bool headers_valid(const char *const *headers) {
+    for (size_t i = 0; headers && headers[i]; i++)
+        if (strpbrk(headers[i], "\r\n")) return false;
+    return true;
+}
+
+static struct curl_slist *headers_build(const char *const *headers) {
+    struct curl_slist *list = NULL, *next;
+    bool has_type = false;
+    for (size_t i = 0; headers && headers[i]; i++) {
+        if (header_has_name(headers[i], "Content-Type")) has_type = true;
+        if (!(next = curl_slist_append(list, headers[i]))) goto fail;
+        list = next;
+    }
+    /* curl would otherwise label the POST as a form; our payloads are JSON. */
+    if (!has_type) {
+        if (!(next = curl_slist_append(list, "Content-Type: application/json"))) goto fail;
+        list = next;
+    }
+    /* An empty Expect: stops curl from waiting for "100 Continue" on larger
+     * bodies, a round trip most webhook receivers never answer. */
+    if (!(next = curl_slist_append(list, "Expect:"))) goto fail;
+    return next;
+fail:
+    curl_slist_free_all(list);
+    return NULL;
+}
+
+/* ---- statistics (the delivery thread's side) ---- */
+
+static void stats_finish(uint64_t *counter, size_t n) {
+    pthread_mutex_lock(&wh.lock);
+    if (counter) *counter += n;
+    wh.stats.pending -= n;
+    pthread_mutex_unlock(&wh.lock);
+}
+
+static void stats_retried(void) {
+    pthread_mutex_lock(&wh.lock);
+    wh.stats.retried++;
+    pthread_mutex_unlock(&wh.lock);
+}
+
+/* ---- the delivery thread's containers ---- */
+
+static void ready_push(struct channel *ch) {
+    ch->next_ready = NULL;
+    if (dt.ready_tail)
+        dt.ready_tail->next_ready = ch;
+    else
+        dt.ready_head = ch;
+    dt.ready_tail = ch;
+}
+
+static struct channel *ready_pop(void) {
+    struct channel *ch = dt.ready_head;
+    if (ch) {
+        dt.ready_head = ch->next_ready;
+        if (!dt.ready_head) dt.ready_tail = NULL;
+        ch->next_ready = NULL;
+    }
+    return ch;
+}
+
+static bool heap_push(struct channel *ch) {
+    if (dt.heap_len == dt.heap_cap) {
+        size_t cap = dt.heap_cap ? dt.heap_cap * 2 : 16;
+        struct channel **h = realloc(dt.heap, cap * sizeof *h);
+        if (!h) return false;
+        dt.heap = h;
+        dt.heap_cap = cap;
+    }
+    size_t i = dt.heap_len++;
+    while (i > 0) {
+        size_t parent = (i - 1) / 2;
+        if (dt.heap[parent]->retry_at <= ch->retry_at) break;
+        dt.heap[i] = dt.heap[parent];
+        i = parent;
+    }
+    dt.heap[i] = ch;
+    return true;
+}
+
+static struct channel *heap_pop(void) {
+    if (dt.heap_len == 0) return NULL;
+    struct channel *top = dt.heap[0];
+    struct channel *last = dt.heap[--dt.heap_len];
+    size_t i = 0, n = dt.heap_len;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= n) break;
+        if (c + 1 < n && dt.heap[c + 1]->retry_at < dt.heap[c]->retry_at) c++;
+        if (last->retry_at <= dt.heap[c]->retry_at) break;
+        dt.heap[i] = dt.heap[c];
+        i = c;
+    }
+    if (n > 0) dt.heap[i] = last;
+    return top;
+}
+
+static void channel_free(struct channel *ch) {
+    hmap_remove(dt.channels, ch->key);
+    if (ch->prev_all)
+        ch->prev_all->next_all = ch->next_all;
+    else
+        dt.all = ch->next_all;
+    if (ch->next_all) ch->next_all->prev_all = ch->prev_all;
+    free(ch);
+}
+
+/* The one log line of a delivery that will not be sent again. */
+static void log_give_up(const struct delivery *d, const char *why) {
+    /* The query and a password are where URLs tend to carry secrets. */
+    char *shown = NULL;
+    CURLU *u = curl_url();
+    if (u && curl_url_set(u, CURLUPART_URL, d->url, 0) == CURLUE_OK) {
+        curl_url_set(u, CURLUPART_PASSWORD, NULL, 0);
+        curl_url_set(u, CURLUPART_QUERY, NULL, 0);
+        curl_url_set(u, CURLUPART_FRAGMENT, NULL, 0);
+        curl_url_get(u, CURLUPART_URL, &shown, 0);
+    }
+    curl_url_cleanup(u);
+    log_warn("webhooks: giving up on POST to %s (order key %s) after %u attempt%s: %s",
+             shown ? shown : "(unparsable URL)", d->text, d->attempts,
+             d->attempts == 1 ? "" : "s", why);
+    curl_free(shown);
+}
+
+/* The head of ch is done with (delivered or given up): the next one in line
+ * becomes sendable, or the channel goes away with its last delivery. */
+static void channel_advance(struct channel *ch) {
+    struct delivery *d = ch->head;
+    ch->head = d->next;
+    if (!ch->head) ch->tail = NULL;
+    delivery_free(d);
+    dt.held--;
+    if (ch->head)
+        ready_push(ch);
+    else
+        channel_free(ch);
+}
+
+static uint64_t rng_next(void) {
+    /* xorshift64*: only for jitter, so quality hardly matters. */
+    dt.rng ^= dt.rng >> 12;
+    dt.rng ^= dt.rng << 25;
+    dt.rng ^= dt.rng >> 27;
+    return dt.rng * 2685821657736338717ull;
+}
+
+/* initial * 2^(failures-1), capped, then drawn from [delay/2, delay] so that
+ * many keys failing together (a receiver restart) do not retry in lockstep. */
+static uint64_t backoff_delay(unsigned failures) {
+    uint64_t d = dt.opts.backoff_initial_ms;
+    for (unsigned i = 1; i < failures && d < dt.opts.backoff_max_ms; i++) d *= 2;
+    if (d > dt.opts.backoff_max_ms) d = dt.opts.backoff_max_ms;
+    if (d < 2) return d;
+    return d / 2 + rng_next() % (d - d / 2 + 1);
+}
+
+/* Transfer errors that no retry can fix. */
+static bool curl_error_permanent(CURLcode rc) {
+    switch (rc) {
+    case CURLE_UNSUPPORTED_PROTOCOL:
+    case CURLE_URL_MALFORMAT:
+    case CURLE_NOT_BUILT_IN:
+    case CURLE_BAD_FUNCTION_ARGUMENT:
+    case CURLE_UNKNOWN_OPTION:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* One attempt at the head of ch ended with rc / HTTP code. */
+static void attempt_done(struct channel *ch, CURLcode rc, long code, const char *errmsg) {
+    struct delivery *d = ch->head;
+    d->attempts++;
+    /* A 2xx means the receiver has it, even if reading its answer failed
+     * afterwards: sending again would only duplicate. */
+    if (code >= 200 && code < 300) {
+        stats_finish(&wh.stats.delivered, 1);
+        channel_advance(ch);
+        return;
+    }
+    char why[CURL_ERROR_SIZE + 64];
+    bool retryable;
+    if (rc != CURLE_OK) {
+        snprintf(why, sizeof why, "curl error %d: %s", (int)rc,
+                 errmsg && *errmsg ? errmsg : curl_easy_strerror(rc));
+        retryable = !curl_error_permanent(rc);
+    } else {
+        snprintf(why, sizeof why, "HTTP %ld", code);
+        retryable = code == 408 || code == 429 || (code >= 500 && code <= 599);
+    }
+    if (retryable && d->attempts < dt.opts.max_attempts) {
+        uint64_t delay = backoff_delay(d->attempts);
+        ch->retry_at = util_now_ms() + delay;
+        if (heap_push(ch)) {
+            stats_retried();
+            log_debug("webhooks: attempt %u for order key %s failed (%s); retry in %llu ms",
+                      d->attempts, d->text, why, (unsigned long long)delay);
+            return;
+        }
+        snprintf(why + strlen(why), sizeof why - strlen(why), "; no memory to schedule a retry");
+    }
+    log_give_up(d, why);
+    stats_finish(&wh.stats.given_up, 1);
+    channel_advance(ch);
+}
+
+/* ---- transfers ---- */
+
+static size_t discard_body(char *ptr, size_t size, size_t nmemb, void *userdata) {
+    (void)ptr;
+    (void)userdata;
+    return size * nmemb;
+}
+
+static CURLcode xfer_setup(struct xfer *x, const struct delivery *d) {
+    CURL *e = x->easy;
+    CURLcode rc;
+    x->errbuf[0] = '\0';
+    if ((rc = curl_easy_setopt(e, CURLOPT_URL, d->url)) != CURLE_OK) return rc;
+    /* Webhook URLs come from clients: never let one reach file:// or the
+     * like. Redirects stay off (curl's default) for the same reason. */
+    if (curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK &&
+        (rc = curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http")) != CURLE_OK)
+        return rc;
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L); /* we are one thread among many */
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)dt.opts.timeout_ms);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)dt.opts.connect_timeout_ms);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
+    curl_easy_setopt(e, CURLOPT_POST, 1L);
+    /* "" rather than NULL: a NULL body would make curl read from stdin. */
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, d->body ? d->body : "");
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)d->len);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, d->headers);
+    curl_easy_setopt(e, CURLOPT_USERAGENT, "a2ad");
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard_body);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, (void *)x);
+    return CURLE_OK;
+}
+
+/* Put the head of ch on the wire in a free slot (the caller checked there is
+ * one). A failure to even start counts as a failed attempt. */
+static void xfer_start(CURLM *multi, struct channel *ch) {
+    struct xfer *x = NULL;
+    for (unsigned i = 0; i < dt.opts.max_in_flight; i++) {
+        if (!dt.xfers[i].ch) {
+            x = &dt.xfers[i];
+            break;
+        }
+    }
+    CURLcode rc = CURLE_OUT_OF_MEMORY;
+    if (x->easy)
+        curl_easy_reset(x->easy); /* keeps its caches; connections live in multi */
+    else
+        x->easy = curl_easy_init();
+    if (x->easy && (rc = xfer_setup(x, ch->head)) == CURLE_OK) {
+        if (curl_multi_add_handle(multi, x->easy) == CURLM_OK) {
+            x->ch = ch;
+            dt.in_flight++;
+            return;
+        }
+        rc = CURLE_FAILED_INIT;
+    }
+    attempt_done(ch, rc, 0, x->errbuf);
+}
+
+static void xfers_start_ready(CURLM *multi) {
+    while (dt.in_flight < dt.opts.max_in_flight && dt.ready_head)
+        xfer_start(multi, ready_pop());
+}
+
+static void xfers_collect(CURLM *multi) {
+    CURLMsg *msg;
+    int left;
+    while ((msg = curl_multi_info_read(multi, &left))) {
+        if (msg->msg != CURLMSG_DONE) continue;
+        CURL *e = msg->easy_handle;
+        CURLcode rc = msg->data.result; /* msg dies at remove_handle */
+        char *priv = NULL;
+        long code = 0;
+        curl_easy_getinfo(e, CURLINFO_PRIVATE, &priv);
+        struct xfer *x = (struct xfer *)(void *)priv;
+        curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &code);
+        curl_multi_remove_handle(multi, e);
+        struct channel *ch = x->ch;
+        x->ch = NULL;
+        dt.in_flight--;
+        attempt_done(ch, rc, code, x->errbuf);
+    }
+}
+
+/* ---- the thread ---- */
+
+/* Move what callers queued into the channels. */
+static void inbox_place(struct delivery *d) {
+    while (d) {
+        struct delivery *next = d->next;
+        d->next = NULL;
+        struct channel *ch = hmap_get(dt.channels, d->text);
+        if (!ch) {
+            size_t klen = strlen(d->text) + 1;
+            ch = calloc(1, sizeof *ch + klen);
+            if (ch) memcpy(ch->key, d->text, klen);
+            if (!ch || hmap_put(dt.channels, ch->key, ch) != A2AD_OK) {
+                free(ch);
+                log_give_up(d, "out of memory");
+                stats_finish(&wh.stats.given_up, 1);
+                delivery_free(d);
+                d = next;
+                continue;
+            }
+            ch->next_all = dt.all;
+            if (dt.all) dt.all->prev_all = ch;
+            dt.all = ch;
+            ready_push(ch);
+        }
+        if (ch->tail)
+            ch->tail->next = d;
+        else
+            ch->head = d;
+        ch->tail = d;
+        dt.held++;
+        d = next;
+    }
+}
+
+static void backoffs_expire(uint64_t now) {
+    while (dt.heap_len > 0 && dt.heap[0]->retry_at <= now) ready_push(heap_pop());
+}
+
+/* Flush time is over: abandon everything, in flight or not. */
+static size_t drop_all(CURLM *multi) {
+    for (unsigned i = 0; i < dt.opts.max_in_flight; i++) {
+        if (dt.xfers[i].ch) {
+            curl_multi_remove_handle(multi, dt.xfers[i].easy);
+            dt.xfers[i].ch = NULL;
+        }
+    }
+    dt.in_flight = 0;
+    size_t n = 0;
+    while (dt.all) {
+        struct channel *ch = dt.all;
+        while (ch->head) {
+            struct delivery *d = ch->head;
+            ch->head = d->next;
+            delivery_free(d);
+            n++;
+        }
+        channel_free(ch);
+    }
+    dt.ready_head = dt.ready_tail = NULL;
+    dt.heap_len = 0;
+    dt.held = 0;
+    return n;
+}
+
+static int poll_timeout(uint64_t now, bool stopping, uint64_t deadline) {
+    if (dt.ready_head && dt.in_flight < dt.opts.max_in_flight) return 0;
+    uint64_t t = IDLE_POLL_MS;
+    if (dt.heap_len > 0) {
+        uint64_t at = dt.heap[0]->retry_at;
+        if (at <= now) return 0;
+        if (at - now < t) t = at - now;
+    }
+    if (stopping) {
+        if (deadline <= now) return 0;
+        if (deadline - now < t) t = deadline - now;
+    }
+    return (int)t;
+}
+
+static void *webhooks_thread(void *arg) {
+    CURLM *multi = arg;
+    for (;;) {
+        pthread_mutex_lock(&wh.lock);
+        struct delivery *in = wh.inbox_head;
+        wh.inbox_head = wh.inbox_tail = NULL;
+        bool stopping = wh.state == WH_STOPPING;
+        uint64_t deadline = wh.deadline;
+        pthread_mutex_unlock(&wh.lock);
+
+        inbox_place(in);
+        uint64_t now = util_now_ms();
+        /* Once stopping is seen the inbox is final: callers are refused. */
+        if (stopping && dt.held == 0) break;
+        if (stopping && now >= deadline) {
+            size_t n = drop_all(multi);
+            stats_finish(NULL, n);
+            log_warn("webhooks: stop: flush time over, dropped %zu undelivered POST%s", n,
+                     n == 1 ? "" : "s");
+            break;
+        }
+        backoffs_expire(now);
+        xfers_start_ready(multi);
+        int running;
+        curl_multi_perform(multi, &running);
+        xfers_collect(multi);
+        /* Attempts that failed to start may have freed slots or readied keys. */
+        xfers_start_ready(multi);
+
+        now = util_now_ms();
+        if (curl_multi_poll(multi, NULL, 0, poll_timeout(now, stopping, deadline), NULL) != CURLM_OK) {
+            /* Should not happen; do not spin if it does. */
+            struct timespec ts = {0, 10 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    return NULL;
+}
+
+/* ---- the interface ---- */
+
+static void thread_state_free(void) {
+    for (unsigned i = 0; dt.xfers && i < dt.opts.max_in_flight; i++)
+        if (dt.xfers[i].easy) curl_easy_cleanup(dt.xfers[i].easy);
+    free(dt.xfers);
+    free(dt.heap);
+    hmap_free(dt.channels);
+    struct webhooks_options keep = dt.opts;
+    memset(&dt, 0, sizeof dt);
+    dt.opts = keep;
+}
+
+a2ad_status webhooks_start(const struct webhooks_options *opts) {
+    if (!opts || opts->max_attempts == 0 || opts->max_in_flight == 0 || opts->max_pending == 0 ||
+        opts->timeout_ms == 0 || opts->connect_timeout_ms == 0)
+        return A2AD_ERR_INVALID;
+    pthread_mutex_lock(&wh.lock);
+    enum wh_state state = wh.state;
+    pthread_mutex_unlock(&wh.lock);
+    if (state != WH_IDLE) return A2AD_ERR_STATE;
+
+    memset(&dt, 0, sizeof dt);
+    dt.opts = *opts;
+    dt.rng = util_now_ms() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ull;
+    dt.channels = hmap_new(64);
+    dt.xfers = calloc(opts->max_in_flight, sizeof *dt.xfers);
+    CURLM *multi = curl_multi_init();
+    if (!dt.channels || !dt.xfers || !multi) {
+        curl_multi_cleanup(multi);
+        thread_state_free();
+        return A2AD_ERR_NOMEM;
+    }
+
+    pthread_mutex_lock(&wh.lock);
+    memset(&wh.stats, 0, sizeof wh.stats);
+    wh.max_pending = opts->max_pending;
+    wh.state = WH_RUNNING;
+    wh.multi = multi;
+    pthread_mutex_unlock(&wh.lock);
+
+    int err = pthread_create(&dt.thread, NULL, webhooks_thread, multi);
+    if (err != 0) {
+        log_error("webhooks: cannot start the delivery thread: %s", strerror(err));
+        pthread_mutex_lock(&wh.lock);
+        wh.state = WH_IDLE;
+        wh.multi = NULL;
+        pthread_mutex_unlock(&wh.lock);
+        curl_multi_cleanup(multi);
+        thread_state_free();
+        return A2AD_ERR_IO;
+    }
+    return A2AD_OK;
+}
+
+a2ad_status webhooks_enqueue(const char *order_key, const char *url, const char *const *headers,
+                             char *body, size_t len, bool essential) {
+    if (!order_key || !*order_key || !url || !*url || (!body && len) || !headers_valid(headers)) {
+        free(body);
+        return A2AD_ERR_INVALID;
+    }
+    /* Built before taking the lock so callers contend only for the append. */
+    size_t klen = strlen(order_key) + 1, ulen = strlen(url) + 1;
+    struct delivery *d = malloc(sizeof *d + klen + ulen);
+    if (!d) {
+        free(body);
+        return A2AD_ERR_NOMEM;
+    }
+    memcpy(d->text, order_key, klen);
+    memcpy(d->text + klen, url, ulen);
+    d->url = d->text + klen;
+    d->next = NULL;
+    d->body = body;
+    d->len = len;
+    d->attempts = 0;
+    if (!(d->headers = headers_build(headers))) {
+        delivery_free(d);
+        return A2AD_ERR_NOMEM;
+    }
+
+    pthread_mutex_lock(&wh.lock);
+    if (wh.state != WH_RUNNING) {
+        pthread_mutex_unlock(&wh.lock);
+        delivery_free(d);
+        return A2AD_ERR_STATE;
+    }
+    if (!essential && wh.stats.pending >= wh.max_pending) {
+        wh.stats.rejected++;
+        pthread_mutex_unlock(&wh.lock);
+        delivery_free(d);
+        return A2AD_ERR_FULL;
+    }
+    wh.stats.pending++;
+    bool was_empty = !wh.inbox_head;
+    if (wh.inbox_tail)
+        wh.inbox_tail->next = d;
+    else
+        wh.inbox_head = d;
+    wh.inbox_tail = d;
+    /* Only the first delivery into an empty inbox needs to wake the thread:
+     * it drains the whole inbox at once. Done under the lock so stop cannot
+     * free the multi handle under our feet; it only writes to a socketpair. */
+    if (was_empty) curl_multi_wakeup(wh.multi);
+    pthread_mutex_unlock(&wh.lock);
+    return A2AD_OK;
+}
+
+void webhooks_stop(unsigned flush_ms) {
+    pthread_mutex_lock(&wh.lock);
+    if (wh.state != WH_RUNNING) {
+        pthread_mutex_unlock(&wh.lock);
+        return;
+    }
+    wh.state = WH_STOPPING;
+    wh.deadline = util_now_ms() + flush_ms;
+    curl_multi_wakeup(wh.multi);
+    pthread_mutex_unlock(&wh.lock);
+
+    pthread_join(dt.thread, NULL);
+
+    pthread_mutex_lock(&wh.lock);
+    CURLM *multi = wh.multi;
+    wh.multi = NULL;
+    wh.state = WH_IDLE;
+    pthread_mutex_unlock(&wh.lock);
+    /* Easy handles first: they were all removed from multi by the thread. */
+    thread_state_free();
+    curl_multi_cleanup(multi);
+}
+
+void webhooks_get_stats(struct webhooks_stats *out) {
+    if (!out) return;
+    pthread_mutex_lock(&wh.lock);
+    *out = wh.stats;
+    pthread_mutex_unlock(&wh.lock);
+}

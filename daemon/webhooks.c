@@ -80,6 +80,8 @@ static struct {
     struct channel **heap; /* min-heap on retry_at */
     size_t heap_len, heap_cap;
     struct xfer *xfers;
+    unsigned *free_slots; /* stack of indices into xfers */
+    unsigned n_free;
     unsigned in_flight;
     size_t held; /* deliveries in channels */
     uint64_t rng;
@@ -345,16 +347,15 @@ static CURLcode xfer_setup(struct xfer *x, const struct delivery *d) {
     return CURLE_OK;
 }
 
+static void xfer_release(struct xfer *x) {
+    x->ch = NULL;
+    dt.free_slots[dt.n_free++] = (unsigned)(x - dt.xfers);
+}
+
 /* Put the head of ch on the wire in a free slot (the caller checked there is
  * one). A failure to even start counts as a failed attempt. */
 static void xfer_start(CURLM *multi, struct channel *ch) {
-    struct xfer *x = NULL;
-    for (unsigned i = 0; i < dt.opts.max_in_flight; i++) {
-        if (!dt.xfers[i].ch) {
-            x = &dt.xfers[i];
-            break;
-        }
-    }
+    struct xfer *x = &dt.xfers[dt.free_slots[--dt.n_free]];
     CURLcode rc = CURLE_OUT_OF_MEMORY;
     if (x->easy)
         curl_easy_reset(x->easy); /* keeps its caches; connections live in multi */
@@ -368,6 +369,7 @@ static void xfer_start(CURLM *multi, struct channel *ch) {
         }
         rc = CURLE_FAILED_INIT;
     }
+    xfer_release(x);
     attempt_done(ch, rc, 0, x->errbuf);
 }
 
@@ -390,7 +392,7 @@ static void xfers_collect(CURLM *multi) {
         curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &code);
         curl_multi_remove_handle(multi, e);
         struct channel *ch = x->ch;
-        x->ch = NULL;
+        xfer_release(x);
         dt.in_flight--;
         attempt_done(ch, rc, code, x->errbuf);
     }
@@ -440,7 +442,7 @@ static size_t drop_all(CURLM *multi) {
     for (unsigned i = 0; i < dt.opts.max_in_flight; i++) {
         if (dt.xfers[i].ch) {
             curl_multi_remove_handle(multi, dt.xfers[i].easy);
-            dt.xfers[i].ch = NULL;
+            xfer_release(&dt.xfers[i]);
         }
     }
     dt.in_flight = 0;
@@ -521,6 +523,7 @@ static void thread_state_free(void) {
     for (unsigned i = 0; dt.xfers && i < dt.opts.max_in_flight; i++)
         if (dt.xfers[i].easy) curl_easy_cleanup(dt.xfers[i].easy);
     free(dt.xfers);
+    free(dt.free_slots);
     free(dt.heap);
     hmap_free(dt.channels);
     struct webhooks_options keep = dt.opts;
@@ -542,8 +545,12 @@ a2ad_status webhooks_start(const struct webhooks_options *opts) {
     dt.rng = util_now_ms() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ull;
     dt.channels = hmap_new(64);
     dt.xfers = calloc(opts->max_in_flight, sizeof *dt.xfers);
+    dt.free_slots = calloc(opts->max_in_flight, sizeof *dt.free_slots);
+    /* Slot 0 on top: few in flight means few easy handles ever created. */
+    for (unsigned i = 0; dt.free_slots && i < opts->max_in_flight; i++)
+        dt.free_slots[dt.n_free++] = opts->max_in_flight - 1 - i;
     CURLM *multi = curl_multi_init();
-    if (!dt.channels || !dt.xfers || !multi) {
+    if (!dt.channels || !dt.xfers || !dt.free_slots || !multi) {
         curl_multi_cleanup(multi);
         thread_state_free();
         return A2AD_ERR_NOMEM;

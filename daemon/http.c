@@ -8,9 +8,11 @@
 #include "http.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <sys/socket.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -332,26 +334,23 @@ a2ad_status http_start(const struct config *cfg) {
         log_error("http: server.listen = %s is not an IPv4 or IPv6 address", cfg->listen);
         return A2AD_ERR_CONFIG;
     }
-    struct MHD_OptionItem opts[] = {
-        /* first, so that MHD's own start-up complaints come through it */
-        {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_log, NULL},
-        {MHD_OPTION_SOCK_ADDR, 0, (void *)sa},
-        {MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections, NULL},
-        {MHD_OPTION_CONNECTION_TIMEOUT, cfg->connection_timeout_s, NULL},
-        {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)completed, NULL},
-        {MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, NULL},
-        {cfg->http_threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, cfg->http_threads, NULL},
-        {MHD_OPTION_END, 0, NULL},
-    };
-    srv.daemon = MHD_start_daemon(flags, cfg->port, NULL, NULL, handle, NULL, MHD_OPTION_ARRAY,
-                                  opts, MHD_OPTION_END);
-    if (!srv.daemon) {
-        log_error("http: cannot listen on %s port %u (in use, or not a local address?)",
-                  cfg->listen, (unsigned)cfg->port);
+    /* Bind here rather than in MHD so the port (port = 0 picks a free one)
+     * and the card URLs are known before any request thread runs. */
+    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    socklen_t salen = sa->sa_family == AF_INET6 ? sizeof sin6 : sizeof sin;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+        bind(fd, sa, salen) != 0 || listen(fd, 1024) != 0) {
+        log_error("http: cannot listen on %s port %u: %s", cfg->listen, (unsigned)cfg->port,
+                  strerror(errno));
+        if (fd >= 0) close(fd);
         return A2AD_ERR_IO;
     }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv.daemon, MHD_DAEMON_INFO_BIND_PORT);
-    srv.port = info ? info->port : cfg->port;
+    struct sockaddr_storage bound;
+    socklen_t blen = sizeof bound;
+    getsockname(fd, (struct sockaddr *)&bound, &blen);
+    srv.port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                                 : ((struct sockaddr_in *)&bound)->sin_port);
     if (cfg->public_url && *cfg->public_url) {
         snprintf(srv.base_url, sizeof srv.base_url, "%s", cfg->public_url);
         size_t n = strlen(srv.base_url);
@@ -360,6 +359,24 @@ a2ad_status http_start(const struct config *cfg) {
         snprintf(srv.base_url, sizeof srv.base_url, "http://[%s]:%u", cfg->listen, srv.port);
     } else {
         snprintf(srv.base_url, sizeof srv.base_url, "http://%s:%u", cfg->listen, srv.port);
+    }
+
+    struct MHD_OptionItem opts[] = {
+        /* first, so that MHD's own start-up complaints come through it */
+        {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_log, NULL},
+        {MHD_OPTION_LISTEN_SOCKET, fd, NULL},
+        {MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections, NULL},
+        {MHD_OPTION_CONNECTION_TIMEOUT, cfg->connection_timeout_s, NULL},
+        {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)completed, NULL},
+        {cfg->http_threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, cfg->http_threads, NULL},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    srv.daemon = MHD_start_daemon(flags, 0, NULL, NULL, handle, NULL, MHD_OPTION_ARRAY, opts,
+                                  MHD_OPTION_END);
+    if (!srv.daemon) {
+        log_error("http: cannot start the HTTP server on %s", srv.base_url);
+        close(fd);
+        return A2AD_ERR_IO;
     }
     log_info("http: listening on %s (%u threads, max %u connections, body <= %zu bytes)",
              srv.base_url, cfg->http_threads, cfg->max_connections, srv.max_body);

@@ -15,6 +15,7 @@
 #include "plugins.h"
 #include "tasks.h"
 #include "util.h"
+#include "webhooks.h"
 
 /* A job handle is (generation << SLOT_BITS) | slot. The generation changes
  * when a job starts and again when it ends, so a handle kept past its job
@@ -204,6 +205,41 @@ void workers_load(size_t *queued, size_t *running) {
     pthread_mutex_unlock(&pool.lock);
 }
 
+static atomic_size_t webhook_high_water;
+static _Atomic uint64_t backpressure_logged_ms; /* last warning, to log once a minute */
+
+void workers_set_webhook_high_water(size_t high_water) {
+    atomic_store(&webhook_high_water, high_water);
+}
+
+static bool pool_stopping(void) {
+    pthread_mutex_lock(&pool.lock);
+    bool s = pool.stopping;
+    pthread_mutex_unlock(&pool.lock);
+    return s;
+}
+
+/* Hold off starting jobs while the webhook backlog is above the mark: every
+ * job adds a dozen deliveries, so a receiver slower than the agents would
+ * otherwise pile them up in memory. */
+static void wait_for_webhook_room(void) {
+    size_t hw = atomic_load(&webhook_high_water);
+    if (!hw) return;
+    for (;;) {
+        struct webhooks_stats ws;
+        webhooks_get_stats(&ws);
+        if (ws.pending <= hw || pool_stopping()) return;
+        uint64_t now = util_now_ms(), last = atomic_load(&backpressure_logged_ms);
+        if ((last == 0 || now - last >= 60000) &&
+            atomic_compare_exchange_strong(&backpressure_logged_ms, &last, now))
+            log_warn("workers: %llu webhook deliveries pending (> %zu): new jobs wait for the "
+                     "receivers to catch up (logged at most once a minute)",
+                     (unsigned long long)ws.pending, hw);
+        struct timespec ts = {0, 2 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
 static void run_job(struct slot *s, struct task *task) {
     const struct agent *agent = task_agent(task);
     if (task_start(task) != A2AD_OK) return; /* canceled while queued */
@@ -246,6 +282,7 @@ static void *worker_main(void *arg) {
     snprintf(name, sizeof name, "worker#%u", s->index);
     pthread_setname_np(pthread_self(), name);
     for (;;) {
+        wait_for_webhook_room();
         pthread_mutex_lock(&pool.lock);
         while (pool.count == 0 && !pool.stopping) pthread_cond_wait(&pool.work, &pool.lock);
         if (pool.stopping) {

@@ -28,6 +28,12 @@ const struct a2ad_host *workers_host(void);
  * Thread: main. */
 a2ad_status workers_start(unsigned threads, unsigned queue_length);
 
+/* Flow control: while more than high_water webhook deliveries are pending,
+ * workers start no new job (running ones go on). The job queue then fills
+ * and submissions get "queue full" (503) instead of the backlog growing
+ * without bound or events being dropped. 0 = off. Thread: any. */
+void workers_set_webhook_high_water(size_t high_water);
+
 /* Queue a job for task (takes its own reference). A2AD_ERR_FULL when the
  * queue holds queue_length jobs; A2AD_ERR_STATE once stopping.
  * Thread: any; never blocks. */

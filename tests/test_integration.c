@@ -538,6 +538,47 @@ START_TEST(full_queue_answers_503_and_keeps_accepted_jobs) {
 }
 END_TEST
 
+START_TEST(slow_webhooks_push_back_on_submissions_without_losing_events) {
+    /* One POST at a time to a receiver taking 20 ms each: the backlog passes
+     * the high-water mark (max_pending / 2), workers stop starting jobs, the
+     * queue fills, and later submissions get 503 instead of events being
+     * dropped or piling up in memory. */
+    receiver_set_delay(rcv, 20);
+    struct daemon_opts o = {.plugins = "processor", .threads = 1, .queue_length = 2,
+                            .webhooks_extra = "max_pending = 60\nmax_in_flight = 1",
+                            .extra = "[agent.processor]\nstep_ms = 0\n"};
+    start_or_fail(&o);
+    int accepted = 0, refused = 0;
+    for (int i = 0; i < 12; i++) {
+        char body[600];
+        snprintf(body, sizeof body,
+                 "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"message/send\",\"params\":{\"message\":"
+                 "{\"kind\":\"message\",\"messageId\":\"m\",\"role\":\"user\",\"parts\":[{\"kind\":\"text\",\"text\":\"j%d\"}]},"
+                 "\"configuration\":{\"blocking\":false,\"pushNotificationConfig\":{\"url\":\"http://127.0.0.1:%u/hook\"}}}}",
+                 i, i, receiver_port(rcv));
+        long status = 0;
+        cJSON *r = rpc_call(dp.port, "/", body, &status);
+        if (status == 200 && jget(r, "result")) accepted++;
+        if (status == 503) refused++;
+        cJSON_Delete(r);
+        nap_ms(10);
+    }
+    ck_assert_int_eq(accepted + refused, 12);
+    ck_assert_int_gt(refused, 0);
+    ck_assert_int_gt(accepted, 0);
+    /* every accepted job's 13 events arrive: none was dropped for room */
+    ck_assert_msg(receiver_wait(rcv, (size_t)accepted * 13, 30000), "got %zu of %d",
+                  receiver_count(rcv), accepted * 13);
+    nap_ms(300);
+    ck_assert_uint_eq(receiver_count(rcv), (size_t)accepted * 13);
+    char *log = daemon_log(&dp);
+    ck_assert_ptr_nonnull(strstr(log, "new jobs wait for the receivers"));
+    ck_assert_ptr_null(strstr(log, "not queued"));
+    free(log);
+    ck_assert_int_eq(daemon_stop(&dp, 20000), 0);
+}
+END_TEST
+
 START_TEST(bad_plugins_stop_startup_when_fatal) {
     static const char *const bad[] = {"bad_abi", "no_entry", "short_struct", "no_run", "failing_init", "bad_name"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -643,6 +684,7 @@ Suite *integration_suite(void) {
     tcase_add_test(tc, validation_rejects_a_job);
     tcase_add_test(tc, every_error_code);
     tcase_add_test(tc, full_queue_answers_503_and_keeps_accepted_jobs);
+    tcase_add_test(tc, slow_webhooks_push_back_on_submissions_without_losing_events);
     tcase_add_test(tc, bad_plugins_stop_startup_when_fatal);
     tcase_add_test(tc, bad_plugins_skipped_when_configured);
     tcase_add_test(tc, sigterm_lets_running_jobs_finish_and_flushes_webhooks);

@@ -77,6 +77,7 @@ bool daemon_prepare(struct daemon_proc *d, const struct daemon_opts *o) {
     /* short backoffs keep retry tests fast */
     fprintf(f, "[webhooks]\nbackoff_initial_ms = 20\nbackoff_max_ms = 200\nmax_attempts = 5\n"
                "timeout_ms = 3000\nflush_s = 5\n");
+    if (o->webhooks_extra) fprintf(f, "%s\n", o->webhooks_extra);
     fprintf(f, "[log]\nlevel = debug\n");
     if (o->extra) fprintf(f, "%s\n", o->extra);
     return fclose(f) == 0;

@@ -19,6 +19,7 @@ struct daemon_opts {
     const char *default_agent; /* NULL = none set */
     const char *errors;        /* plugins.errors; NULL = fatal */
     const char *server_extra;  /* more [server] lines */
+    const char *webhooks_extra; /* more [webhooks] lines */
     const char *extra;         /* more sections, appended as is */
 };
 

@@ -9,7 +9,8 @@
  * LIFECYCLE
  *   1. a2ad dlopen()s the plugin (RTLD_NOW | RTLD_LOCAL) and calls its one
  *      exported symbol, a2ad_agent_entry(), which returns a pointer to a
- *      `static const struct a2ad_agent` (use A2AD_AGENT_ENTRY below).
+ *      `static const struct a2ad_agent` (use A2AD_AGENT_ENTRY below). It is
+ *      called before anything is checked, so it must do nothing else.
  *   2. The host checks abi_major (must equal the host's) and struct_size
  *      (must cover at least every member up to run_background), and that
  *      name and run_background are set, all before calling anything else.

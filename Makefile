@@ -12,6 +12,7 @@ CFLAGS_A := -std=c11 -D_GNU_SOURCE $(OPT) -g $(WARN) -Iinclude -Idaemon $(SAN) $
 LDFLAGS_A := $(SAN) $(EXTRA_LDFLAGS)
 
 DEPS_OK := $(BUILD)/.deps-ok
+DEPS_TEST_OK := $(BUILD)/.deps-test-ok
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CHECK_CFLAGS = $(shell pkg-config --cflags check 2>/dev/null)
@@ -27,7 +28,7 @@ TPLUGINS    := $(TPLUGIN_SRC:tests/plugins/%.c=$(BUILD)/tests/plugins/%.so)
 TEST_SRC    := $(wildcard tests/*.c tests/support/*.c)
 TEST_OBJ    := $(TEST_SRC:%.c=$(BUILD)/obj/%.o)
 
-.PHONY: all run test asan tsan bench check-header install uninstall clean deps help
+.PHONY: all run test asan tsan check-header install uninstall clean deps help
 all: $(BUILD)/a2ad $(PLUGINS)
 
 help:
@@ -39,8 +40,13 @@ help:
 	@echo "make install  install to \$$DESTDIR\$$PREFIX (binary, plugins, header, config, unit)"
 
 # Installs missing Debian packages when root; otherwise prints the apt-get line.
+# The test tools (Check) have their own stamp: `make run` then `make test`
+# must still install them.
 $(DEPS_OK): scripts/deps.sh
-	@scripts/deps.sh $(if $(filter test asan tsan,$(MAKECMDGOALS)),--test,)
+	@scripts/deps.sh
+	@mkdir -p $(BUILD) && touch $@
+$(DEPS_TEST_OK): scripts/deps.sh
+	@scripts/deps.sh --test
 	@mkdir -p $(BUILD) && touch $@
 deps:
 	@scripts/deps.sh --test
@@ -60,7 +66,7 @@ $(BUILD)/tests/plugins/%.so: tests/plugins/%.c include/a2ad/agent.h | $(DEPS_OK)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_A) -fPIC -fvisibility=hidden -shared $< -o $@ $(LDFLAGS_A) -lpthread
 
-$(BUILD)/obj/tests/%.o: tests/%.c $(wildcard tests/*.h tests/support/*.h daemon/*.h) include/a2ad/agent.h | $(DEPS_OK)
+$(BUILD)/obj/tests/%.o: tests/%.c $(wildcard tests/*.h tests/support/*.h daemon/*.h) include/a2ad/agent.h | $(DEPS_TEST_OK)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_A) -Itests $(PKG_CFLAGS) $(CHECK_CFLAGS) -c $< -o $@
 

@@ -186,7 +186,7 @@ int main(int argc, char **argv) {
     plugins_loaded = true;
     /* Half the webhook queue: the other half absorbs what running jobs
      * still emit while new ones wait. */
-    workers_set_webhook_high_water(cfg.webhook_max_pending / 2);
+    workers_set_webhook_high_water(cfg.webhook_max_pending > 1 ? cfg.webhook_max_pending / 2 : 1);
     if (workers_start(cfg.worker_threads, cfg.queue_length) != A2AD_OK) goto out_webhooks;
     if (http_start(&cfg) != A2AD_OK) goto out_workers;
 

@@ -73,8 +73,9 @@ static bool get_history_length(const cJSON *obj, const char *where, int *out,
     const cJSON *h = cJSON_GetObjectItemCaseSensitive(obj, "historyLength");
     *out = -1;
     if (!h || cJSON_IsNull(h)) return true;
-    if (!cJSON_IsNumber(h) || h->valuedouble < 0 || h->valuedouble != (double)(int)h->valuedouble)
-        return fail(f, RPC_INVALID_PARAMS, "%s.historyLength must be a non-negative integer",
+    if (!cJSON_IsNumber(h) || h->valuedouble < 0 || h->valuedouble > 1000000 ||
+        h->valuedouble != (double)(int)h->valuedouble)
+        return fail(f, RPC_INVALID_PARAMS, "%s.historyLength must be an integer from 0 to 1000000",
                     where);
     *out = h->valueint;
     return true;
@@ -151,6 +152,9 @@ static bool get_push(const cJSON *cfg, struct push_config *push, bool *has, stru
     const cJSON *token = cJSON_GetObjectItemCaseSensitive(p, "token");
     if (token && !cJSON_IsNull(token) && !cJSON_IsString(token))
         return fail(f, RPC_INVALID_PARAMS, "params.configuration.pushNotificationConfig.token must be a string");
+    if (cJSON_IsString(token) && strlen(token->valuestring) > 4096)
+        return fail(f, RPC_INVALID_PARAMS,
+                    "params.configuration.pushNotificationConfig.token is longer than 4096 bytes");
     if (cJSON_IsString(token) && strpbrk(token->valuestring, "\r\n"))
         return fail(f, RPC_INVALID_PARAMS,
                     "params.configuration.pushNotificationConfig.token must not contain line breaks");
@@ -242,7 +246,10 @@ static bool message_send(const struct agent *agent, const cJSON *id, cJSON *para
         f->retry_after_s = 1;
         return fail(f, RPC_INTERNAL_ERROR, "the task store is full (tasks.max_tasks); retry later");
     }
-    if (st != A2AD_OK) return fail(f, RPC_INTERNAL_ERROR, "cannot create the task: %s", a2ad_status_name(st));
+    if (st != A2AD_OK) {
+        f->http_status = 500;
+        return fail(f, RPC_INTERNAL_ERROR, "cannot create the task: %s", a2ad_status_name(st));
+    }
 
     bool queued = false;
     if (agent->desc.validate) {
@@ -339,7 +346,8 @@ static bool dispatch(const struct agent *agent, const cJSON *id, const char *met
     if (strcmp(method, "tasks/get") == 0) return tasks_get_method(agent, id, params, out, f);
     if (strcmp(method, "tasks/cancel") == 0) return tasks_cancel_method(agent, id, params, out, f);
     if (strcmp(method, "agent/getAuthenticatedExtendedCard") == 0)
-        return fail(f, -32007, "Authenticated Extended Card is not configured");
+        return fail(f, RPC_EXTENDED_CARD_NOT_CONFIGURED,
+                    "Authenticated Extended Card is not configured");
     for (size_t i = 0; i < sizeof later_methods / sizeof later_methods[0]; i++)
         if (strcmp(method, later_methods[i]) == 0)
             return fail(f, RPC_UNSUPPORTED_OPERATION, "%s is not supported by this a2ad yet", method);

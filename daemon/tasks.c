@@ -242,6 +242,7 @@ a2ad_status tasks_create(const struct task_create *in, struct task **out) {
     t->query = message_query(in->message);
     if (!t->history || !t->query) goto nomem_owned;
     /* The stored user message names its task, as the SDKs record it. */
+    json_set_string(in->message, "kind", "message");
     json_set_string(in->message, "taskId", t->id);
     json_set_string(in->message, "contextId", t->context_id);
     cJSON_AddItemToArray(t->history, in->message);
@@ -351,17 +352,25 @@ static void notify_locked(struct task *t, bool terminal) {
         log_error("task %s: out of memory rendering a push notification", t->id);
         return;
     }
-    char token_header[512];
+    static const char token_name[] = "X-A2A-Notification-Token: ";
+    char *token_header = NULL;
     const char *headers[3] = {"Content-Type: application/json", NULL, NULL};
     if (t->push_token) {
-        snprintf(token_header, sizeof token_header, "X-A2A-Notification-Token: %s", t->push_token);
-        headers[1] = token_header;
+        size_t n = sizeof token_name + strlen(t->push_token);
+        token_header = malloc(n);
+        if (token_header) {
+            snprintf(token_header, n, "%s%s", token_name, t->push_token);
+            headers[1] = token_header;
+        }
     }
-    a2ad_status st = webhooks_enqueue(t->order_key, t->push_url, headers, body, strlen(body),
-                                      terminal);
+    a2ad_status st = token_header || !t->push_token
+                         ? webhooks_enqueue(t->order_key, t->push_url, headers, body, strlen(body),
+                                            terminal)
+                         : (free(body), A2AD_ERR_NOMEM);
+    free(token_header);
+    /* The URL may carry credentials: the task id is enough to trace it. */
     if (st != A2AD_OK)
-        log_warn("task %s: push notification to %s not queued: %s", t->id, t->push_url,
-                 a2ad_status_name(st));
+        log_warn("task %s: push notification not queued: %s", t->id, a2ad_status_name(st));
 }
 
 static cJSON *agent_message(struct task *t, const char *text) {

@@ -506,6 +506,8 @@ static void *webhooks_thread(void *arg) {
         xfers_collect(multi);
         /* Attempts that failed to start may have freed slots or readied keys. */
         xfers_start_ready(multi);
+        /* The last delivery may just have finished: do not nap before noticing. */
+        if (stopping && dt.held == 0) break;
 
         now = util_now_ms();
         if (curl_multi_poll(multi, NULL, 0, poll_timeout(now, stopping, deadline), NULL) != CURLM_OK) {

@@ -138,7 +138,9 @@ static void host_vlog(a2ad_ctx ctx, a2ad_log_level level, const char *fmt, va_li
             snprintf(origin, sizeof origin, "agent (ended job)");
         }
     }
-    if ((unsigned)level > A2AD_LOG_DEBUG) level = A2AD_LOG_DEBUG;
+    /* Plugins cannot raise emergency/alert/critical journald priorities. */
+    if ((int)level < (int)A2AD_LOG_ERROR) level = A2AD_LOG_ERROR;
+    if ((int)level > (int)A2AD_LOG_DEBUG) level = A2AD_LOG_DEBUG;
     log_vwrite(level, origin, fmt, ap);
 }
 
@@ -447,6 +449,21 @@ size_t workers_stop(unsigned grace_s) {
     if (busy) {
         log_warn("workers: %zu jobs still running after %u s grace; failing them", busy, grace_s);
         fail_running("interrupted: a2ad shut down");
+        /* Their a2ad_cancelled() now says stop: give cooperative agents a
+         * moment to return so they can be joined and unloaded cleanly. */
+        uint64_t until = util_now_ms() + 1000;
+        pthread_mutex_lock(&pool.lock);
+        while (pool.running > 0 && util_now_ms() < until) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += 20 * 1000000L;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&pool.idle, &pool.lock, &ts);
+        }
+        pthread_mutex_unlock(&pool.lock);
     }
     /* Join the workers that are out of plugin code; leave the others
      * detached (the process is about to exit). */

@@ -69,8 +69,8 @@ static void start_or_fail(const struct daemon_opts *o) {
 
 /* A non-blocking message/send with a webhook; returns the parsed answer. */
 static cJSON *send_job(const char *path, const char *text, const char *token) {
-    char body[1024];
-    snprintf(body, sizeof body,
+    char body[8192];
+    int n = snprintf(body, sizeof body,
              "{\"jsonrpc\":\"2.0\",\"id\":\"req-1\",\"method\":\"message/send\",\"params\":{"
              "\"message\":{\"kind\":\"message\",\"messageId\":\"m1\",\"role\":\"user\","
              "\"parts\":[{\"kind\":\"text\",\"text\":\"%s\"}]},"
@@ -78,6 +78,7 @@ static cJSON *send_job(const char *path, const char *text, const char *token) {
              "{\"url\":\"http://127.0.0.1:%u/hook\"%s%s%s}}}}",
              text, receiver_port(rcv), token ? ",\"token\":\"" : "", token ? token : "",
              token ? "\"" : "");
+    ck_assert_int_lt(n, (int)sizeof body);
     long status = 0;
     cJSON *o = rpc_call(dp.port, path, body, &status);
     ck_assert_int_eq(status, 200);
@@ -284,6 +285,23 @@ START_TEST(failing_agent_reports_error_then_fails) {
 }
 END_TEST
 
+START_TEST(long_token_arrives_intact) {
+    struct daemon_opts o = {.plugins = "echo"};
+    start_or_fail(&o);
+    char token[1501];
+    for (int i = 0; i < 1500; i++) token[i] = (char)('a' + i % 26);
+    token[1500] = '\0';
+    cJSON *ack = send_job("/", "hi", token);
+    cJSON_Delete(ack);
+    ck_assert(receiver_wait(rcv, 2, 5000));
+    char *got = received_header(receiver_get(rcv, 1), "X-A2A-Notification-Token");
+    ck_assert_ptr_nonnull(got);
+    ck_assert_str_eq(got, token);
+    free(got);
+    ck_assert_int_eq(daemon_stop(&dp, 10000), 0);
+}
+END_TEST
+
 START_TEST(threaded_agent_sends_binary_artifact_and_progress_from_threads) {
     struct daemon_opts o = {.plugins = "threaded", .extra = "[agent.threaded]\nthreads = 3\n"};
     start_or_fail(&o);
@@ -446,6 +464,9 @@ START_TEST(every_error_code) {
     char bad_hook[512];
     snprintf(bad_hook, sizeof bad_hook,
              "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"message/send\",\"params\":{%s,\"configuration\":{\"pushNotificationConfig\":{\"url\":\"ftp://x\"}}}}", msg);
+    char huge_hist[512];
+    snprintf(huge_hist, sizeof huge_hist,
+             "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tasks/get\",\"params\":{\"id\":\"x\",\"historyLength\":1e10}}");
     char big[6000];
     memset(big, 'a', sizeof big - 1);
     big[sizeof big - 1] = '\0';
@@ -466,6 +487,7 @@ START_TEST(every_error_code) {
         {"/", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"message/send\",\"params\":{\"message\":{\"messageId\":\"m\",\"role\":\"robot\",\"parts\":[{\"kind\":\"text\",\"text\":\"x\"}]}}}", 200, -32602, "role"},
         {"/", bad_hist, 200, -32602, "historyLength"},
         {"/", bad_hook, 200, -32602, "url"},
+        {"/", huge_hist, 200, -32602, "historyLength"},
         {"/", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tasks/get\",\"params\":{}}", 200, -32602, "params.id"},
         {"/", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tasks/get\",\"params\":{\"id\":\"no-such-task\"}}", 200, -32001, "no-such-task"},
         {"/", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tasks/cancel\",\"params\":{\"id\":\"no-such-task\"}}", 200, -32001, "not found"},
@@ -678,6 +700,7 @@ Suite *integration_suite(void) {
     tcase_add_test(tc, blocking_send_answers_with_the_finished_task);
     tcase_add_test(tc, failing_agent_reports_error_then_fails);
     tcase_add_test(tc, threaded_agent_sends_binary_artifact_and_progress_from_threads);
+    tcase_add_test(tc, long_token_arrives_intact);
     tcase_add_test(tc, webhook_retried_after_503_keeps_order);
     tcase_add_test(tc, cancel_stops_a_running_job);
     tcase_add_test(tc, max_duration_fails_a_job_that_overruns);

@@ -271,6 +271,18 @@ START_TEST(stop_after_grace_fails_a_job_that_will_not_return) {
 }
 END_TEST
 
+START_TEST(stop_joins_a_cooperative_job_after_failing_it) {
+    struct agent a = make_agent(run_until_cancelled, 60);
+    ck_assert_int_eq(workers_start(1, 8), A2AD_OK);
+    struct task *running = submit(&a, "1");
+    ck_assert(wait_state(running, TASK_WORKING, 2000));
+    /* no grace: the job is failed, sees a2ad_cancelled() and returns */
+    ck_assert_uint_eq(workers_stop(0), 0);
+    ck_assert_int_eq(task_get_state(running), TASK_FAILED);
+    task_release(running);
+}
+END_TEST
+
 Suite *workers_suite(void);
 Suite *workers_suite(void) {
     Suite *s = suite_create("workers");
@@ -285,6 +297,7 @@ Suite *workers_suite(void) {
     tcase_add_test(tc, full_queue_refuses_at_once);
     tcase_add_test(tc, stop_fails_queued_jobs_and_waits_for_running_ones);
     tcase_add_test(tc, stop_after_grace_fails_a_job_that_will_not_return);
+    tcase_add_test(tc, stop_joins_a_cooperative_job_after_failing_it);
     suite_add_tcase(s, tc);
     return s;
 }

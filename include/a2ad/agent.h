@@ -122,7 +122,8 @@ struct a2ad_host {
                                 const void *data, size_t len);
 
     /* Nonzero once the job should stop: cancel requested, maximum duration
-     * passed, daemon shutting down, or the job already ended. */
+     * passed, the daemon's shutdown grace period over, or the job already
+     * ended. (During the grace period running jobs may finish normally.) */
     int (*cancelled)(a2ad_ctx ctx);
 
     /* Log a line attributed to this agent (and task). Works in init/destroy

@@ -139,7 +139,8 @@ static void teardown(void) {
 }
 
 START_TEST(job_runs_and_completes_with_its_result) {
-    struct agent a = make_agent(run_quick, 60);
+    static struct agent a;
+    a = make_agent(run_quick, 60);
     ck_assert_int_eq(workers_start(2, 8), A2AD_OK);
     struct task *t = submit(&a, "hello");
     ck_assert(wait_state(t, TASK_COMPLETED, 5000));
@@ -155,7 +156,8 @@ START_TEST(job_runs_and_completes_with_its_result) {
 END_TEST
 
 START_TEST(call_from_plugin_thread_after_job_ended_is_refused) {
-    struct agent a = make_agent(run_leaves_thread, 60);
+    static struct agent a;
+    a = make_agent(run_leaves_thread, 60);
     ck_assert_int_eq(workers_start(1, 8), A2AD_OK);
     struct task *t = submit(&a, "x");
     ck_assert(wait_state(t, TASK_COMPLETED, 5000));
@@ -170,7 +172,8 @@ START_TEST(call_from_plugin_thread_after_job_ended_is_refused) {
 END_TEST
 
 START_TEST(failure_without_reason_names_the_status) {
-    struct agent a = make_agent(run_fails_silently, 60);
+    static struct agent a;
+    a = make_agent(run_fails_silently, 60);
     ck_assert_int_eq(workers_start(1, 8), A2AD_OK);
     struct task *t = submit(&a, "x");
     ck_assert(wait_state(t, TASK_FAILED, 5000));
@@ -182,7 +185,8 @@ START_TEST(failure_without_reason_names_the_status) {
 END_TEST
 
 START_TEST(max_duration_fails_a_stubborn_job) {
-    struct agent a = make_agent(run_blocking, 1);
+    static struct agent a;
+    a = make_agent(run_blocking, 1);
     ck_assert_int_eq(workers_start(1, 8), A2AD_OK);
     struct task *t = submit(&a, "x");
     ck_assert(wait_state(t, TASK_FAILED, 4000));
@@ -196,13 +200,15 @@ START_TEST(max_duration_fails_a_stubborn_job) {
 END_TEST
 
 START_TEST(cancel_reaches_a_cooperative_agent) {
-    struct agent a = make_agent(run_until_cancelled, 60);
+    static struct agent a;
+    a = make_agent(run_until_cancelled, 60);
     ck_assert_int_eq(workers_start(1, 8), A2AD_OK);
     struct task *t = submit(&a, "x");
     ck_assert(wait_state(t, TASK_WORKING, 2000));
     ck_assert_int_eq(task_cancel(t), A2AD_OK);
     /* the worker frees up: the next job runs */
-    struct agent q = make_agent(run_quick, 60);
+    static struct agent q;
+    q = make_agent(run_quick, 60);
     struct task *next = submit(&q, "after");
     ck_assert(wait_state(next, TASK_COMPLETED, 5000));
     ck_assert_int_eq(task_get_state(t), TASK_CANCELED);
@@ -212,7 +218,8 @@ START_TEST(cancel_reaches_a_cooperative_agent) {
 END_TEST
 
 START_TEST(full_queue_refuses_at_once) {
-    struct agent a = make_agent(run_blocking, 60);
+    static struct agent a;
+    a = make_agent(run_blocking, 60);
     ck_assert_int_eq(workers_start(1, 2), A2AD_OK);
     struct task *running = submit(&a, "1");
     ck_assert(wait_state(running, TASK_WORKING, 2000));
@@ -235,7 +242,8 @@ START_TEST(full_queue_refuses_at_once) {
 END_TEST
 
 START_TEST(stop_fails_queued_jobs_and_waits_for_running_ones) {
-    struct agent a = make_agent(run_blocking, 60);
+    static struct agent a;
+    a = make_agent(run_blocking, 60);
     ck_assert_int_eq(workers_start(1, 8), A2AD_OK);
     struct task *running = submit(&a, "1");
     ck_assert(wait_state(running, TASK_WORKING, 2000));
@@ -254,7 +262,8 @@ START_TEST(stop_fails_queued_jobs_and_waits_for_running_ones) {
 END_TEST
 
 START_TEST(stop_after_grace_fails_a_job_that_will_not_return) {
-    struct agent a = make_agent(run_blocking, 60);
+    static struct agent a;
+    a = make_agent(run_blocking, 60);
     ck_assert_int_eq(workers_start(1, 8), A2AD_OK);
     struct task *running = submit(&a, "1");
     ck_assert(wait_state(running, TASK_WORKING, 2000));
@@ -272,7 +281,8 @@ START_TEST(stop_after_grace_fails_a_job_that_will_not_return) {
 END_TEST
 
 START_TEST(stop_joins_a_cooperative_job_after_failing_it) {
-    struct agent a = make_agent(run_until_cancelled, 60);
+    static struct agent a;
+    a = make_agent(run_until_cancelled, 60);
     ck_assert_int_eq(workers_start(1, 8), A2AD_OK);
     struct task *running = submit(&a, "1");
     ck_assert(wait_state(running, TASK_WORKING, 2000));

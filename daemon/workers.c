@@ -53,6 +53,19 @@ static struct {
           .idle = PTHREAD_COND_INITIALIZER,
           .tick = PTHREAD_COND_INITIALIZER};
 
+/* The absolute time ms from now, for pthread_cond_timedwait (realtime clock). */
+static struct timespec time_in_ms(long ms) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}
+
 /* ---- the host table ------------------------------------------------- */
 
 /* Lock the slot a job handle names and return it if the handle is current;
@@ -314,13 +327,7 @@ static void *watchdog_main(void *arg) {
     pthread_setname_np(pthread_self(), "watchdog");
     pthread_mutex_lock(&pool.lock);
     while (!pool.stopping) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 100 * 1000000L; /* 100 ms resolution is plenty for limits in seconds */
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        struct timespec ts = time_in_ms(100); /* plenty for limits in seconds */
         pthread_cond_timedwait(&pool.tick, &pool.lock, &ts);
         if (pool.stopping) break;
         pthread_mutex_unlock(&pool.lock);
@@ -401,6 +408,19 @@ static void fail_running(const char *reason) {
     }
 }
 
+/* Wait until no job runs or the monotonic deadline passes; returns how many
+ * jobs still run. */
+static size_t wait_idle(uint64_t deadline_ms) {
+    pthread_mutex_lock(&pool.lock);
+    while (pool.running > 0 && util_now_ms() < deadline_ms) {
+        struct timespec ts = time_in_ms(20);
+        pthread_cond_timedwait(&pool.idle, &pool.lock, &ts);
+    }
+    size_t running = pool.running;
+    pthread_mutex_unlock(&pool.lock);
+    return running;
+}
+
 size_t workers_stop(unsigned grace_s) {
     pthread_mutex_lock(&pool.lock);
     if (!pool.started) {
@@ -431,39 +451,13 @@ size_t workers_stop(unsigned grace_s) {
     if (n_queued) log_info("workers: %zu queued jobs failed at shutdown", n_queued);
 
     /* Give running jobs the grace period to return on their own. */
-    uint64_t deadline = util_now_ms() + (uint64_t)grace_s * 1000u;
-    pthread_mutex_lock(&pool.lock);
-    while (pool.running > 0 && util_now_ms() < deadline) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 50 * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&pool.idle, &pool.lock, &ts);
-    }
-    size_t busy = pool.running;
-    pthread_mutex_unlock(&pool.lock);
-
+    size_t busy = wait_idle(util_now_ms() + (uint64_t)grace_s * 1000u);
     if (busy) {
         log_warn("workers: %zu jobs still running after %u s grace; failing them", busy, grace_s);
         fail_running("interrupted: a2ad shut down");
         /* Their a2ad_cancelled() now says stop: give cooperative agents a
          * moment to return so they can be joined and unloaded cleanly. */
-        uint64_t until = util_now_ms() + 1000;
-        pthread_mutex_lock(&pool.lock);
-        while (pool.running > 0 && util_now_ms() < until) {
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_nsec += 20 * 1000000L;
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-            }
-            pthread_cond_timedwait(&pool.idle, &pool.lock, &ts);
-        }
-        pthread_mutex_unlock(&pool.lock);
+        wait_idle(util_now_ms() + 1000);
     }
     /* Join the workers that are out of plugin code; leave the others
      * detached (the process is about to exit). */

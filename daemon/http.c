@@ -83,9 +83,10 @@ static enum MHD_Result send_http_error(struct MHD_Connection *c, unsigned status
     return send_json(c, status, body);
 }
 
-static void agent_names(char *out, size_t n) {
-    size_t o = 0;
-    out[0] = '\0';
+/* "<lead>echo, processor, ...": every "no such agent" answer lists the
+ * agents that are loaded, so the fix is in the message. */
+static void with_agent_list(char *out, size_t n, const char *lead) {
+    size_t o = (size_t)snprintf(out, n, "%s", lead);
     for (size_t i = 0; i < plugins_count() && o < n; i++)
         o += (size_t)snprintf(out + o, n - o, "%s%s", i ? ", " : "", plugins_at(i)->desc.name);
 }
@@ -148,12 +149,10 @@ static enum MHD_Result serve_get(struct MHD_Connection *c, const char *url) {
     if (is_card_path(url)) {
         const struct agent *a = plugins_default();
         if (a) return serve_card(c, a, true);
-        char names[512], msg[700];
-        agent_names(names, sizeof names);
-        snprintf(msg, sizeof msg,
-                 "no default agent (set server.default_agent); cards are at "
-                 "/agents/<name>/.well-known/agent-card.json for: %s",
-                 names);
+        char msg[700];
+        with_agent_list(msg, sizeof msg,
+                        "no default agent (set server.default_agent); cards are at "
+                        "/agents/<name>/.well-known/agent-card.json for: ");
         return send_http_error(c, MHD_HTTP_NOT_FOUND, msg);
     }
     const char *rest;
@@ -161,9 +160,8 @@ static enum MHD_Result serve_get(struct MHD_Connection *c, const char *url) {
     const struct agent *a = route_agent(url, &rest, &named);
     if (named && is_card_path(rest)) {
         if (a) return serve_card(c, a, false);
-        char names[512], msg[700];
-        agent_names(names, sizeof names);
-        snprintf(msg, sizeof msg, "unknown agent; loaded agents: %s", names);
+        char msg[700];
+        with_agent_list(msg, sizeof msg, "unknown agent; loaded agents: ");
         return send_http_error(c, MHD_HTTP_NOT_FOUND, msg);
     }
     if (strcmp(url, "/") == 0 || (named && *rest == '\0'))
@@ -229,9 +227,9 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         if (!(strcmp(url, "/") == 0 || (named && *rest == '\0')))
             return send_http_error(c, MHD_HTTP_NOT_FOUND, "no such path; JSON-RPC is at / and /agents/<name>");
         if (named && !a) {
-            char names[512], msg[700];
-            agent_names(names, sizeof names);
-            snprintf(msg, sizeof msg, "unknown agent in %s; loaded agents: %s", url, names);
+            char lead[200], msg[700];
+            snprintf(lead, sizeof lead, "unknown agent in %.150s; loaded agents: ", url);
+            with_agent_list(msg, sizeof msg, lead);
             return send_json(c, MHD_HTTP_NOT_FOUND, rpc_error_body(RPC_INVALID_REQUEST, msg));
         }
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);

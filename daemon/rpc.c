@@ -251,7 +251,7 @@ static bool message_send(const struct agent *agent, const cJSON *id, cJSON *para
         return fail(f, RPC_INTERNAL_ERROR, "cannot create the task: %s", a2ad_status_name(st));
     }
 
-    bool queued = false;
+    bool rejected = false;
     if (agent->desc.validate) {
         struct a2ad_validation v;
         memset(&v, 0, sizeof v);
@@ -262,11 +262,11 @@ static bool message_send(const struct agent *agent, const cJSON *id, cJSON *para
             snprintf(text, sizeof text, "Validation failed: %s",
                      v.reason[0] ? v.reason : a2ad_status_name(vs));
             task_finish(t, TASK_REJECTED, text);
-            queued = true; /* answered with the rejected task below */
+            rejected = true; /* answered at once with the rejected task */
             blocking = false;
         }
     }
-    if (!queued) {
+    if (!rejected) {
         st = workers_submit(t);
         if (st != A2AD_OK) {
             tasks_discard(t);

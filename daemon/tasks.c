@@ -105,8 +105,9 @@ void task_release(struct task *t) {
     if (t && atomic_fetch_sub(&t->refs, 1) == 1) task_free(t);
 }
 
-/* Pop finished tasks from the FIFO head while `pred` allows; store.lock held.
- * The store's reference of each popped task is returned through `drop`. */
+/* Pop up to at_most finished tasks that ended at or before older_than_ms
+ * from the FIFO head; store.lock held. The store's reference of each popped
+ * task is handed back through `drop`, to be released outside the lock. */
 static size_t store_evict_locked(uint64_t older_than_ms, size_t at_most, struct task **drop) {
     size_t n = 0;
     while (store.finished_head && n < at_most && store.finished_head->ended_ms <= older_than_ms) {
@@ -147,14 +148,6 @@ size_t tasks_count(void) {
     return n;
 }
 
-static void free_hmap_tasks(void) {
-    /* Every task is either unfinished (only in the map) or also in the
-     * FIFO; walk the FIFO first, then whatever the map still holds. */
-    struct task *drop = NULL;
-    store_evict_locked(UINT64_MAX, SIZE_MAX, &drop);
-    release_list(drop);
-}
-
 static void release_entry(const char *key, void *value, void *arg) {
     (void)key;
     (void)arg;
@@ -162,11 +155,15 @@ static void release_entry(const char *key, void *value, void *arg) {
 }
 
 void tasks_shutdown(void) {
+    /* Finished tasks leave through the FIFO; the map then holds only the
+     * unfinished ones. */
+    struct task *drop = NULL;
     pthread_mutex_lock(&store.lock);
-    free_hmap_tasks();
+    store_evict_locked(UINT64_MAX, SIZE_MAX, &drop);
     struct hmap *m = store.by_id;
     store.by_id = NULL;
     pthread_mutex_unlock(&store.lock);
+    release_list(drop);
     /* Unfinished tasks (none after a clean stop) are not in the FIFO. */
     if (m) hmap_each(m, release_entry, NULL);
     hmap_free(m);

@@ -283,7 +283,16 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         snprintf(msg, sizeof msg, "request body exceeds server.max_body_bytes (%zu)", srv.max_body);
         return send_json(c, MHD_HTTP_CONTENT_TOO_LARGE, rpc_error_body(RPC_INVALID_REQUEST, msg));
     }
-    rpc_handle(r->agent, r->body ? r->body : "", r->len, &r->reply);
+    const char *ext = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "A2A-Extensions");
+    struct rpc_request rq = {
+        .agent = r->agent,
+        .body = r->body ? r->body : "",
+        .len = r->len,
+        .a2a_version = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "A2A-Version"),
+        .extensions = ext ? ext : MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-A2A-Extensions"),
+        .authorization = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
+    };
+    rpc_handle(&rq, &r->reply);
     if (r->reply.wait_task) return start_wait(r);
     char *body = r->reply.body;
     r->reply.body = NULL;

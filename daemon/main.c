@@ -15,6 +15,7 @@
 #include "http.h"
 #include "log.h"
 #include "plugins.h"
+#include "push.h"
 #include "tasks.h"
 #include "util.h"
 #include "webhooks.h"
@@ -164,6 +165,7 @@ int main(int argc, char **argv) {
     }
     install_signals();
     tasks_init(cfg.retention_s, cfg.max_tasks);
+    push_init();
     struct webhooks_options wo = {
         .timeout_ms = cfg.webhook_timeout_ms,
         .connect_timeout_ms = cfg.webhook_connect_timeout_ms,

@@ -17,6 +17,7 @@
 
 #include "log.h"
 #include "plugins.h"
+#include "push.h"
 #include "tasks.h"
 #include "workers.h"
 
@@ -230,9 +231,14 @@ static bool message_send(const struct agent *agent, const cJSON *id, cJSON *para
         .agent = agent,
         .message = message,
         .context_id = cJSON_IsString(ctx_id) ? ctx_id->valuestring : NULL,
-        .push = has_push ? &push : NULL,
         .metadata = metadata,
     };
+    if (has_push && !(tc.ext[TASK_EXT_PUSH] = push_configs_new(&push))) {
+        cJSON_Delete(message);
+        cJSON_Delete(metadata);
+        f->http_status = 500;
+        return fail(f, RPC_INTERNAL_ERROR, "out of memory");
+    }
     /* contextId lives inside message, which tasks_create keeps: read it first. */
     char ctx_copy[37] = "";
     if (tc.context_id) {
@@ -354,7 +360,10 @@ static bool dispatch(const struct agent *agent, const cJSON *id, const char *met
     return fail(f, RPC_METHOD_NOT_FOUND, "method \"%.80s\" not found", method);
 }
 
-void rpc_handle(const struct agent *agent, const char *body, size_t len, struct rpc_reply *out) {
+void rpc_handle(const struct rpc_request *rq, struct rpc_reply *out) {
+    const struct agent *agent = rq->agent;
+    const char *body = rq->body;
+    size_t len = rq->len;
     memset(out, 0, sizeof *out);
     out->http_status = 200;
     struct rpc_fail f = {0};

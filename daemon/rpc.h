@@ -37,10 +37,19 @@ struct rpc_reply {
     int wait_history;    /* historyLength to render */
 };
 
-/* Handle one JSON-RPC request body addressed to agent (NULL when the path
- * names no agent). Fills out. Thread: any HTTP thread. */
-void rpc_handle(const struct agent *agent, const char *body, size_t len,
-                struct rpc_reply *out);
+/* One HTTP request as rpc sees it; everything borrowed for the call. */
+struct rpc_request {
+    const struct agent *agent; /* NULL when the path names no agent */
+    const char *body;
+    size_t len;
+    /* Request headers, NULL when absent. */
+    const char *a2a_version;   /* A2A-Version */
+    const char *extensions;    /* A2A-Extensions, else X-A2A-Extensions */
+    const char *authorization; /* Authorization */
+};
+
+/* Handle one JSON-RPC request. Fills out. Thread: any HTTP thread. */
+void rpc_handle(const struct rpc_request *req, struct rpc_reply *out);
 
 /* A JSON-RPC error reply with id null (for errors found before parsing,
  * such as an oversize body). Returns malloc'd JSON text. */

@@ -11,7 +11,6 @@
 
 #include "log.h"
 #include "util.h"
-#include "webhooks.h"
 
 struct waiter {
     void (*cb)(void *arg);
@@ -25,8 +24,6 @@ struct task {
     char context_id[UUID_STR_LEN];
     const struct agent *agent;
     char *query;
-    char *push_id, *push_url, *push_token; /* push_url NULL = no webhook */
-    char *order_key;                       /* deliveries of this task keep order */
 
     atomic_int refs;
 
@@ -39,6 +36,8 @@ struct task {
     cJSON *artifacts;      /* array, or NULL before the first */
     cJSON *metadata;       /* params.metadata, or NULL */
     struct waiter *waiters;
+    uint64_t seq;          /* events so far */
+    void *ext[TASK_EXT_MAX];
 
     /* set once when the task ends, before it joins the finished FIFO */
     uint64_t ended_ms;
@@ -52,6 +51,43 @@ static struct {
     unsigned retention_s;
     unsigned max_tasks;
 } store = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+/* Set at start-up, before any task: read without locks afterwards. */
+enum { MAX_OBSERVERS = 8 };
+static task_observer observers[MAX_OBSERVERS];
+static size_t n_observers;
+static const struct task_ext_ops *ext_ops[TASK_EXT_MAX];
+
+void tasks_add_observer(task_observer fn) {
+    if (n_observers < MAX_OBSERVERS)
+        observers[n_observers++] = fn;
+    else
+        log_error("tasks: more than %d observers; one ignored", MAX_OBSERVERS);
+}
+
+void tasks_register_ext(enum task_ext_slot slot, const struct task_ext_ops *ops) {
+    if ((unsigned)slot < TASK_EXT_MAX) ext_ops[slot] = ops;
+}
+
+const struct task_ext_ops *tasks_ext_ops(enum task_ext_slot slot) {
+    return (unsigned)slot < TASK_EXT_MAX ? ext_ops[slot] : NULL;
+}
+
+static void ext_free(enum task_ext_slot slot, void *data) {
+    if (data && ext_ops[slot] && ext_ops[slot]->free) ext_ops[slot]->free(data);
+}
+
+/* Hand the event just applied to every observer; task locked, so two
+ * threads' events reach them in the order they were applied. */
+static a2ad_status emit_locked(struct task *t, struct task_event *ev) {
+    ev->seq = ++t->seq;
+    ev->timestamp = t->timestamp;
+    for (size_t i = 0; i < n_observers; i++) {
+        a2ad_status st = observers[i](t, ev);
+        if (st != A2AD_OK && ev->kind == TASK_EVENT_CREATED) return st;
+    }
+    return A2AD_OK;
+}
 
 static const char *const state_names[] = {
     [TASK_SUBMITTED] = "submitted", [TASK_WORKING] = "working",   [TASK_COMPLETED] = "completed",
@@ -91,11 +127,8 @@ static void task_free(struct task *t) {
         n = w->next;
         free(w);
     }
+    for (int i = 0; i < TASK_EXT_MAX; i++) ext_free((enum task_ext_slot)i, t->ext[i]);
     free(t->query);
-    free(t->push_id);
-    free(t->push_url);
-    free(t->push_token);
-    free(t->order_key);
     free(t);
 }
 
@@ -167,6 +200,8 @@ void tasks_shutdown(void) {
     /* Unfinished tasks (none after a clean stop) are not in the FIFO. */
     if (m) hmap_each(m, release_entry, NULL);
     hmap_free(m);
+    n_observers = 0;
+    memset(ext_ops, 0, sizeof ext_ops);
 }
 
 void tasks_discard(struct task *t) {
@@ -224,6 +259,7 @@ a2ad_status tasks_create(const struct task_create *in, struct task **out) {
     *out = NULL;
     struct task *t = calloc(1, sizeof *t);
     if (!t) goto nomem;
+    memcpy(t->ext, in->ext, sizeof t->ext); /* taken now, whatever happens */
     pthread_mutex_init(&t->lock, NULL);
     atomic_init(&t->refs, 2); /* the store's and the caller's */
     util_uuid(t->id);
@@ -243,18 +279,6 @@ a2ad_status tasks_create(const struct task_create *in, struct task **out) {
     json_set_string(in->message, "taskId", t->id);
     json_set_string(in->message, "contextId", t->context_id);
     cJSON_AddItemToArray(t->history, in->message);
-    if (in->push && in->push->url) {
-        char pid[UUID_STR_LEN];
-        if (!in->push->id) util_uuid(pid);
-        t->push_id = strdup(in->push->id ? in->push->id : pid);
-        t->push_url = strdup(in->push->url);
-        t->push_token = util_strdup(in->push->token);
-        size_t kn = strlen(t->id) + strlen(t->push_id) + 2;
-        t->order_key = malloc(kn);
-        if (!t->push_id || !t->push_url || (in->push->token && !t->push_token) || !t->order_key)
-            goto nomem_owned_after_msg;
-        snprintf(t->order_key, kn, "%s|%s", t->id, t->push_id);
-    }
 
     pthread_mutex_lock(&store.lock);
     if (!store.by_id) store.by_id = hmap_new(1024);
@@ -275,16 +299,27 @@ a2ad_status tasks_create(const struct task_create *in, struct task **out) {
         task_free(t);
         return st;
     }
+    /* Observers may refuse the task (e.g. it could not be stored). */
+    struct task_event ev = {.kind = TASK_EVENT_CREATED, .state = TASK_SUBMITTED,
+                            .progress = NAN, .importance = -1};
+    pthread_mutex_lock(&t->lock);
+    st = emit_locked(t, &ev);
+    pthread_mutex_unlock(&t->lock);
+    if (st != A2AD_OK) {
+        tasks_discard(t);
+        task_release(t);
+        return st;
+    }
     *out = t;
     return A2AD_OK;
 
 nomem:
     cJSON_Delete(in->message);
     cJSON_Delete(in->metadata);
+    for (int i = 0; i < TASK_EXT_MAX; i++) ext_free((enum task_ext_slot)i, in->ext[i]);
     return A2AD_ERR_NOMEM;
 nomem_owned:
     cJSON_Delete(in->message);
-nomem_owned_after_msg:
     task_free(t);
     return A2AD_ERR_NOMEM;
 }
@@ -303,7 +338,7 @@ enum task_state task_get_state(struct task *t) {
     return s;
 }
 
-static cJSON *render_locked(struct task *t, int history_length) {
+cJSON *task_render_locked(struct task *t, int history_length) {
     cJSON *o = cJSON_CreateObject();
     if (!o) return NULL;
     cJSON_AddStringToObject(o, "kind", "task");
@@ -330,45 +365,12 @@ static cJSON *render_locked(struct task *t, int history_length) {
 
 cJSON *task_render(struct task *t, int history_length) {
     pthread_mutex_lock(&t->lock);
-    cJSON *o = render_locked(t, history_length);
+    cJSON *o = task_render_locked(t, history_length);
     pthread_mutex_unlock(&t->lock);
     return o;
 }
 
 /* ---- events --------------------------------------------------------- */
-
-/* Queue the push notification for the event just applied. Runs with the
- * task locked so that two threads' events are rendered and queued in the
- * same order; webhooks_enqueue only appends to a queue (no I/O). */
-static void notify_locked(struct task *t, bool terminal) {
-    if (!t->push_url) return;
-    cJSON *o = render_locked(t, -1);
-    char *body = o ? cJSON_PrintUnformatted(o) : NULL;
-    cJSON_Delete(o);
-    if (!body) {
-        log_error("task %s: out of memory rendering a push notification", t->id);
-        return;
-    }
-    static const char token_name[] = "X-A2A-Notification-Token: ";
-    char *token_header = NULL;
-    const char *headers[3] = {"Content-Type: application/json", NULL, NULL};
-    if (t->push_token) {
-        size_t n = sizeof token_name + strlen(t->push_token);
-        token_header = malloc(n);
-        if (token_header) {
-            snprintf(token_header, n, "%s%s", token_name, t->push_token);
-            headers[1] = token_header;
-        }
-    }
-    a2ad_status st = token_header || !t->push_token
-                         ? webhooks_enqueue(t->order_key, t->push_url, headers, body, strlen(body),
-                                            terminal)
-                         : (free(body), A2AD_ERR_NOMEM);
-    free(token_header);
-    /* The URL may carry credentials: the task id is enough to trace it. */
-    if (st != A2AD_OK)
-        log_warn("task %s: push notification not queued: %s", t->id, a2ad_status_name(st));
-}
 
 static cJSON *agent_message(struct task *t, const char *text) {
     char mid[UUID_STR_LEN];
@@ -397,12 +399,21 @@ static void set_status_locked(struct task *t, enum task_state s, cJSON *message)
     }
 }
 
+/* A STATUS event for the state the task is now in. */
+static void emit_status_locked(struct task *t, const char *text, double progress, int importance) {
+    struct task_event ev = {
+        .kind = TASK_EVENT_STATUS, .state = t->state, .terminal = task_state_terminal(t->state),
+        .message = t->status_message, .text = text, .progress = progress, .importance = importance,
+    };
+    emit_locked(t, &ev);
+}
+
 a2ad_status task_start(struct task *t) {
     pthread_mutex_lock(&t->lock);
     a2ad_status st = A2AD_ERR_STATE;
     if (t->state == TASK_SUBMITTED) {
         set_status_locked(t, TASK_WORKING, NULL);
-        notify_locked(t, false);
+        emit_status_locked(t, NULL, NAN, -1);
         st = A2AD_OK;
     }
     pthread_mutex_unlock(&t->lock);
@@ -430,7 +441,7 @@ a2ad_status task_progress(struct task *t, const char *message, double progress,
     if (!task_state_terminal(t->state)) {
         set_status_locked(t, TASK_WORKING, m);
         m = NULL;
-        notify_locked(t, false);
+        emit_status_locked(t, has_text ? message : NULL, progress, (int)importance);
         st = A2AD_OK;
     }
     pthread_mutex_unlock(&t->lock);
@@ -504,9 +515,14 @@ a2ad_status task_artifact(struct task *t, const char *name, const char *mime_typ
         if (!t->artifacts) t->artifacts = cJSON_CreateArray();
         if (t->artifacts) {
             cJSON_AddItemToArray(t->artifacts, a);
-            a = NULL;
             if (t->state == TASK_SUBMITTED) set_status_locked(t, TASK_WORKING, NULL);
-            notify_locked(t, false);
+            struct task_event ev = {
+                .kind = TASK_EVENT_ARTIFACT, .state = t->state, .artifact = a,
+                .artifact_name = name, .artifact_mime = mime_type, .data = data, .len = len,
+                .progress = NAN, .importance = -1,
+            };
+            a = NULL;
+            emit_locked(t, &ev);
             st = A2AD_OK;
         } else {
             st = A2AD_ERR_NOMEM;
@@ -535,7 +551,7 @@ a2ad_status task_finish(struct task *t, enum task_state final_state, const char 
     }
     set_status_locked(t, final_state, m);
     if (hist) cJSON_AddItemToArray(t->history, hist);
-    notify_locked(t, true);
+    emit_status_locked(t, text, NAN, -1);
     t->ended_ms = util_now_ms();
     struct waiter *w = t->waiters;
     t->waiters = NULL;
@@ -562,6 +578,19 @@ a2ad_status task_finish(struct task *t, enum task_state final_state, const char 
 a2ad_status task_cancel(struct task *t) {
     return task_finish(t, TASK_CANCELED, "Task canceled on request");
 }
+
+void *task_ext(struct task *t, enum task_ext_slot slot) {
+    return (unsigned)slot < TASK_EXT_MAX ? t->ext[slot] : NULL;
+}
+
+void task_ext_set(struct task *t, enum task_ext_slot slot, void *data) {
+    if ((unsigned)slot >= TASK_EXT_MAX) return;
+    if (t->ext[slot] != data) ext_free(slot, t->ext[slot]);
+    t->ext[slot] = data;
+}
+
+void task_lock(struct task *t) { pthread_mutex_lock(&t->lock); }
+void task_unlock(struct task *t) { pthread_mutex_unlock(&t->lock); }
 
 a2ad_status task_on_terminal(struct task *t, void (*cb)(void *arg), void *arg) {
     struct waiter *w = malloc(sizeof *w);

@@ -2,10 +2,13 @@
  *
  * A task goes submitted -> working -> completed | failed | canceled, or
  * submitted -> rejected/canceled/failed. Every change is an event: it updates
- * the stored task and, when the task has a push config, queues a push
- * notification (the whole Task as JSON, A2A 0.3 style) on the webhooks
- * module, in event order. Terminal events also wake the waiters registered
- * with task_on_terminal (blocking message/send).
+ * the stored task, then every observer (tasks_add_observer) sees it, with the
+ * task locked, in event order: the push module queues webhooks, other
+ * modules persist or stream it. Terminal events also wake the waiters
+ * registered with task_on_terminal (blocking message/send).
+ *
+ * Modules keep their own per-task data in extension slots (task_ext), so
+ * this module knows nothing of webhooks, dialects or storage.
  *
  * The store is in memory: a hash map by id, bounded by max_tasks; finished
  * tasks are dropped retention_s after they ended (tasks_expire), oldest
@@ -39,23 +42,75 @@ enum task_state {
 const char *task_state_name(enum task_state s);
 bool task_state_terminal(enum task_state s);
 
-struct push_config {
-    const char *id;    /* NULL = generated */
-    const char *url;   /* required */
-    const char *token; /* NULL = none; sent as X-A2A-Notification-Token */
+/* Per-task data of other modules. A slot's data is set when the task is
+ * created (task_create.ext) or later with task_ext_set, and freed with the
+ * task through its ops. */
+enum task_ext_slot {
+    TASK_EXT_PUSH,    /* push.c: the task's webhook configs */
+    TASK_EXT_HU,      /* hu.c: Health Universe background_job parameters */
+    TASK_EXT_STREAMS, /* streams.c: open SSE subscribers */
+    TASK_EXT_STORE,   /* store.c: persistence bookkeeping */
+    TASK_EXT_MAX
 };
+
+struct task_ext_ops {
+    const char *name;                  /* key when persisted */
+    void (*free)(void *data);          /* required */
+    cJSON *(*save)(const void *data);  /* optional: JSON to persist, new object */
+    void *(*load)(const cJSON *saved); /* optional: the inverse of save */
+};
+
+/* Register the ops of a slot. Thread: main, before any task exists. */
+void tasks_register_ext(enum task_ext_slot slot, const struct task_ext_ops *ops);
+const struct task_ext_ops *tasks_ext_ops(enum task_ext_slot slot);
 
 struct task_create {
     const struct agent *agent;
     cJSON *message;               /* TAKEN: the user's Message object */
     const char *context_id;       /* NULL = a new one */
-    const struct push_config *push; /* copied; NULL = no webhook */
     cJSON *metadata;              /* TAKEN: params.metadata, or NULL */
+    void *ext[TASK_EXT_MAX];      /* TAKEN: initial slot data, NULL = none */
 };
+
+enum task_event_kind {
+    TASK_EVENT_CREATED,  /* the task exists (state submitted), not yet acknowledged */
+    TASK_EVENT_STATUS,   /* a state change or a progress update */
+    TASK_EVENT_ARTIFACT  /* an artifact was added */
+};
+
+/* One event, as observers see it. Everything is borrowed for the call. */
+struct task_event {
+    enum task_event_kind kind;
+    enum task_state state;    /* after the event */
+    bool terminal;            /* the task's last event */
+    uint64_t seq;             /* 1, 2, ... per task, in event order */
+    const char *timestamp;    /* of the status, ISO 8601 UTC */
+    const cJSON *message;     /* STATUS: the agent message now in the status, or NULL */
+    const char *text;         /* STATUS: that message's text, or NULL */
+    double progress;          /* STATUS from update_progress: 0..1, else NAN */
+    int importance;           /* STATUS from update_progress: a2ad_importance, else -1 */
+    const cJSON *artifact;    /* ARTIFACT: the A2A Artifact object */
+    const char *artifact_name, *artifact_mime; /* ARTIFACT: as the agent gave them */
+    const void *data;         /* ARTIFACT: the raw bytes */
+    size_t len;
+};
+
+/* Called for every event of every task, with the task locked, in event
+ * order. It must not block on I/O nor call task functions other than
+ * task_ext, task_ext_set and task_render_locked (and the immutable
+ * accessors). For TASK_EVENT_CREATED a non-OK return refuses the task:
+ * tasks_create fails with that status and nothing is acknowledged. For the
+ * other events the return is ignored. */
+typedef a2ad_status (*task_observer)(struct task *t, const struct task_event *ev);
+
+/* Add an observer; they run in the order added. At most 8. Thread: main,
+ * before any task exists. */
+void tasks_add_observer(task_observer fn);
 
 /* Store settings; call once before anything else. Thread: main. */
 void tasks_init(unsigned retention_s, unsigned max_tasks);
-/* Drop every task (after workers and HTTP stopped). Thread: main. */
+/* Drop every task (after workers and HTTP stopped), and forget the
+ * observers and slot ops. Thread: main. */
 void tasks_shutdown(void);
 
 /* Create a task in state submitted; *out holds a reference for the caller.
@@ -89,6 +144,16 @@ enum task_state task_get_state(struct task *t);
 /* The Task as A2A 0.3 JSON (new object, caller frees). history_length < 0:
  * all history; 0: no "history" member; n: the last n messages. */
 cJSON *task_render(struct task *t, int history_length);
+/* The same, for an observer (the task is already locked). */
+cJSON *task_render_locked(struct task *t, int history_length);
+
+/* Slot data. The task lock must be held (an observer, or between task_lock
+ * and task_unlock). task_ext_set frees the slot's previous data. */
+void *task_ext(struct task *t, enum task_ext_slot slot);
+void task_ext_set(struct task *t, enum task_ext_slot slot, void *data);
+/* For modules that change slot data outside an event. Never across I/O. */
+void task_lock(struct task *t);
+void task_unlock(struct task *t);
 
 /* ---- events. All return A2AD_ERR_STATE when the task already ended. ---- */
 

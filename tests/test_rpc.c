@@ -11,7 +11,8 @@
 
 static cJSON *handle(const struct agent *agent, const char *body, int *http_status) {
     struct rpc_reply r;
-    rpc_handle(agent, body, strlen(body), &r);
+    struct rpc_request rq = {.agent = agent, .body = body, .len = strlen(body)};
+    rpc_handle(&rq, &r);
     if (http_status) *http_status = r.http_status;
     ck_assert_ptr_null(r.wait_task);
     cJSON *o = cJSON_Parse(r.body);

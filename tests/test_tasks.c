@@ -211,6 +211,59 @@ START_TEST(max_tasks_bounds_the_store) {
 }
 END_TEST
 
+/* What an observer saw, in order. */
+static char seen[512];
+static a2ad_status refuse_created;
+
+static a2ad_status record_event(struct task *t, const struct task_event *ev) {
+    (void)t;
+    char one[64];
+    snprintf(one, sizeof one, "%llu:%s%s%s%s;", (unsigned long long)ev->seq,
+             ev->kind == TASK_EVENT_CREATED ? "created" :
+             ev->kind == TASK_EVENT_ARTIFACT ? "artifact " : "status ",
+             ev->kind == TASK_EVENT_ARTIFACT ? ev->artifact_name : "",
+             ev->kind == TASK_EVENT_STATUS ? task_state_name(ev->state) : "",
+             ev->terminal ? "!" : "");
+    strncat(seen, one, sizeof seen - strlen(seen) - 1);
+    return ev->kind == TASK_EVENT_CREATED ? refuse_created : A2AD_OK;
+}
+
+static int freed_ext;
+static void count_free(void *data) {
+    free(data);
+    freed_ext++;
+}
+static const struct task_ext_ops counting_ops = {.name = "test", .free = count_free};
+
+START_TEST(observers_see_every_event_in_order) {
+    seen[0] = '\0';
+    refuse_created = A2AD_OK;
+    freed_ext = 0;
+    tasks_add_observer(record_event);
+    tasks_register_ext(TASK_EXT_HU, &counting_ops);
+    struct task *t = new_task("x");
+    task_start(t);
+    task_progress(t, "half", 0.5, A2AD_INFO);
+    task_artifact(t, "out.txt", "text/plain", "hi", 2);
+    task_finish(t, TASK_COMPLETED, "done");
+    ck_assert_int_eq(task_progress(t, "late", 0.9, A2AD_INFO), A2AD_ERR_STATE);
+    ck_assert_str_eq(seen, "1:created;2:status working;3:status working;4:artifact out.txt;"
+                           "5:status completed!;");
+    task_release(t);
+
+    /* An observer that refuses creation: nothing is stored, slot data freed. */
+    refuse_created = A2AD_ERR_IO;
+    struct task_create tc = {.message = cJSON_Parse("{\"role\":\"user\",\"parts\":[]}")};
+    tc.ext[TASK_EXT_HU] = malloc(8);
+    size_t before = tasks_count();
+    struct task *r = NULL;
+    ck_assert_int_eq(tasks_create(&tc, &r), A2AD_ERR_IO);
+    ck_assert_ptr_null(r);
+    ck_assert_uint_eq(tasks_count(), before);
+    ck_assert_int_eq(freed_ext, 1);
+}
+END_TEST
+
 START_TEST(discarded_task_disappears) {
     struct task *t = new_task("x");
     tasks_discard(t);
@@ -233,6 +286,7 @@ Suite *tasks_suite(void) {
     tcase_add_test(tc, finished_tasks_expire_after_retention);
     tcase_add_test(tc, max_tasks_bounds_the_store);
     tcase_add_test(tc, discarded_task_disappears);
+    tcase_add_test(tc, observers_see_every_event_in_order);
     suite_add_tcase(s, tc);
     return s;
 }

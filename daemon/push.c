@@ -104,7 +104,45 @@ static a2ad_status push_observe(struct task *t, const struct task_event *ev) {
     return A2AD_OK;
 }
 
-static const struct task_ext_ops push_ops = {.name = "push", .free = configs_free};
+/* Persisted as [{"id","url","token"?}, ...] in config order. */
+static cJSON *configs_save(const void *data) {
+    const struct push_configs *pc = data;
+    cJSON *a = cJSON_CreateArray();
+    for (const struct push_entry *e = pc->head; a && e; e = e->next) {
+        cJSON *o = cJSON_CreateObject();
+        if (!o) break;
+        cJSON_AddStringToObject(o, "id", e->id);
+        cJSON_AddStringToObject(o, "url", e->url);
+        if (e->token) cJSON_AddStringToObject(o, "token", e->token);
+        cJSON_AddItemToArray(a, o);
+    }
+    return a;
+}
+
+static void *configs_load(const cJSON *saved) {
+    struct push_configs *pc = push_configs_new(NULL);
+    struct push_entry **tail = pc ? &pc->head : NULL;
+    const cJSON *o;
+    cJSON_ArrayForEach(o, saved) {
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(o, "id");
+        const cJSON *url = cJSON_GetObjectItemCaseSensitive(o, "url");
+        const cJSON *token = cJSON_GetObjectItemCaseSensitive(o, "token");
+        if (!pc || !cJSON_IsString(id) || !cJSON_IsString(url)) continue;
+        struct push_config c = {.id = id->valuestring, .url = url->valuestring,
+                                .token = cJSON_IsString(token) ? token->valuestring : NULL};
+        struct push_entry *e = entry_new(&c);
+        if (!e) {
+            configs_free(pc);
+            return NULL;
+        }
+        *tail = e;
+        tail = &e->next;
+    }
+    return pc;
+}
+
+static const struct task_ext_ops push_ops = {
+    .name = "push", .free = configs_free, .save = configs_save, .load = configs_load};
 
 void push_init(void) {
     tasks_register_ext(TASK_EXT_PUSH, &push_ops);

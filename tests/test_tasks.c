@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "push.h"
 #include "tasks.h"
 #include "util.h"
 
@@ -264,6 +265,28 @@ START_TEST(observers_see_every_event_in_order) {
 }
 END_TEST
 
+START_TEST(push_configs_survive_save_and_load) {
+    push_init();
+    const struct task_ext_ops *ops = tasks_ext_ops(TASK_EXT_PUSH);
+    ck_assert_ptr_nonnull(ops);
+    struct push_config c = {.url = "http://127.0.0.1:9/hook", .token = "secret"};
+    void *pc = push_configs_new(&c);
+    cJSON *saved = ops->save(pc);
+    ck_assert_int_eq(cJSON_GetArraySize(saved), 1);
+    const cJSON *first = cJSON_GetArrayItem(saved, 0);
+    ck_assert_str_eq(cJSON_GetObjectItem(first, "url")->valuestring, c.url);
+    ck_assert_str_eq(cJSON_GetObjectItem(first, "token")->valuestring, "secret");
+    ck_assert_uint_eq(strlen(cJSON_GetObjectItem(first, "id")->valuestring), 36); /* generated */
+    void *back = ops->load(saved);
+    cJSON *again = ops->save(back);
+    ck_assert(cJSON_Compare(saved, again, 1));
+    cJSON_Delete(saved);
+    cJSON_Delete(again);
+    ops->free(pc);
+    ops->free(back);
+}
+END_TEST
+
 START_TEST(discarded_task_disappears) {
     struct task *t = new_task("x");
     tasks_discard(t);
@@ -287,6 +310,7 @@ Suite *tasks_suite(void) {
     tcase_add_test(tc, max_tasks_bounds_the_store);
     tcase_add_test(tc, discarded_task_disappears);
     tcase_add_test(tc, observers_see_every_event_in_order);
+    tcase_add_test(tc, push_configs_survive_save_and_load);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -79,10 +79,12 @@ static const char *check_url(const char *v);
 static const char *check_agent_or_empty(const char *v);
 static const char *check_dir(const char *v);
 static const char *check_load_list(const char *v);
+static const char *check_db_path(const char *v);
 
 static const char *const level_words[] = {"error", "warning", "info", "debug", NULL};
 static const char *const errors_words[] = {"fatal", "skip", NULL};
-static const char *const store_words[] = {"memory", NULL};
+static const char *const store_words[] = {"sqlite", "memory", NULL};
+static const char *const sync_words[] = {"full", "normal", NULL};
 
 static const char *const sections[] = {"server", "workers", "plugins", "tasks", "webhooks", "log"};
 #define N_SECTIONS (sizeof sections / sizeof sections[0])
@@ -106,7 +108,11 @@ static const struct key_def keys[] = {
     K_STR("plugins", "load", plugin_load, check_load_list, ""),
     K_FLAG("plugins", "errors", plugin_errors_fatal, errors_words, "fatal"),
 
-    K_WORD("tasks", "store", store, store_words, "memory"),
+    K_WORD("tasks", "store", store, store_words, "sqlite"),
+    K_STR("tasks", "path", db_path, check_db_path, "/var/lib/a2ad/a2ad.db"),
+    K_WORD("tasks", "sync", db_sync, sync_words, "full"),
+    K_UINT("tasks", "write_queue", write_queue, 1, 10000000, "10000"),
+    K_UINT("tasks", "lock_timeout_ms", lock_timeout_ms, 0, 600000, "5000"),
     K_UINT("tasks", "retention_s", retention_s, 0, 31536000, "3600"),
     K_UINT("tasks", "max_tasks", max_tasks, 1, 100000000, "100000"),
 
@@ -118,6 +124,7 @@ static const struct key_def keys[] = {
     K_UINT("webhooks", "max_in_flight", webhook_max_in_flight, 1, 10000, "64"),
     K_UINT("webhooks", "max_pending", webhook_max_pending, 1, 100000000, "100000"),
     K_UINT("webhooks", "flush_s", webhook_flush_s, 0, 3600, "10"),
+    K_UINT("webhooks", "max_age_s", webhook_max_age_s, 0, 31536000, "86400"),
 
     K_LEVEL("log", "level", log_level, "info"),
 };
@@ -166,6 +173,14 @@ static const char *check_dir(const char *v) {
     return *v ? NULL
               : "must be a directory (relative to the working directory unless it starts "
                 "with '/')";
+}
+
+static const char *check_db_path(const char *v) {
+    size_t n = strlen(v);
+    return n && v[n - 1] != '/' && !strchr(v, '?')
+               ? NULL
+               : "must be the database file (relative to the working directory unless it "
+                 "starts with '/'), e.g. /var/lib/a2ad/a2ad.db";
 }
 
 /* Mirrors how plugins.c reads the list: commas, blanks around names. */

@@ -47,7 +47,11 @@ struct config {
     bool plugin_errors_fatal;      /* true: a bad plugin stops start-up */
 
     /* [tasks] */
-    char *store;                   /* "memory" */
+    char *store;                   /* "sqlite" or "memory" */
+    char *db_path;                 /* sqlite: the database file */
+    char *db_sync;                 /* sqlite: "full" (fsync each commit) or "normal" */
+    unsigned write_queue;          /* 10000: writes waiting for the disk at most */
+    unsigned lock_timeout_ms;      /* 5000: how long a write waits for a locked database */
     unsigned retention_s;          /* 3600: finished tasks kept this long */
     unsigned max_tasks;            /* 100000: tasks held at once */
 
@@ -60,6 +64,7 @@ struct config {
     unsigned webhook_max_in_flight;       /* 64 concurrent POSTs */
     unsigned webhook_max_pending;         /* 100000 queued deliveries */
     unsigned webhook_flush_s;             /* 10: how long pending POSTs may drain at stop */
+    unsigned webhook_max_age_s;           /* 86400: retry until an event is this old; 0 = max_attempts */
 
     /* [log] */
     a2ad_log_level log_level;      /* info */

@@ -16,6 +16,7 @@
 #include "log.h"
 #include "plugins.h"
 #include "push.h"
+#include "store.h"
 #include "tasks.h"
 #include "util.h"
 #include "webhooks.h"
@@ -166,6 +167,15 @@ int main(int argc, char **argv) {
     install_signals();
     tasks_init(cfg.retention_s, cfg.max_tasks);
     push_init();
+    /* The store's hooks go in after every module that posts webhooks. */
+    bool durable = strcmp(cfg.store, "sqlite") == 0;
+    if (durable && store_open(&cfg) != A2AD_OK) {
+        log_error("start-up stopped: fix [tasks] path (or set [tasks] store = memory)");
+        tasks_shutdown();
+        curl_global_cleanup();
+        config_free(&cfg);
+        return 1;
+    }
     struct webhooks_options wo = {
         .timeout_ms = cfg.webhook_timeout_ms,
         .connect_timeout_ms = cfg.webhook_connect_timeout_ms,
@@ -174,6 +184,7 @@ int main(int argc, char **argv) {
         .backoff_max_ms = cfg.webhook_backoff_max_ms,
         .max_in_flight = cfg.webhook_max_in_flight,
         .max_pending = cfg.webhook_max_pending,
+        .max_age_s = cfg.webhook_max_age_s,
     };
     int rc = 1;
     bool plugins_loaded = false;
@@ -190,6 +201,8 @@ int main(int argc, char **argv) {
      * still emit while new ones wait. */
     workers_set_webhook_high_water(cfg.webhook_max_pending > 1 ? cfg.webhook_max_pending / 2 : 1);
     if (workers_start(cfg.worker_threads, cfg.queue_length) != A2AD_OK) goto out_webhooks;
+    workers_keep_queued_at_stop(durable);
+    if (durable && store_recover() != A2AD_OK) goto out_workers;
     if (http_start(&cfg) != A2AD_OK) goto out_workers;
 
     log_info("a2ad %s ready in %llu ms: %zu agents, store %s", A2AD_VERSION,
@@ -234,8 +247,11 @@ out_webhooks:
                  (unsigned long long)ws.delivered, (unsigned long long)ws.retried,
                  (unsigned long long)ws.given_up);
     }
+    /* After webhooks: their last outcomes are written too. */
+    store_close();
     if (plugins_loaded) plugins_unload();
 out:
+    store_close();
     tasks_shutdown();
     curl_global_cleanup();
     config_free(&cfg);

@@ -81,7 +81,13 @@ static a2ad_status push_observe(struct task *t, const struct task_event *ev) {
         return A2AD_ERR_NOMEM;
     }
     size_t len = strlen(body);
+    unsigned index = 0;
     for (struct push_entry *e = pc->head; e; e = e->next) {
+        /* Stable across retries and restarts (the outbox keeps it): the
+         * task, the event's number, the config's place. */
+        char event_id[UUID_STR_LEN + 48];
+        snprintf(event_id, sizeof event_id, "%s.%llu.%u", task_id(t),
+                 (unsigned long long)ev->seq, ++index);
         if (!e->order_key) {
             size_t kn = strlen(task_id(t)) + strlen(e->id) + 2;
             if ((e->order_key = malloc(kn))) snprintf(e->order_key, kn, "%s|%s", task_id(t), e->id);
@@ -90,10 +96,10 @@ static a2ad_status push_observe(struct task *t, const struct task_event *ev) {
         char *copy = e->next ? malloc(len + 1) : body;
         if (copy && copy != body) memcpy(copy, body, len + 1);
         const char *headers[3] = {"Content-Type: application/json", e->token_header, NULL};
-        a2ad_status st = copy && e->order_key
-                             ? webhooks_enqueue(e->order_key, e->url, headers, copy, len,
-                                                ev->terminal)
-                             : (free(copy), A2AD_ERR_NOMEM);
+        struct webhook_post p = {.order_key = e->order_key, .url = e->url, .headers = headers,
+                                 .body = copy, .len = len, .essential = ev->terminal,
+                                 .event_id = event_id, .task_id = task_id(t)};
+        a2ad_status st = copy && e->order_key ? webhooks_post(&p) : (free(copy), A2AD_ERR_NOMEM);
         if (copy == body) body = NULL;
         /* The URL may carry credentials: the task id is enough to trace it. */
         if (st != A2AD_OK)

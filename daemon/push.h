@@ -5,7 +5,9 @@
  * push observer renders the whole Task (A2A 0.3 style) once and queues it on
  * the webhooks module for each config, with the config's token in
  * X-A2A-Notification-Token. Deliveries of one task to one config keep their
- * order (order key "TASKID|CONFIGID").
+ * order (order key "TASKID|CONFIGID"). Each carries the event id
+ * "TASKID.SEQ.N" (SEQ the event's number, N the config's place, from 1) in
+ * X-A2A-Event-Id.
  */
 #ifndef A2AD_PUSH_H
 #define A2AD_PUSH_H

@@ -18,6 +18,7 @@
 #include "log.h"
 #include "plugins.h"
 #include "push.h"
+#include "store.h"
 #include "tasks.h"
 #include "workers.h"
 
@@ -251,6 +252,11 @@ static bool message_send(const struct agent *agent, const cJSON *id, cJSON *para
         f->http_status = 503;
         f->retry_after_s = 1;
         return fail(f, RPC_INTERNAL_ERROR, "the task store is full (tasks.max_tasks); retry later");
+    }
+    if (st == A2AD_ERR_IO) { /* the durable store could not write it: nothing was accepted */
+        f->http_status = 503;
+        f->retry_after_s = 5;
+        return fail(f, RPC_INTERNAL_ERROR, "%s; the job was not accepted", store_last_error());
     }
     if (st != A2AD_OK) {
         f->http_status = 500;

@@ -57,6 +57,18 @@ enum { MAX_OBSERVERS = 8 };
 static task_observer observers[MAX_OBSERVERS];
 static size_t n_observers;
 static const struct task_ext_ops *ext_ops[TASK_EXT_MAX];
+static task_observer store_observer;
+static a2ad_status (*create_wait)(struct task *t);
+
+/* The task whose event this thread is handing to observers, if any. */
+static _Thread_local struct task *emitting;
+
+void tasks_set_store_hooks(task_observer last, a2ad_status (*wait)(struct task *t)) {
+    store_observer = last;
+    create_wait = wait;
+}
+
+struct task *tasks_emitting(void) { return emitting; }
 
 void tasks_add_observer(task_observer fn) {
     if (n_observers < MAX_OBSERVERS)
@@ -82,11 +94,20 @@ static void ext_free(enum task_ext_slot slot, void *data) {
 static a2ad_status emit_locked(struct task *t, struct task_event *ev) {
     ev->seq = ++t->seq;
     ev->timestamp = t->timestamp;
+    a2ad_status st = A2AD_OK;
+    emitting = t;
     for (size_t i = 0; i < n_observers; i++) {
-        a2ad_status st = observers[i](t, ev);
-        if (st != A2AD_OK && ev->kind == TASK_EVENT_CREATED) return st;
+        st = observers[i](t, ev);
+        if (st != A2AD_OK && ev->kind == TASK_EVENT_CREATED) break;
+        st = A2AD_OK;
     }
-    return A2AD_OK;
+    /* Last, so it sees whatever the others queued for this event. */
+    if (st == A2AD_OK && store_observer) {
+        st = store_observer(t, ev);
+        if (ev->kind != TASK_EVENT_CREATED) st = A2AD_OK;
+    }
+    emitting = NULL;
+    return st;
 }
 
 static const char *const state_names[] = {
@@ -202,6 +223,8 @@ void tasks_shutdown(void) {
     hmap_free(m);
     n_observers = 0;
     memset(ext_ops, 0, sizeof ext_ops);
+    store_observer = NULL;
+    create_wait = NULL;
 }
 
 void tasks_discard(struct task *t) {
@@ -305,6 +328,8 @@ a2ad_status tasks_create(const struct task_create *in, struct task **out) {
     pthread_mutex_lock(&t->lock);
     st = emit_locked(t, &ev);
     pthread_mutex_unlock(&t->lock);
+    /* The ack waits until the task is on disk, with no lock held. */
+    if (st == A2AD_OK && create_wait) st = create_wait(t);
     if (st != A2AD_OK) {
         tasks_discard(t);
         task_release(t);
@@ -324,12 +349,105 @@ nomem_owned:
     return A2AD_ERR_NOMEM;
 }
 
+a2ad_status tasks_restore(const struct task_restore *in, struct task **out) {
+    *out = NULL;
+    cJSON *doc = in->doc;
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(doc, "id");
+    const cJSON *ctx = cJSON_GetObjectItemCaseSensitive(doc, "contextId");
+    const cJSON *status = cJSON_GetObjectItemCaseSensitive(doc, "status");
+    const cJSON *ts = cJSON_GetObjectItemCaseSensitive(status, "timestamp");
+    cJSON *history = cJSON_DetachItemFromObjectCaseSensitive(doc, "history");
+    struct task *t = calloc(1, sizeof *t);
+    a2ad_status st = A2AD_ERR_PARSE;
+    if (!t) {
+        st = A2AD_ERR_NOMEM;
+        goto fail;
+    }
+    memcpy(t->ext, in->ext, sizeof t->ext);
+    pthread_mutex_init(&t->lock, NULL);
+    atomic_init(&t->refs, 2);
+    if (!cJSON_IsString(id) || strlen(id->valuestring) >= sizeof t->id || !cJSON_IsString(ctx) ||
+        strlen(ctx->valuestring) >= sizeof t->context_id || !cJSON_IsArray(history) ||
+        !cJSON_IsString(ts) || strlen(ts->valuestring) >= sizeof t->timestamp)
+        goto fail_owned;
+    strcpy(t->id, id->valuestring);
+    strcpy(t->context_id, ctx->valuestring);
+    strcpy(t->timestamp, ts->valuestring);
+    t->agent = in->agent;
+    t->state = in->state;
+    t->seq = in->seq;
+    t->history = history;
+    history = NULL;
+    t->status_message = cJSON_DetachItemFromObjectCaseSensitive((cJSON *)status, "message");
+    t->artifacts = cJSON_DetachItemFromObjectCaseSensitive(doc, "artifacts");
+    t->metadata = cJSON_DetachItemFromObjectCaseSensitive(doc, "metadata");
+    /* The query is the first message's text, as at creation. */
+    st = A2AD_ERR_NOMEM;
+    if (!(t->query = message_query(cJSON_GetArrayItem(t->history, 0)))) goto fail_owned;
+    if (task_state_terminal(t->state)) {
+        uint64_t now = util_now_ms();
+        t->ended_ms = now > in->ended_ago_ms ? now - in->ended_ago_ms : 0;
+    }
+    pthread_mutex_lock(&store.lock);
+    if (!store.by_id) store.by_id = hmap_new(1024);
+    st = hmap_get(store.by_id, t->id) ? A2AD_ERR_STATE : hmap_put(store.by_id, t->id, t);
+    if (st == A2AD_OK && task_state_terminal(t->state)) {
+        if (store.finished_tail)
+            store.finished_tail->finished_next = t;
+        else
+            store.finished_head = t;
+        store.finished_tail = t;
+    }
+    pthread_mutex_unlock(&store.lock);
+    if (st != A2AD_OK) goto fail_owned;
+    cJSON_Delete(doc);
+    *out = t;
+    return A2AD_OK;
+
+fail:
+    for (int i = 0; i < TASK_EXT_MAX; i++) ext_free((enum task_ext_slot)i, in->ext[i]);
+    cJSON_Delete(history);
+    cJSON_Delete(doc);
+    return st;
+fail_owned:
+    cJSON_Delete(history);
+    cJSON_Delete(doc);
+    task_free(t);
+    return st;
+}
+
+void task_annotate_locked(struct task *t, const char *key, cJSON *value) {
+    if (!value) return;
+    if (!t->metadata && !(t->metadata = cJSON_CreateObject())) goto drop;
+    cJSON *mine = cJSON_GetObjectItemCaseSensitive(t->metadata, "a2ad");
+    if (!cJSON_IsObject(mine)) {
+        cJSON_DeleteItemFromObjectCaseSensitive(t->metadata, "a2ad");
+        if (!(mine = cJSON_AddObjectToObject(t->metadata, "a2ad"))) goto drop;
+    }
+    if (cJSON_HasObjectItem(mine, key))
+        cJSON_ReplaceItemInObjectCaseSensitive(mine, key, value);
+    else
+        cJSON_AddItemToObject(mine, key, value);
+    return;
+drop:
+    cJSON_Delete(value);
+}
+
+const cJSON *task_annotation_locked(struct task *t, const char *key) {
+    return cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(t->metadata, "a2ad"), key);
+}
+
+uint64_t task_seq_locked(struct task *t) { return t->seq; }
+
 /* ---- accessors ------------------------------------------------------ */
 
 const char *task_id(const struct task *t) { return t->id; }
 const char *task_context_id(const struct task *t) { return t->context_id; }
 const struct agent *task_agent(const struct task *t) { return t->agent; }
 const char *task_query(const struct task *t) { return t->query; }
+
+enum task_state task_get_state_locked(struct task *t) { return t->state; }
 
 enum task_state task_get_state(struct task *t) {
     pthread_mutex_lock(&t->lock);

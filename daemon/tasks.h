@@ -107,6 +107,43 @@ typedef a2ad_status (*task_observer)(struct task *t, const struct task_event *ev
  * before any task exists. */
 void tasks_add_observer(task_observer fn);
 
+/* The durable store's hooks (store.c). `last` is an observer that runs
+ * after all the others, so it sees what they queued for the event (the
+ * webhooks of its outbox); `wait`, when set, runs in tasks_create after the
+ * CREATED event with no lock held, and blocks until the task is on disk: a
+ * non-OK return refuses the task like an observer's. Either may be NULL.
+ * Thread: main, before any task exists. */
+void tasks_set_store_hooks(task_observer last, a2ad_status (*wait)(struct task *t));
+
+/* The task whose event this thread is handing to observers right now, or
+ * NULL (outside an observer). */
+struct task *tasks_emitting(void);
+
+/* A task read back from the durable store at start-up. */
+struct task_restore {
+    cJSON *doc;                /* TAKEN: the Task as task_render gave it (all history) */
+    const struct agent *agent; /* NULL when its agent is no longer loaded */
+    enum task_state state;     /* the state to restore it in (may differ from doc's) */
+    uint64_t seq;              /* events it had */
+    uint64_t ended_ago_ms;     /* terminal state: how long ago it ended */
+    void *ext[TASK_EXT_MAX];   /* TAKEN: slot data */
+};
+
+/* Put a stored task back in memory, without any event. Terminal tasks join
+ * the expiry order in the order restored (restore them oldest first). *out
+ * holds a reference for the caller. A2AD_ERR_PARSE for a doc without id,
+ * contextId, status.timestamp or history; A2AD_ERR_STATE when the id is
+ * already held. Thread: main, before workers and HTTP start. */
+a2ad_status tasks_restore(const struct task_restore *in, struct task **out);
+
+/* Set metadata.a2ad.KEY to value (TAKEN): daemon notes that tasks/get shows
+ * (attempts, webhooks given up). The task lock must be held; no event. */
+void task_annotate_locked(struct task *t, const char *key, cJSON *value);
+/* metadata.a2ad.KEY, or NULL; borrowed while the lock is held. */
+const cJSON *task_annotation_locked(struct task *t, const char *key);
+/* Events so far. The task lock must be held. */
+uint64_t task_seq_locked(struct task *t);
+
 /* Store settings; call once before anything else. Thread: main. */
 void tasks_init(unsigned retention_s, unsigned max_tasks);
 /* Drop every task (after workers and HTTP stopped), and forget the
@@ -140,6 +177,8 @@ const struct agent *task_agent(const struct task *t);
 const char *task_query(const struct task *t); /* text parts joined by "\n" */
 
 enum task_state task_get_state(struct task *t);
+/* The same, the task lock held. */
+enum task_state task_get_state_locked(struct task *t);
 
 /* The Task as A2A 0.3 JSON (new object, caller frees). history_length < 0:
  * all history; 0: no "history" member; n: the last n messages. */

@@ -15,6 +15,9 @@ void util_uuid(char out[UUID_STR_LEN]);
 
 /* Milliseconds on the monotonic clock, for deadlines. */
 uint64_t util_now_ms(void);
+/* Wall-clock milliseconds since the Unix epoch (for ages that must survive a
+ * restart; can jump with the clock). */
+uint64_t util_wall_ms(void);
 
 /* ISO-8601 UTC timestamp with milliseconds and 'Z' ("2026-11-24T08:00:00.000Z"). */
 #define TIMESTAMP_LEN 25

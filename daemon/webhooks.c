@@ -37,8 +37,12 @@ struct delivery {
     char *body;
     size_t len;
     unsigned attempts;
-    const char *url; /* points into text, after the key */
-    char text[];     /* key NUL url NUL */
+    uint64_t created_ms; /* wall clock, for max_age_s */
+    void *gate;          /* the outbox's, or NULL */
+    const char *url;      /* points into text, after the key */
+    const char *event_id; /* points into text, after the url */
+    const char *task_id;  /* points into text, after the event id; NULL = none */
+    char text[];          /* key NUL url NUL event-id NUL [task-id NUL] */
 };
 
 struct channel {
@@ -70,6 +74,9 @@ static struct {
     CURLM *multi; /* read by callers only for curl_multi_wakeup */
 } wh = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
+/* Set before the thread starts, read-only afterwards. */
+static const struct webhooks_outbox *outbox;
+
 /* Owned by the delivery thread while it runs; by main before and after. */
 static struct {
     struct webhooks_options opts;
@@ -77,6 +84,9 @@ static struct {
     struct hmap *channels;
     struct channel *all;
     struct channel *ready_head, *ready_tail;
+    /* Channels whose head the outbox holds back (not on disk yet); looked
+     * at again on every wake. Linked through next_ready. */
+    struct channel *held_head, *held_tail;
     struct channel **heap; /* min-heap on retry_at */
     size_t heap_len, heap_cap;
     struct xfer *xfers;
@@ -109,8 +119,11 @@ static bool headers_valid(const char *const *headers) {
     return true;
 }
 
-static struct curl_slist *headers_build(const char *const *headers) {
+static struct curl_slist *headers_build(const char *const *headers, const char *event_id) {
     struct curl_slist *list = NULL, *next;
+    char idh[sizeof WEBHOOKS_EVENT_ID_HEADER + WEBHOOKS_EVENT_ID_MAX + 2];
+    snprintf(idh, sizeof idh, "%s: %s", WEBHOOKS_EVENT_ID_HEADER, event_id);
+    if (!(list = curl_slist_append(NULL, idh))) return NULL;
     bool has_type = false;
     for (size_t i = 0; headers && headers[i]; i++) {
         if (header_has_name(headers[i], "Content-Type")) has_type = true;
@@ -155,6 +168,27 @@ static void ready_push(struct channel *ch) {
     else
         dt.ready_head = ch;
     dt.ready_tail = ch;
+}
+
+static void held_push(struct channel *ch) {
+    ch->next_ready = NULL;
+    if (dt.held_tail)
+        dt.held_tail->next_ready = ch;
+    else
+        dt.held_head = ch;
+    dt.held_tail = ch;
+}
+
+/* Gates may have opened: everything held goes back to the ready list, in
+ * the order it was held; xfers_start_ready holds again what is still shut. */
+static void held_release(void) {
+    struct channel *ch = dt.held_head;
+    dt.held_head = dt.held_tail = NULL;
+    while (ch) {
+        struct channel *next = ch->next_ready;
+        ready_push(ch);
+        ch = next;
+    }
 }
 
 static struct channel *ready_pop(void) {
@@ -225,10 +259,21 @@ static void log_give_up(const struct delivery *d, const char *why) {
         curl_url_get(u, CURLUPART_URL, &shown, 0);
     }
     curl_url_cleanup(u);
-    log_warn("webhooks: giving up on POST to %s (order key %s) after %u attempt%s: %s",
-             shown ? shown : "(unparsable URL)", d->text, d->attempts,
+    log_warn("webhooks: giving up on POST to %s (order key %s, event %s) after %u attempt%s: %s",
+             shown ? shown : "(unparsable URL)", d->text, d->event_id, d->attempts,
              d->attempts == 1 ? "" : "s", why);
     curl_free(shown);
+}
+
+/* Tell the outbox how the delivery ended; it releases the gate. */
+static void outbox_done(struct delivery *d, bool delivered, const char *why) {
+    if (outbox && outbox->done) outbox->done(d->gate, d->event_id, d->task_id, delivered, why);
+    d->gate = NULL;
+}
+
+static void outbox_dropped(struct delivery *d) {
+    if (outbox && outbox->dropped && d->gate) outbox->dropped(d->gate);
+    d->gate = NULL;
 }
 
 /* The head of ch is done with (delivered or given up): the next one in line
@@ -277,6 +322,20 @@ static bool curl_error_permanent(CURLcode rc) {
     }
 }
 
+static bool too_old(const struct delivery *d) {
+    return dt.opts.max_age_s &&
+           util_wall_ms() >= d->created_ms + (uint64_t)dt.opts.max_age_s * 1000u;
+}
+
+/* The head of ch will not be sent again. */
+static void give_up(struct channel *ch, const char *why) {
+    struct delivery *d = ch->head;
+    log_give_up(d, why);
+    outbox_done(d, false, why);
+    stats_finish(&wh.stats.given_up, 1);
+    channel_advance(ch);
+}
+
 /* One attempt at the head of ch ended with rc / HTTP code. */
 static void attempt_done(struct channel *ch, CURLcode rc, long code, const char *errmsg) {
     struct delivery *d = ch->head;
@@ -284,6 +343,7 @@ static void attempt_done(struct channel *ch, CURLcode rc, long code, const char 
     /* A 2xx means the receiver has it, even if reading its answer failed
      * afterwards: sending again would only duplicate. */
     if (code >= 200 && code < 300) {
+        outbox_done(d, true, NULL);
         stats_finish(&wh.stats.delivered, 1);
         channel_advance(ch);
         return;
@@ -298,7 +358,13 @@ static void attempt_done(struct channel *ch, CURLcode rc, long code, const char 
         snprintf(why, sizeof why, "HTTP %ld", code);
         retryable = code == 408 || code == 429 || (code >= 500 && code <= 599);
     }
-    if (retryable && d->attempts < dt.opts.max_attempts) {
+    /* With max_age_s the event's age decides, not the count: a receiver
+     * that is down for a while still gets everything once it is back. */
+    bool again = dt.opts.max_age_s ? !too_old(d) : d->attempts < dt.opts.max_attempts;
+    if (retryable && !again && dt.opts.max_age_s)
+        snprintf(why + strlen(why), sizeof why - strlen(why),
+                 "; the event is older than [webhooks] max_age_s = %u", dt.opts.max_age_s);
+    if (retryable && again) {
         uint64_t delay = backoff_delay(d->attempts);
         ch->retry_at = util_now_ms() + delay;
         if (heap_push(ch)) {
@@ -309,9 +375,7 @@ static void attempt_done(struct channel *ch, CURLcode rc, long code, const char 
         }
         snprintf(why + strlen(why), sizeof why - strlen(why), "; no memory to schedule a retry");
     }
-    log_give_up(d, why);
-    stats_finish(&wh.stats.given_up, 1);
-    channel_advance(ch);
+    give_up(ch, why);
 }
 
 /* ---- transfers ---- */
@@ -374,8 +438,22 @@ static void xfer_start(CURLM *multi, struct channel *ch) {
 }
 
 static void xfers_start_ready(CURLM *multi) {
-    while (dt.in_flight < dt.opts.max_in_flight && dt.ready_head)
-        xfer_start(multi, ready_pop());
+    while (dt.in_flight < dt.opts.max_in_flight && dt.ready_head) {
+        struct channel *ch = ready_pop();
+        struct delivery *d = ch->head;
+        if (d->gate && outbox && outbox->sendable && !outbox->sendable(d->gate)) {
+            held_push(ch); /* not on disk yet: sending could outrun the store */
+            continue;
+        }
+        if (too_old(d)) {
+            char why[96];
+            snprintf(why, sizeof why, "the event is older than [webhooks] max_age_s = %u",
+                     dt.opts.max_age_s);
+            give_up(ch, why); /* readies the next one, if any */
+            continue;
+        }
+        xfer_start(multi, ch);
+    }
 }
 
 static void xfers_collect(CURLM *multi) {
@@ -413,6 +491,7 @@ static void inbox_place(struct delivery *d) {
             if (!ch || hmap_put(dt.channels, ch->key, ch) != A2AD_OK) {
                 free(ch);
                 log_give_up(d, "out of memory");
+                outbox_done(d, false, "out of memory");
                 stats_finish(&wh.stats.given_up, 1);
                 delivery_free(d);
                 d = next;
@@ -452,12 +531,14 @@ static size_t drop_all(CURLM *multi) {
         while (ch->head) {
             struct delivery *d = ch->head;
             ch->head = d->next;
+            outbox_dropped(d); /* the outbox keeps it for the next start */
             delivery_free(d);
             n++;
         }
         channel_free(ch);
     }
     dt.ready_head = dt.ready_tail = NULL;
+    dt.held_head = dt.held_tail = NULL;
     dt.heap_len = 0;
     dt.held = 0;
     return n;
@@ -465,7 +546,8 @@ static size_t drop_all(CURLM *multi) {
 
 static int poll_timeout(uint64_t now, bool stopping, uint64_t deadline) {
     if (dt.ready_head && dt.in_flight < dt.opts.max_in_flight) return 0;
-    uint64_t t = IDLE_POLL_MS;
+    /* Held channels wait for webhooks_wake; the short nap is a safety net. */
+    uint64_t t = dt.held_head ? 100 : IDLE_POLL_MS;
     if (dt.heap_len > 0) {
         uint64_t at = dt.heap[0]->retry_at;
         if (at <= now) return 0;
@@ -489,6 +571,7 @@ static void *webhooks_thread(void *arg) {
         pthread_mutex_unlock(&wh.lock);
 
         inbox_place(in);
+        held_release();
         uint64_t now = util_now_ms();
         /* Once stopping is seen the inbox is final: callers are refused. */
         if (stopping && dt.held == 0) break;
@@ -579,27 +662,55 @@ a2ad_status webhooks_start(const struct webhooks_options *opts) {
     return A2AD_OK;
 }
 
-a2ad_status webhooks_enqueue(const char *order_key, const char *url, const char *const *headers,
-                             char *body, size_t len, bool essential) {
-    if (!order_key || !*order_key || !url || !*url || (!body && len) || !headers_valid(headers)) {
+void webhooks_set_outbox(const struct webhooks_outbox *ob) { outbox = ob; }
+
+void webhooks_wake(void) {
+    pthread_mutex_lock(&wh.lock);
+    if (wh.state != WH_IDLE && wh.multi) curl_multi_wakeup(wh.multi);
+    pthread_mutex_unlock(&wh.lock);
+}
+
+/* Printable ASCII without blanks: it goes into a header as is. */
+static bool event_id_valid(const char *id) {
+    size_t n = 0;
+    for (; id[n]; n++)
+        if (id[n] <= ' ' || id[n] > '~' || n >= WEBHOOKS_EVENT_ID_MAX) return false;
+    return n > 0;
+}
+
+a2ad_status webhooks_post(const struct webhook_post *p) {
+    char *body = p->body;
+    if (!p->order_key || !*p->order_key || !p->url || !*p->url || (!body && p->len) ||
+        !headers_valid(p->headers) || (p->event_id && !event_id_valid(p->event_id))) {
         free(body);
         return A2AD_ERR_INVALID;
     }
+    char fresh[UUID_STR_LEN];
+    const char *eid = p->event_id;
+    if (!eid) {
+        util_uuid(fresh);
+        eid = fresh;
+    }
     /* Built before taking the lock so callers contend only for the append. */
-    size_t klen = strlen(order_key) + 1, ulen = strlen(url) + 1;
-    struct delivery *d = malloc(sizeof *d + klen + ulen);
+    size_t klen = strlen(p->order_key) + 1, ulen = strlen(p->url) + 1, elen = strlen(eid) + 1;
+    size_t tlen = p->task_id ? strlen(p->task_id) + 1 : 0;
+    struct delivery *d = malloc(sizeof *d + klen + ulen + elen + tlen);
     if (!d) {
         free(body);
         return A2AD_ERR_NOMEM;
     }
-    memcpy(d->text, order_key, klen);
-    memcpy(d->text + klen, url, ulen);
-    d->url = d->text + klen;
+    char *at = d->text;
+    memcpy(at, p->order_key, klen);
+    d->url = memcpy(at += klen, p->url, ulen);
+    d->event_id = memcpy(at += ulen, eid, elen);
+    d->task_id = tlen ? memcpy(at += elen, p->task_id, tlen) : NULL;
     d->next = NULL;
     d->body = body;
-    d->len = len;
+    d->len = p->len;
     d->attempts = 0;
-    if (!(d->headers = headers_build(headers))) {
+    d->gate = NULL;
+    d->created_ms = p->created_ms ? p->created_ms : util_wall_ms();
+    if (!(d->headers = headers_build(p->headers, eid))) {
         delivery_free(d);
         return A2AD_ERR_NOMEM;
     }
@@ -610,12 +721,15 @@ a2ad_status webhooks_enqueue(const char *order_key, const char *url, const char 
         delivery_free(d);
         return A2AD_ERR_STATE;
     }
-    if (!essential && wh.stats.pending >= wh.max_pending) {
+    if (!p->essential && wh.stats.pending >= wh.max_pending) {
         wh.stats.rejected++;
         pthread_mutex_unlock(&wh.lock);
         delivery_free(d);
         return A2AD_ERR_FULL;
     }
+    /* Accepted: the outbox records it now, in the order deliveries are
+     * accepted (under the lock), which is their order per key. */
+    if (outbox && outbox->add && !p->restored) d->gate = outbox->add(p, eid);
     wh.stats.pending++;
     bool was_empty = !wh.inbox_head;
     if (wh.inbox_tail)
@@ -629,6 +743,13 @@ a2ad_status webhooks_enqueue(const char *order_key, const char *url, const char 
     if (was_empty) curl_multi_wakeup(wh.multi);
     pthread_mutex_unlock(&wh.lock);
     return A2AD_OK;
+}
+
+a2ad_status webhooks_enqueue(const char *order_key, const char *url, const char *const *headers,
+                             char *body, size_t len, bool essential) {
+    struct webhook_post p = {.order_key = order_key, .url = url, .headers = headers,
+                             .body = body, .len = len, .essential = essential};
+    return webhooks_post(&p);
 }
 
 void webhooks_stop(unsigned flush_ms) {

@@ -8,6 +8,12 @@
  * backoff with jitter, up to max_attempts; any other 4xx is given up at once.
  * No lock is held across network I/O: callers only append to an in-memory
  * queue and wake the thread.
+ *
+ * Every delivery has an event id, sent as X-A2A-Event-Id, the same on every
+ * attempt (and, through the durable store's outbox, across restarts), so a
+ * receiver can drop duplicates. An outbox (webhooks_set_outbox) sees every
+ * delivery accepted, may hold it back until it is on disk, and hears when it
+ * was delivered or given up.
  */
 #ifndef A2AD_WEBHOOKS_H
 #define A2AD_WEBHOOKS_H
@@ -26,7 +32,51 @@ struct webhooks_options {
     unsigned backoff_max_ms;     /* cap of one delay */
     unsigned max_in_flight;      /* concurrent requests */
     unsigned max_pending;        /* queued deliveries, all keys together */
+    unsigned max_age_s;          /* > 0: retry until the event is this old
+                                    (max_attempts is then not used); 0: off */
 };
+
+/* The header that carries a delivery's event id. */
+#define WEBHOOKS_EVENT_ID_HEADER "X-A2A-Event-Id"
+#define WEBHOOKS_EVENT_ID_MAX 128 /* bytes, NUL excluded */
+
+/* One POST to queue (webhooks_post). Everything borrowed but body. */
+struct webhook_post {
+    const char *order_key;       /* required; deliveries with one key keep their order */
+    const char *url;             /* required */
+    const char *const *headers;  /* NULL-terminated "Name: value" strings, or NULL */
+    char *body;                  /* TAKEN (malloc'd), even on error */
+    size_t len;
+    bool essential;              /* queued even when max_pending are queued */
+    const char *event_id;        /* NULL = a new UUID; printable ASCII, at most
+                                    WEBHOOKS_EVENT_ID_MAX bytes */
+    const char *task_id;         /* the task it tells about, or NULL (for the outbox) */
+    uint64_t created_ms;         /* wall-clock ms of the event; 0 = now (for max_age_s) */
+    bool restored;               /* read back from the outbox: not handed to it again */
+};
+
+/* The durable store's side of deliveries. All callbacks must not block on
+ * I/O nor call back into this module. */
+struct webhooks_outbox {
+    /* A delivery was accepted (not a restored one), on the caller's thread,
+     * inside webhooks_post. Returns a gate, or NULL when there is nothing to
+     * wait for: the delivery is not sent while sendable(gate) is false. */
+    void *(*add)(const struct webhook_post *p, const char *event_id);
+    bool (*sendable)(void *gate);
+    /* The delivery got a 2xx (delivered) or was given up (why says why).
+     * Delivery thread. The gate is released (may be NULL). */
+    void (*done)(void *gate, const char *event_id, const char *task_id, bool delivered,
+                 const char *why);
+    /* The delivery was dropped at stop, undelivered. The gate is released. */
+    void (*dropped)(void *gate);
+};
+
+/* Install (or remove, NULL) the outbox. Thread: main, before webhooks_start. */
+void webhooks_set_outbox(const struct webhooks_outbox *ob);
+
+/* Tell the delivery thread that gates may have opened (the outbox
+ * committed). Thread: any; never blocks on I/O. */
+void webhooks_wake(void);
 
 /* Start the delivery thread. curl_global_init must have run (main does it
  * before any thread). Thread: main. */
@@ -43,6 +93,11 @@ a2ad_status webhooks_start(const struct webhooks_options *opts);
 a2ad_status webhooks_enqueue(const char *order_key, const char *url,
                              const char *const *headers, char *body, size_t len,
                              bool essential);
+
+/* The same with every field (event id, task, age). The outbox's add runs
+ * inside, on the caller's thread. Same returns as webhooks_enqueue, and
+ * A2AD_ERR_INVALID for a bad event id. */
+a2ad_status webhooks_post(const struct webhook_post *p);
 
 /* Stop: deliver what is queued for at most flush_ms (retries included), then
  * drop the rest with a log line counting it, and join the thread.

@@ -421,6 +421,11 @@ static size_t wait_idle(uint64_t deadline_ms) {
     return running;
 }
 
+/* Set before workers_stop; read by it on the main thread only. */
+static bool keep_queued_at_stop;
+
+void workers_keep_queued_at_stop(bool keep) { keep_queued_at_stop = keep; }
+
 size_t workers_stop(unsigned grace_s) {
     pthread_mutex_lock(&pool.lock);
     if (!pool.started) {
@@ -444,11 +449,14 @@ size_t workers_stop(unsigned grace_s) {
 
     if (watchdog_running) pthread_join(pool.watchdog, NULL);
     for (size_t i = 0; queued && i < n_queued; i++) {
-        task_finish(queued[i], TASK_FAILED, "interrupted: a2ad shut down before the job started");
+        if (!keep_queued_at_stop)
+            task_finish(queued[i], TASK_FAILED, "interrupted: a2ad shut down before the job started");
         task_release(queued[i]);
     }
     free(queued);
-    if (n_queued) log_info("workers: %zu queued jobs failed at shutdown", n_queued);
+    if (n_queued)
+        log_info("workers: %zu queued jobs %s at shutdown", n_queued,
+                 keep_queued_at_stop ? "left queued for the next start" : "failed");
 
     /* Give running jobs the grace period to return on their own. */
     size_t busy = wait_idle(util_now_ms() + (uint64_t)grace_s * 1000u);

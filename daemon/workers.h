@@ -9,6 +9,7 @@
 #ifndef A2AD_WORKERS_H
 #define A2AD_WORKERS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -38,6 +39,11 @@ void workers_set_webhook_high_water(size_t high_water);
  * queue holds queue_length jobs; A2AD_ERR_STATE once stopping.
  * Thread: any; never blocks. */
 a2ad_status workers_submit(struct task *task);
+
+/* With a durable store, queued jobs are not failed at stop: they stay
+ * submitted in the database and run at the next start. Thread: main,
+ * before workers_stop. */
+void workers_keep_queued_at_stop(bool keep);
 
 /* Jobs queued (not yet running) and running now. Thread: any. */
 void workers_load(size_t *queued, size_t *running);

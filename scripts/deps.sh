@@ -2,7 +2,7 @@
 # deps.sh [--test]: make sure the Debian packages a2ad builds with are there.
 # As root, installs what is missing; otherwise prints the exact command and fails.
 set -eu
-need="gcc make pkg-config libmicrohttpd-dev libcurl4-openssl-dev libcjson-dev libinih-dev"
+need="gcc make pkg-config libmicrohttpd-dev libcurl4-openssl-dev libcjson-dev libinih-dev libsqlite3-dev"
 [ "${1:-}" = "--test" ] && need="$need check libsubunit-dev"
 missing=""
 for p in $need; do

@@ -118,6 +118,11 @@ static void assert_same(const struct config *a, const struct config *b) {
     ck_assert_str_eq(a->plugin_load, b->plugin_load);
     ck_assert_int_eq(a->plugin_errors_fatal, b->plugin_errors_fatal);
     ck_assert_str_eq(a->store, b->store);
+    ck_assert_str_eq(a->db_path, b->db_path);
+    ck_assert_str_eq(a->db_sync, b->db_sync);
+    ck_assert_uint_eq(a->write_queue, b->write_queue);
+    ck_assert_uint_eq(a->lock_timeout_ms, b->lock_timeout_ms);
+    ck_assert_uint_eq(a->webhook_max_age_s, b->webhook_max_age_s);
     ck_assert_uint_eq(a->retention_s, b->retention_s);
     ck_assert_uint_eq(a->max_tasks, b->max_tasks);
     ck_assert_uint_eq(a->webhook_timeout_ms, b->webhook_timeout_ms);
@@ -168,6 +173,10 @@ static const char every_key[] =
     "\n"
     "[tasks]\n"
     "store = memory\n"
+    "path = /srv/a2ad/tasks.db\n"
+    "sync = normal\n"
+    "write_queue = 50\n"
+    "lock_timeout_ms = 250\n"
     "retention_s = 0\n"
     "max_tasks = 5\n"
     "\n"
@@ -180,6 +189,7 @@ static const char every_key[] =
     "max_in_flight = 2\n"
     "max_pending = 10\n"
     "flush_s = 0\n"
+    "max_age_s = 600\n"
     "\n"
     "[log]\n"
     "level = debug\n"
@@ -210,7 +220,12 @@ START_TEST(test_defaults) {
     ck_assert_str_eq(c.plugin_dir, "plugins");
     ck_assert_str_eq(c.plugin_load, "");
     ck_assert(c.plugin_errors_fatal);
-    ck_assert_str_eq(c.store, "memory");
+    ck_assert_str_eq(c.store, "sqlite");
+    ck_assert_str_eq(c.db_path, "/var/lib/a2ad/a2ad.db");
+    ck_assert_str_eq(c.db_sync, "full");
+    ck_assert_uint_eq(c.write_queue, 10000);
+    ck_assert_uint_eq(c.lock_timeout_ms, 5000);
+    ck_assert_uint_eq(c.webhook_max_age_s, 86400);
     ck_assert_uint_eq(c.retention_s, 3600);
     ck_assert_uint_eq(c.max_tasks, 100000);
     ck_assert_uint_eq(c.webhook_timeout_ms, 10000);
@@ -331,6 +346,11 @@ START_TEST(test_every_key_takes_effect) {
     ck_assert_str_eq(c.plugin_load, "echo, processor");
     ck_assert(!c.plugin_errors_fatal);
     ck_assert_str_eq(c.store, "memory");
+    ck_assert_str_eq(c.db_path, "/srv/a2ad/tasks.db");
+    ck_assert_str_eq(c.db_sync, "normal");
+    ck_assert_uint_eq(c.write_queue, 50);
+    ck_assert_uint_eq(c.lock_timeout_ms, 250);
+    ck_assert_uint_eq(c.webhook_max_age_s, 600);
     ck_assert_uint_eq(c.retention_s, 0);
     ck_assert_uint_eq(c.max_tasks, 5);
     ck_assert_uint_eq(c.webhook_timeout_ms, 20000);
@@ -392,7 +412,7 @@ START_TEST(test_words) {
     expect_error_at("[plugins]\nerrors = maybe\n", 2, "[plugins] errors = maybe: must be fatal or skip");
     expect_error_at("[log]\nlevel = verbose\n", 2,
                     "[log] level = verbose: must be error, warning, info or debug");
-    expect_error_at("[tasks]\nstore = redis\n", 2, "[tasks] store = redis: must be memory");
+    expect_error_at("[tasks]\nstore = redis\n", 2, "[tasks] store = redis: must be sqlite or memory");
 }
 END_TEST
 

@@ -200,6 +200,15 @@ struct a2ad_agent {
     /* Optional: the longest a job may run before it is failed (seconds).
      * 0 = the daemon's default; the config can override per agent. */
     uint32_t max_duration_s;
+
+    /* Optional: non-zero when running a job again from the start is
+     * harmless (no side effect outside its own results). A job that was
+     * running when a2ad died is then queued again at the next start (the
+     * task's metadata.a2ad.attempt counts the runs); with 0 it is failed
+     * with "interrupted: a2ad restarted". Plugins built against headers
+     * without this member read as 0 (descriptors are static objects, whose
+     * padding is zero). */
+    uint32_t rerun_safe;
 };
 
 #define A2AD_AGENT_HEADER .abi_major = A2AD_ABI_MAJOR, .struct_size = sizeof(struct a2ad_agent)

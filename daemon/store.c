@@ -1,0 +1,873 @@
+/* store - the durable task store. See store.h for what it promises.
+ *
+ * Threads. Producers (HTTP threads creating tasks, workers emitting events,
+ * the webhook thread reporting deliveries) only build an `op` in memory and
+ * append it to the queue under q.lock. The writer thread alone touches the
+ * database: it takes the whole queue, runs it in one transaction, then
+ * settles what waited on it (submissions, webhook gates). No lock is held
+ * while SQLite does I/O.
+ *
+ * Within one event, the push observer's webhooks reach outbox_add before the
+ * store observer runs (it is called last by tasks.c); outbox_add parks their
+ * rows in a thread-local list and the store observer queues them together
+ * with the task row, so they share a transaction.
+ */
+#include "store.h"
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+#include "plugins.h"
+#include "tasks.h"
+#include "util.h"
+#include "webhooks.h"
+#include "workers.h"
+
+/* How often the writer deletes expired rows. */
+#define MAINTENANCE_MS 1000
+/* Rows deleted per pass: a long backlog goes away over several passes
+ * rather than in one long transaction. */
+#define EXPIRE_BATCH 2000
+/* Given-up webhooks recorded on one task at most (the count goes on). */
+#define GIVEN_UP_KEPT 20
+
+/* What a submission waits for: its CREATED row. */
+struct ticket {
+    atomic_int refs;
+    bool done;          /* under q.lock */
+    a2ad_status status; /* under q.lock, once done */
+    char err[200];
+};
+
+/* What a webhook delivery waits for: its outbox row. */
+struct gate {
+    atomic_int refs;
+    atomic_bool settled; /* committed, or the write failed (then sent anyway) */
+};
+
+enum op_kind { OP_TASK, OP_OUTBOX_ADD, OP_OUTBOX_DEL };
+
+struct op {
+    struct op *next;
+    enum op_kind kind;
+    struct ticket *ticket; /* OP_TASK of a CREATED event */
+    struct gate *gate;     /* OP_OUTBOX_ADD */
+    char *id;              /* task id (OP_TASK), event id (outbox ops) */
+    /* OP_TASK */
+    char *agent, *state, *doc, *ext;
+    uint64_t seq;
+    int64_t ended_ms; /* wall clock; -1 = not ended */
+    /* OP_OUTBOX_ADD */
+    char *task_id, *order_key, *url, *headers;
+    char *body;
+    size_t len;
+    bool essential;
+    uint64_t created_ms;
+};
+
+/* Per-task bookkeeping in TASK_EXT_STORE. */
+struct store_slot {
+    struct ticket *created; /* until the task is acknowledged */
+    char *agent_name;       /* restored task whose agent is gone, else NULL */
+};
+
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t wake;    /* the writer: work, or stop */
+    pthread_cond_t settled; /* submitters: a batch was written */
+    struct op *head, *tail;
+    size_t len;
+    bool stopping;
+} q = {.lock = PTHREAD_MUTEX_INITIALIZER,
+       .wake = PTHREAD_COND_INITIALIZER,
+       .settled = PTHREAD_COND_INITIALIZER};
+
+/* Set by store_open, read-only afterwards; the connection and statements
+ * belong to the writer thread once it runs. */
+static struct {
+    bool open;
+    sqlite3 *db;
+    char *path;
+    unsigned write_queue;
+    unsigned retention_s;
+    pthread_t writer;
+    sqlite3_stmt *upsert_task, *add_outbox, *del_outbox, *expire_tasks;
+    /* log throttling (writer thread) */
+    uint64_t last_fail_log_ms;
+    unsigned fails_unlogged;
+} st;
+
+static _Thread_local char last_error[256];
+/* Outbox rows of the event this thread is emitting (see the top). */
+static _Thread_local struct op *staged_head, *staged_tail;
+
+const char *store_last_error(void) { return last_error; }
+
+static void set_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- ops ------------------------------------------------------------ */
+
+static void ticket_release(struct ticket *t) {
+    if (t && atomic_fetch_sub(&t->refs, 1) == 1) free(t);
+}
+
+static void gate_release(struct gate *g) {
+    if (g && atomic_fetch_sub(&g->refs, 1) == 1) free(g);
+}
+
+static void op_free(struct op *o) {
+    ticket_release(o->ticket);
+    gate_release(o->gate);
+    free(o->id);
+    free(o->agent);
+    free(o->state);
+    free(o->doc);
+    free(o->ext);
+    free(o->task_id);
+    free(o->order_key);
+    free(o->url);
+    free(o->headers);
+    free(o->body);
+    free(o);
+}
+
+static void op_list_free(struct op *o) {
+    while (o) {
+        struct op *next = o->next;
+        op_free(o);
+        o = next;
+    }
+}
+
+/* Append a chain (first..last) in one step. `admission`: a new task, which
+ * is refused when the queue is at its bound; everything else is always
+ * taken, since it belongs to work already acknowledged. */
+static a2ad_status queue_append(struct op *first, struct op *last, size_t n, bool admission) {
+    pthread_mutex_lock(&q.lock);
+    if (q.stopping || (admission && q.len >= st.write_queue)) {
+        bool stopping = q.stopping;
+        pthread_mutex_unlock(&q.lock);
+        if (stopping)
+            set_error("the task store is closing");
+        else
+            set_error("the database %s cannot keep up: %u writes are waiting "
+                      "([tasks] write_queue); retry later", st.path, st.write_queue);
+        return A2AD_ERR_IO;
+    }
+    if (q.tail)
+        q.tail->next = first;
+    else
+        q.head = first;
+    q.tail = last;
+    q.len += n;
+    pthread_cond_signal(&q.wake);
+    pthread_mutex_unlock(&q.lock);
+    return A2AD_OK;
+}
+
+/* ---- the slot ----------------------------------------------------------- */
+
+static void slot_free(void *data) {
+    struct store_slot *s = data;
+    ticket_release(s->created);
+    free(s->agent_name);
+    free(s);
+}
+
+static const struct task_ext_ops slot_ops = {.name = "store", .free = slot_free};
+
+static struct store_slot *slot_of(struct task *t) {
+    struct store_slot *s = task_ext(t, TASK_EXT_STORE);
+    if (!s && (s = calloc(1, sizeof *s))) task_ext_set(t, TASK_EXT_STORE, s);
+    return s;
+}
+
+/* ---- task rows ------------------------------------------------------ */
+
+static const char *agent_name_of(struct task *t) {
+    const struct agent *a = task_agent(t);
+    if (a) return a->desc.name;
+    struct store_slot *s = task_ext(t, TASK_EXT_STORE);
+    return s && s->agent_name ? s->agent_name : "";
+}
+
+/* Every slot that can save itself, as {"name": saved, ...}. */
+static char *ext_json_locked(struct task *t) {
+    cJSON *o = cJSON_CreateObject();
+    if (!o) return NULL;
+    for (int i = 0; i < TASK_EXT_MAX; i++) {
+        const struct task_ext_ops *ops = tasks_ext_ops((enum task_ext_slot)i);
+        void *data = task_ext(t, (enum task_ext_slot)i);
+        if (!ops || !ops->save || !ops->name || !data) continue;
+        cJSON *saved = ops->save(data);
+        if (saved) cJSON_AddItemToObject(o, ops->name, saved);
+    }
+    char *text = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return text;
+}
+
+/* The task's row as it is now; the task lock is held. */
+static struct op *task_op_locked(struct task *t, enum task_state state, uint64_t seq) {
+    struct op *o = calloc(1, sizeof *o);
+    if (!o) return NULL;
+    o->kind = OP_TASK;
+    o->seq = seq;
+    o->ended_ms = task_state_terminal(state) ? (int64_t)util_wall_ms() : -1;
+    cJSON *doc = task_render_locked(t, -1);
+    o->doc = doc ? cJSON_PrintUnformatted(doc) : NULL;
+    cJSON_Delete(doc);
+    o->id = strdup(task_id(t));
+    o->agent = strdup(agent_name_of(t));
+    o->state = strdup(task_state_name(state));
+    o->ext = ext_json_locked(t);
+    if (!o->doc || !o->id || !o->agent || !o->state || !o->ext) {
+        op_free(o);
+        return NULL;
+    }
+    return o;
+}
+
+/* The last observer of every event: queue the outbox rows its webhooks
+ * parked on this thread, then the task row, as one chain. */
+static a2ad_status store_observe(struct task *t, const struct task_event *ev) {
+    struct op *first = staged_head, *last = staged_tail;
+    staged_head = staged_tail = NULL;
+    size_t n = 0;
+    for (struct op *o = first; o; o = o->next) n++;
+    struct op *row = task_op_locked(t, ev->state, ev->seq);
+    if (!row) {
+        set_error("out of memory writing task %s to the database", task_id(t));
+        log_error("store: %s", last_error);
+        op_list_free(first);
+        return A2AD_ERR_NOMEM;
+    }
+    bool created = ev->kind == TASK_EVENT_CREATED;
+    if (created) {
+        struct store_slot *s = slot_of(t);
+        struct ticket *tk = s ? calloc(1, sizeof *tk) : NULL;
+        if (!tk) {
+            set_error("out of memory writing task %s to the database", task_id(t));
+            op_free(row);
+            op_list_free(first);
+            return A2AD_ERR_NOMEM;
+        }
+        atomic_init(&tk->refs, 2);
+        ticket_release(s->created);
+        s->created = tk;
+        row->ticket = tk;
+    }
+    if (last)
+        last->next = row;
+    else
+        first = row;
+    a2ad_status rc = queue_append(first, row, n + 1, created);
+    if (rc != A2AD_OK) {
+        op_list_free(first);
+        if (!created)
+            log_error("store: task %s: event %llu not written: %s", task_id(t),
+                      (unsigned long long)ev->seq, last_error);
+    }
+    return rc;
+}
+
+/* tasks_create's wait: until the CREATED row is committed or failed. */
+static a2ad_status store_wait_created(struct task *t) {
+    task_lock(t);
+    struct store_slot *s = task_ext(t, TASK_EXT_STORE);
+    struct ticket *tk = s ? s->created : NULL;
+    if (tk) atomic_fetch_add(&tk->refs, 1);
+    task_unlock(t);
+    if (!tk) return A2AD_OK; /* nothing was queued (cannot happen) */
+    pthread_mutex_lock(&q.lock);
+    while (!tk->done) pthread_cond_wait(&q.settled, &q.lock);
+    a2ad_status rc = tk->status;
+    if (rc != A2AD_OK) set_error("%s", tk->err);
+    pthread_mutex_unlock(&q.lock);
+    ticket_release(tk);
+    return rc;
+}
+
+/* ---- the outbox ----------------------------------------------------- */
+
+static char *headers_json(const char *const *headers) {
+    cJSON *a = cJSON_CreateArray();
+    for (size_t i = 0; a && headers && headers[i]; i++)
+        cJSON_AddItemToArray(a, cJSON_CreateString(headers[i]));
+    char *text = a ? cJSON_PrintUnformatted(a) : NULL;
+    cJSON_Delete(a);
+    return text;
+}
+
+static void *outbox_add(const struct webhook_post *p, const char *event_id) {
+    struct op *o = calloc(1, sizeof *o);
+    struct gate *g = calloc(1, sizeof *g);
+    if (!o || !g) goto nomem;
+    o->kind = OP_OUTBOX_ADD;
+    o->id = strdup(event_id);
+    o->task_id = util_strdup(p->task_id);
+    o->order_key = strdup(p->order_key);
+    o->url = strdup(p->url);
+    o->headers = headers_json(p->headers);
+    o->body = malloc(p->len ? p->len : 1);
+    o->len = p->len;
+    o->essential = p->essential;
+    o->created_ms = p->created_ms ? p->created_ms : util_wall_ms();
+    if (!o->id || (p->task_id && !o->task_id) || !o->order_key || !o->url || !o->headers ||
+        !o->body)
+        goto nomem;
+    if (p->len) memcpy(o->body, p->body, p->len);
+    atomic_init(&g->refs, 2);
+    atomic_init(&g->settled, false);
+    o->gate = g;
+    if (tasks_emitting()) { /* the store observer queues it with the task row */
+        if (staged_tail)
+            staged_tail->next = o;
+        else
+            staged_head = o;
+        staged_tail = o;
+    } else if (queue_append(o, o, 1, false) != A2AD_OK) {
+        op_free(o); /* closing: the delivery goes out unrecorded */
+        return NULL;
+    }
+    return g;
+nomem:
+    log_error("store: out of memory recording webhook event %s; it is sent but not kept",
+              event_id);
+    if (o) op_free(o);
+    free(g);
+    return NULL;
+}
+
+static bool outbox_sendable(void *gate) {
+    return atomic_load(&((struct gate *)gate)->settled);
+}
+
+static void outbox_forget(const char *event_id) {
+    struct op *o = calloc(1, sizeof *o);
+    if (o && (o->id = strdup(event_id))) {
+        o->kind = OP_OUTBOX_DEL;
+        if (queue_append(o, o, 1, false) == A2AD_OK) return;
+    }
+    if (o) op_free(o);
+    log_warn("store: webhook event %s delivered but its outbox row stays (%s); it may be "
+             "sent again after a restart", event_id, o ? "store closing" : "out of memory");
+}
+
+/* Record a given-up event on its task, where tasks/get shows it. */
+static void note_given_up(const char *task_id, const char *event_id, const char *why) {
+    struct task *t = task_id ? tasks_get(task_id) : NULL;
+    if (!t) return; /* already expired: the log line is all there is */
+    char ts[TIMESTAMP_LEN];
+    util_timestamp(ts);
+    task_lock(t);
+    const cJSON *old = task_annotation_locked(t, "webhooksGivenUp");
+    cJSON *list = cJSON_IsArray(old) ? cJSON_Duplicate(old, 1) : cJSON_CreateArray();
+    cJSON *e = cJSON_CreateObject();
+    if (list && e) {
+        cJSON_AddStringToObject(e, "eventId", event_id);
+        cJSON_AddStringToObject(e, "reason", why ? why : "");
+        cJSON_AddStringToObject(e, "at", ts);
+        cJSON_AddItemToArray(list, e);
+        e = NULL;
+        while (cJSON_GetArraySize(list) > GIVEN_UP_KEPT) cJSON_DeleteItemFromArray(list, 0);
+        const cJSON *n = task_annotation_locked(t, "webhooksGivenUpCount");
+        double count = (cJSON_IsNumber(n) ? n->valuedouble : 0) + 1;
+        task_annotate_locked(t, "webhooksGivenUp", list);
+        task_annotate_locked(t, "webhooksGivenUpCount", cJSON_CreateNumber(count));
+        list = NULL;
+        enum task_state s = task_get_state_locked(t);
+        struct op *row = task_op_locked(t, s, task_seq_locked(t));
+        if (row && queue_append(row, row, 1, false) != A2AD_OK) op_free(row);
+    }
+    cJSON_Delete(list);
+    cJSON_Delete(e);
+    task_unlock(t);
+    task_release(t);
+}
+
+static void outbox_done(void *gate, const char *event_id, const char *task_id, bool delivered,
+                        const char *why) {
+    gate_release(gate);
+    outbox_forget(event_id);
+    if (!delivered) note_given_up(task_id, event_id, why);
+}
+
+static void outbox_dropped(void *gate) { gate_release(gate); }
+
+static const struct webhooks_outbox outbox_ops = {
+    .add = outbox_add, .sendable = outbox_sendable, .done = outbox_done, .dropped = outbox_dropped};
+
+/* ---- the writer ----------------------------------------------------- */
+
+static int bind_text(sqlite3_stmt *s, int i, const char *v) {
+    return v ? sqlite3_bind_text(s, i, v, -1, SQLITE_STATIC) : sqlite3_bind_null(s, i);
+}
+
+static int run_op(const struct op *o) {
+    sqlite3_stmt *s;
+    switch (o->kind) {
+    case OP_TASK:
+        s = st.upsert_task;
+        bind_text(s, 1, o->id);
+        bind_text(s, 2, o->agent);
+        bind_text(s, 3, o->state);
+        sqlite3_bind_int64(s, 4, (sqlite3_int64)o->seq);
+        if (o->ended_ms >= 0)
+            sqlite3_bind_int64(s, 5, o->ended_ms);
+        else
+            sqlite3_bind_null(s, 5);
+        bind_text(s, 6, o->doc);
+        bind_text(s, 7, o->ext);
+        break;
+    case OP_OUTBOX_ADD:
+        s = st.add_outbox;
+        bind_text(s, 1, o->id);
+        bind_text(s, 2, o->task_id);
+        bind_text(s, 3, o->order_key);
+        bind_text(s, 4, o->url);
+        bind_text(s, 5, o->headers);
+        sqlite3_bind_blob64(s, 6, o->body, o->len, SQLITE_STATIC);
+        sqlite3_bind_int(s, 7, o->essential);
+        sqlite3_bind_int64(s, 8, (sqlite3_int64)o->created_ms);
+        break;
+    case OP_OUTBOX_DEL:
+        s = st.del_outbox;
+        bind_text(s, 1, o->id);
+        break;
+    default:
+        return SQLITE_MISUSE;
+    }
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+static int exec(const char *sql) { return sqlite3_exec(st.db, sql, NULL, NULL, NULL); }
+
+/* Run a chain in one transaction; returns an SQLite code. */
+static int write_batch(const struct op *list) {
+    int rc = exec("BEGIN IMMEDIATE");
+    for (const struct op *o = list; rc == SQLITE_OK && o; o = o->next) rc = run_op(o);
+    if (rc == SQLITE_OK) rc = exec("COMMIT");
+    if (rc != SQLITE_OK && !sqlite3_get_autocommit(st.db)) exec("ROLLBACK");
+    return rc;
+}
+
+static void log_write_failure(size_t n, const char *why) {
+    /* Disk full comes in bursts: one line a second, with a count. */
+    uint64_t now = util_now_ms();
+    if (now - st.last_fail_log_ms < 1000 && st.last_fail_log_ms) {
+        st.fails_unlogged++;
+        return;
+    }
+    log_error("store: cannot write %zu change%s to %s: %s (new jobs are refused until it "
+              "works again)%s",
+              n, n == 1 ? "" : "s", st.path, why, st.fails_unlogged ? "; earlier failures too" : "");
+    st.last_fail_log_ms = now;
+    st.fails_unlogged = 0;
+}
+
+static void expire_rows(void) {
+    if (!st.expire_tasks) return;
+    int64_t cutoff = (int64_t)util_wall_ms() - (int64_t)st.retention_s * 1000;
+    sqlite3_bind_int64(st.expire_tasks, 1, cutoff);
+    sqlite3_bind_int(st.expire_tasks, 2, EXPIRE_BATCH);
+    int rc = sqlite3_step(st.expire_tasks);
+    sqlite3_reset(st.expire_tasks);
+    if (rc != SQLITE_DONE)
+        log_warn("store: cannot delete expired tasks from %s: %s", st.path, sqlite3_errmsg(st.db));
+    else if (sqlite3_changes(st.db) > 0)
+        log_debug("store: deleted %d expired tasks", sqlite3_changes(st.db));
+}
+
+static void *writer_thread(void *arg) {
+    (void)arg;
+    uint64_t next_maintenance = util_now_ms() + MAINTENANCE_MS;
+    for (;;) {
+        pthread_mutex_lock(&q.lock);
+        while (!q.head && !q.stopping && util_now_ms() < next_maintenance) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += 200 * 1000000L;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&q.wake, &q.lock, &ts);
+        }
+        struct op *list = q.head;
+        size_t n = q.len;
+        q.head = q.tail = NULL;
+        q.len = 0;
+        bool stopping = q.stopping;
+        pthread_mutex_unlock(&q.lock);
+
+        if (list) {
+            int rc = write_batch(list);
+            char why[160] = "";
+            if (rc != SQLITE_OK) {
+                snprintf(why, sizeof why, "%s", sqlite3_errstr(rc));
+                log_write_failure(n, why);
+            }
+            bool gates = false;
+            pthread_mutex_lock(&q.lock);
+            for (struct op *o = list; o; o = o->next) {
+                if (o->ticket) {
+                    o->ticket->done = true;
+                    o->ticket->status = rc == SQLITE_OK ? A2AD_OK : A2AD_ERR_IO;
+                    if (rc != SQLITE_OK)
+                        snprintf(o->ticket->err, sizeof o->ticket->err,
+                                 "the task could not be stored in the database %s: %s", st.path,
+                                 why);
+                }
+                /* A failed write still lets the webhook go: it is in memory,
+                 * and holding it forever would help nobody. */
+                if (o->gate) {
+                    atomic_store(&o->gate->settled, true);
+                    gates = true;
+                }
+            }
+            pthread_cond_broadcast(&q.settled);
+            pthread_mutex_unlock(&q.lock);
+            if (gates) webhooks_wake();
+            op_list_free(list);
+        } else if (stopping) {
+            break;
+        }
+        if (util_now_ms() >= next_maintenance) {
+            expire_rows();
+            next_maintenance = util_now_ms() + MAINTENANCE_MS;
+        }
+    }
+    return NULL;
+}
+
+/* ---- open, recover, close ----------------------------------------------- */
+
+static const char schema[] =
+    "CREATE TABLE IF NOT EXISTS tasks ("
+    " id TEXT PRIMARY KEY, agent TEXT NOT NULL, state TEXT NOT NULL, seq INTEGER NOT NULL,"
+    " ended_ms INTEGER, doc TEXT NOT NULL, ext TEXT NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS tasks_ended ON tasks(ended_ms) WHERE ended_ms IS NOT NULL;"
+    "CREATE TABLE IF NOT EXISTS outbox ("
+    " n INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL UNIQUE, task_id TEXT,"
+    " order_key TEXT NOT NULL, url TEXT NOT NULL, headers TEXT NOT NULL, body BLOB NOT NULL,"
+    " essential INTEGER NOT NULL, created_ms INTEGER NOT NULL);"
+    "PRAGMA user_version = 1;";
+
+static a2ad_status open_fail(const char *what) {
+    log_error("store: cannot %s the database %s: %s", what, st.path,
+              st.db ? sqlite3_errmsg(st.db) : "out of memory");
+    sqlite3_close(st.db);
+    st.db = NULL;
+    free(st.path);
+    st.path = NULL;
+    return A2AD_ERR_IO;
+}
+
+static int prepare(const char *sql, sqlite3_stmt **out) {
+    return sqlite3_prepare_v3(st.db, sql, -1, SQLITE_PREPARE_PERSISTENT, out, NULL);
+}
+
+a2ad_status store_open(const struct config *cfg) {
+    if (st.open) return A2AD_ERR_STATE;
+    st.path = strdup(cfg->db_path);
+    st.write_queue = cfg->write_queue;
+    st.retention_s = cfg->retention_s;
+    if (!st.path) return A2AD_ERR_NOMEM;
+    if (sqlite3_open_v2(st.path, &st.db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+                        NULL) != SQLITE_OK)
+        return open_fail("open");
+    sqlite3_extended_result_codes(st.db, 0);
+    sqlite3_busy_timeout(st.db, (int)cfg->lock_timeout_ms);
+    /* WAL: readers never block the writer, and a commit is one append. */
+    char sql[160];
+    snprintf(sql, sizeof sql,
+             "PRAGMA journal_mode = WAL; PRAGMA synchronous = %s; "
+             "PRAGMA journal_size_limit = 67108864; PRAGMA foreign_keys = OFF;",
+             strcmp(cfg->db_sync, "normal") == 0 ? "NORMAL" : "FULL");
+    if (exec(sql) != SQLITE_OK) return open_fail("set up");
+    if (exec(schema) != SQLITE_OK) return open_fail("create the tables of");
+    if (prepare("INSERT INTO tasks (id, agent, state, seq, ended_ms, doc, ext)"
+                " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (id) DO UPDATE SET"
+                " agent = excluded.agent, state = excluded.state, seq = excluded.seq,"
+                " ended_ms = excluded.ended_ms, doc = excluded.doc, ext = excluded.ext"
+                " WHERE excluded.seq >= tasks.seq",
+                &st.upsert_task) != SQLITE_OK ||
+        prepare("INSERT OR REPLACE INTO outbox (event_id, task_id, order_key, url, headers,"
+                " body, essential, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                &st.add_outbox) != SQLITE_OK ||
+        prepare("DELETE FROM outbox WHERE event_id = ?1", &st.del_outbox) != SQLITE_OK ||
+        prepare("DELETE FROM tasks WHERE id IN (SELECT id FROM tasks WHERE ended_ms < ?1"
+                " LIMIT ?2)",
+                &st.expire_tasks) != SQLITE_OK)
+        return open_fail("prepare statements for");
+    /* A file we cannot write must be found now, not at the first job. */
+    if (exec("BEGIN IMMEDIATE; COMMIT;") != SQLITE_OK) {
+        exec("ROLLBACK");
+        log_warn("store: the database %s is not writable now (%s); submissions are refused "
+                 "until it is",
+                 st.path, sqlite3_errmsg(st.db));
+    }
+
+    tasks_register_ext(TASK_EXT_STORE, &slot_ops);
+    tasks_set_store_hooks(store_observe, store_wait_created);
+    webhooks_set_outbox(&outbox_ops);
+    q.stopping = false;
+    int err = pthread_create(&st.writer, NULL, writer_thread, NULL);
+    if (err != 0) {
+        log_error("store: cannot start the writer thread: %s", strerror(err));
+        tasks_set_store_hooks(NULL, NULL);
+        webhooks_set_outbox(NULL);
+        return open_fail("start a writer for");
+    }
+    st.open = true;
+    log_info("store: sqlite %s (synchronous = %s, write queue %u)", st.path, cfg->db_sync,
+             st.write_queue);
+    return A2AD_OK;
+}
+
+/* Undelivered webhook rows back on the queue, oldest first. */
+static size_t recover_outbox(sqlite3 *db) {
+    sqlite3_stmt *s = NULL;
+    size_t n = 0;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT event_id, task_id, order_key, url, headers, body, essential,"
+                           " created_ms FROM outbox ORDER BY n",
+                           -1, &s, NULL) != SQLITE_OK) {
+        log_error("store: cannot read the outbox of %s: %s", st.path, sqlite3_errmsg(db));
+        return 0;
+    }
+    while (sqlite3_step(s) == SQLITE_ROW) {
+        cJSON *hj = cJSON_Parse((const char *)sqlite3_column_text(s, 4));
+        int nh = cJSON_GetArraySize(hj);
+        const char **headers = calloc((size_t)nh + 1, sizeof *headers);
+        for (int i = 0; headers && i < nh; i++) {
+            const cJSON *h = cJSON_GetArrayItem(hj, i);
+            headers[i] = cJSON_IsString(h) ? h->valuestring : "X-A2A-Bad-Header: 1";
+        }
+        size_t len = (size_t)sqlite3_column_bytes(s, 5);
+        char *body = malloc(len ? len : 1);
+        if (body && len) memcpy(body, sqlite3_column_blob(s, 5), len);
+        struct webhook_post p = {
+            .event_id = (const char *)sqlite3_column_text(s, 0),
+            .task_id = (const char *)sqlite3_column_text(s, 1),
+            .order_key = (const char *)sqlite3_column_text(s, 2),
+            .url = (const char *)sqlite3_column_text(s, 3),
+            .headers = headers,
+            .body = body,
+            .len = len,
+            .essential = true, /* room was checked when it was first queued */
+            .created_ms = (uint64_t)sqlite3_column_int64(s, 7),
+            .restored = true,
+        };
+        a2ad_status rc = headers && body ? webhooks_post(&p) : (free(body), A2AD_ERR_NOMEM);
+        if (rc == A2AD_OK)
+            n++;
+        else
+            log_error("store: webhook event %s not re-queued: %s", p.event_id,
+                      a2ad_status_name(rc));
+        free(headers);
+        cJSON_Delete(hj);
+    }
+    sqlite3_finalize(s);
+    return n;
+}
+
+static bool parse_state(const char *name, enum task_state *out) {
+    for (int s = TASK_SUBMITTED; s <= TASK_REJECTED; s++)
+        if (strcmp(task_state_name((enum task_state)s), name) == 0) {
+            *out = (enum task_state)s;
+            return true;
+        }
+    return false;
+}
+
+/* Persist a restored task whose row must change without an event. */
+static void persist(struct task *t) {
+    task_lock(t);
+    struct op *row = task_op_locked(t, task_get_state_locked(t), task_seq_locked(t));
+    task_unlock(t);
+    if (row && queue_append(row, row, 1, false) != A2AD_OK) op_free(row);
+}
+
+struct recovery_counts {
+    size_t finished, requeued, rerun, interrupted, orphaned, rejected;
+};
+
+/* One unfinished task is back in memory: run it again, or end it. */
+static void recover_unfinished(struct task *t, enum task_state was, const char *agent_name,
+                               struct recovery_counts *c) {
+    const struct agent *a = task_agent(t);
+    char why[320];
+    if (!a) {
+        snprintf(why, sizeof why, "interrupted: a2ad restarted and agent %s is no longer loaded",
+                 agent_name);
+        task_finish(t, TASK_FAILED, why);
+        c->orphaned++;
+        return;
+    }
+    if (was == TASK_WORKING) {
+        if (!a->desc.rerun_safe) {
+            task_finish(t, TASK_FAILED, "interrupted: a2ad restarted");
+            c->interrupted++;
+            return;
+        }
+        task_lock(t);
+        const cJSON *n = task_annotation_locked(t, "attempt");
+        double attempt = (cJSON_IsNumber(n) ? n->valuedouble : 1) + 1;
+        task_annotate_locked(t, "attempt", cJSON_CreateNumber(attempt));
+        task_unlock(t);
+        persist(t);
+        c->rerun++;
+    } else {
+        c->requeued++;
+    }
+    /* The ack may have gone out before a rejection was stored: ask again. */
+    if (a->desc.validate) {
+        struct a2ad_validation v;
+        memset(&v, 0, sizeof v);
+        a2ad_status vs = a->desc.validate(a->state, task_query(t), &v);
+        if (vs != A2AD_OK) {
+            v.reason[sizeof v.reason - 1] = '\0';
+            snprintf(why, sizeof why, "Validation failed: %s",
+                     v.reason[0] ? v.reason : a2ad_status_name(vs));
+            task_finish(t, TASK_REJECTED, why);
+            c->rejected++;
+            return;
+        }
+    }
+    a2ad_status rc = workers_submit(t);
+    if (rc != A2AD_OK) {
+        snprintf(why, sizeof why, "interrupted: a2ad restarted and could not queue the job again (%s)",
+                 a2ad_status_name(rc));
+        task_finish(t, TASK_FAILED, why);
+    }
+}
+
+a2ad_status store_recover(void) {
+    if (!st.open) return A2AD_ERR_STATE;
+    /* A connection of our own: the writer's belongs to its thread. */
+    sqlite3 *db = NULL;
+    if (sqlite3_open_v2(st.path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+        log_error("store: cannot read %s: %s", st.path, db ? sqlite3_errmsg(db) : "no memory");
+        sqlite3_close(db);
+        return A2AD_ERR_IO;
+    }
+    size_t webhooks = recover_outbox(db);
+
+    sqlite3_stmt *s = NULL;
+    int64_t now = (int64_t)util_wall_ms();
+    int64_t cutoff = now - (int64_t)st.retention_s * 1000;
+    /* Unfinished first in creation order (rowid), then finished ones oldest
+     * first, which is the order the expiry list wants. */
+    if (sqlite3_prepare_v2(db,
+                           "SELECT id, agent, state, seq, ended_ms, doc, ext FROM tasks"
+                           " WHERE ended_ms IS NULL OR ended_ms >= ?1"
+                           " ORDER BY ended_ms IS NOT NULL, ended_ms, rowid",
+                           -1, &s, NULL) != SQLITE_OK) {
+        log_error("store: cannot read the tasks of %s: %s", st.path, sqlite3_errmsg(db));
+        sqlite3_close(db);
+        return A2AD_ERR_IO;
+    }
+    sqlite3_bind_int64(s, 1, cutoff);
+    struct recovery_counts c = {0};
+    size_t bad = 0;
+    while (sqlite3_step(s) == SQLITE_ROW) {
+        const char *id = (const char *)sqlite3_column_text(s, 0);
+        const char *agent_name = (const char *)sqlite3_column_text(s, 1);
+        enum task_state state;
+        if (!parse_state((const char *)sqlite3_column_text(s, 2), &state)) {
+            log_warn("store: task %s has an unknown state; left out", id);
+            bad++;
+            continue;
+        }
+        struct task_restore r = {
+            .doc = cJSON_Parse((const char *)sqlite3_column_text(s, 5)),
+            .agent = plugins_find(agent_name),
+            .state = state == TASK_WORKING ? TASK_SUBMITTED : state,
+            .seq = (uint64_t)sqlite3_column_int64(s, 3),
+        };
+        if (task_state_terminal(state)) {
+            int64_t ended = sqlite3_column_int64(s, 4);
+            r.ended_ago_ms = now > ended ? (uint64_t)(now - ended) : 0;
+        }
+        /* An agent that is gone cannot run it; its task is failed below,
+         * from state working so the failure is a normal transition. */
+        if (!r.agent && state == TASK_WORKING) r.state = TASK_WORKING;
+        cJSON *ext = cJSON_Parse((const char *)sqlite3_column_text(s, 6));
+        for (int i = 0; i < TASK_EXT_MAX; i++) {
+            const struct task_ext_ops *ops = tasks_ext_ops((enum task_ext_slot)i);
+            const cJSON *saved = ops && ops->name && ops->load
+                                     ? cJSON_GetObjectItemCaseSensitive(ext, ops->name)
+                                     : NULL;
+            if (saved) r.ext[i] = ops->load(saved);
+        }
+        cJSON_Delete(ext);
+        struct store_slot *slot = calloc(1, sizeof *slot);
+        if (slot && !r.agent) slot->agent_name = strdup(agent_name);
+        if (r.ext[TASK_EXT_STORE]) slot_free(r.ext[TASK_EXT_STORE]);
+        r.ext[TASK_EXT_STORE] = slot;
+        struct task *t = NULL;
+        a2ad_status rc = r.doc ? tasks_restore(&r, &t) : A2AD_ERR_PARSE;
+        if (!r.doc)
+            for (int i = 0; i < TASK_EXT_MAX; i++) {
+                const struct task_ext_ops *ops = tasks_ext_ops((enum task_ext_slot)i);
+                if (r.ext[i] && ops && ops->free) ops->free(r.ext[i]);
+            }
+        if (rc != A2AD_OK) {
+            log_warn("store: task %s cannot be restored: %s", id, a2ad_status_name(rc));
+            bad++;
+            continue;
+        }
+        if (task_state_terminal(state))
+            c.finished++;
+        else
+            recover_unfinished(t, state, agent_name, &c);
+        task_release(t);
+    }
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    log_info("store: recovered %zu finished tasks, %zu queued again, %zu re-run (rerun_safe), "
+             "%zu interrupted, %zu of unloaded agents failed, %zu rejected on re-validation, "
+             "%zu unreadable; %zu webhooks to deliver",
+             c.finished, c.requeued, c.rerun, c.interrupted, c.orphaned, c.rejected, bad, webhooks);
+    return A2AD_OK;
+}
+
+void store_close(void) {
+    if (!st.open) return;
+    pthread_mutex_lock(&q.lock);
+    q.stopping = true;
+    pthread_cond_signal(&q.wake);
+    pthread_mutex_unlock(&q.lock);
+    pthread_join(st.writer, NULL);
+    /* Whatever raced with the stop (nothing after a clean stop). */
+    op_list_free(q.head);
+    q.head = q.tail = NULL;
+    q.len = 0;
+    sqlite3_finalize(st.upsert_task);
+    sqlite3_finalize(st.add_outbox);
+    sqlite3_finalize(st.del_outbox);
+    sqlite3_finalize(st.expire_tasks);
+    if (sqlite3_close(st.db) != SQLITE_OK)
+        log_warn("store: closing %s: %s", st.path, sqlite3_errmsg(st.db));
+    webhooks_set_outbox(NULL);
+    free(st.path);
+    memset(&st, 0, sizeof st);
+}

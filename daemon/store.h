@@ -1,0 +1,53 @@
+/* store - the durable task store: SQLite (WAL), a webhook outbox, recovery.
+ *
+ * With [tasks] store = sqlite every task event is written to one database
+ * file: the task as JSON (status, history, artifacts with their bytes,
+ * metadata), each extension slot's data through its ops->save, and every
+ * webhook delivery as an outbox row with its event id. Writes go through one
+ * writer thread that drains its bounded queue into a single transaction
+ * (group commit). The rules that make the promise hold:
+ *   - a task is acknowledged only after its CREATED row is committed
+ *     (tasks_create waits, with no lock held, in store_wait_created);
+ *   - an event's outbox rows and the task row go into the same transaction
+ *     (the store observer runs after every other observer and queues both
+ *     together), and a delivery is not sent before that commit, so a
+ *     receiver never hears of a state the database does not have;
+ *   - an outbox row is deleted only after a 2xx, or when given up (older
+ *     than [webhooks] max_age_s, or refused with a 4xx), which is recorded
+ *     on the task in metadata.a2ad.webhooksGivenUp.
+ * At start-up store_recover puts undelivered rows back on the webhook queue
+ * (in their order), restores the tasks, runs queued jobs again, and fails
+ * the ones that were running ("interrupted: a2ad restarted") unless their
+ * agent declares rerun_safe, in which case they are queued again with
+ * metadata.a2ad.attempt counting the runs.
+ *
+ * Finished tasks are deleted retention_s after they ended. A write that
+ * fails (disk full, read-only or locked database) is logged; a submission
+ * waiting for it gets A2AD_ERR_IO and store_last_error() says why.
+ */
+#ifndef A2AD_STORE_H
+#define A2AD_STORE_H
+
+#include "a2ad/agent.h"
+#include "config.h"
+
+/* Open (create) the database, register the store's task hooks, slot ops and
+ * webhook outbox, and start the writer thread. Logs and returns A2AD_ERR_IO
+ * when the file cannot be opened or set up. Thread: main, after tasks_init
+ * and push_init, before webhooks_start and before any task. */
+a2ad_status store_open(const struct config *cfg);
+
+/* Re-queue undelivered webhook rows, then restore the tasks and act on the
+ * unfinished ones (see above). Thread: main, after webhooks_start,
+ * plugins_load and workers_start, before HTTP starts. */
+a2ad_status store_recover(void);
+
+/* Write what is queued, stop the writer and close the database. Thread:
+ * main, after workers and webhooks stopped. Safe if never opened. */
+void store_close(void);
+
+/* Why the last store call that failed on this thread failed ("the database
+ * /x/a2ad.db: database is locked"); "" when none did. Thread-local. */
+const char *store_last_error(void);
+
+#endif

@@ -642,7 +642,9 @@ START_TEST(bad_plugins_skipped_when_configured) {
 END_TEST
 
 START_TEST(sigterm_lets_running_jobs_finish_and_flushes_webhooks) {
-    struct daemon_opts o = {.plugins = "processor", .threads = 1, .extra = "[agent.processor]\nstep_ms = 60\n"};
+    /* The memory store fails queued jobs at stop (test_durable has sqlite's). */
+    struct daemon_opts o = {.plugins = "processor", .threads = 1, .store = "memory",
+                            .extra = "[agent.processor]\nstep_ms = 60\n"};
     start_or_fail(&o);
     cJSON *a = send_job("/", "finish me", NULL);
     cJSON *b = send_job("/", "never started", NULL);
@@ -676,9 +678,14 @@ START_TEST(config_check_mode) {
     char *log = daemon_log(&dp);
     ck_assert_ptr_nonnull(strstr(log, "configuration ok"));
     free(log);
-    FILE *f = fopen(dp.conf, "a");
-    fprintf(f, "[tasks]\nretention_s = soon\n");
-    fclose(f);
+    /* A bad value in the helper's [tasks] section (a section may appear once). */
+    o.tasks_extra = "retention_s = soon";
+    char dir[sizeof dp.dir];
+    memcpy(dir, dp.dir, sizeof dir);
+    ck_assert(daemon_prepare(&dp, &o));
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    ck_assert_int_eq(system(cmd), 0);
     ck_assert_int_eq(daemon_run_args(&dp, "-t", 10000), 1);
     log = daemon_log(&dp);
     char want[400];

@@ -78,6 +78,14 @@ bool daemon_prepare(struct daemon_proc *d, const struct daemon_opts *o) {
     fprintf(f, "[webhooks]\nbackoff_initial_ms = 20\nbackoff_max_ms = 200\nmax_attempts = 5\n"
                "timeout_ms = 3000\nflush_s = 5\n");
     if (o->webhooks_extra) fprintf(f, "%s\n", o->webhooks_extra);
+    /* Each daemon its own database, removed with its folder. */
+    fprintf(f, "[tasks]\n");
+    if (o->store) fprintf(f, "store = %s\n", o->store);
+    if (o->db_path)
+        fprintf(f, "path = %s\n", o->db_path);
+    else
+        fprintf(f, "path = %s/a2ad.db\n", d->dir);
+    if (o->tasks_extra) fprintf(f, "%s\n", o->tasks_extra);
     fprintf(f, "[log]\nlevel = debug\n");
     if (o->extra) fprintf(f, "%s\n", o->extra);
     return fclose(f) == 0;
@@ -174,6 +182,13 @@ int daemon_stop(struct daemon_proc *d, unsigned timeout_ms) {
     waitpid(d->pid, NULL, 0);
     d->pid = 0;
     return -1;
+}
+
+void daemon_kill9(struct daemon_proc *d) {
+    if (d->pid <= 0) return;
+    kill(d->pid, SIGKILL);
+    waitpid(d->pid, NULL, 0);
+    d->pid = 0;
 }
 
 void daemon_cleanup(struct daemon_proc *d) {

@@ -21,6 +21,9 @@ struct daemon_opts {
     const char *server_extra;  /* more [server] lines */
     const char *webhooks_extra; /* more [webhooks] lines */
     const char *extra;         /* more sections, appended as is */
+    const char *store;         /* tasks.store; NULL = the default (sqlite) */
+    const char *db_path;       /* tasks.path; NULL = a2ad.db in the daemon's own folder */
+    const char *tasks_extra;   /* more [tasks] lines */
 };
 
 struct daemon_proc {
@@ -35,6 +38,8 @@ struct daemon_proc {
 bool daemon_start(struct daemon_proc *d, const struct daemon_opts *o);
 /* Write the config only (for -t runs and start-up failures). */
 bool daemon_prepare(struct daemon_proc *d, const struct daemon_opts *o);
+/* kill -9 and reap: a crash. */
+void daemon_kill9(struct daemon_proc *d);
 /* Run `a2ad ARGS -c conf` to completion (bounded); returns its exit status. */
 int daemon_run_args(struct daemon_proc *d, const char *args, unsigned timeout_ms);
 /* SIGTERM and wait (bounded); returns the exit status, or -1 on timeout (then SIGKILL). */

@@ -54,6 +54,9 @@ static void install_signals(void) {
     sigaction(SIGHUP, &sa, NULL);
     sa.sa_handler = SIG_IGN;
     sigaction(SIGPIPE, &sa, NULL);
+    /* A file-size limit must fail the write (the store reports it), not
+     * kill the daemon. */
+    sigaction(SIGXFSZ, &sa, NULL);
 }
 
 /* systemd's readiness protocol without libsystemd: one datagram to

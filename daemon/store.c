@@ -458,11 +458,13 @@ static int run_op(const struct op *o) {
 
 static int exec(const char *sql) { return sqlite3_exec(st.db, sql, NULL, NULL, NULL); }
 
-/* Run a chain in one transaction; returns an SQLite code. */
-static int write_batch(const struct op *list) {
+/* Run a chain in one transaction; returns an SQLite code, and the system's
+ * errno of a failure in *sys (the rollback would clear it). */
+static int write_batch(const struct op *list, int *sys) {
     int rc = exec("BEGIN IMMEDIATE");
     for (const struct op *o = list; rc == SQLITE_OK && o; o = o->next) rc = run_op(o);
     if (rc == SQLITE_OK) rc = exec("COMMIT");
+    *sys = rc != SQLITE_OK ? sqlite3_system_errno(st.db) : 0;
     if (rc != SQLITE_OK && !sqlite3_get_autocommit(st.db)) exec("ROLLBACK");
     return rc;
 }
@@ -517,10 +519,15 @@ static void *writer_thread(void *arg) {
         pthread_mutex_unlock(&q.lock);
 
         if (list) {
-            int rc = write_batch(list);
+            int sys = 0;
+            int rc = write_batch(list, &sys);
             char why[160] = "";
             if (rc != SQLITE_OK) {
-                snprintf(why, sizeof why, "%s", sqlite3_errstr(rc));
+                /* "disk I/O error" alone does not say which: add the system's word. */
+                if (sys && (rc == SQLITE_IOERR || rc == SQLITE_FULL || rc == SQLITE_CANTOPEN))
+                    snprintf(why, sizeof why, "%s (%s)", sqlite3_errstr(rc), strerror(sys));
+                else
+                    snprintf(why, sizeof why, "%s", sqlite3_errstr(rc));
                 log_write_failure(n, why);
             }
             bool gates = false;

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -91,7 +92,7 @@ bool daemon_prepare(struct daemon_proc *d, const struct daemon_opts *o) {
     return fclose(f) == 0;
 }
 
-static pid_t spawn(struct daemon_proc *d, const char *extra_arg) {
+static pid_t spawn(struct daemon_proc *d, const char *extra_arg, unsigned long fsize) {
     char bin[300];
     build_path("a2ad", bin, sizeof bin);
     pid_t parent = getpid();
@@ -100,6 +101,10 @@ static pid_t spawn(struct daemon_proc *d, const char *extra_arg) {
         /* Die with the test: a failed assertion must not leave daemons behind. */
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (getppid() != parent) _exit(127);
+        if (fsize) {
+            struct rlimit rl = {fsize, fsize};
+            setrlimit(RLIMIT_FSIZE, &rl);
+        }
         int fd = open(d->log, O_WRONLY | O_CREAT | O_APPEND, 0600);
         if (fd >= 0) {
             dup2(fd, STDERR_FILENO);
@@ -136,7 +141,7 @@ char *daemon_log(const struct daemon_proc *d) {
 
 bool daemon_start(struct daemon_proc *d, const struct daemon_opts *o) {
     if (!daemon_prepare(d, o)) return false;
-    d->pid = spawn(d, NULL);
+    d->pid = spawn(d, NULL, o->fsize_limit);
     if (d->pid < 0) return false;
     for (int i = 0; i < 500; i++) { /* up to ~10 s, ASan builds start slower */
         char *log = daemon_log(d);
@@ -156,7 +161,7 @@ bool daemon_start(struct daemon_proc *d, const struct daemon_opts *o) {
 }
 
 int daemon_run_args(struct daemon_proc *d, const char *args, unsigned timeout_ms) {
-    pid_t pid = spawn(d, args);
+    pid_t pid = spawn(d, args, 0);
     for (unsigned waited = 0; waited < timeout_ms; waited += 10) {
         int st;
         if (waitpid(pid, &st, WNOHANG) == pid) return WIFEXITED(st) ? WEXITSTATUS(st) : 128;

@@ -210,7 +210,9 @@ static void receiver_completed(void *cls, struct MHD_Connection *conn, void **re
     *req_cls = NULL;
 }
 
-struct receiver *receiver_start(void) {
+struct receiver *receiver_start(void) { return receiver_start_on(0); }
+
+struct receiver *receiver_start_on(unsigned port) {
     struct receiver *r = calloc(1, sizeof *r);
     if (!r) return NULL;
     pthread_condattr_t ca;
@@ -223,7 +225,7 @@ struct receiver *receiver_start(void) {
     struct sockaddr_in addr;
     memset(&addr, 0, sizeof addr);
     addr.sin_family = AF_INET;
-    addr.sin_port = 0;
+    addr.sin_port = htons((uint16_t)port);
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     r->daemon = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
                                      MHD_USE_POLL | MHD_USE_ERROR_LOG,

@@ -24,6 +24,8 @@ struct received {
 
 /* Listen on 127.0.0.1 at an ephemeral port. NULL on failure. */
 struct receiver *receiver_start(void);
+/* The same on a given port (a receiver that comes back); NULL on failure. */
+struct receiver *receiver_start_on(unsigned port);
 unsigned receiver_port(const struct receiver *r);
 
 /* The next n POSTs get `status` (e.g. 503) and are recorded as attempts only. */

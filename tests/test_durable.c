@@ -1,0 +1,556 @@
+/* The durable store against the real daemon: crashes (kill -9), restarts,
+ * a receiver that fails or is down, a database that is locked or full.
+ * What is checked is what a user of a2ad relies on: every job that got an
+ * ack ends, its webhooks all arrive, in order per task, and a refused job is
+ * refused with a clear error. */
+#include <arpa/inet.h>
+#include <check.h>
+#include <cJSON.h>
+#include <netinet/in.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "support/daemon.h"
+#include "support/receiver.h"
+
+static void nap_ms(long ms) {
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* A port nothing listens on (yet): connections to it are refused. */
+static unsigned free_port(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+static const char *jstr(const cJSON *o, const char *path) {
+    char buf[200];
+    snprintf(buf, sizeof buf, "%s", path);
+    const cJSON *cur = o;
+    for (char *save = NULL, *k = strtok_r(buf, ".", &save); k && cur; k = strtok_r(NULL, ".", &save))
+        cur = (*k >= '0' && *k <= '9') ? cJSON_GetArrayItem(cur, atoi(k))
+                                       : cJSON_GetObjectItemCaseSensitive(cur, k);
+    return cJSON_IsString(cur) ? cur->valuestring : "";
+}
+
+/* message/send without blocking, webhook to hook_port. Returns the task id
+ * (malloc'd) when acknowledged, else NULL with *status / *error filled. */
+static char *submit(unsigned port, const char *agent, const char *text, unsigned hook_port,
+                    long *status, char **error) {
+    char body[1024], path[64];
+    snprintf(path, sizeof path, "/agents/%s", agent);
+    snprintf(body, sizeof body,
+             "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"message/send\",\"params\":{"
+             "\"message\":{\"kind\":\"message\",\"messageId\":\"m\",\"role\":\"user\","
+             "\"parts\":[{\"kind\":\"text\",\"text\":\"%s\"}]},"
+             "\"configuration\":{\"blocking\":false,\"pushNotificationConfig\":"
+             "{\"url\":\"http://127.0.0.1:%u/hook\"}}}}",
+             text, hook_port);
+    long st = 0;
+    cJSON *o = rpc_call(port, path, body, &st);
+    if (status) *status = st;
+    char *id = NULL;
+    if (st == 200 && *jstr(o, "result.id")) id = strdup(jstr(o, "result.id"));
+    if (error) *error = strdup(jstr(o, "error.message"));
+    cJSON_Delete(o);
+    return id;
+}
+
+static cJSON *get_task(unsigned port, const char *agent, const char *id) {
+    char body[200], path[64];
+    snprintf(path, sizeof path, "/agents/%s", agent);
+    snprintf(body, sizeof body,
+             "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tasks/get\",\"params\":{\"id\":\"%s\"}}", id);
+    return rpc_call(port, path, body, NULL);
+}
+
+/* ---- what the receiver saw, per task ---- */
+
+struct tracked {
+    char id[40];
+    uint64_t seen;          /* bit s: event seq s arrived */
+    unsigned max_seq;
+    unsigned terminal_seq;  /* 0 = no terminal event yet */
+    char terminal[16];
+    unsigned terminals;     /* distinct terminal events */
+    unsigned out_of_order;  /* new events older than one already seen */
+};
+
+struct tracker {
+    struct tracked *t;
+    size_t n;
+    size_t scanned; /* receiver records looked at */
+};
+
+static void track(struct tracker *tr, const char *id) {
+    tr->t = realloc(tr->t, (tr->n + 1) * sizeof *tr->t);
+    memset(&tr->t[tr->n], 0, sizeof tr->t[0]);
+    snprintf(tr->t[tr->n].id, sizeof tr->t[0].id, "%s", id);
+    tr->n++;
+}
+
+static bool terminal_state(const char *s) {
+    return !strcmp(s, "completed") || !strcmp(s, "failed") || !strcmp(s, "canceled") ||
+           !strcmp(s, "rejected");
+}
+
+/* Look at the records that arrived since the last call. */
+static void tracker_scan(struct tracker *tr, struct receiver *r) {
+    for (;;) {
+        const struct received *rec = receiver_get(r, tr->scanned);
+        if (!rec) break;
+        tr->scanned++;
+        char *eid = received_header(rec, "X-A2A-Event-Id");
+        ck_assert_msg(eid != NULL, "a webhook without X-A2A-Event-Id");
+        /* TASKID.SEQ.N */
+        char *dot = strchr(eid, '.');
+        ck_assert_ptr_nonnull(dot);
+        *dot = '\0';
+        unsigned seq = (unsigned)strtoul(dot + 1, NULL, 10);
+        struct tracked *t = NULL;
+        for (size_t i = 0; i < tr->n && !t; i++)
+            if (!strcmp(tr->t[i].id, eid)) t = &tr->t[i];
+        free(eid);
+        if (!t || seq >= 64) continue;
+        if (t->seen & (UINT64_C(1) << seq)) continue; /* a repeat: allowed */
+        if (seq < t->max_seq) t->out_of_order++;
+        if (seq > t->max_seq) t->max_seq = seq;
+        t->seen |= UINT64_C(1) << seq;
+        cJSON *o = cJSON_Parse(rec->body);
+        const char *state = jstr(o, "status.state");
+        if (terminal_state(state)) {
+            t->terminals++;
+            t->terminal_seq = seq;
+            snprintf(t->terminal, sizeof t->terminal, "%s", state);
+        }
+        cJSON_Delete(o);
+    }
+}
+
+static size_t tracker_ended(const struct tracker *tr) {
+    size_t n = 0;
+    for (size_t i = 0; i < tr->n; i++) n += tr->t[i].terminal_seq != 0;
+    return n;
+}
+
+/* Wait (bounded) until every tracked task had its terminal webhook. */
+static bool tracker_wait_all(struct tracker *tr, struct receiver *r, unsigned timeout_ms) {
+    for (unsigned waited = 0;; waited += 100) {
+        tracker_scan(tr, r);
+        if (tracker_ended(tr) == tr->n) return true;
+        if (waited >= timeout_ms) return false;
+        nap_ms(100);
+    }
+}
+
+/* Every task: one terminal event, nothing out of order, and every event
+ * from the first webhook (seq 2; seq 1 is the creation) to the terminal
+ * one arrived. */
+static void tracker_assert_complete(const struct tracker *tr) {
+    for (size_t i = 0; i < tr->n; i++) {
+        const struct tracked *t = &tr->t[i];
+        ck_assert_msg(t->terminal_seq, "task %s: no terminal webhook", t->id);
+        ck_assert_msg(t->terminals == 1, "task %s: %u different terminal events", t->id,
+                      t->terminals);
+        ck_assert_msg(t->out_of_order == 0, "task %s: %u events out of order", t->id,
+                      t->out_of_order);
+        ck_assert_msg(t->max_seq == t->terminal_seq, "task %s: events after the terminal one",
+                      t->id);
+        uint64_t want = ((UINT64_C(1) << (t->terminal_seq + 1)) - 1) & ~UINT64_C(3);
+        ck_assert_msg(t->seen == want, "task %s: events missing (seen %llx, want %llx)", t->id,
+                      (unsigned long long)t->seen, (unsigned long long)want);
+    }
+}
+
+static void tracker_free(struct tracker *tr) {
+    free(tr->t);
+    memset(tr, 0, sizeof *tr);
+}
+
+static struct daemon_proc d1, d2;
+static struct receiver *rcv;
+static char db_path[300];
+
+static void setup(void) {
+    memset(&d1, 0, sizeof d1);
+    memset(&d2, 0, sizeof d2);
+    rcv = NULL;
+    db_path[0] = '\0';
+}
+
+static void teardown(void) {
+    daemon_cleanup(&d2);
+    daemon_cleanup(&d1); /* the database lives in d1's folder */
+    receiver_stop(rcv);
+}
+
+static void start_or_fail(struct daemon_proc *d, const struct daemon_opts *o) {
+    if (!daemon_start(d, o)) {
+        char *log = daemon_log(d);
+        ck_abort_msg("daemon did not start; log:\n%s", log);
+    }
+}
+
+/* The first daemon's database, for the second to reuse. */
+static void remember_db(void) { snprintf(db_path, sizeof db_path, "%s/a2ad.db", d1.dir); }
+
+/* (a) kill -9 in the middle of a few hundred jobs, restart on the same
+ * database: every acknowledged job ends, exactly one outcome each. */
+START_TEST(kill9_mid_run_loses_no_acknowledged_job) {
+    rcv = receiver_start();
+    ck_assert_ptr_nonnull(rcv);
+    const char *agents_extra = "[agent.processor]\nstep_ms = 2\n";
+    struct daemon_opts o = {.plugins = "echo,processor", .extra = agents_extra};
+    start_or_fail(&d1, &o);
+    remember_db();
+    struct tracker tr = {0};
+    enum { JOBS = 300 };
+    for (int i = 0; i < JOBS; i++) {
+        char text[32];
+        snprintf(text, sizeof text, "job %d", i);
+        char *id = submit(d1.port, i % 5 == 0 ? "processor" : "echo", text, receiver_port(rcv),
+                          NULL, NULL);
+        ck_assert_msg(id != NULL, "job %d not acknowledged", i);
+        track(&tr, id);
+        free(id);
+    }
+    /* Mid-run: some webhooks are out, most jobs are not done. */
+    receiver_wait(rcv, 50, 10000);
+    daemon_kill9(&d1);
+    tracker_scan(&tr, rcv);
+    size_t ended_before = tracker_ended(&tr);
+
+    o.db_path = db_path;
+    start_or_fail(&d2, &o);
+    ck_assert_msg(tracker_wait_all(&tr, rcv, 90000), "only %zu of %d jobs ended",
+                  tracker_ended(&tr), JOBS);
+    tracker_assert_complete(&tr);
+    ck_assert_uint_lt(ended_before, JOBS); /* the kill did land mid-run */
+    char *log = daemon_log(&d2);
+    ck_assert_ptr_nonnull(strstr(log, "store: recovered"));
+    free(log);
+    ck_assert_int_eq(daemon_stop(&d2, 15000), 0);
+    tracker_free(&tr);
+}
+END_TEST
+
+/* (b) the receiver first refuses connections, then answers 503, then
+ * recovers: every event arrives, in order per task. */
+START_TEST(receiver_down_then_503_gets_everything_in_order) {
+    unsigned hook = free_port();
+    struct daemon_opts o = {.plugins = "processor", .extra = "[agent.processor]\nstep_ms = 5\n",
+                            .webhooks_extra = "connect_timeout_ms = 200"};
+    start_or_fail(&d1, &o);
+    struct tracker tr = {0};
+    for (int i = 0; i < 6; i++) {
+        char *id = submit(d1.port, "processor", "x", hook, NULL, NULL);
+        ck_assert_ptr_nonnull(id);
+        track(&tr, id);
+        free(id);
+    }
+    /* Down: wait until the daemon has retried a good number of times. */
+    for (int i = 0; i < 200; i++) {
+        struct http_resp h;
+        http_call(d1.port, NULL, "/healthz", NULL, &h);
+        cJSON *o2 = cJSON_Parse(h.body);
+        http_resp_free(&h);
+        const cJSON *wh = cJSON_GetObjectItemCaseSensitive(o2, "webhooks");
+        double retried = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(wh, "retried"));
+        cJSON_Delete(o2);
+        if (retried >= 30) break;
+        nap_ms(50);
+    }
+    /* Back, but answering 503 for a while. */
+    rcv = receiver_start_on(hook);
+    ck_assert_ptr_nonnull(rcv);
+    receiver_fail_next(rcv, 40, 503);
+    ck_assert(tracker_wait_all(&tr, rcv, 60000));
+    tracker_assert_complete(&tr);
+    ck_assert_uint_ge(receiver_attempts(rcv), receiver_count(rcv) + 40);
+    ck_assert_int_eq(daemon_stop(&d1, 15000), 0);
+    tracker_free(&tr);
+}
+END_TEST
+
+/* (c) events still undelivered at a stop are delivered after the restart,
+ * and jobs still queued at the stop run then. */
+START_TEST(undelivered_events_and_queued_jobs_survive_a_restart) {
+    unsigned hook = free_port();
+    struct daemon_opts o = {.plugins = "processor", .threads = 1,
+                            .extra = "[agent.processor]\nstep_ms = 50\n",
+                            .webhooks_extra = "connect_timeout_ms = 200"};
+    start_or_fail(&d1, &o);
+    remember_db();
+    /* d1 gets a short flush: nothing listens, the events must wait on disk. */
+    struct tracker tr = {0};
+    char *first = submit(d1.port, "processor", "one", hook, NULL, NULL);
+    ck_assert_ptr_nonnull(first);
+    track(&tr, first);
+    for (int i = 0; i < 5; i++) {
+        char *id = submit(d1.port, "processor", "more", hook, NULL, NULL);
+        ck_assert_ptr_nonnull(id);
+        track(&tr, id);
+        free(id);
+    }
+    /* The first job finishes while the receiver is down. */
+    for (int i = 0; i < 250; i++) {
+        cJSON *t = get_task(d1.port, "processor", first);
+        bool done = !strcmp(jstr(t, "result.status.state"), "completed");
+        cJSON_Delete(t);
+        if (done) break;
+        nap_ms(20);
+    }
+    ck_assert_int_eq(daemon_stop(&d1, 20000), 0);
+    char *log = daemon_log(&d1);
+    ck_assert_ptr_nonnull(strstr(log, "left queued for the next start"));
+    free(log);
+
+    rcv = receiver_start_on(hook);
+    ck_assert_ptr_nonnull(rcv);
+    o.db_path = db_path;
+    start_or_fail(&d2, &o);
+    ck_assert(tracker_wait_all(&tr, rcv, 60000));
+    tracker_assert_complete(&tr);
+    for (size_t i = 0; i < tr.n; i++) ck_assert_str_eq(tr.t[i].terminal, "completed");
+    /* The finished task is still there after the restart. */
+    cJSON *t = get_task(d2.port, "processor", first);
+    ck_assert_str_eq(jstr(t, "result.status.state"), "completed");
+    ck_assert_str_eq(jstr(t, "result.history.0.parts.0.text"), "one");
+    cJSON_Delete(t);
+    free(first);
+    ck_assert_int_eq(daemon_stop(&d2, 15000), 0);
+    tracker_free(&tr);
+}
+END_TEST
+
+/* A job that was running at a crash: failed with a clear reason, unless
+ * its agent is rerun_safe, which runs it again and counts the attempt. */
+START_TEST(running_jobs_after_a_crash_fail_or_run_again) {
+    rcv = receiver_start();
+    ck_assert_ptr_nonnull(rcv);
+    struct daemon_opts o = {.plugins = "processor,rerun",
+                            .extra = "[agent.processor]\nstep_ms = 300\n"};
+    start_or_fail(&d1, &o);
+    remember_db();
+    char *p = submit(d1.port, "processor", "long", receiver_port(rcv), NULL, NULL);
+    char *r = submit(d1.port, "rerun", "again", receiver_port(rcv), NULL, NULL);
+    ck_assert_ptr_nonnull(p);
+    ck_assert_ptr_nonnull(r);
+    /* Both are running once each sent its first progress event. */
+    struct tracker tr = {0};
+    track(&tr, p);
+    track(&tr, r);
+    for (int i = 0; i < 500 && (tr.t[0].max_seq < 3 || tr.t[1].max_seq < 3); i++) {
+        nap_ms(20);
+        tracker_scan(&tr, rcv);
+    }
+    ck_assert(tr.t[0].max_seq >= 3 && tr.t[1].max_seq >= 3);
+    ck_assert_uint_eq(tracker_ended(&tr), 0);
+    tracker_free(&tr);
+    daemon_kill9(&d1);
+
+    o.db_path = db_path;
+    start_or_fail(&d2, &o);
+    cJSON *t = NULL;
+    for (int i = 0; i < 300; i++) {
+        cJSON_Delete(t);
+        t = get_task(d2.port, "processor", p);
+        if (!strcmp(jstr(t, "result.status.state"), "failed")) break;
+        nap_ms(20);
+    }
+    ck_assert_str_eq(jstr(t, "result.status.state"), "failed");
+    ck_assert_str_eq(jstr(t, "result.status.message.parts.0.text"), "interrupted: a2ad restarted");
+    for (int i = 0; i < 300; i++) {
+        cJSON_Delete(t);
+        t = get_task(d2.port, "rerun", r);
+        if (!strcmp(jstr(t, "result.status.state"), "completed")) break;
+        nap_ms(20);
+    }
+    ck_assert_str_eq(jstr(t, "result.status.state"), "completed");
+    ck_assert_str_eq(jstr(t, "result.status.message.parts.0.text"), "done: again");
+    const cJSON *attempt = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(
+            cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(t, "result"),
+                                             "metadata"),
+            "a2ad"),
+        "attempt");
+    ck_assert(cJSON_IsNumber(attempt));
+    ck_assert_int_eq((int)attempt->valuedouble, 2);
+    cJSON_Delete(t);
+    free(p);
+    free(r);
+    ck_assert_int_eq(daemon_stop(&d2, 15000), 0);
+}
+END_TEST
+
+/* Events older than max_age_s are given up and the task says so. */
+START_TEST(given_up_events_are_recorded_on_the_task) {
+    rcv = receiver_start();
+    ck_assert_ptr_nonnull(rcv);
+    receiver_fail_next(rcv, 100000, 503);
+    struct daemon_opts o = {.plugins = "echo", .webhooks_extra = "max_age_s = 1"};
+    start_or_fail(&d1, &o);
+    char *id = submit(d1.port, "echo", "hi", receiver_port(rcv), NULL, NULL);
+    ck_assert_ptr_nonnull(id);
+    cJSON *t = NULL;
+    const cJSON *list = NULL;
+    for (int i = 0; i < 250; i++) {
+        cJSON_Delete(t);
+        t = get_task(d1.port, "echo", id);
+        const cJSON *md = cJSON_GetObjectItemCaseSensitive(
+            cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(t, "result"),
+                                             "metadata"),
+            "a2ad");
+        list = cJSON_GetObjectItemCaseSensitive(md, "webhooksGivenUp");
+        if (cJSON_GetArraySize(list) == 2) break; /* working, completed */
+        nap_ms(20);
+    }
+    ck_assert_int_eq(cJSON_GetArraySize(list), 2);
+    const cJSON *e = cJSON_GetArrayItem(list, 1);
+    char want[80];
+    snprintf(want, sizeof want, "%s.3.1", id);
+    ck_assert_str_eq(jstr(e, "eventId"), want);
+    ck_assert_ptr_nonnull(strstr(jstr(e, "reason"), "max_age_s"));
+    cJSON_Delete(t);
+    free(id);
+    char *log = daemon_log(&d1);
+    ck_assert_ptr_nonnull(strstr(log, "giving up on POST"));
+    free(log);
+    ck_assert_int_eq(daemon_stop(&d1, 15000), 0);
+}
+END_TEST
+
+static int count_rows(const char *path, const char *table) {
+    sqlite3 *db = NULL;
+    ck_assert_int_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_busy_timeout(db, 2000);
+    char sql[100];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM %s", table);
+    sqlite3_stmt *s = NULL;
+    ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &s, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_step(s), SQLITE_ROW);
+    int n = sqlite3_column_int(s, 0);
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    return n;
+}
+
+/* Finished tasks leave the database after retention_s; delivered events
+ * leave the outbox at once. */
+START_TEST(retention_deletes_finished_tasks_and_delivered_events) {
+    rcv = receiver_start();
+    ck_assert_ptr_nonnull(rcv);
+    struct daemon_opts o = {.plugins = "echo", .tasks_extra = "retention_s = 1"};
+    start_or_fail(&d1, &o);
+    remember_db();
+    for (int i = 0; i < 20; i++) {
+        char *id = submit(d1.port, "echo", "x", receiver_port(rcv), NULL, NULL);
+        ck_assert_ptr_nonnull(id);
+        free(id);
+    }
+    ck_assert(receiver_wait(rcv, 40, 10000));
+    int tasks = -1, outbox = -1;
+    for (int i = 0; i < 100 && (tasks || outbox); i++) {
+        nap_ms(100);
+        tasks = count_rows(db_path, "tasks");
+        outbox = count_rows(db_path, "outbox");
+    }
+    ck_assert_int_eq(tasks, 0);
+    ck_assert_int_eq(outbox, 0);
+    ck_assert_int_eq(daemon_stop(&d1, 15000), 0);
+}
+END_TEST
+
+/* (d) a locked database, then a full disk: the submission gets a clear
+ * error and no ack, the daemon keeps running, and works again after. */
+START_TEST(locked_or_full_database_refuses_submissions_clearly) {
+    rcv = receiver_start();
+    ck_assert_ptr_nonnull(rcv);
+    struct daemon_opts o = {.plugins = "echo", .tasks_extra = "lock_timeout_ms = 100"};
+    start_or_fail(&d1, &o);
+    remember_db();
+    sqlite3 *db = NULL;
+    ck_assert_int_eq(sqlite3_open(db_path, &db), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(db, "BEGIN EXCLUSIVE", NULL, NULL, NULL), SQLITE_OK);
+    long status = 0;
+    char *err = NULL;
+    char *id = submit(d1.port, "echo", "x", receiver_port(rcv), &status, &err);
+    ck_assert_ptr_null(id);
+    ck_assert_int_eq(status, 503);
+    ck_assert_msg(strstr(err, "database is locked") && strstr(err, "not accepted") &&
+                      strstr(err, db_path),
+                  "unclear error: %s", err);
+    free(err);
+    ck_assert_int_eq(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    id = submit(d1.port, "echo", "x", receiver_port(rcv), &status, NULL);
+    ck_assert_ptr_nonnull(id);
+    free(id);
+    ck_assert_int_eq(count_rows(db_path, "tasks"), 1); /* only the acknowledged one */
+    char *log = daemon_log(&d1);
+    ck_assert_ptr_nonnull(strstr(log, "database is locked"));
+    free(log);
+    ck_assert_int_eq(daemon_stop(&d1, 15000), 0);
+
+    /* A disk that fills up: the daemon may write 200 KiB per file. */
+    struct daemon_opts full = {.plugins = "echo", .fsize_limit = 200 * 1024,
+                               .tasks_extra = "sync = normal"};
+    start_or_fail(&d2, &full);
+    size_t acked = 0;
+    err = NULL;
+    for (int i = 0; i < 3000 && !err; i++) {
+        char text[64];
+        snprintf(text, sizeof text, "filling the disk with job %d", i);
+        id = submit(d2.port, "echo", text, receiver_port(rcv), &status, NULL);
+        if (id) {
+            acked++;
+            free(id);
+        } else {
+            ck_assert_int_eq(status, 503);
+            submit(d2.port, "echo", "again", receiver_port(rcv), &status, &err);
+        }
+    }
+    /* A write the kernel cut short: SQLite calls it a disk I/O error. */
+    ck_assert_msg(err && strstr(err, "disk I/O error") && strstr(err, "a2ad.db") &&
+                      strstr(err, "not accepted"),
+                  "no disk-full error after %zu jobs: %s", acked, err ? err : "(none)");
+    ck_assert_uint_gt(acked, 0);
+    free(err);
+    struct http_resp h;
+    ck_assert(http_call(d2.port, NULL, "/healthz", NULL, &h)); /* still alive */
+    ck_assert_int_eq(h.status, 200);
+    http_resp_free(&h);
+    log = daemon_log(&d2);
+    ck_assert_ptr_nonnull(strstr(log, "disk I/O error (new jobs are refused"));
+    free(log);
+    ck_assert_int_eq(daemon_stop(&d2, 15000), 0);
+}
+END_TEST
+
+Suite *durable_suite(void);
+Suite *durable_suite(void) {
+    Suite *s = suite_create("durable");
+    TCase *tc = tcase_create("store");
+    tcase_set_timeout(tc, 150);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, kill9_mid_run_loses_no_acknowledged_job);
+    tcase_add_test(tc, receiver_down_then_503_gets_everything_in_order);
+    tcase_add_test(tc, undelivered_events_and_queued_jobs_survive_a_restart);
+    tcase_add_test(tc, running_jobs_after_a_crash_fail_or_run_again);
+    tcase_add_test(tc, given_up_events_are_recorded_on_the_task);
+    tcase_add_test(tc, retention_deletes_finished_tasks_and_delivered_events);
+    tcase_add_test(tc, locked_or_full_database_refuses_submissions_clearly);
+    suite_add_tcase(s, tc);
+    return s;
+}

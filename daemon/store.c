@@ -31,10 +31,11 @@
 #include "workers.h"
 
 /* How often the writer deletes expired rows. */
-#define MAINTENANCE_MS 1000
-/* Rows deleted per pass: a long backlog goes away over several passes
- * rather than in one long transaction. */
-#define EXPIRE_BATCH 2000
+#define MAINTENANCE_MS 250
+/* Rows deleted per transaction, and the time one pass may take: a long
+ * backlog goes away over several passes rather than in one long stall. */
+#define EXPIRE_BATCH 500
+#define EXPIRE_PASS_MS 50
 /* Given-up webhooks recorded on one task at most (the count goes on). */
 #define GIVEN_UP_KEPT 20
 
@@ -483,17 +484,30 @@ static void log_write_failure(size_t n, const char *why) {
     st.fails_unlogged = 0;
 }
 
+/* Delete finished tasks past retention, a batch per transaction, until
+ * none is left or the pass has taken EXPIRE_PASS_MS (new writes wait
+ * meanwhile); a steady load that ends more tasks a second than one pass
+ * deletes is caught up over the next passes. */
 static void expire_rows(void) {
     if (!st.expire_tasks) return;
     int64_t cutoff = (int64_t)util_wall_ms() - (int64_t)st.retention_s * 1000;
-    sqlite3_bind_int64(st.expire_tasks, 1, cutoff);
-    sqlite3_bind_int(st.expire_tasks, 2, EXPIRE_BATCH);
-    int rc = sqlite3_step(st.expire_tasks);
-    sqlite3_reset(st.expire_tasks);
-    if (rc != SQLITE_DONE)
-        log_warn("store: cannot delete expired tasks from %s: %s", st.path, sqlite3_errmsg(st.db));
-    else if (sqlite3_changes(st.db) > 0)
-        log_debug("store: deleted %d expired tasks", sqlite3_changes(st.db));
+    uint64_t until = util_now_ms() + EXPIRE_PASS_MS;
+    long total = 0;
+    for (;;) {
+        sqlite3_bind_int64(st.expire_tasks, 1, cutoff);
+        sqlite3_bind_int(st.expire_tasks, 2, EXPIRE_BATCH);
+        int rc = sqlite3_step(st.expire_tasks);
+        sqlite3_reset(st.expire_tasks);
+        if (rc != SQLITE_DONE) {
+            log_warn("store: cannot delete expired tasks from %s: %s", st.path,
+                     sqlite3_errmsg(st.db));
+            break;
+        }
+        int n = sqlite3_changes(st.db);
+        total += n;
+        if (n < EXPIRE_BATCH || util_now_ms() >= until) break;
+    }
+    if (total) log_debug("store: deleted %ld expired tasks", total);
 }
 
 static void *writer_thread(void *arg) {

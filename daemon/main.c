@@ -13,6 +13,7 @@
 
 #include "config.h"
 #include "http.h"
+#include "hu.h"
 #include "log.h"
 #include "plugins.h"
 #include "push.h"
@@ -166,6 +167,7 @@ int main(int argc, char **argv) {
     install_signals();
     tasks_init(cfg.retention_s, cfg.max_tasks);
     push_init();
+    hu_init(&cfg);
     struct webhooks_options wo = {
         .timeout_ms = cfg.webhook_timeout_ms,
         .connect_timeout_ms = cfg.webhook_connect_timeout_ms,
@@ -237,6 +239,7 @@ out_webhooks:
     if (plugins_loaded) plugins_unload();
 out:
     tasks_shutdown();
+    hu_shutdown();
     curl_global_cleanup();
     config_free(&cfg);
     if (rc == 0) log_info("stopped");

@@ -200,6 +200,13 @@ struct a2ad_agent {
     /* Optional: the longest a job may run before it is failed (seconds).
      * 0 = the daemon's default; the config can override per agent. */
     uint32_t max_duration_s;
+
+    /* Optional: how long a job usually takes (seconds), announced to the
+     * client when validate() gives no estimate of its own (the Health
+     * Universe acknowledgement, the agent card). 0 = no estimate. Added
+     * after max_duration_s, in what was tail padding: an older plugin's
+     * static descriptor has zero bits there (C11 6.7.9), so it reads 0. */
+    uint32_t estimated_duration_s;
 };
 
 #define A2AD_AGENT_HEADER .abi_major = A2AD_ABI_MAJOR, .struct_size = sizeof(struct a2ad_agent)

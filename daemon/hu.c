@@ -167,7 +167,7 @@ a2ad_status hu_parse(const struct agent *agent, cJSON *params, const char *exten
         /* Activated without its parameters: say what activated it. */
         const char *by;
         if (extensions_header && header_lists_uri(extensions_header))
-            by = "the A2A-Extensions header";
+            by = "the A2A-Extensions (or X-A2A-Extensions) header";
         else if (array_lists_uri(cJSON_GetObjectItemCaseSensitive(message, "extensions")))
             by = "params.message.extensions";
         else

@@ -159,7 +159,7 @@ START_TEST(parse_errors_name_the_field) {
     static const struct {
         const char *params, *header, *expect;
     } cases[] = {
-        {"{" MSG "}}", URI, "the A2A-Extensions header lists the extension"},
+        {"{" MSG "}}", URI, "the A2A-Extensions (or X-A2A-Extensions) header lists the extension"},
         {"{" MSG ",\"extensions\":[\"" URI "\"]}}", NULL, "params.message.extensions lists"},
         {"{" MSG "},\"metadata\":{\"" URI "\":\"job-1\"}}", NULL, "must be an object with job_id and api_key"},
         {"{" MSG "},\"metadata\":{\"" URI "\":{\"api_key\":\"k\"}}}", NULL, "params.metadata[\"" URI "\"].job_id is required"},
@@ -667,7 +667,7 @@ START_TEST(header_activation_and_refusals) {
                         "\"configuration\":{\"blocking\":false}}}";
     cJSON *r = rpc_call_headers(dp.port, "/", plain, headers, NULL);
     ck_assert_int_eq((int)jnum(r, "error.code"), -32602);
-    ck_assert_ptr_nonnull(strstr(jstr(r, "error.message"), "A2A-Extensions header lists the extension"));
+    ck_assert_ptr_nonnull(strstr(jstr(r, "error.message"), "X-A2A-Extensions) header lists the extension"));
     cJSON_Delete(r);
     /* Parameters present but incomplete: refused, naming the field. */
     const char *no_key = "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"message/send\",\"params\":{" MSG "},"

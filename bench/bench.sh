@@ -204,6 +204,9 @@ echo "[2/6] idle RSS, submit throughput: echo..." >&2
 start_a2ad "$conf_run" "$WORK/a2ad-echo.log"
 sleep 1
 IDLE_RSS=$(rss_kb "$A2AD_PID")
+IDLE_ANON=$(awk '/^RssAnon:/ {print $2}' "/proc/$A2AD_PID/status")
+IDLE_FILE=$(awk '/^RssFile:/ {print $2}' "/proc/$A2AD_PID/status")
+IDLE_PSS=$(awk '/^Pss:/ {print $2}' "/proc/$A2AD_PID/smaps_rollup" 2>/dev/null)
 IDLE_THREADS=$(threads_of "$A2AD_PID")
 ECHO=$(submit "http://127.0.0.1:$PORT/agents/echo")
 stop_a2ad
@@ -316,6 +319,7 @@ row "a2ad echo submits/s, fraction of the ceiling" "$(pct "$(calc %.0f "$(field 
 echo
 echo "== memory and start-up =="
 row "RSS idle (kB), all example plugins loaded" "$IDLE_RSS" "($IDLE_THREADS threads)"
+row "  of which anonymous / file-backed (shared libraries) (kB)" "$IDLE_ANON / $IDLE_FILE" "(PSS ${IDLE_PSS:-?} kB)"
 row "RSS with $QUEUED jobs queued (kB)" "$Q_RSS" "(idle $Q_IDLE kB with 1 worker; $(field accepted "$Q_LINE") accepted)"
 row "RSS per queued job (bytes)" "$PER_JOB"
 row "start-up to ready (ms, median of 7; exec -> port answers)" "$STARTUP_MS" "(max $STARTUP_MAX; the daemon's own 'ready in' log: ${READY_LOG:-?} ms)"

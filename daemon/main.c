@@ -13,6 +13,7 @@
 
 #include "config.h"
 #include "http.h"
+#include "hu.h"
 #include "log.h"
 #include "plugins.h"
 #include "push.h"
@@ -170,11 +171,13 @@ int main(int argc, char **argv) {
     install_signals();
     tasks_init(cfg.retention_s, cfg.max_tasks);
     push_init();
-    /* The store's hooks go in after every module that posts webhooks. */
+    hu_init(&cfg);
+    /* The durable store: its hook runs after every observer (tasks.c). */
     bool durable = strcmp(cfg.store, "sqlite") == 0;
     if (durable && store_open(&cfg) != A2AD_OK) {
         log_error("start-up stopped: fix [tasks] path (or set [tasks] store = memory)");
         tasks_shutdown();
+        hu_shutdown();
         curl_global_cleanup();
         config_free(&cfg);
         return 1;
@@ -256,6 +259,7 @@ out_webhooks:
 out:
     store_close();
     tasks_shutdown();
+    hu_shutdown();
     curl_global_cleanup();
     config_free(&cfg);
     if (rc == 0) log_info("stopped");

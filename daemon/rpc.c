@@ -15,6 +15,7 @@
 
 #include <cJSON.h>
 
+#include "hu.h"
 #include "log.h"
 #include "plugins.h"
 #include "push.h"
@@ -177,7 +178,7 @@ static bool agent_owns(const struct agent *agent, struct task *t) {
 /* ---- methods ---------------------------------------------------------- */
 
 static bool message_send(const struct agent *agent, const cJSON *id, cJSON *params,
-                         struct rpc_reply *out, struct rpc_fail *f) {
+                         const char *extensions, struct rpc_reply *out, struct rpc_fail *f) {
     if (!agent)
         return fail(f, RPC_INVALID_REQUEST,
                     "no default agent here: POST to /agents/<name> (see GET /healthz for the list)");
@@ -221,6 +222,18 @@ static bool message_send(const struct agent *agent, const cJSON *id, cJSON *para
     if (metadata && !cJSON_IsNull(metadata) && !cJSON_IsObject(metadata))
         return fail(f, RPC_INVALID_PARAMS, "params.metadata must be an object");
     const cJSON *ctx_id = cJSON_GetObjectItemCaseSensitive(message, "contextId");
+    /* Health Universe background_job/v1: refused here, before anything is
+     * acknowledged, when activated with bad parameters; always answered at
+     * once, as its SDK does. */
+    void *hu = NULL;
+    char why[sizeof f->message];
+    a2ad_status hs = hu_parse(agent, params, extensions, &hu, why, sizeof why);
+    if (hs == A2AD_ERR_INVALID) return fail(f, RPC_INVALID_PARAMS, "%s", why);
+    if (hs != A2AD_OK) {
+        f->http_status = 500;
+        return fail(f, RPC_INTERNAL_ERROR, "out of memory");
+    }
+    if (hu) blocking = false;
 
     /* The task takes the message and metadata; push strings are copied. */
     cJSON_DetachItemViaPointer(params, message);
@@ -233,10 +246,12 @@ static bool message_send(const struct agent *agent, const cJSON *id, cJSON *para
         .message = message,
         .context_id = cJSON_IsString(ctx_id) ? ctx_id->valuestring : NULL,
         .metadata = metadata,
+        .ext[TASK_EXT_HU] = hu,
     };
     if (has_push && !(tc.ext[TASK_EXT_PUSH] = push_configs_new(&push))) {
         cJSON_Delete(message);
         cJSON_Delete(metadata);
+        hu_job_free(hu);
         f->http_status = 500;
         return fail(f, RPC_INTERNAL_ERROR, "out of memory");
     }
@@ -264,9 +279,10 @@ static bool message_send(const struct agent *agent, const cJSON *id, cJSON *para
     }
 
     bool rejected = false;
+    cJSON *ack = NULL; /* the Health Universe answer */
+    struct a2ad_validation v;
+    memset(&v, 0, sizeof v);
     if (agent->desc.validate) {
-        struct a2ad_validation v;
-        memset(&v, 0, sizeof v);
         a2ad_status vs = agent->desc.validate(agent->state, task_query(t), &v);
         if (vs != A2AD_OK) {
             char text[320];
@@ -279,8 +295,10 @@ static bool message_send(const struct agent *agent, const cJSON *id, cJSON *para
         }
     }
     if (!rejected) {
+        if (hu) ack = hu_ack(t, history, v.estimated_duration_s); /* while still submitted */
         st = workers_submit(t);
         if (st != A2AD_OK) {
+            cJSON_Delete(ack);
             tasks_discard(t);
             task_release(t);
             f->http_status = 503;
@@ -297,7 +315,7 @@ static bool message_send(const struct agent *agent, const cJSON *id, cJSON *para
         out->wait_history = history;
         return true;
     }
-    out->body = result_body(id, task_render(t, history));
+    out->body = result_body(id, ack ? ack : task_render(t, history));
     task_release(t);
     return true;
 }
@@ -352,9 +370,11 @@ static const char *const later_methods[] = {
     "tasks/pushNotificationConfig/delete",
 };
 
-static bool dispatch(const struct agent *agent, const cJSON *id, const char *method,
+static bool dispatch(const struct rpc_request *rq, const cJSON *id, const char *method,
                      cJSON *params, struct rpc_reply *out, struct rpc_fail *f) {
-    if (strcmp(method, "message/send") == 0) return message_send(agent, id, params, out, f);
+    const struct agent *agent = rq->agent;
+    if (strcmp(method, "message/send") == 0)
+        return message_send(agent, id, params, rq->extensions, out, f);
     if (strcmp(method, "tasks/get") == 0) return tasks_get_method(agent, id, params, out, f);
     if (strcmp(method, "tasks/cancel") == 0) return tasks_cancel_method(agent, id, params, out, f);
     if (strcmp(method, "agent/getAuthenticatedExtendedCard") == 0)
@@ -367,7 +387,6 @@ static bool dispatch(const struct agent *agent, const cJSON *id, const char *met
 }
 
 void rpc_handle(const struct rpc_request *rq, struct rpc_reply *out) {
-    const struct agent *agent = rq->agent;
     const char *body = rq->body;
     size_t len = rq->len;
     memset(out, 0, sizeof *out);
@@ -402,7 +421,7 @@ void rpc_handle(const struct rpc_request *rq, struct rpc_reply *out) {
         else {
             cJSON *empty = NULL;
             if (!params) params = empty = cJSON_CreateObject();
-            bool ok = dispatch(agent, id, method->valuestring, params, out, &f);
+            bool ok = dispatch(rq, id, method->valuestring, params, out, &f);
             cJSON_Delete(empty);
             if (ok) {
                 cJSON_Delete(req);
@@ -458,6 +477,7 @@ char *rpc_agent_card(const struct agent *agent, const char *base_url) {
     cJSON_AddBoolToObject(caps, "streaming", 0);
     cJSON_AddBoolToObject(caps, "pushNotifications", 1);
     cJSON_AddBoolToObject(caps, "stateTransitionHistory", 0);
+    hu_card_extensions(caps, agent);
     static const char *const in_modes[] = {"text/plain", NULL};
     static const char *const out_modes[] = {"text/plain", "application/json", NULL};
     cJSON_AddItemToObject(c, "defaultInputModes", string_array(in_modes));

@@ -201,13 +201,19 @@ struct a2ad_agent {
      * 0 = the daemon's default; the config can override per agent. */
     uint32_t max_duration_s;
 
+    /* Optional: how long a job usually takes (seconds), announced to the
+     * client when validate() gives no estimate of its own (the Health
+     * Universe acknowledgement, the agent card). 0 = no estimate. Added
+     * after max_duration_s, in what was tail padding: an older plugin's
+     * static descriptor has zero bits there (C11 6.7.9), so it reads 0. */
+    uint32_t estimated_duration_s;
+
     /* Optional: non-zero when running a job again from the start is
      * harmless (no side effect outside its own results). A job that was
      * running when a2ad died is then queued again at the next start (the
      * task's metadata.a2ad.attempt counts the runs); with 0 it is failed
      * with "interrupted: a2ad restarted". Plugins built against headers
-     * without this member read as 0 (descriptors are static objects, whose
-     * padding is zero). */
+     * without this member read as 0 (their struct_size stops before it). */
     uint32_t rerun_safe;
 };
 

@@ -18,6 +18,8 @@
 #   PEER_DIR=../shared/peer
 #   BENCH_PERF=FILE       record `perf record -g` of a2ad during the end-to-end phase
 #   BENCH_KEEP=1          keep the work folder (configs, logs) instead of deleting it
+#   BENCH_STORE=sqlite    [tasks] store: sqlite (the default; a fresh database in the
+#                         work folder for each daemon) or memory
 set -u
 cd "$(dirname "$0")/.." || exit 1
 ROOT=$(pwd)
@@ -28,6 +30,7 @@ SINK=$BUILD/bench/sink
 STARTUP=$BUILD/bench/startup
 SECS=${BENCH_SECONDS:-10}
 CONNS=${BENCH_CONNS:-32}
+STORE_KIND=${BENCH_STORE:-sqlite}
 PORT=${BENCH_PORT:-8090}
 SINK_PORT=${SINK_PORT:-9200}
 PEER_PORT=${PEER_PORT:-9101}
@@ -89,6 +92,9 @@ default_agent = processor
 [plugins]
 dir = $BUILD/plugins
 load = echo, processor, threaded, failing
+[tasks]
+store = $STORE_KIND
+path = $WORK/a2ad.db
 [agent.processor]
 step_ms = 0
 EOF
@@ -104,6 +110,9 @@ default_agent = processor
 threads = 1
 queue_length = 10000
 shutdown_grace_s = 0
+[tasks]
+store = $STORE_KIND
+path = $WORK/a2ad.db
 [plugins]
 dir = $BUILD/plugins
 load = echo, processor, threaded, failing
@@ -113,6 +122,7 @@ EOF
 
 A2AD_PID=
 start_a2ad() { # CONF LOG
+  rm -f "$WORK"/a2ad.db "$WORK"/a2ad.db-wal "$WORK"/a2ad.db-shm # each phase starts empty
   "$A2AD" -c "$1" 2>>"$2" &
   A2AD_PID=$!
   PIDS+=("$A2AD_PID")

@@ -39,6 +39,11 @@ void workers_set_webhook_high_water(size_t high_water);
  * Thread: any; never blocks. */
 a2ad_status workers_submit(struct task *task);
 
+/* Whether workers_submit would take a job now: A2AD_OK, A2AD_ERR_FULL or
+ * A2AD_ERR_STATE (stopping). Only a hint (another thread may fill the queue
+ * first), so that a refusal can be given before any work. Thread: any. */
+a2ad_status workers_has_room(void);
+
 /* Jobs queued (not yet running) and running now. Thread: any. */
 void workers_load(size_t *queued, size_t *running);
 

@@ -177,6 +177,18 @@ static bool agent_owns(const struct agent *agent, struct task *t) {
 
 /* ---- methods ---------------------------------------------------------- */
 
+/* 503 + Retry-After for a job the worker queue cannot take (st from
+ * workers_has_room or workers_submit). */
+static bool queue_refusal(struct rpc_fail *f, a2ad_status st) {
+    f->http_status = 503;
+    f->retry_after_s = 1;
+    if (st == A2AD_ERR_FULL)
+        return fail(f, RPC_INTERNAL_ERROR, "the job queue is full (workers.queue_length); retry later");
+    if (st == A2AD_ERR_STATE)
+        return fail(f, RPC_INTERNAL_ERROR, "a2ad is shutting down; retry on another instance");
+    return fail(f, RPC_INTERNAL_ERROR, "cannot queue the job: %s", a2ad_status_name(st));
+}
+
 static bool message_send(const struct agent *agent, const cJSON *id, cJSON *params,
                          const char *extensions, struct rpc_reply *out, struct rpc_fail *f) {
     if (!agent)
@@ -234,6 +246,14 @@ static bool message_send(const struct agent *agent, const cJSON *id, cJSON *para
         return fail(f, RPC_INTERNAL_ERROR, "out of memory");
     }
     if (hu) blocking = false;
+
+    /* Refuse before building anything when the queue has no room: under
+     * overload most requests are refused, and a refusal should cost little. */
+    a2ad_status room = workers_has_room();
+    if (room != A2AD_OK) {
+        hu_job_free(hu);
+        return queue_refusal(f, room);
+    }
 
     /* The task takes the message and metadata; push strings are copied. */
     cJSON_DetachItemViaPointer(params, message);
@@ -301,12 +321,7 @@ static bool message_send(const struct agent *agent, const cJSON *id, cJSON *para
             cJSON_Delete(ack);
             tasks_discard(t);
             task_release(t);
-            f->http_status = 503;
-            f->retry_after_s = 1;
-            if (st == A2AD_ERR_FULL)
-                return fail(f, RPC_INTERNAL_ERROR,
-                            "the job queue is full (workers.queue_length); retry later");
-            return fail(f, RPC_INTERNAL_ERROR, "a2ad is shutting down; retry on another instance");
+            return queue_refusal(f, st);
         }
     }
     if (blocking) {

@@ -53,14 +53,14 @@ struct gate {
     atomic_bool settled; /* committed, or the write failed (then sent anyway) */
 };
 
-enum op_kind { OP_TASK, OP_OUTBOX_ADD, OP_OUTBOX_DEL };
+enum op_kind { OP_TASK, OP_TASK_DEL, OP_OUTBOX_ADD, OP_OUTBOX_DEL };
 
 struct op {
     struct op *next;
     enum op_kind kind;
     struct ticket *ticket; /* OP_TASK of a CREATED event */
     struct gate *gate;     /* OP_OUTBOX_ADD */
-    char *id;              /* task id (OP_TASK), event id (outbox ops) */
+    char *id;              /* task id (task ops), event id (outbox ops) */
     /* OP_TASK */
     char *agent, *state, *doc, *ext;
     uint64_t seq;
@@ -99,7 +99,7 @@ static struct {
     unsigned write_queue;
     unsigned retention_s;
     pthread_t writer;
-    sqlite3_stmt *upsert_task, *add_outbox, *del_outbox, *expire_tasks;
+    sqlite3_stmt *upsert_task, *del_task, *add_outbox, *del_outbox, *expire_tasks;
     /* log throttling (writer thread) */
     uint64_t last_fail_log_ms;
     unsigned fails_unlogged;
@@ -301,6 +301,19 @@ static a2ad_status store_wait_created(struct task *t) {
     return rc;
 }
 
+/* A task stored but then not acknowledged (e.g. the job queue filled up in
+ * between): its row must go, or the next start would run it. */
+static void store_discard(struct task *t) {
+    struct op *o = calloc(1, sizeof *o);
+    if (o && (o->id = strdup(task_id(t)))) {
+        o->kind = OP_TASK_DEL;
+        if (queue_append(o, o, 1, false) == A2AD_OK) return;
+    }
+    if (o) op_free(o);
+    log_error("store: task %s was refused but its row stays in %s; it would run after a restart",
+              task_id(t), st.path);
+}
+
 /* ---- the outbox ----------------------------------------------------- */
 
 static char *headers_json(const char *const *headers) {
@@ -446,6 +459,10 @@ static int run_op(const struct op *o) {
         break;
     case OP_OUTBOX_DEL:
         s = st.del_outbox;
+        bind_text(s, 1, o->id);
+        break;
+    case OP_TASK_DEL:
+        s = st.del_task;
         bind_text(s, 1, o->id);
         break;
     default:
@@ -634,6 +651,7 @@ a2ad_status store_open(const struct config *cfg) {
                 " body, essential, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 &st.add_outbox) != SQLITE_OK ||
         prepare("DELETE FROM outbox WHERE event_id = ?1", &st.del_outbox) != SQLITE_OK ||
+        prepare("DELETE FROM tasks WHERE id = ?1", &st.del_task) != SQLITE_OK ||
         prepare("DELETE FROM tasks WHERE id IN (SELECT id FROM tasks WHERE ended_ms < ?1"
                 " LIMIT ?2)",
                 &st.expire_tasks) != SQLITE_OK)
@@ -648,12 +666,14 @@ a2ad_status store_open(const struct config *cfg) {
 
     tasks_register_ext(TASK_EXT_STORE, &slot_ops);
     tasks_set_store_hooks(store_observe, store_wait_created);
+    tasks_set_store_discard(store_discard);
     webhooks_set_outbox(&outbox_ops);
     q.stopping = false;
     int err = pthread_create(&st.writer, NULL, writer_thread, NULL);
     if (err != 0) {
         log_error("store: cannot start the writer thread: %s", strerror(err));
         tasks_set_store_hooks(NULL, NULL);
+        tasks_set_store_discard(NULL);
         webhooks_set_outbox(NULL);
         return open_fail("start a writer for");
     }
@@ -885,6 +905,7 @@ void store_close(void) {
     sqlite3_finalize(st.upsert_task);
     sqlite3_finalize(st.add_outbox);
     sqlite3_finalize(st.del_outbox);
+    sqlite3_finalize(st.del_task);
     sqlite3_finalize(st.expire_tasks);
     if (sqlite3_close(st.db) != SQLITE_OK)
         log_warn("store: closing %s: %s", st.path, sqlite3_errmsg(st.db));

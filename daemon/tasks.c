@@ -70,6 +70,10 @@ void tasks_set_store_hooks(task_observer last, a2ad_status (*wait)(struct task *
 
 struct task *tasks_emitting(void) { return emitting; }
 
+static void (*store_discard)(struct task *t);
+
+void tasks_set_store_discard(void (*discard)(struct task *t)) { store_discard = discard; }
+
 void tasks_add_observer(task_observer fn) {
     if (n_observers < MAX_OBSERVERS)
         observers[n_observers++] = fn;
@@ -225,6 +229,7 @@ void tasks_shutdown(void) {
     memset(ext_ops, 0, sizeof ext_ops);
     store_observer = NULL;
     create_wait = NULL;
+    store_discard = NULL;
 }
 
 void tasks_discard(struct task *t) {
@@ -232,6 +237,7 @@ void tasks_discard(struct task *t) {
     bool held = store.by_id && hmap_get(store.by_id, t->id) == t;
     if (held) hmap_remove(store.by_id, t->id);
     pthread_mutex_unlock(&store.lock);
+    if (held && store_discard) store_discard(t);
     if (held) task_release(t);
 }
 

@@ -114,6 +114,10 @@ void tasks_add_observer(task_observer fn);
  * non-OK return refuses the task like an observer's. Either may be NULL.
  * Thread: main, before any task exists. */
 void tasks_set_store_hooks(task_observer last, a2ad_status (*wait)(struct task *t));
+/* Called by tasks_discard (no lock held) so the store forgets a task that
+ * was stored but never acknowledged. NULL = none. Thread: main, before any
+ * task exists. */
+void tasks_set_store_discard(void (*discard)(struct task *t));
 
 /* The task whose event this thread is handing to observers right now, or
  * NULL (outside an observer). */

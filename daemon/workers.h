@@ -40,6 +40,11 @@ void workers_set_webhook_high_water(size_t high_water);
  * Thread: any; never blocks. */
 a2ad_status workers_submit(struct task *task);
 
+/* Whether workers_submit would take a job now: A2AD_OK, A2AD_ERR_FULL or
+ * A2AD_ERR_STATE (stopping). Only a hint (another thread may fill the queue
+ * first), so that a refusal can be given before any work. Thread: any. */
+a2ad_status workers_has_room(void);
+
 /* With a durable store, queued jobs are not failed at stop: they stay
  * submitted in the database and run at the next start. Thread: main,
  * before workers_stop. */

@@ -34,6 +34,9 @@ struct config {
     unsigned connection_timeout_s; /* 30 */
     char *public_url;              /* "" = http://listen:port */
     char *default_agent;           /* "" = the only agent, else none */
+    char *auth_bearer_tokens;      /* "" = no inbound authentication */
+    size_t stream_buffer_bytes;    /* 1 MiB: unread SSE bytes per stream */
+    unsigned stream_keepalive_s;   /* 15: SSE comment after idle seconds; 0 = none */
 
     /* [workers] */
     unsigned worker_threads;       /* 0 = number of cores */
@@ -60,6 +63,8 @@ struct config {
     unsigned webhook_max_in_flight;       /* 64 concurrent POSTs */
     unsigned webhook_max_pending;         /* 100000 queued deliveries */
     unsigned webhook_flush_s;             /* 10: how long pending POSTs may drain at stop */
+    bool webhooks_enabled;                /* true: push notifications offered */
+    unsigned webhook_max_configs;         /* 10 push configs per task */
 
     /* [log] */
     a2ad_log_level log_level;      /* info */

@@ -16,6 +16,8 @@
 #include "log.h"
 #include "plugins.h"
 #include "push.h"
+#include "rpc.h"
+#include "streams.h"
 #include "tasks.h"
 #include "util.h"
 #include "webhooks.h"
@@ -165,7 +167,11 @@ int main(int argc, char **argv) {
     }
     install_signals();
     tasks_init(cfg.retention_s, cfg.max_tasks);
-    push_init();
+    push_init(cfg.webhook_max_configs);
+    streams_init(cfg.stream_buffer_bytes, cfg.stream_keepalive_s);
+    struct rpc_settings rs = {.auth_bearer_tokens = cfg.auth_bearer_tokens,
+                              .push_enabled = cfg.webhooks_enabled};
+    rpc_init(&rs);
     struct webhooks_options wo = {
         .timeout_ms = cfg.webhook_timeout_ms,
         .connect_timeout_ms = cfg.webhook_connect_timeout_ms,
@@ -205,6 +211,7 @@ int main(int argc, char **argv) {
             reload(path, &cfg);
         }
         if (util_now_ms() - last_expire >= 1000) {
+            streams_tick();
             size_t n = tasks_expire();
             if (n) log_debug("expired %zu finished tasks", n);
             last_expire = util_now_ms();
@@ -237,6 +244,7 @@ out_webhooks:
     if (plugins_loaded) plugins_unload();
 out:
     tasks_shutdown();
+    rpc_shutdown();
     curl_global_cleanup();
     config_free(&cfg);
     if (rc == 0) log_info("stopped");

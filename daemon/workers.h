@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <cJSON.h>
+
 #include "a2ad/agent.h"
 
 struct task;
@@ -38,6 +40,12 @@ void workers_set_webhook_high_water(size_t high_water);
  * queue holds queue_length jobs; A2AD_ERR_STATE once stopping.
  * Thread: any; never blocks. */
 a2ad_status workers_submit(struct task *task);
+
+/* Hand a further message of the conversation (a 0.3 Message, borrowed)
+ * to the running job of task, through its agent's on_message; nothing
+ * when the job is not running or the agent has no on_message. The job
+ * does not return before the call is over. Thread: any (an HTTP thread). */
+void workers_deliver_message(struct task *task, const cJSON *message);
 
 /* Jobs queued (not yet running) and running now. Thread: any. */
 void workers_load(size_t *queued, size_t *running);

@@ -308,7 +308,7 @@ START_TEST(test_shipped_conf_mentions_every_key) {
         checked++;
     }
     fclose(f);
-    ck_assert_uint_eq(checked, 27);
+    ck_assert_uint_eq(checked, 32);
 }
 END_TEST
 

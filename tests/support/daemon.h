@@ -55,8 +55,13 @@ struct http_resp {
 /* One HTTP request to 127.0.0.1:port. body NULL = GET. */
 bool http_call(unsigned port, const char *method, const char *path, const char *body,
                struct http_resp *out);
+/* The same with extra request headers ("Name: value", NULL-terminated). */
+bool http_call_h(unsigned port, const char *method, const char *path, const char *body,
+                 const char *const *headers, struct http_resp *out);
 void http_resp_free(struct http_resp *r);
 /* POST a JSON-RPC request and parse the answer (NULL if not JSON). */
 cJSON *rpc_call(unsigned port, const char *path, const char *json, long *http_status);
+cJSON *rpc_call_h(unsigned port, const char *path, const char *json, const char *const *headers,
+                  long *http_status);
 
 #endif

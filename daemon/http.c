@@ -54,7 +54,8 @@ static struct {
     pthread_mutex_t lock; /* guards the waiting list */
     struct request *waiting;
     size_t n_waiting;
-} srv = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    int quiesced_fd; /* the listening socket after http_quiesce, or -1 */
+} srv = {.lock = PTHREAD_MUTEX_INITIALIZER, .quiesced_fd = -1};
 
 static enum MHD_Result send_text(struct MHD_Connection *c, unsigned status, const char *type,
                                  char *body /* taken */, unsigned retry_after_s) {
@@ -457,7 +458,14 @@ unsigned http_port(void) { return srv.port; }
 void http_quiesce(void) {
     if (!srv.daemon) return;
     MHD_socket s = MHD_quiesce_daemon(srv.daemon);
-    if (s != MHD_INVALID_SOCKET) close(s);
+    if (s == MHD_INVALID_SOCKET) return;
+    /* MHD's pool threads may still be taking the socket out of their epoll
+     * sets: closing it now could hand its number to a new connection under
+     * them (ThreadSanitizer reports it). shutdown() stops the listening
+     * (new connections are refused) and keeps the number; the socket is
+     * closed once MHD has stopped. */
+    shutdown(s, SHUT_RDWR);
+    srv.quiesced_fd = s;
 }
 
 void http_stop(void) {
@@ -494,4 +502,6 @@ void http_stop(void) {
     }
     MHD_stop_daemon(srv.daemon);
     srv.daemon = NULL;
+    if (srv.quiesced_fd >= 0) close(srv.quiesced_fd);
+    srv.quiesced_fd = -1;
 }

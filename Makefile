@@ -28,7 +28,7 @@ TPLUGINS    := $(TPLUGIN_SRC:tests/plugins/%.c=$(BUILD)/tests/plugins/%.so)
 TEST_SRC    := $(wildcard tests/*.c tests/support/*.c)
 TEST_OBJ    := $(TEST_SRC:%.c=$(BUILD)/obj/%.o)
 
-.PHONY: all run test interop asan tsan check-header install uninstall clean deps help
+.PHONY: all run test interop asan tsan check-header install uninstall clean deps help bench bench-peer
 all: $(BUILD)/a2ad $(PLUGINS)
 
 help:
@@ -39,6 +39,8 @@ help:
 	@echo "make asan     the test suite under AddressSanitizer + UBSan (build/asan)"
 	@echo "make tsan     the test suite under ThreadSanitizer (build/tsan)"
 	@echo "make install  install to \$$DESTDIR\$$PREFIX (binary, plugins, header, config, unit)"
+	@echo "make bench    benchmark on loopback (needs wrk, curl; about 1.5 min), see bench/README.md"
+	@echo "make bench-peer  the same, plus the A2A JS SDK peer in ../shared/peer (needs node), and ratios"
 
 # Installs missing Debian packages when root; otherwise prints the apt-get line.
 # The test tools (Check) have their own stamp: `make run` then `make test`
@@ -86,6 +88,23 @@ test: all $(TPLUGINS) $(BUILD)/tests/a2ad-tests check-header
 # The official A2A JavaScript client (@a2a-js/sdk 0.3 and 1.x) against the daemon.
 interop: all
 	tests/interop/run.sh $(BUILD)
+
+# Benchmarks: bench/bench.sh starts everything on 127.0.0.1 and prints a
+# table; it installs nothing and says what is missing.
+BENCH_BIN := $(BUILD)/bench/sink $(BUILD)/bench/startup
+$(BUILD)/bench/sink: bench/sink.c | $(DEPS_OK)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_A) $(shell pkg-config --cflags libmicrohttpd 2>/dev/null) $< -o $@ \
+	  $(LDFLAGS_A) $(shell pkg-config --libs libmicrohttpd 2>/dev/null) -lpthread
+$(BUILD)/bench/startup: bench/startup.c | $(DEPS_OK)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_A) $< -o $@ $(LDFLAGS_A)
+
+bench: all $(BENCH_BIN)
+	BUILD=$(BUILD) bench/bench.sh
+
+bench-peer: all $(BENCH_BIN)
+	BUILD=$(BUILD) bench/bench.sh --peer
 
 asan:
 	$(MAKE) BUILD=build/asan OPT=-O1 \

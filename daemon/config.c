@@ -82,6 +82,8 @@ static const char *check_load_list(const char *v);
 static const char *check_tokens(const char *v);
 
 static const char *const level_words[] = {"error", "warning", "info", "debug", NULL};
+/* Indexed by a2ad_importance. */
+static const char *const importance_words[] = {"error", "notice", "info", "debug", NULL};
 static const char *const errors_words[] = {"fatal", "skip", NULL};
 static const char *const store_words[] = {"memory", NULL};
 static const char *const yes_no_words[] = {"yes", "no", NULL};
@@ -406,6 +408,7 @@ struct parse {
     char section[INI_SECTION_MAX];
     struct agent_config *agent;
     unsigned agent_duration_line; /* where this agent's max_duration_s was set */
+    unsigned agent_hu_line;       /* where this agent's hu_min_importance was set */
     unsigned *opt_lines;          /* where each of this agent's options was set */
     size_t opt_lines_cap;
 
@@ -469,6 +472,7 @@ static void begin_agent(struct parse *p, const char *name) {
     if (grown) p->seen = grown;
     struct agent_config *a = calloc(1, sizeof *a);
     if (a) a->name = strdup(name);
+    if (a) a->hu_min_importance = -1;
     if (!grown || !a || !a->name) {
         if (a) free(a->name);
         free(a);
@@ -485,6 +489,7 @@ static void begin_section(struct parse *p, const char *name, size_t len) {
     p->kind = SEC_NONE;
     p->agent = NULL;
     p->agent_duration_line = 0;
+    p->agent_hu_line = 0;
     if (len >= INI_SECTION_MAX) {
         fail(p, "[%.*s]: section name longer than %d characters", (int)len, name,
              INI_SECTION_MAX - 1);
@@ -620,6 +625,18 @@ static int agent_key(struct parse *p, const char *name, const char *value) {
                         "agent's own limit, else [workers] max_duration_s)",
                         a->name, name, value, MAX_JOB_S);
         a->max_duration_s = (uint32_t)v;
+        return 1;
+    }
+    if (strcmp(name, "hu_min_importance") == 0) {
+        if (p->agent_hu_line)
+            return fail(p, "[agent.%s] %s: given twice in this section (first on line %u)",
+                        a->name, name, p->agent_hu_line);
+        p->agent_hu_line = p->line;
+        int w = find_word(importance_words, value);
+        if (w < 0)
+            return fail(p, "[agent.%s] %s = %s: must be one of error, notice, info, debug",
+                        a->name, name, value);
+        a->hu_min_importance = w; /* the words are in a2ad_importance order */
         return 1;
     }
     if (!valid_name(name, true))
@@ -808,6 +825,8 @@ void config_dump(const struct config *cfg, void *file) {
     for (const struct agent_config *a = cfg->agents; a; a = a->next) {
         fprintf(out, "\n[agent.%s]\n", a->name);
         if (a->max_duration_s) fprintf(out, "max_duration_s = %u\n", (unsigned)a->max_duration_s);
+        if (a->hu_min_importance >= 0)
+            fprintf(out, "hu_min_importance = %s\n", importance_words[a->hu_min_importance]);
         for (size_t i = 0; i < a->n_opts; i++)
             fprintf(out, "%s =%s%s\n", a->opts[i].key, *a->opts[i].value ? " " : "",
                     a->opts[i].value);

@@ -13,6 +13,7 @@
 
 #include "config.h"
 #include "http.h"
+#include "hu.h"
 #include "log.h"
 #include "plugins.h"
 #include "push.h"
@@ -172,6 +173,7 @@ int main(int argc, char **argv) {
     struct rpc_settings rs = {.auth_bearer_tokens = cfg.auth_bearer_tokens,
                               .push_enabled = cfg.webhooks_enabled};
     rpc_init(&rs);
+    hu_init(&cfg);
     struct webhooks_options wo = {
         .timeout_ms = cfg.webhook_timeout_ms,
         .connect_timeout_ms = cfg.webhook_connect_timeout_ms,
@@ -244,6 +246,7 @@ out_webhooks:
     if (plugins_loaded) plugins_unload();
 out:
     tasks_shutdown();
+    hu_shutdown();
     rpc_shutdown();
     curl_global_cleanup();
     config_free(&cfg);

@@ -21,6 +21,7 @@
 
 #include <cJSON.h>
 
+#include "hu.h"
 #include "log.h"
 #include "plugins.h"
 #include "push.h"
@@ -259,6 +260,18 @@ struct task *rpc_lookup_task(struct call *c, const char *key) {
 
 /* ---- message/send, message/stream (SendMessage, SendStreamingMessage) -- */
 
+/* 503 + Retry-After for a job the worker queue cannot take (st from
+ * workers_has_room or workers_submit). */
+static bool queue_refusal(struct rpc_fail *f, a2ad_status st) {
+    f->http_status = 503;
+    f->retry_after_s = 1;
+    if (st == A2AD_ERR_FULL)
+        return fail(f, RPC_INTERNAL_ERROR, "the job queue is full (workers.queue_length); retry later");
+    if (st == A2AD_ERR_STATE)
+        return fail(f, RPC_INTERNAL_ERROR, "a2ad is shutting down; retry on another instance");
+    return fail(f, RPC_INTERNAL_ERROR, "cannot queue the job: %s", a2ad_status_name(st));
+}
+
 /* The send options, read from params.configuration in either dialect. */
 struct send_opts {
     bool blocking;
@@ -393,6 +406,27 @@ static bool send_common(struct call *c, bool stream) {
     if (cJSON_IsString(task_ref)) return continue_task(c, message, task_ref, stream, &o);
 
     const cJSON *ctx_id = cJSON_GetObjectItemCaseSensitive(message, "contextId");
+    /* Health Universe background_job/v1: refused here, before anything is
+     * acknowledged, when activated with bad parameters; always answered at
+     * once, as its SDK does. */
+    void *hu = NULL;
+    char why_hu[sizeof c->f->message];
+    a2ad_status hs = hu_parse(c->agent, c->params, c->rq->extensions, &hu, why_hu, sizeof why_hu);
+    if (hs == A2AD_ERR_INVALID) return fail(c->f, RPC_INVALID_PARAMS, "%s", why_hu);
+    if (hs != A2AD_OK) {
+        c->f->http_status = 500;
+        return fail(c->f, RPC_INTERNAL_ERROR, "out of memory");
+    }
+    if (hu) o.blocking = false;
+
+    /* Refuse before building anything when the queue has no room: under
+     * overload most requests are refused, and a refusal should cost little. */
+    a2ad_status room = workers_has_room();
+    if (room != A2AD_OK) {
+        hu_job_free(hu);
+        return queue_refusal(c->f, room);
+    }
+
     /* The task takes the message and metadata; push strings are copied. */
     cJSON_DetachItemViaPointer(c->params, message);
     if (metadata && cJSON_IsObject(metadata))
@@ -404,10 +438,12 @@ static bool send_common(struct call *c, bool stream) {
         .message = message,
         .context_id = cJSON_IsString(ctx_id) ? ctx_id->valuestring : NULL,
         .metadata = metadata,
+        .ext[TASK_EXT_HU] = hu,
     };
     if (o.has_push && !(tc.ext[TASK_EXT_PUSH] = push_configs_new(&o.push))) {
         cJSON_Delete(message);
         cJSON_Delete(metadata);
+        hu_job_free(hu);
         c->f->http_status = 500;
         return fail(c->f, RPC_INTERNAL_ERROR, "out of memory");
     }
@@ -445,9 +481,10 @@ static bool send_common(struct call *c, bool stream) {
     bool blocking = o.blocking;
     bool rejected = false;
     const struct agent *agent = c->agent;
+    cJSON *ack = NULL; /* the Health Universe answer */
+    struct a2ad_validation v;
+    memset(&v, 0, sizeof v);
     if (agent->desc.validate) {
-        struct a2ad_validation v;
-        memset(&v, 0, sizeof v);
         a2ad_status vs = agent->desc.validate(agent->state, task_query(t), &v);
         if (vs != A2AD_OK) {
             char text[320];
@@ -460,21 +497,30 @@ static bool send_common(struct call *c, bool stream) {
         }
     }
     if (!rejected) {
+        /* while still submitted; a stream is its own answer */
+        if (hu && !s) ack = hu_ack(t, o.history, v.estimated_duration_s);
         st = workers_submit(t);
         if (st != A2AD_OK) {
+            cJSON_Delete(ack);
             stream_close(s);
             tasks_discard(t);
             task_release(t);
-            c->f->http_status = 503;
-            c->f->retry_after_s = 1;
-            if (st == A2AD_ERR_FULL)
-                return fail(c->f, RPC_INTERNAL_ERROR,
-                            "the job queue is full (workers.queue_length); retry later");
-            return fail(c->f, RPC_INTERNAL_ERROR, "a2ad is shutting down; retry on another instance");
+            return queue_refusal(c->f, st);
         }
     }
     if (s) {
         c->out->stream = s;
+        task_release(t);
+        return true;
+    }
+    if (ack) { /* the Health Universe acknowledgement (its SDK speaks 0.3) */
+        cJSON *res = a2a_task_in(ack, c->d);
+        if (c->d == A2A_V10) {
+            cJSON *w = cJSON_CreateObject();
+            cJSON_AddItemToObject(w, "task", res);
+            res = w;
+        }
+        c->out->body = rpc_result_body(c->id, res);
         task_release(t);
         return true;
     }
@@ -738,6 +784,7 @@ char *rpc_agent_card(const struct agent *agent, const char *base_url, enum a2a_d
     cJSON_AddBoolToObject(caps, "streaming", 1);
     cJSON_AddBoolToObject(caps, "pushNotifications", settings.push_enabled);
     if (v03) cJSON_AddBoolToObject(caps, "stateTransitionHistory", 0);
+    hu_card_extensions(caps, agent);
     cJSON_AddBoolToObject(caps, "extendedAgentCard", auth);
     if (v03) cJSON_AddBoolToObject(c, "supportsAuthenticatedExtendedCard", auth);
     if (auth) {

@@ -8,11 +8,32 @@
 #include <sys/random.h>
 #include <time.h>
 
+/* Random bytes for ids come from getrandom in batches: one system call
+ * serves RANDOM_BATCH / 16 UUIDs of the calling thread. The bytes are the
+ * kernel's CSPRNG output either way; only the call count changes. */
+#define RANDOM_BATCH 512
+static _Thread_local struct {
+    unsigned char bytes[RANDOM_BATCH];
+    size_t used; /* == RANDOM_BATCH: empty */
+} rnd = {.used = RANDOM_BATCH};
+
+static bool random16(unsigned char out[16]) {
+    if (rnd.used + 16 > RANDOM_BATCH) {
+        if (getrandom(rnd.bytes, sizeof rnd.bytes, 0) != (ssize_t)sizeof rnd.bytes) return false;
+        rnd.used = 0;
+    }
+    memcpy(out, rnd.bytes + rnd.used, 16);
+    /* Handed-out bytes do not stay behind in memory. */
+    memset(rnd.bytes + rnd.used, 0, 16);
+    rnd.used += 16;
+    return true;
+}
+
 void util_uuid(char out[UUID_STR_LEN]) {
     unsigned char b[16];
     /* getrandom only fails before the pool is seeded or on EINTR; the
      * fallback keeps ids unique enough for a task store in that case. */
-    if (getrandom(b, sizeof b, 0) != (ssize_t)sizeof b) {
+    if (!random16(b)) {
         static _Atomic unsigned long counter;
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
@@ -22,10 +43,16 @@ void util_uuid(char out[UUID_STR_LEN]) {
     }
     b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
     b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-    snprintf(out, UUID_STR_LEN,
-             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
-             b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
-             b[15]);
+    /* 8-4-4-4-12 hex digits; by hand, since snprintf with sixteen %02x
+     * cost more than the rest of creating a progress message. */
+    static const char hex[] = "0123456789abcdef";
+    char *o = out;
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10) *o++ = '-';
+        *o++ = hex[b[i] >> 4];
+        *o++ = hex[b[i] & 15];
+    }
+    *o = '\0';
 }
 
 uint64_t util_now_ms(void) {
@@ -35,12 +62,30 @@ uint64_t util_now_ms(void) {
 }
 
 void util_timestamp(char out[TIMESTAMP_LEN]) {
+    /* The date and time part changes once a second: format it then, and
+     * only the milliseconds on every call. */
+    static _Thread_local time_t cached_sec = (time_t)-1;
+    static _Thread_local char cached[TIMESTAMP_LEN];
+    static _Thread_local size_t cached_len;
     struct timespec ts;
-    struct tm tm;
     clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    size_t n = strftime(out, TIMESTAMP_LEN, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out + n, TIMESTAMP_LEN - n, ".%03ldZ", ts.tv_nsec / 1000000L);
+    if (ts.tv_sec != cached_sec) {
+        struct tm tm;
+        gmtime_r(&ts.tv_sec, &tm);
+        cached_len = strftime(cached, sizeof cached, "%Y-%m-%dT%H:%M:%S", &tm);
+        cached_sec = ts.tv_sec;
+    }
+    unsigned ms = (unsigned)(ts.tv_nsec / 1000000L);
+    /* Only a year past 9999 makes it longer; cut, as a full buffer would. */
+    if (cached_len > TIMESTAMP_LEN - 6) cached_len = TIMESTAMP_LEN - 6;
+    memcpy(out, cached, cached_len);
+    char *o = out + cached_len;
+    *o++ = '.';
+    *o++ = (char)('0' + ms / 100);
+    *o++ = (char)('0' + ms / 10 % 10);
+    *o++ = (char)('0' + ms % 10);
+    *o++ = 'Z';
+    *o = '\0';
 }
 
 static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -129,12 +174,15 @@ bool util_utf8_valid(const void *data, size_t len) {
 
 char *util_strdup(const char *s) { return s ? strdup(s) : NULL; }
 
-/* ---- hash map: separate chaining, FNV-1a, doubles at load 1 ---- */
+/* ---- hash map: separate chaining, FNV-1a, doubles at load 1 ----
+ * Each entry keeps its hash (chains are walked and rehashed without
+ * touching the keys) and its key inline (one allocation per entry). */
 
 struct hentry {
-    char *key;
-    void *value;
     struct hentry *next;
+    void *value;
+    size_t hash;
+    char key[];
 };
 
 struct hmap {
@@ -170,7 +218,6 @@ void hmap_free(struct hmap *m) {
         struct hentry *e = m->buckets[i];
         while (e) {
             struct hentry *next = e->next;
-            free(e->key);
             free(e);
             e = next;
         }
@@ -187,7 +234,7 @@ static void hmap_grow(struct hmap *m) {
         struct hentry *e = m->buckets[i];
         while (e) {
             struct hentry *next = e->next;
-            size_t k = hash_key(e->key) % n;
+            size_t k = e->hash % n;
             e->next = b[k];
             b[k] = e;
             e = next;
@@ -198,23 +245,27 @@ static void hmap_grow(struct hmap *m) {
     m->n_buckets = n;
 }
 
+/* The link that points at key's entry, or at the NULL ending its chain. */
+static struct hentry **hmap_find(const struct hmap *m, const char *key, size_t h) {
+    struct hentry **pp = &m->buckets[h % m->n_buckets];
+    while (*pp && ((*pp)->hash != h || strcmp((*pp)->key, key) != 0)) pp = &(*pp)->next;
+    return pp;
+}
+
 a2ad_status hmap_put(struct hmap *m, const char *key, void *value) {
-    size_t k = hash_key(key) % m->n_buckets;
-    for (struct hentry *e = m->buckets[k]; e; e = e->next) {
-        if (strcmp(e->key, key) == 0) {
-            e->value = value;
-            return A2AD_OK;
-        }
+    size_t h = hash_key(key);
+    struct hentry **pp = hmap_find(m, key, h);
+    if (*pp) {
+        (*pp)->value = value;
+        return A2AD_OK;
     }
-    struct hentry *e = malloc(sizeof *e);
-    char *copy = strdup(key);
-    if (!e || !copy) {
-        free(e);
-        free(copy);
-        return A2AD_ERR_NOMEM;
-    }
-    e->key = copy;
+    size_t klen = strlen(key) + 1;
+    struct hentry *e = malloc(sizeof *e + klen);
+    if (!e) return A2AD_ERR_NOMEM;
+    memcpy(e->key, key, klen);
     e->value = value;
+    e->hash = h;
+    size_t k = h % m->n_buckets;
     e->next = m->buckets[k];
     m->buckets[k] = e;
     if (++m->count > m->n_buckets) hmap_grow(m);
@@ -222,25 +273,19 @@ a2ad_status hmap_put(struct hmap *m, const char *key, void *value) {
 }
 
 void *hmap_get(const struct hmap *m, const char *key) {
-    for (struct hentry *e = m->buckets[hash_key(key) % m->n_buckets]; e; e = e->next)
-        if (strcmp(e->key, key) == 0) return e->value;
-    return NULL;
+    struct hentry *e = *hmap_find(m, key, hash_key(key));
+    return e ? e->value : NULL;
 }
 
 void *hmap_remove(struct hmap *m, const char *key) {
-    struct hentry **pp = &m->buckets[hash_key(key) % m->n_buckets];
-    for (; *pp; pp = &(*pp)->next) {
-        struct hentry *e = *pp;
-        if (strcmp(e->key, key) == 0) {
-            void *v = e->value;
-            *pp = e->next;
-            free(e->key);
-            free(e);
-            m->count--;
-            return v;
-        }
-    }
-    return NULL;
+    struct hentry **pp = hmap_find(m, key, hash_key(key));
+    struct hentry *e = *pp;
+    if (!e) return NULL;
+    void *v = e->value;
+    *pp = e->next;
+    free(e);
+    m->count--;
+    return v;
 }
 
 size_t hmap_count(const struct hmap *m) { return m->count; }

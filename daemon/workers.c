@@ -215,6 +215,15 @@ a2ad_status workers_submit(struct task *task) {
     return st;
 }
 
+a2ad_status workers_has_room(void) {
+    pthread_mutex_lock(&pool.lock);
+    a2ad_status st = !pool.started || pool.stopping ? A2AD_ERR_STATE
+                     : pool.count >= pool.limit    ? A2AD_ERR_FULL
+                                                   : A2AD_OK;
+    pthread_mutex_unlock(&pool.lock);
+    return st;
+}
+
 /* Text parts joined by "\n", as the query of a job. */
 static char *message_text(const cJSON *message) {
     size_t len = 1;

@@ -41,6 +41,11 @@ void workers_set_webhook_high_water(size_t high_water);
  * Thread: any; never blocks. */
 a2ad_status workers_submit(struct task *task);
 
+/* Whether workers_submit would take a job now: A2AD_OK, A2AD_ERR_FULL or
+ * A2AD_ERR_STATE (stopping). Only a hint (another thread may fill the queue
+ * first), so that a refusal can be given before any work. Thread: any. */
+a2ad_status workers_has_room(void);
+
 /* Hand a further message of the conversation (a 0.3 Message, borrowed)
  * to the running job of task, through its agent's on_message; nothing
  * when the job is not running or the agent has no on_message. The job

@@ -133,6 +133,7 @@ static void assert_same(const struct config *a, const struct config *b) {
     for (; x && y; x = x->next, y = y->next) {
         ck_assert_str_eq(x->name, y->name);
         ck_assert_uint_eq(x->max_duration_s, y->max_duration_s);
+        ck_assert_int_eq(x->hu_min_importance, y->hu_min_importance);
         ck_assert_uint_eq(x->n_opts, y->n_opts);
         for (size_t i = 0; i < x->n_opts; i++) {
             ck_assert_str_eq(x->opts[i].key, y->opts[i].key);
@@ -499,6 +500,10 @@ START_TEST(test_bad_agent_section) {
     expect_error_at("[agent.a.b]\n", 1, "[agent.a.b]");
     expect_error_at("[agent.x]\nbad key = 1\n", 2, "[agent.x] bad key: bad option name");
     expect_error_at("[agent.x]\nmax_duration_s = soon\n", 2, "[agent.x] max_duration_s = soon");
+    expect_error_at("[agent.x]\nhu_min_importance = loud\n", 2,
+                    "[agent.x] hu_min_importance = loud: must be one of error, notice, info, debug");
+    expect_error_at("[agent.x]\nhu_min_importance = info\nhu_min_importance = debug\n", 3,
+                    "[agent.x] hu_min_importance: given twice");
     expect_error_at("[agent.x]\nmax_duration_s = 604801\n", 2, "[agent.x] max_duration_s");
     /* inih would cut longer section names to 49 bytes. */
     expect_error_at("[agent.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa]\n", 1,
@@ -517,7 +522,8 @@ START_TEST(test_agent_options) {
                 "with.dot = spaces  inside  kept\n"
                 "[agent.beta]\n"
                 "[agent.gamma]\n"
-                "max_duration_s = 0\n");
+                "max_duration_s = 0\n"
+                "hu_min_importance = Notice\n");
     const struct agent_config *a = config_agent(&c, "alpha");
     ck_assert_ptr_nonnull(a);
     ck_assert_str_eq(a->name, "alpha");
@@ -536,9 +542,11 @@ START_TEST(test_agent_options) {
     ck_assert_ptr_nonnull(b);
     ck_assert_uint_eq(b->n_opts, 0);
     ck_assert_uint_eq(b->max_duration_s, 0);
+    ck_assert_int_eq(b->hu_min_importance, -1); /* not set: every update */
     const struct agent_config *g = config_agent(&c, "gamma");
     ck_assert_ptr_nonnull(g);
-    ck_assert_uint_eq(g->n_opts, 0);
+    ck_assert_uint_eq(g->n_opts, 0); /* hu_min_importance is the host's, not an option */
+    ck_assert_int_eq(g->hu_min_importance, A2AD_NOTICE);
     /* File order. */
     ck_assert_ptr_eq(c.agents, a);
     ck_assert_ptr_eq(a->next, b);
@@ -650,7 +658,7 @@ END_TEST
 START_TEST(test_dump_text) {
     struct config c;
     load_ok(&c, "[server]\nmax_body_bytes = 2048k\n[plugins]\nerrors = skip\n"
-                "[agent.processor]\nmax_duration_s = 9\nstep_ms = 300\n");
+                "[agent.processor]\nmax_duration_s = 9\nhu_min_importance = info\nstep_ms = 300\n");
     char *text = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&text, &len);
@@ -663,7 +671,7 @@ START_TEST(test_dump_text) {
     ck_assert_ptr_nonnull(strstr(text, "\nerrors = skip\n"));
     ck_assert_ptr_nonnull(strstr(text, "\n[log]\nlevel = info\n"));
     ck_assert_ptr_nonnull(
-        strstr(text, "\n[agent.processor]\nmax_duration_s = 9\nstep_ms = 300\n"));
+        strstr(text, "\n[agent.processor]\nmax_duration_s = 9\nhu_min_importance = info\nstep_ms = 300\n"));
     free(text);
     config_free(&c);
 }

@@ -73,7 +73,7 @@ static cJSON *rpcf(bool v1, const char *fmt, ...) {
     vsnprintf(body, sizeof body, fmt, ap);
     va_end(ap);
     long status = 0;
-    cJSON *o = rpc_call_h(dp.port, "/", body, v1 ? V1 : NULL, &status);
+    cJSON *o = rpc_call_headers(dp.port, "/", body, v1 ? V1 : NULL, &status);
     ck_assert_msg(o != NULL, "no JSON answer to %s", body);
     return o;
 }
@@ -198,14 +198,14 @@ START_TEST(v1_send_get_cancel_shapes) {
     char body[600];
     snprintf(body, sizeof body, "{\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"SendMessage\",\"params\":{\"message\":"
              MSG10("hi") ",\"configuration\":{\"returnImmediately\":true}}}");
-    r = rpc_call_h(dp.port, "/agents/convo", body, V1, NULL);
+    r = rpc_call_headers(dp.port, "/agents/convo", body, V1, NULL);
     const char *st = jstr(r, "result.task.status.state");
     ck_assert_msg(strcmp(st, "TASK_STATE_SUBMITTED") == 0 || strcmp(st, "TASK_STATE_WORKING") == 0, "%s", st);
     char *cid = strdup(jstr(r, "result.task.id"));
     cJSON_Delete(r);
     for (int i = 0; i < 2; i++) {
         snprintf(body, sizeof body, "{\"jsonrpc\":\"2.0\",\"id\":6,\"method\":\"CancelTask\",\"params\":{\"id\":\"%s\"}}", cid);
-        r = rpc_call_h(dp.port, "/agents/convo", body, V1, NULL);
+        r = rpc_call_headers(dp.port, "/agents/convo", body, V1, NULL);
         ck_assert_str_eq(jstr(r, "result.status.state"), "TASK_STATE_CANCELED");
         cJSON_Delete(r);
     }
@@ -225,14 +225,14 @@ START_TEST(version_header_and_method_names) {
                                               "A2A-Version:", "X-Other: 1"};
     for (size_t i = 0; i < 5; i++) {
         const char *h[] = {ok_versions[i], NULL};
-        cJSON *r = rpc_call_h(dp.port, "/", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ListTasks\"}", h, NULL);
+        cJSON *r = rpc_call_headers(dp.port, "/", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ListTasks\"}", h, NULL);
         ck_assert_msg(jget(r, "result.tasks") != NULL, "%s: %s", ok_versions[i], cJSON_PrintUnformatted(r));
         cJSON_Delete(r);
     }
     static const char *const bad_versions[] = {"A2A-Version: 2.0", "A2A-Version: 0.2", "A2A-Version: banana"};
     for (size_t i = 0; i < 3; i++) {
         const char *h[] = {bad_versions[i], NULL};
-        cJSON *r = rpc_call_h(dp.port, "/", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"GetTask\",\"params\":{\"id\":\"x\"}}", h, NULL);
+        cJSON *r = rpc_call_headers(dp.port, "/", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"GetTask\",\"params\":{\"id\":\"x\"}}", h, NULL);
         ck_assert_int_eq(jint(r, "error.code"), -32009);
         ck_assert_str_eq(jstr(r, "error.data.0.reason"), "VERSION_NOT_SUPPORTED");
         cJSON_Delete(r);
@@ -242,7 +242,7 @@ START_TEST(version_header_and_method_names) {
     expect_error(rpcf(true, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"sendMessage\"}"), -32601, NULL);
     /* extension headers are accepted (a2ad declares no extension) */
     const char *ext[] = {"A2A-Extensions: https://example.com/ext/v1", "X-A2A-Extensions: https://example.com/x", NULL};
-    cJSON *r = rpc_call_h(dp.port, "/", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"message/send\",\"params\":{\"message\":" MSG03("e") "}}", ext, NULL);
+    cJSON *r = rpc_call_headers(dp.port, "/", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"message/send\",\"params\":{\"message\":" MSG03("e") "}}", ext, NULL);
     ck_assert_str_eq(jstr(r, "result.status.state"), "completed");
     cJSON_Delete(r);
 }
@@ -303,7 +303,7 @@ START_TEST(list_tasks_filters_and_pages) {
     char body[600];
     snprintf(body, sizeof body, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ListTasks\",\"params\":{\"contextId\":\"ctx-conv-1\",\"status\":\"TASK_STATE_WORKING\"}}");
     for (int tries = 0; tries < 100; tries++) { /* the job starts on a worker */
-        r = rpc_call_h(dp.port, "/agents/convo", body, V1, NULL);
+        r = rpc_call_headers(dp.port, "/agents/convo", body, V1, NULL);
         if (jint(r, "result.totalSize") == 1) break;
         cJSON_Delete(r);
         r = NULL;
@@ -313,7 +313,7 @@ START_TEST(list_tasks_filters_and_pages) {
     ck_assert_str_eq(jstr(r, "result.tasks.0.id"), running);
     cJSON_Delete(r);
     snprintf(body, sizeof body, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ListTasks\",\"params\":{\"contextId\":\"other\"}}");
-    r = rpc_call_h(dp.port, "/agents/convo", body, V1, NULL);
+    r = rpc_call_headers(dp.port, "/agents/convo", body, V1, NULL);
     ck_assert_int_eq(jint(r, "result.totalSize"), 0);
     ck_assert_str_eq(jstr(r, "result.nextPageToken"), "");
     cJSON_Delete(r);
@@ -458,7 +458,7 @@ START_TEST(push_config_methods_10_send_stream_responses) {
     snprintf(body, sizeof body, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"SendMessage\",\"params\":{\"message\":{"
              "\"messageId\":\"c2\",\"role\":\"ROLE_USER\",\"taskId\":\"%s\",\"parts\":[{\"text\":\"ping\"}]},"
              "\"configuration\":{\"returnImmediately\":true}}}", t);
-    r = rpc_call_h(dp.port, "/", body, V1, NULL);
+    r = rpc_call_headers(dp.port, "/", body, V1, NULL);
     ck_assert_str_eq(jstr(r, "result.task.id"), t);
     cJSON_Delete(r);
     ck_assert(receiver_wait(rcv, 1, 10000));
@@ -528,7 +528,7 @@ START_TEST(cards_and_extended_card) {
     ck_assert_str_eq(jstr(card, "supportedInterfaces.0.url"), jstr(card, "url"));
     cJSON_Delete(card);
     /* a 1.0 client gets the 1.0 card */
-    http_call_h(dp.port, NULL, "/.well-known/agent-card.json", NULL, V1, &h);
+    http_call_headers(dp.port, NULL, "/.well-known/agent-card.json", NULL, V1, &h);
     card = cJSON_Parse(h.body);
     http_resp_free(&h);
     ck_assert_ptr_null(jget(card, "url"));
@@ -544,18 +544,18 @@ START_TEST(cards_and_extended_card) {
     ck_assert_ptr_nonnull(strcasestr(h.headers, "WWW-Authenticate: Bearer"));
     http_resp_free(&h);
     const char *wrong[] = {"Authorization: Bearer tok-0123456789abcdeX", NULL};
-    http_call_h(dp.port, NULL, "/", req03, wrong, &h);
+    http_call_headers(dp.port, NULL, "/", req03, wrong, &h);
     ck_assert_int_eq(h.status, 401);
     http_resp_free(&h);
     const char *right[] = {"Authorization: Bearer tok-fedcba9876543210", NULL};
     long status = 0;
-    cJSON *r = rpc_call_h(dp.port, "/", req03, right, &status);
+    cJSON *r = rpc_call_headers(dp.port, "/", req03, right, &status);
     ck_assert_int_eq(status, 200);
     ck_assert_str_eq(jstr(r, "result.name"), "echo");
     ck_assert_str_eq(jstr(r, "result.protocolVersion"), "0.3.0");
     cJSON_Delete(r);
     const char *right10[] = {"Authorization: bearer tok-0123456789abcdef", "A2A-Version: 1.0", NULL};
-    r = rpc_call_h(dp.port, "/", req10, right10, &status);
+    r = rpc_call_headers(dp.port, "/", req10, right10, &status);
     ck_assert_str_eq(jstr(r, "result.name"), "echo");
     ck_assert_ptr_null(jget(r, "result.url"));
     cJSON_Delete(r);

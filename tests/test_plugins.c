@@ -526,6 +526,8 @@ START_TEST(descriptor_size_compatibility) {
     ck_assert_ptr_nonnull(old);
     ck_assert_uint_eq(grown->max_duration_s, 42); /* the descriptor's, over the default */
     ck_assert_uint_eq(old->desc.max_duration_s, 0);
+    ck_assert_uint_eq(grown->desc.estimated_duration_s, 7);
+    ck_assert_uint_eq(old->desc.estimated_duration_s, 0);
     ck_assert_uint_eq(old->max_duration_s, 3600);
     ck_assert_ptr_null(old->desc.init);
 

@@ -201,6 +201,13 @@ struct a2ad_agent {
      * 0 = the daemon's default; the config can override per agent. */
     uint32_t max_duration_s;
 
+    /* Optional: how long a job usually takes (seconds), announced to the
+     * client when validate() gives no estimate of its own (the Health
+     * Universe acknowledgement, the agent card). 0 = no estimate. Added
+     * after max_duration_s, in what was tail padding: an older plugin's
+     * static descriptor has zero bits there (C11 6.7.9), so it reads 0. */
+    uint32_t estimated_duration_s;
+
     /* Optional (added compatibly: a plugin built before it has a smaller
      * struct_size and never gets called). A client continued a running
      * job's conversation: it sent a message naming the job's task (A2A

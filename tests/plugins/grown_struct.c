@@ -1,7 +1,7 @@
 /* grown_struct - a plugin built against a NEWER header whose descriptor has
  * members this a2ad does not know (struct_size larger than the host's).
  * The loader must accept it and ignore the extra members; its known
- * max_duration_s (42) must be honoured. */
+ * max_duration_s (42) and estimated_duration_s (7) must be honoured. */
 #include <a2ad/agent.h>
 
 static a2ad_status grown_run(void *state, const char *query, a2ad_ctx ctx) {
@@ -25,6 +25,7 @@ static const struct future_agent grown_agent = {
             .version = "2.0.0",
             .run_background = grown_run,
             .max_duration_s = 42,
+            .estimated_duration_s = 7,
         },
     .future_flags = {1, 2, 3, 4},
 };

@@ -17,6 +17,7 @@ static const struct a2ad_agent old_agent = {
     .version = "0.9.0",
     .run_background = old_run,
     .max_duration_s = 999, /* outside struct_size: must not be read */
+    .estimated_duration_s = 999, /* likewise */
 };
 
 A2AD_AGENT_ENTRY(old_agent)

@@ -204,11 +204,11 @@ static size_t collect(char *p, size_t size, size_t n, void *arg) {
 
 bool http_call(unsigned port, const char *method, const char *path, const char *body,
                struct http_resp *out) {
-    return http_call_h(port, method, path, body, NULL, out);
+    return http_call_headers(port, method, path, body, NULL, out);
 }
 
-bool http_call_h(unsigned port, const char *method, const char *path, const char *body,
-                 const char *const *headers, struct http_resp *out) {
+bool http_call_headers(unsigned port, const char *method, const char *path, const char *body,
+                       const char *const *headers, struct http_resp *out) {
     memset(out, 0, sizeof *out);
     CURL *c = curl_easy_init();
     if (!c) return false;
@@ -247,13 +247,13 @@ void http_resp_free(struct http_resp *r) {
 }
 
 cJSON *rpc_call(unsigned port, const char *path, const char *json, long *http_status) {
-    return rpc_call_h(port, path, json, NULL, http_status);
+    return rpc_call_headers(port, path, json, NULL, http_status);
 }
 
-cJSON *rpc_call_h(unsigned port, const char *path, const char *json, const char *const *headers,
-                  long *http_status) {
+cJSON *rpc_call_headers(unsigned port, const char *path, const char *json,
+                        const char *const *headers, long *http_status) {
     struct http_resp r;
-    http_call_h(port, NULL, path, json, headers, &r);
+    http_call_headers(port, NULL, path, json, headers, &r);
     if (http_status) *http_status = r.status;
     cJSON *o = cJSON_Parse(r.body);
     http_resp_free(&r);

@@ -56,12 +56,12 @@ struct http_resp {
 bool http_call(unsigned port, const char *method, const char *path, const char *body,
                struct http_resp *out);
 /* The same with extra request headers ("Name: value", NULL-terminated). */
-bool http_call_h(unsigned port, const char *method, const char *path, const char *body,
-                 const char *const *headers, struct http_resp *out);
+bool http_call_headers(unsigned port, const char *method, const char *path, const char *body,
+                       const char *const *headers, struct http_resp *out);
 void http_resp_free(struct http_resp *r);
 /* POST a JSON-RPC request and parse the answer (NULL if not JSON). */
 cJSON *rpc_call(unsigned port, const char *path, const char *json, long *http_status);
-cJSON *rpc_call_h(unsigned port, const char *path, const char *json, const char *const *headers,
-                  long *http_status);
+cJSON *rpc_call_headers(unsigned port, const char *path, const char *json,
+                        const char *const *headers, long *http_status);
 
 #endif

@@ -253,6 +253,12 @@ ssize_t stream_read(struct stream *s, char *buf, size_t max) {
         memcpy(buf, s->buf + s->off, k);
         s->off += k;
         n = (ssize_t)k;
+        if (s->off == s->len && s->cap > 64 * 1024) {
+            /* a burst is over: an idle stream keeps no large buffer */
+            free(s->buf);
+            s->buf = NULL;
+            s->off = s->len = s->cap = 0;
+        }
     } else if (s->cut) {
         n = -2;
     } else if (s->ended) {

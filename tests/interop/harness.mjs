@@ -3,6 +3,7 @@
 // that hangs fails the test instead of stalling `make test`.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync, rmSync, existsSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -20,6 +21,9 @@ export function buildDir() {
  *  while the job runs (10 steps = 3 s), short enough to keep the suite quick. */
 export const STEP_MS = 300;
 
+/** The daemon's [server] auth_bearer_tokens: it guards the extended agent card. */
+export const BEARER_TOKEN = `interop-${randomUUID()}`;
+
 /**
  * Starts a2ad with the processor (default agent) and echo plugins from the build
  * directory, listening on 127.0.0.1 with port 0, and waits until its log says
@@ -33,6 +37,7 @@ export async function startDaemon({ timeoutMs = 15000 } = {}) {
   const conf = join(dir, 'a2ad.conf');
   writeFileSync(conf, [
     '[server]', 'listen = 127.0.0.1', 'port = 0', 'default_agent = processor',
+    `auth_bearer_tokens = ${BEARER_TOKEN}`,
     '[workers]', 'threads = 2', 'shutdown_grace_s = 5',
     '[plugins]', `dir = ${join(build, 'plugins')}`, 'load = processor,echo', 'errors = fatal',
     '[webhooks]', 'backoff_initial_ms = 20', 'backoff_max_ms = 200', 'timeout_ms = 3000', 'flush_s = 5',

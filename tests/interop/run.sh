@@ -33,5 +33,6 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
 fi
 
 echo "interop: node $(node --version), a2ad from $build"
-# Each call in the tests has its own time limit; this bounds the whole run.
-A2AD_BUILD="$build" exec timeout 300 node --test --test-reporter=spec ./*.test.mjs
+# The two files (0.3 and 1.x client) run side by side, each with its own
+# daemon. Each call in the tests has its own time limit; this bounds the whole run.
+A2AD_BUILD="$build" exec timeout 300 node --test --test-concurrency=2 --test-reporter=spec ./*.test.mjs

@@ -5,8 +5,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { ClientFactory } from 'a2a-sdk-03/client';
-import { startDaemon, startReceiver, STEP_MS } from './harness.mjs';
+import { ClientFactory, DefaultAgentCardResolver } from 'a2a-sdk-03/client';
+import { startDaemon, startReceiver, STEP_MS, BEARER_TOKEN } from './harness.mjs';
 
 let daemon, receiver, processor, echo;
 
@@ -58,22 +58,33 @@ after(async () => {
   assert.equal(r?.code, 0, `a2ad should exit 0 on SIGTERM; log:\n${daemon?.log()}`);
 });
 
+// The public card, fetched the way ClientFactory.createFromUrl fetches it.
+const resolver = new DefaultAgentCardResolver({ fetchImpl: (url, init) => fetch(url, { ...init, ...bounded() }) });
+
 test('0.3 card: the client resolves each agent card and picks its JSON-RPC URL', async () => {
-  const card = await processor.getAgentCard(bounded());
+  const card = await resolver.resolve(`${daemon.base}/`);
   assert.equal(card.name, 'processor');
   assert.equal(card.protocolVersion, '0.3.0');
   assert.equal(card.url, `${daemon.base}/`);
   assert.equal(card.preferredTransport, 'JSONRPC');
+  assert.equal(card.capabilities.streaming, true);
   assert.equal(card.capabilities.pushNotifications, true);
   assert.ok(card.skills.some((s) => s.id === 'process'), 'the processor card lists its "process" skill');
-  const echoCard = await echo.getAgentCard(bounded());
+  assert.equal(card.supportsAuthenticatedExtendedCard, true, 'with [server] auth_bearer_tokens the card announces the extended card');
+  assert.equal(card.securitySchemes?.bearer?.scheme, 'bearer');
+  const echoCard = await resolver.resolve(`${daemon.base}/agents/echo/`);
   assert.equal(echoCard.name, 'echo');
   assert.equal(echoCard.url, `${daemon.base}/agents/echo`);
 });
 
-test('0.3 card: capabilities.streaming is true', { todo: 'SSE streaming (message/stream) not served yet' }, async () => {
-  const card = await processor.getAgentCard(bounded());
-  assert.equal(card.capabilities.streaming, true);
+test('0.3 agent/getAuthenticatedExtendedCard: only with the bearer token', async () => {
+  const c = await new ClientFactory().createFromUrl(`${daemon.base}/`);
+  await assert.rejects(c.getAgentCard(bounded()), /authentication required/, 'no token: refused');
+  await assert.rejects(c.getAgentCard({ ...bounded(), serviceParameters: { Authorization: 'Bearer not-the-token-at-all' } }),
+    /authentication required/, 'a wrong token: refused');
+  const ext = await c.getAgentCard({ ...bounded(), serviceParameters: { Authorization: `Bearer ${BEARER_TOKEN}` } });
+  assert.equal(ext.name, 'processor');
+  assert.equal(ext.url, `${daemon.base}/`);
 });
 
 test('0.3 message/send (blocking): echo returns a completed Task with the text', async () => {
@@ -117,7 +128,7 @@ test('0.3 tasks/get of an unknown id: TaskNotFound (-32001)', async () => {
     (e) => e.constructor.name === 'TaskNotFoundJSONRPCError' || /-32001/.test(String(e?.errorResponse?.error?.code ?? e.message)));
 });
 
-test('0.3 message/stream: status updates with increasing progress, ending completed', { todo: 'SSE streaming (message/stream) not served yet' }, async () => {
+test('0.3 message/stream: status updates with increasing progress, ending completed', async () => {
   const events = await collect(processor.sendMessageStream(userMessage('stream my data'), bounded(30000)));
   assert.ok(events.length > 3, `more than one event (got ${events.length}: ${events.map((e) => e.kind).join(',')})`);
   assert.equal(events[0].kind, 'task', 'the stream opens with the Task');
@@ -136,7 +147,7 @@ test('0.3 message/stream: status updates with increasing progress, ending comple
   assert.equal(events.filter((e) => e.final).length, 1, 'exactly one final event');
 });
 
-test('0.3 tasks/resubscribe mid-run receives the remaining events', { todo: 'tasks/resubscribe (SSE) not served yet' }, async () => {
+test('0.3 tasks/resubscribe mid-run receives the remaining events', async () => {
   // Leave the stream after a few progress updates (the client goes away; the
   // job must go on), then resubscribe and follow it to the end.
   const first = await collect(processor.sendMessageStream(userMessage('resubscribe to me'), bounded(30000)),
@@ -175,7 +186,7 @@ test('0.3 tasks/cancel of a running processor job gives canceled', async () => {
     (e) => e.constructor.name === 'TaskNotCancelableJSONRPCError', 'a second cancel: TaskNotCancelable (-32002)');
 });
 
-test('0.3 push config: set, get, list, POSTs with the token, delete', { todo: 'tasks/pushNotificationConfig/* not served yet' }, async () => {
+test('0.3 push config: set, get, list, POSTs with the token, delete', async () => {
   const token = `tok-${randomUUID()}`;
   const url = receiver.url(`/hook03-${randomUUID()}`);
   const sent = await processor.sendMessage({ ...userMessage('push my data'), configuration: { blocking: false } }, bounded());

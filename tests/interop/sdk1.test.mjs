@@ -7,9 +7,9 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { ClientFactory } from 'a2a-sdk-1/client';
+import { ClientFactory, DefaultAgentCardResolver } from 'a2a-sdk-1/client';
 import { Role, StreamResponse, TaskState, taskStateToJSON } from 'a2a-sdk-1';
-import { startDaemon, startReceiver, STEP_MS } from './harness.mjs';
+import { startDaemon, startReceiver, STEP_MS, BEARER_TOKEN } from './harness.mjs';
 
 let daemon, receiver;
 
@@ -67,24 +67,39 @@ after(async () => {
   assert.equal(r?.code, 0, `a2ad should exit 0 on SIGTERM; log:\n${daemon?.log()}`);
 });
 
-test('1.0 card: the client finds a JSON-RPC 1.0 interface in each agent card', { todo: 'A2A 1.0 agent card (supportedInterfaces) not served yet' }, async () => {
+// The public card, fetched the way ClientFactory.createFromUrl fetches it
+// (with A2A-Version: 1.0), then the interface the factory picks.
+const resolver = new DefaultAgentCardResolver({ fetchImpl: (url, init) => fetch(url, { ...init, ...bounded() }) });
+
+test('1.0 card: the client finds a JSON-RPC 1.0 interface in each agent card', async () => {
   const c = await processor();
   assert.equal(c.protocolVersion, '1.0', 'the client speaks 1.0 to a2ad');
-  const card = await c.getAgentCard(bounded());
+  const card = await resolver.resolve(`${daemon.base}/`);
   assert.equal(card.name, 'processor');
   const iface = card.supportedInterfaces.find((i) => i.protocolBinding === 'JSONRPC' && i.protocolVersion === '1.0');
   assert.ok(iface, `a JSONRPC 1.0 interface: ${JSON.stringify(card.supportedInterfaces)}`);
   assert.equal(iface.url, `${daemon.base}/`);
   assert.equal(card.capabilities.pushNotifications, true);
   assert.equal(card.capabilities.streaming, true);
+  assert.equal(card.capabilities.extendedAgentCard, true, 'with [server] auth_bearer_tokens the card announces the extended card');
   assert.ok(card.skills.some((s) => s.id === 'process'));
-  const e = await echo();
-  const echoCard = await e.getAgentCard(bounded());
+  const echoCard = await resolver.resolve(`${daemon.base}/agents/echo/`);
   assert.equal(echoCard.name, 'echo');
   assert.equal(echoCard.supportedInterfaces.find((i) => i.protocolVersion === '1.0')?.url, `${daemon.base}/agents/echo`);
+  assert.equal((await echo()).protocolVersion, '1.0');
 });
 
-test('1.0 SendMessage (blocking): echo returns a completed Task with the text', { todo: 'A2A 1.0 SendMessage not served yet' }, async () => {
+test('1.0 GetExtendedAgentCard: only with the bearer token', async () => {
+  const c = await new ClientFactory().createFromUrl(`${daemon.base}/`);
+  await assert.rejects(c.getAgentCard(bounded()), /authentication required/, 'no token: refused');
+  await assert.rejects(c.getAgentCard({ ...bounded(), serviceParameters: { Authorization: 'Bearer not-the-token-at-all' } }),
+    /authentication required/, 'a wrong token: refused');
+  const ext = await c.getAgentCard({ ...bounded(), serviceParameters: { Authorization: `Bearer ${BEARER_TOKEN}` } });
+  assert.equal(ext.name, 'processor');
+  assert.equal(ext.supportedInterfaces[0].url, `${daemon.base}/`);
+});
+
+test('1.0 SendMessage (blocking): echo returns a completed Task with the text', async () => {
   const task = await (await echo()).sendMessage(userMessage('hello from the 1.x client'), bounded());
   assert.match(task.id, UUID, `a Task with an id: ${JSON.stringify(task)}`);
   assert.match(task.contextId, UUID);
@@ -94,7 +109,7 @@ test('1.0 SendMessage (blocking): echo returns a completed Task with the text', 
 });
 
 let processorTask;
-test('1.0 SendMessage (blocking): processor runs its ten steps and returns its artifact', { todo: 'A2A 1.0 SendMessage not served yet' }, async () => {
+test('1.0 SendMessage (blocking): processor runs its ten steps and returns its artifact', async () => {
   processorTask = await (await processor()).sendMessage(userMessage('process my data'), bounded());
   assert.match(processorTask.id, UUID);
   assert.equal(stateName(processorTask.status.state), 'TASK_STATE_COMPLETED');
@@ -106,7 +121,7 @@ test('1.0 SendMessage (blocking): processor runs its ten steps and returns its a
   assert.equal(textOf(processorTask.history[0]), 'process my data');
 });
 
-test('1.0 GetTask returns the same task', { todo: 'A2A 1.0 GetTask not served yet' }, async () => {
+test('1.0 GetTask returns the same task', async () => {
   assert.ok(processorTask, 'needs the task of the previous case');
   const c = await processor();
   const got = await c.getTask({ id: processorTask.id }, bounded());
@@ -118,7 +133,7 @@ test('1.0 GetTask returns the same task', { todo: 'A2A 1.0 GetTask not served ye
   assert.equal(short.history.length, 1, 'historyLength: 1 keeps one message');
 });
 
-test('1.0 GetTask of an unknown id: TaskNotFoundError with a TASK_NOT_FOUND ErrorInfo', { todo: 'A2A 1.0 GetTask / error details not served yet' }, async () => {
+test('1.0 GetTask of an unknown id: TaskNotFoundError with a TASK_NOT_FOUND ErrorInfo', async () => {
   await assert.rejects((await processor()).getTask({ id: randomUUID() }, bounded()), (e) => {
     assert.equal(e.name, 'TaskNotFoundError', `${e.name}: ${e.message}`);
     assert.equal(e.envelopeCode, -32001);
@@ -128,7 +143,7 @@ test('1.0 GetTask of an unknown id: TaskNotFoundError with a TASK_NOT_FOUND Erro
   });
 });
 
-test('1.0 SendStreamingMessage: status updates with increasing progress, ending completed', { todo: 'A2A 1.0 SendStreamingMessage (SSE) not served yet' }, async () => {
+test('1.0 SendStreamingMessage: status updates with increasing progress, ending completed', async () => {
   const events = await collect((await processor()).sendMessageStream(userMessage('stream my data'), bounded(30000)));
   assert.ok(events.length > 3, `more than one event (got ${events.map(kindOf).join(',')})`);
   assert.equal(kindOf(events[0]), 'task', 'the stream opens with the Task');
@@ -146,7 +161,7 @@ test('1.0 SendStreamingMessage: status updates with increasing progress, ending 
   assert.equal(events.filter((e) => TERMINAL.has(stateOf(e))).length, 1, 'one terminal event, the last');
 });
 
-test('1.0 SubscribeToTask mid-run receives the remaining events', { todo: 'A2A 1.0 SubscribeToTask (SSE) not served yet' }, async () => {
+test('1.0 SubscribeToTask mid-run receives the remaining events', async () => {
   const c = await processor();
   const first = await collect(c.sendMessageStream(userMessage('resubscribe to me'), bounded(30000)),
     (e) => (valueOf(e)?.status?.message?.metadata?.progress ?? 0) >= 0.3);
@@ -155,6 +170,7 @@ test('1.0 SubscribeToTask mid-run receives the remaining events', { todo: 'A2A 1
   assert.ok(seen.length >= 1 && seen.at(-1) < 1, `left the stream mid-run (progress ${seen.join(', ')})`);
   const rest = await collect(c.resubscribeTask({ id: taskId }, bounded(30000)));
   assert.ok(rest.length >= 2, `events after resubscribing (got ${rest.length})`);
+  assert.equal(kindOf(rest[0]), 'task', 'SubscribeToTask opens with the Task');
   for (const e of rest) assert.equal(taskIdOf(e), taskId);
   const progress = progressOf(rest);
   assert.ok(progress.length >= 1, 'progress updates arrive after resubscribing');
@@ -165,7 +181,7 @@ test('1.0 SubscribeToTask mid-run receives the remaining events', { todo: 'A2A 1
   assert.equal(stateName(got.status.state), 'TASK_STATE_COMPLETED', 'leaving the first stream did not cancel the job');
 });
 
-test('1.0 CancelTask of a running processor job gives canceled', { todo: 'A2A 1.0 SendMessage/CancelTask not served yet' }, async () => {
+test('1.0 CancelTask of a running processor job gives canceled', async () => {
   const c = await processor();
   const sent = await c.sendMessage(userMessage('cancel me', { returnImmediately: true }), bounded());
   assert.match(sent.id, UUID);
@@ -177,13 +193,24 @@ test('1.0 CancelTask of a running processor job gives canceled', { todo: 'A2A 1.
   await new Promise((r) => setTimeout(r, 2 * STEP_MS));
   const got = await c.getTask({ id: sent.id }, bounded());
   assert.equal(stateName(got.status.state), 'TASK_STATE_CANCELED');
-  await assert.rejects(c.cancelTask({ id: sent.id }, bounded()), (e) => e.name === 'TaskNotCancelableError');
+  // 1.0: "Cancel Task operations are idempotent" - a second cancel answers the
+  // canceled Task; a task that ended otherwise cannot be canceled.
+  const again = await c.cancelTask({ id: sent.id }, bounded());
+  assert.equal(again.id, sent.id);
+  assert.equal(stateName(again.status.state), 'TASK_STATE_CANCELED');
+  const done = await (await echo()).sendMessage(userMessage('already done'), bounded());
+  assert.equal(stateName(done.status.state), 'TASK_STATE_COMPLETED');
+  await assert.rejects((await echo()).cancelTask({ id: done.id }, bounded()), (e) => {
+    assert.equal(e.name, 'TaskNotCancelableError', `${e.name}: ${e.message}`);
+    assert.equal(e.envelopeCode, -32002);
+    return true;
+  });
 });
 
 // A 1.0 webhook body is a StreamResponse; decode it with the SDK's own decoder.
 const decode = (body) => StreamResponse.fromJSON(body);
 
-test('1.0 push config: create, get, list, POSTs with token and Authorization, delete', { todo: 'A2A 1.0 *TaskPushNotificationConfig* not served yet' }, async () => {
+test('1.0 push config: create, get, list, POSTs with token and Authorization, delete', async () => {
   const c = await processor();
   const token = `tok-${randomUUID()}`;
   const pathA = `/hook1-a-${randomUUID()}`, pathB = `/hook1-b-${randomUUID()}`;
@@ -226,7 +253,7 @@ test('1.0 push config: create, get, list, POSTs with token and Authorization, de
   await assert.rejects(c.getTaskPushNotificationConfig({ taskId, id: 'cfg-a' }, bounded()));
 });
 
-test('1.0 SendMessage with a taskPushNotificationConfig: the receiver gets every step with the token', { todo: 'A2A 1.0 SendMessage / 1.0 webhooks not served yet' }, async () => {
+test('1.0 SendMessage with a taskPushNotificationConfig: the receiver gets every step with the token', async () => {
   const c = await processor();
   const token = `tok-${randomUUID()}`;
   const path = `/hook1-send-${randomUUID()}`;

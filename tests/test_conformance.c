@@ -111,6 +111,18 @@ static char *running_convo(const char *context) {
     char *id = strdup(jstr(o, "result.id"));
     ck_assert_uint_eq(strlen(id), 36);
     cJSON_Delete(o);
+    /* Wait (bounded) until the job listens: from then on it makes events
+     * only when spoken to, so what webhooks receive is known. */
+    char get[200];
+    snprintf(get, sizeof get, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tasks/get\",\"params\":{\"id\":\"%s\"}}", id);
+    bool listening = false;
+    for (int i = 0; i < 400 && !listening; i++) {
+        cJSON *t = rpc_call(dp.port, "/agents/convo", get, NULL);
+        listening = strcmp(jstr(t, "result.status.message.parts.0.text"), "listening") == 0;
+        cJSON_Delete(t);
+        if (!listening) nap_ms(25);
+    }
+    ck_assert_msg(listening, "task %s never started listening", id);
     return id;
 }
 

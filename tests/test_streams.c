@@ -103,6 +103,18 @@ static char *start_convo(const char *path, const char *context_id) {
     ck_assert_msg(strlen(jstr(o, "result.id")) == 36, "no task: %s", cJSON_PrintUnformatted(o));
     char *id = strdup(jstr(o, "result.id"));
     cJSON_Delete(o);
+    /* Wait (bounded) until the job listens, so that a stream opened now
+     * sees no event until the test says something. */
+    char get[200];
+    snprintf(get, sizeof get, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tasks/get\",\"params\":{\"id\":\"%s\"}}", id);
+    bool listening = false;
+    for (int i = 0; i < 400 && !listening; i++) {
+        cJSON *t = rpc_call(dp.port, path, get, NULL);
+        listening = strcmp(jstr(t, "result.status.message.parts.0.text"), "listening") == 0;
+        cJSON_Delete(t);
+        if (!listening) nap_ms(25);
+    }
+    ck_assert_msg(listening, "task %s never started listening", id);
     return id;
 }
 

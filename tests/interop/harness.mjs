@@ -51,6 +51,13 @@ export async function startDaemon({ timeoutMs = 15000 } = {}) {
   child.stdout.setEncoding('utf8').on('data', (s) => { log += s; });
   child.stderr.setEncoding('utf8').on('data', (s) => { log += s; });
   const exited = new Promise((res) => child.once('exit', (code, sig) => res({ code, sig })));
+  // Die with the test: a failed or interrupted run must not leave daemons behind.
+  const reap = () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    if (!process.env.A2AD_KEEP_TEST_DIRS) rmSync(dir, { recursive: true, force: true });
+  };
+  process.once('exit', reap);
+  for (const s of ['SIGINT', 'SIGTERM']) process.once(s, () => { reap(); process.exit(128 + (s === 'SIGINT' ? 2 : 15)); });
 
   const port = await new Promise((res, rej) => {
     const timer = setTimeout(() => { clearInterval(poll); rej(new Error(`a2ad not ready in ${timeoutMs} ms; log:\n${log}`)); }, timeoutMs);

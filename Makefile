@@ -28,13 +28,14 @@ TPLUGINS    := $(TPLUGIN_SRC:tests/plugins/%.c=$(BUILD)/tests/plugins/%.so)
 TEST_SRC    := $(wildcard tests/*.c tests/support/*.c)
 TEST_OBJ    := $(TEST_SRC:%.c=$(BUILD)/obj/%.o)
 
-.PHONY: all run test asan tsan check-header install uninstall clean deps help bench bench-peer
+.PHONY: all run test interop asan tsan check-header install uninstall clean deps help bench bench-peer
 all: $(BUILD)/a2ad $(PLUGINS)
 
 help:
 	@echo "make          build a2ad and the example plugins into $(BUILD)/"
 	@echo "make run      build, then run a2ad on 127.0.0.1:8080 with conf/a2ad.conf"
-	@echo "make test     build and run the test suite (Check)"
+	@echo "make test     build and run the test suite (Check), then the interop test"
+	@echo "make interop  the official A2A JS client (@a2a-js/sdk) against a2ad (needs node, npm)"
 	@echo "make asan     the test suite under AddressSanitizer + UBSan (build/asan)"
 	@echo "make tsan     the test suite under ThreadSanitizer (build/tsan)"
 	@echo "make install  install to \$$DESTDIR\$$PREFIX (binary, plugins, header, config, unit)"
@@ -82,6 +83,11 @@ run: all
 # The suite finds the daemon, the plugins and the test plugins under A2AD_BUILD.
 test: all $(TPLUGINS) $(BUILD)/tests/a2ad-tests check-header
 	A2AD_BUILD=$(BUILD) $(BUILD)/tests/a2ad-tests
+	tests/interop/run.sh $(BUILD)
+
+# The official A2A JavaScript client (@a2a-js/sdk 0.3 and 1.x) against the daemon.
+interop: all
+	tests/interop/run.sh $(BUILD)
 
 # Benchmarks: bench/bench.sh starts everything on 127.0.0.1 and prints a
 # table; it installs nothing and says what is missing.

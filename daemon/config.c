@@ -80,6 +80,7 @@ static const char *check_agent_or_empty(const char *v);
 static const char *check_dir(const char *v);
 static const char *check_load_list(const char *v);
 static const char *check_db_path(const char *v);
+static const char *check_tokens(const char *v);
 
 static const char *const level_words[] = {"error", "warning", "info", "debug", NULL};
 /* Indexed by a2ad_importance. */
@@ -87,6 +88,7 @@ static const char *const importance_words[] = {"error", "notice", "info", "debug
 static const char *const errors_words[] = {"fatal", "skip", NULL};
 static const char *const store_words[] = {"sqlite", "memory", NULL};
 static const char *const sync_words[] = {"full", "normal", NULL};
+static const char *const yes_no_words[] = {"yes", "no", NULL};
 
 static const char *const sections[] = {"server", "workers", "plugins", "tasks", "webhooks", "log"};
 #define N_SECTIONS (sizeof sections / sizeof sections[0])
@@ -100,6 +102,9 @@ static const struct key_def keys[] = {
     K_UINT("server", "connection_timeout_s", connection_timeout_s, 1, 3600, "30"),
     K_STR("server", "public_url", public_url, check_url, ""),
     K_STR("server", "default_agent", default_agent, check_agent_or_empty, ""),
+    K_STR("server", "auth_bearer_tokens", auth_bearer_tokens, check_tokens, ""),
+    K_SIZE("server", "stream_buffer_bytes", stream_buffer_bytes, 4 * KIB, 256 * MIB, "1M"),
+    K_UINT("server", "stream_keepalive_s", stream_keepalive_s, 0, 3600, "15"),
 
     K_UINT("workers", "threads", worker_threads, 0, 1024, "0"),
     K_UINT("workers", "queue_length", queue_length, 1, 10000000, "10000"),
@@ -127,6 +132,8 @@ static const struct key_def keys[] = {
     K_UINT("webhooks", "max_pending", webhook_max_pending, 1, 100000000, "100000"),
     K_UINT("webhooks", "flush_s", webhook_flush_s, 0, 3600, "10"),
     K_UINT("webhooks", "max_age_s", webhook_max_age_s, 0, 31536000, "86400"),
+    K_FLAG("webhooks", "enabled", webhooks_enabled, yes_no_words, "yes"),
+    K_UINT("webhooks", "max_configs_per_task", webhook_max_configs, 1, 1000, "10"),
 
     K_LEVEL("log", "level", log_level, "info"),
 };
@@ -186,6 +193,22 @@ static const char *check_db_path(const char *v) {
 }
 
 /* Mirrors how plugins.c reads the list: commas, blanks around names. */
+/* Bearer tokens: separated by commas or blanks, each 16 to 200 visible
+ * ASCII characters (a short token is guessable). */
+static const char *check_tokens(const char *v) {
+    for (const char *s = v; *s;) {
+        while (*s == ',' || *s == ' ' || *s == '\t') s++;
+        size_t n = 0;
+        for (; s[n] && s[n] != ',' && s[n] != ' ' && s[n] != '\t'; n++)
+            if ((unsigned char)s[n] < 0x21 || (unsigned char)s[n] > 0x7e)
+                return "must be tokens of visible ASCII characters separated by commas";
+        if (n && (n < 16 || n > 200))
+            return "must be tokens of 16 to 200 characters each (e.g. from `openssl rand -hex 24`)";
+        s += n;
+    }
+    return NULL;
+}
+
 static const char *check_load_list(const char *v) {
     const char *s = v;
     while (*s) {

@@ -37,6 +37,9 @@ struct config {
     unsigned connection_timeout_s; /* 30 */
     char *public_url;              /* "" = http://listen:port */
     char *default_agent;           /* "" = the only agent, else none */
+    char *auth_bearer_tokens;      /* "" = no inbound authentication */
+    size_t stream_buffer_bytes;    /* 1 MiB: unread SSE bytes per stream */
+    unsigned stream_keepalive_s;   /* 15: SSE comment after idle seconds; 0 = none */
 
     /* [workers] */
     unsigned worker_threads;       /* 0 = number of cores */
@@ -68,6 +71,8 @@ struct config {
     unsigned webhook_max_pending;         /* 100000 queued deliveries */
     unsigned webhook_flush_s;             /* 10: how long pending POSTs may drain at stop */
     unsigned webhook_max_age_s;           /* 86400: retry until an event is this old; 0 = max_attempts */
+    bool webhooks_enabled;                /* true: push notifications offered */
+    unsigned webhook_max_configs;         /* 10 push configs per task */
 
     /* [log] */
     a2ad_log_level log_level;      /* info */

@@ -4,6 +4,11 @@
  * callback. A blocking message/send suspends its connection (no thread is
  * held) and registers a task waiter that resumes it; exactly one side
  * resumes a connection: whichever removes it from the waiting list.
+ *
+ * A stream (SSE) is a callback response: the reader copies what the
+ * stream has buffered, and when nothing is buffered it suspends the
+ * connection from inside the callback (the stream's park) and returns 0;
+ * the next frame resumes it (the stream's wake). No thread waits.
  */
 #include "http.h"
 
@@ -22,6 +27,7 @@
 #include "log.h"
 #include "plugins.h"
 #include "rpc.h"
+#include "streams.h"
 #include "tasks.h"
 #include "util.h"
 #include "webhooks.h"
@@ -35,6 +41,7 @@ struct request {
     size_t len, cap;
     bool too_big;
     struct rpc_reply reply;
+    bool at_root;              /* POST / rather than /agents/NAME */
     bool suspended;            /* waiting for its task */
     struct request *prev, *next; /* in the waiting list while suspended */
 };
@@ -47,7 +54,8 @@ static struct {
     pthread_mutex_t lock; /* guards the waiting list */
     struct request *waiting;
     size_t n_waiting;
-} srv = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    int quiesced_fd; /* the listening socket after http_quiesce, or -1 */
+} srv = {.lock = PTHREAD_MUTEX_INITIALIZER, .quiesced_fd = -1};
 
 static enum MHD_Result send_text(struct MHD_Connection *c, unsigned status, const char *type,
                                  char *body /* taken */, unsigned retry_after_s) {
@@ -107,13 +115,22 @@ static const struct agent *route_agent(const char *url, const char **rest, bool 
     return plugins_find(buf);
 }
 
+static void endpoint_url(char *url, size_t n, const struct agent *a, bool at_root) {
+    if (at_root)
+        snprintf(url, n, "%s/", srv.base_url);
+    else
+        snprintf(url, n, "%s/agents/%s", srv.base_url, a->desc.name);
+}
+
+/* A client that says A2A-Version: 1.x gets the pure 1.0 card; everyone
+ * else the card that carries both versions' fields. */
 static enum MHD_Result serve_card(struct MHD_Connection *c, const struct agent *a, bool at_root) {
     char url[400];
-    if (at_root)
-        snprintf(url, sizeof url, "%s/", srv.base_url);
-    else
-        snprintf(url, sizeof url, "%s/agents/%s", srv.base_url, a->desc.name);
-    return send_json(c, MHD_HTTP_OK, rpc_agent_card(a, url));
+    endpoint_url(url, sizeof url, a, at_root);
+    const char *v = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "A2A-Version");
+    while (v && *v == ' ') v++;
+    enum a2a_dialect d = v && strncmp(v, "1.", 2) == 0 ? A2A_V10 : A2A_V03;
+    return send_json(c, MHD_HTTP_OK, rpc_agent_card(a, url, d));
 }
 
 static enum MHD_Result serve_health(struct MHD_Connection *c) {
@@ -129,6 +146,7 @@ static enum MHD_Result serve_health(struct MHD_Connection *c) {
     cJSON_AddNumberToObject(o, "jobsQueued", (double)queued);
     cJSON_AddNumberToObject(o, "jobsRunning", (double)running);
     cJSON_AddNumberToObject(o, "tasks", (double)tasks_count());
+    cJSON_AddNumberToObject(o, "streams", (double)streams_count());
     cJSON *w = cJSON_AddObjectToObject(o, "webhooks");
     cJSON_AddNumberToObject(w, "pending", (double)ws.pending);
     cJSON_AddNumberToObject(w, "delivered", (double)ws.delivered);
@@ -209,6 +227,32 @@ static enum MHD_Result start_wait(struct request *r) {
     return MHD_YES;
 }
 
+/* ---- streams (SSE) ------------------------------------------------ */
+
+static void sse_park(void *arg) { MHD_suspend_connection(arg); }
+static void sse_wake(void *arg) { MHD_resume_connection(arg); }
+
+static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
+    (void)pos;
+    struct request *r = cls;
+    ssize_t n = stream_read(r->reply.stream, buf, max);
+    if (n == -1) return MHD_CONTENT_READER_END_OF_STREAM;
+    if (n < 0) return MHD_CONTENT_READER_END_WITH_ERROR;
+    return n; /* 0: parked (suspended) until the next frame */
+}
+
+static enum MHD_Result start_stream(struct request *r) {
+    struct MHD_Response *resp =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, sse_read, r, NULL);
+    if (!resp) return MHD_NO;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+    stream_attach(r->reply.stream, sse_park, sse_wake, r->conn);
+    enum MHD_Result ret = MHD_queue_response(r->conn, MHD_HTTP_OK, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
 /* ---- the access handler ------------------------------------------- */
 
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url,
@@ -243,6 +287,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         if (!r) return MHD_NO;
         r->conn = c;
         r->agent = named ? a : plugins_default();
+        r->at_root = !named;
         r->is_rpc = true;
         *req_cls = r;
         return MHD_YES;
@@ -284,7 +329,10 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         return send_json(c, MHD_HTTP_CONTENT_TOO_LARGE, rpc_error_body(RPC_INVALID_REQUEST, msg));
     }
     const char *ext = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "A2A-Extensions");
+    char base[400];
+    endpoint_url(base, sizeof base, r->agent, r->agent == NULL || r->at_root);
     struct rpc_request rq = {
+        .base_url = base,
         .agent = r->agent,
         .body = r->body ? r->body : "",
         .len = r->len,
@@ -294,8 +342,23 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     };
     rpc_handle(&rq, &r->reply);
     if (r->reply.wait_task) return start_wait(r);
+    if (r->reply.stream) return start_stream(r);
     char *body = r->reply.body;
     r->reply.body = NULL;
+    if (r->reply.auth_challenge) {
+        struct MHD_Response *resp = MHD_create_response_from_buffer(
+            body ? strlen(body) : 0, body ? body : (char *)"",
+            body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+        if (!resp) {
+            free(body);
+            return MHD_NO;
+        }
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+        enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_UNAUTHORIZED, resp);
+        MHD_destroy_response(resp);
+        return ret;
+    }
     return send_text(c, (unsigned)r->reply.http_status, "application/json", body,
                      r->reply.retry_after_s);
 }
@@ -395,7 +458,14 @@ unsigned http_port(void) { return srv.port; }
 void http_quiesce(void) {
     if (!srv.daemon) return;
     MHD_socket s = MHD_quiesce_daemon(srv.daemon);
-    if (s != MHD_INVALID_SOCKET) close(s);
+    if (s == MHD_INVALID_SOCKET) return;
+    /* MHD's pool threads may still be taking the socket out of their epoll
+     * sets: closing it now could hand its number to a new connection under
+     * them (ThreadSanitizer reports it). shutdown() stops the listening
+     * (new connections are refused) and keeps the number; the socket is
+     * closed once MHD has stopped. */
+    shutdown(s, SHUT_RDWR);
+    srv.quiesced_fd = s;
 }
 
 void http_stop(void) {
@@ -408,6 +478,9 @@ void http_stop(void) {
     srv.waiting = NULL;
     srv.n_waiting = 0;
     pthread_mutex_unlock(&srv.lock);
+    /* Streams end now: their readers drain what is buffered, then close. */
+    size_t n_streams = streams_count();
+    streams_end_all();
     size_t n = 0;
     for (struct request *r = list, *next; r; r = next) {
         next = r->next;
@@ -416,8 +489,9 @@ void http_stop(void) {
         MHD_resume_connection(r->conn);
         n++;
     }
-    if (n) {
-        log_info("http: answered %zu blocked requests with their tasks' current state", n);
+    if (n_streams) log_info("http: ended %zu open streams", n_streams);
+    if (n || n_streams) {
+        if (n) log_info("http: answered %zu blocked requests with their tasks' current state", n);
         /* Let the polling thread send those answers before it stops. */
         for (int i = 0; i < 50; i++) {
             const union MHD_DaemonInfo *info =
@@ -428,4 +502,6 @@ void http_stop(void) {
     }
     MHD_stop_daemon(srv.daemon);
     srv.daemon = NULL;
+    if (srv.quiesced_fd >= 0) close(srv.quiesced_fd);
+    srv.quiesced_fd = -1;
 }

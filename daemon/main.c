@@ -18,6 +18,8 @@
 #include "plugins.h"
 #include "push.h"
 #include "store.h"
+#include "rpc.h"
+#include "streams.h"
 #include "tasks.h"
 #include "util.h"
 #include "webhooks.h"
@@ -170,7 +172,11 @@ int main(int argc, char **argv) {
     }
     install_signals();
     tasks_init(cfg.retention_s, cfg.max_tasks);
-    push_init();
+    push_init(cfg.webhook_max_configs);
+    streams_init(cfg.stream_buffer_bytes, cfg.stream_keepalive_s);
+    struct rpc_settings rs = {.auth_bearer_tokens = cfg.auth_bearer_tokens,
+                              .push_enabled = cfg.webhooks_enabled};
+    rpc_init(&rs);
     hu_init(&cfg);
     /* The durable store: its hook runs after every observer (tasks.c). */
     bool durable = strcmp(cfg.store, "sqlite") == 0;
@@ -224,6 +230,7 @@ int main(int argc, char **argv) {
             reload(path, &cfg);
         }
         if (util_now_ms() - last_expire >= 1000) {
+            streams_tick();
             size_t n = tasks_expire();
             if (n) log_debug("expired %zu finished tasks", n);
             last_expire = util_now_ms();
@@ -260,6 +267,7 @@ out:
     store_close();
     tasks_shutdown();
     hu_shutdown();
+    rpc_shutdown();
     curl_global_cleanup();
     config_free(&cfg);
     if (rc == 0) log_info("stopped");

@@ -12,8 +12,11 @@
 
 struct push_entry {
     char *id, *url, *token; /* token NULL = none */
+    cJSON *auth;            /* the authentication object as given, or NULL */
+    enum a2a_dialect dialect;
     char *order_key;        /* "TASKID|ID", made at the first event */
     char *token_header;     /* "X-A2A-Notification-Token: ...", or NULL */
+    char *auth_header;      /* "Authorization: SCHEME CREDENTIALS", or NULL */
     struct push_entry *next;
 };
 
@@ -21,12 +24,16 @@ struct push_configs {
     struct push_entry *head;
 };
 
+static unsigned max_per_task = 10;
+
 static void entry_free(struct push_entry *e) {
     free(e->id);
     free(e->url);
     free(e->token);
+    cJSON_Delete(e->auth);
     free(e->order_key);
     free(e->token_header);
+    free(e->auth_header);
     free(e);
 }
 
@@ -39,6 +46,49 @@ static void configs_free(void *data) {
     free(pc);
 }
 
+static char *header_line(const char *name, const char *a, const char *b) {
+    size_t n = strlen(name) + strlen(a) + (b ? strlen(b) + 1 : 0) + 1;
+    char *h = malloc(n);
+    if (h) snprintf(h, n, "%s%s%s%s", name, a, b ? " " : "", b ? b : "");
+    return h;
+}
+
+static const char *string_member(const cJSON *o, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+/* The scheme to put in Authorization: 1.0 "scheme", 0.3 the first of
+ * "schemes". */
+static const char *auth_scheme(const cJSON *auth, enum a2a_dialect d) {
+    if (d == A2A_V10) return string_member(auth, "scheme");
+    const cJSON *first = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(auth, "schemes"), 0);
+    return cJSON_IsString(first) ? first->valuestring : NULL;
+}
+
+static bool header_safe(const char *s) { return !s || (!strpbrk(s, "\r\n") && strlen(s) <= 4096); }
+
+const char *push_check_auth(const cJSON *auth, enum a2a_dialect d) {
+    if (!cJSON_IsObject(auth)) return "must be an object";
+    const cJSON *cred = cJSON_GetObjectItemCaseSensitive(auth, "credentials");
+    if (cred && !cJSON_IsNull(cred) && !cJSON_IsString(cred))
+        return "must have \"credentials\" as a string";
+    if (d == A2A_V10) {
+        const char *s = string_member(auth, "scheme");
+        if (!s || !*s) return "must have \"scheme\" (a non-empty string such as \"Bearer\")";
+    } else {
+        const cJSON *schemes = cJSON_GetObjectItemCaseSensitive(auth, "schemes");
+        if (!cJSON_IsArray(schemes)) return "must have \"schemes\" (an array of strings)";
+        const cJSON *x;
+        cJSON_ArrayForEach(x, schemes) if (!cJSON_IsString(x) || !*x->valuestring) return "must have \"schemes\" (an array of strings)";
+    }
+    const char *scheme = auth_scheme(auth, d);
+    if (!header_safe(scheme) || !header_safe(string_member(auth, "credentials")) ||
+        (scheme && strpbrk(scheme, " \t")))
+        return "must not contain line breaks, blanks in the scheme, or more than 4096 bytes";
+    return NULL;
+}
+
 static struct push_entry *entry_new(const struct push_config *c) {
     struct push_entry *e = calloc(1, sizeof *e);
     if (!e) return NULL;
@@ -47,13 +97,19 @@ static struct push_entry *entry_new(const struct push_config *c) {
     e->id = strdup(c->id ? c->id : pid);
     e->url = strdup(c->url);
     e->token = util_strdup(c->token);
-    if (c->token) {
-        static const char name[] = "X-A2A-Notification-Token: ";
-        size_t n = sizeof name + strlen(c->token);
-        e->token_header = malloc(n);
-        if (e->token_header) snprintf(e->token_header, n, "%s%s", name, c->token);
+    e->dialect = c->dialect;
+    bool ok = e->id && e->url && (!c->token || e->token);
+    if (ok && c->token)
+        ok = (e->token_header = header_line("X-A2A-Notification-Token: ", c->token, NULL)) != NULL;
+    if (ok && c->authentication) {
+        ok = (e->auth = cJSON_Duplicate(c->authentication, 1)) != NULL;
+        const char *scheme = auth_scheme(c->authentication, c->dialect);
+        const char *cred = string_member(c->authentication, "credentials");
+        /* The spec's 1.0 webhook header: "Authorization: {scheme} {credentials}". */
+        if (ok && scheme && cred)
+            ok = (e->auth_header = header_line("Authorization: ", scheme, cred)) != NULL;
     }
-    if (!e->id || !e->url || (c->token && (!e->token || !e->token_header))) {
+    if (!ok) {
         entry_free(e);
         return NULL;
     }
@@ -70,17 +126,87 @@ void *push_configs_new(const struct push_config *first) {
     return pc;
 }
 
+a2ad_status push_config_set(struct task *t, const struct push_config *c, char *id_out) {
+    struct push_entry *e = entry_new(c);
+    if (!e) return A2AD_ERR_NOMEM;
+    snprintf(id_out, UUID_STR_LEN, "%s", e->id);
+    a2ad_status st = A2AD_OK;
+    task_lock(t);
+    struct push_configs *pc = task_ext(t, TASK_EXT_PUSH);
+    if (!pc && (pc = push_configs_new(NULL))) task_ext_set(t, TASK_EXT_PUSH, pc);
+    if (!pc) {
+        st = A2AD_ERR_NOMEM;
+    } else {
+        unsigned n = 0;
+        struct push_entry **pp = &pc->head;
+        for (; *pp && strcmp((*pp)->id, e->id) != 0; pp = &(*pp)->next) n++;
+        if (*pp) { /* same id: replaced in place, keeping its order key */
+            e->next = (*pp)->next;
+            e->order_key = (*pp)->order_key;
+            (*pp)->order_key = NULL;
+            entry_free(*pp);
+            *pp = e;
+        } else if (n >= max_per_task) {
+            st = A2AD_ERR_FULL;
+        } else {
+            *pp = e;
+        }
+    }
+    task_unlock(t);
+    if (st != A2AD_OK) entry_free(e);
+    return st;
+}
+
+static cJSON *entry_json(const struct push_entry *e) {
+    cJSON *o = cJSON_CreateObject();
+    if (!o) return NULL;
+    cJSON_AddStringToObject(o, "id", e->id);
+    cJSON_AddStringToObject(o, "url", e->url);
+    if (e->token) cJSON_AddStringToObject(o, "token", e->token);
+    if (e->auth) cJSON_AddItemToObject(o, "authentication", cJSON_Duplicate(e->auth, 1));
+    cJSON_AddStringToObject(o, "dialect", e->dialect == A2A_V10 ? "1.0" : "0.3");
+    return o;
+}
+
+cJSON *push_configs_of(struct task *t, const char *id) {
+    cJSON *a = cJSON_CreateArray();
+    task_lock(t);
+    const struct push_configs *pc = task_ext(t, TASK_EXT_PUSH);
+    for (const struct push_entry *e = pc ? pc->head : NULL; a && e; e = e->next)
+        if (!id || strcmp(id, e->id) == 0) cJSON_AddItemToArray(a, entry_json(e));
+    task_unlock(t);
+    return a;
+}
+
+a2ad_status push_config_delete(struct task *t, const char *id) {
+    a2ad_status st = A2AD_ERR_NOT_FOUND;
+    task_lock(t);
+    struct push_configs *pc = task_ext(t, TASK_EXT_PUSH);
+    for (struct push_entry **pp = pc ? &pc->head : NULL; pp && *pp; pp = &(*pp)->next) {
+        if (strcmp((*pp)->id, id) == 0) {
+            struct push_entry *e = *pp;
+            *pp = e->next;
+            entry_free(e);
+            st = A2AD_OK;
+            break;
+        }
+    }
+    task_unlock(t);
+    return st;
+}
+
+/* The body for one dialect, rendered at most once per event. */
+static char *render_body(struct task *t, const struct task_event *ev, enum a2a_dialect d) {
+    cJSON *o = d == A2A_V10 ? a2a_event(t, ev, A2A_V10) : task_render_locked(t, -1);
+    char *body = o ? cJSON_PrintUnformatted(o) : NULL;
+    cJSON_Delete(o);
+    return body;
+}
+
 static a2ad_status push_observe(struct task *t, const struct task_event *ev) {
     struct push_configs *pc = task_ext(t, TASK_EXT_PUSH);
     if (!pc || !pc->head || ev->kind == TASK_EVENT_CREATED) return A2AD_OK;
-    cJSON *o = task_render_locked(t, -1);
-    char *body = o ? cJSON_PrintUnformatted(o) : NULL;
-    cJSON_Delete(o);
-    if (!body) {
-        log_error("task %s: out of memory rendering a push notification", task_id(t));
-        return A2AD_ERR_NOMEM;
-    }
-    size_t len = strlen(body);
+    char *body[2] = {NULL, NULL};
     unsigned index = 0;
     for (struct push_entry *e = pc->head; e; e = e->next) {
         /* Stable across retries and restarts (the outbox keeps it): the
@@ -88,40 +214,44 @@ static a2ad_status push_observe(struct task *t, const struct task_event *ev) {
         char event_id[UUID_STR_LEN + 48];
         snprintf(event_id, sizeof event_id, "%s.%llu.%u", task_id(t),
                  (unsigned long long)ev->seq, ++index);
+        enum a2a_dialect d = e->dialect;
+        if (!body[d] && !(body[d] = render_body(t, ev, d))) {
+            log_error("task %s: out of memory rendering a push notification", task_id(t));
+            continue;
+        }
         if (!e->order_key) {
             size_t kn = strlen(task_id(t)) + strlen(e->id) + 2;
             if ((e->order_key = malloc(kn))) snprintf(e->order_key, kn, "%s|%s", task_id(t), e->id);
         }
-        /* The last config takes the body; the others get a copy. */
-        char *copy = e->next ? malloc(len + 1) : body;
-        if (copy && copy != body) memcpy(copy, body, len + 1);
-        const char *headers[3] = {"Content-Type: application/json", e->token_header, NULL};
+        size_t len = strlen(body[d]);
+        char *copy = malloc(len + 1);
+        if (copy) memcpy(copy, body[d], len + 1);
+        const char *headers[4] = {d == A2A_V10 ? "Content-Type: application/a2a+json"
+                                               : "Content-Type: application/json",
+                                  NULL, NULL, NULL};
+        size_t h = 1;
+        if (e->token_header) headers[h++] = e->token_header;
+        if (e->auth_header) headers[h++] = e->auth_header;
         struct webhook_post p = {.order_key = e->order_key, .url = e->url, .headers = headers,
                                  .body = copy, .len = len, .essential = ev->terminal,
                                  .event_id = event_id, .task_id = task_id(t)};
         a2ad_status st = copy && e->order_key ? webhooks_post(&p) : (free(copy), A2AD_ERR_NOMEM);
-        if (copy == body) body = NULL;
         /* The URL may carry credentials: the task id is enough to trace it. */
         if (st != A2AD_OK)
             log_warn("task %s: push notification not queued: %s", task_id(t),
                      a2ad_status_name(st));
     }
-    free(body);
+    free(body[0]);
+    free(body[1]);
     return A2AD_OK;
 }
 
-/* Persisted as [{"id","url","token"?}, ...] in config order. */
+/* Persisted as the array push_configs_of gives, in config order. */
 static cJSON *configs_save(const void *data) {
     const struct push_configs *pc = data;
     cJSON *a = cJSON_CreateArray();
-    for (const struct push_entry *e = pc->head; a && e; e = e->next) {
-        cJSON *o = cJSON_CreateObject();
-        if (!o) break;
-        cJSON_AddStringToObject(o, "id", e->id);
-        cJSON_AddStringToObject(o, "url", e->url);
-        if (e->token) cJSON_AddStringToObject(o, "token", e->token);
-        cJSON_AddItemToArray(a, o);
-    }
+    for (const struct push_entry *e = pc->head; a && e; e = e->next)
+        cJSON_AddItemToArray(a, entry_json(e));
     return a;
 }
 
@@ -130,12 +260,16 @@ static void *configs_load(const cJSON *saved) {
     struct push_entry **tail = pc ? &pc->head : NULL;
     const cJSON *o;
     cJSON_ArrayForEach(o, saved) {
-        const cJSON *id = cJSON_GetObjectItemCaseSensitive(o, "id");
-        const cJSON *url = cJSON_GetObjectItemCaseSensitive(o, "url");
-        const cJSON *token = cJSON_GetObjectItemCaseSensitive(o, "token");
-        if (!pc || !cJSON_IsString(id) || !cJSON_IsString(url)) continue;
-        struct push_config c = {.id = id->valuestring, .url = url->valuestring,
-                                .token = cJSON_IsString(token) ? token->valuestring : NULL};
+        const char *dialect = string_member(o, "dialect");
+        struct push_config c = {
+            .id = string_member(o, "id"),
+            .url = string_member(o, "url"),
+            .token = string_member(o, "token"),
+            .authentication = cJSON_GetObjectItemCaseSensitive(o, "authentication"),
+            .dialect = dialect && strcmp(dialect, "1.0") == 0 ? A2A_V10 : A2A_V03,
+        };
+        if (!pc || !c.id || !c.url) continue;
+        if (c.authentication && push_check_auth(c.authentication, c.dialect)) c.authentication = NULL;
         struct push_entry *e = entry_new(&c);
         if (!e) {
             configs_free(pc);
@@ -150,7 +284,8 @@ static void *configs_load(const cJSON *saved) {
 static const struct task_ext_ops push_ops = {
     .name = "push", .free = configs_free, .save = configs_save, .load = configs_load};
 
-void push_init(void) {
+void push_init(unsigned max) {
+    max_per_task = max ? max : 1;
     tasks_register_ext(TASK_EXT_PUSH, &push_ops);
     tasks_add_observer(push_observe);
 }

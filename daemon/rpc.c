@@ -1,9 +1,14 @@
-/* rpc - the A2A JSON-RPC 2.0 surface (protocol 0.3) and agent cards.
+/* rpc - the A2A JSON-RPC 2.0 surface (protocols 0.3 and 1.0) and agent
+ * cards.
  *
  * Batches: a JSON array is refused with -32600 on purpose. No A2A SDK sends
  * batches, and a batch mixing a blocking message/send with other calls has
  * no sensible reply timing. Requests without an id (notifications) are
  * refused too: every A2A method returns a result the client needs.
+ *
+ * Both dialects share one implementation per method: a 1.0 request is
+ * turned into the 0.3 shapes on the way in (a2a_v1.c) and its answer into
+ * the 1.0 shapes on the way out.
  */
 #include "rpc.h"
 
@@ -12,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <cJSON.h>
 
@@ -19,20 +25,19 @@
 #include "log.h"
 #include "plugins.h"
 #include "push.h"
+#include "rpc_int.h"
 #include "store.h"
+#include "streams.h"
 #include "tasks.h"
 #include "workers.h"
 
-/* A failed request: code, message, and the HTTP status to send it with. */
-struct rpc_fail {
-    int code;
-    int http_status;
-    unsigned retry_after_s;
-    char message[512];
-};
+static struct {
+    char **tokens; /* inbound bearer tokens; NULL = no authentication */
+    size_t n_tokens;
+    bool push_enabled;
+} settings = {.push_enabled = true};
 
-static bool fail(struct rpc_fail *f, int code, const char *fmt, ...) A2AD_PRINTF(3, 4);
-static bool fail(struct rpc_fail *f, int code, const char *fmt, ...) {
+bool rpc_fail(struct rpc_fail *f, int code, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(f->message, sizeof f->message, fmt, ap);
@@ -41,6 +46,7 @@ static bool fail(struct rpc_fail *f, int code, const char *fmt, ...) {
     if (!f->http_status) f->http_status = 200; /* JSON-RPC errors travel with 200 */
     return false;
 }
+#define fail rpc_fail
 
 static char *print_and_free(cJSON *o) {
     char *s = o ? cJSON_PrintUnformatted(o) : NULL;
@@ -48,19 +54,23 @@ static char *print_and_free(cJSON *o) {
     return s;
 }
 
-static char *error_body(const cJSON *id, int code, const char *message) {
+static char *error_body(const cJSON *id, int code, const char *message, enum a2a_dialect d) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "jsonrpc", "2.0");
     cJSON_AddItemToObject(o, "id", id ? cJSON_Duplicate(id, 1) : cJSON_CreateNull());
     cJSON *e = cJSON_AddObjectToObject(o, "error");
     cJSON_AddNumberToObject(e, "code", code);
     cJSON_AddStringToObject(e, "message", message);
+    cJSON *data = d == A2A_V10 ? v1_error_data(code) : NULL;
+    if (data) cJSON_AddItemToObject(e, "data", data);
     return print_and_free(o);
 }
 
-char *rpc_error_body(int code, const char *message) { return error_body(NULL, code, message); }
+char *rpc_error_body(int code, const char *message) {
+    return error_body(NULL, code, message, A2A_V03);
+}
 
-static char *result_body(const cJSON *id, cJSON *result /* taken */) {
+char *rpc_result_body(const cJSON *id, cJSON *result /* taken */) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "jsonrpc", "2.0");
     cJSON_AddItemToObject(o, "id", cJSON_Duplicate(id, 1));
@@ -68,11 +78,61 @@ static char *result_body(const cJSON *id, cJSON *result /* taken */) {
     return print_and_free(o);
 }
 
+/* ---- settings ---------------------------------------------------------- */
+
+void rpc_init(const struct rpc_settings *s) {
+    rpc_shutdown();
+    settings.push_enabled = s->push_enabled;
+    const char *p = s->auth_bearer_tokens;
+    while (p && *p) {
+        size_t skip = strspn(p, ", \t");
+        p += skip;
+        size_t n = strcspn(p, ", \t");
+        if (!n) break;
+        char **nt = realloc(settings.tokens, (settings.n_tokens + 1) * sizeof *nt);
+        if (!nt) break;
+        settings.tokens = nt;
+        if (!(nt[settings.n_tokens] = strndup(p, n))) break;
+        settings.n_tokens++;
+        p += n;
+    }
+}
+
+void rpc_shutdown(void) {
+    for (size_t i = 0; i < settings.n_tokens; i++) free(settings.tokens[i]);
+    free(settings.tokens);
+    settings.tokens = NULL;
+    settings.n_tokens = 0;
+    settings.push_enabled = true;
+}
+
+/* Compare without an early exit, so the time taken does not tell how much
+ * of a guessed token was right. */
+static bool token_equal(const char *a, const char *b) {
+    size_t na = strlen(a), nb = strlen(b);
+    unsigned char diff = na != nb;
+    for (size_t i = 0; i < na; i++) diff |= (unsigned char)(a[i] ^ b[i % (nb ? nb : 1)]);
+    return diff == 0;
+}
+
+static bool authenticated(const char *authorization) {
+    if (!authorization || strncasecmp(authorization, "Bearer ", 7) != 0) return false;
+    const char *tok = authorization + 7;
+    while (*tok == ' ') tok++;
+    bool ok = false;
+    for (size_t i = 0; i < settings.n_tokens; i++) ok |= token_equal(tok, settings.tokens[i]);
+    return ok;
+}
+
+bool rpc_push_allowed(struct call *c) {
+    if (settings.push_enabled) return true;
+    return fail(c->f, RPC_PUSH_NOT_SUPPORTED,
+                "Push Notification is not supported: this a2ad has [webhooks] enabled = no");
+}
+
 /* ---- parameter checks ------------------------------------------------ */
 
-/* historyLength: absent = all (-1), else a non-negative integer. */
-static bool get_history_length(const cJSON *obj, const char *where, int *out,
-                               struct rpc_fail *f) {
+bool rpc_history_length(const cJSON *obj, const char *where, int *out, struct rpc_fail *f) {
     const cJSON *h = cJSON_GetObjectItemCaseSensitive(obj, "historyLength");
     *out = -1;
     if (!h || cJSON_IsNull(h)) return true;
@@ -84,7 +144,7 @@ static bool get_history_length(const cJSON *obj, const char *where, int *out,
     return true;
 }
 
-static bool check_part(const cJSON *part, int i, struct rpc_fail *f) {
+static bool check_part(const cJSON *part, int i, enum a2a_dialect d, struct rpc_fail *f) {
     if (!cJSON_IsObject(part))
         return fail(f, RPC_INVALID_PARAMS, "params.message.parts[%d] must be an object", i);
     const cJSON *kind = cJSON_GetObjectItemCaseSensitive(part, "kind");
@@ -103,9 +163,11 @@ static bool check_part(const cJSON *part, int i, struct rpc_fail *f) {
                         "params.message.parts[%d].file must be an object with \"bytes\" or \"uri\"",
                         i);
     } else if (strcmp(kind->valuestring, "data") == 0) {
-        if (!cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(part, "data")))
-            return fail(f, RPC_INVALID_PARAMS, "params.message.parts[%d].data must be an object",
-                        i);
+        /* 0.3: an object; 1.0: any JSON value */
+        const cJSON *data = cJSON_GetObjectItemCaseSensitive(part, "data");
+        if (d == A2A_V03 ? !cJSON_IsObject(data) : !data)
+            return fail(f, RPC_INVALID_PARAMS, "params.message.parts[%d].data must be %s", i,
+                        d == A2A_V03 ? "an object" : "present");
     } else {
         return fail(f, RPC_INVALID_PARAMS,
                     "params.message.parts[%d].kind \"%.40s\" is not \"text\", \"file\" or \"data\"",
@@ -114,7 +176,9 @@ static bool check_part(const cJSON *part, int i, struct rpc_fail *f) {
     return true;
 }
 
-static bool check_message(const cJSON *m, struct rpc_fail *f) {
+/* A 0.3 Message (1.0 ones are converted first); `d` only picks the
+ * spelling of the error texts. */
+static bool check_message(const cJSON *m, enum a2a_dialect d, struct rpc_fail *f) {
     if (!cJSON_IsObject(m)) return fail(f, RPC_INVALID_PARAMS, "params.message is required (an object)");
     const cJSON *kind = cJSON_GetObjectItemCaseSensitive(m, "kind");
     if (kind && !(cJSON_IsString(kind) && strcmp(kind->valuestring, "message") == 0))
@@ -125,49 +189,54 @@ static bool check_message(const cJSON *m, struct rpc_fail *f) {
     const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
     if (!cJSON_IsString(role) ||
         (strcmp(role->valuestring, "user") != 0 && strcmp(role->valuestring, "agent") != 0))
-        return fail(f, RPC_INVALID_PARAMS, "params.message.role must be \"user\" or \"agent\"");
+        return fail(f, RPC_INVALID_PARAMS,
+                    d == A2A_V10 ? "params.message.role must be \"ROLE_USER\" or \"ROLE_AGENT\""
+                                 : "params.message.role must be \"user\" or \"agent\"");
     const cJSON *parts = cJSON_GetObjectItemCaseSensitive(m, "parts");
     if (!cJSON_IsArray(parts) || cJSON_GetArraySize(parts) == 0)
         return fail(f, RPC_INVALID_PARAMS, "params.message.parts must be a non-empty array");
     int i = 0;
     const cJSON *part;
-    cJSON_ArrayForEach(part, parts) if (!check_part(part, i++, f)) return false;
+    cJSON_ArrayForEach(part, parts) if (!check_part(part, i++, d, f)) return false;
     const cJSON *ctx = cJSON_GetObjectItemCaseSensitive(m, "contextId");
-    if (ctx && !cJSON_IsString(ctx))
+    if (ctx && !cJSON_IsNull(ctx) && !cJSON_IsString(ctx))
         return fail(f, RPC_INVALID_PARAMS, "params.message.contextId must be a string");
-    if (ctx && strlen(ctx->valuestring) >= 37)
+    if (cJSON_IsString(ctx) && strlen(ctx->valuestring) >= 37)
         return fail(f, RPC_INVALID_PARAMS, "params.message.contextId is longer than 36 characters");
+    const cJSON *tid = cJSON_GetObjectItemCaseSensitive(m, "taskId");
+    if (tid && !cJSON_IsNull(tid) && !cJSON_IsString(tid))
+        return fail(f, RPC_INVALID_PARAMS, "params.message.taskId must be a string");
     return true;
 }
 
-/* The push config of message/send, borrowed from the request JSON. */
-static bool get_push(const cJSON *cfg, struct push_config *push, bool *has, struct rpc_fail *f) {
-    *has = false;
-    const cJSON *p = cJSON_GetObjectItemCaseSensitive(cfg, "pushNotificationConfig");
-    if (!p || cJSON_IsNull(p)) return true;
-    if (!cJSON_IsObject(p))
-        return fail(f, RPC_INVALID_PARAMS, "params.configuration.pushNotificationConfig must be an object");
+bool rpc_parse_push(const cJSON *p, enum a2a_dialect d, const char *where,
+                    struct push_config *push, struct rpc_fail *f) {
+    if (!cJSON_IsObject(p)) return fail(f, RPC_INVALID_PARAMS, "%s must be an object", where);
     const cJSON *url = cJSON_GetObjectItemCaseSensitive(p, "url");
     if (!cJSON_IsString(url) || (strncmp(url->valuestring, "http://", 7) != 0 &&
                                  strncmp(url->valuestring, "https://", 8) != 0))
-        return fail(f, RPC_INVALID_PARAMS,
-                    "params.configuration.pushNotificationConfig.url must be an http:// or https:// URL");
+        return fail(f, RPC_INVALID_PARAMS, "%s.url must be an http:// or https:// URL", where);
     const cJSON *token = cJSON_GetObjectItemCaseSensitive(p, "token");
     if (token && !cJSON_IsNull(token) && !cJSON_IsString(token))
-        return fail(f, RPC_INVALID_PARAMS, "params.configuration.pushNotificationConfig.token must be a string");
+        return fail(f, RPC_INVALID_PARAMS, "%s.token must be a string", where);
     if (cJSON_IsString(token) && strlen(token->valuestring) > 4096)
-        return fail(f, RPC_INVALID_PARAMS,
-                    "params.configuration.pushNotificationConfig.token is longer than 4096 bytes");
+        return fail(f, RPC_INVALID_PARAMS, "%s.token is longer than 4096 bytes", where);
     if (cJSON_IsString(token) && strpbrk(token->valuestring, "\r\n"))
-        return fail(f, RPC_INVALID_PARAMS,
-                    "params.configuration.pushNotificationConfig.token must not contain line breaks");
+        return fail(f, RPC_INVALID_PARAMS, "%s.token must not contain line breaks", where);
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(p, "id");
     if (id && !cJSON_IsNull(id) && !cJSON_IsString(id))
-        return fail(f, RPC_INVALID_PARAMS, "params.configuration.pushNotificationConfig.id must be a string");
+        return fail(f, RPC_INVALID_PARAMS, "%s.id must be a string", where);
+    if (cJSON_IsString(id) && (!*id->valuestring || strlen(id->valuestring) > 36))
+        return fail(f, RPC_INVALID_PARAMS, "%s.id must be 1 to 36 characters", where);
+    const cJSON *auth = cJSON_GetObjectItemCaseSensitive(p, "authentication");
+    if (cJSON_IsNull(auth)) auth = NULL;
+    const char *bad = auth ? push_check_auth(auth, d) : NULL;
+    if (bad) return fail(f, RPC_INVALID_PARAMS, "%s.authentication %s", where, bad);
     push->url = url->valuestring;
     push->token = cJSON_IsString(token) ? token->valuestring : NULL;
     push->id = cJSON_IsString(id) ? id->valuestring : NULL;
-    *has = true;
+    push->authentication = auth;
+    push->dialect = d;
     return true;
 }
 
@@ -175,7 +244,22 @@ static bool agent_owns(const struct agent *agent, struct task *t) {
     return !agent || task_agent(t) == agent;
 }
 
-/* ---- methods ---------------------------------------------------------- */
+struct task *rpc_lookup_task(struct call *c, const char *key) {
+    const cJSON *tid = cJSON_GetObjectItemCaseSensitive(c->params, key);
+    if (!cJSON_IsString(tid)) {
+        fail(c->f, RPC_INVALID_PARAMS, "params.%s is required (the task id, a string)", key);
+        return NULL;
+    }
+    struct task *t = tasks_get(tid->valuestring);
+    if (t && !agent_owns(c->agent, t)) {
+        task_release(t);
+        t = NULL;
+    }
+    if (!t) fail(c->f, RPC_TASK_NOT_FOUND, "task %.64s not found", tid->valuestring);
+    return t;
+}
+
+/* ---- message/send, message/stream (SendMessage, SendStreamingMessage) -- */
 
 /* 503 + Retry-After for a job the worker queue cannot take (st from
  * workers_has_room or workers_submit). */
@@ -189,91 +273,180 @@ static bool queue_refusal(struct rpc_fail *f, a2ad_status st) {
     return fail(f, RPC_INTERNAL_ERROR, "cannot queue the job: %s", a2ad_status_name(st));
 }
 
-static bool message_send(const struct agent *agent, const cJSON *id, cJSON *params,
-                         const char *extensions, struct rpc_reply *out, struct rpc_fail *f) {
-    if (!agent)
-        return fail(f, RPC_INVALID_REQUEST,
-                    "no default agent here: POST to /agents/<name> (see GET /healthz for the list)");
-    cJSON *message = cJSON_GetObjectItemCaseSensitive(params, "message");
-    if (!check_message(message, f)) return false;
+/* The send options, read from params.configuration in either dialect. */
+struct send_opts {
+    bool blocking;
+    int history;
+    bool has_push;
+    struct push_config push;
+};
 
-    const cJSON *task_ref = cJSON_GetObjectItemCaseSensitive(message, "taskId");
-    if (task_ref && !cJSON_IsNull(task_ref)) {
-        struct task *old = cJSON_IsString(task_ref) ? tasks_get(task_ref->valuestring) : NULL;
-        if (!old || !agent_owns(agent, old)) {
-            if (old) task_release(old);
-            return fail(f, RPC_TASK_NOT_FOUND, "task %.64s not found",
-                        cJSON_IsString(task_ref) ? task_ref->valuestring : "(not a string)");
-        }
-        bool ended = task_state_terminal(task_get_state(old));
-        task_release(old);
-        if (ended)
-            return fail(f, RPC_INVALID_REQUEST,
-                        "task %.64s is in a terminal state and cannot be continued",
-                        task_ref->valuestring);
-        return fail(f, RPC_UNSUPPORTED_OPERATION,
-                    "continuing a running task with a new message is not supported yet");
-    }
-
-    const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(params, "configuration");
-    if (cfg && !cJSON_IsNull(cfg) && !cJSON_IsObject(cfg))
-        return fail(f, RPC_INVALID_PARAMS, "params.configuration must be an object");
-    bool blocking = true; /* both official SDKs block when it is absent */
-    const cJSON *b = cJSON_GetObjectItemCaseSensitive(cfg, "blocking");
+static bool get_send_opts(struct call *c, struct send_opts *o) {
+    o->blocking = true; /* 0.3: both official SDKs block when it is absent; 1.0: the spec */
+    o->history = -1;
+    o->has_push = false;
+    const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(c->params, "configuration");
+    if (!cfg || cJSON_IsNull(cfg)) return true;
+    if (!cJSON_IsObject(cfg))
+        return fail(c->f, RPC_INVALID_PARAMS, "params.configuration must be an object");
+    const char *bkey = c->d == A2A_V10 ? "returnImmediately" : "blocking";
+    const cJSON *b = cJSON_GetObjectItemCaseSensitive(cfg, bkey);
     if (b && !cJSON_IsNull(b)) {
         if (!cJSON_IsBool(b))
-            return fail(f, RPC_INVALID_PARAMS, "params.configuration.blocking must be a boolean");
-        blocking = cJSON_IsTrue(b);
+            return fail(c->f, RPC_INVALID_PARAMS, "params.configuration.%s must be a boolean", bkey);
+        o->blocking = c->d == A2A_V10 ? !cJSON_IsTrue(b) : cJSON_IsTrue(b);
     }
-    int history = -1;
-    if (cfg && !get_history_length(cfg, "params.configuration", &history, f)) return false;
-    struct push_config push = {0};
-    bool has_push = false;
-    if (cfg && !get_push(cfg, &push, &has_push, f)) return false;
-    cJSON *metadata = cJSON_GetObjectItemCaseSensitive(params, "metadata");
+    if (!rpc_history_length(cfg, "params.configuration", &o->history, c->f)) return false;
+    const char *pkey = c->d == A2A_V10 ? "taskPushNotificationConfig" : "pushNotificationConfig";
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(cfg, pkey);
+    if (!p || cJSON_IsNull(p)) return true;
+    char where[80];
+    snprintf(where, sizeof where, "params.configuration.%s", pkey);
+    if (!rpc_push_allowed(c) || !rpc_parse_push(p, c->d, where, &o->push, c->f)) return false;
+    o->has_push = true;
+    return true;
+}
+
+/* The answer to a send, once the task exists: a stream, a wait, or the
+ * task now. Takes the caller's reference to t. */
+static bool send_answer(struct call *c, struct task *t, bool stream, const struct send_opts *o) {
+    if (stream) {
+        char *idj = cJSON_PrintUnformatted(c->id);
+        c->out->stream = idj ? stream_open(t, c->d, idj, o->history) : NULL;
+        free(idj);
+        task_release(t);
+        if (!c->out->stream) {
+            c->f->http_status = 500;
+            return fail(c->f, RPC_INTERNAL_ERROR, "out of memory");
+        }
+        return true;
+    }
+    if (o->blocking) {
+        c->out->wait_task = t;
+        c->out->wait_id = cJSON_PrintUnformatted(c->id);
+        c->out->wait_history = o->history;
+        c->out->wait_dialect = c->d;
+        return true;
+    }
+    cJSON *task = a2a_task_in(task_render(t, o->history), c->d);
+    if (c->d == A2A_V10) {
+        cJSON *w = cJSON_CreateObject();
+        cJSON_AddItemToObject(w, "task", task);
+        task = w;
+    }
+    c->out->body = rpc_result_body(c->id, task);
+    task_release(t);
+    return true;
+}
+
+/* A message naming an existing task: the next turn of that conversation. */
+static bool continue_task(struct call *c, cJSON *message, const cJSON *task_ref, bool stream,
+                          const struct send_opts *o) {
+    struct task *t = tasks_get(task_ref->valuestring);
+    if (t && !agent_owns(c->agent, t)) {
+        task_release(t);
+        t = NULL;
+    }
+    if (!t) return fail(c->f, RPC_TASK_NOT_FOUND, "task %.64s not found", task_ref->valuestring);
+    const cJSON *ctx = cJSON_GetObjectItemCaseSensitive(message, "contextId");
+    if (cJSON_IsString(ctx) && strcmp(ctx->valuestring, task_context_id(t)) != 0) {
+        fail(c->f, RPC_INVALID_PARAMS,
+             "params.message.contextId %.40s does not match the contextId %s of task %s",
+             ctx->valuestring, task_context_id(t), task_id(t));
+        task_release(t);
+        return false;
+    }
+    if (task_state_terminal(task_get_state(t))) {
+        /* 0.3: "can't be restarted ... will result in an error" (the SDKs
+         * use -32600); 1.0 names UnsupportedOperationError. */
+        fail(c->f, c->d == A2A_V10 ? RPC_UNSUPPORTED_OPERATION : RPC_INVALID_REQUEST,
+             "task %s is %s: a task in a terminal state cannot be continued; send a new message "
+             "without taskId (with contextId %s to stay in the conversation)",
+             task_id(t), task_state_name(task_get_state(t)), task_context_id(t));
+        task_release(t);
+        return false;
+    }
+    if (o->has_push) {
+        char pid[40];
+        a2ad_status st = push_config_set(t, &o->push, pid);
+        if (st != A2AD_OK) {
+            task_release(t);
+            return fail(c->f, st == A2AD_ERR_FULL ? RPC_INVALID_PARAMS : RPC_INTERNAL_ERROR,
+                        "cannot add the push notification config: %s", a2ad_status_name(st));
+        }
+    }
+    cJSON_DetachItemViaPointer(c->params, message);
+    cJSON *copy = cJSON_Duplicate(message, 1);
+    if (task_add_message(t, message) != A2AD_OK) {
+        cJSON_Delete(copy);
+        task_release(t);
+        return fail(c->f, c->d == A2A_V10 ? RPC_UNSUPPORTED_OPERATION : RPC_INVALID_REQUEST,
+                    "task %s ended meanwhile and cannot be continued", task_ref->valuestring);
+    }
+    workers_deliver_message(t, copy);
+    cJSON_Delete(copy);
+    return send_answer(c, t, stream, o);
+}
+
+static bool send_common(struct call *c, bool stream) {
+    if (!c->agent)
+        return fail(c->f, RPC_INVALID_REQUEST,
+                    "no default agent here: POST to /agents/<name> (see GET /healthz for the list)");
+    cJSON *message = cJSON_GetObjectItemCaseSensitive(c->params, "message");
+    char why[200];
+    if (c->d == A2A_V10 && !v1_message_to_v03(message, "params.message", why, sizeof why))
+        return fail(c->f, RPC_INVALID_PARAMS, "%s", why);
+    if (!check_message(message, c->d, c->f)) return false;
+    struct send_opts o;
+    if (!get_send_opts(c, &o)) return false;
+    cJSON *metadata = cJSON_GetObjectItemCaseSensitive(c->params, "metadata");
     if (metadata && !cJSON_IsNull(metadata) && !cJSON_IsObject(metadata))
-        return fail(f, RPC_INVALID_PARAMS, "params.metadata must be an object");
+        return fail(c->f, RPC_INVALID_PARAMS, "params.metadata must be an object");
+
+    const cJSON *task_ref = cJSON_GetObjectItemCaseSensitive(message, "taskId");
+    if (cJSON_IsString(task_ref)) return continue_task(c, message, task_ref, stream, &o);
+
     const cJSON *ctx_id = cJSON_GetObjectItemCaseSensitive(message, "contextId");
     /* Health Universe background_job/v1: refused here, before anything is
      * acknowledged, when activated with bad parameters; always answered at
      * once, as its SDK does. */
     void *hu = NULL;
-    char why[sizeof f->message];
-    a2ad_status hs = hu_parse(agent, params, extensions, &hu, why, sizeof why);
-    if (hs == A2AD_ERR_INVALID) return fail(f, RPC_INVALID_PARAMS, "%s", why);
+    char why_hu[sizeof c->f->message];
+    a2ad_status hs = hu_parse(c->agent, c->params, c->rq->extensions, &hu, why_hu, sizeof why_hu);
+    if (hs == A2AD_ERR_INVALID) return fail(c->f, RPC_INVALID_PARAMS, "%s", why_hu);
     if (hs != A2AD_OK) {
-        f->http_status = 500;
-        return fail(f, RPC_INTERNAL_ERROR, "out of memory");
+        c->f->http_status = 500;
+        return fail(c->f, RPC_INTERNAL_ERROR, "out of memory");
     }
-    if (hu) blocking = false;
+    if (hu) o.blocking = false;
 
     /* Refuse before building anything when the queue has no room: under
      * overload most requests are refused, and a refusal should cost little. */
     a2ad_status room = workers_has_room();
     if (room != A2AD_OK) {
         hu_job_free(hu);
-        return queue_refusal(f, room);
+        return queue_refusal(c->f, room);
     }
 
     /* The task takes the message and metadata; push strings are copied. */
-    cJSON_DetachItemViaPointer(params, message);
+    cJSON_DetachItemViaPointer(c->params, message);
     if (metadata && cJSON_IsObject(metadata))
-        cJSON_DetachItemViaPointer(params, metadata);
+        cJSON_DetachItemViaPointer(c->params, metadata);
     else
         metadata = NULL;
     struct task_create tc = {
-        .agent = agent,
+        .agent = c->agent,
         .message = message,
         .context_id = cJSON_IsString(ctx_id) ? ctx_id->valuestring : NULL,
         .metadata = metadata,
         .ext[TASK_EXT_HU] = hu,
     };
-    if (has_push && !(tc.ext[TASK_EXT_PUSH] = push_configs_new(&push))) {
+    if (o.has_push && !(tc.ext[TASK_EXT_PUSH] = push_configs_new(&o.push))) {
         cJSON_Delete(message);
         cJSON_Delete(metadata);
         hu_job_free(hu);
-        f->http_status = 500;
-        return fail(f, RPC_INTERNAL_ERROR, "out of memory");
+        c->f->http_status = 500;
+        return fail(c->f, RPC_INTERNAL_ERROR, "out of memory");
     }
     /* contextId lives inside message, which tasks_create keeps: read it first. */
     char ctx_copy[37] = "";
@@ -284,21 +457,36 @@ static bool message_send(const struct agent *agent, const cJSON *id, cJSON *para
     struct task *t = NULL;
     a2ad_status st = tasks_create(&tc, &t);
     if (st == A2AD_ERR_FULL) {
-        f->http_status = 503;
-        f->retry_after_s = 1;
-        return fail(f, RPC_INTERNAL_ERROR, "the task store is full (tasks.max_tasks); retry later");
+        c->f->http_status = 503;
+        c->f->retry_after_s = 1;
+        return fail(c->f, RPC_INTERNAL_ERROR, "the task store is full (tasks.max_tasks); retry later");
     }
     if (st == A2AD_ERR_IO) { /* the durable store could not write it: nothing was accepted */
-        f->http_status = 503;
-        f->retry_after_s = 5;
-        return fail(f, RPC_INTERNAL_ERROR, "%s; the job was not accepted", store_last_error());
+        c->f->http_status = 503;
+        c->f->retry_after_s = 5;
+        return fail(c->f, RPC_INTERNAL_ERROR, "%s; the job was not accepted", store_last_error());
     }
     if (st != A2AD_OK) {
-        f->http_status = 500;
-        return fail(f, RPC_INTERNAL_ERROR, "cannot create the task: %s", a2ad_status_name(st));
+        c->f->http_status = 500;
+        return fail(c->f, RPC_INTERNAL_ERROR, "cannot create the task: %s", a2ad_status_name(st));
+    }
+    /* A stream subscribes before the job can produce anything. */
+    struct stream *s = NULL;
+    if (stream) {
+        char *idj = cJSON_PrintUnformatted(c->id);
+        s = idj ? stream_open(t, c->d, idj, o.history) : NULL;
+        free(idj);
+        if (!s) {
+            tasks_discard(t);
+            task_release(t);
+            c->f->http_status = 500;
+            return fail(c->f, RPC_INTERNAL_ERROR, "out of memory");
+        }
     }
 
+    bool blocking = o.blocking;
     bool rejected = false;
+    const struct agent *agent = c->agent;
     cJSON *ack = NULL; /* the Health Universe answer */
     struct a2ad_validation v;
     memset(&v, 0, sizeof v);
@@ -315,99 +503,168 @@ static bool message_send(const struct agent *agent, const cJSON *id, cJSON *para
         }
     }
     if (!rejected) {
-        if (hu) ack = hu_ack(t, history, v.estimated_duration_s); /* while still submitted */
+        /* while still submitted; a stream is its own answer */
+        if (hu && !s) ack = hu_ack(t, o.history, v.estimated_duration_s);
         st = workers_submit(t);
         if (st != A2AD_OK) {
             cJSON_Delete(ack);
+            stream_close(s);
             tasks_discard(t);
             task_release(t);
-            return queue_refusal(f, st);
+            return queue_refusal(c->f, st);
         }
     }
-    if (blocking) {
-        out->wait_task = t;
-        out->wait_id = cJSON_PrintUnformatted(id);
-        out->wait_history = history;
+    if (s) {
+        c->out->stream = s;
+        task_release(t);
         return true;
     }
-    out->body = result_body(id, ack ? ack : task_render(t, history));
-    task_release(t);
-    return true;
-}
-
-static struct task *lookup_task(const struct agent *agent, const cJSON *params, struct rpc_fail *f) {
-    const cJSON *tid = cJSON_GetObjectItemCaseSensitive(params, "id");
-    if (!cJSON_IsString(tid)) {
-        fail(f, RPC_INVALID_PARAMS, "params.id is required (the task id, a string)");
-        return NULL;
-    }
-    struct task *t = tasks_get(tid->valuestring);
-    if (t && !agent_owns(agent, t)) {
+    if (ack) { /* the Health Universe acknowledgement (its SDK speaks 0.3) */
+        cJSON *res = a2a_task_in(ack, c->d);
+        if (c->d == A2A_V10) {
+            cJSON *w = cJSON_CreateObject();
+            cJSON_AddItemToObject(w, "task", res);
+            res = w;
+        }
+        c->out->body = rpc_result_body(c->id, res);
         task_release(t);
-        t = NULL;
+        return true;
     }
-    if (!t) fail(f, RPC_TASK_NOT_FOUND, "task %.64s not found", tid->valuestring);
-    return t;
+    o.blocking = blocking;
+    return send_answer(c, t, false, &o);
 }
 
-static bool tasks_get_method(const struct agent *agent, const cJSON *id, const cJSON *params,
-                             struct rpc_reply *out, struct rpc_fail *f) {
+static bool m_send(struct call *c) { return send_common(c, false); }
+static bool m_stream(struct call *c) { return send_common(c, true); }
+
+/* ---- tasks/get, tasks/cancel, tasks/resubscribe ----------------------- */
+
+static bool m_get(struct call *c) {
     int history;
-    if (!get_history_length(params, "params", &history, f)) return false;
-    struct task *t = lookup_task(agent, params, f);
+    if (!rpc_history_length(c->params, "params", &history, c->f)) return false;
+    struct task *t = rpc_lookup_task(c, "id");
     if (!t) return false;
-    out->body = result_body(id, task_render(t, history));
+    c->out->body = rpc_result_body(c->id, a2a_task_in(task_render(t, history), c->d));
     task_release(t);
     return true;
 }
 
-static bool tasks_cancel_method(const struct agent *agent, const cJSON *id, const cJSON *params,
-                                struct rpc_reply *out, struct rpc_fail *f) {
-    struct task *t = lookup_task(agent, params, f);
+static bool m_cancel(struct call *c) {
+    struct task *t = rpc_lookup_task(c, "id");
     if (!t) return false;
     if (task_cancel(t) != A2AD_OK) {
         enum task_state s = task_get_state(t);
-        task_release(t);
-        return fail(f, RPC_TASK_NOT_CANCELABLE, "task %s is %s and cannot be canceled",
-                    cJSON_GetObjectItemCaseSensitive(params, "id")->valuestring,
-                    task_state_name(s));
+        /* 1.0: "Cancel Task operations are idempotent": a canceled task
+         * answers itself; 0.3 clients get -32002 as the SDKs give it. */
+        if (!(c->d == A2A_V10 && s == TASK_CANCELED)) {
+            fail(c->f, RPC_TASK_NOT_CANCELABLE, "task %s is %s and cannot be canceled",
+                 task_id(t), task_state_name(s));
+            task_release(t);
+            return false;
+        }
     }
-    out->body = result_body(id, task_render(t, -1));
+    c->out->body = rpc_result_body(c->id, a2a_task_in(task_render(t, -1), c->d));
     task_release(t);
     return true;
 }
 
-/* Methods of A2A 0.3 that a2ad knows but does not offer yet: a clear
- * "unsupported" rather than "method not found". */
-static const char *const later_methods[] = {
-    "message/stream", "tasks/resubscribe", "tasks/pushNotificationConfig/set",
-    "tasks/pushNotificationConfig/get", "tasks/pushNotificationConfig/list",
-    "tasks/pushNotificationConfig/delete",
+static bool m_subscribe(struct call *c) {
+    struct task *t = rpc_lookup_task(c, "id");
+    if (!t) return false;
+    /* 1.0: a terminal task gets UnsupportedOperationError. 0.3 leaves it
+     * open; a2ad then sends the final Task and ends the stream. */
+    if (c->d == A2A_V10 && task_state_terminal(task_get_state(t))) {
+        fail(c->f, RPC_UNSUPPORTED_OPERATION, "task %s is %s: a finished task has no events left",
+             task_id(t), task_state_name(task_get_state(t)));
+        task_release(t);
+        return false;
+    }
+    struct send_opts o = {.history = -1};
+    return send_answer(c, t, true, &o);
+}
+
+/* ---- extended card ------------------------------------------------------ */
+
+static bool m_extended_card(struct call *c) {
+    if (!settings.n_tokens) {
+        if (c->d == A2A_V10) /* the card declares capabilities.extendedAgentCard: false */
+            return fail(c->f, RPC_UNSUPPORTED_OPERATION,
+                        "this agent has no extended agent card (no [server] auth_bearer_tokens)");
+        return fail(c->f, RPC_EXTENDED_CARD_NOT_CONFIGURED,
+                    "Authenticated Extended Card is not configured");
+    }
+    if (!authenticated(c->rq->authorization)) {
+        c->f->http_status = 401;
+        c->out->auth_challenge = true;
+        return fail(c->f, RPC_INVALID_REQUEST,
+                    "authentication required: send \"Authorization: Bearer TOKEN\" with one of "
+                    "[server] auth_bearer_tokens");
+    }
+    if (!c->agent)
+        return fail(c->f, RPC_INVALID_REQUEST,
+                    "no default agent here: POST to /agents/<name>");
+    char *card = rpc_agent_card(c->agent, c->rq->base_url ? c->rq->base_url : "", c->d);
+    c->out->body = rpc_result_body(c->id, card ? cJSON_Parse(card) : NULL);
+    free(card);
+    return true;
+}
+
+/* ---- dispatch ------------------------------------------------------------ */
+
+static const struct method {
+    const char *name;
+    enum a2a_dialect d;
+    bool (*fn)(struct call *c);
+} methods[] = {
+    {"message/send", A2A_V03, m_send},
+    {"message/stream", A2A_V03, m_stream},
+    {"tasks/get", A2A_V03, m_get},
+    {"tasks/cancel", A2A_V03, m_cancel},
+    {"tasks/resubscribe", A2A_V03, m_subscribe},
+    {"tasks/pushNotificationConfig/set", A2A_V03, rpc_push_set},
+    {"tasks/pushNotificationConfig/get", A2A_V03, rpc_push_get},
+    {"tasks/pushNotificationConfig/list", A2A_V03, rpc_push_list},
+    {"tasks/pushNotificationConfig/delete", A2A_V03, rpc_push_delete},
+    {"agent/getAuthenticatedExtendedCard", A2A_V03, m_extended_card},
+    {"SendMessage", A2A_V10, m_send},
+    {"SendStreamingMessage", A2A_V10, m_stream},
+    {"GetTask", A2A_V10, m_get},
+    {"ListTasks", A2A_V10, rpc_list_tasks},
+    {"CancelTask", A2A_V10, m_cancel},
+    {"SubscribeToTask", A2A_V10, m_subscribe},
+    {"CreateTaskPushNotificationConfig", A2A_V10, rpc_push_set},
+    {"GetTaskPushNotificationConfig", A2A_V10, rpc_push_get},
+    {"ListTaskPushNotificationConfigs", A2A_V10, rpc_push_list},
+    {"DeleteTaskPushNotificationConfig", A2A_V10, rpc_push_delete},
+    {"GetExtendedAgentCard", A2A_V10, m_extended_card},
 };
 
-static bool dispatch(const struct rpc_request *rq, const cJSON *id, const char *method,
-                     cJSON *params, struct rpc_reply *out, struct rpc_fail *f) {
-    const struct agent *agent = rq->agent;
-    if (strcmp(method, "message/send") == 0)
-        return message_send(agent, id, params, rq->extensions, out, f);
-    if (strcmp(method, "tasks/get") == 0) return tasks_get_method(agent, id, params, out, f);
-    if (strcmp(method, "tasks/cancel") == 0) return tasks_cancel_method(agent, id, params, out, f);
-    if (strcmp(method, "agent/getAuthenticatedExtendedCard") == 0)
-        return fail(f, RPC_EXTENDED_CARD_NOT_CONFIGURED,
-                    "Authenticated Extended Card is not configured");
-    for (size_t i = 0; i < sizeof later_methods / sizeof later_methods[0]; i++)
-        if (strcmp(method, later_methods[i]) == 0)
-            return fail(f, RPC_UNSUPPORTED_OPERATION, "%s is not supported by this a2ad yet", method);
-    return fail(f, RPC_METHOD_NOT_FOUND, "method \"%.80s\" not found", method);
+/* A2A-Version: absent or empty = 0.3; only Major.Minor counts. */
+static bool version_supported(const char *v, enum a2a_dialect *hint) {
+    *hint = A2A_V03;
+    if (!v) return true;
+    while (*v == ' ' || *v == '\t') v++;
+    if (!*v) return true;
+    unsigned major, minor;
+    int used = 0;
+    if (sscanf(v, "%u.%u%n", &major, &minor, &used) != 2) return false;
+    const char *rest = v + used;
+    if (*rest && *rest != '.' && *rest != ' ') return false;
+    if (major == 0 && minor == 3) return true;
+    if (major == 1 && minor == 0) {
+        *hint = A2A_V10;
+        return true;
+    }
+    return false;
 }
 
 void rpc_handle(const struct rpc_request *rq, struct rpc_reply *out) {
-    const char *body = rq->body;
-    size_t len = rq->len;
     memset(out, 0, sizeof *out);
     out->http_status = 200;
     struct rpc_fail f = {0};
-    cJSON *req = cJSON_ParseWithLength(body, len);
+    enum a2a_dialect d = A2A_V03;
+    bool version_ok = version_supported(rq->a2a_version, &d);
+    cJSON *req = cJSON_ParseWithLength(rq->body, rq->len);
     const cJSON *id = NULL;
     if (!req) {
         fail(&f, RPC_PARSE_ERROR, "request body is not valid JSON");
@@ -422,6 +679,10 @@ void rpc_handle(const struct rpc_request *rq, struct rpc_reply *out) {
         const cJSON *ver = cJSON_GetObjectItemCaseSensitive(req, "jsonrpc");
         const cJSON *method = cJSON_GetObjectItemCaseSensitive(req, "method");
         cJSON *params = cJSON_GetObjectItemCaseSensitive(req, "params");
+        const struct method *m = NULL;
+        for (size_t i = 0; cJSON_IsString(method) && i < sizeof methods / sizeof methods[0]; i++)
+            if (strcmp(method->valuestring, methods[i].name) == 0) m = &methods[i];
+        if (m) d = m->d;
         if (!cJSON_IsString(ver) || strcmp(ver->valuestring, "2.0") != 0)
             fail(&f, RPC_INVALID_REQUEST, "\"jsonrpc\" must be \"2.0\"");
         else if (!idv)
@@ -431,16 +692,26 @@ void rpc_handle(const struct rpc_request *rq, struct rpc_reply *out) {
             fail(&f, RPC_INVALID_REQUEST, "\"id\" must be a string, a number or null");
         else if (!cJSON_IsString(method))
             fail(&f, RPC_INVALID_REQUEST, "\"method\" must be a string");
-        else if (params && !cJSON_IsObject(params))
+        else if (!version_ok)
+            fail(&f, RPC_VERSION_NOT_SUPPORTED,
+                 "A2A-Version %.20s is not supported: this a2ad speaks 0.3 and 1.0",
+                 rq->a2a_version);
+        else if (!m)
+            fail(&f, RPC_METHOD_NOT_FOUND, "method \"%.80s\" not found", method->valuestring);
+        else if (params && !cJSON_IsNull(params) && !cJSON_IsObject(params))
             fail(&f, RPC_INVALID_PARAMS, "\"params\" must be an object");
         else {
             cJSON *empty = NULL;
-            if (!params) params = empty = cJSON_CreateObject();
-            bool ok = dispatch(rq, id, method->valuestring, params, out, &f);
+            if (!cJSON_IsObject(params)) params = empty = cJSON_CreateObject();
+            if (d == A2A_V10) v1_camel_keys(params);
+            struct call c = {.agent = rq->agent, .id = id, .params = params, .d = d,
+                             .rq = rq, .out = out, .f = &f};
+            bool ok = params && m->fn(&c);
+            if (!params) fail(&f, RPC_INTERNAL_ERROR, "out of memory");
             cJSON_Delete(empty);
             if (ok) {
                 cJSON_Delete(req);
-                if (!out->body && !out->wait_task) {
+                if (!out->body && !out->wait_task && !out->stream) {
                     out->http_status = 500;
                     out->body = rpc_error_body(RPC_INTERNAL_ERROR, "out of memory");
                 }
@@ -450,13 +721,19 @@ void rpc_handle(const struct rpc_request *rq, struct rpc_reply *out) {
     }
     out->http_status = f.http_status ? f.http_status : 200;
     out->retry_after_s = f.retry_after_s;
-    out->body = error_body(id, f.code, f.message);
+    out->body = error_body(id, f.code, f.message, d);
     cJSON_Delete(req);
 }
 
 void rpc_reply_waited(struct rpc_reply *out) {
     cJSON *id = out->wait_id ? cJSON_Parse(out->wait_id) : NULL;
-    out->body = result_body(id, task_render(out->wait_task, out->wait_history));
+    cJSON *task = a2a_task_in(task_render(out->wait_task, out->wait_history), out->wait_dialect);
+    if (out->wait_dialect == A2A_V10) {
+        cJSON *w = cJSON_CreateObject();
+        cJSON_AddItemToObject(w, "task", task);
+        task = w;
+    }
+    out->body = rpc_result_body(id, task);
     cJSON_Delete(id);
     task_release(out->wait_task);
     out->wait_task = NULL;
@@ -468,6 +745,7 @@ void rpc_reply_clear(struct rpc_reply *out) {
     free(out->body);
     free(out->wait_id);
     if (out->wait_task) task_release(out->wait_task);
+    if (out->stream) stream_close(out->stream);
     memset(out, 0, sizeof *out);
 }
 
@@ -479,20 +757,55 @@ static cJSON *string_array(const char *const *items) {
     return a;
 }
 
-char *rpc_agent_card(const struct agent *agent, const char *base_url) {
+static cJSON *interface(const char *url, const char *version) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "url", url);
+    cJSON_AddStringToObject(o, "protocolBinding", "JSONRPC");
+    cJSON_AddStringToObject(o, "protocolVersion", version);
+    return o;
+}
+
+char *rpc_agent_card(const struct agent *agent, const char *base_url, enum a2a_dialect dialect) {
     const struct a2ad_agent *d = &agent->desc;
+    bool v03 = dialect == A2A_V03, auth = settings.n_tokens > 0;
     cJSON *c = cJSON_CreateObject();
-    cJSON_AddStringToObject(c, "protocolVersion", "0.3.0");
+    if (v03) cJSON_AddStringToObject(c, "protocolVersion", "0.3.0");
     cJSON_AddStringToObject(c, "name", d->name);
     cJSON_AddStringToObject(c, "description", d->description ? d->description : "");
-    cJSON_AddStringToObject(c, "url", base_url);
-    cJSON_AddStringToObject(c, "preferredTransport", "JSONRPC");
+    /* One endpoint speaks both versions; 1.0 first = preferred. */
+    cJSON *ifs = cJSON_AddArrayToObject(c, "supportedInterfaces");
+    cJSON_AddItemToArray(ifs, interface(base_url, "1.0"));
+    cJSON_AddItemToArray(ifs, interface(base_url, "0.3"));
+    if (v03) {
+        cJSON_AddStringToObject(c, "url", base_url);
+        cJSON_AddStringToObject(c, "preferredTransport", "JSONRPC");
+        cJSON *add = cJSON_AddArrayToObject(c, "additionalInterfaces");
+        cJSON *i = cJSON_CreateObject();
+        cJSON_AddStringToObject(i, "url", base_url);
+        cJSON_AddStringToObject(i, "transport", "JSONRPC");
+        cJSON_AddItemToArray(add, i);
+    }
     cJSON_AddStringToObject(c, "version", d->version ? d->version : "0.0.0");
     cJSON *caps = cJSON_AddObjectToObject(c, "capabilities");
-    cJSON_AddBoolToObject(caps, "streaming", 0);
-    cJSON_AddBoolToObject(caps, "pushNotifications", 1);
-    cJSON_AddBoolToObject(caps, "stateTransitionHistory", 0);
+    cJSON_AddBoolToObject(caps, "streaming", 1);
+    cJSON_AddBoolToObject(caps, "pushNotifications", settings.push_enabled);
+    if (v03) cJSON_AddBoolToObject(caps, "stateTransitionHistory", 0);
     hu_card_extensions(caps, agent);
+    cJSON_AddBoolToObject(caps, "extendedAgentCard", auth);
+    if (v03) cJSON_AddBoolToObject(c, "supportsAuthenticatedExtendedCard", auth);
+    if (auth) {
+        /* The schemes only guard the extended card; the other methods
+         * need no credentials. */
+        cJSON *schemes = cJSON_AddObjectToObject(c, "securitySchemes");
+        cJSON *b = cJSON_AddObjectToObject(schemes, "bearer");
+        if (v03) {
+            cJSON_AddStringToObject(b, "type", "http");
+            cJSON_AddStringToObject(b, "scheme", "bearer");
+        } else {
+            cJSON_AddStringToObject(cJSON_AddObjectToObject(b, "httpAuthSecurityScheme"), "scheme",
+                                    "Bearer");
+        }
+    }
     static const char *const in_modes[] = {"text/plain", NULL};
     static const char *const out_modes[] = {"text/plain", "application/json", NULL};
     cJSON_AddItemToObject(c, "defaultInputModes", string_array(in_modes));

@@ -1,18 +1,26 @@
-/* rpc - the A2A JSON-RPC 2.0 surface (protocol 0.3) and agent cards.
+/* rpc - the A2A JSON-RPC 2.0 surface (protocols 0.3 and 1.0 on the same
+ * endpoint) and agent cards.
  *
  * Knows nothing of HTTP: it takes a request body for one agent and gives a
  * reply body, or asks the caller to wait for a task to end (blocking
- * message/send) and then render the reply with rpc_reply_waited.
+ * message/send) and then render the reply with rpc_reply_waited, or hands
+ * it a stream to send as Server-Sent Events (message/stream and friends).
+ * The method name chooses the dialect: slash names are 0.3, PascalCase
+ * names 1.0, as the official SDKs do; the A2A-Version header is checked
+ * (absent or empty = 0.3; 0.3 and 1.0 are spoken, anything else -32009).
  */
 #ifndef A2AD_RPC_H
 #define A2AD_RPC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
+#include "a2a_v1.h"
 #include "a2ad/agent.h"
 
 struct agent;
 struct task;
+struct stream;
 
 enum rpc_error {
     RPC_PARSE_ERROR = -32700,
@@ -22,9 +30,28 @@ enum rpc_error {
     RPC_INTERNAL_ERROR = -32603,
     RPC_TASK_NOT_FOUND = -32001,
     RPC_TASK_NOT_CANCELABLE = -32002,
+    RPC_PUSH_NOT_SUPPORTED = -32003,
     RPC_UNSUPPORTED_OPERATION = -32004,
-    RPC_EXTENDED_CARD_NOT_CONFIGURED = -32007
+    RPC_EXTENDED_CARD_NOT_CONFIGURED = -32007,
+    RPC_EXTENSION_REQUIRED = -32008,
+    RPC_VERSION_NOT_SUPPORTED = -32009
 };
+
+/* Daemon-wide settings of the JSON-RPC surface. */
+struct rpc_settings {
+    /* Bearer tokens that authenticate a client, separated by commas or
+     * blanks ([server] auth_bearer_tokens); NULL or "" = no inbound
+     * authentication, and so no extended agent card. */
+    const char *auth_bearer_tokens;
+    /* [webhooks] enabled: false = the cards say pushNotifications: false
+     * and every push config request gets -32003. */
+    bool push_enabled;
+};
+
+/* Copy the settings. Thread: main, before the HTTP server starts. */
+void rpc_init(const struct rpc_settings *s);
+/* Free what rpc_init copied. Thread: main, after the HTTP server stopped. */
+void rpc_shutdown(void);
 
 struct rpc_reply {
     int http_status;     /* 200, or 503 for a full queue, 413 oversize... */
@@ -35,6 +62,11 @@ struct rpc_reply {
     struct task *wait_task;
     char *wait_id;       /* the request's JSON id, serialised */
     int wait_history;    /* historyLength to render */
+    enum a2a_dialect wait_dialect; /* how to render it */
+    /* SSE: send the frames of this stream (text/event-stream) and close it
+     * with stream_close when the connection ends (rpc_reply_clear does). */
+    struct stream *stream;
+    bool auth_challenge; /* 401: send WWW-Authenticate: Bearer */
 };
 
 /* One HTTP request as rpc sees it; everything borrowed for the call. */
@@ -46,6 +78,8 @@ struct rpc_request {
     const char *a2a_version;   /* A2A-Version */
     const char *extensions;    /* A2A-Extensions, else X-A2A-Extensions */
     const char *authorization; /* Authorization */
+    /* The URL of this endpoint, for the extended card; NULL = unknown. */
+    const char *base_url;
 };
 
 /* Handle one JSON-RPC request. Fills out. Thread: any HTTP thread. */
@@ -63,7 +97,11 @@ void rpc_reply_waited(struct rpc_reply *out);
 void rpc_reply_clear(struct rpc_reply *out);
 
 /* The agent card of agent served at base_url (e.g.
- * "http://127.0.0.1:8080/agents/echo"), as malloc'd JSON text. */
-char *rpc_agent_card(const struct agent *agent, const char *base_url);
+ * "http://127.0.0.1:8080/agents/echo"), as malloc'd JSON text. A2A_V03
+ * gives the card both versions read: the 0.3 fields (protocolVersion, url,
+ * preferredTransport, additionalInterfaces) plus the 1.0 ones
+ * (supportedInterfaces, capabilities.extendedAgentCard); A2A_V10 (a client
+ * that sent A2A-Version: 1.0) gives the pure 1.0 card. */
+char *rpc_agent_card(const struct agent *agent, const char *base_url, enum a2a_dialect d);
 
 #endif

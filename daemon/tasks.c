@@ -206,6 +206,32 @@ size_t tasks_count(void) {
     return n;
 }
 
+struct list_acc {
+    struct task **v;
+    size_t n;
+};
+
+static void list_entry(const char *key, void *value, void *arg) {
+    (void)key;
+    struct list_acc *acc = arg;
+    task_retain(value);
+    acc->v[acc->n++] = value;
+}
+
+a2ad_status tasks_list(struct task ***out, size_t *n) {
+    *out = NULL;
+    *n = 0;
+    pthread_mutex_lock(&store.lock);
+    size_t count = store.by_id ? hmap_count(store.by_id) : 0;
+    struct list_acc acc = {.v = malloc((count ? count : 1) * sizeof *acc.v)};
+    if (acc.v && count) hmap_each(store.by_id, list_entry, &acc);
+    pthread_mutex_unlock(&store.lock);
+    if (!acc.v) return A2AD_ERR_NOMEM;
+    *out = acc.v;
+    *n = acc.n;
+    return A2AD_OK;
+}
+
 static void release_entry(const char *key, void *value, void *arg) {
     (void)key;
     (void)arg;
@@ -460,6 +486,26 @@ enum task_state task_get_state(struct task *t) {
     enum task_state s = t->state;
     pthread_mutex_unlock(&t->lock);
     return s;
+}
+
+enum task_state task_get_status(struct task *t, char *timestamp) {
+    pthread_mutex_lock(&t->lock);
+    enum task_state s = t->state;
+    memcpy(timestamp, t->timestamp, TIMESTAMP_LEN);
+    pthread_mutex_unlock(&t->lock);
+    return s;
+}
+
+a2ad_status task_add_message(struct task *t, cJSON *message) {
+    json_set_string(message, "kind", "message");
+    json_set_string(message, "taskId", t->id);
+    json_set_string(message, "contextId", t->context_id);
+    pthread_mutex_lock(&t->lock);
+    bool ended = task_state_terminal(t->state);
+    if (!ended) cJSON_AddItemToArray(t->history, message);
+    pthread_mutex_unlock(&t->lock);
+    if (ended) cJSON_Delete(message);
+    return ended ? A2AD_ERR_STATE : A2AD_OK;
 }
 
 cJSON *task_render_locked(struct task *t, int history_length) {

@@ -171,6 +171,10 @@ size_t tasks_expire(void);
 /* Tasks held now. */
 size_t tasks_count(void);
 
+/* Every task held now, each with a new reference, in *out (malloc'd; the
+ * caller releases each task and frees the array). Thread: any. */
+a2ad_status tasks_list(struct task ***out, size_t *n);
+
 void task_retain(struct task *t);
 void task_release(struct task *t);
 
@@ -183,6 +187,14 @@ const char *task_query(const struct task *t); /* text parts joined by "\n" */
 enum task_state task_get_state(struct task *t);
 /* The same, the task lock held. */
 enum task_state task_get_state_locked(struct task *t);
+/* The state and its timestamp (ISO 8601 UTC, TIMESTAMP_LEN bytes with the
+ * NUL) read together. */
+enum task_state task_get_status(struct task *t, char *timestamp);
+
+/* A further message of the conversation (a message/send naming this task):
+ * appended to the history with taskId and contextId set; no event. TAKEN.
+ * A2AD_ERR_STATE (message freed) when the task already ended. */
+a2ad_status task_add_message(struct task *t, cJSON *message);
 
 /* The Task as A2A 0.3 JSON (new object, caller frees). history_length < 0:
  * all history; 0: no "history" member; n: the last n messages. */

@@ -32,6 +32,8 @@ struct slot {
     char *fail_reason;     /* a2ad_fail text */
     uint64_t deadline_ms;  /* max duration, monotonic */
     bool timed_out;
+    unsigned delivering;   /* on_message calls in progress */
+    pthread_cond_t quiet;  /* delivering dropped to 0 */
     pthread_t thread;
     unsigned index;
 };
@@ -222,6 +224,54 @@ a2ad_status workers_has_room(void) {
     return st;
 }
 
+/* Text parts joined by "\n", as the query of a job. */
+static char *message_text(const cJSON *message) {
+    size_t len = 1;
+    const cJSON *part, *parts = cJSON_GetObjectItemCaseSensitive(message, "parts");
+    cJSON_ArrayForEach(part, parts) {
+        const cJSON *text = cJSON_GetObjectItemCaseSensitive(part, "text");
+        if (cJSON_IsString(text)) len += strlen(text->valuestring) + 1;
+    }
+    char *q = malloc(len);
+    if (!q) return NULL;
+    size_t o = 0;
+    cJSON_ArrayForEach(part, parts) {
+        const cJSON *text = cJSON_GetObjectItemCaseSensitive(part, "text");
+        if (!cJSON_IsString(text)) continue;
+        if (o) q[o++] = '\n';
+        size_t n = strlen(text->valuestring);
+        memcpy(q + o, text->valuestring, n);
+        o += n;
+    }
+    q[o] = '\0';
+    return q;
+}
+
+void workers_deliver_message(struct task *task, const cJSON *message) {
+    const struct agent *agent = task_agent(task);
+    if (!agent->desc.on_message || !pool.slots) return;
+    char *text = message_text(message);
+    if (!text) return;
+    for (unsigned i = 0; i < pool.n_slots; i++) {
+        struct slot *s = &pool.slots[i];
+        pthread_mutex_lock(&s->lock);
+        if (s->task != task) {
+            pthread_mutex_unlock(&s->lock);
+            continue;
+        }
+        a2ad_ctx ctx = {.host = &host_table, .handle = s->gen << SLOT_BITS | s->index};
+        s->delivering++;
+        pthread_mutex_unlock(&s->lock);
+        /* Without the slot lock: the plugin may call back through ctx. */
+        agent->desc.on_message(agent->state, ctx, text);
+        pthread_mutex_lock(&s->lock);
+        if (--s->delivering == 0) pthread_cond_broadcast(&s->quiet);
+        pthread_mutex_unlock(&s->lock);
+        break;
+    }
+    free(text);
+}
+
 void workers_load(size_t *queued, size_t *running) {
     pthread_mutex_lock(&pool.lock);
     if (queued) *queued = pool.count;
@@ -279,6 +329,9 @@ static void run_job(struct slot *s, struct task *task) {
     a2ad_status st = agent->desc.run_background(agent->state, task_query(task), ctx);
 
     pthread_mutex_lock(&s->lock);
+    /* A message being handed to the job finishes first: on_message may use
+     * the job's state, which the plugin frees once it returned. */
+    while (s->delivering) pthread_cond_wait(&s->quiet, &s->lock);
     s->gen++; /* from here on the plugin's ctx is stale */
     s->task = NULL;
     char *result = s->result, *reason = s->fail_reason;
@@ -386,6 +439,7 @@ a2ad_status workers_start(unsigned threads, unsigned queue_length) {
     for (unsigned i = 0; i < threads; i++) {
         struct slot *s = &pool.slots[i];
         pthread_mutex_init(&s->lock, NULL);
+        pthread_cond_init(&s->quiet, NULL);
         s->index = i;
         s->gen = 1;
         if (pthread_create(&s->thread, NULL, worker_main, s) != 0) {
@@ -492,7 +546,10 @@ size_t workers_stop(unsigned grace_s) {
         }
     }
     if (!still_busy) {
-        for (unsigned i = 0; i < pool.n_slots; i++) pthread_mutex_destroy(&pool.slots[i].lock);
+        for (unsigned i = 0; i < pool.n_slots; i++) {
+            pthread_mutex_destroy(&pool.slots[i].lock);
+            pthread_cond_destroy(&pool.slots[i].quiet);
+        }
         free(pool.slots);
         pool.slots = NULL;
         pool.n_slots = 0;

@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <cJSON.h>
+
 #include "a2ad/agent.h"
 
 struct task;
@@ -49,6 +51,11 @@ a2ad_status workers_has_room(void);
  * submitted in the database and run at the next start. Thread: main,
  * before workers_stop. */
 void workers_keep_queued_at_stop(bool keep);
+/* Hand a further message of the conversation (a 0.3 Message, borrowed)
+ * to the running job of task, through its agent's on_message; nothing
+ * when the job is not running or the agent has no on_message. The job
+ * does not return before the call is over. Thread: any (an HTTP thread). */
+void workers_deliver_message(struct task *task, const cJSON *message);
 
 /* Jobs queued (not yet running) and running now. Thread: any. */
 void workers_load(size_t *queued, size_t *running);

@@ -1,8 +1,17 @@
 #!/bin/sh
 # deps.sh [--test]: make sure the Debian packages a2ad builds with are there.
 # As root, installs what is missing; otherwise prints the exact command and fails.
+# deps.sh --interop: node and npm for tests/interop (the official A2A JS client).
 set -eu
 need="gcc make pkg-config libmicrohttpd-dev libcurl4-openssl-dev libcjson-dev libinih-dev libsqlite3-dev"
+if [ "${1:-}" = "--interop" ]; then
+  # Checked by command, not by package: NodeSource's nodejs bundles npm and
+  # conflicts with Debian's npm package, so install only what is absent.
+  need=""
+  command -v node >/dev/null 2>&1 || need="nodejs"
+  command -v npm >/dev/null 2>&1 || need="$need npm"
+  [ -z "$need" ] && exit 0
+fi
 [ "${1:-}" = "--test" ] && need="$need check libsubunit-dev"
 missing=""
 for p in $need; do

@@ -297,7 +297,7 @@ END_TEST
 
 START_TEST(card_lists_the_extension) {
     unit_agent.desc.estimated_duration_s = 30;
-    char *text = rpc_agent_card(&unit_agent, "http://127.0.0.1:9/agents/unit");
+    char *text = rpc_agent_card(&unit_agent, "http://127.0.0.1:9/agents/unit", A2A_V03);
     cJSON *c = cJSON_Parse(text);
     free(text);
     ck_assert_str_eq(jstr(c, "capabilities.extensions.0.uri"), URI);

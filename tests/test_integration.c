@@ -457,7 +457,8 @@ START_TEST(every_error_code) {
     const char *msg = "\"message\":{\"kind\":\"message\",\"messageId\":\"m\",\"role\":\"user\",\"parts\":[{\"kind\":\"text\",\"text\":\"x\"}]}";
     char with_msg[512];
     snprintf(with_msg, sizeof with_msg,
-             "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"message/stream\",\"params\":{%s}}", msg);
+             "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"message/stream\",\"params\":{\"message\":"
+             "{\"messageId\":\"m\",\"role\":\"user\",\"taskId\":\"no-such-task\",\"parts\":[{\"kind\":\"text\",\"text\":\"x\"}]}}}");
     char bad_hist[512];
     snprintf(bad_hist, sizeof bad_hist,
              "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"message/send\",\"params\":{%s,\"configuration\":{\"historyLength\":-2}}}", msg);
@@ -492,7 +493,7 @@ START_TEST(every_error_code) {
         {"/", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tasks/get\",\"params\":{\"id\":\"no-such-task\"}}", 200, -32001, "no-such-task"},
         {"/", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tasks/cancel\",\"params\":{\"id\":\"no-such-task\"}}", 200, -32001, "not found"},
         {"/", cancel_done, 200, -32002, "completed"},
-        {"/", with_msg, 200, -32004, "message/stream"},
+        {"/", with_msg, 200, -32001, "no-such-task"},
         {"/agents/ghost", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tasks/get\",\"params\":{}}", 404, -32600, "echo, processor"},
         {"/", big, 413, -32600, "max_body_bytes"},
     };

@@ -266,16 +266,22 @@ START_TEST(observers_see_every_event_in_order) {
 END_TEST
 
 START_TEST(push_configs_survive_save_and_load) {
-    push_init();
+    push_init(10);
     const struct task_ext_ops *ops = tasks_ext_ops(TASK_EXT_PUSH);
     ck_assert_ptr_nonnull(ops);
-    struct push_config c = {.url = "http://127.0.0.1:9/hook", .token = "secret"};
+    cJSON *auth = cJSON_Parse("{\"scheme\":\"Bearer\",\"credentials\":\"c1\"}");
+    struct push_config c = {.url = "http://127.0.0.1:9/hook", .token = "secret",
+                            .authentication = auth, .dialect = A2A_V10};
     void *pc = push_configs_new(&c);
+    cJSON_Delete(auth);
     cJSON *saved = ops->save(pc);
     ck_assert_int_eq(cJSON_GetArraySize(saved), 1);
     const cJSON *first = cJSON_GetArrayItem(saved, 0);
     ck_assert_str_eq(cJSON_GetObjectItem(first, "url")->valuestring, c.url);
     ck_assert_str_eq(cJSON_GetObjectItem(first, "token")->valuestring, "secret");
+    ck_assert_str_eq(cJSON_GetObjectItem(first, "dialect")->valuestring, "1.0");
+    ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(first, "authentication"), "credentials")->valuestring,
+                     "c1");
     ck_assert_uint_eq(strlen(cJSON_GetObjectItem(first, "id")->valuestring), 36); /* generated */
     void *back = ops->load(saved);
     cJSON *again = ops->save(back);

@@ -215,6 +215,21 @@ struct a2ad_agent {
      * with "interrupted: a2ad restarted". Plugins built against headers
      * without this member read as 0 (their struct_size stops before it). */
     uint32_t rerun_safe;
+
+    /* Optional (added compatibly: a plugin built before it has a smaller
+     * struct_size and never gets called). A client continued a running
+     * job's conversation: it sent a message naming the job's task (A2A
+     * message/send with message.taskId). The message is already in the
+     * task's history; this hands its text to the job. text is the text
+     * parts joined by "\n" (borrowed for the call); ctx is the job's own ctx,
+     * equal (same host, same handle) to the one run_background received,
+     * so a plugin running several jobs finds the job by ctx.handle.
+     * Thread: an HTTP thread, while run_background runs on its worker:
+     * copy what you need under your own lock and return at once (no
+     * blocking I/O, no waiting for the job). ctx calls are allowed. It is
+     * only called while run_background has not returned, and
+     * run_background's return waits for a call in progress to finish. */
+    void (*on_message)(void *state, a2ad_ctx ctx, const char *text);
 };
 
 #define A2AD_AGENT_HEADER .abi_major = A2AD_ABI_MAJOR, .struct_size = sizeof(struct a2ad_agent)

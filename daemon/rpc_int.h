@@ -1,0 +1,67 @@
+/* rpc_int - what the rpc*.c files share (not a public interface).
+ *
+ * rpc.c holds the envelope, dispatch, messages, tasks and cards;
+ * rpc_more.c the push-config methods and ListTasks.
+ */
+#ifndef A2AD_RPC_INT_H
+#define A2AD_RPC_INT_H
+
+#include <stdbool.h>
+
+#include <cJSON.h>
+
+#include "a2a_v1.h"
+#include "push.h"
+#include "rpc.h"
+
+struct agent;
+struct task;
+
+/* A failed request: code, message, and the HTTP status to send it with. */
+struct rpc_fail {
+    int code;
+    int http_status;
+    unsigned retry_after_s;
+    char message[512];
+};
+
+/* One method call: everything a method needs. */
+struct call {
+    const struct agent *agent;   /* the endpoint's agent, NULL = none */
+    const cJSON *id;             /* the request id */
+    cJSON *params;               /* an object (empty when absent); 1.0 keys camelCased */
+    enum a2a_dialect d;          /* from the method name */
+    const struct rpc_request *rq;
+    struct rpc_reply *out;
+    struct rpc_fail *f;
+};
+
+/* Record a failure; returns false so `return rpc_fail(...)` ends a method. */
+bool rpc_fail(struct rpc_fail *f, int code, const char *fmt, ...) A2AD_PRINTF(3, 4);
+
+/* {"jsonrpc":"2.0","id":ID,"result":RESULT} (result TAKEN; NULL = null). */
+char *rpc_result_body(const cJSON *id, cJSON *result);
+
+/* The task named by params[key] (a string) at this endpoint, with a
+ * reference; NULL after recording -32602 (missing) or -32001 (unknown). */
+struct task *rpc_lookup_task(struct call *c, const char *key);
+
+/* historyLength of obj: absent = -1 (all), else 0..1000000. */
+bool rpc_history_length(const cJSON *obj, const char *where, int *out, struct rpc_fail *f);
+
+/* Read a push config object (0.3 PushNotificationConfig, 1.0 flattened
+ * TaskPushNotificationConfig) into out; strings borrowed from p. */
+bool rpc_parse_push(const cJSON *p, enum a2a_dialect d, const char *where,
+                    struct push_config *out, struct rpc_fail *f);
+
+/* -32003 (recorded) when push notifications are off. */
+bool rpc_push_allowed(struct call *c);
+
+/* rpc_more.c */
+bool rpc_push_set(struct call *c);
+bool rpc_push_get(struct call *c);
+bool rpc_push_list(struct call *c);
+bool rpc_push_delete(struct call *c);
+bool rpc_list_tasks(struct call *c);
+
+#endif

@@ -40,6 +40,8 @@ export async function startDaemon({ timeoutMs = 15000 } = {}) {
     `auth_bearer_tokens = ${BEARER_TOKEN}`,
     '[workers]', 'threads = 2', 'shutdown_grace_s = 5',
     '[plugins]', `dir = ${join(build, 'plugins')}`, 'load = processor,echo', 'errors = fatal',
+    // The default, durable store, in the test's own folder (removed after).
+    '[tasks]', 'store = sqlite', `path = ${join(dir, 'a2ad.db')}`,
     '[webhooks]', 'backoff_initial_ms = 20', 'backoff_max_ms = 200', 'timeout_ms = 3000', 'flush_s = 5',
     '[log]', 'level = info',
     '[agent.processor]', `step_ms = ${STEP_MS}`,

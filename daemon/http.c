@@ -5,6 +5,12 @@
  * held) and registers a task waiter that resumes it; exactly one side
  * resumes a connection: whichever removes it from the waiting list.
  *
+ * With the durable store, a new message/send is suspended the same way
+ * until the writer thread has committed its task (tasks_on_durable), so no
+ * thread waits for the disk and one commit carries every concurrent send;
+ * the resumed request is then answered (rpc_resume), which may in turn
+ * start a blocking wait or a stream.
+ *
  * A stream (SSE) is a callback response: the reader copies what the
  * stream has buffered, and when nothing is buffered it suspends the
  * connection from inside the callback (the stream's park) and returns 0;
@@ -42,7 +48,7 @@ struct request {
     bool too_big;
     struct rpc_reply reply;
     bool at_root;              /* POST / rather than /agents/NAME */
-    bool suspended;            /* waiting for its task */
+    bool suspended;            /* waiting for its task, or for its row */
     struct request *prev, *next; /* in the waiting list while suspended */
 };
 
@@ -54,6 +60,7 @@ static struct {
     pthread_mutex_t lock; /* guards the waiting list */
     struct request *waiting;
     size_t n_waiting;
+    bool stopping; /* http_stop took the waiting list: no new waits */
     int quiesced_fd; /* the listening socket after http_quiesce, or -1 */
 } srv = {.lock = PTHREAD_MUTEX_INITIALIZER, .quiesced_fd = -1};
 
@@ -198,9 +205,8 @@ static void waiting_unlink_locked(struct request *r) {
     srv.n_waiting--;
 }
 
-/* Runs on the thread that ended the task, with the task locked. */
-static void on_task_terminal(void *arg) {
-    struct request *r = arg;
+/* Resume r if it is still waiting (exactly one side does). */
+static void resume_waiting(struct request *r) {
     pthread_mutex_lock(&srv.lock);
     bool mine = r->suspended;
     if (mine) {
@@ -211,19 +217,52 @@ static void on_task_terminal(void *arg) {
     if (mine) MHD_resume_connection(r->conn);
 }
 
-static enum MHD_Result start_wait(struct request *r) {
+/* Runs on the thread that ended the task, with the task locked. */
+static void on_task_terminal(void *arg) { resume_waiting(arg); }
+
+/* Runs on the store's writer thread once the task's row is settled. */
+static void on_stored(void *arg) { resume_waiting(arg); }
+
+/* Put r on the waiting list, unless http_stop already took it. */
+static bool waiting_add(struct request *r) {
     pthread_mutex_lock(&srv.lock);
-    r->suspended = true;
-    r->next = srv.waiting;
-    if (srv.waiting) srv.waiting->prev = r;
-    srv.waiting = r;
-    srv.n_waiting++;
+    bool ok = !srv.stopping;
+    if (ok) {
+        r->suspended = true;
+        r->next = srv.waiting;
+        if (srv.waiting) srv.waiting->prev = r;
+        srv.waiting = r;
+        srv.n_waiting++;
+    }
     pthread_mutex_unlock(&srv.lock);
+    return ok;
+}
+
+static enum MHD_Result answer(struct request *r);
+
+static enum MHD_Result start_wait(struct request *r) {
+    if (!waiting_add(r)) { /* stopping: the task's state as it is now */
+        rpc_reply_waited(&r->reply);
+        return answer(r);
+    }
     /* Suspend before the waiter can fire: resuming a connection that is not
      * yet suspended is undefined. */
     MHD_suspend_connection(r->conn);
     if (task_on_terminal(r->reply.wait_task, on_task_terminal, r) != A2AD_OK)
         on_task_terminal(r); /* already ended (or no memory): answer now */
+    return MHD_YES;
+}
+
+/* A new task's CREATED row is being written: suspend until it is settled;
+ * nothing is acknowledged before. */
+static enum MHD_Result start_durable_wait(struct request *r) {
+    if (!waiting_add(r)) { /* stopping: wait here, the writer still runs */
+        rpc_resume(&r->reply);
+        return answer(r);
+    }
+    MHD_suspend_connection(r->conn); /* before the callback can resume it */
+    if (tasks_on_durable(r->reply.durable_task, on_stored, r) != A2AD_OK)
+        on_stored(r); /* already settled: answer now */
     return MHD_YES;
 }
 
@@ -317,6 +356,10 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         return MHD_YES;
     }
 
+    if (r->reply.durable_task) { /* resumed: the task's row is settled */
+        rpc_resume(&r->reply);
+        return answer(r);
+    }
     if (r->reply.wait_task) { /* resumed: the task ended, or we are stopping */
         rpc_reply_waited(&r->reply);
         char *body = r->reply.body;
@@ -339,8 +382,16 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         .a2a_version = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "A2A-Version"),
         .extensions = ext ? ext : MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-A2A-Extensions"),
         .authorization = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
+        .can_defer = true,
     };
     rpc_handle(&rq, &r->reply);
+    return answer(r);
+}
+
+/* Send what the reply holds, or start what it waits for. */
+static enum MHD_Result answer(struct request *r) {
+    struct MHD_Connection *c = r->conn;
+    if (r->reply.durable_task) return start_durable_wait(r);
     if (r->reply.wait_task) return start_wait(r);
     if (r->reply.stream) return start_stream(r);
     char *body = r->reply.body;
@@ -473,6 +524,7 @@ void http_stop(void) {
     /* Take the whole waiting list: a waiter that fires from now on finds
      * its request unlisted and leaves the resume to us. */
     pthread_mutex_lock(&srv.lock);
+    srv.stopping = true;
     struct request *list = srv.waiting;
     for (struct request *r = list; r; r = r->next) r->suspended = false;
     srv.waiting = NULL;
@@ -484,7 +536,10 @@ void http_stop(void) {
     size_t n = 0;
     for (struct request *r = list, *next; r; r = next) {
         next = r->next;
-        task_forget_waiter(r->reply.wait_task, on_task_terminal, r);
+        if (r->reply.durable_task)
+            tasks_forget_durable(r->reply.durable_task, on_stored, r);
+        else
+            task_forget_waiter(r->reply.wait_task, on_task_terminal, r);
         r->prev = r->next = NULL;
         MHD_resume_connection(r->conn);
         n++;
@@ -502,6 +557,7 @@ void http_stop(void) {
     }
     MHD_stop_daemon(srv.daemon);
     srv.daemon = NULL;
+    srv.stopping = false; /* for a later http_start (tests) */
     if (srv.quiesced_fd >= 0) close(srv.quiesced_fd);
     srv.quiesced_fd = -1;
 }

@@ -388,6 +388,34 @@ static bool continue_task(struct call *c, cJSON *message, const cJSON *task_ref,
     return send_answer(c, t, stream, o);
 }
 
+/* A task that could not be created (or stored): nothing was accepted. */
+static bool create_refusal(struct rpc_fail *f, a2ad_status st) {
+    if (st == A2AD_ERR_FULL) {
+        f->http_status = 503;
+        f->retry_after_s = 1;
+        return fail(f, RPC_INTERNAL_ERROR, "the task store is full (tasks.max_tasks); retry later");
+    }
+    if (st == A2AD_ERR_IO) { /* the durable store could not write it */
+        f->http_status = 503;
+        f->retry_after_s = 5;
+        return fail(f, RPC_INTERNAL_ERROR, "%s; the job was not accepted", store_last_error());
+    }
+    f->http_status = 500;
+    return fail(f, RPC_INTERNAL_ERROR, "cannot create the task: %s", a2ad_status_name(st));
+}
+
+/* What rpc_resume needs of a send whose CREATED row is being written. */
+struct rpc_resume {
+    char *id_json; /* the request id, serialised */
+    const struct agent *agent;
+    enum a2a_dialect d;
+    bool stream, hu;
+    struct send_opts o;
+};
+
+static bool created_answer(struct call *c, struct task *t, bool stream, const struct send_opts *o,
+                           bool hu);
+
 static bool send_common(struct call *c, bool stream) {
     if (!c->agent)
         return fail(c->f, RPC_INVALID_REQUEST,
@@ -454,22 +482,43 @@ static bool send_common(struct call *c, bool stream) {
         snprintf(ctx_copy, sizeof ctx_copy, "%s", tc.context_id);
         tc.context_id = ctx_copy;
     }
+    /* With a durable store the HTTP layer waits for the commit without a
+     * thread (rpc_resume), so one commit carries every concurrent send. */
+    tc.defer_durable = c->rq->can_defer && tasks_durable();
     struct task *t = NULL;
     a2ad_status st = tasks_create(&tc, &t);
-    if (st == A2AD_ERR_FULL) {
-        c->f->http_status = 503;
-        c->f->retry_after_s = 1;
-        return fail(c->f, RPC_INTERNAL_ERROR, "the task store is full (tasks.max_tasks); retry later");
+    if (st != A2AD_OK) return create_refusal(c->f, st);
+    if (tc.defer_durable) {
+        struct rpc_resume *p = calloc(1, sizeof *p);
+        if (p) p->id_json = cJSON_PrintUnformatted(c->id);
+        if (!p || !p->id_json) {
+            free(p);
+            tasks_discard(t);
+            task_release(t);
+            c->f->http_status = 500;
+            return fail(c->f, RPC_INTERNAL_ERROR, "out of memory");
+        }
+        p->agent = c->agent;
+        p->d = c->d;
+        p->stream = stream;
+        p->hu = hu != NULL;
+        p->o = o;
+        /* its push strings point into params, which are gone by then */
+        p->o.has_push = false;
+        memset(&p->o.push, 0, sizeof p->o.push);
+        c->out->durable_task = t;
+        c->out->resume = p;
+        return true;
     }
-    if (st == A2AD_ERR_IO) { /* the durable store could not write it: nothing was accepted */
-        c->f->http_status = 503;
-        c->f->retry_after_s = 5;
-        return fail(c->f, RPC_INTERNAL_ERROR, "%s; the job was not accepted", store_last_error());
-    }
-    if (st != A2AD_OK) {
-        c->f->http_status = 500;
-        return fail(c->f, RPC_INTERNAL_ERROR, "cannot create the task: %s", a2ad_status_name(st));
-    }
+    return created_answer(c, t, stream, &o, hu != NULL);
+}
+
+/* The rest of a send once the task is stored: subscribe a stream, ask the
+ * agent to validate, queue the job, and answer. Takes the reference to t. */
+static bool created_answer(struct call *c, struct task *t, bool stream, const struct send_opts *o_in,
+                           bool hu) {
+    struct send_opts o = *o_in;
+    a2ad_status st;
     /* A stream subscribes before the job can produce anything. */
     struct stream *s = NULL;
     if (stream) {
@@ -711,7 +760,7 @@ void rpc_handle(const struct rpc_request *rq, struct rpc_reply *out) {
             cJSON_Delete(empty);
             if (ok) {
                 cJSON_Delete(req);
-                if (!out->body && !out->wait_task && !out->stream) {
+                if (!out->body && !out->wait_task && !out->stream && !out->durable_task) {
                     out->http_status = 500;
                     out->body = rpc_error_body(RPC_INTERNAL_ERROR, "out of memory");
                 }
@@ -741,7 +790,53 @@ void rpc_reply_waited(struct rpc_reply *out) {
     out->wait_id = NULL;
 }
 
+void rpc_resume(struct rpc_reply *out) {
+    struct task *t = out->durable_task;
+    struct rpc_resume *p = out->resume;
+    out->durable_task = NULL;
+    out->resume = NULL;
+    if (!t || !p) { /* not a deferred send: nothing to finish */
+        if (t) tasks_discard(t), task_release(t);
+        free(p ? p->id_json : NULL);
+        free(p);
+        out->http_status = 500;
+        out->body = rpc_error_body(RPC_INTERNAL_ERROR, "internal error: no send to resume");
+        return;
+    }
+    cJSON *id = cJSON_Parse(p->id_json);
+    cJSON *null_id = id ? NULL : cJSON_CreateNull();
+    struct rpc_fail f = {0};
+    struct call c = {.agent = p->agent, .id = id ? id : null_id, .d = p->d, .out = out, .f = &f};
+    bool ok;
+    a2ad_status st = tasks_wait_durable(t);
+    if (st != A2AD_OK) { /* not stored: it never existed for the client */
+        tasks_discard(t);
+        task_release(t);
+        ok = create_refusal(&f, st);
+    } else {
+        ok = created_answer(&c, t, p->stream, &p->o, p->hu);
+    }
+    if (ok && !out->body && !out->wait_task && !out->stream) {
+        out->http_status = 500;
+        out->body = rpc_error_body(RPC_INTERNAL_ERROR, "out of memory");
+    } else if (!ok) {
+        out->http_status = f.http_status ? f.http_status : 200;
+        out->retry_after_s = f.retry_after_s;
+        out->body = error_body(c.id, f.code, f.message, p->d);
+    }
+    cJSON_Delete(id);
+    cJSON_Delete(null_id);
+    free(p->id_json);
+    free(p);
+}
+
 void rpc_reply_clear(struct rpc_reply *out) {
+    if (out->durable_task) { /* never acknowledged: the task goes */
+        tasks_discard(out->durable_task);
+        task_release(out->durable_task);
+    }
+    if (out->resume) free(out->resume->id_json);
+    free(out->resume);
     free(out->body);
     free(out->wait_id);
     if (out->wait_task) task_release(out->wait_task);

@@ -21,6 +21,7 @@
 struct agent;
 struct task;
 struct stream;
+struct rpc_resume;
 
 enum rpc_error {
     RPC_PARSE_ERROR = -32700,
@@ -67,6 +68,13 @@ struct rpc_reply {
      * with stream_close when the connection ends (rpc_reply_clear does). */
     struct stream *stream;
     bool auth_challenge; /* 401: send WWW-Authenticate: Bearer */
+    /* Durable store (rpc_request.can_defer): the new task's CREATED row is
+     * being written. The caller waits without blocking a thread, e.g. with
+     * tasks_on_durable(durable_task, ...), then calls rpc_resume, which
+     * fills in the real reply (body, wait_task or stream). Nothing has
+     * been acknowledged yet. The reply holds a task reference. */
+    struct task *durable_task;
+    struct rpc_resume *resume; /* what rpc_resume needs; opaque */
 };
 
 /* One HTTP request as rpc sees it; everything borrowed for the call. */
@@ -80,6 +88,9 @@ struct rpc_request {
     const char *authorization; /* Authorization */
     /* The URL of this endpoint, for the extended card; NULL = unknown. */
     const char *base_url;
+    /* The caller can wait for the durable store without blocking (see
+     * rpc_reply.durable_task); false = rpc_handle blocks until the write. */
+    bool can_defer;
 };
 
 /* Handle one JSON-RPC request. Fills out. Thread: any HTTP thread. */
@@ -93,7 +104,14 @@ char *rpc_error_body(int code, const char *message);
  * fields (releases the task reference). */
 void rpc_reply_waited(struct rpc_reply *out);
 
-/* Free what a reply holds (body, task reference). */
+/* Finish a reply that had durable_task: the row is settled (else this
+ * blocks until it is). Acknowledges the job (or answers the store's
+ * refusal, 503) and fills out like rpc_handle; durable_task is cleared.
+ * Thread: any HTTP thread. */
+void rpc_resume(struct rpc_reply *out);
+
+/* Free what a reply holds (body, task reference). A reply still waiting
+ * for its durable row discards the task: it was never acknowledged. */
 void rpc_reply_clear(struct rpc_reply *out);
 
 /* The agent card of agent served at base_url (e.g.

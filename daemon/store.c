@@ -45,6 +45,9 @@ struct ticket {
     bool done;          /* under q.lock */
     a2ad_status status; /* under q.lock, once done */
     char err[200];
+    /* tasks_on_durable: called by the writer once done (under q.lock) */
+    void (*cb)(void *arg);
+    void *cb_arg;
 };
 
 /* What a webhook delivery waits for: its outbox row. */
@@ -59,6 +62,8 @@ struct op {
     struct op *next;
     enum op_kind kind;
     struct ticket *ticket; /* OP_TASK of a CREATED event */
+    void (*cb)(void *arg); /* the ticket's callback, taken by the writer */
+    void *cb_arg;
     struct gate *gate;     /* OP_OUTBOX_ADD */
     char *id;              /* task id (task ops), event id (outbox ops) */
     /* OP_TASK */
@@ -86,6 +91,9 @@ static struct {
     struct op *head, *tail;
     size_t len;
     bool stopping;
+    /* The writer is calling a batch's tasks_on_durable callbacks (with
+     * q.lock released); store_forget_durable waits until it is done. */
+    bool firing;
 } q = {.lock = PTHREAD_MUTEX_INITIALIZER,
        .wake = PTHREAD_COND_INITIALIZER,
        .settled = PTHREAD_COND_INITIALIZER};
@@ -284,13 +292,19 @@ static a2ad_status store_observe(struct task *t, const struct task_event *ev) {
     return rc;
 }
 
-/* tasks_create's wait: until the CREATED row is committed or failed. */
-static a2ad_status store_wait_created(struct task *t) {
+/* The ticket of t's CREATED row with a reference, or NULL. */
+static struct ticket *created_ticket(struct task *t) {
     task_lock(t);
     struct store_slot *s = task_ext(t, TASK_EXT_STORE);
     struct ticket *tk = s ? s->created : NULL;
     if (tk) atomic_fetch_add(&tk->refs, 1);
     task_unlock(t);
+    return tk;
+}
+
+/* tasks_create's wait: until the CREATED row is committed or failed. */
+static a2ad_status store_wait_created(struct task *t) {
+    struct ticket *tk = created_ticket(t);
     if (!tk) return A2AD_OK; /* nothing was queued (cannot happen) */
     pthread_mutex_lock(&q.lock);
     while (!tk->done) pthread_cond_wait(&q.settled, &q.lock);
@@ -299,6 +313,32 @@ static a2ad_status store_wait_created(struct task *t) {
     pthread_mutex_unlock(&q.lock);
     ticket_release(tk);
     return rc;
+}
+
+/* tasks_on_durable: the writer calls cb once the row is settled. */
+static a2ad_status store_on_durable(struct task *t, void (*cb)(void *arg), void *arg) {
+    struct ticket *tk = created_ticket(t);
+    if (!tk) return A2AD_ERR_STATE;
+    pthread_mutex_lock(&q.lock);
+    bool pending = !tk->done && !tk->cb;
+    if (pending) {
+        tk->cb = cb;
+        tk->cb_arg = arg;
+    }
+    pthread_mutex_unlock(&q.lock);
+    ticket_release(tk);
+    return pending ? A2AD_OK : A2AD_ERR_STATE;
+}
+
+/* tasks_forget_durable: unregister, or wait until the writer's current
+ * round of callbacks is over, so the caller may free arg afterwards. */
+static void store_forget_durable(struct task *t, void (*cb)(void *arg), void *arg) {
+    struct ticket *tk = created_ticket(t);
+    pthread_mutex_lock(&q.lock);
+    if (tk && tk->cb == cb && tk->cb_arg == arg) tk->cb = NULL;
+    while (q.firing) pthread_cond_wait(&q.settled, &q.lock);
+    pthread_mutex_unlock(&q.lock);
+    ticket_release(tk);
 }
 
 /* A task stored but then not acknowledged (e.g. the job queue filled up in
@@ -571,6 +611,10 @@ static void *writer_thread(void *arg) {
                         snprintf(o->ticket->err, sizeof o->ticket->err,
                                  "the task could not be stored in the database %s: %s", st.path,
                                  why);
+                    o->cb = o->ticket->cb;
+                    o->cb_arg = o->ticket->cb_arg;
+                    o->ticket->cb = NULL;
+                    if (o->cb) q.firing = true;
                 }
                 /* A failed write still lets the webhook go: it is in memory,
                  * and holding it forever would help nobody. */
@@ -579,8 +623,18 @@ static void *writer_thread(void *arg) {
                     gates = true;
                 }
             }
+            bool firing = q.firing;
             pthread_cond_broadcast(&q.settled);
             pthread_mutex_unlock(&q.lock);
+            /* Resume the suspended submissions, no lock held. */
+            if (firing) {
+                for (struct op *o = list; o; o = o->next)
+                    if (o->cb) o->cb(o->cb_arg);
+                pthread_mutex_lock(&q.lock);
+                q.firing = false;
+                pthread_cond_broadcast(&q.settled);
+                pthread_mutex_unlock(&q.lock);
+            }
             if (gates) webhooks_wake();
             op_list_free(list);
         } else if (stopping) {
@@ -666,6 +720,7 @@ a2ad_status store_open(const struct config *cfg) {
 
     tasks_register_ext(TASK_EXT_STORE, &slot_ops);
     tasks_set_store_hooks(store_observe, store_wait_created);
+    tasks_set_store_notify(store_on_durable, store_forget_durable);
     tasks_set_store_discard(store_discard);
     webhooks_set_outbox(&outbox_ops);
     q.stopping = false;
@@ -673,6 +728,7 @@ a2ad_status store_open(const struct config *cfg) {
     if (err != 0) {
         log_error("store: cannot start the writer thread: %s", strerror(err));
         tasks_set_store_hooks(NULL, NULL);
+        tasks_set_store_notify(NULL, NULL);
         tasks_set_store_discard(NULL);
         webhooks_set_outbox(NULL);
         return open_fail("start a writer for");

@@ -70,6 +70,27 @@ void tasks_set_store_hooks(task_observer last, a2ad_status (*wait)(struct task *
 
 struct task *tasks_emitting(void) { return emitting; }
 
+static a2ad_status (*durable_on)(struct task *t, void (*cb)(void *arg), void *arg);
+static void (*durable_forget)(struct task *t, void (*cb)(void *arg), void *arg);
+
+void tasks_set_store_notify(a2ad_status (*on)(struct task *t, void (*cb)(void *arg), void *arg),
+                            void (*forget)(struct task *t, void (*cb)(void *arg), void *arg)) {
+    durable_on = on;
+    durable_forget = forget;
+}
+
+bool tasks_durable(void) { return create_wait != NULL; }
+
+a2ad_status tasks_on_durable(struct task *t, void (*cb)(void *arg), void *arg) {
+    return durable_on ? durable_on(t, cb, arg) : A2AD_ERR_STATE;
+}
+
+void tasks_forget_durable(struct task *t, void (*cb)(void *arg), void *arg) {
+    if (durable_forget) durable_forget(t, cb, arg);
+}
+
+a2ad_status tasks_wait_durable(struct task *t) { return create_wait ? create_wait(t) : A2AD_OK; }
+
 static void (*store_discard)(struct task *t);
 
 void tasks_set_store_discard(void (*discard)(struct task *t)) { store_discard = discard; }
@@ -256,6 +277,8 @@ void tasks_shutdown(void) {
     store_observer = NULL;
     create_wait = NULL;
     store_discard = NULL;
+    durable_on = NULL;
+    durable_forget = NULL;
 }
 
 void tasks_discard(struct task *t) {
@@ -361,7 +384,7 @@ a2ad_status tasks_create(const struct task_create *in, struct task **out) {
     st = emit_locked(t, &ev);
     pthread_mutex_unlock(&t->lock);
     /* The ack waits until the task is on disk, with no lock held. */
-    if (st == A2AD_OK && create_wait) st = create_wait(t);
+    if (st == A2AD_OK && create_wait && !in->defer_durable) st = create_wait(t);
     if (st != A2AD_OK) {
         tasks_discard(t);
         task_release(t);

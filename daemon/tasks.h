@@ -70,6 +70,10 @@ struct task_create {
     const char *context_id;       /* NULL = a new one */
     cJSON *metadata;              /* TAKEN: params.metadata, or NULL */
     void *ext[TASK_EXT_MAX];      /* TAKEN: initial slot data, NULL = none */
+    /* true: return before the durable store has committed the CREATED row;
+     * the caller must then call tasks_wait_durable (after tasks_on_durable
+     * fired, so it does not block) before acknowledging anything. */
+    bool defer_durable;
 };
 
 enum task_event_kind {
@@ -114,6 +118,14 @@ void tasks_add_observer(task_observer fn);
  * non-OK return refuses the task like an observer's. Either may be NULL.
  * Thread: main, before any task exists. */
 void tasks_set_store_hooks(task_observer last, a2ad_status (*wait)(struct task *t));
+/* The durable store's asynchronous form of `wait` (store.c): `on` calls
+ * cb(arg) once the CREATED row of t is settled (committed or failed) and
+ * returns A2AD_OK, or returns A2AD_ERR_STATE without registering when it
+ * already is; `forget` removes a registration that has not fired and, once
+ * it returns, the callback is not running and never will. Thread: main,
+ * before any task exists. */
+void tasks_set_store_notify(a2ad_status (*on)(struct task *t, void (*cb)(void *arg), void *arg),
+                            void (*forget)(struct task *t, void (*cb)(void *arg), void *arg));
 /* Called by tasks_discard (no lock held) so the store forgets a task that
  * was stored but never acknowledged. NULL = none. Thread: main, before any
  * task exists. */
@@ -157,6 +169,25 @@ void tasks_shutdown(void);
 /* Create a task in state submitted; *out holds a reference for the caller.
  * A2AD_ERR_FULL when max_tasks tasks are held and none can be expired. */
 a2ad_status tasks_create(const struct task_create *in, struct task **out);
+
+/* True when a durable store is set: tasks created with defer_durable then
+ * need tasks_wait_durable before their ack. Thread: any. */
+bool tasks_durable(void);
+/* Call cb(arg) once, on the store's writer thread with no lock held, when
+ * the CREATED row of t (made with defer_durable) is committed or failed.
+ * cb must only signal (resume a connection). Returns A2AD_ERR_STATE, not
+ * registering, when it already is settled or there is no durable store:
+ * the caller goes on at once. Thread: any. */
+a2ad_status tasks_on_durable(struct task *t, void (*cb)(void *arg), void *arg);
+/* Undo tasks_on_durable if cb has not fired; when it returns, cb is not
+ * running and will not run. Thread: any. */
+void tasks_forget_durable(struct task *t, void (*cb)(void *arg), void *arg);
+/* The outcome of the CREATED row of a task made with defer_durable:
+ * blocks (no lock held) until it is settled, which after tasks_on_durable
+ * fired is at once. A2AD_OK = on disk; otherwise the task was not stored
+ * (store_last_error says why, on this thread) and the caller must
+ * tasks_discard it and acknowledge nothing. A2AD_OK without a store. */
+a2ad_status tasks_wait_durable(struct task *t);
 
 /* Remove a task that was never acknowledged (e.g. the queue was full):
  * no event is sent. Releases the store's reference, not the caller's. */

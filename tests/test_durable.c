@@ -7,6 +7,8 @@
 #include <check.h>
 #include <cJSON.h>
 #include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -540,6 +542,119 @@ START_TEST(locked_or_full_database_refuses_submissions_clearly) {
 }
 END_TEST
 
+/* ---- acknowledgements wait for the commit, not for a thread ---- */
+
+struct sender {
+    unsigned port, hook_port;
+    int n;
+    char *id;      /* acknowledged task id */
+    long status;
+    char *error;
+    atomic_bool done;
+};
+
+static void *sender_run(void *arg) {
+    struct sender *s = arg;
+    char text[32];
+    snprintf(text, sizeof text, "concurrent job %d", s->n);
+    s->id = submit(s->port, "echo", text, s->hook_port, &s->status, &s->error);
+    atomic_store(&s->done, true);
+    return NULL;
+}
+
+/* "tasks" of /healthz: tasks held in memory, acknowledged or not; -1 if
+ * the request failed. */
+static long health_tasks(unsigned port) {
+    struct http_resp h;
+    if (!http_call(port, NULL, "/healthz", NULL, &h)) return -1;
+    cJSON *o = h.status == 200 ? cJSON_Parse(h.body) : NULL;
+    const cJSON *n = cJSON_GetObjectItemCaseSensitive(o, "tasks");
+    long v = cJSON_IsNumber(n) ? (long)n->valuedouble : -1;
+    cJSON_Delete(o);
+    http_resp_free(&h);
+    return v;
+}
+
+/* 64 sends on 64 connections at once, one HTTP thread: every one is
+ * acknowledged, and every acknowledged id is in the database (tasks/get
+ * finds it after kill -9 and a restart). */
+START_TEST(concurrent_sends_are_all_acknowledged_and_stored) {
+    rcv = receiver_start();
+    ck_assert_ptr_nonnull(rcv);
+    struct daemon_opts o = {.plugins = "echo", .server_extra = "http_threads = 1\n"
+                                                               "max_connections = 200\n"};
+    start_or_fail(&d1, &o);
+    remember_db();
+    enum { N = 64 };
+    static struct sender s[N];
+    pthread_t th[N];
+    for (int i = 0; i < N; i++) {
+        memset(&s[i], 0, sizeof s[i]);
+        s[i].port = d1.port;
+        s[i].hook_port = receiver_port(rcv);
+        s[i].n = i;
+        ck_assert_int_eq(pthread_create(&th[i], NULL, sender_run, &s[i]), 0);
+    }
+    for (int i = 0; i < N; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < N; i++)
+        ck_assert_msg(s[i].id, "send %d not acknowledged: HTTP %ld %s", i, s[i].status,
+                      s[i].error ? s[i].error : "");
+    daemon_kill9(&d1); /* right after the last ack */
+    o.db_path = db_path;
+    start_or_fail(&d2, &o);
+    for (int i = 0; i < N; i++) {
+        cJSON *t = get_task(d2.port, "echo", s[i].id);
+        ck_assert_msg(strcmp(jstr(t, "result.id"), s[i].id) == 0,
+                      "acknowledged task %s is not in the database after kill -9", s[i].id);
+        cJSON_Delete(t);
+        free(s[i].id);
+        free(s[i].error);
+    }
+    ck_assert_int_eq(daemon_stop(&d2, 15000), 0);
+}
+END_TEST
+
+/* A send whose row cannot be written (the database is locked) holds no
+ * HTTP thread while it waits: with a single HTTP thread, /healthz answers
+ * and shows the unacknowledged task meanwhile. Once the lock timeout runs
+ * out the send still gets the store's 503, and the task is gone. */
+START_TEST(refused_write_answers_503_while_others_are_served) {
+    struct daemon_opts o = {.plugins = "echo", .server_extra = "http_threads = 1\n",
+                            .tasks_extra = "lock_timeout_ms = 8000"};
+    start_or_fail(&d1, &o);
+    remember_db();
+    sqlite3 *db = NULL;
+    ck_assert_int_eq(sqlite3_open(db_path, &db), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(db, "BEGIN EXCLUSIVE", NULL, NULL, NULL), SQLITE_OK);
+    static struct sender s;
+    memset(&s, 0, sizeof s);
+    s.port = d1.port;
+    s.hook_port = free_port();
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, sender_run, &s), 0);
+    /* The task exists in memory while its row waits for the lock. */
+    bool seen_pending = false;
+    for (int i = 0; i < 2000 && !atomic_load(&s.done) && !seen_pending; i++) {
+        long n = health_tasks(d1.port);
+        seen_pending = n == 1 && !atomic_load(&s.done);
+        if (!seen_pending) nap_ms(10);
+    }
+    pthread_join(th, NULL);
+    ck_assert_int_eq(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    ck_assert_msg(seen_pending, "/healthz was not served while the send waited for the database");
+    ck_assert_ptr_null(s.id);
+    ck_assert_int_eq(s.status, 503);
+    ck_assert_msg(s.error && strstr(s.error, "database is locked") &&
+                      strstr(s.error, "not accepted") && strstr(s.error, db_path),
+                  "unclear error: %s", s.error ? s.error : "(none)");
+    free(s.error);
+    ck_assert_int_eq(health_tasks(d1.port), 0); /* the refused task is gone */
+    ck_assert_int_eq(count_rows(db_path, "tasks"), 0);
+    ck_assert_int_eq(daemon_stop(&d1, 15000), 0);
+}
+END_TEST
+
 Suite *durable_suite(void);
 Suite *durable_suite(void) {
     Suite *s = suite_create("durable");
@@ -553,6 +668,8 @@ Suite *durable_suite(void) {
     tcase_add_test(tc, given_up_events_are_recorded_on_the_task);
     tcase_add_test(tc, retention_deletes_finished_tasks_and_delivered_events);
     tcase_add_test(tc, locked_or_full_database_refuses_submissions_clearly);
+    tcase_add_test(tc, concurrent_sends_are_all_acknowledged_and_stored);
+    tcase_add_test(tc, refused_write_answers_503_while_others_are_served);
     suite_add_tcase(s, tc);
     return s;
 }

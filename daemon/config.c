@@ -120,6 +120,7 @@ static const struct key_def keys[] = {
     K_WORD("tasks", "sync", db_sync, sync_words, "full"),
     K_UINT("tasks", "write_queue", write_queue, 1, 10000000, "10000"),
     K_UINT("tasks", "lock_timeout_ms", lock_timeout_ms, 0, 600000, "5000"),
+    K_UINT("tasks", "cache_kib", cache_kib, 64, 1048576, "128"),
     K_UINT("tasks", "retention_s", retention_s, 0, 31536000, "3600"),
     K_UINT("tasks", "max_tasks", max_tasks, 1, 100000000, "100000"),
 

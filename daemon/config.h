@@ -58,6 +58,7 @@ struct config {
     char *db_sync;                 /* sqlite: "full" (fsync each commit) or "normal" */
     unsigned write_queue;          /* 10000: writes waiting for the disk at most */
     unsigned lock_timeout_ms;      /* 5000: how long a write waits for a locked database */
+    unsigned cache_kib;            /* 128: SQLite page cache of the writer (KiB) */
     unsigned retention_s;          /* 3600: finished tasks kept this long */
     unsigned max_tasks;            /* 100000: tasks held at once */
 

@@ -80,7 +80,7 @@ struct op {
 
 /* Per-task bookkeeping in TASK_EXT_STORE. */
 struct store_slot {
-    struct ticket *created; /* until the task is acknowledged */
+    struct ticket *created; /* until its row is settled and waited for */
     char *agent_name;       /* restored task whose agent is gone, else NULL */
 };
 
@@ -311,6 +311,14 @@ static a2ad_status store_wait_created(struct task *t) {
     a2ad_status rc = tk->status;
     if (rc != A2AD_OK) set_error("%s", tk->err);
     pthread_mutex_unlock(&q.lock);
+    /* Settled: a queued task need not carry its ticket (~250 bytes). */
+    task_lock(t);
+    struct store_slot *s = task_ext(t, TASK_EXT_STORE);
+    if (s && s->created == tk) {
+        s->created = NULL;
+        ticket_release(tk);
+    }
+    task_unlock(t);
     ticket_release(tk);
     return rc;
 }
@@ -688,11 +696,12 @@ a2ad_status store_open(const struct config *cfg) {
     sqlite3_extended_result_codes(st.db, 0);
     sqlite3_busy_timeout(st.db, (int)cfg->lock_timeout_ms);
     /* WAL: readers never block the writer, and a commit is one append. */
-    char sql[160];
+    char sql[200];
     snprintf(sql, sizeof sql,
              "PRAGMA journal_mode = WAL; PRAGMA synchronous = %s; "
-             "PRAGMA journal_size_limit = 67108864; PRAGMA foreign_keys = OFF;",
-             strcmp(cfg->db_sync, "normal") == 0 ? "NORMAL" : "FULL");
+             "PRAGMA journal_size_limit = 67108864; PRAGMA foreign_keys = OFF; "
+             "PRAGMA cache_size = -%u;",
+             strcmp(cfg->db_sync, "normal") == 0 ? "NORMAL" : "FULL", cfg->cache_kib);
     if (exec(sql) != SQLITE_OK) return open_fail("set up");
     if (exec(schema) != SQLITE_OK) return open_fail("create the tables of");
     if (prepare("INSERT INTO tasks (id, agent, state, seq, ended_ms, doc, ext)"

@@ -122,6 +122,7 @@ static void assert_same(const struct config *a, const struct config *b) {
     ck_assert_str_eq(a->db_sync, b->db_sync);
     ck_assert_uint_eq(a->write_queue, b->write_queue);
     ck_assert_uint_eq(a->lock_timeout_ms, b->lock_timeout_ms);
+    ck_assert_uint_eq(a->cache_kib, b->cache_kib);
     ck_assert_uint_eq(a->webhook_max_age_s, b->webhook_max_age_s);
     ck_assert_uint_eq(a->retention_s, b->retention_s);
     ck_assert_uint_eq(a->max_tasks, b->max_tasks);
@@ -178,6 +179,7 @@ static const char every_key[] =
     "sync = normal\n"
     "write_queue = 50\n"
     "lock_timeout_ms = 250\n"
+    "cache_kib = 4096\n"
     "retention_s = 0\n"
     "max_tasks = 5\n"
     "\n"
@@ -226,6 +228,7 @@ START_TEST(test_defaults) {
     ck_assert_str_eq(c.db_sync, "full");
     ck_assert_uint_eq(c.write_queue, 10000);
     ck_assert_uint_eq(c.lock_timeout_ms, 5000);
+    ck_assert_uint_eq(c.cache_kib, 128);
     ck_assert_uint_eq(c.webhook_max_age_s, 86400);
     ck_assert_uint_eq(c.retention_s, 3600);
     ck_assert_uint_eq(c.max_tasks, 100000);
@@ -324,7 +327,7 @@ START_TEST(test_shipped_conf_mentions_every_key) {
         checked++;
     }
     fclose(f);
-    ck_assert_uint_eq(checked, 37); /* every key of the table */
+    ck_assert_uint_eq(checked, 38); /* every key of the table */
 }
 END_TEST
 
@@ -351,6 +354,7 @@ START_TEST(test_every_key_takes_effect) {
     ck_assert_str_eq(c.db_sync, "normal");
     ck_assert_uint_eq(c.write_queue, 50);
     ck_assert_uint_eq(c.lock_timeout_ms, 250);
+    ck_assert_uint_eq(c.cache_kib, 4096);
     ck_assert_uint_eq(c.webhook_max_age_s, 600);
     ck_assert_uint_eq(c.retention_s, 0);
     ck_assert_uint_eq(c.max_tasks, 5);

@@ -4,8 +4,9 @@
  * the webhook thread reporting deliveries) only build an `op` in memory and
  * append it to the queue under q.lock. The writer thread alone touches the
  * database: it takes the whole queue, runs it in one transaction, then
- * settles what waited on it (submissions, webhook gates). No lock is held
- * while SQLite does I/O.
+ * settles what waited on it (submissions, webhook gates) and, with q.lock
+ * released, calls the tasks_on_durable callbacks (they resume suspended
+ * HTTP connections). No lock is held while SQLite does I/O.
  *
  * Within one event, the push observer's webhooks reach outbox_add before the
  * store observer runs (it is called last by tasks.c); outbox_add parks their

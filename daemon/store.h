@@ -7,7 +7,9 @@
  * writer thread that drains its bounded queue into a single transaction
  * (group commit). The rules that make the promise hold:
  *   - a task is acknowledged only after its CREATED row is committed
- *     (tasks_create waits, with no lock held, in store_wait_created);
+ *     (tasks_create waits, with no lock held, in store_wait_created; or,
+ *     with defer_durable, the HTTP layer suspends the connection until the
+ *     writer calls it back through tasks_on_durable);
  *   - an event's outbox rows and the task row go into the same transaction
  *     (the store observer runs after every other observer and queues both
  *     together), and a delivery is not sent before that commit, so a

@@ -23,6 +23,7 @@
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sys/socket.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -50,6 +51,10 @@ struct request {
     bool at_root;              /* POST / rather than /agents/NAME */
     bool suspended;            /* waiting for its task, or for its row */
     struct request *prev, *next; /* in the waiting list while suspended */
+    /* MHD's (dropped in completed) and a tasks_on_durable callback's: the
+     * store's writer may call back after MHD ended the connection at
+     * shutdown. */
+    atomic_int refs;
 };
 
 static struct {
@@ -220,8 +225,19 @@ static void resume_waiting(struct request *r) {
 /* Runs on the thread that ended the task, with the task locked. */
 static void on_task_terminal(void *arg) { resume_waiting(arg); }
 
-/* Runs on the store's writer thread once the task's row is settled. */
-static void on_stored(void *arg) { resume_waiting(arg); }
+static void request_release(struct request *r) {
+    if (atomic_fetch_sub(&r->refs, 1) != 1) return;
+    rpc_reply_clear(&r->reply);
+    free(r->body);
+    free(r);
+}
+
+/* Runs on the store's writer thread once the task's row is settled, no
+ * lock held; holds a reference to r. */
+static void on_stored(void *arg) {
+    resume_waiting(arg);
+    request_release(arg);
+}
 
 /* Put r on the waiting list, unless http_stop already took it. */
 static bool waiting_add(struct request *r) {
@@ -261,6 +277,7 @@ static enum MHD_Result start_durable_wait(struct request *r) {
         return answer(r);
     }
     MHD_suspend_connection(r->conn); /* before the callback can resume it */
+    atomic_fetch_add(&r->refs, 1); /* on_stored's */
     if (tasks_on_durable(r->reply.durable_task, on_stored, r) != A2AD_OK)
         on_stored(r); /* already settled: answer now */
     return MHD_YES;
@@ -324,6 +341,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         }
         r = calloc(1, sizeof *r);
         if (!r) return MHD_NO;
+        atomic_init(&r->refs, 1);
         r->conn = c;
         r->agent = named ? a : plugins_default();
         r->at_root = !named;
@@ -421,10 +439,15 @@ static void completed(void *cls, struct MHD_Connection *c, void **req_cls,
     (void)toe;
     struct request *r = *req_cls;
     if (!r) return;
-    rpc_reply_clear(&r->reply);
-    free(r->body);
-    free(r);
     *req_cls = NULL;
+    /* Ended while suspended (MHD stopping): no longer anyone's to resume. */
+    pthread_mutex_lock(&srv.lock);
+    if (r->suspended) {
+        r->suspended = false;
+        waiting_unlink_locked(r);
+    }
+    pthread_mutex_unlock(&srv.lock);
+    request_release(r);
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap) {
@@ -536,9 +559,10 @@ void http_stop(void) {
     size_t n = 0;
     for (struct request *r = list, *next; r; r = next) {
         next = r->next;
-        if (r->reply.durable_task)
-            tasks_forget_durable(r->reply.durable_task, on_stored, r);
-        else
+        if (r->reply.durable_task) {
+            /* unregistered: on_stored will not run and drop its reference */
+            if (tasks_forget_durable(r->reply.durable_task, on_stored, r)) request_release(r);
+        } else
             task_forget_waiter(r->reply.wait_task, on_task_terminal, r);
         r->prev = r->next = NULL;
         MHD_resume_connection(r->conn);

@@ -341,13 +341,15 @@ static a2ad_status store_on_durable(struct task *t, void (*cb)(void *arg), void 
 
 /* tasks_forget_durable: unregister, or wait until the writer's current
  * round of callbacks is over, so the caller may free arg afterwards. */
-static void store_forget_durable(struct task *t, void (*cb)(void *arg), void *arg) {
+static bool store_forget_durable(struct task *t, void (*cb)(void *arg), void *arg) {
     struct ticket *tk = created_ticket(t);
     pthread_mutex_lock(&q.lock);
-    if (tk && tk->cb == cb && tk->cb_arg == arg) tk->cb = NULL;
+    bool removed = tk && tk->cb == cb && tk->cb_arg == arg;
+    if (removed) tk->cb = NULL;
     while (q.firing) pthread_cond_wait(&q.settled, &q.lock);
     pthread_mutex_unlock(&q.lock);
     ticket_release(tk);
+    return removed;
 }
 
 /* A task stored but then not acknowledged (e.g. the job queue filled up in

@@ -71,10 +71,10 @@ void tasks_set_store_hooks(task_observer last, a2ad_status (*wait)(struct task *
 struct task *tasks_emitting(void) { return emitting; }
 
 static a2ad_status (*durable_on)(struct task *t, void (*cb)(void *arg), void *arg);
-static void (*durable_forget)(struct task *t, void (*cb)(void *arg), void *arg);
+static bool (*durable_forget)(struct task *t, void (*cb)(void *arg), void *arg);
 
 void tasks_set_store_notify(a2ad_status (*on)(struct task *t, void (*cb)(void *arg), void *arg),
-                            void (*forget)(struct task *t, void (*cb)(void *arg), void *arg)) {
+                            bool (*forget)(struct task *t, void (*cb)(void *arg), void *arg)) {
     durable_on = on;
     durable_forget = forget;
 }
@@ -85,8 +85,8 @@ a2ad_status tasks_on_durable(struct task *t, void (*cb)(void *arg), void *arg) {
     return durable_on ? durable_on(t, cb, arg) : A2AD_ERR_STATE;
 }
 
-void tasks_forget_durable(struct task *t, void (*cb)(void *arg), void *arg) {
-    if (durable_forget) durable_forget(t, cb, arg);
+bool tasks_forget_durable(struct task *t, void (*cb)(void *arg), void *arg) {
+    return durable_forget && durable_forget(t, cb, arg);
 }
 
 a2ad_status tasks_wait_durable(struct task *t) { return create_wait ? create_wait(t) : A2AD_OK; }

@@ -121,11 +121,11 @@ void tasks_set_store_hooks(task_observer last, a2ad_status (*wait)(struct task *
 /* The durable store's asynchronous form of `wait` (store.c): `on` calls
  * cb(arg) once the CREATED row of t is settled (committed or failed) and
  * returns A2AD_OK, or returns A2AD_ERR_STATE without registering when it
- * already is; `forget` removes a registration that has not fired and, once
- * it returns, the callback is not running and never will. Thread: main,
+ * already is; `forget` removes a registration that has not fired (true) and,
+ * once it returns, the callback is not running and never will. Thread: main,
  * before any task exists. */
 void tasks_set_store_notify(a2ad_status (*on)(struct task *t, void (*cb)(void *arg), void *arg),
-                            void (*forget)(struct task *t, void (*cb)(void *arg), void *arg));
+                            bool (*forget)(struct task *t, void (*cb)(void *arg), void *arg));
 /* Called by tasks_discard (no lock held) so the store forgets a task that
  * was stored but never acknowledged. NULL = none. Thread: main, before any
  * task exists. */
@@ -180,8 +180,9 @@ bool tasks_durable(void);
  * the caller goes on at once. Thread: any. */
 a2ad_status tasks_on_durable(struct task *t, void (*cb)(void *arg), void *arg);
 /* Undo tasks_on_durable if cb has not fired; when it returns, cb is not
- * running and will not run. Thread: any. */
-void tasks_forget_durable(struct task *t, void (*cb)(void *arg), void *arg);
+ * running and will not run. True when it removed the registration (cb
+ * never ran), false when cb already ran or none was made. Thread: any. */
+bool tasks_forget_durable(struct task *t, void (*cb)(void *arg), void *arg);
 /* The outcome of the CREATED row of a task made with defer_durable:
  * blocks (no lock held) until it is settled, which after tasks_on_durable
  * fired is at once. A2AD_OK = on disk; otherwise the task was not stored

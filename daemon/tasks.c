@@ -180,6 +180,15 @@ static size_t store_evict_locked(uint64_t older_than_ms, size_t at_most, struct 
     return n;
 }
 
+/* Put a task that ended at the tail of the expiry FIFO; store.lock held. */
+static void finished_append_locked(struct task *t) {
+    if (store.finished_tail)
+        store.finished_tail->finished_next = t;
+    else
+        store.finished_head = t;
+    store.finished_tail = t;
+}
+
 static void release_list(struct task *list) {
     while (list) {
         struct task *next = list->finished_next;
@@ -277,7 +286,7 @@ struct task *tasks_get(const char *id) {
 }
 
 /* Text parts joined by "\n": the query an agent receives. */
-static char *message_query(const cJSON *message) {
+char *tasks_message_text(const cJSON *message) {
     const cJSON *parts = cJSON_GetObjectItemCaseSensitive(message, "parts");
     size_t len = 0;
     const cJSON *part;
@@ -327,7 +336,7 @@ a2ad_status tasks_create(const struct task_create *in, struct task **out) {
     util_timestamp(t->timestamp);
     t->metadata = in->metadata;
     t->history = cJSON_CreateArray();
-    t->query = message_query(in->message);
+    t->query = tasks_message_text(in->message);
     if (!t->history || !t->query) goto nomem_owned;
     /* The stored user message names its task, as the SDKs record it. */
     json_set_string(in->message, "kind", "message");
@@ -415,7 +424,7 @@ a2ad_status tasks_restore(const struct task_restore *in, struct task **out) {
     t->metadata = cJSON_DetachItemFromObjectCaseSensitive(doc, "metadata");
     /* The query is the first message's text, as at creation. */
     st = A2AD_ERR_NOMEM;
-    if (!(t->query = message_query(cJSON_GetArrayItem(t->history, 0)))) goto fail_owned;
+    if (!(t->query = tasks_message_text(cJSON_GetArrayItem(t->history, 0)))) goto fail_owned;
     if (task_state_terminal(t->state)) {
         uint64_t now = util_now_ms();
         t->ended_ms = now > in->ended_ago_ms ? now - in->ended_ago_ms : 0;
@@ -423,13 +432,7 @@ a2ad_status tasks_restore(const struct task_restore *in, struct task **out) {
     pthread_mutex_lock(&store.lock);
     if (!store.by_id) store.by_id = hmap_new(1024);
     st = hmap_get(store.by_id, t->id) ? A2AD_ERR_STATE : hmap_put(store.by_id, t->id, t);
-    if (st == A2AD_OK && task_state_terminal(t->state)) {
-        if (store.finished_tail)
-            store.finished_tail->finished_next = t;
-        else
-            store.finished_head = t;
-        store.finished_tail = t;
-    }
+    if (st == A2AD_OK && task_state_terminal(t->state)) finished_append_locked(t);
     pthread_mutex_unlock(&store.lock);
     if (st != A2AD_OK) goto fail_owned;
     cJSON_Delete(doc);
@@ -761,13 +764,7 @@ a2ad_status task_finish(struct task *t, enum task_state final_state, const char 
     }
     /* Join the expiry FIFO; task lock before store lock is the only order. */
     pthread_mutex_lock(&store.lock);
-    if (store.by_id && hmap_get(store.by_id, t->id) == t) {
-        if (store.finished_tail)
-            store.finished_tail->finished_next = t;
-        else
-            store.finished_head = t;
-        store.finished_tail = t;
-    }
+    if (store.by_id && hmap_get(store.by_id, t->id) == t) finished_append_locked(t);
     pthread_mutex_unlock(&store.lock);
     pthread_mutex_unlock(&t->lock);
     return A2AD_OK;

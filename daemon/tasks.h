@@ -162,6 +162,10 @@ a2ad_status tasks_create(const struct task_create *in, struct task **out);
  * no event is sent. Releases the store's reference, not the caller's. */
 void tasks_discard(struct task *t);
 
+/* The text parts of an A2A message joined by "\n" (the query an agent
+ * gets); malloc'd, caller frees; NULL when out of memory. Thread: any. */
+char *tasks_message_text(const cJSON *message);
+
 /* Look up by id; returns a new reference, or NULL. Thread: any. */
 struct task *tasks_get(const char *id);
 

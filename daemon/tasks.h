@@ -101,7 +101,7 @@ struct task_event {
 
 /* Called for every event of every task, with the task locked, in event
  * order. It must not block on I/O nor call task functions other than
- * task_ext, task_ext_set and task_render_locked (and the immutable
+ * task_ext, task_ext_set, task_render_locked and task_print_locked (and the immutable
  * accessors). For TASK_EVENT_CREATED a non-OK return refuses the task:
  * tasks_create fails with that status and nothing is acknowledged. For the
  * other events the return is ignored. */
@@ -194,6 +194,10 @@ a2ad_status tasks_wait_durable(struct task *t);
  * no event is sent. Releases the store's reference, not the caller's. */
 void tasks_discard(struct task *t);
 
+/* The text parts of an A2A message joined by "\n" (the query an agent
+ * gets); malloc'd, caller frees; NULL when out of memory. Thread: any. */
+char *tasks_message_text(const cJSON *message);
+
 /* Look up by id; returns a new reference, or NULL. Thread: any. */
 struct task *tasks_get(const char *id);
 
@@ -233,6 +237,10 @@ a2ad_status task_add_message(struct task *t, cJSON *message);
 cJSON *task_render(struct task *t, int history_length);
 /* The same, for an observer (the task is already locked). */
 cJSON *task_render_locked(struct task *t, int history_length);
+/* The same Task printed as compact JSON (new string, caller frees; NULL when
+ * out of memory), byte for byte what printing task_render_locked gives, but
+ * without copying the history and artifacts first. Task locked (observers). */
+char *task_print_locked(struct task *t, int history_length);
 
 /* Slot data. The task lock must be held (an observer, or between task_lock
  * and task_unlock). task_ext_set frees the slot's previous data. */

@@ -224,33 +224,10 @@ a2ad_status workers_has_room(void) {
     return st;
 }
 
-/* Text parts joined by "\n", as the query of a job. */
-static char *message_text(const cJSON *message) {
-    size_t len = 1;
-    const cJSON *part, *parts = cJSON_GetObjectItemCaseSensitive(message, "parts");
-    cJSON_ArrayForEach(part, parts) {
-        const cJSON *text = cJSON_GetObjectItemCaseSensitive(part, "text");
-        if (cJSON_IsString(text)) len += strlen(text->valuestring) + 1;
-    }
-    char *q = malloc(len);
-    if (!q) return NULL;
-    size_t o = 0;
-    cJSON_ArrayForEach(part, parts) {
-        const cJSON *text = cJSON_GetObjectItemCaseSensitive(part, "text");
-        if (!cJSON_IsString(text)) continue;
-        if (o) q[o++] = '\n';
-        size_t n = strlen(text->valuestring);
-        memcpy(q + o, text->valuestring, n);
-        o += n;
-    }
-    q[o] = '\0';
-    return q;
-}
-
 void workers_deliver_message(struct task *task, const cJSON *message) {
     const struct agent *agent = task_agent(task);
     if (!agent->desc.on_message || !pool.slots) return;
-    char *text = message_text(message);
+    char *text = tasks_message_text(message);
     if (!text) return;
     for (unsigned i = 0; i < pool.n_slots; i++) {
         struct slot *s = &pool.slots[i];

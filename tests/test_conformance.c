@@ -10,38 +10,11 @@
 #include <time.h>
 
 #include "support/daemon.h"
+#include "support/json.h"
 #include "support/receiver.h"
 
 static struct daemon_proc dp;
 static struct receiver *rcv;
-
-static void nap_ms(long ms) {
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-static const cJSON *jget(const cJSON *o, const char *path) {
-    char buf[256];
-    snprintf(buf, sizeof buf, "%s", path);
-    const cJSON *cur = o;
-    for (char *save = NULL, *k = strtok_r(buf, ".", &save); k && cur; k = strtok_r(NULL, ".", &save)) {
-        if (k[0] >= '0' && k[0] <= '9' && cJSON_IsArray(cur))
-            cur = cJSON_GetArrayItem(cur, atoi(k));
-        else
-            cur = cJSON_GetObjectItemCaseSensitive(cur, k);
-    }
-    return cur;
-}
-
-static const char *jstr(const cJSON *o, const char *path) {
-    const cJSON *v = jget(o, path);
-    return cJSON_IsString(v) ? v->valuestring : "(absent)";
-}
-
-static int jint(const cJSON *o, const char *path) {
-    const cJSON *v = jget(o, path);
-    return cJSON_IsNumber(v) ? v->valueint : -99999;
-}
 
 static void setup(void) {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -83,8 +56,8 @@ static cJSON *rpcf(bool v1, const char *fmt, ...) {
 
 static void expect_error(cJSON *o, int code, const char *part) {
     char *txt = cJSON_PrintUnformatted(o);
-    ck_assert_msg(jint(o, "error.code") == code, "want %d, got %s", code, txt);
-    if (part) ck_assert_msg(strstr(jstr(o, "error.message"), part), "message lacks \"%s\": %s", part, txt);
+    ck_assert_msg(json_int(o, "error.code") == code, "want %d, got %s", code, txt);
+    if (part) ck_assert_msg(strstr(json_str(o, "error.message"), part), "message lacks \"%s\": %s", part, txt);
     free(txt);
     cJSON_Delete(o);
 }
@@ -92,8 +65,8 @@ static void expect_error(cJSON *o, int code, const char *part) {
 /* A finished echo task; returns its id (malloc'd). */
 static char *finished_task(void) {
     cJSON *o = rpcf(false, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"message/send\",\"params\":{\"message\":" MSG03("done") "}}");
-    ck_assert_str_eq(jstr(o, "result.status.state"), "completed");
-    char *id = strdup(jstr(o, "result.id"));
+    ck_assert_str_eq(json_str(o, "result.status.state"), "completed");
+    char *id = strdup(json_str(o, "result.id"));
     cJSON_Delete(o);
     return id;
 }
@@ -108,7 +81,7 @@ static char *running_convo(const char *context) {
              "\"messageId\":\"c1\",\"role\":\"user\",%s\"parts\":[{\"kind\":\"text\",\"text\":\"hi\"}]},"
              "\"configuration\":{\"blocking\":false}}}", ctx);
     cJSON *o = rpc_call(dp.port, "/agents/convo", body, NULL);
-    char *id = strdup(jstr(o, "result.id"));
+    char *id = strdup(json_str(o, "result.id"));
     ck_assert_uint_eq(strlen(id), 36);
     cJSON_Delete(o);
     /* Wait (bounded) until the job listens: from then on it makes events
@@ -118,9 +91,9 @@ static char *running_convo(const char *context) {
     bool listening = false;
     for (int i = 0; i < 400 && !listening; i++) {
         cJSON *t = rpc_call(dp.port, "/agents/convo", get, NULL);
-        listening = strcmp(jstr(t, "result.status.message.parts.0.text"), "listening") == 0;
+        listening = strcmp(json_str(t, "result.status.message.parts.0.text"), "listening") == 0;
         cJSON_Delete(t);
-        if (!listening) nap_ms(25);
+        if (!listening) test_nap_ms(25);
     }
     ck_assert_msg(listening, "task %s never started listening", id);
     return id;
@@ -157,9 +130,9 @@ START_TEST(send_params_required_fields_and_types) {
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         cJSON *r = rpcf(cases[i].v1, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"%s\",\"params\":%s}",
                         cases[i].v1 ? "SendMessage" : "message/send", cases[i].params);
-        ck_assert_msg(jint(r, "error.code") == -32602, "case %zu: %s", i, cJSON_PrintUnformatted(r));
-        ck_assert_msg(strstr(jstr(r, "error.message"), cases[i].field), "case %zu: %s", i,
-                      jstr(r, "error.message"));
+        ck_assert_msg(json_int(r, "error.code") == -32602, "case %zu: %s", i, cJSON_PrintUnformatted(r));
+        ck_assert_msg(strstr(json_str(r, "error.message"), cases[i].field), "case %zu: %s", i,
+                      json_str(r, "error.message"));
         cJSON_Delete(r);
     }
     /* "params" that is not an object */
@@ -174,51 +147,51 @@ START_TEST(v1_send_get_cancel_shapes) {
     cJSON *r = rpcf(true, "{\"jsonrpc\":\"2.0\",\"id\":\"a\",\"method\":\"SendMessage\",\"params\":{\"message\":"
                           "{\"messageId\":\"m1\",\"role\":\"ROLE_USER\",\"parts\":[{\"text\":\"hello\"},"
                           "{\"data\":[1,2]},{\"url\":\"https://x.example/f\",\"mediaType\":\"text/plain\"}]}}}");
-    ck_assert_str_eq(jstr(r, "result.task.status.state"), "TASK_STATE_COMPLETED");
-    ck_assert_str_eq(jstr(r, "result.task.status.message.role"), "ROLE_AGENT");
-    ck_assert_str_eq(jstr(r, "result.task.status.message.parts.0.text"), "hello");
-    ck_assert_ptr_null(jget(r, "result.task.kind"));
-    ck_assert_ptr_null(jget(r, "result.task.status.message.kind"));
-    ck_assert_int_eq(jint(r, "result.task.history.0.parts.1.data.1"), 2);
-    ck_assert_str_eq(jstr(r, "result.task.history.0.parts.2.url"), "https://x.example/f");
-    ck_assert_str_eq(jstr(r, "result.task.history.0.parts.2.mediaType"), "text/plain");
-    char *id = strdup(jstr(r, "result.task.id"));
+    ck_assert_str_eq(json_str(r, "result.task.status.state"), "TASK_STATE_COMPLETED");
+    ck_assert_str_eq(json_str(r, "result.task.status.message.role"), "ROLE_AGENT");
+    ck_assert_str_eq(json_str(r, "result.task.status.message.parts.0.text"), "hello");
+    ck_assert_ptr_null(json_at(r, "result.task.kind"));
+    ck_assert_ptr_null(json_at(r, "result.task.status.message.kind"));
+    ck_assert_int_eq(json_int(r, "result.task.history.0.parts.1.data.1"), 2);
+    ck_assert_str_eq(json_str(r, "result.task.history.0.parts.2.url"), "https://x.example/f");
+    ck_assert_str_eq(json_str(r, "result.task.history.0.parts.2.mediaType"), "text/plain");
+    char *id = strdup(json_str(r, "result.task.id"));
     cJSON_Delete(r);
     /* GetTask with snake_case keys; historyLength 0 omits history */
     r = rpcf(true, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"GetTask\",\"params\":{\"id\":\"%s\",\"history_length\":0}}", id);
-    ck_assert_str_eq(jstr(r, "result.id"), id);
-    ck_assert_ptr_null(jget(r, "result.history"));
-    ck_assert_ptr_null(jget(r, "result.task")); /* GetTask answers the Task itself */
+    ck_assert_str_eq(json_str(r, "result.id"), id);
+    ck_assert_ptr_null(json_at(r, "result.history"));
+    ck_assert_ptr_null(json_at(r, "result.task")); /* GetTask answers the Task itself */
     cJSON_Delete(r);
     r = rpcf(true, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"GetTask\",\"params\":{\"id\":\"%s\",\"historyLength\":1}}", id);
-    ck_assert_int_eq(cJSON_GetArraySize(jget(r, "result.history")), 1);
-    ck_assert_str_eq(jstr(r, "result.history.0.role"), "ROLE_AGENT"); /* the newest */
+    ck_assert_int_eq(cJSON_GetArraySize(json_at(r, "result.history")), 1);
+    ck_assert_str_eq(json_str(r, "result.history.0.role"), "ROLE_AGENT"); /* the newest */
     cJSON_Delete(r);
     /* CancelTask of a completed task: TaskNotCancelable with ErrorInfo */
     r = rpcf(true, "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"CancelTask\",\"params\":{\"id\":\"%s\"}}", id);
-    ck_assert_int_eq(jint(r, "error.code"), -32002);
-    ck_assert_str_eq(jstr(r, "error.data.0.reason"), "TASK_NOT_CANCELABLE");
-    ck_assert_str_eq(jstr(r, "error.data.0.domain"), "a2a-protocol.org");
-    ck_assert_str_eq(jstr(r, "error.data.0.@type"), "type.googleapis.com/google.rpc.ErrorInfo");
+    ck_assert_int_eq(json_int(r, "error.code"), -32002);
+    ck_assert_str_eq(json_str(r, "error.data.0.reason"), "TASK_NOT_CANCELABLE");
+    ck_assert_str_eq(json_str(r, "error.data.0.domain"), "a2a-protocol.org");
+    ck_assert_str_eq(json_str(r, "error.data.0.@type"), "type.googleapis.com/google.rpc.ErrorInfo");
     cJSON_Delete(r);
     /* unknown task */
     r = rpcf(true, "{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"GetTask\",\"params\":{\"id\":\"nope\"}}");
-    ck_assert_int_eq(jint(r, "error.code"), -32001);
-    ck_assert_str_eq(jstr(r, "error.data.0.reason"), "TASK_NOT_FOUND");
+    ck_assert_int_eq(json_int(r, "error.code"), -32001);
+    ck_assert_str_eq(json_str(r, "error.data.0.reason"), "TASK_NOT_FOUND");
     cJSON_Delete(r);
     /* returnImmediately: the task at once; cancel is idempotent in 1.0 */
     char body[600];
     snprintf(body, sizeof body, "{\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"SendMessage\",\"params\":{\"message\":"
              MSG10("hi") ",\"configuration\":{\"returnImmediately\":true}}}");
     r = rpc_call_headers(dp.port, "/agents/convo", body, V1, NULL);
-    const char *st = jstr(r, "result.task.status.state");
+    const char *st = json_str(r, "result.task.status.state");
     ck_assert_msg(strcmp(st, "TASK_STATE_SUBMITTED") == 0 || strcmp(st, "TASK_STATE_WORKING") == 0, "%s", st);
-    char *cid = strdup(jstr(r, "result.task.id"));
+    char *cid = strdup(json_str(r, "result.task.id"));
     cJSON_Delete(r);
     for (int i = 0; i < 2; i++) {
         snprintf(body, sizeof body, "{\"jsonrpc\":\"2.0\",\"id\":6,\"method\":\"CancelTask\",\"params\":{\"id\":\"%s\"}}", cid);
         r = rpc_call_headers(dp.port, "/agents/convo", body, V1, NULL);
-        ck_assert_str_eq(jstr(r, "result.status.state"), "TASK_STATE_CANCELED");
+        ck_assert_str_eq(json_str(r, "result.status.state"), "TASK_STATE_CANCELED");
         cJSON_Delete(r);
     }
     /* ...while 0.3 answers a second cancel with -32002 */
@@ -238,15 +211,15 @@ START_TEST(version_header_and_method_names) {
     for (size_t i = 0; i < 5; i++) {
         const char *h[] = {ok_versions[i], NULL};
         cJSON *r = rpc_call_headers(dp.port, "/", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ListTasks\"}", h, NULL);
-        ck_assert_msg(jget(r, "result.tasks") != NULL, "%s: %s", ok_versions[i], cJSON_PrintUnformatted(r));
+        ck_assert_msg(json_at(r, "result.tasks") != NULL, "%s: %s", ok_versions[i], cJSON_PrintUnformatted(r));
         cJSON_Delete(r);
     }
     static const char *const bad_versions[] = {"A2A-Version: 2.0", "A2A-Version: 0.2", "A2A-Version: banana"};
     for (size_t i = 0; i < 3; i++) {
         const char *h[] = {bad_versions[i], NULL};
         cJSON *r = rpc_call_headers(dp.port, "/", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"GetTask\",\"params\":{\"id\":\"x\"}}", h, NULL);
-        ck_assert_int_eq(jint(r, "error.code"), -32009);
-        ck_assert_str_eq(jstr(r, "error.data.0.reason"), "VERSION_NOT_SUPPORTED");
+        ck_assert_int_eq(json_int(r, "error.code"), -32009);
+        ck_assert_str_eq(json_str(r, "error.data.0.reason"), "VERSION_NOT_SUPPORTED");
         cJSON_Delete(r);
     }
     /* 0.3 has no tasks/list over JSON-RPC; unknown names are -32601 */
@@ -255,7 +228,7 @@ START_TEST(version_header_and_method_names) {
     /* extension headers are accepted (a2ad declares no extension) */
     const char *ext[] = {"A2A-Extensions: https://example.com/ext/v1", "X-A2A-Extensions: https://example.com/x", NULL};
     cJSON *r = rpc_call_headers(dp.port, "/", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"message/send\",\"params\":{\"message\":" MSG03("e") "}}", ext, NULL);
-    ck_assert_str_eq(jstr(r, "result.status.state"), "completed");
+    ck_assert_str_eq(json_str(r, "result.status.state"), "completed");
     cJSON_Delete(r);
 }
 END_TEST
@@ -272,12 +245,12 @@ START_TEST(get_and_cancel_error_paths) {
     expect_error(rpcf(false, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tasks/cancel\",\"params\":{}}"), -32602, "params.id");
     expect_error(rpcf(false, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tasks/cancel\",\"params\":{\"id\":\"%s\"}}", id), -32002, "completed");
     cJSON *r = rpcf(false, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tasks/get\",\"params\":{\"id\":\"%s\",\"historyLength\":0}}", id);
-    ck_assert_str_eq(jstr(r, "result.kind"), "task");
-    ck_assert_ptr_null(jget(r, "result.history"));
+    ck_assert_str_eq(json_str(r, "result.kind"), "task");
+    ck_assert_ptr_null(json_at(r, "result.history"));
     cJSON_Delete(r);
     /* 0.3 errors carry no 1.0 ErrorInfo */
     r = rpcf(false, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tasks/get\",\"params\":{\"id\":\"unknown\"}}");
-    ck_assert_ptr_null(jget(r, "error.data"));
+    ck_assert_ptr_null(json_at(r, "error.data"));
     cJSON_Delete(r);
     free(id);
 }
@@ -291,51 +264,51 @@ START_TEST(list_tasks_filters_and_pages) {
     char *done[3];
     for (int i = 0; i < 3; i++) {
         done[i] = finished_task();
-        nap_ms(5); /* distinct millisecond timestamps, so "newest first" is defined */
+        test_nap_ms(5); /* distinct millisecond timestamps, so "newest first" is defined */
     }
     char *running = running_convo("ctx-conv-1");
     /* at / only echo's tasks, newest first */
     cJSON *r = rpcf(true, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ListTasks\",\"params\":{\"pageSize\":2}}");
-    ck_assert_int_eq(jint(r, "result.totalSize"), 3);
-    ck_assert_int_eq(jint(r, "result.pageSize"), 2);
-    ck_assert_int_eq(cJSON_GetArraySize(jget(r, "result.tasks")), 2);
-    ck_assert_str_eq(jstr(r, "result.tasks.0.id"), done[2]);
-    ck_assert_str_eq(jstr(r, "result.tasks.1.id"), done[1]);
-    ck_assert_ptr_null(jget(r, "result.tasks.0.artifacts"));
+    ck_assert_int_eq(json_int(r, "result.totalSize"), 3);
+    ck_assert_int_eq(json_int(r, "result.pageSize"), 2);
+    ck_assert_int_eq(cJSON_GetArraySize(json_at(r, "result.tasks")), 2);
+    ck_assert_str_eq(json_str(r, "result.tasks.0.id"), done[2]);
+    ck_assert_str_eq(json_str(r, "result.tasks.1.id"), done[1]);
+    ck_assert_ptr_null(json_at(r, "result.tasks.0.artifacts"));
     char token[40];
-    snprintf(token, sizeof token, "%s", jstr(r, "result.nextPageToken"));
+    snprintf(token, sizeof token, "%s", json_str(r, "result.nextPageToken"));
     ck_assert_str_ne(token, "");
     cJSON_Delete(r);
     r = rpcf(true, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ListTasks\",\"params\":{\"pageSize\":2,\"pageToken\":\"%s\"}}", token);
-    ck_assert_int_eq(cJSON_GetArraySize(jget(r, "result.tasks")), 1);
-    ck_assert_str_eq(jstr(r, "result.tasks.0.id"), done[0]);
-    ck_assert_str_eq(jstr(r, "result.nextPageToken"), ""); /* the last page */
+    ck_assert_int_eq(cJSON_GetArraySize(json_at(r, "result.tasks")), 1);
+    ck_assert_str_eq(json_str(r, "result.tasks.0.id"), done[0]);
+    ck_assert_str_eq(json_str(r, "result.nextPageToken"), ""); /* the last page */
     cJSON_Delete(r);
     /* filters at /agents/convo: contextId and status */
     char body[600];
     snprintf(body, sizeof body, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ListTasks\",\"params\":{\"contextId\":\"ctx-conv-1\",\"status\":\"TASK_STATE_WORKING\"}}");
     for (int tries = 0; tries < 100; tries++) { /* the job starts on a worker */
         r = rpc_call_headers(dp.port, "/agents/convo", body, V1, NULL);
-        if (jint(r, "result.totalSize") == 1) break;
+        if (json_int(r, "result.totalSize") == 1) break;
         cJSON_Delete(r);
         r = NULL;
-        nap_ms(50);
+        test_nap_ms(50);
     }
     ck_assert_ptr_nonnull(r);
-    ck_assert_str_eq(jstr(r, "result.tasks.0.id"), running);
+    ck_assert_str_eq(json_str(r, "result.tasks.0.id"), running);
     cJSON_Delete(r);
     snprintf(body, sizeof body, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ListTasks\",\"params\":{\"contextId\":\"other\"}}");
     r = rpc_call_headers(dp.port, "/agents/convo", body, V1, NULL);
-    ck_assert_int_eq(jint(r, "result.totalSize"), 0);
-    ck_assert_str_eq(jstr(r, "result.nextPageToken"), "");
+    ck_assert_int_eq(json_int(r, "result.totalSize"), 0);
+    ck_assert_str_eq(json_str(r, "result.nextPageToken"), "");
     cJSON_Delete(r);
     /* statusTimestampAfter in the future: nothing */
     r = rpcf(true, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ListTasks\",\"params\":{\"statusTimestampAfter\":\"2999-01-01T00:00:00Z\"}}");
-    ck_assert_int_eq(jint(r, "result.totalSize"), 0);
+    ck_assert_int_eq(json_int(r, "result.totalSize"), 0);
     cJSON_Delete(r);
     r = rpcf(true, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ListTasks\",\"params\":{\"statusTimestampAfter\":\"2000-01-01T00:00:00.5Z\",\"includeArtifacts\":true,\"historyLength\":0}}");
-    ck_assert_int_eq(jint(r, "result.totalSize"), 3);
-    ck_assert_ptr_null(jget(r, "result.tasks.0.history"));
+    ck_assert_int_eq(json_int(r, "result.totalSize"), 3);
+    ck_assert_ptr_null(json_at(r, "result.tasks.0.history"));
     cJSON_Delete(r);
     /* bad arguments */
     expect_error(rpcf(true, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ListTasks\",\"params\":{\"pageSize\":0}}"), -32602, "pageSize");
@@ -362,23 +335,23 @@ START_TEST(push_config_methods_03) {
     cJSON *r = rpcf(false, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tasks/pushNotificationConfig/set\",\"params\":{"
                            "\"taskId\":\"%s\",\"pushNotificationConfig\":{\"id\":\"a\",\"url\":\"http://127.0.0.1:%u/a\","
                            "\"token\":\"tok-a\",\"authentication\":{\"schemes\":[\"Bearer\"],\"credentials\":\"cred-a\"}}}}", t, port);
-    ck_assert_str_eq(jstr(r, "result.taskId"), t);
-    ck_assert_str_eq(jstr(r, "result.pushNotificationConfig.id"), "a");
-    ck_assert_str_eq(jstr(r, "result.pushNotificationConfig.authentication.schemes.0"), "Bearer");
+    ck_assert_str_eq(json_str(r, "result.taskId"), t);
+    ck_assert_str_eq(json_str(r, "result.pushNotificationConfig.id"), "a");
+    ck_assert_str_eq(json_str(r, "result.pushNotificationConfig.authentication.schemes.0"), "Bearer");
     cJSON_Delete(r);
     r = rpcf(false, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tasks/pushNotificationConfig/set\",\"params\":{"
                     "\"taskId\":\"%s\",\"pushNotificationConfig\":{\"url\":\"http://127.0.0.1:%u/b\"}}}", t, port);
     char bid[40];
-    snprintf(bid, sizeof bid, "%s", jstr(r, "result.pushNotificationConfig.id"));
+    snprintf(bid, sizeof bid, "%s", json_str(r, "result.pushNotificationConfig.id"));
     ck_assert_uint_eq(strlen(bid), 36); /* generated */
     cJSON_Delete(r);
     r = rpcf(false, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tasks/pushNotificationConfig/list\",\"params\":{\"id\":\"%s\"}}", t);
-    ck_assert(cJSON_IsArray(jget(r, "result")));
-    ck_assert_int_eq(cJSON_GetArraySize(jget(r, "result")), 2);
-    ck_assert_str_eq(jstr(r, "result.0.pushNotificationConfig.token"), "tok-a");
+    ck_assert(cJSON_IsArray(json_at(r, "result")));
+    ck_assert_int_eq(cJSON_GetArraySize(json_at(r, "result")), 2);
+    ck_assert_str_eq(json_str(r, "result.0.pushNotificationConfig.token"), "tok-a");
     cJSON_Delete(r);
     r = rpcf(false, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tasks/pushNotificationConfig/get\",\"params\":{\"id\":\"%s\",\"pushNotificationConfigId\":\"%s\"}}", t, bid);
-    ck_assert_ptr_nonnull(strstr(jstr(r, "result.pushNotificationConfig.url"), "/b"));
+    ck_assert_ptr_nonnull(strstr(json_str(r, "result.pushNotificationConfig.url"), "/b"));
     cJSON_Delete(r);
     /* a live event reaches both webhooks, each with its own headers */
     char body[600];
@@ -394,7 +367,7 @@ START_TEST(push_config_methods_03) {
         char *tok = received_header(q, "X-A2A-Notification-Token");
         char *type = received_header(q, "Content-Type");
         cJSON *b = cJSON_Parse(q->body);
-        ck_assert_str_eq(jstr(b, "kind"), "task"); /* 0.3 configs get the whole Task */
+        ck_assert_str_eq(json_str(b, "kind"), "task"); /* 0.3 configs get the whole Task */
         ck_assert_str_eq(type, "application/json");
         if (strcmp(q->path, "/a") == 0) {
             saw_a = true;
@@ -416,16 +389,16 @@ START_TEST(push_config_methods_03) {
     cJSON_Delete(r);
     expect_error(rpcf(false, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tasks/pushNotificationConfig/set\",\"params\":{\"taskId\":\"%s\",\"pushNotificationConfig\":{\"id\":\"d\",\"url\":\"http://127.0.0.1:%u/d\"}}}", t, port), -32602, "max_configs_per_task");
     r = rpcf(false, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tasks/pushNotificationConfig/set\",\"params\":{\"taskId\":\"%s\",\"pushNotificationConfig\":{\"id\":\"c\",\"url\":\"http://127.0.0.1:%u/c2\"}}}", t, port);
-    ck_assert_ptr_nonnull(strstr(jstr(r, "result.pushNotificationConfig.url"), "/c2"));
+    ck_assert_ptr_nonnull(strstr(json_str(r, "result.pushNotificationConfig.url"), "/c2"));
     cJSON_Delete(r);
     for (int i = 0; i < 2; i++) {
         r = rpcf(false, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tasks/pushNotificationConfig/delete\",\"params\":{\"id\":\"%s\",\"pushNotificationConfigId\":\"a\"}}", t);
-        ck_assert(cJSON_IsNull(jget(r, "result")));
+        ck_assert(cJSON_IsNull(json_at(r, "result")));
         cJSON_Delete(r);
     }
     expect_error(rpcf(false, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tasks/pushNotificationConfig/get\",\"params\":{\"id\":\"%s\",\"pushNotificationConfigId\":\"a\"}}", t), -32001, NULL);
     r = rpcf(false, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tasks/pushNotificationConfig/list\",\"params\":{\"id\":\"%s\"}}", t);
-    ck_assert_int_eq(cJSON_GetArraySize(jget(r, "result")), 2);
+    ck_assert_int_eq(cJSON_GetArraySize(json_at(r, "result")), 2);
     cJSON_Delete(r);
     /* error paths */
     expect_error(rpcf(false, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tasks/pushNotificationConfig/set\",\"params\":{\"taskId\":\"nope\",\"pushNotificationConfig\":{\"url\":\"http://127.0.0.1:1/x\"}}}"), -32001, NULL);
@@ -447,23 +420,23 @@ START_TEST(push_config_methods_10_send_stream_responses) {
     cJSON *r = rpcf(true, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"CreateTaskPushNotificationConfig\",\"params\":{"
                           "\"taskId\":\"%s\",\"url\":\"http://127.0.0.1:%u/v1\",\"token\":\"t1\","
                           "\"authentication\":{\"scheme\":\"Bearer\",\"credentials\":\"secret-1\"}}}", t, port);
-    ck_assert_str_eq(jstr(r, "result.taskId"), t);
-    ck_assert_str_eq(jstr(r, "result.authentication.scheme"), "Bearer");
+    ck_assert_str_eq(json_str(r, "result.taskId"), t);
+    ck_assert_str_eq(json_str(r, "result.authentication.scheme"), "Bearer");
     char id[40];
-    snprintf(id, sizeof id, "%s", jstr(r, "result.id"));
+    snprintf(id, sizeof id, "%s", json_str(r, "result.id"));
     ck_assert_uint_eq(strlen(id), 36);
     cJSON_Delete(r);
     r = rpcf(true, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"GetTaskPushNotificationConfig\",\"params\":{\"taskId\":\"%s\",\"id\":\"%s\"}}", t, id);
-    ck_assert_str_eq(jstr(r, "result.token"), "t1");
-    ck_assert_str_eq(jstr(r, "result.authentication.credentials"), "secret-1");
+    ck_assert_str_eq(json_str(r, "result.token"), "t1");
+    ck_assert_str_eq(json_str(r, "result.authentication.credentials"), "secret-1");
     cJSON_Delete(r);
     r = rpcf(true, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ListTaskPushNotificationConfigs\",\"params\":{\"taskId\":\"%s\"}}", t);
-    ck_assert_int_eq(cJSON_GetArraySize(jget(r, "result.configs")), 1);
-    ck_assert_str_eq(jstr(r, "result.nextPageToken"), "");
+    ck_assert_int_eq(cJSON_GetArraySize(json_at(r, "result.configs")), 1);
+    ck_assert_str_eq(json_str(r, "result.nextPageToken"), "");
     cJSON_Delete(r);
     /* the same config read through 0.3 speaks 0.3 */
     r = rpcf(false, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tasks/pushNotificationConfig/get\",\"params\":{\"id\":\"%s\",\"pushNotificationConfigId\":\"%s\"}}", t, id);
-    ck_assert_str_eq(jstr(r, "result.pushNotificationConfig.authentication.schemes.0"), "Bearer");
+    ck_assert_str_eq(json_str(r, "result.pushNotificationConfig.authentication.schemes.0"), "Bearer");
     cJSON_Delete(r);
     /* an event: the 1.0 webhook gets a StreamResponse, a2a+json, Authorization */
     char body[600];
@@ -471,7 +444,7 @@ START_TEST(push_config_methods_10_send_stream_responses) {
              "\"messageId\":\"c2\",\"role\":\"ROLE_USER\",\"taskId\":\"%s\",\"parts\":[{\"text\":\"ping\"}]},"
              "\"configuration\":{\"returnImmediately\":true}}}", t);
     r = rpc_call_headers(dp.port, "/", body, V1, NULL);
-    ck_assert_str_eq(jstr(r, "result.task.id"), t);
+    ck_assert_str_eq(json_str(r, "result.task.id"), t);
     cJSON_Delete(r);
     ck_assert(receiver_wait(rcv, 1, 10000));
     const struct received *q = receiver_get(rcv, 0);
@@ -482,15 +455,15 @@ START_TEST(push_config_methods_10_send_stream_responses) {
     free(auth);
     free(type);
     cJSON *b = cJSON_Parse(q->body);
-    ck_assert_str_eq(jstr(b, "statusUpdate.taskId"), t);
-    ck_assert_str_eq(jstr(b, "statusUpdate.status.message.parts.0.text"), "heard: ping");
-    ck_assert_ptr_null(jget(b, "kind"));
+    ck_assert_str_eq(json_str(b, "statusUpdate.taskId"), t);
+    ck_assert_str_eq(json_str(b, "statusUpdate.status.message.parts.0.text"), "heard: ping");
+    ck_assert_ptr_null(json_at(b, "kind"));
     cJSON_Delete(b);
     r = rpcf(true, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"DeleteTaskPushNotificationConfig\",\"params\":{\"taskId\":\"%s\",\"id\":\"%s\"}}", t, id);
-    ck_assert(cJSON_IsNull(jget(r, "result")));
+    ck_assert(cJSON_IsNull(json_at(r, "result")));
     cJSON_Delete(r);
     r = rpcf(true, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"GetTaskPushNotificationConfig\",\"params\":{\"taskId\":\"%s\",\"id\":\"%s\"}}", t, id);
-    ck_assert_int_eq(jint(r, "error.code"), -32001);
+    ck_assert_int_eq(json_int(r, "error.code"), -32001);
     cJSON_Delete(r);
     snprintf(body, sizeof body, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tasks/cancel\",\"params\":{\"id\":\"%s\"}}", t);
     cJSON_Delete(rpc_call(dp.port, "/", body, NULL));
@@ -505,13 +478,13 @@ START_TEST(push_disabled_gets_32003) {
     http_call(dp.port, NULL, "/.well-known/agent-card.json", NULL, &h);
     cJSON *card = cJSON_Parse(h.body);
     http_resp_free(&h);
-    ck_assert(cJSON_IsFalse(jget(card, "capabilities.pushNotifications")));
+    ck_assert(cJSON_IsFalse(json_at(card, "capabilities.pushNotifications")));
     cJSON_Delete(card);
     char *t = running_convo(NULL);
     expect_error(rpcf(false, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tasks/pushNotificationConfig/set\",\"params\":{\"taskId\":\"%s\",\"pushNotificationConfig\":{\"url\":\"http://127.0.0.1:1/x\"}}}", t), -32003, NULL);
     expect_error(rpcf(false, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tasks/pushNotificationConfig/list\",\"params\":{\"id\":\"%s\"}}", t), -32003, NULL);
     cJSON *r = rpcf(true, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ListTaskPushNotificationConfigs\",\"params\":{\"taskId\":\"%s\"}}", t);
-    ck_assert_str_eq(jstr(r, "error.data.0.reason"), "PUSH_NOTIFICATION_NOT_SUPPORTED");
+    ck_assert_str_eq(json_str(r, "error.data.0.reason"), "PUSH_NOTIFICATION_NOT_SUPPORTED");
     expect_error(r, -32003, NULL);
     expect_error(rpcf(false, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"message/send\",\"params\":{\"message\":" MSG03("x") ",\"configuration\":{\"pushNotificationConfig\":{\"url\":\"http://127.0.0.1:1/x\"}}}}"), -32003, NULL);
     char body[300];
@@ -531,22 +504,22 @@ START_TEST(cards_and_extended_card) {
     http_call(dp.port, NULL, "/.well-known/agent-card.json", NULL, &h);
     cJSON *card = cJSON_Parse(h.body);
     http_resp_free(&h);
-    ck_assert_str_eq(jstr(card, "protocolVersion"), "0.3.0");
-    ck_assert(cJSON_IsTrue(jget(card, "supportsAuthenticatedExtendedCard")));
-    ck_assert(cJSON_IsTrue(jget(card, "capabilities.extendedAgentCard")));
-    ck_assert(cJSON_IsTrue(jget(card, "capabilities.streaming")));
-    ck_assert_str_eq(jstr(card, "securitySchemes.bearer.scheme"), "bearer");
-    ck_assert_str_eq(jstr(card, "supportedInterfaces.0.protocolVersion"), "1.0");
-    ck_assert_str_eq(jstr(card, "supportedInterfaces.0.url"), jstr(card, "url"));
+    ck_assert_str_eq(json_str(card, "protocolVersion"), "0.3.0");
+    ck_assert(cJSON_IsTrue(json_at(card, "supportsAuthenticatedExtendedCard")));
+    ck_assert(cJSON_IsTrue(json_at(card, "capabilities.extendedAgentCard")));
+    ck_assert(cJSON_IsTrue(json_at(card, "capabilities.streaming")));
+    ck_assert_str_eq(json_str(card, "securitySchemes.bearer.scheme"), "bearer");
+    ck_assert_str_eq(json_str(card, "supportedInterfaces.0.protocolVersion"), "1.0");
+    ck_assert_str_eq(json_str(card, "supportedInterfaces.0.url"), json_str(card, "url"));
     cJSON_Delete(card);
     /* a 1.0 client gets the 1.0 card */
     http_call_headers(dp.port, NULL, "/.well-known/agent-card.json", NULL, V1, &h);
     card = cJSON_Parse(h.body);
     http_resp_free(&h);
-    ck_assert_ptr_null(jget(card, "url"));
-    ck_assert_ptr_null(jget(card, "protocolVersion"));
-    ck_assert_str_eq(jstr(card, "supportedInterfaces.1.protocolVersion"), "0.3");
-    ck_assert_str_eq(jstr(card, "securitySchemes.bearer.httpAuthSecurityScheme.scheme"), "Bearer");
+    ck_assert_ptr_null(json_at(card, "url"));
+    ck_assert_ptr_null(json_at(card, "protocolVersion"));
+    ck_assert_str_eq(json_str(card, "supportedInterfaces.1.protocolVersion"), "0.3");
+    ck_assert_str_eq(json_str(card, "securitySchemes.bearer.httpAuthSecurityScheme.scheme"), "Bearer");
     cJSON_Delete(card);
     /* the extended card: 401 without or with a wrong token */
     static const char req03[] = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"agent/getAuthenticatedExtendedCard\"}";
@@ -563,13 +536,13 @@ START_TEST(cards_and_extended_card) {
     long status = 0;
     cJSON *r = rpc_call_headers(dp.port, "/", req03, right, &status);
     ck_assert_int_eq(status, 200);
-    ck_assert_str_eq(jstr(r, "result.name"), "echo");
-    ck_assert_str_eq(jstr(r, "result.protocolVersion"), "0.3.0");
+    ck_assert_str_eq(json_str(r, "result.name"), "echo");
+    ck_assert_str_eq(json_str(r, "result.protocolVersion"), "0.3.0");
     cJSON_Delete(r);
     const char *right10[] = {"Authorization: bearer tok-0123456789abcdef", "A2A-Version: 1.0", NULL};
     r = rpc_call_headers(dp.port, "/", req10, right10, &status);
-    ck_assert_str_eq(jstr(r, "result.name"), "echo");
-    ck_assert_ptr_null(jget(r, "result.url"));
+    ck_assert_str_eq(json_str(r, "result.name"), "echo");
+    ck_assert_ptr_null(json_at(r, "result.url"));
     cJSON_Delete(r);
 }
 END_TEST
@@ -584,19 +557,19 @@ START_TEST(conversation_continues_a_running_task) {
     cJSON *r = rpcf(false, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"message/send\",\"params\":{\"message\":{"
                            "\"messageId\":\"c2\",\"role\":\"user\",\"taskId\":\"%s\",\"parts\":[{\"kind\":\"text\",\"text\":\"how are you\"}]},"
                            "\"configuration\":{\"blocking\":false}}}", t);
-    ck_assert_str_eq(jstr(r, "result.kind"), "task");
-    ck_assert_str_eq(jstr(r, "result.id"), t);
-    ck_assert_str_eq(jstr(r, "result.contextId"), "conv-42"); /* inferred from the task */
-    ck_assert_int_eq(cJSON_GetArraySize(jget(r, "result.history")), 2);
-    ck_assert_str_eq(jstr(r, "result.history.1.parts.0.text"), "how are you");
-    ck_assert_str_eq(jstr(r, "result.history.1.taskId"), t);
+    ck_assert_str_eq(json_str(r, "result.kind"), "task");
+    ck_assert_str_eq(json_str(r, "result.id"), t);
+    ck_assert_str_eq(json_str(r, "result.contextId"), "conv-42"); /* inferred from the task */
+    ck_assert_int_eq(cJSON_GetArraySize(json_at(r, "result.history")), 2);
+    ck_assert_str_eq(json_str(r, "result.history.1.parts.0.text"), "how are you");
+    ck_assert_str_eq(json_str(r, "result.history.1.taskId"), t);
     cJSON_Delete(r);
     bool heard = false;
     for (int i = 0; i < 200 && !heard; i++) {
         r = rpcf(false, "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tasks/get\",\"params\":{\"id\":\"%s\"}}", t);
-        heard = strcmp(jstr(r, "result.status.message.parts.0.text"), "heard: how are you") == 0;
+        heard = strcmp(json_str(r, "result.status.message.parts.0.text"), "heard: how are you") == 0;
         cJSON_Delete(r);
-        if (!heard) nap_ms(25);
+        if (!heard) test_nap_ms(25);
     }
     ck_assert(heard);
     /* a mismatching contextId is refused */
@@ -606,9 +579,9 @@ START_TEST(conversation_continues_a_running_task) {
     /* a blocking turn that ends the conversation answers the final task */
     r = rpcf(false, "{\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"message/send\",\"params\":{\"message\":{"
                     "\"messageId\":\"c4\",\"role\":\"user\",\"taskId\":\"%s\",\"contextId\":\"conv-42\",\"parts\":[{\"kind\":\"text\",\"text\":\"bye\"}]}}}", t);
-    ck_assert_str_eq(jstr(r, "result.status.state"), "completed");
-    ck_assert_str_eq(jstr(r, "result.status.message.parts.0.text"), "conversation over after 2 messages");
-    ck_assert_int_eq(cJSON_GetArraySize(jget(r, "result.history")), 4); /* 3 user turns + the answer */
+    ck_assert_str_eq(json_str(r, "result.status.state"), "completed");
+    ck_assert_str_eq(json_str(r, "result.status.message.parts.0.text"), "conversation over after 2 messages");
+    ck_assert_int_eq(cJSON_GetArraySize(json_at(r, "result.history")), 4); /* 3 user turns + the answer */
     cJSON_Delete(r);
     /* a finished task cannot be continued: 0.3 -32600, 1.0 -32004 */
     expect_error(rpcf(false, "{\"jsonrpc\":\"2.0\",\"id\":6,\"method\":\"message/send\",\"params\":{\"message\":{"
@@ -616,7 +589,7 @@ START_TEST(conversation_continues_a_running_task) {
                  -32600, "terminal");
     cJSON *e = rpcf(true, "{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"SendMessage\",\"params\":{\"message\":{"
                           "\"messageId\":\"c5\",\"role\":\"ROLE_USER\",\"task_id\":\"%s\",\"parts\":[{\"text\":\"again\"}]}}}", t);
-    ck_assert_str_eq(jstr(e, "error.data.0.reason"), "UNSUPPORTED_OPERATION");
+    ck_assert_str_eq(json_str(e, "error.data.0.reason"), "UNSUPPORTED_OPERATION");
     expect_error(e, -32004, "terminal");
     /* an unknown task: -32001 (a client cannot choose a new task's id) */
     expect_error(rpcf(false, "{\"jsonrpc\":\"2.0\",\"id\":8,\"method\":\"message/send\",\"params\":{\"message\":{"
@@ -627,8 +600,8 @@ START_TEST(conversation_continues_a_running_task) {
                         "{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"message/send\",\"params\":{\"message\":{"
                         "\"messageId\":\"c7\",\"role\":\"user\",\"contextId\":\"conv-42\",\"parts\":[{\"kind\":\"text\",\"text\":\"next\"}]}}}",
                         NULL);
-    ck_assert_str_eq(jstr(n, "result.contextId"), "conv-42");
-    ck_assert_str_ne(jstr(n, "result.id"), t);
+    ck_assert_str_eq(json_str(n, "result.contextId"), "conv-42");
+    ck_assert_str_ne(json_str(n, "result.id"), t);
     cJSON_Delete(n);
     free(t);
 }

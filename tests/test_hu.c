@@ -18,31 +18,16 @@
 #include "plugins.h"
 #include "rpc.h"
 #include "support/daemon.h"
+#include "support/json.h"
 #include "support/receiver.h"
 #include "tasks.h"
 #include "util.h"
 
 #define URI HU_BACKGROUND_JOB_URI
 
-static void nap_ms(long ms) {
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-/* Dotted path into JSON; numeric components index arrays. The extension
- * key has dots, so "EXT" in a path stands for it. */
-static const cJSON *jget(const cJSON *o, const char *path) {
-    char buf[256];
-    snprintf(buf, sizeof buf, "%s", path);
-    const cJSON *cur = o;
-    for (char *save = NULL, *k = strtok_r(buf, ".", &save); k && cur; k = strtok_r(NULL, ".", &save)) {
-        if (k[0] >= '0' && k[0] <= '9' && cJSON_IsArray(cur))
-            cur = cJSON_GetArrayItem(cur, atoi(k));
-        else
-            cur = cJSON_GetObjectItemCaseSensitive(cur, strcmp(k, "EXT") == 0 ? URI : k);
-    }
-    return cur;
-}
+/* Dotted path into JSON; the extension key has dots, so "EXT" in a path
+ * stands for it. */
+static const cJSON *jget(const cJSON *o, const char *path) { return json_at_key(o, path, "EXT", URI); }
 
 static const char *jstr(const cJSON *o, const char *path) {
     const cJSON *v = jget(o, path);
@@ -391,7 +376,7 @@ static long wait_path(const char *path, unsigned timeout_ms) {
         for (size_t i = 0; i < n; i++)
             if (strcmp(receiver_get(rcv, i)->path, path) == 0) return (long)i;
         if (waited >= timeout_ms) return -1;
-        nap_ms(20);
+        test_nap_ms(20);
     }
 }
 
@@ -466,7 +451,7 @@ START_TEST(processor_job_posts_the_sdk_bodies) {
     ck_assert_ptr_nonnull(strstr(receiver_get(rcv, 11)->body, "\"progress\":1.0,"));
     cJSON_Delete(st);
     cJSON_Delete(res);
-    nap_ms(300);
+    test_nap_ms(300);
     ck_assert_uint_eq(receiver_count(rcv), 13); /* the job start is not an SDK update */
 
     /* Unlike the SDK (submitted for ever), tasks/get shows the outcome. */
@@ -531,7 +516,7 @@ START_TEST(rejection_is_answered_and_posts_nothing) {
     /* A later job's POSTs arrive; none of them is the rejected job's. */
     cJSON_Delete(hu_send("/", "fine", "job-ok", IN_PARAMS, NULL));
     ck_assert(receiver_wait(rcv, 13, 10000));
-    nap_ms(200);
+    test_nap_ms(200);
     ck_assert_uint_eq(receiver_count(rcv), 13);
     for (size_t i = 0; i < 13; i++)
         ck_assert_ptr_null(strstr(receiver_get(rcv, i)->body, "job-rej"));
@@ -560,7 +545,7 @@ START_TEST(failure_and_max_duration_texts) {
         size_t n = receiver_count(rcv);
         for (size_t i = 3; i < n; i++)
             if (strcmp(receiver_get(rcv, i)->path, "/results") == 0) last = (long)i;
-        if (last < 0) nap_ms(20);
+        if (last < 0) test_nap_ms(20);
     }
     ck_assert_msg(last > 3, "no result POST for the overrunning job");
     st = post_at((size_t)last - 1, "/status", "key-job-t");
@@ -599,7 +584,7 @@ START_TEST(cancel_stops_the_job_with_a_failed_update) {
     cJSON_Delete(st);
     cJSON_Delete(res);
     size_t n = receiver_count(rcv);
-    nap_ms(1500); /* longer than a step: a job still running would post again */
+    test_nap_ms(1500); /* longer than a step: a job still running would post again */
     ck_assert_uint_eq(receiver_count(rcv), n);
     ck_assert_int_eq(daemon_stop(&dp, 10000), 0);
 }
@@ -731,7 +716,7 @@ START_TEST(min_importance_filters_progress_only) {
     b = post_at(3, "/status", "key-job-e");
     check_progress(b, "job-e", "error", 0.5, "Something went wrong");
     cJSON_Delete(b);
-    nap_ms(200);
+    test_nap_ms(200);
     ck_assert_uint_eq(receiver_count(rcv), 6);
     ck_assert_int_eq(daemon_stop(&dp, 10000), 0);
 }

@@ -11,37 +11,9 @@
 #include <time.h>
 
 #include "support/daemon.h"
+#include "support/json.h"
 #include "support/receiver.h"
 #include "util.h"
-
-static void nap_ms(long ms) {
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-/* Dotted path into JSON; numeric components index arrays ("history.0.role"). */
-static const cJSON *jget(const cJSON *o, const char *path) {
-    char buf[256];
-    snprintf(buf, sizeof buf, "%s", path);
-    const cJSON *cur = o;
-    for (char *save = NULL, *k = strtok_r(buf, ".", &save); k && cur; k = strtok_r(NULL, ".", &save)) {
-        if (k[0] >= '0' && k[0] <= '9' && cJSON_IsArray(cur))
-            cur = cJSON_GetArrayItem(cur, atoi(k));
-        else
-            cur = cJSON_GetObjectItemCaseSensitive(cur, k);
-    }
-    return cur;
-}
-
-static const char *jstr(const cJSON *o, const char *path) {
-    const cJSON *v = jget(o, path);
-    return cJSON_IsString(v) ? v->valuestring : "(absent)";
-}
-
-static int jint(const cJSON *o, const char *path) {
-    const cJSON *v = jget(o, path);
-    return cJSON_IsNumber(v) ? v->valueint : -99999;
-}
 
 static struct daemon_proc dp;
 static struct receiver *rcv;
@@ -112,9 +84,9 @@ static cJSON *received_json(size_t i) {
 static cJSON *wait_task_state(const char *id, const char *state, int max_ms) {
     for (int waited = 0;; waited += 20) {
         cJSON *t = get_task(id, -1);
-        if (strcmp(jstr(t, "result.status.state"), state) == 0 || waited >= max_ms) return t;
+        if (strcmp(json_str(t, "result.status.state"), state) == 0 || waited >= max_ms) return t;
         cJSON_Delete(t);
-        nap_ms(20);
+        test_nap_ms(20);
     }
 }
 
@@ -125,14 +97,14 @@ START_TEST(cards_and_health) {
     http_call(dp.port, NULL, "/.well-known/agent-card.json", NULL, &r);
     ck_assert_int_eq(r.status, 200);
     cJSON *card = cJSON_Parse(r.body);
-    ck_assert_str_eq(jstr(card, "name"), "processor");
-    ck_assert_str_eq(jstr(card, "protocolVersion"), "0.3.0");
-    ck_assert_str_eq(jstr(card, "preferredTransport"), "JSONRPC");
-    ck_assert(cJSON_IsTrue(jget(card, "capabilities.pushNotifications")));
-    ck_assert_str_eq(jstr(card, "skills.0.id"), "process");
+    ck_assert_str_eq(json_str(card, "name"), "processor");
+    ck_assert_str_eq(json_str(card, "protocolVersion"), "0.3.0");
+    ck_assert_str_eq(json_str(card, "preferredTransport"), "JSONRPC");
+    ck_assert(cJSON_IsTrue(json_at(card, "capabilities.pushNotifications")));
+    ck_assert_str_eq(json_str(card, "skills.0.id"), "process");
     char url[100];
     snprintf(url, sizeof url, "http://127.0.0.1:%u/", dp.port);
-    ck_assert_str_eq(jstr(card, "url"), url);
+    ck_assert_str_eq(json_str(card, "url"), url);
     cJSON_Delete(card);
     http_resp_free(&r);
 
@@ -143,9 +115,9 @@ START_TEST(cards_and_health) {
     http_call(dp.port, NULL, "/agents/echo/.well-known/agent-card.json", NULL, &r);
     ck_assert_int_eq(r.status, 200);
     card = cJSON_Parse(r.body);
-    ck_assert_str_eq(jstr(card, "name"), "echo");
+    ck_assert_str_eq(json_str(card, "name"), "echo");
     snprintf(url, sizeof url, "http://127.0.0.1:%u/agents/echo", dp.port);
-    ck_assert_str_eq(jstr(card, "url"), url);
+    ck_assert_str_eq(json_str(card, "url"), url);
     cJSON_Delete(card);
     http_resp_free(&r);
 
@@ -157,8 +129,8 @@ START_TEST(cards_and_health) {
     http_call(dp.port, NULL, "/healthz", NULL, &r);
     ck_assert_int_eq(r.status, 200);
     cJSON *h = cJSON_Parse(r.body);
-    ck_assert_str_eq(jstr(h, "status"), "ok");
-    ck_assert_int_eq(cJSON_GetArraySize(jget(h, "agents")), 2);
+    ck_assert_str_eq(json_str(h, "status"), "ok");
+    ck_assert_int_eq(cJSON_GetArraySize(json_at(h, "agents")), 2);
     cJSON_Delete(h);
     http_resp_free(&r);
     ck_assert_int_eq(daemon_stop(&dp, 10000), 0);
@@ -169,17 +141,17 @@ START_TEST(processor_job_delivers_every_event_in_order) {
     struct daemon_opts o = {.plugins = "echo,processor", .extra = PROCESSOR_FAST};
     start_or_fail(&o);
     cJSON *ack = send_job("/agents/processor", "crunch these numbers", "secret");
-    ck_assert_str_eq(jstr(ack, "id"), "req-1");
-    const char *state = jstr(ack, "result.status.state");
+    ck_assert_str_eq(json_str(ack, "id"), "req-1");
+    const char *state = json_str(ack, "result.status.state");
     ck_assert(strcmp(state, "submitted") == 0 || strcmp(state, "working") == 0);
     char id[64];
-    snprintf(id, sizeof id, "%s", jstr(ack, "result.id"));
+    snprintf(id, sizeof id, "%s", json_str(ack, "result.id"));
     ck_assert_uint_eq(strlen(id), 36);
     cJSON_Delete(ack);
 
     /* working + 10 progress + 1 artifact + completed = 13 POSTs */
     ck_assert_msg(receiver_wait(rcv, 13, 15000), "got %zu webhooks", receiver_count(rcv));
-    nap_ms(200);
+    test_nap_ms(200);
     ck_assert_uint_eq(receiver_count(rcv), 13);
     for (size_t i = 0; i < 13; i++) {
         const struct received *req = receiver_get(rcv, i);
@@ -192,45 +164,45 @@ START_TEST(processor_job_delivers_every_event_in_order) {
         ck_assert_str_eq(ct, "application/json");
         free(ct);
         cJSON *t = received_json(i);
-        ck_assert_str_eq(jstr(t, "kind"), "task");
-        ck_assert_str_eq(jstr(t, "id"), id);
-        if (i == 0) ck_assert_str_eq(jstr(t, "status.state"), "working");
+        ck_assert_str_eq(json_str(t, "kind"), "task");
+        ck_assert_str_eq(json_str(t, "id"), id);
+        if (i == 0) ck_assert_str_eq(json_str(t, "status.state"), "working");
         if (i >= 1 && i <= 10) {
             char want[32];
             snprintf(want, sizeof want, "Step %zu/10", i);
-            ck_assert_str_eq(jstr(t, "status.state"), "working");
-            ck_assert_str_eq(jstr(t, "status.message.parts.0.text"), want);
-            ck_assert_str_eq(jstr(t, "status.message.metadata.importance"), "info");
-            double p = jget(t, "status.message.metadata.progress")->valuedouble;
+            ck_assert_str_eq(json_str(t, "status.state"), "working");
+            ck_assert_str_eq(json_str(t, "status.message.parts.0.text"), want);
+            ck_assert_str_eq(json_str(t, "status.message.metadata.importance"), "info");
+            double p = json_at(t, "status.message.metadata.progress")->valuedouble;
             ck_assert_double_eq_tol(p, (double)i / 10.0, 1e-9);
         }
         if (i == 11) {
-            ck_assert_str_eq(jstr(t, "artifacts.0.name"), "results.json");
-            cJSON *content = cJSON_Parse(jstr(t, "artifacts.0.parts.0.text"));
+            ck_assert_str_eq(json_str(t, "artifacts.0.name"), "results.json");
+            cJSON *content = cJSON_Parse(json_str(t, "artifacts.0.parts.0.text"));
             ck_assert_ptr_nonnull(content);
-            ck_assert_str_eq(jstr(content, "query"), "crunch these numbers");
+            ck_assert_str_eq(json_str(content, "query"), "crunch these numbers");
             cJSON_Delete(content);
         }
         if (i == 12) {
-            ck_assert_str_eq(jstr(t, "status.state"), "completed");
-            ck_assert_str_eq(jstr(t, "status.message.parts.0.text"), "Processing complete!");
+            ck_assert_str_eq(json_str(t, "status.state"), "completed");
+            ck_assert_str_eq(json_str(t, "status.message.parts.0.text"), "Processing complete!");
         }
         cJSON_Delete(t);
     }
 
     /* tasks/get shows the same final state; historyLength trims history */
     cJSON *t = get_task(id, -1);
-    ck_assert_str_eq(jstr(t, "result.status.state"), "completed");
-    ck_assert_int_eq(cJSON_GetArraySize(jget(t, "result.history")), 2);
-    ck_assert_str_eq(jstr(t, "result.history.0.parts.0.text"), "crunch these numbers");
-    ck_assert_str_eq(jstr(t, "result.artifacts.0.name"), "results.json");
+    ck_assert_str_eq(json_str(t, "result.status.state"), "completed");
+    ck_assert_int_eq(cJSON_GetArraySize(json_at(t, "result.history")), 2);
+    ck_assert_str_eq(json_str(t, "result.history.0.parts.0.text"), "crunch these numbers");
+    ck_assert_str_eq(json_str(t, "result.artifacts.0.name"), "results.json");
     cJSON_Delete(t);
     t = get_task(id, 0);
-    ck_assert_ptr_null(jget(t, "result.history"));
+    ck_assert_ptr_null(json_at(t, "result.history"));
     cJSON_Delete(t);
     t = get_task(id, 1);
-    ck_assert_int_eq(cJSON_GetArraySize(jget(t, "result.history")), 1);
-    ck_assert_str_eq(jstr(t, "result.history.0.role"), "agent");
+    ck_assert_int_eq(cJSON_GetArraySize(json_at(t, "result.history")), 1);
+    ck_assert_str_eq(json_str(t, "result.history.0.role"), "agent");
     cJSON_Delete(t);
     ck_assert_int_eq(daemon_stop(&dp, 10000), 0);
 }
@@ -243,18 +215,18 @@ START_TEST(blocking_send_answers_with_the_finished_task) {
     cJSON *r = call("/agents/echo",
                     "{\"jsonrpc\":\"2.0\",\"id\":42,\"method\":\"message/send\",\"params\":{\"message\":"
                     "{\"kind\":\"message\",\"messageId\":\"m\",\"role\":\"user\",\"parts\":[{\"kind\":\"text\",\"text\":\"ping\"}]}}}");
-    ck_assert_int_eq(jint(r, "id"), 42);
-    ck_assert_str_eq(jstr(r, "result.status.state"), "completed");
-    ck_assert_str_eq(jstr(r, "result.status.message.parts.0.text"), "ping");
+    ck_assert_int_eq(json_int(r, "id"), 42);
+    ck_assert_str_eq(json_str(r, "result.status.state"), "completed");
+    ck_assert_str_eq(json_str(r, "result.status.message.parts.0.text"), "ping");
     cJSON_Delete(r);
     /* a blocking processor job waits through all ten steps */
     r = call("/agents/processor",
              "{\"jsonrpc\":\"2.0\",\"id\":\"b\",\"method\":\"message/send\",\"params\":{\"message\":"
              "{\"kind\":\"message\",\"messageId\":\"m\",\"role\":\"user\",\"parts\":[{\"kind\":\"text\",\"text\":\"go\"}]},"
              "\"configuration\":{\"blocking\":true,\"historyLength\":0}}}");
-    ck_assert_str_eq(jstr(r, "result.status.state"), "completed");
-    ck_assert_ptr_null(jget(r, "result.history"));
-    ck_assert_str_eq(jstr(r, "result.artifacts.0.name"), "results.json");
+    ck_assert_str_eq(json_str(r, "result.status.state"), "completed");
+    ck_assert_ptr_null(json_at(r, "result.history"));
+    ck_assert_str_eq(json_str(r, "result.artifacts.0.name"), "results.json");
     cJSON_Delete(r);
     ck_assert_int_eq(daemon_stop(&dp, 10000), 0);
 }
@@ -265,21 +237,21 @@ START_TEST(failing_agent_reports_error_then_fails) {
     start_or_fail(&o);
     cJSON *ack = send_job("/", "bad input", NULL); /* the only agent serves / */
     char id[64];
-    snprintf(id, sizeof id, "%s", jstr(ack, "result.id"));
+    snprintf(id, sizeof id, "%s", json_str(ack, "result.id"));
     cJSON_Delete(ack);
     ck_assert(receiver_wait(rcv, 3, 10000));
     cJSON *err = received_json(1);
-    ck_assert_str_eq(jstr(err, "status.message.metadata.importance"), "error");
-    ck_assert_str_eq(jstr(err, "status.message.parts.0.text"), "Something went wrong");
+    ck_assert_str_eq(json_str(err, "status.message.metadata.importance"), "error");
+    ck_assert_str_eq(json_str(err, "status.message.parts.0.text"), "Something went wrong");
     cJSON_Delete(err);
     cJSON *fin = received_json(2);
-    ck_assert_str_eq(jstr(fin, "status.state"), "failed");
-    ck_assert_str_eq(jstr(fin, "status.message.parts.0.text"), "simulated failure: bad input");
+    ck_assert_str_eq(json_str(fin, "status.state"), "failed");
+    ck_assert_str_eq(json_str(fin, "status.message.parts.0.text"), "simulated failure: bad input");
     cJSON_Delete(fin);
     /* no token configured: no token header */
     ck_assert_ptr_null(received_header(receiver_get(rcv, 0), "X-A2A-Notification-Token"));
     cJSON *t = get_task(id, -1);
-    ck_assert_str_eq(jstr(t, "result.status.state"), "failed");
+    ck_assert_str_eq(json_str(t, "result.status.state"), "failed");
     cJSON_Delete(t);
     ck_assert_int_eq(daemon_stop(&dp, 10000), 0);
 }
@@ -308,13 +280,13 @@ START_TEST(threaded_agent_sends_binary_artifact_and_progress_from_threads) {
     cJSON *r = call("/",
                     "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"message/send\",\"params\":{\"message\":"
                     "{\"kind\":\"message\",\"messageId\":\"m\",\"role\":\"user\",\"parts\":[{\"kind\":\"text\",\"text\":\"100000\"}]}}}");
-    ck_assert_str_eq(jstr(r, "result.status.state"), "completed");
-    ck_assert_str_eq(jstr(r, "result.status.message.parts.0.text"), "primes below 100000: 9592");
-    ck_assert_str_eq(jstr(r, "result.artifacts.0.name"), "partials.bin");
-    ck_assert_str_eq(jstr(r, "result.artifacts.0.parts.0.kind"), "file");
-    ck_assert_str_eq(jstr(r, "result.artifacts.0.parts.0.file.mimeType"), "application/octet-stream");
+    ck_assert_str_eq(json_str(r, "result.status.state"), "completed");
+    ck_assert_str_eq(json_str(r, "result.status.message.parts.0.text"), "primes below 100000: 9592");
+    ck_assert_str_eq(json_str(r, "result.artifacts.0.name"), "partials.bin");
+    ck_assert_str_eq(json_str(r, "result.artifacts.0.parts.0.kind"), "file");
+    ck_assert_str_eq(json_str(r, "result.artifacts.0.parts.0.file.mimeType"), "application/octet-stream");
     size_t n = 0;
-    unsigned char *bytes = util_base64_decode(jstr(r, "result.artifacts.0.parts.0.file.bytes"), &n);
+    unsigned char *bytes = util_base64_decode(json_str(r, "result.artifacts.0.parts.0.file.bytes"), &n);
     ck_assert_uint_eq(n, 3 * 8);
     uint64_t sum = 0;
     for (int k = 0; k < 3; k++) {
@@ -339,16 +311,16 @@ START_TEST(webhook_retried_after_503_keeps_order) {
     ck_assert_uint_eq(receiver_attempts(rcv), 15);
     /* still in order despite the failed first attempts */
     cJSON *first = received_json(0);
-    ck_assert_str_eq(jstr(first, "status.state"), "working");
-    ck_assert_ptr_null(jget(first, "status.message"));
+    ck_assert_str_eq(json_str(first, "status.state"), "working");
+    ck_assert_ptr_null(json_at(first, "status.message"));
     cJSON_Delete(first);
     for (size_t i = 1; i <= 10; i++) {
         cJSON *t = received_json(i);
-        ck_assert_double_eq_tol(jget(t, "status.message.metadata.progress")->valuedouble, i / 10.0, 1e-9);
+        ck_assert_double_eq_tol(json_at(t, "status.message.metadata.progress")->valuedouble, i / 10.0, 1e-9);
         cJSON_Delete(t);
     }
     cJSON *last = received_json(12);
-    ck_assert_str_eq(jstr(last, "status.state"), "completed");
+    ck_assert_str_eq(json_str(last, "status.state"), "completed");
     cJSON_Delete(last);
     ck_assert_int_eq(daemon_stop(&dp, 10000), 0);
 }
@@ -359,33 +331,33 @@ START_TEST(cancel_stops_a_running_job) {
     start_or_fail(&o);
     cJSON *ack = send_job("/", "slow", NULL);
     char id[64], body[300];
-    snprintf(id, sizeof id, "%s", jstr(ack, "result.id"));
+    snprintf(id, sizeof id, "%s", json_str(ack, "result.id"));
     cJSON_Delete(ack);
     ck_assert(receiver_wait(rcv, 2, 10000)); /* working + Step 1/10 */
     snprintf(body, sizeof body,
              "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tasks/cancel\",\"params\":{\"id\":\"%s\"}}", id);
     cJSON *r = call("/", body);
-    ck_assert_str_eq(jstr(r, "result.status.state"), "canceled");
+    ck_assert_str_eq(json_str(r, "result.status.state"), "canceled");
     cJSON_Delete(r);
     /* the terminal webhook says canceled, and nothing follows it */
     size_t n = 0;
     for (int i = 0; i < 100; i++) {
         n = receiver_count(rcv);
         cJSON *t = received_json(n - 1);
-        bool done = strcmp(jstr(t, "status.state"), "canceled") == 0;
+        bool done = strcmp(json_str(t, "status.state"), "canceled") == 0;
         cJSON_Delete(t);
         if (done) break;
-        nap_ms(20);
+        test_nap_ms(20);
     }
-    nap_ms(700); /* longer than two steps: a still-running job would post again */
+    test_nap_ms(700); /* longer than two steps: a still-running job would post again */
     ck_assert_uint_eq(receiver_count(rcv), n);
     ck_assert_uint_lt(n, 13);
     cJSON *t = received_json(n - 1);
-    ck_assert_str_eq(jstr(t, "status.state"), "canceled");
+    ck_assert_str_eq(json_str(t, "status.state"), "canceled");
     cJSON_Delete(t);
     /* canceling again: not cancelable */
     r = call("/", body);
-    ck_assert_int_eq(jint(r, "error.code"), -32002);
+    ck_assert_int_eq(json_int(r, "error.code"), -32002);
     cJSON_Delete(r);
     ck_assert_int_eq(daemon_stop(&dp, 10000), 0);
 }
@@ -397,21 +369,21 @@ START_TEST(max_duration_fails_a_job_that_overruns) {
     start_or_fail(&o);
     cJSON *ack = send_job("/", "forever", NULL);
     char id[64];
-    snprintf(id, sizeof id, "%s", jstr(ack, "result.id"));
+    snprintf(id, sizeof id, "%s", json_str(ack, "result.id"));
     cJSON_Delete(ack);
     cJSON *t = wait_task_state(id, "failed", 5000);
-    ck_assert_str_eq(jstr(t, "result.status.state"), "failed");
-    ck_assert_str_eq(jstr(t, "result.status.message.parts.0.text"),
+    ck_assert_str_eq(json_str(t, "result.status.state"), "failed");
+    ck_assert_str_eq(json_str(t, "result.status.message.parts.0.text"),
                      "Task exceeded maximum duration of 1 seconds (0 minutes)");
     cJSON_Delete(t);
     ck_assert(receiver_wait(rcv, 2, 5000));
     cJSON *fin = received_json(1);
-    ck_assert_str_eq(jstr(fin, "status.state"), "failed");
+    ck_assert_str_eq(json_str(fin, "status.state"), "failed");
     cJSON_Delete(fin);
     /* the plugin's late result does not change the outcome */
-    nap_ms(2000);
+    test_nap_ms(2000);
     t = get_task(id, -1);
-    ck_assert_str_eq(jstr(t, "result.status.state"), "failed");
+    ck_assert_str_eq(json_str(t, "result.status.state"), "failed");
     cJSON_Delete(t);
     ck_assert_uint_eq(receiver_count(rcv), 2);
     ck_assert_int_eq(daemon_stop(&dp, 10000), 0);
@@ -422,12 +394,12 @@ START_TEST(validation_rejects_a_job) {
     struct daemon_opts o = {.plugins = "processor", .extra = PROCESSOR_FAST};
     start_or_fail(&o);
     cJSON *ack = send_job("/", "   ", NULL);
-    ck_assert_str_eq(jstr(ack, "result.status.state"), "rejected");
-    ck_assert_str_eq(jstr(ack, "result.status.message.parts.0.text"), "Validation failed: the query is empty");
+    ck_assert_str_eq(json_str(ack, "result.status.state"), "rejected");
+    ck_assert_str_eq(json_str(ack, "result.status.message.parts.0.text"), "Validation failed: the query is empty");
     cJSON_Delete(ack);
     ck_assert(receiver_wait(rcv, 1, 5000));
     cJSON *t = received_json(0);
-    ck_assert_str_eq(jstr(t, "status.state"), "rejected");
+    ck_assert_str_eq(json_str(t, "status.state"), "rejected");
     cJSON_Delete(t);
     ck_assert_int_eq(daemon_stop(&dp, 10000), 0);
 }
@@ -448,11 +420,11 @@ START_TEST(every_error_code) {
     /* a finished task for the not-cancelable case */
     cJSON *done = call("/", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"message/send\",\"params\":{\"message\":"
                             "{\"kind\":\"message\",\"messageId\":\"m\",\"role\":\"user\",\"parts\":[{\"kind\":\"text\",\"text\":\"x\"}]}}}");
-    ck_assert_str_eq(jstr(done, "result.status.state"), "completed");
+    ck_assert_str_eq(json_str(done, "result.status.state"), "completed");
     char cancel_done[300];
     snprintf(cancel_done, sizeof cancel_done,
              "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tasks/cancel\",\"params\":{\"id\":\"%s\"}}",
-             jstr(done, "result.id"));
+             json_str(done, "result.id"));
     cJSON_Delete(done);
     const char *msg = "\"message\":{\"kind\":\"message\",\"messageId\":\"m\",\"role\":\"user\",\"parts\":[{\"kind\":\"text\",\"text\":\"x\"}]}";
     char with_msg[512];
@@ -502,10 +474,10 @@ START_TEST(every_error_code) {
         cJSON *r = rpc_call(dp.port, cases[i].path, cases[i].body, &status);
         ck_assert_msg(r != NULL, "case %zu: no JSON answer", i);
         ck_assert_msg(status == cases[i].http_status, "case %zu: HTTP %ld", i, status);
-        ck_assert_msg(jint(r, "error.code") == cases[i].code, "case %zu: code %d", i, jint(r, "error.code"));
-        ck_assert_msg(strstr(jstr(r, "error.message"), cases[i].message_part) != NULL,
-                      "case %zu: message \"%s\" lacks \"%s\"", i, jstr(r, "error.message"), cases[i].message_part);
-        ck_assert_str_eq(jstr(r, "jsonrpc"), "2.0");
+        ck_assert_msg(json_int(r, "error.code") == cases[i].code, "case %zu: code %d", i, json_int(r, "error.code"));
+        ck_assert_msg(strstr(json_str(r, "error.message"), cases[i].message_part) != NULL,
+                      "case %zu: message \"%s\" lacks \"%s\"", i, json_str(r, "error.message"), cases[i].message_part);
+        ck_assert_str_eq(json_str(r, "jsonrpc"), "2.0");
         cJSON_Delete(r);
     }
     /* plain HTTP errors */
@@ -544,15 +516,15 @@ START_TEST(full_queue_answers_503_and_keeps_accepted_jobs) {
     ck_assert_int_eq(h.status, 503);
     ck_assert_ptr_nonnull(strstr(h.headers, "Retry-After: 1"));
     cJSON *r = cJSON_Parse(h.body);
-    ck_assert_int_eq(jint(r, "error.code"), -32603);
-    ck_assert_ptr_nonnull(strstr(jstr(r, "error.message"), "queue is full"));
+    ck_assert_int_eq(json_int(r, "error.code"), -32603);
+    ck_assert_ptr_nonnull(strstr(json_str(r, "error.message"), "queue is full"));
     cJSON_Delete(r);
     http_resp_free(&h);
     /* both accepted jobs still complete */
-    cJSON *ta = wait_task_state(jstr(a, "result.id"), "completed", 10000);
-    cJSON *tb = wait_task_state(jstr(b, "result.id"), "completed", 10000);
-    ck_assert_str_eq(jstr(ta, "result.status.state"), "completed");
-    ck_assert_str_eq(jstr(tb, "result.status.state"), "completed");
+    cJSON *ta = wait_task_state(json_str(a, "result.id"), "completed", 10000);
+    cJSON *tb = wait_task_state(json_str(b, "result.id"), "completed", 10000);
+    ck_assert_str_eq(json_str(ta, "result.status.state"), "completed");
+    ck_assert_str_eq(json_str(tb, "result.status.state"), "completed");
     cJSON_Delete(ta);
     cJSON_Delete(tb);
     cJSON_Delete(a);
@@ -581,10 +553,10 @@ START_TEST(slow_webhooks_push_back_on_submissions_without_losing_events) {
                  i, i, receiver_port(rcv));
         long status = 0;
         cJSON *r = rpc_call(dp.port, "/", body, &status);
-        if (status == 200 && jget(r, "result")) accepted++;
+        if (status == 200 && json_at(r, "result")) accepted++;
         if (status == 503) refused++;
         cJSON_Delete(r);
-        nap_ms(10);
+        test_nap_ms(10);
     }
     ck_assert_int_eq(accepted + refused, 12);
     ck_assert_int_gt(refused, 0);
@@ -592,7 +564,7 @@ START_TEST(slow_webhooks_push_back_on_submissions_without_losing_events) {
     /* every accepted job's 13 events arrive: none was dropped for room */
     ck_assert_msg(receiver_wait(rcv, (size_t)accepted * 13, 30000), "got %zu of %d",
                   receiver_count(rcv), accepted * 13);
-    nap_ms(300);
+    test_nap_ms(300);
     ck_assert_uint_eq(receiver_count(rcv), (size_t)accepted * 13);
     char *log = daemon_log(&dp);
     ck_assert_ptr_nonnull(strstr(log, "new jobs wait for the receivers"));
@@ -628,8 +600,8 @@ START_TEST(bad_plugins_skipped_when_configured) {
     struct http_resp h;
     http_call(dp.port, NULL, "/healthz", NULL, &h);
     cJSON *r = cJSON_Parse(h.body);
-    ck_assert_int_eq(cJSON_GetArraySize(jget(r, "agents")), 1);
-    ck_assert_str_eq(jstr(r, "agents.0"), "echo");
+    ck_assert_int_eq(cJSON_GetArraySize(json_at(r, "agents")), 1);
+    ck_assert_str_eq(json_str(r, "agents.0"), "echo");
     cJSON_Delete(r);
     http_resp_free(&h);
     char *log = daemon_log(&dp);
@@ -658,9 +630,9 @@ START_TEST(sigterm_lets_running_jobs_finish_and_flushes_webhooks) {
     int completed = 0, interrupted = 0;
     for (size_t i = 0; i < n; i++) {
         cJSON *t = received_json(i);
-        if (strcmp(jstr(t, "status.state"), "completed") == 0) completed++;
-        if (strcmp(jstr(t, "status.state"), "failed") == 0 &&
-            strstr(jstr(t, "status.message.parts.0.text"), "interrupted: a2ad shut down before the job started"))
+        if (strcmp(json_str(t, "status.state"), "completed") == 0) completed++;
+        if (strcmp(json_str(t, "status.state"), "failed") == 0 &&
+            strstr(json_str(t, "status.message.parts.0.text"), "interrupted: a2ad shut down before the job started"))
             interrupted++;
         cJSON_Delete(t);
     }

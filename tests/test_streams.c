@@ -10,32 +10,10 @@
 #include <time.h>
 
 #include "support/daemon.h"
+#include "support/json.h"
 #include "support/sse.h"
 
 static struct daemon_proc dp;
-
-static void nap_ms(long ms) {
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-static const cJSON *jget(const cJSON *o, const char *path) {
-    char buf[256];
-    snprintf(buf, sizeof buf, "%s", path);
-    const cJSON *cur = o;
-    for (char *save = NULL, *k = strtok_r(buf, ".", &save); k && cur; k = strtok_r(NULL, ".", &save)) {
-        if (k[0] >= '0' && k[0] <= '9' && cJSON_IsArray(cur))
-            cur = cJSON_GetArrayItem(cur, atoi(k));
-        else
-            cur = cJSON_GetObjectItemCaseSensitive(cur, k);
-    }
-    return cur;
-}
-
-static const char *jstr(const cJSON *o, const char *path) {
-    const cJSON *v = jget(o, path);
-    return cJSON_IsString(v) ? v->valuestring : "(absent)";
-}
 
 static void setup(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
 static void teardown(void) {
@@ -86,7 +64,7 @@ static unsigned health_streams(void) {
 static bool wait_streams(unsigned want, unsigned max_ms) {
     for (unsigned waited = 0; waited <= max_ms; waited += 50) {
         if (health_streams() == want) return true;
-        nap_ms(50);
+        test_nap_ms(50);
     }
     return false;
 }
@@ -100,8 +78,8 @@ static char *start_convo(const char *path, const char *context_id) {
              "\"configuration\":{\"blocking\":false}}}",
              context_id ? "\"contextId\":\"" : "", context_id ? context_id : "", context_id ? "\"," : "");
     cJSON *o = rpc_call(dp.port, path, body, NULL);
-    ck_assert_msg(strlen(jstr(o, "result.id")) == 36, "no task: %s", cJSON_PrintUnformatted(o));
-    char *id = strdup(jstr(o, "result.id"));
+    ck_assert_msg(strlen(json_str(o, "result.id")) == 36, "no task: %s", cJSON_PrintUnformatted(o));
+    char *id = strdup(json_str(o, "result.id"));
     cJSON_Delete(o);
     /* Wait (bounded) until the job listens, so that a stream opened now
      * sees no event until the test says something. */
@@ -110,9 +88,9 @@ static char *start_convo(const char *path, const char *context_id) {
     bool listening = false;
     for (int i = 0; i < 400 && !listening; i++) {
         cJSON *t = rpc_call(dp.port, path, get, NULL);
-        listening = strcmp(jstr(t, "result.status.message.parts.0.text"), "listening") == 0;
+        listening = strcmp(json_str(t, "result.status.message.parts.0.text"), "listening") == 0;
         cJSON_Delete(t);
-        if (!listening) nap_ms(25);
+        if (!listening) test_nap_ms(25);
     }
     ck_assert_msg(listening, "task %s never started listening", id);
     return id;
@@ -126,7 +104,7 @@ static void say(const char *task, const char *text) {
              "\"configuration\":{\"blocking\":false}}}",
              task, text);
     cJSON *o = rpc_call(dp.port, "/", body, NULL);
-    ck_assert_msg(strcmp(jstr(o, "result.id"), task) == 0, "say: %s", cJSON_PrintUnformatted(o));
+    ck_assert_msg(strcmp(json_str(o, "result.id"), task) == 0, "say: %s", cJSON_PrintUnformatted(o));
     cJSON_Delete(o);
 }
 
@@ -154,17 +132,17 @@ START_TEST(message_stream_framing_order_and_end) {
     char task[40] = "";
     for (; n < 14; n++) {
         cJSON *f = next_frame(s);
-        ck_assert_str_eq(jstr(f, "jsonrpc"), "2.0");
-        ck_assert_str_eq(jstr(f, "id"), "s-1");
-        const char *kind = jstr(f, "result.kind");
+        ck_assert_str_eq(json_str(f, "jsonrpc"), "2.0");
+        ck_assert_str_eq(json_str(f, "id"), "s-1");
+        const char *kind = json_str(f, "result.kind");
         kinds[n] = strcmp(kind, "task") == 0 ? "task" : strcmp(kind, "status-update") == 0 ? "status"
                                                        : strcmp(kind, "artifact-update") == 0 ? "artifact" : "?";
-        if (n == 0) snprintf(task, sizeof task, "%s", jstr(f, "result.id"));
-        else ck_assert_str_eq(jstr(f, "result.taskId"), task);
-        if (cJSON_IsTrue(jget(f, "result.final"))) finals++;
+        if (n == 0) snprintf(task, sizeof task, "%s", json_str(f, "result.id"));
+        else ck_assert_str_eq(json_str(f, "result.taskId"), task);
+        if (cJSON_IsTrue(json_at(f, "result.final"))) finals++;
         if (n == 13) {
-            ck_assert(cJSON_IsTrue(jget(f, "result.final")));
-            ck_assert_str_eq(jstr(f, "result.status.state"), "completed");
+            ck_assert(cJSON_IsTrue(json_at(f, "result.final")));
+            ck_assert_str_eq(json_str(f, "result.status.state"), "completed");
         }
         cJSON_Delete(f);
     }
@@ -198,9 +176,9 @@ START_TEST(v1_stream_uses_stream_responses_and_closes) {
     struct sse *s = sse_open(dp.port, "/", body, hdr);
     ck_assert_ptr_nonnull(s);
     cJSON *f = next_frame(s);
-    ck_assert_str_eq(jstr(f, "result.task.status.state"), "TASK_STATE_SUBMITTED");
-    ck_assert_str_eq(jstr(f, "result.task.history.0.role"), "ROLE_USER");
-    ck_assert_ptr_null(jget(f, "result.task.kind"));
+    ck_assert_str_eq(json_str(f, "result.task.status.state"), "TASK_STATE_SUBMITTED");
+    ck_assert_str_eq(json_str(f, "result.task.history.0.role"), "ROLE_USER");
+    ck_assert_ptr_null(json_at(f, "result.task.kind"));
     cJSON_Delete(f);
     int status = 0, artifacts = 0;
     for (;;) {
@@ -210,15 +188,15 @@ START_TEST(v1_stream_uses_stream_responses_and_closes) {
         if (r == 0) break;
         f = cJSON_Parse(data);
         free(data);
-        ck_assert_int_eq(jget(f, "id")->valueint, 9);
-        ck_assert_ptr_null(jget(f, "result.statusUpdate.final")); /* no "final" in 1.0 */
-        if (jget(f, "result.statusUpdate")) status++;
-        if (jget(f, "result.artifactUpdate")) {
+        ck_assert_int_eq(json_at(f, "id")->valueint, 9);
+        ck_assert_ptr_null(json_at(f, "result.statusUpdate.final")); /* no "final" in 1.0 */
+        if (json_at(f, "result.statusUpdate")) status++;
+        if (json_at(f, "result.artifactUpdate")) {
             artifacts++;
-            ck_assert_str_eq(jstr(f, "result.artifactUpdate.artifact.name"), "results.json");
-            ck_assert(cJSON_IsString(jget(f, "result.artifactUpdate.artifact.parts.0.text")));
+            ck_assert_str_eq(json_str(f, "result.artifactUpdate.artifact.name"), "results.json");
+            ck_assert(cJSON_IsString(json_at(f, "result.artifactUpdate.artifact.parts.0.text")));
         }
-        if (status == 12) ck_assert_str_eq(jstr(f, "result.statusUpdate.status.state"), "TASK_STATE_COMPLETED");
+        if (status == 12) ck_assert_str_eq(json_str(f, "result.statusUpdate.status.state"), "TASK_STATE_COMPLETED");
         cJSON_Delete(f);
     }
     ck_assert_int_eq(status, 12); /* working, 10 progress, completed; then closed */
@@ -239,9 +217,9 @@ START_TEST(resubscribe_gives_current_task_then_live_events) {
     free(b1);
     free(b2);
     cJSON *f1 = next_frame(s1), *f2 = next_frame(s2);
-    ck_assert_str_eq(jstr(f1, "result.kind"), "task");
-    ck_assert_str_eq(jstr(f1, "result.id"), task);
-    ck_assert_str_eq(jstr(f2, "result.task.id"), task);
+    ck_assert_str_eq(json_str(f1, "result.kind"), "task");
+    ck_assert_str_eq(json_str(f1, "result.id"), task);
+    ck_assert_str_eq(json_str(f2, "result.task.id"), task);
     cJSON_Delete(f1);
     cJSON_Delete(f2);
     ck_assert(wait_streams(2, 5000));
@@ -249,11 +227,11 @@ START_TEST(resubscribe_gives_current_task_then_live_events) {
     f1 = next_frame(s1);
     f2 = next_frame(s2);
     /* "listening" may or may not have been in the snapshot: skip to "heard". */
-    while (strcmp(jstr(f1, "result.status.message.parts.0.text"), "heard: one") != 0) {
+    while (strcmp(json_str(f1, "result.status.message.parts.0.text"), "heard: one") != 0) {
         cJSON_Delete(f1);
         f1 = next_frame(s1);
     }
-    while (strcmp(jstr(f2, "result.statusUpdate.status.message.parts.0.text"), "heard: one") != 0) {
+    while (strcmp(json_str(f2, "result.statusUpdate.status.message.parts.0.text"), "heard: one") != 0) {
         cJSON_Delete(f2);
         f2 = next_frame(s2);
     }
@@ -264,8 +242,8 @@ START_TEST(resubscribe_gives_current_task_then_live_events) {
     struct sse *s3 = sse_open(dp.port, "/", b3, NULL);
     free(b3);
     cJSON *f3 = next_frame(s3);
-    ck_assert_str_eq(jstr(f3, "result.status.message.parts.0.text"), "heard: one");
-    ck_assert_int_eq(cJSON_GetArraySize(jget(f3, "result.history")), 2); /* both user messages */
+    ck_assert_str_eq(json_str(f3, "result.status.message.parts.0.text"), "heard: one");
+    ck_assert_int_eq(cJSON_GetArraySize(json_at(f3, "result.history")), 2); /* both user messages */
     cJSON_Delete(f3);
     say(task, "bye");
     struct sse *all[3] = {s1, s2, s3};
@@ -281,7 +259,7 @@ START_TEST(resubscribe_gives_current_task_then_live_events) {
             frames++;
         }
         ck_assert_msg(r == 0, "stream %d did not end cleanly", i);
-        last_state = i == 1 ? jstr(last, "result.statusUpdate.status.state") : jstr(last, "result.status.state");
+        last_state = i == 1 ? json_str(last, "result.statusUpdate.status.state") : json_str(last, "result.status.state");
         ck_assert_str_eq(last_state, i == 1 ? "TASK_STATE_COMPLETED" : "completed");
         cJSON_Delete(last);
         sse_close(all[i]);
@@ -298,28 +276,28 @@ START_TEST(resubscribe_to_a_finished_task) {
                            "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"message/send\",\"params\":{\"message\":"
                            "{\"messageId\":\"m\",\"role\":\"user\",\"parts\":[{\"kind\":\"text\",\"text\":\"x\"}]}}}",
                            NULL);
-    ck_assert_str_eq(jstr(done, "result.status.state"), "completed");
-    char *b = resubscribe_body("tasks/resubscribe", jstr(done, "result.id"));
+    ck_assert_str_eq(json_str(done, "result.status.state"), "completed");
+    char *b = resubscribe_body("tasks/resubscribe", json_str(done, "result.id"));
     struct sse *s = sse_open(dp.port, "/", b, NULL);
     free(b);
     cJSON *f = next_frame(s);
-    ck_assert_str_eq(jstr(f, "result.status.state"), "completed");
+    ck_assert_str_eq(json_str(f, "result.status.state"), "completed");
     cJSON_Delete(f);
     char *data = NULL;
     ck_assert_int_eq(sse_next(s, &data, 5000), 0); /* 0.3: the final Task, then the end */
     sse_close(s);
     /* 1.0: a terminal task gets UnsupportedOperationError, as plain JSON. */
-    b = resubscribe_body("SubscribeToTask", jstr(done, "result.id"));
+    b = resubscribe_body("SubscribeToTask", json_str(done, "result.id"));
     long status = 0;
     cJSON *e = rpc_call(dp.port, "/", b, &status);
     free(b);
     ck_assert_int_eq(status, 200);
-    ck_assert_int_eq(jget(e, "error.code")->valueint, -32004);
-    ck_assert_str_eq(jstr(e, "error.data.0.reason"), "UNSUPPORTED_OPERATION");
+    ck_assert_int_eq(json_at(e, "error.code")->valueint, -32004);
+    ck_assert_str_eq(json_str(e, "error.data.0.reason"), "UNSUPPORTED_OPERATION");
     cJSON_Delete(e);
     /* unknown task */
     e = rpc_call(dp.port, "/", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tasks/resubscribe\",\"params\":{\"id\":\"nope\"}}", NULL);
-    ck_assert_int_eq(jget(e, "error.code")->valueint, -32001);
+    ck_assert_int_eq(json_at(e, "error.code")->valueint, -32001);
     cJSON_Delete(e);
     cJSON_Delete(done);
 }
@@ -392,7 +370,7 @@ START_TEST(vanished_clients_are_freed) {
     /* the one that stayed still gets the live events */
     say(task, "still there?");
     cJSON *f = next_frame(s[0]);
-    while (strcmp(jstr(f, "result.status.message.parts.0.text"), "heard: still there?") != 0) {
+    while (strcmp(json_str(f, "result.status.message.parts.0.text"), "heard: still there?") != 0) {
         cJSON_Delete(f);
         f = next_frame(s[0]);
     }
@@ -423,7 +401,7 @@ START_TEST(slow_reader_is_cut_off_with_a_log_line) {
         char *log = daemon_log(&dp);
         logged = strstr(log, "SSE stream closed: the client reads too slowly") != NULL;
         free(log);
-        if (!logged) nap_ms(50);
+        if (!logged) test_nap_ms(50);
     }
     ck_assert(logged);
     /* the cut stream is freed once its connection goes */

@@ -14,6 +14,7 @@
 #include "tasks.h"
 #include "util.h"
 #include "workers.h"
+#include "support/json.h"
 
 static a2ad_ctx saved_ctx; /* the last job's ctx, read after the job ended */
 static pthread_mutex_t saved_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -34,11 +35,6 @@ static atomic_int gate; /* 1 = let blocking agents return */
 static pthread_t late_thread;
 static atomic_int late_status = -1;
 
-static void nap_ms(long ms) {
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 static a2ad_status run_quick(void *state, const char *query, a2ad_ctx ctx) {
     (void)state;
     save_ctx(ctx);
@@ -48,7 +44,7 @@ static a2ad_status run_quick(void *state, const char *query, a2ad_ctx ctx) {
 
 static void *late_caller(void *arg) {
     a2ad_ctx ctx = *(a2ad_ctx *)arg;
-    while (!atomic_load(&gate)) nap_ms(1);
+    while (!atomic_load(&gate)) test_nap_ms(1);
     atomic_store(&late_status, (int)a2ad_update_progress(ctx, "too late", 0.9, A2AD_INFO));
     return NULL;
 }
@@ -69,14 +65,14 @@ static a2ad_status run_blocking(void *state, const char *query, a2ad_ctx ctx) {
     (void)state;
     (void)query;
     save_ctx(ctx);
-    for (int i = 0; i < 5000 && !atomic_load(&gate); i++) nap_ms(1);
+    for (int i = 0; i < 5000 && !atomic_load(&gate); i++) test_nap_ms(1);
     return a2ad_result(ctx, "finished");
 }
 
 static a2ad_status run_until_cancelled(void *state, const char *query, a2ad_ctx ctx) {
     (void)state;
     (void)query;
-    for (int i = 0; i < 5000 && !a2ad_cancelled(ctx); i++) nap_ms(1);
+    for (int i = 0; i < 5000 && !a2ad_cancelled(ctx); i++) test_nap_ms(1);
     return a2ad_fail(ctx, "stopped");
 }
 
@@ -113,7 +109,7 @@ static struct task *submit(const struct agent *a, const char *text) {
 static bool wait_state(struct task *t, enum task_state want, int max_ms) {
     for (int i = 0; i < max_ms; i++) {
         if (task_get_state(t) == want) return true;
-        nap_ms(1);
+        test_nap_ms(1);
     }
     return task_get_state(t) == want;
 }
@@ -274,8 +270,8 @@ START_TEST(stop_after_grace_fails_a_job_that_will_not_return) {
     free(text);
     ck_assert_uint_le(busy, 1);
     atomic_store(&gate, 1);
-    for (int i = 0; i < 2000 && busy; i++) nap_ms(1); /* let the detached worker leave the agent */
-    nap_ms(20);
+    for (int i = 0; i < 2000 && busy; i++) test_nap_ms(1); /* let the detached worker leave the agent */
+    test_nap_ms(20);
     task_release(running);
 }
 END_TEST

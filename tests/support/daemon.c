@@ -1,5 +1,6 @@
 /* daemon - start the real a2ad binary for integration tests. */
 #include "support/daemon.h"
+#include "support/json.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -14,11 +15,6 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-static void nap_ms(long ms) {
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
 
 const char *build_path(const char *rel, char *buf, size_t n) {
     const char *b = getenv("A2AD_BUILD");
@@ -155,7 +151,7 @@ bool daemon_start(struct daemon_proc *d, const struct daemon_opts *o) {
             d->pid = 0;
             return false;
         }
-        nap_ms(20);
+        test_nap_ms(20);
     }
     return false;
 }
@@ -165,7 +161,7 @@ int daemon_run_args(struct daemon_proc *d, const char *args, unsigned timeout_ms
     for (unsigned waited = 0; waited < timeout_ms; waited += 10) {
         int st;
         if (waitpid(pid, &st, WNOHANG) == pid) return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-        nap_ms(10);
+        test_nap_ms(10);
     }
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
@@ -181,7 +177,7 @@ int daemon_stop(struct daemon_proc *d, unsigned timeout_ms) {
             d->pid = 0;
             return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
         }
-        nap_ms(10);
+        test_nap_ms(10);
     }
     kill(d->pid, SIGKILL);
     waitpid(d->pid, NULL, 0);

@@ -624,8 +624,12 @@ static void *webhooks_thread(void *arg) {
         if (stopping && now >= deadline) {
             size_t n = drop_all(multi);
             stats_finish(NULL, n);
-            log_warn("webhooks: stop: flush time over, dropped %zu undelivered POST%s", n,
-                     n == 1 ? "" : "s");
+            if (outbox)
+                log_info("webhooks: stop: flush time over; %zu undelivered POST%s stay in the "
+                         "outbox for the next start", n, n == 1 ? "" : "s");
+            else
+                log_warn("webhooks: stop: flush time over, dropped %zu undelivered POST%s", n,
+                         n == 1 ? "" : "s");
             break;
         }
         backoffs_expire(now);

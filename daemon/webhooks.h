@@ -103,7 +103,9 @@ a2ad_status webhooks_start(const struct webhooks_options *opts);
  * freed by the module) and len its length. When max_pending deliveries are
  * already queued the call returns A2AD_ERR_FULL and frees body, unless
  * `essential` is set (terminal events), which is always queued so a task's
- * outcome is never dropped for lack of room. Returns A2AD_ERR_STATE after
+ * outcome is never dropped for lack of room. With an outbox that parks
+ * (outbox->park), such a delivery is parked instead and A2AD_OK returned;
+ * so is any delivery whose key has parked ones. Returns A2AD_ERR_STATE after
  * webhooks_stop began. Thread: any; never blocks on I/O. */
 a2ad_status webhooks_enqueue(const char *order_key, const char *url,
                              const char *const *headers, char *body, size_t len,

@@ -60,19 +60,21 @@ struct key_def {
     const char *const *words;
     string_check check;
     const char *def; /* the default, spelled as in a file */
+    bool secret;     /* never printed by the -v dump */
 };
 
 /* The offset of a field, refused at compile time unless the field has type
  * T, so a row cannot write a size_t through an unsigned. */
 #define FIELD(f, T) _Generic(((struct config *)0)->f, T: offsetof(struct config, f))
 
-#define K_STR(s, n, f, chk, d) {s, n, KT_STRING, FIELD(f, char *), 0, 0, NULL, chk, d}
-#define K_WORD(s, n, f, w, d) {s, n, KT_STRING, FIELD(f, char *), 0, 0, w, NULL, d}
-#define K_U16(s, n, f, lo, hi, d) {s, n, KT_U16, FIELD(f, uint16_t), lo, hi, NULL, NULL, d}
-#define K_UINT(s, n, f, lo, hi, d) {s, n, KT_UINT, FIELD(f, unsigned), lo, hi, NULL, NULL, d}
-#define K_SIZE(s, n, f, lo, hi, d) {s, n, KT_SIZE, FIELD(f, size_t), lo, hi, NULL, NULL, d}
-#define K_LEVEL(s, n, f, d) {s, n, KT_LEVEL, FIELD(f, a2ad_log_level), 0, 0, level_words, NULL, d}
-#define K_FLAG(s, n, f, w, d) {s, n, KT_FLAG, FIELD(f, bool), 0, 0, w, NULL, d}
+#define K_STR(s, n, f, chk, d) {s, n, KT_STRING, FIELD(f, char *), 0, 0, NULL, chk, d, false}
+#define K_SECRET(s, n, f, chk, d) {s, n, KT_STRING, FIELD(f, char *), 0, 0, NULL, chk, d, true}
+#define K_WORD(s, n, f, w, d) {s, n, KT_STRING, FIELD(f, char *), 0, 0, w, NULL, d, false}
+#define K_U16(s, n, f, lo, hi, d) {s, n, KT_U16, FIELD(f, uint16_t), lo, hi, NULL, NULL, d, false}
+#define K_UINT(s, n, f, lo, hi, d) {s, n, KT_UINT, FIELD(f, unsigned), lo, hi, NULL, NULL, d, false}
+#define K_SIZE(s, n, f, lo, hi, d) {s, n, KT_SIZE, FIELD(f, size_t), lo, hi, NULL, NULL, d, false}
+#define K_LEVEL(s, n, f, d) {s, n, KT_LEVEL, FIELD(f, a2ad_log_level), 0, 0, level_words, NULL, d, false}
+#define K_FLAG(s, n, f, w, d) {s, n, KT_FLAG, FIELD(f, bool), 0, 0, w, NULL, d, false}
 
 static const char *check_address(const char *v);
 static const char *check_url(const char *v);
@@ -102,7 +104,7 @@ static const struct key_def keys[] = {
     K_UINT("server", "connection_timeout_s", connection_timeout_s, 1, 3600, "30"),
     K_STR("server", "public_url", public_url, check_url, ""),
     K_STR("server", "default_agent", default_agent, check_agent_or_empty, ""),
-    K_STR("server", "auth_bearer_tokens", auth_bearer_tokens, check_tokens, ""),
+    K_SECRET("server", "auth_bearer_tokens", auth_bearer_tokens, check_tokens, ""),
     K_SIZE("server", "stream_buffer_bytes", stream_buffer_bytes, 4 * KIB, 256 * MIB, "1M"),
     K_UINT("server", "stream_keepalive_s", stream_keepalive_s, 0, 3600, "15"),
 
@@ -834,8 +836,11 @@ void config_dump(const struct config *cfg, void *file) {
         }
         char buf[64];
         const char *v = format_value(cfg, k, buf, sizeof buf);
-        /* "key =" rather than "key = " for an empty value: no trailing blank. */
-        fprintf(out, "%s =%s%s\n", k->name, *v ? " " : "", v);
+        /* A credential stays out of terminals and logs: say it is set. */
+        if (k->secret && *v)
+            fprintf(out, "# %s = (set, not shown)\n", k->name);
+        else /* "key =" rather than "key = " for an empty value: no trailing blank. */
+            fprintf(out, "%s =%s%s\n", k->name, *v ? " " : "", v);
     }
     for (const struct agent_config *a = cfg->agents; a; a = a->next) {
         fprintf(out, "\n[agent.%s]\n", a->name);

@@ -197,7 +197,9 @@ a2ad_status push_config_delete(struct task *t, const char *id) {
 
 /* The body for one dialect, rendered at most once per event. */
 static char *render_body(struct task *t, const struct task_event *ev, enum a2a_dialect d) {
-    cJSON *o = d == A2A_V10 ? a2a_event(t, ev, A2A_V10) : task_render_locked(t, -1);
+    /* 0.3 posts the whole Task: printed from the live tree, not a copy. */
+    if (d != A2A_V10) return task_print_locked(t, -1);
+    cJSON *o = a2a_event(t, ev, A2A_V10);
     char *body = o ? cJSON_PrintUnformatted(o) : NULL;
     cJSON_Delete(o);
     return body;
@@ -224,8 +226,16 @@ static a2ad_status push_observe(struct task *t, const struct task_event *ev) {
             if ((e->order_key = malloc(kn))) snprintf(e->order_key, kn, "%s|%s", task_id(t), e->id);
         }
         size_t len = strlen(body[d]);
-        char *copy = malloc(len + 1);
-        if (copy) memcpy(copy, body[d], len + 1);
+        /* The last config of a dialect takes the text itself; earlier ones
+         * a copy (webhooks_post takes what it is given). */
+        bool later = false;
+        for (const struct push_entry *f = e->next; f && !later; f = f->next) later = f->dialect == d;
+        char *copy = body[d];
+        if (later) {
+            if ((copy = malloc(len + 1))) memcpy(copy, body[d], len + 1);
+        } else {
+            body[d] = NULL;
+        }
         const char *headers[4] = {d == A2A_V10 ? "Content-Type: application/a2a+json"
                                                : "Content-Type: application/json",
                                   NULL, NULL, NULL};

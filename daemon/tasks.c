@@ -511,29 +511,57 @@ a2ad_status task_add_message(struct task *t, cJSON *message) {
     return ended ? A2AD_ERR_STATE : A2AD_OK;
 }
 
-cJSON *task_render_locked(struct task *t, int history_length) {
+/* A copy of item for a rendered Task, or, when shared, a node that points at
+ * the task's own children: printing one costs no copy, and cJSON_Delete of a
+ * reference leaves what it points at alone. */
+static cJSON *render_part(const cJSON *item, bool shared) {
+    if (shared && cJSON_IsObject(item)) return cJSON_CreateObjectReference(item->child);
+    if (shared && cJSON_IsArray(item)) return cJSON_CreateArrayReference(item->child);
+    return cJSON_Duplicate(item, 1);
+}
+
+static cJSON *render_string(const char *s, bool shared) {
+    return shared ? cJSON_CreateStringReference(s) : cJSON_CreateString(s);
+}
+
+/* The Task tree; shared: a tree that borrows the task's parts, only good
+ * while the lock is held and never to be edited (task_print_locked). */
+static cJSON *render_locked(struct task *t, int history_length, bool shared) {
     cJSON *o = cJSON_CreateObject();
     if (!o) return NULL;
-    cJSON_AddStringToObject(o, "kind", "task");
-    cJSON_AddStringToObject(o, "id", t->id);
-    cJSON_AddStringToObject(o, "contextId", t->context_id);
+    cJSON_AddItemToObject(o, "kind", render_string("task", shared));
+    cJSON_AddItemToObject(o, "id", render_string(t->id, shared));
+    cJSON_AddItemToObject(o, "contextId", render_string(t->context_id, shared));
     cJSON *status = cJSON_AddObjectToObject(o, "status");
     if (status) {
-        cJSON_AddStringToObject(status, "state", task_state_name(t->state));
+        cJSON_AddItemToObject(status, "state", render_string(task_state_name(t->state), shared));
         if (t->status_message)
-            cJSON_AddItemToObject(status, "message", cJSON_Duplicate(t->status_message, 1));
-        cJSON_AddStringToObject(status, "timestamp", t->timestamp);
+            cJSON_AddItemToObject(status, "message", render_part(t->status_message, shared));
+        cJSON_AddItemToObject(status, "timestamp", render_string(t->timestamp, shared));
     }
     if (history_length != 0) {
         int n = cJSON_GetArraySize(t->history);
         int from = history_length < 0 || history_length >= n ? 0 : n - history_length;
         cJSON *h = cJSON_AddArrayToObject(o, "history");
-        for (int i = from; h && i < n; i++)
-            cJSON_AddItemToArray(h, cJSON_Duplicate(cJSON_GetArrayItem(t->history, i), 1));
+        /* Walked, not indexed: cJSON_GetArrayItem is a walk of its own. */
+        cJSON *m = t->history ? t->history->child : NULL;
+        for (int i = 0; m && i < from; i++) m = m->next;
+        for (; h && m; m = m->next) cJSON_AddItemToArray(h, render_part(m, shared));
     }
-    if (t->artifacts) cJSON_AddItemToObject(o, "artifacts", cJSON_Duplicate(t->artifacts, 1));
-    if (t->metadata) cJSON_AddItemToObject(o, "metadata", cJSON_Duplicate(t->metadata, 1));
+    if (t->artifacts) cJSON_AddItemToObject(o, "artifacts", render_part(t->artifacts, shared));
+    if (t->metadata) cJSON_AddItemToObject(o, "metadata", render_part(t->metadata, shared));
     return o;
+}
+
+cJSON *task_render_locked(struct task *t, int history_length) {
+    return render_locked(t, history_length, false);
+}
+
+char *task_print_locked(struct task *t, int history_length) {
+    cJSON *o = render_locked(t, history_length, true);
+    char *text = o ? cJSON_PrintUnformatted(o) : NULL;
+    cJSON_Delete(o);
+    return text;
 }
 
 cJSON *task_render(struct task *t, int history_length) {

@@ -97,7 +97,7 @@ struct task_event {
 
 /* Called for every event of every task, with the task locked, in event
  * order. It must not block on I/O nor call task functions other than
- * task_ext, task_ext_set and task_render_locked (and the immutable
+ * task_ext, task_ext_set, task_render_locked and task_print_locked (and the immutable
  * accessors). For TASK_EVENT_CREATED a non-OK return refuses the task:
  * tasks_create fails with that status and nothing is acknowledged. For the
  * other events the return is ignored. */
@@ -205,6 +205,10 @@ a2ad_status task_add_message(struct task *t, cJSON *message);
 cJSON *task_render(struct task *t, int history_length);
 /* The same, for an observer (the task is already locked). */
 cJSON *task_render_locked(struct task *t, int history_length);
+/* The same Task printed as compact JSON (new string, caller frees; NULL when
+ * out of memory), byte for byte what printing task_render_locked gives, but
+ * without copying the history and artifacts first. Task locked (observers). */
+char *task_print_locked(struct task *t, int history_length);
 
 /* Slot data. The task lock must be held (an observer, or between task_lock
  * and task_unlock). task_ext_set frees the slot's previous data. */

@@ -17,6 +17,7 @@
 
 #include <curl/curl.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,7 +34,7 @@
 
 struct delivery {
     struct delivery *next;
-    struct curl_slist *headers;
+    struct curl_slist *headers; /* in this allocation, after text */
     char *body;
     size_t len;
     unsigned attempts;
@@ -56,7 +57,11 @@ struct channel {
 };
 
 struct xfer {
-    CURL *easy; /* created on first use, then reset and reused */
+    /* Created and set up on first use, then reused as it is: per POST only
+     * the URL (when it differs from last_url), the body and the header list
+     * change. curl_easy_reset would make curl redo all the set-up. */
+    CURL *easy;
+    char *last_url; /* the URL the handle holds, or NULL */
     struct channel *ch; /* NULL when the slot is free */
     char errbuf[CURL_ERROR_SIZE];
 };
@@ -105,7 +110,6 @@ static struct {
 
 static void delivery_free(struct delivery *d) {
     if (!d) return;
-    curl_slist_free_all(d->headers);
     free(d->body);
     free(d);
 }
@@ -123,29 +127,57 @@ static bool headers_valid(const char *const *headers) {
     return true;
 }
 
-static struct curl_slist *headers_build(const char *const *headers, const char *event_id) {
-    struct curl_slist *list = NULL, *next;
-    char idh[sizeof WEBHOOKS_EVENT_ID_HEADER + WEBHOOKS_EVENT_ID_MAX + 2];
-    snprintf(idh, sizeof idh, "%s: %s", WEBHOOKS_EVENT_ID_HEADER, event_id);
-    if (!(list = curl_slist_append(NULL, idh))) return NULL;
-    bool has_type = false;
+/* The header list of a delivery lives in the delivery's own allocation, after
+ * its text: one malloc per POST instead of one per header (curl_slist_append
+ * copies each string into two mallocs of its own). curl only reads the list,
+ * and it outlives the transfer, since the delivery is freed after it. */
+struct headers_plan {
+    size_t count, bytes; /* nodes, and string bytes with their NULs */
+    bool has_type;
+};
+
+static const char default_type[] = "Content-Type: application/json";
+/* An empty Expect: stops curl from waiting for "100 Continue" on larger
+ * bodies, a round trip most webhook receivers never answer. */
+static const char no_expect[] = "Expect:";
+
+static struct headers_plan headers_plan(const char *const *headers, const char *event_id) {
+    struct headers_plan hp = {.count = 2, /* event id, Expect: */
+                              .bytes = sizeof WEBHOOKS_EVENT_ID_HEADER + 2 + strlen(event_id) +
+                                       sizeof no_expect};
     for (size_t i = 0; headers && headers[i]; i++) {
-        if (header_has_name(headers[i], "Content-Type")) has_type = true;
-        if (!(next = curl_slist_append(list, headers[i]))) goto fail;
-        list = next;
+        if (header_has_name(headers[i], "Content-Type")) hp.has_type = true;
+        hp.count++;
+        hp.bytes += strlen(headers[i]) + 1;
     }
     /* curl would otherwise label the POST as a form; our payloads are JSON. */
-    if (!has_type) {
-        if (!(next = curl_slist_append(list, "Content-Type: application/json"))) goto fail;
-        list = next;
+    if (!hp.has_type) {
+        hp.count++;
+        hp.bytes += sizeof default_type;
     }
-    /* An empty Expect: stops curl from waiting for "100 Continue" on larger
-     * bodies, a round trip most webhook receivers never answer. */
-    if (!(next = curl_slist_append(list, "Expect:"))) goto fail;
-    return next;
-fail:
-    curl_slist_free_all(list);
-    return NULL;
+    return hp;
+}
+
+/* Fills nodes[0..count) and the strings at text; returns the list. */
+static struct curl_slist *headers_fill(struct curl_slist *nodes, char *text,
+                                       const char *const *headers, const char *event_id,
+                                       const struct headers_plan *hp) {
+    size_t n = 0;
+    int w = sprintf(text, "%s: %s", WEBHOOKS_EVENT_ID_HEADER, event_id);
+    nodes[n++].data = text;
+    text += w + 1;
+    for (size_t i = 0; headers && headers[i]; i++) {
+        size_t len = strlen(headers[i]) + 1;
+        nodes[n++].data = memcpy(text, headers[i], len);
+        text += len;
+    }
+    if (!hp->has_type) {
+        nodes[n++].data = memcpy(text, default_type, sizeof default_type);
+        text += sizeof default_type;
+    }
+    nodes[n++].data = memcpy(text, no_expect, sizeof no_expect);
+    for (size_t i = 0; i < n; i++) nodes[i].next = i + 1 < n ? &nodes[i + 1] : NULL;
+    return nodes;
 }
 
 /* ---- statistics (the delivery thread's side) ---- */
@@ -394,11 +426,10 @@ static size_t discard_body(char *ptr, size_t size, size_t nmemb, void *userdata)
     return size * nmemb;
 }
 
-static CURLcode xfer_setup(struct xfer *x, const struct delivery *d) {
+/* The options that are the same for every POST, set once per handle. */
+static CURLcode xfer_setup_once(struct xfer *x) {
     CURL *e = x->easy;
     CURLcode rc;
-    x->errbuf[0] = '\0';
-    if ((rc = curl_easy_setopt(e, CURLOPT_URL, d->url)) != CURLE_OK) return rc;
     /* Webhook URLs come from clients: never let one reach file:// or the
      * like. Redirects stay off (curl's default) for the same reason. */
     if (curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK &&
@@ -409,13 +440,27 @@ static CURLcode xfer_setup(struct xfer *x, const struct delivery *d) {
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)dt.opts.connect_timeout_ms);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
     curl_easy_setopt(e, CURLOPT_POST, 1L);
+    curl_easy_setopt(e, CURLOPT_USERAGENT, "a2ad");
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard_body);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, (void *)x);
+    return CURLE_OK;
+}
+
+/* What changes from one POST to the next. */
+static CURLcode xfer_setup(struct xfer *x, const struct delivery *d) {
+    CURL *e = x->easy;
+    CURLcode rc;
+    x->errbuf[0] = '\0';
+    if (!x->last_url || strcmp(x->last_url, d->url) != 0) {
+        free(x->last_url);
+        x->last_url = NULL;
+        if ((rc = curl_easy_setopt(e, CURLOPT_URL, d->url)) != CURLE_OK) return rc;
+        x->last_url = strdup(d->url); /* NULL only means "set it again next time" */
+    }
     /* "" rather than NULL: a NULL body would make curl read from stdin. */
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, d->body ? d->body : "");
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)d->len);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, d->headers);
-    curl_easy_setopt(e, CURLOPT_USERAGENT, "a2ad");
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard_body);
-    curl_easy_setopt(e, CURLOPT_PRIVATE, (void *)x);
     return CURLE_OK;
 }
 
@@ -429,10 +474,10 @@ static void xfer_release(struct xfer *x) {
 static void xfer_start(CURLM *multi, struct channel *ch) {
     struct xfer *x = &dt.xfers[dt.free_slots[--dt.n_free]];
     CURLcode rc = CURLE_OUT_OF_MEMORY;
-    if (x->easy)
-        curl_easy_reset(x->easy); /* keeps its caches; connections live in multi */
-    else
-        x->easy = curl_easy_init();
+    if (!x->easy && (x->easy = curl_easy_init()) && (rc = xfer_setup_once(x)) != CURLE_OK) {
+        curl_easy_cleanup(x->easy); /* set up again at the next use */
+        x->easy = NULL;
+    }
     if (x->easy && (rc = xfer_setup(x, ch->head)) == CURLE_OK) {
         if (curl_multi_add_handle(multi, x->easy) == CURLM_OK) {
             x->ch = ch;
@@ -570,6 +615,7 @@ static int poll_timeout(uint64_t now, bool stopping, uint64_t deadline) {
 
 static void *webhooks_thread(void *arg) {
     CURLM *multi = arg;
+    pthread_setname_np(pthread_self(), "webhooks"); /* tells it apart in top and perf */
     for (;;) {
         pthread_mutex_lock(&wh.lock);
         struct delivery *in = wh.inbox_head;
@@ -586,8 +632,12 @@ static void *webhooks_thread(void *arg) {
         if (stopping && now >= deadline) {
             size_t n = drop_all(multi);
             stats_finish(NULL, n);
-            log_warn("webhooks: stop: flush time over, dropped %zu undelivered POST%s", n,
-                     n == 1 ? "" : "s");
+            if (outbox)
+                log_info("webhooks: stop: flush time over; %zu undelivered POST%s stay in the "
+                         "outbox for the next start", n, n == 1 ? "" : "s");
+            else
+                log_warn("webhooks: stop: flush time over, dropped %zu undelivered POST%s", n,
+                         n == 1 ? "" : "s");
             break;
         }
         backoffs_expire(now);
@@ -669,7 +719,10 @@ size_t webhooks_unpark_room(void) {
 
 static void thread_state_free(void) {
     for (unsigned i = 0; dt.xfers && i < dt.opts.max_in_flight; i++)
-        if (dt.xfers[i].easy) curl_easy_cleanup(dt.xfers[i].easy);
+        if (dt.xfers[i].easy) {
+            curl_easy_cleanup(dt.xfers[i].easy);
+            free(dt.xfers[i].last_url);
+        }
     free(dt.xfers);
     free(dt.free_slots);
     free(dt.heap);
@@ -762,7 +815,12 @@ a2ad_status webhooks_post(const struct webhook_post *p) {
     /* Built before taking the lock so callers contend only for the append. */
     size_t klen = strlen(p->order_key) + 1, ulen = strlen(p->url) + 1, elen = strlen(eid) + 1;
     size_t tlen = p->task_id ? strlen(p->task_id) + 1 : 0;
-    struct delivery *d = malloc(sizeof *d + klen + ulen + elen + tlen);
+    struct headers_plan hp = headers_plan(p->headers, eid);
+    /* Layout: struct, text, padding, header nodes, header strings. */
+    size_t al = _Alignof(struct curl_slist);
+    size_t nodes_at = (offsetof(struct delivery, text) + klen + ulen + elen + tlen + al - 1) / al * al;
+    size_t strings_at = nodes_at + hp.count * sizeof(struct curl_slist);
+    struct delivery *d = malloc(strings_at + hp.bytes);
     if (!d) {
         free(body);
         return A2AD_ERR_NOMEM;
@@ -778,10 +836,8 @@ a2ad_status webhooks_post(const struct webhook_post *p) {
     d->attempts = 0;
     d->gate = NULL;
     d->created_ms = p->created_ms ? p->created_ms : util_wall_ms();
-    if (!(d->headers = headers_build(p->headers, eid))) {
-        delivery_free(d);
-        return A2AD_ERR_NOMEM;
-    }
+    d->headers = headers_fill((struct curl_slist *)(void *)((char *)d + nodes_at),
+                              (char *)d + strings_at, p->headers, eid, &hp);
 
     pthread_mutex_lock(&wh.lock);
     if (wh.state != WH_RUNNING) {

@@ -677,7 +677,8 @@ END_TEST
 
 START_TEST(test_dump_text) {
     struct config c;
-    load_ok(&c, "[server]\nmax_body_bytes = 2048k\n[plugins]\nerrors = skip\n"
+    load_ok(&c, "[server]\nmax_body_bytes = 2048k\nauth_bearer_tokens = s3cret-token-0123456789\n"
+                "[plugins]\nerrors = skip\n"
                 "[agent.processor]\nmax_duration_s = 9\nhu_min_importance = info\nstep_ms = 300\n");
     char *text = NULL;
     size_t len = 0;
@@ -690,6 +691,9 @@ START_TEST(test_dump_text) {
     ck_assert_ptr_nonnull(strstr(text, "\npublic_url =\n"));
     ck_assert_ptr_nonnull(strstr(text, "\nerrors = skip\n"));
     ck_assert_ptr_nonnull(strstr(text, "\n[log]\nlevel = info\n"));
+    /* A credential is not printed, only said to be set. */
+    ck_assert_ptr_null(strstr(text, "s3cret-token-0123456789"));
+    ck_assert_ptr_nonnull(strstr(text, "\n# auth_bearer_tokens = (set, not shown)\n"));
     ck_assert_ptr_nonnull(
         strstr(text, "\n[agent.processor]\nmax_duration_s = 9\nhu_min_importance = info\nstep_ms = 300\n"));
     free(text);

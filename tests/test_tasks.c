@@ -167,6 +167,38 @@ START_TEST(history_length_limits_rendering) {
 }
 END_TEST
 
+/* Webhook bodies are printed straight from the task (task_print_locked):
+ * they must be the very bytes the rendered copy prints, for every history
+ * length, and printing must leave the task as it was. */
+START_TEST(printed_task_matches_rendered_task) {
+    struct task *t = new_task("say \\\"hi\\\"");
+    ck_assert_int_eq(task_progress(t, "Step 1/2", 0.5, A2AD_INFO), A2AD_OK);
+    ck_assert_int_eq(task_artifact(t, "r.json", "application/json", "{\"a\":1}", 7), A2AD_OK);
+    ck_assert_int_eq(task_progress(t, "Step 2/2", 1.0, A2AD_INFO), A2AD_OK);
+    for (int round = 0; round < 2; round++) {
+        const int lengths[] = {-1, 0, 1, 2, 3, 50};
+        for (size_t i = 0; i < sizeof lengths / sizeof *lengths; i++) {
+            task_lock(t);
+            cJSON *o = task_render_locked(t, lengths[i]);
+            char *want = cJSON_PrintUnformatted(o);
+            char *got = task_print_locked(t, lengths[i]);
+            task_unlock(t);
+            ck_assert_ptr_nonnull(got);
+            ck_assert_str_eq(got, want);
+            free(got);
+            free(want);
+            cJSON_Delete(o);
+        }
+        task_finish(t, TASK_COMPLETED, "answer"); /* the second round: ended, final message */
+    }
+    cJSON *o = task_render(t, -1);
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(o, "artifacts")), 1);
+    ck_assert_str_eq(str_at(o, "status.state"), "completed");
+    cJSON_Delete(o);
+    task_release(t);
+}
+END_TEST
+
 START_TEST(cancel_ends_a_running_task) {
     struct task *t = new_task("x");
     task_start(t);
@@ -311,6 +343,7 @@ Suite *tasks_suite(void) {
     tcase_add_test(tc, artifacts_text_and_binary);
     tcase_add_test(tc, finish_is_final_and_wakes_waiters_once);
     tcase_add_test(tc, history_length_limits_rendering);
+    tcase_add_test(tc, printed_task_matches_rendered_task);
     tcase_add_test(tc, cancel_ends_a_running_task);
     tcase_add_test(tc, finished_tasks_expire_after_retention);
     tcase_add_test(tc, max_tasks_bounds_the_store);

@@ -164,6 +164,7 @@ static enum MHD_Result serve_health(struct MHD_Connection *c) {
     cJSON_AddNumberToObject(w, "delivered", (double)ws.delivered);
     cJSON_AddNumberToObject(w, "retried", (double)ws.retried);
     cJSON_AddNumberToObject(w, "givenUp", (double)ws.given_up);
+    cJSON_AddNumberToObject(w, "parked", (double)ws.parked);
     char *body = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     return send_json(c, MHD_HTTP_OK, body);

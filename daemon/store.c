@@ -12,6 +12,17 @@
  * store observer runs (it is called last by tasks.c); outbox_add parks their
  * rows in a thread-local list and the store observer queues them together
  * with the task row, so they share a transaction.
+ *
+ * Parking. A delivery that does not fit in the webhook queue (max_pending),
+ * or whose order key already has parked ones, is written as an outbox row
+ * with parked = 1 and kept nowhere else (outbox_park). The writer thread
+ * hands parked rows back to webhooks_post, oldest first (by n), in batches
+ * no larger than webhooks_unpark_room, whenever the delivery thread says
+ * there is room (outbox_room) and on every maintenance tick. `unpark_after`
+ * is the n of the last row handed back: rows are numbered by the writer
+ * itself as it inserts them, so a later parked row always has a larger n.
+ * Handed-back rows keep parked = 1 in the file (nothing rewrites them); at
+ * the next start every row is parked again anyway (store_open).
  */
 #include "store.h"
 
@@ -37,6 +48,8 @@
  * backlog goes away over several passes rather than in one long stall. */
 #define EXPIRE_BATCH 500
 #define EXPIRE_PASS_MS 50
+/* Parked webhook rows handed back to memory per read, at most. */
+#define UNPARK_BATCH 256
 /* Given-up webhooks recorded on one task at most (the count goes on). */
 #define GIVEN_UP_KEPT 20
 
@@ -76,6 +89,7 @@ struct op {
     char *body;
     size_t len;
     bool essential;
+    bool parked; /* OP_OUTBOX_ADD: kept in the outbox only (see the top) */
     uint64_t created_ms;
 };
 
@@ -95,6 +109,7 @@ static struct {
     /* The writer is calling a batch's tasks_on_durable callbacks (with
      * q.lock released); store_forget_durable waits until it is done. */
     bool firing;
+    bool unpark; /* the delivery thread has room for parked rows */
 } q = {.lock = PTHREAD_MUTEX_INITIALIZER,
        .wake = PTHREAD_COND_INITIALIZER,
        .settled = PTHREAD_COND_INITIALIZER};
@@ -109,6 +124,10 @@ static struct {
     unsigned retention_s;
     pthread_t writer;
     sqlite3_stmt *upsert_task, *del_task, *add_outbox, *del_outbox, *expire_tasks;
+    sqlite3_stmt *parked_rows;
+    /* parking (writer thread): on once store_recover counted the rows */
+    atomic_bool unpark_on;
+    int64_t unpark_after;
     /* log throttling (writer thread) */
     uint64_t last_fail_log_ms;
     unsigned fails_unlogged;
@@ -376,10 +395,10 @@ static char *headers_json(const char *const *headers) {
     return text;
 }
 
-static void *outbox_add(const struct webhook_post *p, const char *event_id) {
+/* The row of a delivery, or NULL without memory. */
+static struct op *outbox_op_new(const struct webhook_post *p, const char *event_id) {
     struct op *o = calloc(1, sizeof *o);
-    struct gate *g = calloc(1, sizeof *g);
-    if (!o || !g) goto nomem;
+    if (!o) return NULL;
     o->kind = OP_OUTBOX_ADD;
     o->id = strdup(event_id);
     o->task_id = util_strdup(p->task_id);
@@ -391,19 +410,36 @@ static void *outbox_add(const struct webhook_post *p, const char *event_id) {
     o->essential = p->essential;
     o->created_ms = p->created_ms ? p->created_ms : util_wall_ms();
     if (!o->id || (p->task_id && !o->task_id) || !o->order_key || !o->url || !o->headers ||
-        !o->body)
-        goto nomem;
+        !o->body) {
+        op_free(o);
+        return NULL;
+    }
     if (p->len) memcpy(o->body, p->body, p->len);
-    atomic_init(&g->refs, 2);
-    atomic_init(&g->settled, false);
-    o->gate = g;
-    if (tasks_emitting()) { /* the store observer queues it with the task row */
+    return o;
+}
+
+/* Queue a row: with the task row of the event being emitted on this thread
+ * (the store observer queues it), else on its own. */
+static bool outbox_queue(struct op *o) {
+    if (tasks_emitting()) {
         if (staged_tail)
             staged_tail->next = o;
         else
             staged_head = o;
         staged_tail = o;
-    } else if (queue_append(o, o, 1, false) != A2AD_OK) {
+        return true;
+    }
+    return queue_append(o, o, 1, false) == A2AD_OK;
+}
+
+static void *outbox_add(const struct webhook_post *p, const char *event_id) {
+    struct op *o = outbox_op_new(p, event_id);
+    struct gate *g = calloc(1, sizeof *g);
+    if (!o || !g) goto nomem;
+    atomic_init(&g->refs, 2);
+    atomic_init(&g->settled, false);
+    o->gate = g;
+    if (!outbox_queue(o)) {
         op_free(o); /* closing: the delivery goes out unrecorded */
         return NULL;
     }
@@ -414,6 +450,30 @@ nomem:
     if (o) op_free(o);
     free(g);
     return NULL;
+}
+
+/* A delivery that does not fit in memory: its row is all there is until the
+ * writer hands it back (unpark_rows). */
+static bool outbox_park(const struct webhook_post *p, const char *event_id) {
+    struct op *o = outbox_op_new(p, event_id);
+    if (!o) {
+        log_error("store: out of memory parking webhook event %s", event_id);
+        return false;
+    }
+    o->parked = true;
+    if (outbox_queue(o)) return true;
+    op_free(o);
+    return false;
+}
+
+/* The delivery thread has room for parked rows: wake the writer. */
+static void outbox_room(void) {
+    pthread_mutex_lock(&q.lock);
+    if (!q.unpark) {
+        q.unpark = true;
+        pthread_cond_signal(&q.wake);
+    }
+    pthread_mutex_unlock(&q.lock);
 }
 
 static bool outbox_sendable(void *gate) {
@@ -472,8 +532,12 @@ static void outbox_done(void *gate, const char *event_id, const char *task_id, b
 
 static void outbox_dropped(void *gate) { gate_release(gate); }
 
-static const struct webhooks_outbox outbox_ops = {
-    .add = outbox_add, .sendable = outbox_sendable, .done = outbox_done, .dropped = outbox_dropped};
+static const struct webhooks_outbox outbox_ops = {.add = outbox_add,
+                                                  .sendable = outbox_sendable,
+                                                  .done = outbox_done,
+                                                  .dropped = outbox_dropped,
+                                                  .park = outbox_park,
+                                                  .room = outbox_room};
 
 /* ---- the writer ----------------------------------------------------- */
 
@@ -507,6 +571,7 @@ static int run_op(const struct op *o) {
         sqlite3_bind_blob64(s, 6, o->body, o->len, SQLITE_STATIC);
         sqlite3_bind_int(s, 7, o->essential);
         sqlite3_bind_int64(s, 8, (sqlite3_int64)o->created_ms);
+        sqlite3_bind_int(s, 9, o->parked);
         break;
     case OP_OUTBOX_DEL:
         s = st.del_outbox;
@@ -578,12 +643,81 @@ static void expire_rows(void) {
     if (total) log_debug("store: deleted %ld expired tasks", total);
 }
 
+/* ---- parked rows back to the webhook queue (writer thread) ----------- */
+
+/* Hand one parked delivery back to webhooks_post. */
+static a2ad_status unpark_post(const char *event_id, const char *task_id, const char *order_key,
+                               const char *url, const char *headers, const void *body,
+                               size_t len, uint64_t created_ms) {
+    cJSON *hj = cJSON_Parse(headers ? headers : "[]");
+    int nh = cJSON_GetArraySize(hj);
+    const char **list = calloc((size_t)nh + 1, sizeof *list);
+    for (int i = 0; list && i < nh; i++) {
+        const cJSON *h = cJSON_GetArrayItem(hj, i);
+        list[i] = cJSON_IsString(h) ? h->valuestring : "X-A2A-Bad-Header: 1";
+    }
+    char *copy = malloc(len ? len : 1);
+    if (copy && len) memcpy(copy, body, len);
+    struct webhook_post p = {.event_id = event_id, .task_id = task_id, .order_key = order_key,
+                             .url = url, .headers = list, .body = copy, .len = len,
+                             .essential = true, .created_ms = created_ms, .restored = true,
+                             .unparked = true};
+    a2ad_status rc = list && copy ? webhooks_post(&p) : (free(copy), A2AD_ERR_NOMEM);
+    free(list);
+    cJSON_Delete(hj);
+    return rc;
+}
+
+/* Parked rows oldest first, as many as the webhook queue has room for (at
+ * most UNPARK_BATCH). A row that cannot be handed back (no memory) stops
+ * the batch and is tried again next time. */
+static void unpark_rows(void) {
+    if (!atomic_load(&st.unpark_on)) return;
+    size_t room = webhooks_unpark_room();
+    if (!room) return;
+    if (room > UNPARK_BATCH) room = UNPARK_BATCH;
+    sqlite3_stmt *s = st.parked_rows;
+    sqlite3_bind_int64(s, 1, st.unpark_after);
+    sqlite3_bind_int64(s, 2, (sqlite3_int64)room);
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        const char *event_id = (const char *)sqlite3_column_text(s, 1);
+        a2ad_status ps = unpark_post(
+            event_id, (const char *)sqlite3_column_text(s, 2),
+            (const char *)sqlite3_column_text(s, 3), (const char *)sqlite3_column_text(s, 4),
+            (const char *)sqlite3_column_text(s, 5), sqlite3_column_blob(s, 6),
+            (size_t)sqlite3_column_bytes(s, 6), (uint64_t)sqlite3_column_int64(s, 7));
+        if (ps != A2AD_OK) {
+            if (ps != A2AD_ERR_STATE) /* stopping: it stays for the next start */
+                log_error("store: parked webhook event %s not queued yet: %s", event_id,
+                          a2ad_status_name(ps));
+            break;
+        }
+        st.unpark_after = sqlite3_column_int64(s, 0);
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        log_warn("store: cannot read parked webhook events from %s: %s", st.path,
+                 sqlite3_errmsg(st.db));
+    sqlite3_reset(s);
+}
+
+/* A batch with parked rows failed to commit: those deliveries exist nowhere
+ * else, so they go to memory now (they may overtake parked ones of their
+ * key; the disk is failing anyway). */
+static void unpark_unwritten(const struct op *list) {
+    for (const struct op *o = list; o; o = o->next)
+        if (o->kind == OP_OUTBOX_ADD && o->parked &&
+            unpark_post(o->id, o->task_id, o->order_key, o->url, o->headers, o->body, o->len,
+                        o->created_ms) != A2AD_OK)
+            log_error("store: webhook event %s lost: neither written nor queued", o->id);
+}
+
 static void *writer_thread(void *arg) {
     (void)arg;
     uint64_t next_maintenance = util_now_ms() + MAINTENANCE_MS;
     for (;;) {
         pthread_mutex_lock(&q.lock);
-        while (!q.head && !q.stopping && util_now_ms() < next_maintenance) {
+        while (!q.head && !q.stopping && !q.unpark && util_now_ms() < next_maintenance) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
             ts.tv_nsec += 200 * 1000000L;
@@ -598,6 +732,8 @@ static void *writer_thread(void *arg) {
         q.head = q.tail = NULL;
         q.len = 0;
         bool stopping = q.stopping;
+        bool unpark = q.unpark;
+        q.unpark = false;
         pthread_mutex_unlock(&q.lock);
 
         if (list) {
@@ -647,14 +783,17 @@ static void *writer_thread(void *arg) {
                 pthread_mutex_unlock(&q.lock);
             }
             if (gates) webhooks_wake();
+            if (rc != SQLITE_OK) unpark_unwritten(list);
             op_list_free(list);
         } else if (stopping) {
             break;
         }
-        if (util_now_ms() >= next_maintenance) {
+        bool maintenance = util_now_ms() >= next_maintenance;
+        if (maintenance) {
             expire_rows();
             next_maintenance = util_now_ms() + MAINTENANCE_MS;
         }
+        if (unpark || maintenance) unpark_rows();
     }
     return NULL;
 }
@@ -669,8 +808,22 @@ static const char schema[] =
     "CREATE TABLE IF NOT EXISTS outbox ("
     " n INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL UNIQUE, task_id TEXT,"
     " order_key TEXT NOT NULL, url TEXT NOT NULL, headers TEXT NOT NULL, body BLOB NOT NULL,"
-    " essential INTEGER NOT NULL, created_ms INTEGER NOT NULL);"
-    "PRAGMA user_version = 1;";
+    " essential INTEGER NOT NULL, created_ms INTEGER NOT NULL,"
+    " parked INTEGER NOT NULL DEFAULT 0);";
+
+/* Version 1 files had no parked column. */
+static int migrate(void) {
+    sqlite3_stmt *s = NULL;
+    int version = 0;
+    if (sqlite3_prepare_v2(st.db, "PRAGMA user_version", -1, &s, NULL) != SQLITE_OK) return 1;
+    if (sqlite3_step(s) == SQLITE_ROW) version = sqlite3_column_int(s, 0);
+    sqlite3_finalize(s);
+    if (version == 1 &&
+        exec("ALTER TABLE outbox ADD COLUMN parked INTEGER NOT NULL DEFAULT 0") != SQLITE_OK)
+        return 1;
+    return exec("CREATE INDEX IF NOT EXISTS outbox_parked ON outbox(n) WHERE parked = 1;"
+                "PRAGMA user_version = 2;");
+}
 
 static a2ad_status open_fail(const char *what) {
     log_error("store: cannot %s the database %s: %s", what, st.path,
@@ -707,6 +860,7 @@ a2ad_status store_open(const struct config *cfg) {
              strcmp(cfg->db_sync, "normal") == 0 ? "NORMAL" : "FULL", cfg->cache_kib);
     if (exec(sql) != SQLITE_OK) return open_fail("set up");
     if (exec(schema) != SQLITE_OK) return open_fail("create the tables of");
+    if (migrate() != SQLITE_OK) return open_fail("upgrade the tables of");
     if (prepare("INSERT INTO tasks (id, agent, state, seq, ended_ms, doc, ext)"
                 " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (id) DO UPDATE SET"
                 " agent = excluded.agent, state = excluded.state, seq = excluded.seq,"
@@ -714,8 +868,11 @@ a2ad_status store_open(const struct config *cfg) {
                 " WHERE excluded.seq >= tasks.seq",
                 &st.upsert_task) != SQLITE_OK ||
         prepare("INSERT OR REPLACE INTO outbox (event_id, task_id, order_key, url, headers,"
-                " body, essential, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                " body, essential, created_ms, parked) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 &st.add_outbox) != SQLITE_OK ||
+        prepare("SELECT n, event_id, task_id, order_key, url, headers, body, created_ms"
+                " FROM outbox WHERE parked = 1 AND n > ?1 ORDER BY n LIMIT ?2",
+                &st.parked_rows) != SQLITE_OK ||
         prepare("DELETE FROM outbox WHERE event_id = ?1", &st.del_outbox) != SQLITE_OK ||
         prepare("DELETE FROM tasks WHERE id = ?1", &st.del_task) != SQLITE_OK ||
         prepare("DELETE FROM tasks WHERE id IN (SELECT id FROM tasks WHERE ended_ms < ?1"
@@ -729,6 +886,14 @@ a2ad_status store_open(const struct config *cfg) {
                  "until it is",
                  st.path, sqlite3_errmsg(st.db));
     }
+
+    /* Nothing is in memory yet: every undelivered row comes back through
+     * parking, in bounded batches (store_recover counts them). */
+    if (exec("UPDATE outbox SET parked = 1 WHERE parked = 0") != SQLITE_OK)
+        log_warn("store: cannot mark the outbox of %s for delivery: %s", st.path,
+                 sqlite3_errmsg(st.db));
+    st.unpark_after = 0;
+    atomic_store(&st.unpark_on, false);
 
     tasks_register_ext(TASK_EXT_STORE, &slot_ops);
     tasks_set_store_hooks(store_observe, store_wait_created);
@@ -751,50 +916,30 @@ a2ad_status store_open(const struct config *cfg) {
     return A2AD_OK;
 }
 
-/* Undelivered webhook rows back on the queue, oldest first. */
+/* Undelivered webhook rows (all parked by store_open): tell webhooks how
+ * many each order key has, so new deliveries queue behind them, then let
+ * the writer hand them back in bounded batches, oldest first. */
 static size_t recover_outbox(sqlite3 *db) {
     sqlite3_stmt *s = NULL;
     size_t n = 0;
     if (sqlite3_prepare_v2(db,
-                           "SELECT event_id, task_id, order_key, url, headers, body, essential,"
-                           " created_ms FROM outbox ORDER BY n",
+                           "SELECT order_key, count(*) FROM outbox WHERE parked = 1"
+                           " GROUP BY order_key",
                            -1, &s, NULL) != SQLITE_OK) {
-        log_error("store: cannot read the outbox of %s: %s", st.path, sqlite3_errmsg(db));
+        log_error("store: cannot read the outbox of %s: %s; its events are sent, but may "
+                  "overtake each other", st.path, sqlite3_errmsg(db));
+        atomic_store(&st.unpark_on, true);
+        outbox_room();
         return 0;
     }
     while (sqlite3_step(s) == SQLITE_ROW) {
-        cJSON *hj = cJSON_Parse((const char *)sqlite3_column_text(s, 4));
-        int nh = cJSON_GetArraySize(hj);
-        const char **headers = calloc((size_t)nh + 1, sizeof *headers);
-        for (int i = 0; headers && i < nh; i++) {
-            const cJSON *h = cJSON_GetArrayItem(hj, i);
-            headers[i] = cJSON_IsString(h) ? h->valuestring : "X-A2A-Bad-Header: 1";
-        }
-        size_t len = (size_t)sqlite3_column_bytes(s, 5);
-        char *body = malloc(len ? len : 1);
-        if (body && len) memcpy(body, sqlite3_column_blob(s, 5), len);
-        struct webhook_post p = {
-            .event_id = (const char *)sqlite3_column_text(s, 0),
-            .task_id = (const char *)sqlite3_column_text(s, 1),
-            .order_key = (const char *)sqlite3_column_text(s, 2),
-            .url = (const char *)sqlite3_column_text(s, 3),
-            .headers = headers,
-            .body = body,
-            .len = len,
-            .essential = true, /* room was checked when it was first queued */
-            .created_ms = (uint64_t)sqlite3_column_int64(s, 7),
-            .restored = true,
-        };
-        a2ad_status rc = headers && body ? webhooks_post(&p) : (free(body), A2AD_ERR_NOMEM);
-        if (rc == A2AD_OK)
-            n++;
-        else
-            log_error("store: webhook event %s not re-queued: %s", p.event_id,
-                      a2ad_status_name(rc));
-        free(headers);
-        cJSON_Delete(hj);
+        size_t count = (size_t)sqlite3_column_int64(s, 1);
+        webhooks_park_existing((const char *)sqlite3_column_text(s, 0), count);
+        n += count;
     }
     sqlite3_finalize(s);
+    atomic_store(&st.unpark_on, true);
+    outbox_room();
     return n;
 }
 
@@ -975,6 +1120,7 @@ void store_close(void) {
     sqlite3_finalize(st.del_outbox);
     sqlite3_finalize(st.del_task);
     sqlite3_finalize(st.expire_tasks);
+    sqlite3_finalize(st.parked_rows);
     if (sqlite3_close(st.db) != SQLITE_OK)
         log_warn("store: closing %s: %s", st.path, sqlite3_errmsg(st.db));
     webhooks_set_outbox(NULL);

@@ -17,8 +17,11 @@
  *   - an outbox row is deleted only after a 2xx, or when given up (older
  *     than [webhooks] max_age_s, or refused with a 4xx), which is recorded
  *     on the task in metadata.a2ad.webhooksGivenUp.
- * At start-up store_recover puts undelivered rows back on the webhook queue
- * (in their order), restores the tasks, runs queued jobs again, and fails
+ *   - a delivery that does not fit in the webhook queue (max_pending) is
+ *     parked: kept in its outbox row only, and handed back to the queue, in
+ *     order, when it has room (nothing is dropped; memory stays bounded).
+ * At start-up store_recover parks every undelivered row (they come back
+ * in their order, a batch at a time), restores the tasks, runs queued jobs again, and fails
  * the ones that were running ("interrupted: a2ad restarted") unless their
  * agent declares rerun_safe, in which case they are queued again with
  * metadata.a2ad.attempt counting the runs.

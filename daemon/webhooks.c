@@ -77,6 +77,10 @@ static struct {
     struct webhooks_stats stats;
     uint64_t max_pending;
     CURLM *multi; /* read by callers only for curl_multi_wakeup */
+    /* Order key -> number of its deliveries parked in the outbox (as a
+     * uintptr_t; absent = none). While a key has some, its new deliveries
+     * are parked too, so none overtakes them. */
+    struct hmap *parked;
 } wh = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 /* Set before the thread starts, read-only afterwards. */
@@ -178,11 +182,15 @@ static struct curl_slist *headers_fill(struct curl_slist *nodes, char *text,
 
 /* ---- statistics (the delivery thread's side) ---- */
 
+static bool unpark_wanted_locked(void);
+
 static void stats_finish(uint64_t *counter, size_t n) {
     pthread_mutex_lock(&wh.lock);
     if (counter) *counter += n;
     wh.stats.pending -= n;
+    bool room = unpark_wanted_locked();
     pthread_mutex_unlock(&wh.lock);
+    if (room && outbox && outbox->room) outbox->room();
 }
 
 static void stats_retried(void) {
@@ -652,6 +660,61 @@ static void *webhooks_thread(void *arg) {
     return NULL;
 }
 
+/* ---- parking: deliveries kept in the outbox only (callers' side) ---- */
+
+/* Parked deliveries come back while the queue is below half of max_pending,
+ * which is also where the workers' back-pressure starts. */
+static uint64_t low_water_locked(void) { return wh.max_pending / 2 ? wh.max_pending / 2 : 1; }
+
+static bool unpark_wanted_locked(void) {
+    return wh.stats.parked && wh.stats.pending < low_water_locked();
+}
+
+static size_t parked_count_locked(const char *key) {
+    return wh.parked ? (size_t)(uintptr_t)hmap_get(wh.parked, key) : 0;
+}
+
+static void parked_add_locked(const char *key, size_t n) {
+    size_t c = parked_count_locked(key) + n;
+    wh.stats.parked += n;
+    if (!wh.parked || hmap_put(wh.parked, key, (void *)(uintptr_t)c) != A2AD_OK)
+        log_error("webhooks: out of memory tracking parked deliveries of order key %s; later "
+                  "ones may overtake them", key);
+}
+
+/* One parked delivery of key is back in memory. */
+static void parked_take_locked(const char *key) {
+    size_t c = parked_count_locked(key);
+    if (c > 1)
+        hmap_put(wh.parked, key, (void *)(uintptr_t)(c - 1)); /* replaces: cannot fail */
+    else if (c == 1)
+        hmap_remove(wh.parked, key);
+    if (wh.stats.parked) wh.stats.parked--;
+}
+
+/* Whether p goes to the outbox only: it does not fit, or its key has
+ * parked deliveries that it must not overtake (essential or not). */
+static bool admission_parks_locked(const struct webhook_post *p) {
+    if (!outbox || !outbox->park || p->restored || p->unparked) return false;
+    if (parked_count_locked(p->order_key)) return true;
+    return !p->essential && wh.stats.pending >= wh.max_pending;
+}
+
+void webhooks_park_existing(const char *order_key, size_t n) {
+    pthread_mutex_lock(&wh.lock);
+    if (wh.state == WH_RUNNING && order_key && n) parked_add_locked(order_key, n);
+    pthread_mutex_unlock(&wh.lock);
+}
+
+size_t webhooks_unpark_room(void) {
+    pthread_mutex_lock(&wh.lock);
+    size_t room = wh.state == WH_RUNNING && unpark_wanted_locked()
+                      ? (size_t)(low_water_locked() - wh.stats.pending)
+                      : 0;
+    pthread_mutex_unlock(&wh.lock);
+    return room;
+}
+
 /* ---- the interface ---- */
 
 static void thread_state_free(void) {
@@ -688,8 +751,10 @@ a2ad_status webhooks_start(const struct webhooks_options *opts) {
     for (unsigned i = 0; dt.free_slots && i < opts->max_in_flight; i++)
         dt.free_slots[dt.n_free++] = opts->max_in_flight - 1 - i;
     CURLM *multi = curl_multi_init();
-    if (!dt.channels || !dt.xfers || !dt.free_slots || !multi) {
+    struct hmap *parked = hmap_new(64);
+    if (!dt.channels || !dt.xfers || !dt.free_slots || !multi || !parked) {
         curl_multi_cleanup(multi);
+        hmap_free(parked);
         thread_state_free();
         return A2AD_ERR_NOMEM;
     }
@@ -697,6 +762,7 @@ a2ad_status webhooks_start(const struct webhooks_options *opts) {
     pthread_mutex_lock(&wh.lock);
     memset(&wh.stats, 0, sizeof wh.stats);
     wh.max_pending = opts->max_pending;
+    wh.parked = parked;
     wh.state = WH_RUNNING;
     wh.multi = multi;
     pthread_mutex_unlock(&wh.lock);
@@ -707,7 +773,9 @@ a2ad_status webhooks_start(const struct webhooks_options *opts) {
         pthread_mutex_lock(&wh.lock);
         wh.state = WH_IDLE;
         wh.multi = NULL;
+        wh.parked = NULL;
         pthread_mutex_unlock(&wh.lock);
+        hmap_free(parked);
         curl_multi_cleanup(multi);
         thread_state_free();
         return A2AD_ERR_IO;
@@ -777,7 +845,13 @@ a2ad_status webhooks_post(const struct webhook_post *p) {
         delivery_free(d);
         return A2AD_ERR_STATE;
     }
-    if (!p->essential && wh.stats.pending >= wh.max_pending) {
+    if (admission_parks_locked(p) && outbox->park(p, eid)) {
+        parked_add_locked(p->order_key, 1);
+        pthread_mutex_unlock(&wh.lock);
+        delivery_free(d);
+        return A2AD_OK;
+    }
+    if (!p->essential && !p->unparked && wh.stats.pending >= wh.max_pending) {
         wh.stats.rejected++;
         pthread_mutex_unlock(&wh.lock);
         delivery_free(d);
@@ -785,7 +859,8 @@ a2ad_status webhooks_post(const struct webhook_post *p) {
     }
     /* Accepted: the outbox records it now, in the order deliveries are
      * accepted (under the lock), which is their order per key. */
-    if (outbox && outbox->add && !p->restored) d->gate = outbox->add(p, eid);
+    if (outbox && outbox->add && !p->restored && !p->unparked) d->gate = outbox->add(p, eid);
+    if (p->unparked) parked_take_locked(p->order_key);
     wh.stats.pending++;
     bool was_empty = !wh.inbox_head;
     if (wh.inbox_tail)
@@ -825,7 +900,12 @@ void webhooks_stop(unsigned flush_ms) {
     CURLM *multi = wh.multi;
     wh.multi = NULL;
     wh.state = WH_IDLE;
+    /* Parked deliveries stay in the outbox for the next start. */
+    struct hmap *parked = wh.parked;
+    wh.parked = NULL;
+    wh.stats.parked = 0;
     pthread_mutex_unlock(&wh.lock);
+    hmap_free(parked);
     /* Easy handles first: they were all removed from multi by the thread. */
     thread_state_free();
     curl_multi_cleanup(multi);

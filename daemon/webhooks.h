@@ -53,6 +53,9 @@ struct webhook_post {
     const char *task_id;         /* the task it tells about, or NULL (for the outbox) */
     uint64_t created_ms;         /* wall-clock ms of the event; 0 = now (for max_age_s) */
     bool restored;               /* read back from the outbox: not handed to it again */
+    bool unparked;               /* a parked delivery loaded back from the outbox (see
+                                    webhooks_unpark_room): taken whatever the room, and
+                                    counted off its key's parked deliveries */
 };
 
 /* The durable store's side of deliveries. All callbacks must not block on
@@ -69,6 +72,18 @@ struct webhooks_outbox {
                  const char *why);
     /* The delivery was dropped at stop, undelivered. The gate is released. */
     void (*dropped)(void *gate);
+    /* Optional (NULL: deliveries beyond max_pending are refused, as without
+     * an outbox). Keep the delivery in the outbox only, not in memory: called
+     * inside webhooks_post, on the caller's thread, for a delivery that does
+     * not fit (max_pending reached) or whose key already has parked ones
+     * (which it must not overtake, even when essential). The outbox hands
+     * parked deliveries back later, oldest first, through webhooks_post with
+     * `unparked` set. Returns false when it cannot keep it (then the
+     * delivery is refused, or queued in memory if essential). */
+    bool (*park)(const struct webhook_post *p, const char *event_id);
+    /* Optional. Room opened for parked deliveries (webhooks_unpark_room
+     * became non-zero). Delivery thread, no lock held; must not block. */
+    void (*room)(void);
 };
 
 /* Install (or remove, NULL) the outbox. Thread: main, before webhooks_start. */
@@ -88,7 +103,9 @@ a2ad_status webhooks_start(const struct webhooks_options *opts);
  * freed by the module) and len its length. When max_pending deliveries are
  * already queued the call returns A2AD_ERR_FULL and frees body, unless
  * `essential` is set (terminal events), which is always queued so a task's
- * outcome is never dropped for lack of room. Returns A2AD_ERR_STATE after
+ * outcome is never dropped for lack of room. With an outbox that parks
+ * (outbox->park), such a delivery is parked instead and A2AD_OK returned;
+ * so is any delivery whose key has parked ones. Returns A2AD_ERR_STATE after
  * webhooks_stop began. Thread: any; never blocks on I/O. */
 a2ad_status webhooks_enqueue(const char *order_key, const char *url,
                              const char *const *headers, char *body, size_t len,
@@ -104,12 +121,23 @@ a2ad_status webhooks_post(const struct webhook_post *p);
  * Thread: main. */
 void webhooks_stop(unsigned flush_ms);
 
+/* Recovery: n deliveries of order_key are in the outbox, not in memory, and
+ * come back through webhooks_post with `unparked` set; until they have, the
+ * key's new deliveries are parked behind them. Thread: any, while running. */
+void webhooks_park_existing(const char *order_key, size_t n);
+
+/* How many parked deliveries the outbox should hand back now: 0 unless some
+ * are parked and the queue is below half of max_pending, then the room up to
+ * that mark. Thread: any; never blocks. */
+size_t webhooks_unpark_room(void);
+
 struct webhooks_stats {
     uint64_t delivered; /* got a 2xx */
     uint64_t retried;   /* attempts that failed and were scheduled again */
     uint64_t given_up;  /* dropped after max_attempts or a non-retryable 4xx */
     uint64_t rejected;  /* refused at enqueue (queue full) */
     uint64_t pending;   /* queued or in flight now */
+    uint64_t parked;    /* kept in the outbox only, waiting for room */
 };
 
 /* A consistent snapshot of the counters. Thread: any. */

@@ -474,6 +474,155 @@ START_TEST(retention_deletes_finished_tasks_and_delivered_events) {
 }
 END_TEST
 
+/* The daemon's webhook counters from /healthz. */
+struct hook_counts {
+    double pending, parked, given_up;
+};
+
+static struct hook_counts hook_counts(unsigned port) {
+    struct hook_counts c = {-1, -1, -1};
+    struct http_resp h;
+    if (!http_call(port, NULL, "/healthz", NULL, &h)) return c;
+    cJSON *o = cJSON_Parse(h.body);
+    http_resp_free(&h);
+    const cJSON *wh = cJSON_GetObjectItemCaseSensitive(o, "webhooks");
+    c.pending = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(wh, "pending"));
+    c.parked = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(wh, "parked"));
+    c.given_up = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(wh, "givenUp"));
+    cJSON_Delete(o);
+    return c;
+}
+
+enum { SPILL_MAX_PENDING = 8, SPILL_JOBS = 10 };
+
+/* Wait (bounded) until the outbox has at least n rows: a parked event is
+ * counted before its row is committed. Returns the last count. */
+static int wait_outbox_rows(int n) {
+    int rows = 0;
+    for (int i = 0; i < 100 && (rows = count_rows(db_path, "outbox")) < n; i++) nap_ms(50);
+    return rows;
+}
+
+/* In memory: at most max_pending, plus one final event per task (those
+ * are queued whatever the room when their key has nothing parked). */
+static void assert_memory_bounded(const struct hook_counts *c) {
+    ck_assert_msg(c->pending >= 0 && c->pending <= SPILL_MAX_PENDING + SPILL_JOBS,
+                  "%.0f webhook deliveries in memory with max_pending = %d", c->pending,
+                  SPILL_MAX_PENDING);
+}
+
+/* Receiver down, tiny max_pending: wait (bounded) until some events are
+ * parked in the outbox, checking the memory bound all along. */
+static struct hook_counts wait_parked(unsigned port, double at_least) {
+    struct hook_counts c = {0};
+    for (int i = 0; i < 400; i++) {
+        c = hook_counts(port);
+        assert_memory_bounded(&c);
+        if (c.parked >= at_least) break;
+        nap_ms(50);
+    }
+    return c;
+}
+
+static const struct daemon_opts spill_opts = {
+    .plugins = "processor",
+    .extra = "[agent.processor]\nstep_ms = 2\n",
+    .webhooks_extra = "connect_timeout_ms = 200\nmax_pending = 8\nmax_age_s = 3600"};
+
+/* Events beyond max_pending wait in the outbox (not in memory, not
+ * dropped) while the receiver is down, then all arrive, in order per
+ * task, once it is back. */
+START_TEST(events_beyond_max_pending_wait_in_the_outbox_and_arrive_in_order) {
+    unsigned hook = free_port();
+    start_or_fail(&d1, &spill_opts);
+    remember_db();
+    struct tracker tr = {0};
+    for (int i = 0; i < SPILL_JOBS; i++) {
+        char *id = submit(d1.port, "processor", "x", hook, NULL, NULL);
+        ck_assert_ptr_nonnull(id);
+        track(&tr, id);
+        free(id);
+    }
+    struct hook_counts c = wait_parked(d1.port, 10);
+    ck_assert_msg(c.parked >= 10, "only %.0f events parked", c.parked);
+    /* They are rows of the outbox. */
+    ck_assert_int_ge(wait_outbox_rows((int)c.parked), (int)c.parked);
+
+    rcv = receiver_start_on(hook);
+    ck_assert_ptr_nonnull(rcv);
+    bool all = false;
+    for (unsigned waited = 0; !all && waited < 90000; waited += 100) {
+        tracker_scan(&tr, rcv);
+        all = tracker_ended(&tr) == tr.n;
+        c = hook_counts(d1.port);
+        assert_memory_bounded(&c);
+        if (!all) nap_ms(100);
+    }
+    ck_assert_msg(all, "only %zu of %d jobs had their final webhook", tracker_ended(&tr),
+                  SPILL_JOBS);
+    tracker_assert_complete(&tr);
+    for (size_t i = 0; i < tr.n; i++) ck_assert_str_eq(tr.t[i].terminal, "completed");
+    ck_assert_double_eq(c.given_up, 0);
+    for (int i = 0; i < 100 && (c.parked || c.pending); i++) {
+        nap_ms(50);
+        c = hook_counts(d1.port);
+    }
+    ck_assert_double_eq(c.parked, 0);
+    ck_assert_double_eq(c.pending, 0);
+    ck_assert_int_eq(daemon_stop(&d1, 15000), 0);
+    ck_assert_int_eq(count_rows(db_path, "outbox"), 0);
+    tracker_free(&tr);
+}
+END_TEST
+
+/* Parked events survive kill -9: after the restart they are loaded back a
+ * few at a time (memory stays bounded) and arrive in order, before the
+ * final events of the interrupted jobs. */
+START_TEST(parked_events_survive_a_crash_and_arrive_in_order) {
+    unsigned hook = free_port();
+    start_or_fail(&d1, &spill_opts);
+    remember_db();
+    struct tracker tr = {0};
+    for (int i = 0; i < SPILL_JOBS; i++) {
+        char *id = submit(d1.port, "processor", "x", hook, NULL, NULL);
+        ck_assert_ptr_nonnull(id);
+        track(&tr, id);
+        free(id);
+    }
+    struct hook_counts c = wait_parked(d1.port, 10);
+    ck_assert_msg(c.parked >= 10, "only %.0f events parked", c.parked);
+    ck_assert_int_ge(wait_outbox_rows((int)c.parked), (int)c.parked);
+    daemon_kill9(&d1);
+    int rows = count_rows(db_path, "outbox");
+    ck_assert_int_ge(rows, 10);
+
+    rcv = receiver_start_on(hook);
+    ck_assert_ptr_nonnull(rcv);
+    struct daemon_opts o = spill_opts;
+    o.db_path = db_path;
+    start_or_fail(&d2, &o);
+    bool all = false;
+    for (unsigned waited = 0; !all && waited < 90000; waited += 100) {
+        tracker_scan(&tr, rcv);
+        all = tracker_ended(&tr) == tr.n;
+        c = hook_counts(d2.port);
+        assert_memory_bounded(&c);
+        if (!all) nap_ms(100);
+    }
+    ck_assert_msg(all, "only %zu of %d jobs had their final webhook", tracker_ended(&tr),
+                  SPILL_JOBS);
+    tracker_assert_complete(&tr);
+    ck_assert_uint_ge(receiver_count(rcv), (size_t)rows);
+    char *log = daemon_log(&d2);
+    char want[64];
+    snprintf(want, sizeof want, "; %d webhooks to deliver", rows);
+    ck_assert_msg(strstr(log, want) != NULL, "no \"%s\" in the log", want);
+    free(log);
+    ck_assert_int_eq(daemon_stop(&d2, 15000), 0);
+    tracker_free(&tr);
+}
+END_TEST
+
 /* (d) a locked database, then a full disk: the submission gets a clear
  * error and no ack, the daemon keeps running, and works again after. */
 START_TEST(locked_or_full_database_refuses_submissions_clearly) {
@@ -667,6 +816,8 @@ Suite *durable_suite(void) {
     tcase_add_test(tc, running_jobs_after_a_crash_fail_or_run_again);
     tcase_add_test(tc, given_up_events_are_recorded_on_the_task);
     tcase_add_test(tc, retention_deletes_finished_tasks_and_delivered_events);
+    tcase_add_test(tc, events_beyond_max_pending_wait_in_the_outbox_and_arrive_in_order);
+    tcase_add_test(tc, parked_events_survive_a_crash_and_arrive_in_order);
     tcase_add_test(tc, locked_or_full_database_refuses_submissions_clearly);
     tcase_add_test(tc, concurrent_sends_are_all_acknowledged_and_stored);
     tcase_add_test(tc, refused_write_answers_503_while_others_are_served);

@@ -91,6 +91,7 @@ struct op {
     bool essential;
     bool parked; /* OP_OUTBOX_ADD: kept in the outbox only (see the top) */
     uint64_t created_ms;
+    bool moot; /* OP_TASK: a later op of the batch decides the row (coalesce) */
 };
 
 /* Per-task bookkeeping in TASK_EXT_STORE. */
@@ -592,11 +593,49 @@ static int run_op(const struct op *o) {
 
 static int exec(const char *sql) { return sqlite3_exec(st.db, sql, NULL, NULL, NULL); }
 
+/* Mark the OP_TASK rows of a batch that another op of the same batch makes
+ * moot, so that a task with many events in one transaction is written once.
+ * Running the batch with them skipped leaves the same rows as running all:
+ * the upsert writes a row only when its seq is >= the stored one, so of
+ * several upserts the last one with the highest seq is what stays (ops of
+ * one task are queued under its lock, so that is the last one anyway), and
+ * an OP_TASK_DEL removes the row whatever was upserted before it (the DEL
+ * itself is always run). Outbox ops are left alone: their rows are separate
+ * and their order relative to task rows does not matter inside one
+ * transaction. Tickets and gates are untouched: they are settled with the
+ * transaction's outcome whether or not their row was written. Without
+ * memory for the map, nothing is marked (every row is written). */
+static void coalesce_task_rows(struct op *list) {
+    size_t tasks = 0;
+    for (const struct op *o = list; o; o = o->next) tasks += o->kind == OP_TASK;
+    if (tasks < 2) return;
+    struct hmap *last = hmap_new(tasks); /* task id -> its winning OP_TASK so far */
+    if (!last) return;
+    for (struct op *o = list; o; o = o->next) {
+        if (o->kind == OP_TASK_DEL) {
+            struct op *prev = hmap_remove(last, o->id);
+            if (prev) prev->moot = true;
+            continue;
+        }
+        if (o->kind != OP_TASK) continue;
+        struct op *prev = hmap_get(last, o->id);
+        if (prev && prev->seq > o->seq) {
+            o->moot = true; /* the upsert would not overwrite prev's row */
+            continue;
+        }
+        if (hmap_put(last, o->id, o) != A2AD_OK) break; /* rest written as they are */
+        if (prev) prev->moot = true;
+    }
+    hmap_free(last);
+}
+
 /* Run a chain in one transaction; returns an SQLite code, and the system's
  * errno of a failure in *sys (the rollback would clear it). */
-static int write_batch(const struct op *list, int *sys) {
+static int write_batch(struct op *list, int *sys) {
+    coalesce_task_rows(list);
     int rc = exec("BEGIN IMMEDIATE");
-    for (const struct op *o = list; rc == SQLITE_OK && o; o = o->next) rc = run_op(o);
+    for (const struct op *o = list; rc == SQLITE_OK && o; o = o->next)
+        if (!o->moot) rc = run_op(o);
     if (rc == SQLITE_OK) rc = exec("COMMIT");
     *sys = rc != SQLITE_OK ? sqlite3_system_errno(st.db) : 0;
     if (rc != SQLITE_OK && !sqlite3_get_autocommit(st.db)) exec("ROLLBACK");

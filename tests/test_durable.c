@@ -804,6 +804,57 @@ START_TEST(refused_write_answers_503_while_others_are_served) {
 }
 END_TEST
 
+/* Jobs whose events come faster than commits (processor, step_ms = 0: a
+ * job's events share transactions, where the store writes one row per
+ * task): after kill -9 and a restart, tasks/get shows each finished task
+ * as it was before the kill (final state, every artifact, the history),
+ * not an earlier row of the same transaction. */
+START_TEST(restored_tasks_show_their_latest_state_after_kill9) {
+    rcv = receiver_start();
+    ck_assert_ptr_nonnull(rcv);
+    struct daemon_opts o = {.plugins = "processor", .extra = "[agent.processor]\nstep_ms = 0\n"};
+    start_or_fail(&d1, &o);
+    remember_db();
+    enum { JOBS = 30 };
+    struct tracker tr = {0};
+    for (int i = 0; i < JOBS; i++) {
+        char *id = submit(d1.port, "processor", "latest", receiver_port(rcv), NULL, NULL);
+        ck_assert_msg(id != NULL, "job %d not acknowledged", i);
+        track(&tr, id);
+        free(id);
+    }
+    /* A terminal webhook is sent only once its row (and the task row of
+     * the same event) is committed. */
+    ck_assert_msg(tracker_wait_all(&tr, rcv, 60000), "only %zu of %d jobs ended",
+                  tracker_ended(&tr), JOBS);
+    static char *live[JOBS];
+    for (int i = 0; i < JOBS; i++) {
+        cJSON *t = get_task(d1.port, "processor", tr.t[i].id);
+        ck_assert_str_eq(jstr(t, "result.status.state"), "completed");
+        ck_assert_int_gt(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(
+                             cJSON_GetObjectItemCaseSensitive(t, "result"), "artifacts")),
+                          0);
+        live[i] = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(t, "result"));
+        cJSON_Delete(t);
+    }
+    daemon_kill9(&d1);
+    o.db_path = db_path;
+    start_or_fail(&d2, &o);
+    for (int i = 0; i < JOBS; i++) {
+        cJSON *t = get_task(d2.port, "processor", tr.t[i].id);
+        char *restored = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(t, "result"));
+        ck_assert_msg(restored && strcmp(restored, live[i]) == 0,
+                      "task %s after the restart:\n%s\nbefore the kill:\n%s", tr.t[i].id,
+                      restored ? restored : "(none)", live[i]);
+        free(restored);
+        free(live[i]);
+        cJSON_Delete(t);
+    }
+    ck_assert_int_eq(daemon_stop(&d2, 15000), 0);
+    tracker_free(&tr);
+}
+END_TEST
+
 Suite *durable_suite(void);
 Suite *durable_suite(void) {
     Suite *s = suite_create("durable");
@@ -821,6 +872,7 @@ Suite *durable_suite(void) {
     tcase_add_test(tc, locked_or_full_database_refuses_submissions_clearly);
     tcase_add_test(tc, concurrent_sends_are_all_acknowledged_and_stored);
     tcase_add_test(tc, refused_write_answers_503_while_others_are_served);
+    tcase_add_test(tc, restored_tasks_show_their_latest_state_after_kill9);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -18,12 +18,8 @@
 #include <unistd.h>
 
 #include "support/daemon.h"
+#include "support/json.h"
 #include "support/receiver.h"
-
-static void nap_ms(long ms) {
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
 
 /* A port nothing listens on (yet): connections to it are refused. */
 static unsigned free_port(void) {
@@ -34,16 +30,6 @@ static unsigned free_port(void) {
     ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
     close(fd);
     return ntohs(a.sin_port);
-}
-
-static const char *jstr(const cJSON *o, const char *path) {
-    char buf[200];
-    snprintf(buf, sizeof buf, "%s", path);
-    const cJSON *cur = o;
-    for (char *save = NULL, *k = strtok_r(buf, ".", &save); k && cur; k = strtok_r(NULL, ".", &save))
-        cur = (*k >= '0' && *k <= '9') ? cJSON_GetArrayItem(cur, atoi(k))
-                                       : cJSON_GetObjectItemCaseSensitive(cur, k);
-    return cJSON_IsString(cur) ? cur->valuestring : "";
 }
 
 /* message/send without blocking, webhook to hook_port. Returns the task id
@@ -63,8 +49,8 @@ static char *submit(unsigned port, const char *agent, const char *text, unsigned
     cJSON *o = rpc_call(port, path, body, &st);
     if (status) *status = st;
     char *id = NULL;
-    if (st == 200 && *jstr(o, "result.id")) id = strdup(jstr(o, "result.id"));
-    if (error) *error = strdup(jstr(o, "error.message"));
+    if (st == 200 && cJSON_IsString(json_at(o, "result.id"))) id = strdup(json_str(o, "result.id"));
+    if (error) *error = strdup(json_str(o, "error.message"));
     cJSON_Delete(o);
     return id;
 }
@@ -102,6 +88,16 @@ static void track(struct tracker *tr, const char *id) {
     tr->n++;
 }
 
+/* n processor jobs (text "x") with their webhook at hook, all tracked. */
+static void submit_tracked(struct tracker *tr, unsigned port, unsigned hook, int n) {
+    for (int i = 0; i < n; i++) {
+        char *id = submit(port, "processor", "x", hook, NULL, NULL);
+        ck_assert_msg(id != NULL, "job %d not acknowledged", i);
+        track(tr, id);
+        free(id);
+    }
+}
+
 static bool terminal_state(const char *s) {
     return !strcmp(s, "completed") || !strcmp(s, "failed") || !strcmp(s, "canceled") ||
            !strcmp(s, "rejected");
@@ -130,7 +126,7 @@ static void tracker_scan(struct tracker *tr, struct receiver *r) {
         if (seq > t->max_seq) t->max_seq = seq;
         t->seen |= UINT64_C(1) << seq;
         cJSON *o = cJSON_Parse(rec->body);
-        const char *state = jstr(o, "status.state");
+        const char *state = json_str(o, "status.state");
         if (terminal_state(state)) {
             t->terminals++;
             t->terminal_seq = seq;
@@ -152,7 +148,7 @@ static bool tracker_wait_all(struct tracker *tr, struct receiver *r, unsigned ti
         tracker_scan(tr, r);
         if (tracker_ended(tr) == tr->n) return true;
         if (waited >= timeout_ms) return false;
-        nap_ms(100);
+        test_nap_ms(100);
     }
 }
 
@@ -255,12 +251,7 @@ START_TEST(receiver_down_then_503_gets_everything_in_order) {
                             .webhooks_extra = "connect_timeout_ms = 200"};
     start_or_fail(&d1, &o);
     struct tracker tr = {0};
-    for (int i = 0; i < 6; i++) {
-        char *id = submit(d1.port, "processor", "x", hook, NULL, NULL);
-        ck_assert_ptr_nonnull(id);
-        track(&tr, id);
-        free(id);
-    }
+    submit_tracked(&tr, d1.port, hook, 6);
     /* Down: wait until the daemon has retried a good number of times. */
     for (int i = 0; i < 200; i++) {
         struct http_resp h;
@@ -271,7 +262,7 @@ START_TEST(receiver_down_then_503_gets_everything_in_order) {
         double retried = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(wh, "retried"));
         cJSON_Delete(o2);
         if (retried >= 30) break;
-        nap_ms(50);
+        test_nap_ms(50);
     }
     /* Back, but answering 503 for a while. */
     rcv = receiver_start_on(hook);
@@ -308,10 +299,10 @@ START_TEST(undelivered_events_and_queued_jobs_survive_a_restart) {
     /* The first job finishes while the receiver is down. */
     for (int i = 0; i < 250; i++) {
         cJSON *t = get_task(d1.port, "processor", first);
-        bool done = !strcmp(jstr(t, "result.status.state"), "completed");
+        bool done = !strcmp(json_str(t, "result.status.state"), "completed");
         cJSON_Delete(t);
         if (done) break;
-        nap_ms(20);
+        test_nap_ms(20);
     }
     ck_assert_int_eq(daemon_stop(&d1, 20000), 0);
     char *log = daemon_log(&d1);
@@ -327,8 +318,8 @@ START_TEST(undelivered_events_and_queued_jobs_survive_a_restart) {
     for (size_t i = 0; i < tr.n; i++) ck_assert_str_eq(tr.t[i].terminal, "completed");
     /* The finished task is still there after the restart. */
     cJSON *t = get_task(d2.port, "processor", first);
-    ck_assert_str_eq(jstr(t, "result.status.state"), "completed");
-    ck_assert_str_eq(jstr(t, "result.history.0.parts.0.text"), "one");
+    ck_assert_str_eq(json_str(t, "result.status.state"), "completed");
+    ck_assert_str_eq(json_str(t, "result.history.0.parts.0.text"), "one");
     cJSON_Delete(t);
     free(first);
     ck_assert_int_eq(daemon_stop(&d2, 15000), 0);
@@ -354,7 +345,7 @@ START_TEST(running_jobs_after_a_crash_fail_or_run_again) {
     track(&tr, p);
     track(&tr, r);
     for (int i = 0; i < 500 && (tr.t[0].max_seq < 3 || tr.t[1].max_seq < 3); i++) {
-        nap_ms(20);
+        test_nap_ms(20);
         tracker_scan(&tr, rcv);
     }
     ck_assert(tr.t[0].max_seq >= 3 && tr.t[1].max_seq >= 3);
@@ -368,19 +359,19 @@ START_TEST(running_jobs_after_a_crash_fail_or_run_again) {
     for (int i = 0; i < 300; i++) {
         cJSON_Delete(t);
         t = get_task(d2.port, "processor", p);
-        if (!strcmp(jstr(t, "result.status.state"), "failed")) break;
-        nap_ms(20);
+        if (!strcmp(json_str(t, "result.status.state"), "failed")) break;
+        test_nap_ms(20);
     }
-    ck_assert_str_eq(jstr(t, "result.status.state"), "failed");
-    ck_assert_str_eq(jstr(t, "result.status.message.parts.0.text"), "interrupted: a2ad restarted");
+    ck_assert_str_eq(json_str(t, "result.status.state"), "failed");
+    ck_assert_str_eq(json_str(t, "result.status.message.parts.0.text"), "interrupted: a2ad restarted");
     for (int i = 0; i < 300; i++) {
         cJSON_Delete(t);
         t = get_task(d2.port, "rerun", r);
-        if (!strcmp(jstr(t, "result.status.state"), "completed")) break;
-        nap_ms(20);
+        if (!strcmp(json_str(t, "result.status.state"), "completed")) break;
+        test_nap_ms(20);
     }
-    ck_assert_str_eq(jstr(t, "result.status.state"), "completed");
-    ck_assert_str_eq(jstr(t, "result.status.message.parts.0.text"), "done: again");
+    ck_assert_str_eq(json_str(t, "result.status.state"), "completed");
+    ck_assert_str_eq(json_str(t, "result.status.message.parts.0.text"), "done: again");
     const cJSON *attempt = cJSON_GetObjectItemCaseSensitive(
         cJSON_GetObjectItemCaseSensitive(
             cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(t, "result"),
@@ -416,14 +407,14 @@ START_TEST(given_up_events_are_recorded_on_the_task) {
             "a2ad");
         list = cJSON_GetObjectItemCaseSensitive(md, "webhooksGivenUp");
         if (cJSON_GetArraySize(list) == 2) break; /* working, completed */
-        nap_ms(20);
+        test_nap_ms(20);
     }
     ck_assert_int_eq(cJSON_GetArraySize(list), 2);
     const cJSON *e = cJSON_GetArrayItem(list, 1);
     char want[80];
     snprintf(want, sizeof want, "%s.3.1", id);
-    ck_assert_str_eq(jstr(e, "eventId"), want);
-    ck_assert_ptr_nonnull(strstr(jstr(e, "reason"), "max_age_s"));
+    ck_assert_str_eq(json_str(e, "eventId"), want);
+    ck_assert_ptr_nonnull(strstr(json_str(e, "reason"), "max_age_s"));
     cJSON_Delete(t);
     free(id);
     char *log = daemon_log(&d1);
@@ -464,7 +455,7 @@ START_TEST(retention_deletes_finished_tasks_and_delivered_events) {
     ck_assert(receiver_wait(rcv, 40, 10000));
     int tasks = -1, outbox = -1;
     for (int i = 0; i < 100 && (tasks || outbox); i++) {
-        nap_ms(100);
+        test_nap_ms(100);
         tasks = count_rows(db_path, "tasks");
         outbox = count_rows(db_path, "outbox");
     }
@@ -499,7 +490,7 @@ enum { SPILL_MAX_PENDING = 8, SPILL_JOBS = 10 };
  * counted before its row is committed. Returns the last count. */
 static int wait_outbox_rows(int n) {
     int rows = 0;
-    for (int i = 0; i < 100 && (rows = count_rows(db_path, "outbox")) < n; i++) nap_ms(50);
+    for (int i = 0; i < 100 && (rows = count_rows(db_path, "outbox")) < n; i++) test_nap_ms(50);
     return rows;
 }
 
@@ -519,7 +510,7 @@ static struct hook_counts wait_parked(unsigned port, double at_least) {
         c = hook_counts(port);
         assert_memory_bounded(&c);
         if (c.parked >= at_least) break;
-        nap_ms(50);
+        test_nap_ms(50);
     }
     return c;
 }
@@ -537,12 +528,7 @@ START_TEST(events_beyond_max_pending_wait_in_the_outbox_and_arrive_in_order) {
     start_or_fail(&d1, &spill_opts);
     remember_db();
     struct tracker tr = {0};
-    for (int i = 0; i < SPILL_JOBS; i++) {
-        char *id = submit(d1.port, "processor", "x", hook, NULL, NULL);
-        ck_assert_ptr_nonnull(id);
-        track(&tr, id);
-        free(id);
-    }
+    submit_tracked(&tr, d1.port, hook, SPILL_JOBS);
     struct hook_counts c = wait_parked(d1.port, 10);
     ck_assert_msg(c.parked >= 10, "only %.0f events parked", c.parked);
     /* They are rows of the outbox. */
@@ -556,7 +542,7 @@ START_TEST(events_beyond_max_pending_wait_in_the_outbox_and_arrive_in_order) {
         all = tracker_ended(&tr) == tr.n;
         c = hook_counts(d1.port);
         assert_memory_bounded(&c);
-        if (!all) nap_ms(100);
+        if (!all) test_nap_ms(100);
     }
     ck_assert_msg(all, "only %zu of %d jobs had their final webhook", tracker_ended(&tr),
                   SPILL_JOBS);
@@ -564,7 +550,7 @@ START_TEST(events_beyond_max_pending_wait_in_the_outbox_and_arrive_in_order) {
     for (size_t i = 0; i < tr.n; i++) ck_assert_str_eq(tr.t[i].terminal, "completed");
     ck_assert_double_eq(c.given_up, 0);
     for (int i = 0; i < 100 && (c.parked || c.pending); i++) {
-        nap_ms(50);
+        test_nap_ms(50);
         c = hook_counts(d1.port);
     }
     ck_assert_double_eq(c.parked, 0);
@@ -583,12 +569,7 @@ START_TEST(parked_events_survive_a_crash_and_arrive_in_order) {
     start_or_fail(&d1, &spill_opts);
     remember_db();
     struct tracker tr = {0};
-    for (int i = 0; i < SPILL_JOBS; i++) {
-        char *id = submit(d1.port, "processor", "x", hook, NULL, NULL);
-        ck_assert_ptr_nonnull(id);
-        track(&tr, id);
-        free(id);
-    }
+    submit_tracked(&tr, d1.port, hook, SPILL_JOBS);
     struct hook_counts c = wait_parked(d1.port, 10);
     ck_assert_msg(c.parked >= 10, "only %.0f events parked", c.parked);
     ck_assert_int_ge(wait_outbox_rows((int)c.parked), (int)c.parked);
@@ -607,7 +588,7 @@ START_TEST(parked_events_survive_a_crash_and_arrive_in_order) {
         all = tracker_ended(&tr) == tr.n;
         c = hook_counts(d2.port);
         assert_memory_bounded(&c);
-        if (!all) nap_ms(100);
+        if (!all) test_nap_ms(100);
     }
     ck_assert_msg(all, "only %zu of %d jobs had their final webhook", tracker_ended(&tr),
                   SPILL_JOBS);
@@ -753,7 +734,7 @@ START_TEST(concurrent_sends_are_all_acknowledged_and_stored) {
     start_or_fail(&d2, &o);
     for (int i = 0; i < N; i++) {
         cJSON *t = get_task(d2.port, "echo", s[i].id);
-        ck_assert_msg(strcmp(jstr(t, "result.id"), s[i].id) == 0,
+        ck_assert_msg(strcmp(json_str(t, "result.id"), s[i].id) == 0,
                       "acknowledged task %s is not in the database after kill -9", s[i].id);
         cJSON_Delete(t);
         free(s[i].id);
@@ -786,7 +767,7 @@ START_TEST(refused_write_answers_503_while_others_are_served) {
     for (int i = 0; i < 2000 && !atomic_load(&s.done) && !seen_pending; i++) {
         long n = health_tasks(d1.port);
         seen_pending = n == 1 && !atomic_load(&s.done);
-        if (!seen_pending) nap_ms(10);
+        if (!seen_pending) test_nap_ms(10);
     }
     pthread_join(th, NULL);
     ck_assert_int_eq(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
@@ -830,7 +811,7 @@ START_TEST(restored_tasks_show_their_latest_state_after_kill9) {
     static char *live[JOBS];
     for (int i = 0; i < JOBS; i++) {
         cJSON *t = get_task(d1.port, "processor", tr.t[i].id);
-        ck_assert_str_eq(jstr(t, "result.status.state"), "completed");
+        ck_assert_str_eq(json_str(t, "result.status.state"), "completed");
         ck_assert_int_gt(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(
                              cJSON_GetObjectItemCaseSensitive(t, "result"), "artifacts")),
                           0);

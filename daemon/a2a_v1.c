@@ -139,6 +139,18 @@ cJSON *a2a_task_in(cJSON *task03, enum a2a_dialect d) {
     return o;
 }
 
+cJSON *a2a_task_result(cJSON *task03, enum a2a_dialect d) {
+    cJSON *task = a2a_task_in(task03, d);
+    if (d == A2A_V03 || !task) return task;
+    cJSON *w = cJSON_CreateObject();
+    if (!w) {
+        cJSON_Delete(task);
+        return NULL;
+    }
+    cJSON_AddItemToObject(w, "task", task);
+    return w;
+}
+
 /* ---- 1.0 -> 0.3 -------------------------------------------------------- */
 
 static void set_member(cJSON *o, const char *key, cJSON *v) {

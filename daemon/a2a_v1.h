@@ -52,6 +52,11 @@ cJSON *a2a_event(struct task *t, const struct task_event *ev, enum a2a_dialect d
  * the 1.0 Task. */
 cJSON *a2a_task_in(cJSON *task03, enum a2a_dialect d);
 
+/* A Task (0.3, TAKEN) as the result of a send or the first frame of a
+ * stream: the 0.3 Task itself, or the 1.0 {"task": Task}. NULL when
+ * task03 is NULL or out of memory. */
+cJSON *a2a_task_result(cJSON *task03, enum a2a_dialect d);
+
 /* 1.0 error details: [{"@type": ErrorInfo, "reason", "domain"}] for the A2A
  * codes -32001..-32009, else NULL. */
 cJSON *v1_error_data(int code);

@@ -328,13 +328,7 @@ static bool send_answer(struct call *c, struct task *t, bool stream, const struc
         c->out->wait_dialect = c->d;
         return true;
     }
-    cJSON *task = a2a_task_in(task_render(t, o->history), c->d);
-    if (c->d == A2A_V10) {
-        cJSON *w = cJSON_CreateObject();
-        cJSON_AddItemToObject(w, "task", task);
-        task = w;
-    }
-    c->out->body = rpc_result_body(c->id, task);
+    c->out->body = rpc_result_body(c->id, a2a_task_result(task_render(t, o->history), c->d));
     task_release(t);
     return true;
 }
@@ -569,13 +563,7 @@ static bool created_answer(struct call *c, struct task *t, bool stream, const st
         return true;
     }
     if (ack) { /* the Health Universe acknowledgement (its SDK speaks 0.3) */
-        cJSON *res = a2a_task_in(ack, c->d);
-        if (c->d == A2A_V10) {
-            cJSON *w = cJSON_CreateObject();
-            cJSON_AddItemToObject(w, "task", res);
-            res = w;
-        }
-        c->out->body = rpc_result_body(c->id, res);
+        c->out->body = rpc_result_body(c->id, a2a_task_result(ack, c->d));
         task_release(t);
         return true;
     }
@@ -776,13 +764,8 @@ void rpc_handle(const struct rpc_request *rq, struct rpc_reply *out) {
 
 void rpc_reply_waited(struct rpc_reply *out) {
     cJSON *id = out->wait_id ? cJSON_Parse(out->wait_id) : NULL;
-    cJSON *task = a2a_task_in(task_render(out->wait_task, out->wait_history), out->wait_dialect);
-    if (out->wait_dialect == A2A_V10) {
-        cJSON *w = cJSON_CreateObject();
-        cJSON_AddItemToObject(w, "task", task);
-        task = w;
-    }
-    out->body = rpc_result_body(id, task);
+    out->body = rpc_result_body(
+        id, a2a_task_result(task_render(out->wait_task, out->wait_history), out->wait_dialect));
     cJSON_Delete(id);
     task_release(out->wait_task);
     out->wait_task = NULL;

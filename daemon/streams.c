@@ -203,11 +203,7 @@ struct stream *stream_open(struct task *t, enum a2a_dialect d, const char *id_js
     task_lock(t);
     cJSON *snap = task_render_locked(t, history_length);
     bool ended = snap && (stopping || snapshot_terminal(snap));
-    if (d == A2A_V10 && snap) {
-        cJSON *w = cJSON_CreateObject();
-        cJSON_AddItemToObject(w, "task", a2a_task_in(snap, d));
-        snap = w;
-    }
+    snap = a2a_task_result(snap, d);
     char *text = snap ? cJSON_PrintUnformatted(snap) : NULL;
     cJSON_Delete(snap);
     struct stream_list *l = task_ext(t, TASK_EXT_STREAMS);

@@ -201,23 +201,18 @@ static void stats_retried(void) {
 
 /* ---- the delivery thread's containers ---- */
 
-static void ready_push(struct channel *ch) {
+/* Append to a FIFO of channels linked through next_ready. */
+static void channel_fifo_push(struct channel **head, struct channel **tail, struct channel *ch) {
     ch->next_ready = NULL;
-    if (dt.ready_tail)
-        dt.ready_tail->next_ready = ch;
+    if (*tail)
+        (*tail)->next_ready = ch;
     else
-        dt.ready_head = ch;
-    dt.ready_tail = ch;
+        *head = ch;
+    *tail = ch;
 }
 
-static void held_push(struct channel *ch) {
-    ch->next_ready = NULL;
-    if (dt.held_tail)
-        dt.held_tail->next_ready = ch;
-    else
-        dt.held_head = ch;
-    dt.held_tail = ch;
-}
+static void ready_push(struct channel *ch) { channel_fifo_push(&dt.ready_head, &dt.ready_tail, ch); }
+static void held_push(struct channel *ch) { channel_fifo_push(&dt.held_head, &dt.held_tail, ch); }
 
 /* Gates may have opened: everything held goes back to the ready list, in
  * the order it was held; xfers_start_ready holds again what is still shut. */

@@ -105,6 +105,9 @@ static const struct key_def keys[] = {
     K_STR("server", "public_url", public_url, check_url, ""),
     K_STR("server", "default_agent", default_agent, check_agent_or_empty, ""),
     K_SECRET("server", "auth_bearer_tokens", auth_bearer_tokens, check_tokens, ""),
+    K_STR("server", "auth_tokens_file", auth_tokens_file, NULL, ""),
+    K_STR("server", "auth_token_hashes", auth_token_hashes, NULL, ""),
+    K_FLAG("server", "allow_unauthenticated", allow_unauthenticated, yes_no_words, "no"),
     K_SIZE("server", "stream_buffer_bytes", stream_buffer_bytes, 4 * KIB, 256 * MIB, "1M"),
     K_UINT("server", "stream_keepalive_s", stream_keepalive_s, 0, 3600, "15"),
 

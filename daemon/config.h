@@ -37,7 +37,10 @@ struct config {
     unsigned connection_timeout_s; /* 30 */
     char *public_url;              /* "" = http://listen:port */
     char *default_agent;           /* "" = the only agent, else none */
-    char *auth_bearer_tokens;      /* "" = no inbound authentication */
+    char *auth_bearer_tokens;      /* "" = none; plaintext, hashed at start-up (legacy) */
+    char *auth_tokens_file;        /* "" = none: NAME sha256:HEX [admin] [agents=a,b] lines */
+    char *auth_token_hashes;       /* "" = none: NAME:sha256:HEX entries */
+    bool allow_unauthenticated;    /* false: no credentials only on a loopback listen */
     size_t stream_buffer_bytes;    /* 1 MiB: unread SSE bytes per stream */
     unsigned stream_keepalive_s;   /* 15: SSE comment after idle seconds; 0 = none */
 

@@ -31,6 +31,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "log.h"
 #include "plugins.h"
 #include "rpc.h"
@@ -43,6 +44,7 @@
 struct request {
     struct MHD_Connection *conn;
     const struct agent *agent; /* route target of a POST */
+    const struct auth_principal *principal; /* the caller; NULL = authentication off */
     bool is_rpc;
     char *body;
     size_t len, cap;
@@ -104,11 +106,39 @@ static enum MHD_Result send_http_error(struct MHD_Connection *c, unsigned status
 }
 
 /* "<lead>echo, processor, ...": every "no such agent" answer lists the
- * agents that are loaded, so the fix is in the message. */
-static void with_agent_list(char *out, size_t n, const char *lead) {
+ * agents that are loaded, so the fix is in the message; to an
+ * authenticated caller only those it may use. */
+static void with_agent_list_for(char *out, size_t n, const char *lead,
+                                const struct auth_principal *p) {
     size_t o = (size_t)snprintf(out, n, "%s", lead);
-    for (size_t i = 0; i < plugins_count() && o < n; i++)
-        o += (size_t)snprintf(out + o, n - o, "%s%s", i ? ", " : "", plugins_at(i)->desc.name);
+    bool first = true;
+    for (size_t i = 0; i < plugins_count() && o < n; i++) {
+        if (!auth_may_use_agent(p, plugins_at(i)->desc.name)) continue;
+        o += (size_t)snprintf(out + o, n - o, "%s%s", first ? "" : ", ", plugins_at(i)->desc.name);
+        first = false;
+    }
+}
+
+static void with_agent_list(char *out, size_t n, const char *lead) {
+    with_agent_list_for(out, n, lead, NULL);
+}
+
+/* A 401 with WWW-Authenticate: Bearer and a JSON-RPC error (id null: the
+ * body of an unauthenticated request is never read). */
+static enum MHD_Result send_unauthenticated(struct MHD_Connection *c, const char *why) {
+    char *body = auth_unauthenticated_body(why);
+    struct MHD_Response *resp = MHD_create_response_from_buffer(
+        body ? strlen(body) : 0, body ? body : (char *)"",
+        body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+    if (!resp) {
+        free(body);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+    enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_UNAUTHORIZED, resp);
+    MHD_destroy_response(resp);
+    return ret;
 }
 
 /* "/agents/NAME" or "/agents/NAME/<rest>": the agent and the rest. */
@@ -327,10 +357,20 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         const struct agent *a = route_agent(url, &rest, &named);
         if (!(strcmp(url, "/") == 0 || (named && *rest == '\0')))
             return send_http_error(c, MHD_HTTP_NOT_FOUND, "no such path; JSON-RPC is at / and /agents/<name>");
+        /* Before the body is read: an unauthenticated client costs little. */
+        const struct auth_principal *who = NULL;
+        const char *why = NULL;
+        if (auth_identify(MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
+                          MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-API-Key"), &who,
+                          &why) != A2AD_OK)
+            return send_unauthenticated(c, why);
+        /* An agent the caller may not use looks unknown to it. */
+        if (named && a && !auth_may_use_agent(who, a->desc.name)) a = NULL;
         if (named && !a) {
-            char lead[200], msg[700];
-            snprintf(lead, sizeof lead, "unknown agent in %.150s; loaded agents: ", url);
-            with_agent_list(msg, sizeof msg, lead);
+            char lead[260], msg[700], e[UTIL_ECHO_BUF];
+            snprintf(lead, sizeof lead, "unknown agent in %s; loaded agents: ",
+                     util_echo(e, sizeof e, url, 150));
+            with_agent_list_for(msg, sizeof msg, lead, who);
             return send_json(c, MHD_HTTP_NOT_FOUND, rpc_error_body(RPC_INVALID_REQUEST, msg));
         }
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
@@ -345,6 +385,9 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         atomic_init(&r->refs, 1);
         r->conn = c;
         r->agent = named ? a : plugins_default();
+        if (r->agent && !auth_may_use_agent(who, r->agent->desc.name))
+            r->agent = NULL; /* as if there were no default agent */
+        r->principal = who;
         r->at_root = !named;
         r->is_rpc = true;
         *req_cls = r;
@@ -401,6 +444,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         .a2a_version = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "A2A-Version"),
         .extensions = ext ? ext : MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-A2A-Extensions"),
         .authorization = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
+        .principal = r->principal,
         .can_defer = true,
     };
     rpc_handle(&rq, &r->reply);

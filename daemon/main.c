@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "config.h"
 #include "http.h"
 #include "hu.h"
@@ -82,10 +83,13 @@ static void sd_notify_text(const char *text) {
 static void usage(FILE *to) {
     fprintf(to,
             "usage: a2ad [-c FILE] [-t [-v]] [-V] [-h]\n"
+            "       a2ad --hash-token [NAME] < token.txt\n"
             "  -c FILE  configuration file (default /etc/a2ad/a2ad.conf)\n"
             "  -t       check the configuration and the plugins it names, then exit\n"
             "  -v       with -t: print the effective configuration\n"
-            "  -V       print the version and exit\n");
+            "  -V       print the version and exit\n"
+            "  --hash-token [NAME]  read a token on stdin, print its line for\n"
+            "           [server] auth_tokens_file (NAME defaults to client)\n");
 }
 
 /* -t: parse the config and check each plugin file without running it. */
@@ -133,6 +137,13 @@ static void reload(const char *path, struct config *cfg) {
 int main(int argc, char **argv) {
     const char *path = "/etc/a2ad/a2ad.conf";
     int test_only = 0, verbose = 0, opt;
+    if (argc >= 2 && strcmp(argv[1], "--hash-token") == 0) {
+        if (argc > 3) {
+            usage(stderr);
+            return 2;
+        }
+        return auth_hash_token_main(argc == 3 ? argv[2] : NULL, stdin, stdout, stderr);
+    }
     while ((opt = getopt(argc, argv, "c:tvVh")) != -1) {
         switch (opt) {
         case 'c': path = optarg; break;
@@ -157,11 +168,20 @@ int main(int argc, char **argv) {
         config_free(&cfg);
         return 1;
     }
+    /* Credentials are hashed now; the plaintext of the older key goes. */
+    st = auth_init(&cfg, err, sizeof err);
+    if (st != A2AD_OK) {
+        fprintf(stderr, "a2ad: %s\n", err);
+        config_free(&cfg);
+        return 1;
+    }
     if (test_only) {
         int rc = check_only(&cfg, path, verbose);
+        auth_shutdown();
         config_free(&cfg);
         return rc;
     }
+    auth_wipe(cfg.auth_bearer_tokens);
     log_set_level(cfg.log_level);
     uint64_t t0 = util_now_ms();
 
@@ -173,9 +193,11 @@ int main(int argc, char **argv) {
     install_signals();
     tasks_init(cfg.retention_s, cfg.max_tasks);
     push_init(cfg.webhook_max_configs);
+    auth_register_owner_slot();
+    log_info("auth: %s", auth_enabled() ? "credentials required on every JSON-RPC method"
+                                         : "no credentials configured: open to every caller");
     streams_init(cfg.stream_buffer_bytes, cfg.stream_keepalive_s);
-    struct rpc_settings rs = {.auth_bearer_tokens = cfg.auth_bearer_tokens,
-                              .push_enabled = cfg.webhooks_enabled};
+    struct rpc_settings rs = {.push_enabled = cfg.webhooks_enabled};
     rpc_init(&rs);
     hu_init(&cfg);
     /* The durable store: its hook runs after every observer (tasks.c). */
@@ -184,6 +206,7 @@ int main(int argc, char **argv) {
         log_error("start-up stopped: fix [tasks] path (or set [tasks] store = memory)");
         tasks_shutdown();
         hu_shutdown();
+        auth_shutdown();
         curl_global_cleanup();
         config_free(&cfg);
         return 1;
@@ -268,6 +291,7 @@ out:
     tasks_shutdown();
     hu_shutdown();
     rpc_shutdown();
+    auth_shutdown();
     curl_global_cleanup();
     config_free(&cfg);
     if (rc == 0) log_info("stopped");

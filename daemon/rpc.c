@@ -21,6 +21,7 @@
 
 #include <cJSON.h>
 
+#include "auth.h"
 #include "hu.h"
 #include "log.h"
 #include "plugins.h"
@@ -29,19 +30,21 @@
 #include "store.h"
 #include "streams.h"
 #include "tasks.h"
+#include "util.h"
 #include "workers.h"
 
 static struct {
-    char **tokens; /* inbound bearer tokens; NULL = no authentication */
-    size_t n_tokens;
     bool push_enabled;
 } settings = {.push_enabled = true};
 
 bool rpc_fail(struct rpc_fail *f, int code, const char *fmt, ...) {
+    char raw[sizeof f->message];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(f->message, sizeof f->message, fmt, ap);
+    vsnprintf(raw, sizeof raw, fmt, ap);
     va_end(ap);
+    /* Whatever a message echoes, it goes out as valid UTF-8. */
+    util_echo(f->message, sizeof f->message, raw, sizeof f->message - 1);
     f->code = code;
     if (!f->http_status) f->http_status = 200; /* JSON-RPC errors travel with 200 */
     return false;
@@ -83,46 +86,9 @@ char *rpc_result_body(const cJSON *id, cJSON *result /* taken */) {
 void rpc_init(const struct rpc_settings *s) {
     rpc_shutdown();
     settings.push_enabled = s->push_enabled;
-    const char *p = s->auth_bearer_tokens;
-    while (p && *p) {
-        size_t skip = strspn(p, ", \t");
-        p += skip;
-        size_t n = strcspn(p, ", \t");
-        if (!n) break;
-        char **nt = realloc(settings.tokens, (settings.n_tokens + 1) * sizeof *nt);
-        if (!nt) break;
-        settings.tokens = nt;
-        if (!(nt[settings.n_tokens] = strndup(p, n))) break;
-        settings.n_tokens++;
-        p += n;
-    }
 }
 
-void rpc_shutdown(void) {
-    for (size_t i = 0; i < settings.n_tokens; i++) free(settings.tokens[i]);
-    free(settings.tokens);
-    settings.tokens = NULL;
-    settings.n_tokens = 0;
-    settings.push_enabled = true;
-}
-
-/* Compare without an early exit, so the time taken does not tell how much
- * of a guessed token was right. */
-static bool token_equal(const char *a, const char *b) {
-    size_t na = strlen(a), nb = strlen(b);
-    unsigned char diff = na != nb;
-    for (size_t i = 0; i < na; i++) diff |= (unsigned char)(a[i] ^ b[i % (nb ? nb : 1)]);
-    return diff == 0;
-}
-
-static bool authenticated(const char *authorization) {
-    if (!authorization || strncasecmp(authorization, "Bearer ", 7) != 0) return false;
-    const char *tok = authorization + 7;
-    while (*tok == ' ') tok++;
-    bool ok = false;
-    for (size_t i = 0; i < settings.n_tokens; i++) ok |= token_equal(tok, settings.tokens[i]);
-    return ok;
-}
+void rpc_shutdown(void) { settings.push_enabled = true; }
 
 bool rpc_push_allowed(struct call *c) {
     if (settings.push_enabled) return true;
@@ -169,9 +135,10 @@ static bool check_part(const cJSON *part, int i, enum a2a_dialect d, struct rpc_
             return fail(f, RPC_INVALID_PARAMS, "params.message.parts[%d].data must be %s", i,
                         d == A2A_V03 ? "an object" : "present");
     } else {
+        char e[UTIL_ECHO_BUF];
         return fail(f, RPC_INVALID_PARAMS,
-                    "params.message.parts[%d].kind \"%.40s\" is not \"text\", \"file\" or \"data\"",
-                    i, kind->valuestring);
+                    "params.message.parts[%d].kind \"%s\" is not \"text\", \"file\" or \"data\"",
+                    i, util_echo(e, sizeof e, kind->valuestring, 40));
     }
     return true;
 }
@@ -187,11 +154,18 @@ static bool check_message(const cJSON *m, enum a2a_dialect d, struct rpc_fail *f
     if (!cJSON_IsString(mid) || !*mid->valuestring)
         return fail(f, RPC_INVALID_PARAMS, "params.message.messageId is required (a string)");
     const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
-    if (!cJSON_IsString(role) ||
-        (strcmp(role->valuestring, "user") != 0 && strcmp(role->valuestring, "agent") != 0))
+    if (cJSON_IsString(role) && strcmp(role->valuestring, "agent") == 0)
+        /* Agent messages are the agent's: a client must not write them
+         * into a task's history. */
         return fail(f, RPC_INVALID_PARAMS,
-                    d == A2A_V10 ? "params.message.role must be \"ROLE_USER\" or \"ROLE_AGENT\""
-                                 : "params.message.role must be \"user\" or \"agent\"");
+                    d == A2A_V10 ? "params.message.role must be \"ROLE_USER\": clients cannot "
+                                   "send ROLE_AGENT messages"
+                                 : "params.message.role must be \"user\": clients cannot send "
+                                   "\"agent\" messages");
+    if (!cJSON_IsString(role) || strcmp(role->valuestring, "user") != 0)
+        return fail(f, RPC_INVALID_PARAMS,
+                    d == A2A_V10 ? "params.message.role must be \"ROLE_USER\""
+                                 : "params.message.role must be \"user\"");
     const cJSON *parts = cJSON_GetObjectItemCaseSensitive(m, "parts");
     if (!cJSON_IsArray(parts) || cJSON_GetArraySize(parts) == 0)
         return fail(f, RPC_INVALID_PARAMS, "params.message.parts must be a non-empty array");
@@ -251,11 +225,12 @@ struct task *rpc_lookup_task(struct call *c, const char *key) {
         return NULL;
     }
     struct task *t = tasks_get(tid->valuestring);
-    if (t && !agent_owns(c->agent, t)) {
+    if (t && (!agent_owns(c->agent, t) || !auth_may_see(c->rq->principal, t))) {
         task_release(t);
         t = NULL;
     }
-    if (!t) fail(c->f, RPC_TASK_NOT_FOUND, "task %.64s not found", tid->valuestring);
+    char e[UTIL_ECHO_BUF];
+    if (!t) fail(c->f, RPC_TASK_NOT_FOUND, "task %s not found", util_echo(e, sizeof e, tid->valuestring, 64));
     return t;
 }
 
@@ -337,16 +312,19 @@ static bool send_answer(struct call *c, struct task *t, bool stream, const struc
 static bool continue_task(struct call *c, cJSON *message, const cJSON *task_ref, bool stream,
                           const struct send_opts *o) {
     struct task *t = tasks_get(task_ref->valuestring);
-    if (t && !agent_owns(c->agent, t)) {
+    if (t && (!agent_owns(c->agent, t) || !auth_may_see(c->rq->principal, t))) {
         task_release(t);
         t = NULL;
     }
-    if (!t) return fail(c->f, RPC_TASK_NOT_FOUND, "task %.64s not found", task_ref->valuestring);
+    char e[UTIL_ECHO_BUF];
+    if (!t)
+        return fail(c->f, RPC_TASK_NOT_FOUND, "task %s not found",
+                    util_echo(e, sizeof e, task_ref->valuestring, 64));
     const cJSON *ctx = cJSON_GetObjectItemCaseSensitive(message, "contextId");
     if (cJSON_IsString(ctx) && strcmp(ctx->valuestring, task_context_id(t)) != 0) {
         fail(c->f, RPC_INVALID_PARAMS,
-             "params.message.contextId %.40s does not match the contextId %s of task %s",
-             ctx->valuestring, task_context_id(t), task_id(t));
+             "params.message.contextId %s does not match the contextId %s of task %s",
+             util_echo(e, sizeof e, ctx->valuestring, 40), task_context_id(t), task_id(t));
         task_release(t);
         return false;
     }
@@ -373,9 +351,10 @@ static bool continue_task(struct call *c, cJSON *message, const cJSON *task_ref,
     cJSON *copy = cJSON_Duplicate(message, 1);
     if (task_add_message(t, message) != A2AD_OK) {
         cJSON_Delete(copy);
+        fail(c->f, c->d == A2A_V10 ? RPC_UNSUPPORTED_OPERATION : RPC_INVALID_REQUEST,
+             "task %s ended meanwhile and cannot be continued", task_id(t));
         task_release(t);
-        return fail(c->f, c->d == A2A_V10 ? RPC_UNSUPPORTED_OPERATION : RPC_INVALID_REQUEST,
-                    "task %s ended meanwhile and cannot be continued", task_ref->valuestring);
+        return false;
     }
     workers_deliver_message(t, copy);
     cJSON_Delete(copy);
@@ -470,6 +449,7 @@ static bool send_common(struct call *c, bool stream) {
         c->f->http_status = 500;
         return fail(c->f, RPC_INTERNAL_ERROR, "out of memory");
     }
+    tc.ext[TASK_EXT_OWNER] = auth_owner_new(c->rq->principal);
     /* contextId lives inside message, which tasks_create keeps: read it first. */
     char ctx_copy[37] = "";
     if (tc.context_id) {
@@ -623,19 +603,19 @@ static bool m_subscribe(struct call *c) {
 /* ---- extended card ------------------------------------------------------ */
 
 static bool m_extended_card(struct call *c) {
-    if (!settings.n_tokens) {
+    if (!auth_enabled()) {
         if (c->d == A2A_V10) /* the card declares capabilities.extendedAgentCard: false */
             return fail(c->f, RPC_UNSUPPORTED_OPERATION,
-                        "this agent has no extended agent card (no [server] auth_bearer_tokens)");
+                        "this agent has no extended agent card (no credentials configured)");
         return fail(c->f, RPC_EXTENDED_CARD_NOT_CONFIGURED,
                     "Authenticated Extended Card is not configured");
     }
-    if (!authenticated(c->rq->authorization)) {
+    if (!c->rq->principal) { /* the binding did not authenticate: never served */
         c->f->http_status = 401;
         c->out->auth_challenge = true;
         return fail(c->f, RPC_INVALID_REQUEST,
-                    "authentication required: send \"Authorization: Bearer TOKEN\" with one of "
-                    "[server] auth_bearer_tokens");
+                    "authentication required: send \"Authorization: Bearer TOKEN\" or "
+                    "\"X-API-Key: TOKEN\"");
     }
     if (!c->agent)
         return fail(c->f, RPC_INVALID_REQUEST,
@@ -703,6 +683,7 @@ void rpc_handle(const struct rpc_request *rq, struct rpc_reply *out) {
     bool version_ok = version_supported(rq->a2a_version, &d);
     cJSON *req = cJSON_ParseWithLength(rq->body, rq->len);
     const cJSON *id = NULL;
+    char echo[UTIL_ECHO_BUF];
     if (!req) {
         fail(&f, RPC_PARSE_ERROR, "request body is not valid JSON");
     } else if (cJSON_IsArray(req)) {
@@ -731,10 +712,11 @@ void rpc_handle(const struct rpc_request *rq, struct rpc_reply *out) {
             fail(&f, RPC_INVALID_REQUEST, "\"method\" must be a string");
         else if (!version_ok)
             fail(&f, RPC_VERSION_NOT_SUPPORTED,
-                 "A2A-Version %.20s is not supported: this a2ad speaks 0.3 and 1.0",
-                 rq->a2a_version);
+                 "A2A-Version %s is not supported: this a2ad speaks 0.3 and 1.0",
+                 util_echo(echo, sizeof echo, rq->a2a_version, 20));
         else if (!m)
-            fail(&f, RPC_METHOD_NOT_FOUND, "method \"%.80s\" not found", method->valuestring);
+            fail(&f, RPC_METHOD_NOT_FOUND, "method \"%s\" not found",
+                 util_echo(echo, sizeof echo, method->valuestring, 80));
         else if (params && !cJSON_IsNull(params) && !cJSON_IsObject(params))
             fail(&f, RPC_INVALID_PARAMS, "\"params\" must be an object");
         else {
@@ -845,7 +827,7 @@ static cJSON *interface(const char *url, const char *version) {
 
 char *rpc_agent_card(const struct agent *agent, const char *base_url, enum a2a_dialect dialect) {
     const struct a2ad_agent *d = &agent->desc;
-    bool v03 = dialect == A2A_V03, auth = settings.n_tokens > 0;
+    bool v03 = dialect == A2A_V03, auth = auth_enabled();
     cJSON *c = cJSON_CreateObject();
     if (v03) cJSON_AddStringToObject(c, "protocolVersion", "0.3.0");
     cJSON_AddStringToObject(c, "name", d->name);
@@ -871,19 +853,7 @@ char *rpc_agent_card(const struct agent *agent, const char *base_url, enum a2a_d
     hu_card_extensions(caps, agent);
     cJSON_AddBoolToObject(caps, "extendedAgentCard", auth);
     if (v03) cJSON_AddBoolToObject(c, "supportsAuthenticatedExtendedCard", auth);
-    if (auth) {
-        /* The schemes only guard the extended card; the other methods
-         * need no credentials. */
-        cJSON *schemes = cJSON_AddObjectToObject(c, "securitySchemes");
-        cJSON *b = cJSON_AddObjectToObject(schemes, "bearer");
-        if (v03) {
-            cJSON_AddStringToObject(b, "type", "http");
-            cJSON_AddStringToObject(b, "scheme", "bearer");
-        } else {
-            cJSON_AddStringToObject(cJSON_AddObjectToObject(b, "httpAuthSecurityScheme"), "scheme",
-                                    "Bearer");
-        }
-    }
+    auth_card_security(c, v03); /* what every method but the public card needs */
     static const char *const in_modes[] = {"text/plain", NULL};
     static const char *const out_modes[] = {"text/plain", "application/json", NULL};
     cJSON_AddItemToObject(c, "defaultInputModes", string_array(in_modes));

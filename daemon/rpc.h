@@ -22,6 +22,7 @@ struct agent;
 struct task;
 struct stream;
 struct rpc_resume;
+struct auth_principal;
 
 enum rpc_error {
     RPC_PARSE_ERROR = -32700,
@@ -40,10 +41,6 @@ enum rpc_error {
 
 /* Daemon-wide settings of the JSON-RPC surface. */
 struct rpc_settings {
-    /* Bearer tokens that authenticate a client, separated by commas or
-     * blanks ([server] auth_bearer_tokens); NULL or "" = no inbound
-     * authentication, and so no extended agent card. */
-    const char *auth_bearer_tokens;
     /* [webhooks] enabled: false = the cards say pushNotifications: false
      * and every push config request gets -32003. */
     bool push_enabled;
@@ -86,6 +83,10 @@ struct rpc_request {
     const char *a2a_version;   /* A2A-Version */
     const char *extensions;    /* A2A-Extensions, else X-A2A-Extensions */
     const char *authorization; /* Authorization */
+    /* The authenticated caller (auth_identify, done by the binding before
+     * rpc_handle; NULL = authentication is off). Methods show it only its
+     * own tasks, of the agents it may use. */
+    const struct auth_principal *principal;
     /* The URL of this endpoint, for the extended card; NULL = unknown. */
     const char *base_url;
     /* The caller can wait for the durable store without blocking (see

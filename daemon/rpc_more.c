@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth.h"
 #include "rpc_int.h"
 #include "tasks.h"
 #include "util.h"
@@ -13,11 +14,16 @@
 /* ---- push configs ------------------------------------------------------ */
 
 /* The authentication object of a stored config in dialect d: 0.3
- * {"schemes": [..], "credentials"?} and 1.0 {"scheme", "credentials"?}
- * carry the same thing (1.0 keeps only the first scheme). */
+ * {"schemes": [..]} and 1.0 {"scheme"} (1.0 keeps only the first scheme).
+ * "credentials" is write-only: never given back (it is optional in both
+ * shapes, so it is simply left out). */
 static cJSON *auth_in(const cJSON *auth, const char *stored_dialect, enum a2a_dialect d) {
     bool stored_v10 = strcmp(stored_dialect, "1.0") == 0;
-    if (stored_v10 == (d == A2A_V10)) return cJSON_Duplicate(auth, 1);
+    if (stored_v10 == (d == A2A_V10)) {
+        cJSON *o = cJSON_Duplicate(auth, 1);
+        cJSON_DeleteItemFromObjectCaseSensitive(o, "credentials");
+        return o;
+    }
     cJSON *o = cJSON_CreateObject();
     if (d == A2A_V10) {
         const cJSON *first = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(auth, "schemes"), 0);
@@ -27,19 +33,19 @@ static cJSON *auth_in(const cJSON *auth, const char *stored_dialect, enum a2a_di
         cJSON *a = cJSON_AddArrayToObject(o, "schemes");
         if (cJSON_IsString(scheme)) cJSON_AddItemToArray(a, cJSON_CreateString(scheme->valuestring));
     }
-    const cJSON *cred = cJSON_GetObjectItemCaseSensitive(auth, "credentials");
-    if (cJSON_IsString(cred)) cJSON_AddStringToObject(o, "credentials", cred->valuestring);
     return o;
 }
 
 /* One stored config (as push_configs_of gives it) as the dialect's
- * TaskPushNotificationConfig. */
+ * TaskPushNotificationConfig. The token, like the credentials, is
+ * write-only: the receiver checks it, so whoever could read it back could
+ * forge webhooks; it is optional in both shapes and left out. */
 static cJSON *config_out(const char *task, const cJSON *e, enum a2a_dialect d) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "taskId", task);
     cJSON *cfg = d == A2A_V10 ? o : cJSON_AddObjectToObject(o, "pushNotificationConfig");
-    static const char *const keys[] = {"id", "url", "token"};
-    for (size_t i = 0; i < 3; i++) {
+    static const char *const keys[] = {"id", "url"};
+    for (size_t i = 0; i < 2; i++) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(e, keys[i]);
         if (cJSON_IsString(v)) cJSON_AddStringToObject(cfg, keys[i], v->valuestring);
     }
@@ -120,11 +126,14 @@ bool rpc_push_get(struct call *c) {
     cJSON *all = push_configs_of(t, cJSON_IsString(cid) ? cid->valuestring : NULL);
     cJSON *e = cJSON_GetArrayItem(all, 0);
     bool ok = e != NULL;
-    if (ok)
+    if (ok) {
         c->out->body = rpc_result_body(c->id, config_out(task_id(t), e, c->d));
-    else
-        fail(c->f, RPC_TASK_NOT_FOUND, "task %s has no push notification config%s%.40s",
-             task_id(t), cJSON_IsString(cid) ? " " : "", cJSON_IsString(cid) ? cid->valuestring : "");
+    } else {
+        char echo[UTIL_ECHO_BUF];
+        fail(c->f, RPC_TASK_NOT_FOUND, "task %s has no push notification config%s%s", task_id(t),
+             cJSON_IsString(cid) ? " " : "",
+             cJSON_IsString(cid) ? util_echo(echo, sizeof echo, cid->valuestring, 40) : "");
+    }
     cJSON_Delete(all);
     task_release(t);
     return ok;
@@ -287,6 +296,7 @@ bool rpc_list_tasks(struct call *c) {
         char ts[TIMESTAMP_LEN];
         enum task_state s = task_get_status(t, ts);
         bool keep = v && (!c->agent || task_agent(t) == c->agent) &&
+                    auth_may_see(c->rq->principal, t) &&
                     (!cJSON_IsString(ctx) || strcmp(ctx->valuestring, task_context_id(t)) == 0) &&
                     (!by_state || s == want) && (!after_ts[0] || strcmp(ts, after_ts) > 0);
         if (keep) {

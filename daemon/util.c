@@ -178,6 +178,63 @@ bool util_utf8_valid(const void *data, size_t len) {
     return true;
 }
 
+/* The length of the valid UTF-8 sequence at s (at most avail bytes), or 0. */
+static size_t utf8_seq(const unsigned char *s, size_t avail) {
+    unsigned char c = s[0];
+    size_t n;
+    uint32_t cp;
+    if (c < 0x80) return 1;
+    if ((c & 0xe0) == 0xc0) { n = 1; cp = c & 0x1f; }
+    else if ((c & 0xf0) == 0xe0) { n = 2; cp = c & 0x0f; }
+    else if ((c & 0xf8) == 0xf0) { n = 3; cp = c & 0x07; }
+    else return 0;
+    if (n >= avail) return 0;
+    for (size_t k = 1; k <= n; k++) {
+        if ((s[k] & 0xc0) != 0x80) return 0;
+        cp = cp << 6 | (s[k] & 0x3f);
+    }
+    if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
+        (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
+        return 0;
+    return n + 1;
+}
+
+char *util_echo(char *out, size_t outsz, const char *in, size_t max) {
+    static const char repl[] = "\xef\xbf\xbd", ellipsis[] = "\xe2\x80\xa6";
+    if (!outsz) return out;
+    if (max > outsz - 1) max = outsz - 1;
+    const unsigned char *s = (const unsigned char *)(in ? in : "");
+    size_t len = strlen((const char *)s), i = 0, o = 0;
+    while (i < len) {
+        size_t n = utf8_seq(s + i, len - i);
+        const char *piece = (const char *)s + i;
+        size_t plen = n;
+        if (!n) { /* an invalid byte: U+FFFD, and on with the next byte */
+            piece = repl;
+            plen = 3;
+            n = 1;
+        } else if (n == 1 && (s[i] < 0x20 || s[i] == 0x7f)) {
+            piece = "?"; /* no control characters (line breaks) in messages and logs */
+        }
+        /* Room for the piece, and for the ellipsis unless this is the end. */
+        size_t need = plen + (i + n < len ? sizeof ellipsis - 1 : 0);
+        if (o + need > max) {
+            size_t room = max >= sizeof ellipsis - 1 ? max - (sizeof ellipsis - 1) : 0;
+            if (o > room) o = room; /* only when max is tiny; o was at a boundary before */
+            if (max >= sizeof ellipsis - 1) {
+                memcpy(out + o, ellipsis, sizeof ellipsis - 1);
+                o += sizeof ellipsis - 1;
+            }
+            break;
+        }
+        memcpy(out + o, piece, plen);
+        o += plen;
+        i += n;
+    }
+    out[o] = '\0';
+    return out;
+}
+
 char *util_strdup(const char *s) { return s ? strdup(s) : NULL; }
 
 /* ---- hash map: separate chaining, FNV-1a, doubles at load 1 ----

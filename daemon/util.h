@@ -31,6 +31,15 @@ void *util_base64_decode(const char *text, size_t *out_len);
 /* True when data[0..len) is valid UTF-8 without NUL bytes. */
 bool util_utf8_valid(const void *data, size_t len);
 
+/* Client text fit to echo in an error message or a log line: valid UTF-8
+ * (each invalid byte becomes U+FFFD), control characters as '?', and at
+ * most max bytes (out holds outsz bytes with the NUL; max is cut to fit):
+ * when cut, it ends at a character boundary with an ellipsis (U+2026).
+ * NULL in = "". Returns out. Thread: any. */
+#define UTIL_ECHO_MAX 200
+#define UTIL_ECHO_BUF (UTIL_ECHO_MAX + 1)
+char *util_echo(char *out, size_t outsz, const char *in, size_t max);
+
 /* strdup that returns NULL for NULL. */
 char *util_strdup(const char *s);
 

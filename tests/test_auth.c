@@ -1,0 +1,711 @@
+/* auth: inbound credentials, owner-scoped tasks, write-only webhook
+ * secrets, the listening rule and escaped error echoes, against the real
+ * daemon. The tokens file is made with the daemon's own --hash-token. */
+#include <check.h>
+#include <curl/curl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include "util.h"
+#include "support/daemon.h"
+#include "support/json.h"
+#include "support/receiver.h"
+
+#define ALICE "alice-token-0123456789abcdef"
+#define BOB "bob-token-0123456789abcdef00"
+#define ADMIN "admin-token-0123456789abcdef"
+#define CAROL "carol-token-0123456789abcdef" /* agents=echo */
+#define AUDITOR "auditor-token-0123456789abcd" /* admin, agents=echo */
+
+static struct daemon_proc dp;
+static struct receiver *rcv;
+static char tmp[64];
+static char tokens_path[128];
+static char server_lines[512];
+
+/* `printf TOKEN | a2ad --hash-token NAME`: its output line (malloc'd) and
+ * exit status. */
+static char *hash_line(const char *token, const char *name, int *status) {
+    char bin[300], cmd[800];
+    build_path("a2ad", bin, sizeof bin);
+    snprintf(cmd, sizeof cmd, "printf '%%s\\n' '%s' | '%s' --hash-token %s 2>/dev/null", token, bin,
+             name ? name : "");
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    char line[256] = "";
+    if (!fgets(line, sizeof line, p)) line[0] = '\0';
+    int st = pclose(p);
+    *status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return strdup(line);
+}
+
+static void add_credential(FILE *f, const char *token, const char *name, const char *opts) {
+    int st;
+    char *line = hash_line(token, name, &st);
+    ck_assert_int_eq(st, 0);
+    line[strcspn(line, "\n")] = '\0';
+    fprintf(f, "%s%s%s\n", line, opts ? " " : "", opts ? opts : "");
+    free(line);
+}
+
+static void setup(void) {
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    rcv = receiver_start();
+    ck_assert_ptr_nonnull(rcv);
+    snprintf(tmp, sizeof tmp, "/tmp/a2ad-auth-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(tmp));
+    snprintf(tokens_path, sizeof tokens_path, "%s/tokens", tmp);
+    FILE *f = fopen(tokens_path, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "# credentials of the auth suite\n\n");
+    add_credential(f, ALICE, "alice", NULL);
+    add_credential(f, BOB, "bob", NULL);
+    add_credential(f, ADMIN, "root", "admin");
+    add_credential(f, CAROL, "carol", "agents=echo");
+    add_credential(f, AUDITOR, "auditor", "admin agents=echo");
+    fclose(f);
+    snprintf(server_lines, sizeof server_lines, "auth_tokens_file = %s", tokens_path);
+}
+
+static void teardown(void) {
+    daemon_cleanup(&dp);
+    memset(&dp, 0, sizeof dp);
+    receiver_stop(rcv);
+    char cmd[200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+    if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", tmp);
+    curl_global_cleanup();
+}
+
+static void start_or_fail(const struct daemon_opts *o) {
+    if (!daemon_start(&dp, o)) {
+        char *log = daemon_log(&dp);
+        ck_abort_msg("daemon did not start; log:\n%s", log);
+    }
+}
+
+static void start_auth(const char *db_path) {
+    struct daemon_opts o = {.plugins = "echo,convo", .threads = 2, .default_agent = "convo",
+                            .server_extra = server_lines, .db_path = db_path};
+    start_or_fail(&o);
+}
+
+/* POST body to path as the holder of token (NULL = none); api_key: send it
+ * as X-API-Key instead of a bearer token; v1 adds A2A-Version: 1.0. */
+static void post_as(const char *token, bool api_key, bool v1, const char *path, const char *body,
+                    struct http_resp *out) {
+    char cred[200];
+    const char *h[3] = {NULL, NULL, NULL};
+    size_t n = 0;
+    if (token) {
+        snprintf(cred, sizeof cred, "%s: %s%s", api_key ? "X-API-Key" : "Authorization",
+                 api_key ? "" : "Bearer ", token);
+        h[n++] = cred;
+    }
+    if (v1) h[n++] = "A2A-Version: 1.0";
+    ck_assert(http_call_headers(dp.port, NULL, path, body, h, out));
+}
+
+static cJSON *rpc_as(const char *token, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static cJSON *rpc_as(const char *token, const char *path, const char *fmt, ...) {
+    char body[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(body, sizeof body, fmt, ap);
+    va_end(ap);
+    const char *m = strstr(body, "\"method\":\"");
+    bool v1 = m && m[10] >= 'A' && m[10] <= 'Z';
+    struct http_resp h;
+    post_as(token, false, v1, path, body, &h);
+    cJSON *o = cJSON_Parse(h.body);
+    ck_assert_msg(o != NULL, "no JSON answer (HTTP %ld) to %s: %s", h.status, body, h.body);
+    http_resp_free(&h);
+    return o;
+}
+
+static void expect_not_found(cJSON *o, const char *id, const char *what) {
+    char *txt = cJSON_PrintUnformatted(o);
+    char want[120];
+    snprintf(want, sizeof want, "task %s not found", id);
+    ck_assert_msg(json_int(o, "error.code") == -32001, "%s: want -32001, got %s", what, txt);
+    ck_assert_msg(strcmp(json_str(o, "error.message"), want) == 0, "%s: want \"%s\", got %s", what,
+                  want, txt);
+    free(txt);
+    cJSON_Delete(o);
+}
+
+#define MSG03(text) "{\"kind\":\"message\",\"messageId\":\"m1\",\"role\":\"user\",\"parts\":[{\"kind\":\"text\",\"text\":\"" text "\"}]}"
+
+/* A running convo task of the holder of token, with a webhook whose token
+ * and credentials are the given secrets; returns its id (malloc'd). */
+static char *running_convo_of(const char *token, const char *hook_token, const char *cred) {
+    cJSON *o = rpc_as(token, "/agents/convo",
+                      "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"message/send\",\"params\":{\"message\":" MSG03("hi")
+                      ",\"configuration\":{\"blocking\":false,\"pushNotificationConfig\":{\"id\":\"h1\","
+                      "\"url\":\"http://127.0.0.1:%u/hook\",\"token\":\"%s\",\"authentication\":"
+                      "{\"schemes\":[\"Bearer\"],\"credentials\":\"%s\"}}}}}",
+                      receiver_port(rcv), hook_token, cred);
+    char *id = strdup(json_str(o, "result.id"));
+    ck_assert_msg(strlen(id) == 36, "no task: %s", cJSON_PrintUnformatted(o));
+    cJSON_Delete(o);
+    bool listening = false;
+    for (int i = 0; i < 400 && !listening; i++) {
+        cJSON *t = rpc_as(token, "/agents/convo",
+                          "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tasks/get\",\"params\":{\"id\":\"%s\"}}", id);
+        listening = strcmp(json_str(t, "result.status.message.parts.0.text"), "listening") == 0;
+        cJSON_Delete(t);
+        if (!listening) test_nap_ms(25);
+    }
+    ck_assert_msg(listening, "task %s never started listening", id);
+    return id;
+}
+
+static bool list_has(cJSON *o, const char *id) {
+    const cJSON *t;
+    cJSON_ArrayForEach(t, json_at(o, "result.tasks")) if (strcmp(json_str(t, "id"), id) == 0) return true;
+    return false;
+}
+
+/* ---- 401 on every method --------------------------------------------------- */
+
+static const char *const methods[] = {
+    "message/send", "message/stream", "tasks/get", "tasks/cancel", "tasks/resubscribe",
+    "tasks/pushNotificationConfig/set", "tasks/pushNotificationConfig/get",
+    "tasks/pushNotificationConfig/list", "tasks/pushNotificationConfig/delete",
+    "agent/getAuthenticatedExtendedCard", "SendMessage", "SendStreamingMessage", "GetTask",
+    "ListTasks", "CancelTask", "SubscribeToTask", "CreateTaskPushNotificationConfig",
+    "GetTaskPushNotificationConfig", "ListTaskPushNotificationConfigs",
+    "DeleteTaskPushNotificationConfig", "GetExtendedAgentCard", "no/such/method",
+};
+
+static void expect_401(const struct http_resp *h, const char *what, const char *secret) {
+    ck_assert_msg(h->status == 401, "%s: HTTP %ld: %s", what, h->status, h->body);
+    ck_assert_msg(strcasestr(h->headers, "WWW-Authenticate: Bearer") != NULL, "%s: no challenge", what);
+    cJSON *o = cJSON_Parse(h->body);
+    ck_assert_msg(o != NULL, "%s: not JSON: %s", what, h->body);
+    ck_assert_int_eq(json_int(o, "error.code"), -32600);
+    ck_assert_str_eq(json_str(o, "jsonrpc"), "2.0");
+    ck_assert(cJSON_IsNull(json_at(o, "id")));
+    ck_assert_msg(strstr(json_str(o, "error.message"), "authentication required"), "%s: %s", what, h->body);
+    if (secret) ck_assert_msg(!strstr(h->body, secret), "%s: the token is echoed: %s", what, h->body);
+    cJSON_Delete(o);
+}
+
+START_TEST(no_credentials_401_on_every_method) {
+    start_auth(NULL);
+    static const char *const paths[] = {"/", "/agents/echo", "/agents/convo"};
+    for (size_t m = 0; m < sizeof methods / sizeof methods[0]; m++) {
+        bool v1 = methods[m][0] >= 'A' && methods[m][0] <= 'Z';
+        char body[400], what[200];
+        snprintf(body, sizeof body,
+                 "{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"%s\",\"params\":{\"id\":\"x\",\"taskId\":\"x\","
+                 "\"message\":" MSG03("hi") "}}", methods[m]);
+        for (size_t p = 0; p < 3; p++) {
+            struct http_resp h;
+            snprintf(what, sizeof what, "%s at %s, no credentials", methods[m], paths[p]);
+            post_as(NULL, false, v1, paths[p], body, &h);
+            expect_401(&h, what, NULL);
+            http_resp_free(&h);
+            snprintf(what, sizeof what, "%s at %s, a wrong bearer token", methods[m], paths[p]);
+            post_as("wrong-token-0123456789abcdef", false, v1, paths[p], body, &h);
+            expect_401(&h, what, "wrong-token-0123456789abcdef");
+            http_resp_free(&h);
+        }
+        struct http_resp h;
+        snprintf(what, sizeof what, "%s, a wrong API key", methods[m]);
+        post_as("wrong-key-0123456789abcdef", true, v1, "/", body, &h);
+        expect_401(&h, what, "wrong-key-0123456789abcdef");
+        http_resp_free(&h);
+        /* a right token under another scheme is not a credential */
+        const char *basic[] = {"Authorization: Basic " ALICE, NULL};
+        ck_assert(http_call_headers(dp.port, NULL, "/", body, basic, &h));
+        expect_401(&h, "Basic scheme", ALICE);
+        http_resp_free(&h);
+    }
+    /* the cards stay public */
+    struct http_resp h;
+    ck_assert(http_call(dp.port, NULL, "/.well-known/agent-card.json", NULL, &h));
+    ck_assert_int_eq(h.status, 200);
+    http_resp_free(&h);
+    ck_assert(http_call(dp.port, NULL, "/agents/echo/.well-known/agent-card.json", NULL, &h));
+    ck_assert_int_eq(h.status, 200);
+    http_resp_free(&h);
+    /* the right credential, as a bearer token or as an API key */
+    static const char send[] = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"message/send\",\"params\":{\"message\":" MSG03("ok") "}}";
+    post_as(ALICE, false, false, "/agents/echo", send, &h);
+    ck_assert_msg(h.status == 200 && strstr(h.body, "\"completed\""), "%ld %s", h.status, h.body);
+    http_resp_free(&h);
+    post_as(ALICE, true, false, "/agents/echo", send, &h);
+    ck_assert_msg(h.status == 200 && strstr(h.body, "\"completed\""), "%ld %s", h.status, h.body);
+    http_resp_free(&h);
+    /* the extended card, to an authenticated caller */
+    cJSON *o = rpc_as(BOB, "/agents/echo", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"GetExtendedAgentCard\"}");
+    ck_assert_str_eq(json_str(o, "result.name"), "echo");
+    cJSON_Delete(o);
+    char *log = daemon_log(&dp);
+    ck_assert_ptr_null(strstr(log, "wrong-token-0123456789abcdef"));
+    ck_assert_ptr_null(strstr(log, ALICE));
+    free(log);
+}
+END_TEST
+
+/* ---- owner-scoped tasks --------------------------------------------------- */
+
+START_TEST(second_client_sees_not_found) {
+    start_auth(NULL);
+    char *id = running_convo_of(ALICE, "hook-secret-A1", "cred-secret-A1");
+    static const char *const P = "/agents/convo";
+    /* bob: every method answers as for an unknown task */
+    expect_not_found(rpc_as(BOB, P, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tasks/get\",\"params\":{\"id\":\"%s\"}}", id), id, "tasks/get");
+    expect_not_found(rpc_as(BOB, P, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"GetTask\",\"params\":{\"id\":\"%s\"}}", id), id, "GetTask");
+    expect_not_found(rpc_as(BOB, P, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tasks/cancel\",\"params\":{\"id\":\"%s\"}}", id), id, "tasks/cancel");
+    expect_not_found(rpc_as(BOB, P, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"CancelTask\",\"params\":{\"id\":\"%s\"}}", id), id, "CancelTask");
+    expect_not_found(rpc_as(BOB, P, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tasks/resubscribe\",\"params\":{\"id\":\"%s\"}}", id), id, "tasks/resubscribe");
+    expect_not_found(rpc_as(BOB, P, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"SubscribeToTask\",\"params\":{\"id\":\"%s\"}}", id), id, "SubscribeToTask");
+    expect_not_found(rpc_as(BOB, P, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tasks/pushNotificationConfig/set\",\"params\":{\"taskId\":\"%s\","
+                                    "\"pushNotificationConfig\":{\"id\":\"h1\",\"url\":\"http://127.0.0.1:9/evil\"}}}", id), id, "push set 0.3");
+    expect_not_found(rpc_as(BOB, P, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"CreateTaskPushNotificationConfig\",\"params\":{\"taskId\":\"%s\","
+                                    "\"id\":\"h1\",\"url\":\"http://127.0.0.1:9/evil\"}}", id), id, "push create 1.0");
+    expect_not_found(rpc_as(BOB, P, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tasks/pushNotificationConfig/get\",\"params\":{\"id\":\"%s\",\"pushNotificationConfigId\":\"h1\"}}", id), id, "push get 0.3");
+    expect_not_found(rpc_as(BOB, P, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"GetTaskPushNotificationConfig\",\"params\":{\"taskId\":\"%s\",\"id\":\"h1\"}}", id), id, "push get 1.0");
+    expect_not_found(rpc_as(BOB, P, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tasks/pushNotificationConfig/list\",\"params\":{\"id\":\"%s\"}}", id), id, "push list 0.3");
+    expect_not_found(rpc_as(BOB, P, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ListTaskPushNotificationConfigs\",\"params\":{\"taskId\":\"%s\"}}", id), id, "push list 1.0");
+    expect_not_found(rpc_as(BOB, P, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tasks/pushNotificationConfig/delete\",\"params\":{\"id\":\"%s\",\"pushNotificationConfigId\":\"h1\"}}", id), id, "push delete 0.3");
+    expect_not_found(rpc_as(BOB, P, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"DeleteTaskPushNotificationConfig\",\"params\":{\"taskId\":\"%s\",\"id\":\"h1\"}}", id), id, "push delete 1.0");
+    expect_not_found(rpc_as(BOB, P, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"message/send\",\"params\":{\"message\":{\"kind\":\"message\","
+                                    "\"messageId\":\"b1\",\"role\":\"user\",\"taskId\":\"%s\",\"parts\":[{\"kind\":\"text\",\"text\":\"hijack\"}]},"
+                                    "\"configuration\":{\"blocking\":false}}}", id), id, "continue 0.3");
+    expect_not_found(rpc_as(BOB, P, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"SendMessage\",\"params\":{\"message\":{"
+                                    "\"messageId\":\"b2\",\"role\":\"ROLE_USER\",\"taskId\":\"%s\",\"parts\":[{\"text\":\"hijack\"}]},"
+                                    "\"configuration\":{\"returnImmediately\":true}}}", id), id, "continue 1.0");
+    /* the same answer as for a task that does not exist */
+    expect_not_found(rpc_as(BOB, P, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tasks/get\",\"params\":{\"id\":\"%s\"}}",
+                            "00000000-0000-4000-8000-000000000000"), "00000000-0000-4000-8000-000000000000", "unknown");
+    /* bob's list is empty, at the agent and at the root */
+    cJSON *o = rpc_as(BOB, P, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ListTasks\",\"params\":{}}");
+    ck_assert_int_eq(json_int(o, "result.totalSize"), 0);
+    cJSON_Delete(o);
+    o = rpc_as(BOB, "/", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ListTasks\",\"params\":{}}");
+    ck_assert(!list_has(o, id));
+    cJSON_Delete(o);
+    /* nothing bob did reached the task: alice's view, still running, one webhook */
+    o = rpc_as(ALICE, P, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tasks/get\",\"params\":{\"id\":\"%s\"}}", id);
+    ck_assert_str_eq(json_str(o, "result.status.state"), "working");
+    ck_assert_ptr_null(strstr(cJSON_PrintUnformatted(o), "hijack"));
+    cJSON_Delete(o);
+    o = rpc_as(ALICE, P, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tasks/pushNotificationConfig/list\",\"params\":{\"id\":\"%s\"}}", id);
+    ck_assert_int_eq(cJSON_GetArraySize(json_at(o, "result")), 1);
+    ck_assert_ptr_nonnull(strstr(json_str(o, "result.0.pushNotificationConfig.url"), "/hook"));
+    cJSON_Delete(o);
+    o = rpc_as(ALICE, P, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ListTasks\",\"params\":{}}");
+    ck_assert(list_has(o, id));
+    cJSON_Delete(o);
+    /* the admin sees it, in the list and by id, and may cancel it */
+    o = rpc_as(ADMIN, "/", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ListTasks\",\"params\":{}}");
+    ck_assert(list_has(o, id));
+    cJSON_Delete(o);
+    o = rpc_as(ADMIN, P, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"GetTask\",\"params\":{\"id\":\"%s\"}}", id);
+    ck_assert_str_eq(json_str(o, "result.status.state"), "TASK_STATE_WORKING");
+    cJSON_Delete(o);
+    o = rpc_as(ADMIN, P, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tasks/cancel\",\"params\":{\"id\":\"%s\"}}", id);
+    ck_assert_str_eq(json_str(o, "result.status.state"), "canceled");
+    cJSON_Delete(o);
+    free(id);
+}
+END_TEST
+
+/* ---- write-only webhook secrets ---------------------------------------------- */
+
+static void assert_no_secret(const char *token, const char *path, const char *body,
+                             const char *const *secrets, const char *what) {
+    struct http_resp h;
+    const char *m = strstr(body, "\"method\":\"");
+    post_as(token, false, m && m[10] >= 'A' && m[10] <= 'Z', path, body, &h);
+    ck_assert_msg(h.status == 200 && !strstr(h.body, "\"error\""), "%s: %ld %s", what, h.status, h.body);
+    for (size_t i = 0; secrets[i]; i++)
+        ck_assert_msg(!strstr(h.body, secrets[i]), "%s returns %s: %s", what, secrets[i], h.body);
+    http_resp_free(&h);
+}
+
+START_TEST(push_config_secrets_are_write_only) {
+    start_auth(NULL);
+    char *id = running_convo_of(ALICE, "hook-secret-B2", "cred-secret-B2");
+    static const char *const P = "/agents/convo";
+    const char *const secrets[] = {"hook-secret", "cred-secret", NULL};
+    char body[600];
+    /* a second config through 1.0, its answer already without secrets */
+    snprintf(body, sizeof body,
+             "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"CreateTaskPushNotificationConfig\",\"params\":{\"taskId\":\"%s\","
+             "\"id\":\"h2\",\"url\":\"http://127.0.0.1:%u/hook2\",\"token\":\"hook-secret-C3\","
+             "\"authentication\":{\"scheme\":\"Bearer\",\"credentials\":\"cred-secret-C3\"}}}", id, receiver_port(rcv));
+    assert_no_secret(ALICE, P, body, secrets, "CreateTaskPushNotificationConfig");
+    snprintf(body, sizeof body, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tasks/pushNotificationConfig/get\",\"params\":{\"id\":\"%s\",\"pushNotificationConfigId\":\"h1\"}}", id);
+    assert_no_secret(ALICE, P, body, secrets, "push get 0.3");
+    snprintf(body, sizeof body, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tasks/pushNotificationConfig/list\",\"params\":{\"id\":\"%s\"}}", id);
+    assert_no_secret(ALICE, P, body, secrets, "push list 0.3");
+    snprintf(body, sizeof body, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"GetTaskPushNotificationConfig\",\"params\":{\"taskId\":\"%s\",\"id\":\"h2\"}}", id);
+    assert_no_secret(ALICE, P, body, secrets, "push get 1.0");
+    snprintf(body, sizeof body, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ListTaskPushNotificationConfigs\",\"params\":{\"taskId\":\"%s\"}}", id);
+    assert_no_secret(ALICE, P, body, secrets, "push list 1.0");
+    snprintf(body, sizeof body, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tasks/get\",\"params\":{\"id\":\"%s\"}}", id);
+    assert_no_secret(ALICE, P, body, secrets, "tasks/get");
+    snprintf(body, sizeof body, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ListTasks\",\"params\":{\"includeArtifacts\":true}}");
+    assert_no_secret(ADMIN, "/", body, secrets, "ListTasks");
+    /* the schemes stay visible: the client can tell what it registered */
+    cJSON *o = rpc_as(ALICE, P, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"GetTaskPushNotificationConfig\",\"params\":{\"taskId\":\"%s\",\"id\":\"h2\"}}", id);
+    ck_assert_str_eq(json_str(o, "result.authentication.scheme"), "Bearer");
+    ck_assert_ptr_nonnull(strstr(json_str(o, "result.url"), "/hook2"));
+    cJSON_Delete(o);
+    /* the receivers still get them, in headers only */
+    size_t before = receiver_count(rcv);
+    o = rpc_as(ALICE, P, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"message/send\",\"params\":{\"message\":{\"kind\":\"message\","
+                         "\"messageId\":\"a2\",\"role\":\"user\",\"taskId\":\"%s\",\"parts\":[{\"kind\":\"text\",\"text\":\"bye\"}]},"
+                         "\"configuration\":{\"blocking\":false}}}", id);
+    cJSON_Delete(o);
+    ck_assert(receiver_wait(rcv, before + 2, 10000));
+    bool saw_token = false, saw_cred = false;
+    for (size_t i = 0; i < receiver_count(rcv); i++) {
+        const struct received *rq = receiver_get(rcv, i);
+        char *tok = received_header(rq, "X-A2A-Notification-Token");
+        char *auth = received_header(rq, "Authorization");
+        saw_token |= tok && strstr(tok, "hook-secret-") != NULL;
+        saw_cred |= auth && strstr(auth, "cred-secret-") != NULL;
+        free(tok);
+        free(auth);
+    }
+    ck_assert(saw_token);
+    ck_assert(saw_cred);
+    /* and the log never shows them */
+    char *log = daemon_log(&dp);
+    for (size_t i = 0; secrets[i]; i++) ck_assert_msg(!strstr(log, secrets[i]), "the log shows %s", secrets[i]);
+    free(log);
+    free(id);
+}
+END_TEST
+
+/* ---- role agent ---------------------------------------------------------------- */
+
+START_TEST(client_cannot_send_agent_messages) {
+    struct daemon_opts o = {.plugins = "echo", .default_agent = "echo"}; /* open: the rule holds anyway */
+    start_or_fail(&o);
+    cJSON *r = rpc_call(dp.port, "/", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"message/send\",\"params\":{\"message\":"
+                                      "{\"kind\":\"message\",\"messageId\":\"m1\",\"role\":\"agent\",\"parts\":[{\"kind\":\"text\",\"text\":\"x\"}]}}}", NULL);
+    ck_assert_int_eq(json_int(r, "error.code"), -32602);
+    ck_assert_ptr_nonnull(strstr(json_str(r, "error.message"), "params.message.role"));
+    cJSON_Delete(r);
+    const char *v1[] = {"A2A-Version: 1.0", NULL};
+    r = rpc_call_headers(dp.port, "/", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"SendMessage\",\"params\":{\"message\":"
+                                       "{\"messageId\":\"m1\",\"role\":\"ROLE_AGENT\",\"parts\":[{\"text\":\"x\"}]}}}", v1, NULL);
+    ck_assert_int_eq(json_int(r, "error.code"), -32602);
+    ck_assert_ptr_nonnull(strstr(json_str(r, "error.message"), "params.message.role"));
+    cJSON_Delete(r);
+    /* nothing was created */
+    r = rpc_call_headers(dp.port, "/", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ListTasks\",\"params\":{}}", v1, NULL);
+    ck_assert_int_eq(json_int(r, "result.totalSize"), 0);
+    cJSON_Delete(r);
+}
+END_TEST
+
+/* ---- per-agent access lists --------------------------------------------------------- */
+
+START_TEST(agent_access_list) {
+    start_auth(NULL);
+    static const char send[] = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"message/send\",\"params\":{\"message\":" MSG03("hi") "}}";
+    struct http_resp denied, unknown;
+    post_as(CAROL, false, false, "/agents/convo", send, &denied);
+    post_as(CAROL, false, false, "/agents/nosuch", send, &unknown);
+    ck_assert_int_eq(denied.status, 404);
+    ck_assert_int_eq(denied.status, unknown.status);
+    cJSON *d = cJSON_Parse(denied.body), *u = cJSON_Parse(unknown.body);
+    ck_assert_int_eq(json_int(d, "error.code"), json_int(u, "error.code"));
+    /* the same text but the path; the list names only what carol may use */
+    ck_assert_str_eq(json_str(d, "error.message"), "unknown agent in /agents/convo; loaded agents: echo");
+    ck_assert_str_eq(json_str(u, "error.message"), "unknown agent in /agents/nosuch; loaded agents: echo");
+    cJSON_Delete(d);
+    cJSON_Delete(u);
+    http_resp_free(&denied);
+    http_resp_free(&unknown);
+    /* the default agent (convo) is none for her */
+    cJSON *r = rpc_as(CAROL, "/", "%s", send);
+    ck_assert_int_eq(json_int(r, "error.code"), -32600);
+    ck_assert_ptr_nonnull(strstr(json_str(r, "error.message"), "no default agent here"));
+    cJSON_Delete(r);
+    r = rpc_as(CAROL, "/agents/echo", "%s", send);
+    ck_assert_str_eq(json_str(r, "result.status.state"), "completed");
+    char *echo_id = strdup(json_str(r, "result.id"));
+    cJSON_Delete(r);
+    /* the auditor (admin of echo only) sees carol's echo task but not
+     * alice's convo task */
+    char *convo_id = running_convo_of(ALICE, "hook-secret-D4", "cred-secret-D4");
+    r = rpc_as(AUDITOR, "/", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tasks/get\",\"params\":{\"id\":\"%s\"}}", echo_id);
+    ck_assert_str_eq(json_str(r, "result.status.state"), "completed");
+    cJSON_Delete(r);
+    expect_not_found(rpc_as(AUDITOR, "/", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tasks/get\",\"params\":{\"id\":\"%s\"}}", convo_id),
+                     convo_id, "auditor on convo");
+    r = rpc_as(AUDITOR, "/", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ListTasks\",\"params\":{}}");
+    ck_assert(list_has(r, echo_id));
+    ck_assert(!list_has(r, convo_id));
+    cJSON_Delete(r);
+    r = rpc_as(ALICE, "/agents/convo", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tasks/cancel\",\"params\":{\"id\":\"%s\"}}", convo_id);
+    ck_assert_str_eq(json_str(r, "result.status.state"), "canceled");
+    cJSON_Delete(r);
+    free(echo_id);
+    free(convo_id);
+}
+END_TEST
+
+/* ---- the listening rule and the tokens file ------------------------------------------- */
+
+/* Rewrite the prepared config's listen line. */
+static void set_listen(const char *addr) {
+    FILE *f = fopen(dp.conf, "r");
+    ck_assert_ptr_nonnull(f);
+    char text[8192];
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    char *at = strstr(text, "listen = 127.0.0.1\n");
+    ck_assert_ptr_nonnull(at);
+    f = fopen(dp.conf, "w");
+    fprintf(f, "%.*slisten = %s\n%s", (int)(at - text), text, addr, at + strlen("listen = 127.0.0.1\n"));
+    fclose(f);
+}
+
+static int check_config(const char *listen, const char *server_extra, char **log) {
+    daemon_cleanup(&dp);
+    memset(&dp, 0, sizeof dp);
+    struct daemon_opts o = {.plugins = "echo", .server_extra = server_extra};
+    ck_assert(daemon_prepare(&dp, &o));
+    set_listen(listen);
+    int rc = daemon_run_args(&dp, "-t", 10000);
+    *log = daemon_log(&dp);
+    return rc;
+}
+
+START_TEST(non_loopback_without_credentials_refused) {
+    char *log;
+    static const char *const open_addrs[] = {"0.0.0.0", "::", "192.0.2.10"};
+    for (size_t i = 0; i < 3; i++) {
+        ck_assert_int_ne(check_config(open_addrs[i], NULL, &log), 0);
+        ck_assert_msg(strstr(log, "allow_unauthenticated") && strstr(log, "not a loopback address"), "%s", log);
+        free(log);
+        ck_assert_int_eq(check_config(open_addrs[i], "allow_unauthenticated = yes", &log), 0);
+        free(log);
+        ck_assert_int_eq(check_config(open_addrs[i], server_lines, &log), 0);
+        free(log);
+    }
+    /* loopback may stay open (make run) */
+    ck_assert_int_eq(check_config("127.0.0.1", NULL, &log), 0);
+    free(log);
+    ck_assert_int_eq(check_config("::1", NULL, &log), 0);
+    free(log);
+}
+END_TEST
+
+START_TEST(tokens_file_errors_name_the_line) {
+    char *log, extra[300];
+    char bad[160];
+    snprintf(bad, sizeof bad, "%s/bad", tmp);
+    static const struct {
+        const char *content, *want;
+    } cases[] = {
+        {"# ok\nalice " ALICE "\n", ":2: the second field must be sha256:"},
+        {"alice sha256:00\n", ":1: the second field must be sha256:"},
+        {"alice\n", ":1: expected NAME sha256:HEX"},
+        {"a/b sha256:0000000000000000000000000000000000000000000000000000000000000000\n", ":1: NAME must be"},
+        {"a sha256:0000000000000000000000000000000000000000000000000000000000000000 root\n", ":1: unknown option"},
+        {"a sha256:0000000000000000000000000000000000000000000000000000000000000000\n"
+         "a sha256:1111111111111111111111111111111111111111111111111111111111111111\n", ":2: the name is already used"},
+        {"a sha256:0000000000000000000000000000000000000000000000000000000000000000 agents=\n", ":1: agents= needs"},
+        {"\n# nothing\n", "has no credential"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        FILE *f = fopen(bad, "w");
+        fputs(cases[i].content, f);
+        fclose(f);
+        snprintf(extra, sizeof extra, "auth_tokens_file = %s", bad);
+        ck_assert_int_ne(check_config("127.0.0.1", extra, &log), 0);
+        ck_assert_msg(strstr(log, cases[i].want), "case %zu: want \"%s\" in:\n%s", i, cases[i].want, log);
+        /* a plaintext token given by mistake is not echoed */
+        ck_assert_msg(!strstr(log, ALICE), "case %zu echoes the token", i);
+        free(log);
+    }
+    snprintf(extra, sizeof extra, "auth_tokens_file = %s/missing", tmp);
+    ck_assert_int_ne(check_config("127.0.0.1", extra, &log), 0);
+    ck_assert_ptr_nonnull(strstr(log, "cannot open"));
+    free(log);
+}
+END_TEST
+
+START_TEST(hash_token_cli) {
+    int st;
+    char *line = hash_line(ALICE, "alice", &st);
+    ck_assert_int_eq(st, 0);
+    unsigned char h[32];
+    unsigned int n = 0;
+    ck_assert(EVP_Digest(ALICE, strlen(ALICE), h, &n, EVP_sha256(), NULL) == 1);
+    char want[200];
+    int o = snprintf(want, sizeof want, "alice sha256:");
+    for (unsigned i = 0; i < n; i++) o += snprintf(want + o, sizeof want - (size_t)o, "%02x", h[i]);
+    snprintf(want + o, sizeof want - (size_t)o, "\n");
+    ck_assert_str_eq(line, want);
+    free(line);
+    line = hash_line("short", "alice", &st);
+    ck_assert_int_eq(st, 1);
+    ck_assert_str_eq(line, "");
+    free(line);
+    line = hash_line(ALICE, "bad/name", &st);
+    ck_assert_int_eq(st, 2);
+    free(line);
+}
+END_TEST
+
+/* ---- cards ------------------------------------------------------------------------------ */
+
+static cJSON *card(bool v1) {
+    const char *h[] = {v1 ? "A2A-Version: 1.0" : NULL, NULL};
+    struct http_resp r;
+    ck_assert(http_call_headers(dp.port, NULL, "/agents/echo/.well-known/agent-card.json", NULL, h, &r));
+    ck_assert_int_eq(r.status, 200);
+    cJSON *c = cJSON_Parse(r.body);
+    http_resp_free(&r);
+    ck_assert_ptr_nonnull(c);
+    return c;
+}
+
+START_TEST(card_security_matches_config) {
+    struct daemon_opts o = {.plugins = "echo"};
+    start_or_fail(&o);
+    cJSON *c = card(false);
+    ck_assert_ptr_null(json_at(c, "securitySchemes"));
+    ck_assert_ptr_null(json_at(c, "security"));
+    ck_assert(cJSON_IsFalse(json_at(c, "capabilities.extendedAgentCard")));
+    cJSON_Delete(c);
+    c = card(true);
+    ck_assert_ptr_null(json_at(c, "securitySchemes"));
+    ck_assert_ptr_null(json_at(c, "securityRequirements"));
+    cJSON_Delete(c);
+    daemon_cleanup(&dp);
+    memset(&dp, 0, sizeof dp);
+
+    start_auth(NULL);
+    c = card(false);
+    ck_assert_str_eq(json_str(c, "securitySchemes.bearer.type"), "http");
+    ck_assert_str_eq(json_str(c, "securitySchemes.bearer.scheme"), "bearer");
+    ck_assert_str_eq(json_str(c, "securitySchemes.apiKey.type"), "apiKey");
+    ck_assert_str_eq(json_str(c, "securitySchemes.apiKey.in"), "header");
+    ck_assert_str_eq(json_str(c, "securitySchemes.apiKey.name"), "X-API-Key");
+    ck_assert_int_eq(cJSON_GetArraySize(json_at(c, "securitySchemes")), 2);
+    ck_assert_int_eq(cJSON_GetArraySize(json_at(c, "security")), 2);
+    ck_assert(cJSON_IsArray(json_at(c, "security.0.bearer")));
+    ck_assert(cJSON_IsArray(json_at(c, "security.1.apiKey")));
+    ck_assert(cJSON_IsTrue(json_at(c, "capabilities.extendedAgentCard")));
+    cJSON_Delete(c);
+    c = card(true);
+    ck_assert_str_eq(json_str(c, "securitySchemes.bearer.httpAuthSecurityScheme.scheme"), "Bearer");
+    ck_assert_str_eq(json_str(c, "securitySchemes.apiKey.apiKeySecurityScheme.location"), "header");
+    ck_assert_str_eq(json_str(c, "securitySchemes.apiKey.apiKeySecurityScheme.name"), "X-API-Key");
+    ck_assert(cJSON_IsArray(json_at(c, "securityRequirements.0.schemes.bearer.list")));
+    ck_assert(cJSON_IsArray(json_at(c, "securityRequirements.1.schemes.apiKey.list")));
+    ck_assert_ptr_null(json_at(c, "security"));
+    cJSON_Delete(c);
+}
+END_TEST
+
+/* ---- owners survive a restart ------------------------------------------------------------- */
+
+START_TEST(owner_survives_restart) {
+    char db[160];
+    snprintf(db, sizeof db, "%s/owners.db", tmp);
+    start_auth(db);
+    cJSON *r = rpc_as(ALICE, "/agents/echo", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"message/send\",\"params\":{\"message\":" MSG03("keep") "}}");
+    ck_assert_str_eq(json_str(r, "result.status.state"), "completed");
+    char *id = strdup(json_str(r, "result.id"));
+    cJSON_Delete(r);
+    ck_assert_int_eq(daemon_stop(&dp, 10000), 0);
+    daemon_cleanup(&dp);
+    memset(&dp, 0, sizeof dp);
+
+    start_auth(db);
+    char *log = daemon_log(&dp);
+    ck_assert_msg(strstr(log, "recovered 1 finished"), "%s", log);
+    free(log);
+    expect_not_found(rpc_as(BOB, "/agents/echo", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tasks/get\",\"params\":{\"id\":\"%s\"}}", id), id, "bob after restart");
+    r = rpc_as(BOB, "/agents/echo", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ListTasks\",\"params\":{}}");
+    ck_assert(!list_has(r, id));
+    cJSON_Delete(r);
+    r = rpc_as(ALICE, "/agents/echo", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tasks/get\",\"params\":{\"id\":\"%s\"}}", id);
+    ck_assert_str_eq(json_str(r, "result.status.state"), "completed");
+    cJSON_Delete(r);
+    r = rpc_as(ALICE, "/agents/echo", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ListTasks\",\"params\":{}}");
+    ck_assert(list_has(r, id));
+    cJSON_Delete(r);
+    r = rpc_as(ADMIN, "/agents/echo", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tasks/get\",\"params\":{\"id\":\"%s\"}}", id);
+    ck_assert_str_eq(json_str(r, "result.status.state"), "completed");
+    cJSON_Delete(r);
+    free(id);
+}
+END_TEST
+
+/* ---- escaped echoes ------------------------------------------------------------------------ */
+
+START_TEST(invalid_utf8_in_method_name_is_escaped) {
+    struct daemon_opts o = {.plugins = "echo"};
+    start_or_fail(&o);
+    char body[1200];
+    int n = snprintf(body, sizeof body, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"\xff\xfe\xc3\x28 %s\"}",
+                     "\xe2\x82\xac" /* a valid euro sign */);
+    ck_assert_int_gt(n, 0);
+    struct http_resp h;
+    ck_assert(http_call(dp.port, NULL, "/", body, &h));
+    ck_assert_int_eq(h.status, 200);
+    ck_assert_msg(util_utf8_valid(h.body, strlen(h.body)), "invalid UTF-8 in %s", h.body);
+    cJSON *r = cJSON_Parse(h.body);
+    const char *msg = json_str(r, "error.message");
+    ck_assert_int_eq(json_int(r, "error.code"), -32601);
+    ck_assert_msg(strstr(msg, "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd( \xe2\x82\xac"), "%s", msg);
+    cJSON_Delete(r);
+    http_resp_free(&h);
+    /* a long name is cut, with an ellipsis, at a character boundary */
+    char name[700];
+    for (int i = 0; i < 200; i++) memcpy(name + 3 * i, "\xc3\xa9z", 3);
+    name[600] = '\0';
+    snprintf(body, sizeof body, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"%s\"}", name);
+    ck_assert(http_call(dp.port, NULL, "/", body, &h));
+    ck_assert(util_utf8_valid(h.body, strlen(h.body)));
+    r = cJSON_Parse(h.body);
+    msg = json_str(r, "error.message");
+    ck_assert_msg(strlen(msg) < 120, "not bounded: %zu bytes", strlen(msg));
+    ck_assert_msg(strstr(msg, "\xe2\x80\xa6\" not found"), "%s", msg);
+    cJSON_Delete(r);
+    http_resp_free(&h);
+}
+END_TEST
+
+Suite *auth_suite(void);
+Suite *auth_suite(void) {
+    Suite *s = suite_create("auth");
+    TCase *tc = tcase_create("auth");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, no_credentials_401_on_every_method);
+    tcase_add_test(tc, second_client_sees_not_found);
+    tcase_add_test(tc, push_config_secrets_are_write_only);
+    tcase_add_test(tc, client_cannot_send_agent_messages);
+    tcase_add_test(tc, agent_access_list);
+    tcase_add_test(tc, non_loopback_without_credentials_refused);
+    tcase_add_test(tc, tokens_file_errors_name_the_line);
+    tcase_add_test(tc, hash_token_cli);
+    tcase_add_test(tc, card_security_matches_config);
+    tcase_add_test(tc, owner_survives_restart);
+    tcase_add_test(tc, invalid_utf8_in_method_name_is_escaped);
+    suite_add_tcase(s, tc);
+    return s;
+}

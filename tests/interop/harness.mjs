@@ -21,8 +21,15 @@ export function buildDir() {
  *  while the job runs (10 steps = 3 s), short enough to keep the suite quick. */
 export const STEP_MS = 300;
 
-/** The daemon's [server] auth_bearer_tokens: it guards the extended agent card. */
+/** The daemon's [server] auth_bearer_tokens: every JSON-RPC method needs it. */
 export const BEARER_TOKEN = `interop-${randomUUID()}`;
+
+/** fetch that presents BEARER_TOKEN, unless the call sets its own Authorization. */
+export function authedFetch(url, init = {}) {
+  const headers = new Headers(init.headers);
+  if (!headers.has('Authorization')) headers.set('Authorization', `Bearer ${BEARER_TOKEN}`);
+  return fetch(url, { ...init, headers });
+}
 
 /**
  * Starts a2ad with the processor (default agent) and echo plugins from the build

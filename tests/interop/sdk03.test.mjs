@@ -5,8 +5,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { ClientFactory, DefaultAgentCardResolver } from 'a2a-sdk-03/client';
-import { startDaemon, startReceiver, STEP_MS, BEARER_TOKEN } from './harness.mjs';
+import { ClientFactory, ClientFactoryOptions, DefaultAgentCardResolver, JsonRpcTransportFactory } from 'a2a-sdk-03/client';
+import { startDaemon, startReceiver, STEP_MS, BEARER_TOKEN, authedFetch } from './harness.mjs';
 
 let daemon, receiver, processor, echo;
 
@@ -47,7 +47,9 @@ async function collect(iter, until = () => false) {
 before(async () => {
   daemon = await startDaemon();
   receiver = await startReceiver();
-  const factory = new ClientFactory();
+  // Every method needs the token: the SDK's JSON-RPC transport sends it.
+  const factory = new ClientFactory(ClientFactoryOptions.createFrom(ClientFactoryOptions.default,
+    { transports: [new JsonRpcTransportFactory({ fetchImpl: authedFetch })] }));
   processor = await factory.createFromUrl(`${daemon.base}/`);
   echo = await factory.createFromUrl(`${daemon.base}/agents/echo/`);
 });
@@ -200,7 +202,7 @@ test('0.3 push config: set, get, list, POSTs with the token, delete', async () =
   const got = await processor.getTaskPushNotificationConfig({ id: taskId, pushNotificationConfigId: 'cfg-1' }, bounded());
   assert.equal(got.taskId, taskId);
   assert.equal(got.pushNotificationConfig.url, url);
-  assert.equal(got.pushNotificationConfig.token, token);
+  assert.equal(got.pushNotificationConfig.token, undefined, 'the token is write-only: never read back');
 
   const list = await processor.listTaskPushNotificationConfig({ id: taskId }, bounded());
   assert.ok(Array.isArray(list), 'list answers an array');

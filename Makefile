@@ -118,21 +118,30 @@ check-header:
 	@$(CC) -std=c11 -pedantic -Wall -Wextra -Werror -fsyntax-only -Iinclude -x c include/a2ad/agent.h
 	@echo "include/a2ad/agent.h compiles standalone (-std=c11 -pedantic)"
 
+# The installed configuration is conf/production.conf (credentials required,
+# no example agents; the examples go to lib/a2ad/examples, not loaded), not
+# the open `make run` demo, which is kept as a commented example.
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/a2ad/plugins \
+	  $(DESTDIR)$(PREFIX)/lib/a2ad/examples $(DESTDIR)$(PREFIX)/share/doc/a2ad \
 	  $(DESTDIR)$(PREFIX)/include/a2ad $(DESTDIR)/etc/a2ad $(DESTDIR)$(PREFIX)/lib/systemd/system
 	install -m 755 $(BUILD)/a2ad $(DESTDIR)$(PREFIX)/bin/a2ad
-	install -m 644 $(PLUGINS) $(DESTDIR)$(PREFIX)/lib/a2ad/plugins/
+	install -m 644 $(PLUGINS) $(DESTDIR)$(PREFIX)/lib/a2ad/examples/
 	install -m 644 include/a2ad/agent.h $(DESTDIR)$(PREFIX)/include/a2ad/agent.h
+	install -m 644 conf/a2ad.conf $(DESTDIR)$(PREFIX)/share/doc/a2ad/a2ad.conf.example
 	test -e $(DESTDIR)/etc/a2ad/a2ad.conf || \
 	  sed -e 's|^dir = .*|dir = $(PREFIX)/lib/a2ad/plugins|' \
-	      -e 's|^path = .*|path = /var/lib/a2ad/a2ad.db|' conf/a2ad.conf > $(DESTDIR)/etc/a2ad/a2ad.conf
+	      -e 's|PREFIX/share|$(PREFIX)/share|' conf/production.conf > $(DESTDIR)/etc/a2ad/a2ad.conf
+	test -e $(DESTDIR)/etc/a2ad/tokens || \
+	  printf '%s\n' '# a2ad credentials: NAME sha256:HEX [admin] [agents=a,b], one per line.' \
+	    '# Make a line with: openssl rand -hex 32 | tee NAME.token | a2ad --hash-token NAME' \
+	    > $(DESTDIR)/etc/a2ad/tokens
 	sed -e 's|/usr/local|$(PREFIX)|g' systemd/a2ad.service > $(DESTDIR)$(PREFIX)/lib/systemd/system/a2ad.service
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/a2ad $(DESTDIR)$(PREFIX)/include/a2ad/agent.h \
 	  $(DESTDIR)$(PREFIX)/lib/systemd/system/a2ad.service
-	rm -rf $(DESTDIR)$(PREFIX)/lib/a2ad
+	rm -rf $(DESTDIR)$(PREFIX)/lib/a2ad $(DESTDIR)$(PREFIX)/share/doc/a2ad
 
 clean:
 	rm -rf build

@@ -689,6 +689,69 @@ START_TEST(invalid_utf8_in_method_name_is_escaped) {
 }
 END_TEST
 
+/* ---- the installed configuration ---------------------------------------------------------- */
+
+static char *read_text(const char *path) {
+    FILE *f = fopen(path, "r");
+    ck_assert_msg(f != NULL, "cannot read %s", path);
+    char *text = calloc(1, 65536);
+    size_t n = fread(text, 1, 65535, f);
+    fclose(f);
+    text[n] = '\0';
+    return text;
+}
+
+/* `a2ad -t` on conf/production.conf with its tokens file at tokens. */
+static int check_production(const char *tokens, char **log) {
+    char *text = read_text("conf/production.conf");
+    char *at = strstr(text, "\nauth_tokens_file = /etc/a2ad/tokens\n");
+    ck_assert_ptr_nonnull(at);
+    at += strlen("\nauth_tokens_file = ");
+    char conf[128];
+    snprintf(conf, sizeof conf, "%s/production.conf", tmp);
+    FILE *f = fopen(conf, "w");
+    fprintf(f, "%.*s%s\n%s", (int)(at - text), text, tokens, at + strlen("/etc/a2ad/tokens\n"));
+    fclose(f);
+    free(text);
+    char bin[300], cmd[800], out[128];
+    build_path("a2ad", bin, sizeof bin);
+    snprintf(out, sizeof out, "%s/production.out", tmp);
+    snprintf(cmd, sizeof cmd, "'%s' -t -c '%s' >'%s' 2>&1", bin, conf, out);
+    int st = system(cmd);
+    *log = read_text(out);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+START_TEST(installed_config_requires_credentials) {
+    char *text = read_text("conf/production.conf");
+    ck_assert_ptr_null(strstr(text, "build/"));
+    ck_assert_ptr_null(strstr(text, "[agent."));
+    ck_assert_ptr_null(strstr(text, "\nload = "));
+    ck_assert_ptr_nonnull(strstr(text, "\nauth_tokens_file = /etc/a2ad/tokens\n"));
+    free(text);
+    char *log, missing[128], empty[128];
+    ck_assert_int_eq(check_production(tokens_path, &log), 0);
+    free(log);
+    snprintf(missing, sizeof missing, "%s/none", tmp);
+    ck_assert_int_ne(check_production(missing, &log), 0);
+    ck_assert_msg(strstr(log, "cannot open"), "%s", log);
+    free(log);
+    snprintf(empty, sizeof empty, "%s/empty", tmp);
+    FILE *f = fopen(empty, "w");
+    fputs("# a2ad credentials\n", f);
+    fclose(f);
+    ck_assert_int_ne(check_production(empty, &log), 0);
+    ck_assert_msg(strstr(log, "has no credential"), "%s", log);
+    free(log);
+    /* the demo stays open, on loopback only, and says so */
+    text = read_text("conf/a2ad.conf");
+    ck_assert_ptr_nonnull(strstr(text, "\nlisten = 127.0.0.1\n"));
+    ck_assert_ptr_null(strstr(text, "\nauth_tokens_file = /"));
+    ck_assert_ptr_nonnull(strstr(text, "THIS FILE IS THE `make run` DEMO"));
+    free(text);
+}
+END_TEST
+
 Suite *auth_suite(void);
 Suite *auth_suite(void) {
     Suite *s = suite_create("auth");
@@ -706,6 +769,7 @@ Suite *auth_suite(void) {
     tcase_add_test(tc, card_security_matches_config);
     tcase_add_test(tc, owner_survives_restart);
     tcase_add_test(tc, invalid_utf8_in_method_name_is_escaped);
+    tcase_add_test(tc, installed_config_requires_credentials);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -298,7 +298,9 @@ START_TEST(second_client_sees_not_found) {
     /* nothing bob did reached the task: alice's view, still running, one webhook */
     o = rpc_as(ALICE, P, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tasks/get\",\"params\":{\"id\":\"%s\"}}", id);
     ck_assert_str_eq(json_str(o, "result.status.state"), "working");
-    ck_assert_ptr_null(strstr(cJSON_PrintUnformatted(o), "hijack"));
+    char *txt = cJSON_PrintUnformatted(o);
+    ck_assert_ptr_null(strstr(txt, "hijack"));
+    free(txt);
     cJSON_Delete(o);
     o = rpc_as(ALICE, P, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tasks/pushNotificationConfig/list\",\"params\":{\"id\":\"%s\"}}", id);
     ck_assert_int_eq(cJSON_GetArraySize(json_at(o, "result")), 1);
@@ -375,6 +377,8 @@ START_TEST(push_config_secrets_are_write_only) {
         const struct received *rq = receiver_get(rcv, i);
         char *tok = received_header(rq, "X-A2A-Notification-Token");
         char *auth = received_header(rq, "Authorization");
+        for (size_t k = 0; secrets[k]; k++)
+            ck_assert_msg(!strstr(rq->body, secrets[k]), "a webhook body shows %s", secrets[k]);
         saw_token |= tok && strstr(tok, "hook-secret-") != NULL;
         saw_cred |= auth && strstr(auth, "cred-secret-") != NULL;
         free(tok);

@@ -756,6 +756,40 @@ START_TEST(installed_config_requires_credentials) {
 }
 END_TEST
 
+/* ---- inline hashes and the older plaintext key ------------------------------------------------ */
+
+START_TEST(inline_hashes_and_plaintext_tokens) {
+    int st;
+    char *line = hash_line(ALICE, "alice", &st); /* "alice sha256:HEX\n" */
+    ck_assert_int_eq(st, 0);
+    line[strcspn(line, "\n")] = '\0';
+    char extra[400];
+    snprintf(extra, sizeof extra, "auth_token_hashes = alice:%s\nauth_bearer_tokens = %s",
+             strchr(line, ' ') + 1, BOB);
+    free(line);
+    struct daemon_opts o = {.plugins = "echo", .server_extra = extra};
+    start_or_fail(&o);
+    char *log = daemon_log(&dp);
+    ck_assert_ptr_nonnull(strstr(log, "plaintext tokens")); /* told to move them */
+    ck_assert_ptr_null(strstr(log, BOB));
+    free(log);
+    cJSON *r = rpc_as(ALICE, "/", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"message/send\",\"params\":{\"message\":" MSG03("mine") "}}");
+    ck_assert_str_eq(json_str(r, "result.status.state"), "completed");
+    char *id = strdup(json_str(r, "result.id"));
+    cJSON_Delete(r);
+    /* the plaintext token is a credential too, and a client like any other */
+    expect_not_found(rpc_as(BOB, "/", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tasks/get\",\"params\":{\"id\":\"%s\"}}", id), id, "plaintext bob");
+    r = rpc_as(ALICE, "/", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tasks/get\",\"params\":{\"id\":\"%s\"}}", id);
+    ck_assert_str_eq(json_str(r, "result.id"), id);
+    cJSON_Delete(r);
+    struct http_resp h;
+    post_as(ADMIN, false, false, "/", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tasks/get\",\"params\":{}}", &h);
+    expect_401(&h, "a token not configured here", ADMIN);
+    http_resp_free(&h);
+    free(id);
+}
+END_TEST
+
 Suite *auth_suite(void);
 Suite *auth_suite(void) {
     Suite *s = suite_create("auth");
@@ -774,6 +808,7 @@ Suite *auth_suite(void) {
     tcase_add_test(tc, owner_survives_restart);
     tcase_add_test(tc, invalid_utf8_in_method_name_is_escaped);
     tcase_add_test(tc, installed_config_requires_credentials);
+    tcase_add_test(tc, inline_hashes_and_plaintext_tokens);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -18,6 +18,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include "auth_jwt.h"
 #include "config.h"
 #include "log.h"
 #include "plugins.h"
@@ -284,8 +285,8 @@ static bool loopback(const char *addr) {
 
 a2ad_status auth_init(const struct config *cfg, char *err, size_t errlen) {
     auth_shutdown();
-    a2ad_status st = A2AD_OK;
-    if (cfg->auth_tokens_file && *cfg->auth_tokens_file)
+    a2ad_status st = auth_jwt_init(cfg, err, errlen);
+    if (st == A2AD_OK && cfg->auth_tokens_file && *cfg->auth_tokens_file)
         st = load_file(cfg->auth_tokens_file, err, errlen);
     if (st == A2AD_OK) st = load_inline(cfg->auth_token_hashes, err, errlen);
     if (st == A2AD_OK) st = load_plain(cfg->auth_bearer_tokens, err, errlen);
@@ -296,7 +297,8 @@ a2ad_status auth_init(const struct config *cfg, char *err, size_t errlen) {
                  cfg->auth_tokens_file);
         st = A2AD_ERR_CONFIG;
     }
-    if (st == A2AD_OK && a.n == 0 && !cfg->allow_unauthenticated && !loopback(cfg->listen)) {
+    if (st == A2AD_OK && !auth_enabled() && !cfg->allow_unauthenticated &&
+        !loopback(cfg->listen)) {
         snprintf(err, errlen,
                  "[server] listen = %s is not a loopback address and no credentials are "
                  "configured: anyone who can reach it could run jobs and read every task. Set "
@@ -314,9 +316,10 @@ void auth_shutdown(void) {
     if (a.creds) OPENSSL_cleanse(a.creds, a.cap * sizeof *a.creds);
     free(a.creds);
     memset(&a, 0, sizeof a);
+    auth_jwt_shutdown();
 }
 
-bool auth_enabled(void) { return a.n > 0; }
+bool auth_enabled(void) { return a.n > 0 || auth_jwt_enabled(); }
 size_t auth_count(void) { return a.n; }
 
 /* ---- requests ------------------------------------------------------------ */
@@ -325,12 +328,14 @@ a2ad_status auth_identify(const char *authorization, const char *api_key,
                           const struct auth_principal **out, const char **why) {
     *out = NULL;
     *why = NULL;
-    if (!a.n) return A2AD_OK;
+    if (!auth_enabled()) return A2AD_OK;
     const char *tok = NULL;
+    bool bearer = false;
     if (authorization && *authorization) {
         const char *s = authorization + strspn(authorization, " \t");
         if (strncasecmp(s, "Bearer", 6) == 0 && (s[6] == ' ' || s[6] == '\t')) {
             tok = s + 6 + strspn(s + 6, " \t");
+            bearer = true;
         } else if (!api_key) {
             *why = "authentication required: the Authorization header must use the Bearer "
                    "scheme (\"Authorization: Bearer TOKEN\"), or send \"X-API-Key: TOKEN\"";
@@ -345,6 +350,20 @@ a2ad_status auth_identify(const char *authorization, const char *api_key,
     }
     size_t n = strlen(tok);
     while (n && (tok[n - 1] == ' ' || tok[n - 1] == '\t')) n--;
+    if (bearer && auth_jwt_enabled() && auth_jwt_shaped(tok, n)) {
+        struct auth_principal *p = calloc(1, sizeof *p);
+        if (!p) {
+            *why = "authentication required: out of memory";
+            return A2AD_ERR_INVALID;
+        }
+        if (auth_jwt_verify(tok, n, p, why) != A2AD_OK) {
+            free(p);
+            return A2AD_ERR_INVALID;
+        }
+        p->from_jwt = true;
+        *out = p;
+        return A2AD_OK;
+    }
     unsigned char h[HASH_LEN];
     if (!token_ok(tok, n) || !sha256(tok, n, h)) {
         *why = "authentication required: the credential presented is not valid";
@@ -366,8 +385,15 @@ a2ad_status auth_identify(const char *authorization, const char *api_key,
     return A2AD_OK;
 }
 
+void auth_principal_release(const struct auth_principal *p) {
+    if (!p || !p->from_jwt) return;
+    struct auth_principal *m = (struct auth_principal *)p; /* made by auth_identify */
+    principal_free(m);
+    free(m);
+}
+
 bool auth_may_use_agent(const struct auth_principal *p, const char *agent) {
-    if (!a.n) return true;
+    if (!auth_enabled()) return true;
     if (!p) return false;
     if (!p->agents) return true;
     for (size_t i = 0; agent && i < p->n_agents; i++)
@@ -376,7 +402,7 @@ bool auth_may_use_agent(const struct auth_principal *p, const char *agent) {
 }
 
 bool auth_may_see(const struct auth_principal *p, struct task *t) {
-    if (!a.n) return true;
+    if (!auth_enabled()) return true;
     if (!p) return false;
     const struct agent *ag = task_agent(t);
     if (!auth_may_use_agent(p, ag ? ag->desc.name : NULL)) return false;
@@ -406,32 +432,41 @@ void auth_register_owner_slot(void) {
 /* ---- cards and answers ---------------------------------------------------- */
 
 void auth_card_security(cJSON *card, bool v03) {
-    if (!a.n) return;
+    if (!auth_enabled()) return;
+    /* API keys are the configured tokens only; a JWT is a bearer token. */
+    bool keys = a.n > 0;
+    static const char *const names[] = {"bearer", "apiKey"};
+    size_t n_schemes = keys ? 2 : 1;
     cJSON *schemes = cJSON_AddObjectToObject(card, "securitySchemes");
     cJSON *b = cJSON_AddObjectToObject(schemes, "bearer");
-    cJSON *k = cJSON_AddObjectToObject(schemes, "apiKey");
+    cJSON *k = keys ? cJSON_AddObjectToObject(schemes, "apiKey") : NULL;
     if (v03) {
         cJSON_AddStringToObject(b, "type", "http");
         cJSON_AddStringToObject(b, "scheme", "bearer");
-        cJSON_AddStringToObject(k, "type", "apiKey");
-        cJSON_AddStringToObject(k, "in", "header");
-        cJSON_AddStringToObject(k, "name", "X-API-Key");
-        /* Either one: two alternatives, each a requirement of one scheme. */
+        if (!keys) cJSON_AddStringToObject(b, "bearerFormat", "JWT");
+        if (k) {
+            cJSON_AddStringToObject(k, "type", "apiKey");
+            cJSON_AddStringToObject(k, "in", "header");
+            cJSON_AddStringToObject(k, "name", "X-API-Key");
+        }
+        /* Either one: alternatives, each a requirement of one scheme. */
         cJSON *sec = cJSON_AddArrayToObject(card, "security");
-        cJSON *r1 = cJSON_CreateObject(), *r2 = cJSON_CreateObject();
-        cJSON_AddArrayToObject(r1, "bearer");
-        cJSON_AddArrayToObject(r2, "apiKey");
-        cJSON_AddItemToArray(sec, r1);
-        cJSON_AddItemToArray(sec, r2);
+        for (size_t i = 0; i < n_schemes; i++) {
+            cJSON *r = cJSON_CreateObject();
+            cJSON_AddArrayToObject(r, names[i]);
+            cJSON_AddItemToArray(sec, r);
+        }
     } else {
-        cJSON_AddStringToObject(cJSON_AddObjectToObject(b, "httpAuthSecurityScheme"), "scheme",
-                                "Bearer");
-        cJSON *ak = cJSON_AddObjectToObject(k, "apiKeySecurityScheme");
-        cJSON_AddStringToObject(ak, "location", "header");
-        cJSON_AddStringToObject(ak, "name", "X-API-Key");
+        cJSON *hs = cJSON_AddObjectToObject(b, "httpAuthSecurityScheme");
+        cJSON_AddStringToObject(hs, "scheme", "Bearer");
+        if (!keys) cJSON_AddStringToObject(hs, "bearerFormat", "JWT");
+        if (k) {
+            cJSON *ak = cJSON_AddObjectToObject(k, "apiKeySecurityScheme");
+            cJSON_AddStringToObject(ak, "location", "header");
+            cJSON_AddStringToObject(ak, "name", "X-API-Key");
+        }
         cJSON *sec = cJSON_AddArrayToObject(card, "securityRequirements");
-        static const char *const names[] = {"bearer", "apiKey"};
-        for (size_t i = 0; i < 2; i++) {
+        for (size_t i = 0; i < n_schemes; i++) {
             cJSON *r = cJSON_CreateObject();
             cJSON *s = cJSON_AddObjectToObject(r, "schemes");
             cJSON_AddArrayToObject(cJSON_AddObjectToObject(s, names[i]), "list");

@@ -2,7 +2,8 @@
  * which tasks a caller may see.
  *
  * Credentials are bearer tokens ("Authorization: Bearer T") or API keys
- * ("X-API-Key: T"); any credential may be presented either way. They are
+ * ("X-API-Key: T"); any credential may be presented either way. Bearer
+ * tokens may also be JWTs (auth_jwt.c), when a key is configured. They are
  * configured as SHA-256 hashes only: a tokens file ([server]
  * auth_tokens_file, one "NAME sha256:HEX [admin] [agents=a,b]" per line),
  * inline hashes ([server] auth_token_hashes), or, for compatibility, the
@@ -41,6 +42,7 @@ struct auth_principal {
     bool admin;                   /* sees (and may act on) every task */
     char **agents;                /* agents it may use; NULL = every agent */
     size_t n_agents;
+    bool from_jwt;                /* made for one request: auth_principal_release frees it */
 };
 
 /* Load the credentials cfg names (tokens file, inline hashes, legacy
@@ -68,6 +70,10 @@ size_t auth_count(void);
  * which (never echoing the token), for a 401 with WWW-Authenticate: Bearer. */
 a2ad_status auth_identify(const char *authorization, const char *api_key,
                           const struct auth_principal **out, const char **why);
+
+/* Release what auth_identify gave (frees a JWT caller; a configured
+ * credential stays). NULL is fine. Thread: any. */
+void auth_principal_release(const struct auth_principal *p);
 
 /* May p use the agent named agent (NULL = an agent no longer loaded)?
  * Always true when authentication is off. A caller that may not is told

@@ -108,6 +108,10 @@ static const struct key_def keys[] = {
     K_STR("server", "auth_tokens_file", auth_tokens_file, NULL, ""),
     K_STR("server", "auth_token_hashes", auth_token_hashes, NULL, ""),
     K_FLAG("server", "allow_unauthenticated", allow_unauthenticated, yes_no_words, "no"),
+    K_STR("server", "auth_jwt_hs256_secret_file", auth_jwt_hs256_secret_file, NULL, ""),
+    K_STR("server", "auth_jwt_jwks_file", auth_jwt_jwks_file, NULL, ""),
+    K_STR("server", "auth_jwt_issuer", auth_jwt_issuer, NULL, ""),
+    K_STR("server", "auth_jwt_audience", auth_jwt_audience, NULL, ""),
     K_SIZE("server", "stream_buffer_bytes", stream_buffer_bytes, 4 * KIB, 256 * MIB, "1M"),
     K_UINT("server", "stream_keepalive_s", stream_keepalive_s, 0, 3600, "15"),
 

@@ -41,6 +41,10 @@ struct config {
     char *auth_tokens_file;        /* "" = none: NAME sha256:HEX [admin] [agents=a,b] lines */
     char *auth_token_hashes;       /* "" = none: NAME:sha256:HEX entries */
     bool allow_unauthenticated;    /* false: no credentials only on a loopback listen */
+    char *auth_jwt_hs256_secret_file; /* "" = no HS256 JWTs */
+    char *auth_jwt_jwks_file;      /* "" = no RS256 JWTs */
+    char *auth_jwt_issuer;         /* "" = iss not checked */
+    char *auth_jwt_audience;       /* "" = aud not checked */
     size_t stream_buffer_bytes;    /* 1 MiB: unread SSE bytes per stream */
     unsigned stream_keepalive_s;   /* 15: SSE comment after idle seconds; 0 = none */
 

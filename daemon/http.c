@@ -259,6 +259,7 @@ static void on_task_terminal(void *arg) { resume_waiting(arg); }
 static void request_release(struct request *r) {
     if (atomic_fetch_sub(&r->refs, 1) != 1) return;
     rpc_reply_clear(&r->reply);
+    auth_principal_release(r->principal);
     free(r->body);
     free(r);
 }
@@ -371,17 +372,23 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
             snprintf(lead, sizeof lead, "unknown agent in %s; loaded agents: ",
                      util_echo(e, sizeof e, url, 150));
             with_agent_list_for(msg, sizeof msg, lead, who);
+            auth_principal_release(who);
             return send_json(c, MHD_HTTP_NOT_FOUND, rpc_error_body(RPC_INVALID_REQUEST, msg));
         }
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl && strtoull(cl, NULL, 10) > srv.max_body) {
             char msg[160];
+            char e[UTIL_ECHO_BUF];
             snprintf(msg, sizeof msg, "request body of %s bytes exceeds server.max_body_bytes (%zu)",
-                     cl, srv.max_body);
+                     util_echo(e, sizeof e, cl, 24), srv.max_body);
+            auth_principal_release(who);
             return send_json(c, MHD_HTTP_CONTENT_TOO_LARGE, rpc_error_body(RPC_INVALID_REQUEST, msg));
         }
         r = calloc(1, sizeof *r);
-        if (!r) return MHD_NO;
+        if (!r) {
+            auth_principal_release(who);
+            return MHD_NO;
+        }
         atomic_init(&r->refs, 1);
         r->conn = c;
         r->agent = named ? a : plugins_default();

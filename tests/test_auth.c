@@ -10,7 +10,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <jwt.h>
+#include <openssl/bio.h>
+#include <openssl/bn.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <time.h>
 
 #include "util.h"
 #include "support/daemon.h"
@@ -100,7 +105,7 @@ static void start_auth(const char *db_path) {
  * as X-API-Key instead of a bearer token; v1 adds A2A-Version: 1.0. */
 static void post_as(const char *token, bool api_key, bool v1, const char *path, const char *body,
                     struct http_resp *out) {
-    char cred[200];
+    char cred[4200];
     const char *h[3] = {NULL, NULL, NULL};
     size_t n = 0;
     if (token) {
@@ -790,6 +795,280 @@ START_TEST(inline_hashes_and_plaintext_tokens) {
 }
 END_TEST
 
+/* ---- JWT bearer tokens ------------------------------------------------------------------------ */
+
+#define HS_SECRET "0123456789abcdef0123456789abcdef-hs256-secret"
+
+static EVP_PKEY *rsa_key;
+static char *rsa_priv_pem, *rsa_pub_pem;
+
+static char *pem_of(EVP_PKEY *k, bool priv) {
+    BIO *b = BIO_new(BIO_s_mem());
+    ck_assert(priv ? PEM_write_bio_PrivateKey(b, k, NULL, NULL, 0, NULL, NULL)
+                   : PEM_write_bio_PUBKEY(b, k));
+    char *data;
+    long n = BIO_get_mem_data(b, &data);
+    char *s = strndup(data, (size_t)n);
+    BIO_free(b);
+    return s;
+}
+
+static char *b64url(const void *data, size_t len) {
+    char *s = util_base64_encode(data, len);
+    size_t o = 0;
+    for (size_t i = 0; s[i]; i++) {
+        if (s[i] == '=') continue;
+        s[o++] = s[i] == '+' ? '-' : s[i] == '/' ? '_' : s[i];
+    }
+    s[o] = '\0';
+    return s;
+}
+
+static char *bn_b64url(EVP_PKEY *k, const char *name) {
+    BIGNUM *bn = NULL;
+    ck_assert(EVP_PKEY_get_bn_param(k, name, &bn) == 1);
+    unsigned char buf[1024];
+    int n = BN_bn2bin(bn, buf);
+    BN_free(bn);
+    return b64url(buf, (size_t)n);
+}
+
+/* A JWKS file with rsa_key as kid "k1"; a second, unrelated key "k2". */
+static void write_jwks(const char *path, EVP_PKEY *other) {
+    char *n1 = bn_b64url(rsa_key, "n"), *e1 = bn_b64url(rsa_key, "e");
+    char *n2 = bn_b64url(other, "n"), *e2 = bn_b64url(other, "e");
+    FILE *f = fopen(path, "w");
+    fprintf(f, "{\"keys\":[{\"kty\":\"EC\",\"kid\":\"skipped\"},"
+               "{\"kty\":\"RSA\",\"kid\":\"k1\",\"use\":\"sig\",\"alg\":\"RS256\",\"n\":\"%s\",\"e\":\"%s\"},"
+               "{\"kty\":\"RSA\",\"kid\":\"k2\",\"n\":\"%s\",\"e\":\"%s\"}]}", n1, e1, n2, e2);
+    fclose(f);
+    free(n1), free(e1), free(n2), free(e2);
+}
+
+struct claims {
+    const char *sub, *iss, *aud, *agents_json;
+    long exp_in; /* seconds from now; 0 = no exp */
+    bool admin;
+};
+
+/* A token signed with alg and key (for RS256 a private PEM; for HS256 any
+ * bytes), with header kid when given. */
+static char *make_jwt(jwt_alg_t alg, const char *key, const char *kid, const struct claims *c) {
+    jwt_t *j = NULL;
+    ck_assert_int_eq(jwt_new(&j), 0);
+    if (c->sub) jwt_add_grant(j, "sub", c->sub);
+    if (c->iss) jwt_add_grant(j, "iss", c->iss);
+    if (c->aud) jwt_add_grant(j, "aud", c->aud);
+    if (c->exp_in) jwt_add_grant_int(j, "exp", (long)time(NULL) + c->exp_in);
+    if (c->admin) jwt_add_grant_bool(j, "a2ad_admin", 1);
+    if (c->agents_json) {
+        char g[200];
+        snprintf(g, sizeof g, "{\"a2ad_agents\":%s}", c->agents_json);
+        ck_assert_int_eq(jwt_add_grants_json(j, g), 0);
+    }
+    if (kid) jwt_add_header(j, "kid", kid);
+    ck_assert_int_eq(jwt_set_alg(j, alg, (const unsigned char *)key, (int)strlen(key)), 0);
+    char *s = jwt_encode_str(j);
+    jwt_free(j);
+    ck_assert_ptr_nonnull(s);
+    return s;
+}
+
+/* header.payload. with alg none. */
+static char *unsigned_jwt(const char *payload) {
+    char *h = b64url("{\"alg\":\"none\",\"typ\":\"JWT\"}", 27), *p = b64url(payload, strlen(payload));
+    char *s = malloc(strlen(h) + strlen(p) + 3);
+    sprintf(s, "%s.%s.", h, p);
+    free(h), free(p);
+    return s;
+}
+
+static char jwt_lines[600];
+
+static void jwt_setup(void) {
+    setup();
+    rsa_key = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
+    ck_assert_ptr_nonnull(rsa_key);
+    rsa_priv_pem = pem_of(rsa_key, true);
+    rsa_pub_pem = pem_of(rsa_key, false);
+}
+
+static void jwt_teardown(void) {
+    EVP_PKEY_free(rsa_key);
+    free(rsa_priv_pem);
+    free(rsa_pub_pem);
+    teardown();
+}
+
+static void start_jwt(bool hs256, bool jwks) {
+    char secret[128], keys[128];
+    snprintf(secret, sizeof secret, "%s/hs256.secret", tmp);
+    snprintf(keys, sizeof keys, "%s/jwks.json", tmp);
+    FILE *f = fopen(secret, "w");
+    fputs(HS_SECRET "\n", f);
+    fclose(f);
+    EVP_PKEY *other = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
+    write_jwks(keys, other);
+    EVP_PKEY_free(other);
+    snprintf(jwt_lines, sizeof jwt_lines, "%s%s%s%s\nauth_jwt_issuer = https://issuer.example\nauth_jwt_audience = a2ad",
+             hs256 ? "auth_jwt_hs256_secret_file = " : "", hs256 ? secret : "",
+             jwks ? "\nauth_jwt_jwks_file = " : "", jwks ? keys : "");
+    struct daemon_opts o = {.plugins = "echo,convo", .default_agent = "echo", .server_extra = jwt_lines};
+    start_or_fail(&o);
+}
+
+static void expect_jwt_refused(const char *tok, const char *want, const char *what) {
+    struct http_resp h;
+    post_as(tok, false, false, "/", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"message/send\",\"params\":{\"message\":" MSG03("x") "}}", &h);
+    expect_401(&h, what, tok);
+    ck_assert_msg(strstr(h.body, want), "%s: want \"%s\" in %s", what, want, h.body);
+    http_resp_free(&h);
+}
+
+START_TEST(jwt_bearer_tokens) {
+    start_jwt(true, true);
+    const struct claims dave = {.sub = "dave", .iss = "https://issuer.example", .aud = "a2ad", .exp_in = 300};
+    char *hs = make_jwt(JWT_ALG_HS256, HS_SECRET, NULL, &dave);
+    cJSON *r = rpc_as(hs, "/", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"message/send\",\"params\":{\"message\":" MSG03("by jwt") "}}");
+    ck_assert_msg(strcmp(json_str(r, "result.status.state"), "completed") == 0, "%s", cJSON_PrintUnformatted(r));
+    char *id = strdup(json_str(r, "result.id"));
+    cJSON_Delete(r);
+    /* the same subject through an RS256 token of the JWKS is the same caller */
+    char *rs = make_jwt(JWT_ALG_RS256, rsa_priv_pem, "k1", &dave);
+    r = rpc_as(rs, "/", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tasks/get\",\"params\":{\"id\":\"%s\"}}", id);
+    ck_assert_str_eq(json_str(r, "result.id"), id);
+    cJSON_Delete(r);
+    /* without a kid, every key is tried */
+    char *rs_nokid = make_jwt(JWT_ALG_RS256, rsa_priv_pem, NULL, &dave);
+    r = rpc_as(rs_nokid, "/", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tasks/get\",\"params\":{\"id\":\"%s\"}}", id);
+    ck_assert_str_eq(json_str(r, "result.id"), id);
+    cJSON_Delete(r);
+    /* another subject does not see it; an admin claim does */
+    struct claims erin = dave;
+    erin.sub = "erin";
+    char *e = make_jwt(JWT_ALG_HS256, HS_SECRET, NULL, &erin);
+    expect_not_found(rpc_as(e, "/", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tasks/get\",\"params\":{\"id\":\"%s\"}}", id), id, "erin");
+    erin.admin = true;
+    char *ea = make_jwt(JWT_ALG_HS256, HS_SECRET, NULL, &erin);
+    r = rpc_as(ea, "/", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tasks/get\",\"params\":{\"id\":\"%s\"}}", id);
+    ck_assert_str_eq(json_str(r, "result.id"), id);
+    cJSON_Delete(r);
+    /* an access list claim */
+    struct claims limited = dave;
+    limited.agents_json = "[\"echo\"]";
+    char *lim = make_jwt(JWT_ALG_HS256, HS_SECRET, NULL, &limited);
+    struct http_resp h;
+    post_as(lim, false, false, "/agents/convo", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tasks/get\",\"params\":{\"id\":\"x\"}}", &h);
+    ck_assert_int_eq(h.status, 404);
+    ck_assert_ptr_nonnull(strstr(h.body, "unknown agent in /agents/convo"));
+    http_resp_free(&h);
+
+    /* refused: each names why, none echoes the token */
+    struct claims bad = dave;
+    bad.exp_in = -3600;
+    char *t1 = make_jwt(JWT_ALG_HS256, HS_SECRET, NULL, &bad);
+    expect_jwt_refused(t1, "expired", "expired");
+    bad = dave;
+    bad.exp_in = 0;
+    char *t2 = make_jwt(JWT_ALG_HS256, HS_SECRET, NULL, &bad);
+    expect_jwt_refused(t2, "no exp claim", "no exp");
+    bad = dave;
+    bad.iss = "https://evil.example";
+    char *t3 = make_jwt(JWT_ALG_HS256, HS_SECRET, NULL, &bad);
+    expect_jwt_refused(t3, "issuer", "wrong iss");
+    bad = dave;
+    bad.aud = "someone-else";
+    char *t4 = make_jwt(JWT_ALG_HS256, HS_SECRET, NULL, &bad);
+    expect_jwt_refused(t4, "audience", "wrong aud");
+    char *t5 = make_jwt(JWT_ALG_HS256, "another-secret-of-enough-length-000000", NULL, &dave);
+    expect_jwt_refused(t5, "not valid", "wrong HS256 secret");
+    EVP_PKEY *stranger = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
+    char *spem = pem_of(stranger, true);
+    char *t6 = make_jwt(JWT_ALG_RS256, spem, "k1", &dave);
+    expect_jwt_refused(t6, "not valid", "RS256 by an unknown key");
+    free(spem);
+    EVP_PKEY_free(stranger);
+    char *t7 = unsigned_jwt("{\"sub\":\"dave\",\"iss\":\"https://issuer.example\",\"aud\":\"a2ad\",\"exp\":9999999999}");
+    expect_jwt_refused(t7, "not valid", "alg none");
+    /* a payload changed after signing */
+    char *t8 = strdup(hs);
+    char *dot = strchr(t8, '.');
+    dot[3] = dot[3] == 'A' ? 'B' : 'A';
+    expect_jwt_refused(t8, "not valid", "tampered");
+    bad = dave;
+    bad.sub = "has space";
+    char *t9 = make_jwt(JWT_ALG_HS256, HS_SECRET, NULL, &bad);
+    expect_jwt_refused(t9, "sub claim", "bad sub");
+    /* a JWT is a bearer token, not an API key */
+    post_as(hs, true, false, "/", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ListTasks\",\"params\":{}}", &h);
+    expect_401(&h, "JWT as X-API-Key", hs);
+    http_resp_free(&h);
+    /* the card: a bearer scheme for JWTs, no apiKey scheme */
+    cJSON *c = card(false);
+    ck_assert_str_eq(json_str(c, "securitySchemes.bearer.bearerFormat"), "JWT");
+    ck_assert_ptr_null(json_at(c, "securitySchemes.apiKey"));
+    ck_assert_int_eq(cJSON_GetArraySize(json_at(c, "security")), 1);
+    cJSON_Delete(c);
+    char *log = daemon_log(&dp);
+    ck_assert_ptr_null(strstr(log, hs));
+    ck_assert_ptr_null(strstr(log, HS_SECRET));
+    free(log);
+    char *all[] = {hs, rs, rs_nokid, e, ea, lim, t1, t2, t3, t4, t5, t6, t7, t8, t9, id};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]);
+}
+END_TEST
+
+/* An HS256 token signed with the RSA public key (which anyone can have)
+ * must not pass where only RS256 keys are configured. */
+START_TEST(jwt_algorithm_confusion_refused) {
+    start_jwt(false, true);
+    const struct claims dave = {.sub = "dave", .iss = "https://issuer.example", .aud = "a2ad", .exp_in = 300};
+    char *forged = make_jwt(JWT_ALG_HS256, rsa_pub_pem, "k1", &dave);
+    expect_jwt_refused(forged, "not valid", "HS256 with the public key");
+    free(forged);
+    char *good = make_jwt(JWT_ALG_RS256, rsa_priv_pem, "k1", &dave);
+    cJSON *r = rpc_as(good, "/", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ListTasks\",\"params\":{}}");
+    ck_assert_int_eq(json_int(r, "result.totalSize"), 0);
+    cJSON_Delete(r);
+    /* kid k2 names the other key: this token's signature does not match it */
+    char *wrong_kid = make_jwt(JWT_ALG_RS256, rsa_priv_pem, "k2", &dave);
+    expect_jwt_refused(wrong_kid, "not valid", "kid of another key");
+    free(wrong_kid);
+    free(good);
+}
+END_TEST
+
+START_TEST(jwt_config_errors) {
+    char *log, extra[300], path[160];
+    snprintf(path, sizeof path, "%s/short.secret", tmp);
+    FILE *f = fopen(path, "w");
+    fputs("too-short\n", f);
+    fclose(f);
+    snprintf(extra, sizeof extra, "auth_jwt_hs256_secret_file = %s", path);
+    ck_assert_int_ne(check_config("127.0.0.1", extra, &log), 0);
+    ck_assert_msg(strstr(log, "at least 32 bytes") && !strstr(log, "too-short"), "%s", log);
+    free(log);
+    snprintf(path, sizeof path, "%s/bad.jwks", tmp);
+    f = fopen(path, "w");
+    fputs("{\"keys\":[{\"kty\":\"RSA\",\"n\":\"AQAB\",\"e\":\"AQAB\"}]}", f);
+    fclose(f);
+    snprintf(extra, sizeof extra, "auth_jwt_jwks_file = %s", path);
+    ck_assert_int_ne(check_config("127.0.0.1", extra, &log), 0);
+    ck_assert_msg(strstr(log, "shorter than 2048 bits"), "%s", log);
+    free(log);
+    f = fopen(path, "w");
+    fputs("[]", f);
+    fclose(f);
+    ck_assert_int_ne(check_config("127.0.0.1", extra, &log), 0);
+    ck_assert_msg(strstr(log, "must be a JWKS"), "%s", log);
+    free(log);
+    /* JWT keys count as credentials for the listening rule */
+    write_jwks(path, rsa_key);
+    ck_assert_int_eq(check_config("0.0.0.0", extra, &log), 0);
+    free(log);
+}
+END_TEST
+
 Suite *auth_suite(void);
 Suite *auth_suite(void) {
     Suite *s = suite_create("auth");
@@ -810,5 +1089,12 @@ Suite *auth_suite(void) {
     tcase_add_test(tc, installed_config_requires_credentials);
     tcase_add_test(tc, inline_hashes_and_plaintext_tokens);
     suite_add_tcase(s, tc);
+    TCase *tj = tcase_create("jwt");
+    tcase_add_checked_fixture(tj, jwt_setup, jwt_teardown);
+    tcase_set_timeout(tj, 120);
+    tcase_add_test(tj, jwt_bearer_tokens);
+    tcase_add_test(tj, jwt_algorithm_confusion_refused);
+    tcase_add_test(tj, jwt_config_errors);
+    suite_add_tcase(s, tj);
     return s;
 }

@@ -218,6 +218,12 @@ static bool agent_owns(const struct agent *agent, struct task *t) {
     return !agent || task_agent(t) == agent;
 }
 
+/* The authenticated caller (NULL when authentication is off, or for a
+ * call without a request, which then sees nothing when it is on). */
+static const struct auth_principal *caller(const struct call *c) {
+    return c->rq ? c->rq->principal : NULL;
+}
+
 struct task *rpc_lookup_task(struct call *c, const char *key) {
     const cJSON *tid = cJSON_GetObjectItemCaseSensitive(c->params, key);
     if (!cJSON_IsString(tid)) {
@@ -225,12 +231,14 @@ struct task *rpc_lookup_task(struct call *c, const char *key) {
         return NULL;
     }
     struct task *t = tasks_get(tid->valuestring);
-    if (t && (!agent_owns(c->agent, t) || !auth_may_see(c->rq->principal, t))) {
+    if (t && (!agent_owns(c->agent, t) || !auth_may_see(caller(c), t))) {
         task_release(t);
         t = NULL;
     }
     char e[UTIL_ECHO_BUF];
-    if (!t) fail(c->f, RPC_TASK_NOT_FOUND, "task %s not found", util_echo(e, sizeof e, tid->valuestring, 64));
+    if (!t)
+        fail(c->f, RPC_TASK_NOT_FOUND, "task %s not found",
+             util_echo(e, sizeof e, tid->valuestring, 64));
     return t;
 }
 
@@ -312,7 +320,7 @@ static bool send_answer(struct call *c, struct task *t, bool stream, const struc
 static bool continue_task(struct call *c, cJSON *message, const cJSON *task_ref, bool stream,
                           const struct send_opts *o) {
     struct task *t = tasks_get(task_ref->valuestring);
-    if (t && (!agent_owns(c->agent, t) || !auth_may_see(c->rq->principal, t))) {
+    if (t && (!agent_owns(c->agent, t) || !auth_may_see(caller(c), t))) {
         task_release(t);
         t = NULL;
     }
@@ -449,7 +457,7 @@ static bool send_common(struct call *c, bool stream) {
         c->f->http_status = 500;
         return fail(c->f, RPC_INTERNAL_ERROR, "out of memory");
     }
-    tc.ext[TASK_EXT_OWNER] = auth_owner_new(c->rq->principal);
+    tc.ext[TASK_EXT_OWNER] = auth_owner_new(caller(c));
     /* contextId lives inside message, which tasks_create keeps: read it first. */
     char ctx_copy[37] = "";
     if (tc.context_id) {
@@ -610,7 +618,7 @@ static bool m_extended_card(struct call *c) {
         return fail(c->f, RPC_EXTENDED_CARD_NOT_CONFIGURED,
                     "Authenticated Extended Card is not configured");
     }
-    if (!c->rq->principal) { /* the binding did not authenticate: never served */
+    if (!caller(c)) { /* the binding did not authenticate: never served */
         c->f->http_status = 401;
         c->out->auth_challenge = true;
         return fail(c->f, RPC_INVALID_REQUEST,

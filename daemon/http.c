@@ -403,6 +403,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         .authorization = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
         .can_defer = true,
     };
+    const char *accept = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT);
+    rq.accept_sse = accept && strstr(accept, "text/event-stream");
     rpc_handle(&rq, &r->reply);
     return answer(r);
 }
@@ -426,6 +428,21 @@ static enum MHD_Result answer(struct request *r) {
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
         MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
         enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_UNAUTHORIZED, resp);
+        MHD_destroy_response(resp);
+        return ret;
+    }
+    if (r->reply.sse_body) { /* one event, then the end of the stream: close */
+        struct MHD_Response *resp = MHD_create_response_from_buffer(
+            body ? strlen(body) : 0, body ? body : (char *)"",
+            body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+        if (!resp) {
+            free(body);
+            return MHD_NO;
+        }
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+        enum MHD_Result ret = MHD_queue_response(c, (unsigned)r->reply.http_status, resp);
         MHD_destroy_response(resp);
         return ret;
     }

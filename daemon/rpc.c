@@ -3,8 +3,18 @@
  *
  * Batches: a JSON array is refused with -32600 on purpose. No A2A SDK sends
  * batches, and a batch mixing a blocking message/send with other calls has
- * no sensible reply timing. Requests without an id (notifications) are
- * refused too: every A2A method returns a result the client needs.
+ * no sensible reply timing.
+ *
+ * A request without "id" is, in JSON-RPC 2.0, a notification that gets no
+ * reply. Every A2A method returns a result the client needs, and the
+ * official Python SDK answers such a request like one with "id": null; so
+ * does a2ad (unknown method -32601, bad params -32602, or the result),
+ * with "id": null in the reply.
+ *
+ * A streaming method (message/stream, tasks/resubscribe and their 1.0
+ * names) asked with Accept: text/event-stream gets its error as one SSE
+ * event, then the end of the stream, as the 0.3 specification describes a
+ * streaming response; other clients get the plain JSON error.
  *
  * Both dialects share one implementation per method: a 1.0 request is
  * turned into the 0.3 shapes on the way in (a2a_v1.c) and its answer into
@@ -23,6 +33,7 @@
 
 #include "hu.h"
 #include "log.h"
+#include "modes.h"
 #include "plugins.h"
 #include "push.h"
 #include "rpc_int.h"
@@ -226,8 +237,8 @@ bool rpc_parse_push(const cJSON *p, enum a2a_dialect d, const char *where,
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(p, "id");
     if (id && !cJSON_IsNull(id) && !cJSON_IsString(id))
         return fail(f, RPC_INVALID_PARAMS, "%s.id must be a string", where);
-    if (cJSON_IsString(id) && (!*id->valuestring || strlen(id->valuestring) > 36))
-        return fail(f, RPC_INVALID_PARAMS, "%s.id must be 1 to 36 characters", where);
+    if (cJSON_IsString(id) && (!*id->valuestring || strlen(id->valuestring) > PUSH_ID_MAX))
+        return fail(f, RPC_INVALID_PARAMS, "%s.id must be 1 to %d bytes", where, PUSH_ID_MAX);
     const cJSON *auth = cJSON_GetObjectItemCaseSensitive(p, "authentication");
     if (cJSON_IsNull(auth)) auth = NULL;
     const char *bad = auth ? push_check_auth(auth, d) : NULL;
@@ -361,8 +372,10 @@ static bool continue_task(struct call *c, cJSON *message, const cJSON *task_ref,
         return false;
     }
     if (o->has_push) {
-        char pid[40];
-        a2ad_status st = push_config_set(t, &o->push, pid);
+        char pid[PUSH_ID_MAX + 1];
+        struct push_config inline_cfg = o->push;
+        if (!inline_cfg.id) inline_cfg.id = task_id(t); /* see push.h */
+        a2ad_status st = push_config_set(t, &inline_cfg, pid);
         if (st != A2AD_OK) {
             task_release(t);
             return fail(c->f, st == A2AD_ERR_FULL ? RPC_INVALID_PARAMS : RPC_INTERNAL_ERROR,
@@ -419,6 +432,17 @@ static bool send_common(struct call *c, bool stream) {
     if (c->d == A2A_V10 && !v1_message_to_v03(message, "params.message", why, sizeof why))
         return fail(c->f, RPC_INVALID_PARAMS, "%s", why);
     if (!check_message(message, c->d, c->f)) return false;
+    int refused = modes_refused_part(c->agent->desc.input_modes, message);
+    if (refused >= 0) {
+        char modes[300];
+        modes_join(c->agent->desc.input_modes, modes, sizeof modes);
+        return fail(c->f, RPC_CONTENT_TYPE_NOT_SUPPORTED,
+                    "Incompatible content types: params.message.parts[%d] is %.80s; agent %s "
+                    "takes %s (its defaultInputModes)",
+                    refused, modes_part_type(cJSON_GetArrayItem(
+                                 cJSON_GetObjectItemCaseSensitive(message, "parts"), refused)),
+                    c->agent->desc.name, modes);
+    }
     struct send_opts o;
     if (!get_send_opts(c, &o)) return false;
     cJSON *metadata = cJSON_GetObjectItemCaseSensitive(c->params, "metadata");
@@ -633,7 +657,10 @@ static bool m_extended_card(struct call *c) {
     if (!authenticated(c->rq->authorization)) {
         c->f->http_status = 401;
         c->out->auth_challenge = true;
-        return fail(c->f, RPC_INVALID_REQUEST,
+        /* -32007 (the extended card is not available to this caller) is an
+         * A2A error every 0.3 and 1.0 client maps; -32600 would say the
+         * request itself was malformed. */
+        return fail(c->f, RPC_EXTENDED_CARD_NOT_CONFIGURED,
                     "authentication required: send \"Authorization: Bearer TOKEN\" with one of "
                     "[server] auth_bearer_tokens");
     }
@@ -703,6 +730,8 @@ void rpc_handle(const struct rpc_request *rq, struct rpc_reply *out) {
     bool version_ok = version_supported(rq->a2a_version, &d);
     cJSON *req = cJSON_ParseWithLength(rq->body, rq->len);
     const cJSON *id = NULL;
+    cJSON *null_id = NULL; /* the id of a request without one */
+    bool streaming = false;
     if (!req) {
         fail(&f, RPC_PARSE_ERROR, "request body is not valid JSON");
     } else if (cJSON_IsArray(req)) {
@@ -713,6 +742,7 @@ void rpc_handle(const struct rpc_request *rq, struct rpc_reply *out) {
     } else {
         const cJSON *idv = cJSON_GetObjectItemCaseSensitive(req, "id");
         if (cJSON_IsString(idv) || cJSON_IsNumber(idv) || cJSON_IsNull(idv)) id = idv;
+        if (!idv) idv = id = null_id = cJSON_CreateNull(); /* see the top */
         const cJSON *ver = cJSON_GetObjectItemCaseSensitive(req, "jsonrpc");
         const cJSON *method = cJSON_GetObjectItemCaseSensitive(req, "method");
         cJSON *params = cJSON_GetObjectItemCaseSensitive(req, "params");
@@ -720,11 +750,9 @@ void rpc_handle(const struct rpc_request *rq, struct rpc_reply *out) {
         for (size_t i = 0; cJSON_IsString(method) && i < sizeof methods / sizeof methods[0]; i++)
             if (strcmp(method->valuestring, methods[i].name) == 0) m = &methods[i];
         if (m) d = m->d;
+        streaming = m && (m->fn == m_stream || m->fn == m_subscribe);
         if (!cJSON_IsString(ver) || strcmp(ver->valuestring, "2.0") != 0)
             fail(&f, RPC_INVALID_REQUEST, "\"jsonrpc\" must be \"2.0\"");
-        else if (!idv)
-            fail(&f, RPC_INVALID_REQUEST,
-                 "\"id\" is required: a2ad does not accept JSON-RPC notifications");
         else if (!id)
             fail(&f, RPC_INVALID_REQUEST, "\"id\" must be a string, a number or null");
         else if (!cJSON_IsString(method))
@@ -748,6 +776,7 @@ void rpc_handle(const struct rpc_request *rq, struct rpc_reply *out) {
             cJSON_Delete(empty);
             if (ok) {
                 cJSON_Delete(req);
+                cJSON_Delete(null_id);
                 if (!out->body && !out->wait_task && !out->stream && !out->durable_task) {
                     out->http_status = 500;
                     out->body = rpc_error_body(RPC_INTERNAL_ERROR, "out of memory");
@@ -759,7 +788,18 @@ void rpc_handle(const struct rpc_request *rq, struct rpc_reply *out) {
     out->http_status = f.http_status ? f.http_status : 200;
     out->retry_after_s = f.retry_after_s;
     out->body = error_body(id, f.code, f.message, d);
+    if (streaming && rq->accept_sse && out->http_status == 200 && out->body) {
+        size_t n = strlen(out->body) + 9;
+        char *ev = malloc(n);
+        if (ev) {
+            snprintf(ev, n, "data: %s\n\n", out->body);
+            free(out->body);
+            out->body = ev;
+            out->sse_body = true;
+        }
+    }
     cJSON_Delete(req);
+    cJSON_Delete(null_id);
 }
 
 void rpc_reply_waited(struct rpc_reply *out) {
@@ -886,7 +926,8 @@ char *rpc_agent_card(const struct agent *agent, const char *base_url, enum a2a_d
     }
     static const char *const in_modes[] = {"text/plain", NULL};
     static const char *const out_modes[] = {"text/plain", "application/json", NULL};
-    cJSON_AddItemToObject(c, "defaultInputModes", string_array(in_modes));
+    cJSON_AddItemToObject(c, "defaultInputModes",
+                          string_array(d->input_modes ? d->input_modes : in_modes));
     cJSON_AddItemToObject(c, "defaultOutputModes", string_array(out_modes));
     cJSON *skills = cJSON_AddArrayToObject(c, "skills");
     for (size_t i = 0; d->skills && i < d->n_skills; i++) {

@@ -405,6 +405,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     };
     const char *accept = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT);
     rq.accept_sse = accept && strstr(accept, "text/event-stream");
+    rq.last_event_id = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Last-Event-ID");
     rpc_handle(&rq, &r->reply);
     return answer(r);
 }

@@ -19,6 +19,7 @@
 #include "push.h"
 #include "store.h"
 #include "rpc.h"
+#include "replay.h"
 #include "streams.h"
 #include "tasks.h"
 #include "util.h"
@@ -174,6 +175,7 @@ int main(int argc, char **argv) {
     tasks_init(cfg.retention_s, cfg.max_tasks);
     push_init(cfg.webhook_max_configs);
     streams_init(cfg.stream_buffer_bytes, cfg.stream_keepalive_s);
+    replay_init(cfg.stream_replay_bytes);
     struct rpc_settings rs = {.auth_bearer_tokens = cfg.auth_bearer_tokens,
                               .push_enabled = cfg.webhooks_enabled};
     rpc_init(&rs);

@@ -36,6 +36,7 @@
 #include "modes.h"
 #include "plugins.h"
 #include "push.h"
+#include "replay.h"
 #include "rpc_int.h"
 #include "store.h"
 #include "streams.h"
@@ -288,6 +289,8 @@ static bool queue_refusal(struct rpc_fail *f, a2ad_status st) {
 struct send_opts {
     bool blocking;
     int history;
+    bool has_after; /* resubscribe with Last-Event-ID: replay after `after` */
+    uint64_t after;
     bool has_push;
     struct push_config push;
 };
@@ -323,7 +326,9 @@ static bool get_send_opts(struct call *c, struct send_opts *o) {
 static bool send_answer(struct call *c, struct task *t, bool stream, const struct send_opts *o) {
     if (stream) {
         char *idj = cJSON_PrintUnformatted(c->id);
-        c->out->stream = idj ? stream_open(t, c->d, idj, o->history) : NULL;
+        c->out->stream =
+            idj ? stream_open_after(t, c->d, idj, o->history, o->has_after ? &o->after : NULL)
+                : NULL;
         free(idj);
         task_release(t);
         if (!c->out->stream) {
@@ -632,15 +637,26 @@ static bool m_cancel(struct call *c) {
 static bool m_subscribe(struct call *c) {
     struct task *t = rpc_lookup_task(c, "id");
     if (!t) return false;
+    struct send_opts o = {.history = -1};
+    if (c->rq && c->rq->last_event_id) {
+        if (!replay_parse_id(c->rq->last_event_id, task_id(t), &o.after)) {
+            fail(c->f, RPC_INVALID_PARAMS,
+                 "Last-Event-ID %.60s is not an event id of task %s (TASKID.SEQ, as the stream "
+                 "sent it)", c->rq->last_event_id, task_id(t));
+            task_release(t);
+            return false;
+        }
+        o.has_after = true;
+    }
     /* 1.0: a terminal task gets UnsupportedOperationError. 0.3 leaves it
-     * open; a2ad then sends the final Task and ends the stream. */
-    if (c->d == A2A_V10 && task_state_terminal(task_get_state(t))) {
+     * open; a2ad then sends the final Task and ends the stream. A client
+     * back with Last-Event-ID gets the events it missed, even the last. */
+    if (c->d == A2A_V10 && !o.has_after && task_state_terminal(task_get_state(t))) {
         fail(c->f, RPC_UNSUPPORTED_OPERATION, "task %s is %s: a finished task has no events left",
              task_id(t), task_state_name(task_get_state(t)));
         task_release(t);
         return false;
     }
-    struct send_opts o = {.history = -1};
     return send_answer(c, t, true, &o);
 }
 

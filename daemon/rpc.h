@@ -98,6 +98,9 @@ struct rpc_request {
     /* Accept names text/event-stream: an error of a streaming method is
      * answered as one SSE event (see rpc_reply.sse_body). */
     bool accept_sse;
+    /* Last-Event-ID (a client reconnecting to tasks/resubscribe or
+     * SubscribeToTask): replay what it missed (streams.h); NULL = none. */
+    const char *last_event_id;
 };
 
 /* Handle one JSON-RPC request. Fills out. Thread: any HTTP thread. */

@@ -325,10 +325,10 @@ static bool get_send_opts(struct call *c, struct send_opts *o) {
  * task now. Takes the caller's reference to t. */
 static bool send_answer(struct call *c, struct task *t, bool stream, const struct send_opts *o) {
     if (stream) {
-        char *idj = cJSON_PrintUnformatted(c->id);
-        c->out->stream =
-            idj ? stream_open_after(t, c->d, idj, o->history, o->has_after ? &o->after : NULL)
-                : NULL;
+        char *idj = c->bare ? NULL : cJSON_PrintUnformatted(c->id);
+        c->out->stream = idj || c->bare ? stream_open_after(t, c->d, idj, o->history,
+                                                            o->has_after ? &o->after : NULL)
+                                        : NULL;
         free(idj);
         task_release(t);
         if (!c->out->stream) {
@@ -421,7 +421,7 @@ struct rpc_resume {
     char *id_json; /* the request id, serialised */
     const struct agent *agent;
     enum a2a_dialect d;
-    bool stream, hu;
+    bool stream, hu, bare;
     struct send_opts o;
 };
 
@@ -524,6 +524,7 @@ static bool send_common(struct call *c, bool stream) {
         p->agent = c->agent;
         p->d = c->d;
         p->stream = stream;
+        p->bare = c->bare;
         p->hu = hu != NULL;
         p->o = o;
         /* its push strings point into params, which are gone by then */
@@ -545,8 +546,8 @@ static bool created_answer(struct call *c, struct task *t, bool stream, const st
     /* A stream subscribes before the job can produce anything. */
     struct stream *s = NULL;
     if (stream) {
-        char *idj = cJSON_PrintUnformatted(c->id);
-        s = idj ? stream_open(t, c->d, idj, o.history) : NULL;
+        char *idj = c->bare ? NULL : cJSON_PrintUnformatted(c->id);
+        s = idj || c->bare ? stream_open(t, c->d, idj, o.history) : NULL;
         free(idj);
         if (!s) {
             tasks_discard(t);
@@ -786,7 +787,7 @@ void rpc_handle(const struct rpc_request *rq, struct rpc_reply *out) {
             if (!cJSON_IsObject(params)) params = empty = cJSON_CreateObject();
             if (d == A2A_V10) v1_camel_keys(params);
             struct call c = {.agent = rq->agent, .id = id, .params = params, .d = d,
-                             .rq = rq, .out = out, .f = &f};
+                             .rq = rq, .out = out, .f = &f, .bare = rq->bare_stream};
             bool ok = params && m->fn(&c);
             if (!params) fail(&f, RPC_INTERNAL_ERROR, "out of memory");
             cJSON_Delete(empty);
@@ -845,7 +846,8 @@ void rpc_resume(struct rpc_reply *out) {
     cJSON *id = cJSON_Parse(p->id_json);
     cJSON *null_id = id ? NULL : cJSON_CreateNull();
     struct rpc_fail f = {0};
-    struct call c = {.agent = p->agent, .id = id ? id : null_id, .d = p->d, .out = out, .f = &f};
+    struct call c = {.agent = p->agent, .id = id ? id : null_id, .d = p->d, .out = out, .f = &f,
+                     .bare = p->bare};
     bool ok;
     a2ad_status st = tasks_wait_durable(t);
     if (st != A2AD_OK) { /* not stored: it never existed for the client */
@@ -891,10 +893,10 @@ static cJSON *string_array(const char *const *items) {
     return a;
 }
 
-static cJSON *interface(const char *url, const char *version) {
+static cJSON *interface(const char *url, const char *binding, const char *version) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "url", url);
-    cJSON_AddStringToObject(o, "protocolBinding", "JSONRPC");
+    cJSON_AddStringToObject(o, "protocolBinding", binding);
     cJSON_AddStringToObject(o, "protocolVersion", version);
     return o;
 }
@@ -908,8 +910,12 @@ char *rpc_agent_card(const struct agent *agent, const char *base_url, enum a2a_d
     cJSON_AddStringToObject(c, "description", d->description ? d->description : "");
     /* One endpoint speaks both versions; 1.0 first = preferred. */
     cJSON *ifs = cJSON_AddArrayToObject(c, "supportedInterfaces");
-    cJSON_AddItemToArray(ifs, interface(base_url, "1.0"));
-    cJSON_AddItemToArray(ifs, interface(base_url, "0.3"));
+    cJSON_AddItemToArray(ifs, interface(base_url, "JSONRPC", "1.0"));
+    cJSON_AddItemToArray(ifs, interface(base_url, "JSONRPC", "0.3"));
+    /* A2A 1.0's HTTP+JSON binding on the same URL (rest.c). Not in 0.3's
+     * additionalInterfaces: 0.3's own HTTP+JSON (/v1/..., the 0.3 proto
+     * shapes) is not served, and a 0.3 client would speak that. */
+    cJSON_AddItemToArray(ifs, interface(base_url, "HTTP+JSON", "1.0"));
     if (v03) {
         cJSON_AddStringToObject(c, "url", base_url);
         cJSON_AddStringToObject(c, "preferredTransport", "JSONRPC");

@@ -101,6 +101,9 @@ struct rpc_request {
     /* Last-Event-ID (a client reconnecting to tasks/resubscribe or
      * SubscribeToTask): replay what it missed (streams.h); NULL = none. */
     const char *last_event_id;
+    /* The HTTP+JSON binding (rest.c): SSE frames carry the bare
+     * StreamResponse, not a JSON-RPC response. */
+    bool bare_stream;
 };
 
 /* Handle one JSON-RPC request. Fills out. Thread: any HTTP thread. */

@@ -20,8 +20,9 @@ struct stream {
     atomic_int refs;          /* the task's list and the reader */
     struct task *task;        /* held reference */
     enum a2a_dialect dialect;
-    char *prefix;             /* data: {"jsonrpc":"2.0","id":ID,"result": */
+    char *prefix;             /* data: {"jsonrpc":"2.0","id":ID,"result": (or data: ) */
     size_t prefix_len;
+    bool bare;                /* HTTP+JSON: the event itself, no JSON-RPC envelope */
 
     struct stream *next;      /* in the task's list; guarded by the task lock */
     bool linked;              /* guarded by the task lock */
@@ -100,6 +101,8 @@ static bool buf_append(struct stream *s, const char *a, size_t an, const char *b
  * is dropped). */
 static bool push_frame(struct stream *s, uint64_t seq, const char *result, bool final) {
     static const char tail[] = "}\n\n";
+    const char *t = s->bare ? tail + 1 : tail;
+    size_t tn = s->bare ? sizeof tail - 2 : sizeof tail - 1;
     char idline[UUID_STR_LEN + 48];
     int idn = snprintf(idline, sizeof idline, "id: %s.%llu\n", task_id(s->task),
                        (unsigned long long)seq);
@@ -108,8 +111,7 @@ static bool push_frame(struct stream *s, uint64_t seq, const char *result, bool 
     if (!s->ended) {
         size_t before = s->len - s->off;
         bool ok = buf_append(s, idline, (size_t)idn, "", 0, "", 0);
-        if (ok && !buf_append(s, s->prefix, s->prefix_len, result, strlen(result), tail,
-                              sizeof tail - 1)) {
+        if (ok && !buf_append(s, s->prefix, s->prefix_len, result, strlen(result), t, tn)) {
             s->len = s->off + before; /* not half a frame */
             ok = false;
         }
@@ -222,13 +224,16 @@ struct stream *stream_open_after(struct task *t, enum a2a_dialect d, const char 
     if (!s) return NULL;
     static const char head[] = "data: {\"jsonrpc\":\"2.0\",\"id\":";
     static const char mid[] = ",\"result\":";
-    s->prefix_len = sizeof head - 1 + strlen(id_json) + sizeof mid - 1;
+    s->bare = id_json == NULL;
+    if (s->bare) id_json = "";
+    s->prefix_len = s->bare ? 6 : sizeof head - 1 + strlen(id_json) + sizeof mid - 1;
     s->prefix = malloc(s->prefix_len + 1);
     if (!s->prefix) {
         free(s);
         return NULL;
     }
-    snprintf(s->prefix, s->prefix_len + 1, "%s%s%s", head, id_json, mid);
+    if (s->bare) memcpy(s->prefix, "data: ", 7);
+    else snprintf(s->prefix, s->prefix_len + 1, "%s%s%s", head, id_json, mid);
     pthread_mutex_init(&s->lock, NULL);
     atomic_init(&s->refs, 1);
     s->dialect = d;

@@ -35,7 +35,9 @@ void streams_init(size_t max_buffer, unsigned keepalive_s);
 /* Subscribe to t. The first frame is the task as it is now (history_length
  * as task_render), in dialect d: the 0.3 Task or the 1.0 {"task": ...}.
  * A task that has already ended gets only that frame and the stream ends.
- * id_json is the request's JSON-RPC id, serialised (copied). The stream
+ * id_json is the request's JSON-RPC id, serialised (copied); NULL = the
+ * HTTP+JSON binding: each frame is `data: EVENT` without the JSON-RPC
+ * envelope. The stream
  * holds a reference to t. Returns NULL when out of memory. Thread: any. */
 struct stream *stream_open(struct task *t, enum a2a_dialect d, const char *id_json,
                            int history_length);

@@ -147,11 +147,11 @@ char *rest_request(const struct rest_target *t, const char *body, size_t len,
         const cJSON *given = cJSON_GetObjectItemCaseSensitive(params, key);
         if (!given && config_method) given = cJSON_GetObjectItemCaseSensitive(params, "task_id");
         if (cJSON_IsString(given) && *given->valuestring && strcmp(given->valuestring, t->task_id) != 0) {
-            cJSON_Delete(params);
-            *status = 400;
             char msg[600];
             snprintf(msg, sizeof msg, "%s %.256s in the body does not match the task %s of the path",
-                     key, given->valuestring, t->task_id);
+                     key, given->valuestring, t->task_id); /* given lives in params */
+            cJSON_Delete(params);
+            *status = 400;
             *err = rest_error_body(400, msg);
             return NULL;
         }

@@ -273,6 +273,29 @@ cJSON *a2a_event(struct task *t, const struct task_event *ev, enum a2a_dialect d
     return w;
 }
 
+cJSON *a2a_event_in(const cJSON *ev03, enum a2a_dialect d) {
+    if (d == A2A_V03) return cJSON_Duplicate(ev03, 1);
+    const cJSON *kind = cJSON_GetObjectItemCaseSensitive(ev03, "kind");
+    bool status = cJSON_IsString(kind) && strcmp(kind->valuestring, "status-update") == 0;
+    if (!status && !(cJSON_IsString(kind) && strcmp(kind->valuestring, "artifact-update") == 0))
+        return NULL;
+    cJSON *e = cJSON_CreateObject();
+    copy_member(e, ev03, "taskId");
+    copy_member(e, ev03, "contextId");
+    if (status) {
+        cJSON_AddItemToObject(e, "status", v1_status(cJSON_GetObjectItemCaseSensitive(ev03, "status")));
+    } else {
+        cJSON_AddItemToObject(e, "artifact",
+                              v1_artifact(cJSON_GetObjectItemCaseSensitive(ev03, "artifact")));
+        copy_member(e, ev03, "append");
+        copy_member(e, ev03, "lastChunk");
+    }
+    copy_member(e, ev03, "metadata");
+    cJSON *w = cJSON_CreateObject();
+    cJSON_AddItemToObject(w, status ? "statusUpdate" : "artifactUpdate", e);
+    return w;
+}
+
 cJSON *v1_error_data(int code) {
     static const char *const reasons[] = {
         "TASK_NOT_FOUND",          "TASK_NOT_CANCELABLE",

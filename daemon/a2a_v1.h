@@ -48,6 +48,10 @@ void v1_camel_keys(cJSON *o);
  * {"artifactUpdate": ...}. Call with the task locked (an observer). */
 cJSON *a2a_event(struct task *t, const struct task_event *ev, enum a2a_dialect d);
 
+/* An event as a2a_event rendered it in 0.3 (borrowed) in dialect d: a
+ * copy, or the 1.0 StreamResponse. NULL when out of memory or not an event. */
+cJSON *a2a_event_in(const cJSON *ev03, enum a2a_dialect d);
+
 /* A Task (0.3, as task_render gives it; TAKEN) in dialect d: itself, or
  * the 1.0 Task. */
 cJSON *a2a_task_in(cJSON *task03, enum a2a_dialect d);

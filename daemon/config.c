@@ -114,6 +114,7 @@ static const struct key_def keys[] = {
     K_STR("server", "auth_jwt_audience", auth_jwt_audience, NULL, ""),
     K_SIZE("server", "stream_buffer_bytes", stream_buffer_bytes, 4 * KIB, 256 * MIB, "1M"),
     K_UINT("server", "stream_keepalive_s", stream_keepalive_s, 0, 3600, "15"),
+    K_SIZE("server", "stream_replay_bytes", stream_replay_bytes, 0, 64 * MIB, "64K"),
 
     K_UINT("workers", "threads", worker_threads, 0, 1024, "0"),
     K_UINT("workers", "queue_length", queue_length, 1, 10000000, "10000"),

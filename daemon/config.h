@@ -47,6 +47,7 @@ struct config {
     char *auth_jwt_audience;       /* "" = aud not checked */
     size_t stream_buffer_bytes;    /* 1 MiB: unread SSE bytes per stream */
     unsigned stream_keepalive_s;   /* 15: SSE comment after idle seconds; 0 = none */
+    size_t stream_replay_bytes;    /* 64 KiB: recent events kept per task for Last-Event-ID */
 
     /* [workers] */
     unsigned worker_threads;       /* 0 = number of cores */

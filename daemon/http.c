@@ -34,6 +34,7 @@
 #include "auth.h"
 #include "log.h"
 #include "plugins.h"
+#include "rest.h"
 #include "rpc.h"
 #include "streams.h"
 #include "tasks.h"
@@ -50,6 +51,7 @@ struct request {
     size_t len, cap;
     bool too_big;
     struct rpc_reply reply;
+    struct rest_target *rest;  /* an HTTP+JSON request (rest.h), else NULL */
     bool at_root;              /* POST / rather than /agents/NAME */
     bool suspended;            /* waiting for its task, or for its row */
     struct request *prev, *next; /* in the waiting list while suspended */
@@ -260,6 +262,7 @@ static void request_release(struct request *r) {
     if (atomic_fetch_sub(&r->refs, 1) != 1) return;
     rpc_reply_clear(&r->reply);
     auth_principal_release(r->principal);
+    free(r->rest);
     free(r->body);
     free(r);
 }
@@ -341,6 +344,61 @@ static enum MHD_Result start_stream(struct request *r) {
     return ret;
 }
 
+/* ---- the HTTP+JSON binding ----------------------------------------- */
+
+static const char *query_arg(void *arg, const char *key) {
+    return MHD_lookup_connection_value(arg, MHD_GET_ARGUMENT_KIND, key);
+}
+
+/* A first call for an HTTP+JSON resource (rest.h): answer an error now,
+ * or set up the request (its body, if any, is read like a JSON-RPC one).
+ * False: not a REST path. */
+static bool rest_begin(struct MHD_Connection *c, const char *url, const char *method,
+                       void **req_cls, enum MHD_Result *ret) {
+    const char *rest;
+    bool named, bad_method;
+    const struct agent *a = route_agent(url, &rest, &named);
+    struct rest_target t;
+    if (!rest_match(method, named ? rest : url, &t, &bad_method)) return false;
+    char msg[700];
+    unsigned status = 0;
+    if (bad_method) {
+        status = MHD_HTTP_METHOD_NOT_ALLOWED;
+        snprintf(msg, sizeof msg, "%s is not a method of %.200s in the HTTP+JSON binding", method,
+                 named ? rest : url);
+    } else if (named && !a) {
+        status = MHD_HTTP_NOT_FOUND;
+        with_agent_list(msg, sizeof msg, "unknown agent; loaded agents: ");
+    } else {
+        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (cl && strtoull(cl, NULL, 10) > srv.max_body) {
+            status = MHD_HTTP_CONTENT_TOO_LARGE;
+            snprintf(msg, sizeof msg, "request body of %.20s bytes exceeds server.max_body_bytes (%zu)",
+                     cl, srv.max_body);
+        }
+    }
+    if (status) {
+        *ret = send_text(c, status, "application/a2a+json", rest_error_body((int)status, msg), 0);
+        return true;
+    }
+    struct request *r = calloc(1, sizeof *r);
+    if (r) r->rest = malloc(sizeof *r->rest);
+    if (!r || !r->rest) {
+        free(r);
+        *ret = MHD_NO;
+        return true;
+    }
+    *r->rest = t;
+    atomic_init(&r->refs, 1);
+    r->conn = c;
+    r->agent = named ? a : plugins_default();
+    r->at_root = !named;
+    r->is_rpc = true;
+    *req_cls = r;
+    *ret = MHD_YES;
+    return true;
+}
+
 /* ---- the access handler ------------------------------------------- */
 
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url,
@@ -350,6 +408,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     (void)version;
     struct request *r = *req_cls;
     if (!r) {
+        enum MHD_Result rr;
+        if (rest_begin(c, url, method, req_cls, &rr)) return rr;
         if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0) return serve_get(c, url);
         if (strcmp(method, "POST") != 0)
             return send_http_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "use GET or POST");
@@ -431,9 +491,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     }
     if (r->reply.wait_task) { /* resumed: the task ended, or we are stopping */
         rpc_reply_waited(&r->reply);
-        char *body = r->reply.body;
-        r->reply.body = NULL;
-        return send_json(c, MHD_HTTP_OK, body);
+        return answer(r);
     }
     if (r->too_big) {
         char msg[120];
@@ -443,18 +501,33 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     const char *ext = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "A2A-Extensions");
     char base[400];
     endpoint_url(base, sizeof base, r->agent, r->agent == NULL || r->at_root);
+    char *rest_body = NULL;
+    if (r->rest) { /* HTTP+JSON: the same request as JSON-RPC 1.0 */
+        int status;
+        char *err;
+        rest_body = rest_request(r->rest, r->body ? r->body : "", r->len, query_arg, c, &status, &err);
+        if (!rest_body)
+            return send_text(c, err ? (unsigned)status : MHD_HTTP_INTERNAL_SERVER_ERROR,
+                             "application/a2a+json", err, 0);
+    }
+    const char *a2a_version = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "A2A-Version");
     struct rpc_request rq = {
         .base_url = base,
         .agent = r->agent,
-        .body = r->body ? r->body : "",
-        .len = r->len,
-        .a2a_version = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "A2A-Version"),
+        .body = rest_body ? rest_body : r->body ? r->body : "",
+        .len = rest_body ? strlen(rest_body) : r->len,
+        .a2a_version = r->rest && (!a2a_version || !*a2a_version) ? "1.0" : a2a_version,
+        .bare_stream = r->rest != NULL,
         .extensions = ext ? ext : MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-A2A-Extensions"),
         .authorization = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
         .principal = r->principal,
         .can_defer = true,
     };
+    const char *accept = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT);
+    rq.accept_sse = !r->rest && accept && strstr(accept, "text/event-stream");
+    rq.last_event_id = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Last-Event-ID");
     rpc_handle(&rq, &r->reply);
+    free(rest_body);
     return answer(r);
 }
 
@@ -464,6 +537,8 @@ static enum MHD_Result answer(struct request *r) {
     if (r->reply.durable_task) return start_durable_wait(r);
     if (r->reply.wait_task) return start_wait(r);
     if (r->reply.stream) return start_stream(r);
+    if (r->rest) rest_reply(r->rest, &r->reply);
+    const char *type = r->rest ? "application/a2a+json" : "application/json";
     char *body = r->reply.body;
     r->reply.body = NULL;
     if (r->reply.auth_challenge) {
@@ -474,14 +549,28 @@ static enum MHD_Result answer(struct request *r) {
             free(body);
             return MHD_NO;
         }
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
         MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
         enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_UNAUTHORIZED, resp);
         MHD_destroy_response(resp);
         return ret;
     }
-    return send_text(c, (unsigned)r->reply.http_status, "application/json", body,
-                     r->reply.retry_after_s);
+    if (r->reply.sse_body) { /* one event, then the end of the stream: close */
+        struct MHD_Response *resp = MHD_create_response_from_buffer(
+            body ? strlen(body) : 0, body ? body : (char *)"",
+            body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+        if (!resp) {
+            free(body);
+            return MHD_NO;
+        }
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+        enum MHD_Result ret = MHD_queue_response(c, (unsigned)r->reply.http_status, resp);
+        MHD_destroy_response(resp);
+        return ret;
+    }
+    return send_text(c, (unsigned)r->reply.http_status, type, body, r->reply.retry_after_s);
 }
 
 static void completed(void *cls, struct MHD_Connection *c, void **req_cls,

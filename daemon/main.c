@@ -20,6 +20,7 @@
 #include "push.h"
 #include "store.h"
 #include "rpc.h"
+#include "replay.h"
 #include "streams.h"
 #include "tasks.h"
 #include "util.h"
@@ -197,6 +198,7 @@ int main(int argc, char **argv) {
     log_info("auth: %s", auth_enabled() ? "credentials required on every JSON-RPC method"
                                          : "no credentials configured: open to every caller");
     streams_init(cfg.stream_buffer_bytes, cfg.stream_keepalive_s);
+    replay_init(cfg.stream_replay_bytes);
     struct rpc_settings rs = {.push_enabled = cfg.webhooks_enabled};
     rpc_init(&rs);
     hu_init(&cfg);

@@ -179,6 +179,7 @@ static a2ad_status open_plugin(const char *path, void **dl_out, struct a2ad_agen
     if (!DESC_COVERS(n, estimated_duration_s)) desc->estimated_duration_s = 0;
     if (!DESC_COVERS(n, rerun_safe)) desc->rerun_safe = 0;
     if (!DESC_COVERS(n, on_message)) desc->on_message = NULL;
+    if (!DESC_COVERS(n, input_modes)) desc->input_modes = NULL;
 
     if (!desc->name || !desc->name[0]) {
         set_err(err, errlen,

@@ -17,6 +17,7 @@ struct push_entry {
     char *order_key;        /* "TASKID|ID", made at the first event */
     char *token_header;     /* "X-A2A-Notification-Token: ...", or NULL */
     char *auth_header;      /* "Authorization: SCHEME CREDENTIALS", or NULL */
+    bool task_named;        /* id still to become the task's id (inline config) */
     struct push_entry *next;
 };
 
@@ -123,13 +124,14 @@ void *push_configs_new(const struct push_config *first) {
         free(pc);
         return NULL;
     }
+    if (first && !first->id) pc->head->task_named = true;
     return pc;
 }
 
 a2ad_status push_config_set(struct task *t, const struct push_config *c, char *id_out) {
     struct push_entry *e = entry_new(c);
     if (!e) return A2AD_ERR_NOMEM;
-    snprintf(id_out, UUID_STR_LEN, "%s", e->id);
+    snprintf(id_out, PUSH_ID_MAX + 1, "%s", e->id);
     a2ad_status st = A2AD_OK;
     task_lock(t);
     struct push_configs *pc = task_ext(t, TASK_EXT_PUSH);
@@ -207,7 +209,19 @@ static char *render_body(struct task *t, const struct task_event *ev, enum a2a_d
 
 static a2ad_status push_observe(struct task *t, const struct task_event *ev) {
     struct push_configs *pc = task_ext(t, TASK_EXT_PUSH);
-    if (!pc || !pc->head || ev->kind == TASK_EVENT_CREATED) return A2AD_OK;
+    if (!pc || !pc->head) return A2AD_OK;
+    if (ev->kind == TASK_EVENT_CREATED) {
+        /* before the store observer saves the slot: the id is final */
+        for (struct push_entry *e = pc->head; e; e = e->next) {
+            char *id = e->task_named ? strdup(task_id(t)) : NULL;
+            if (id) {
+                free(e->id);
+                e->id = id;
+                e->task_named = false;
+            }
+        }
+        return A2AD_OK;
+    }
     char *body[2] = {NULL, NULL};
     unsigned index = 0;
     for (struct push_entry *e = pc->head; e; e = e->next) {

@@ -25,8 +25,18 @@
 
 struct task;
 
+/* The longest config id a client may give, in bytes (the specification
+ * sets none; ids travel in event ids and order keys, so they are bounded). */
+#define PUSH_ID_MAX 256
+
+/* Config ids: a client may name a config (1 to PUSH_ID_MAX bytes). A
+ * config given inline with message/send (SendMessage) without an id is
+ * named after its task: its id is the task id, as in the official SDKs,
+ * and tasks/pushNotificationConfig/get (GetTaskPushNotificationConfig)
+ * without a config id answers that one. A config set later without an id
+ * gets a new UUID. */
 struct push_config {
-    const char *id;    /* NULL = generated */
+    const char *id;    /* NULL = generated (see above) */
     const char *url;   /* required */
     const char *token; /* NULL = none; sent as X-A2A-Notification-Token */
     /* NULL = none; else, as the dialect spells it, 0.3 {"schemes": [..],
@@ -40,7 +50,8 @@ struct push_config {
 void push_init(unsigned max_per_task);
 
 /* Slot data holding one config (strings copied), for task_create.ext
- * [TASK_EXT_PUSH]. NULL when out of memory. */
+ * [TASK_EXT_PUSH]; without an id it takes the task's id once the task is
+ * created. NULL when out of memory. */
 void *push_configs_new(const struct push_config *first);
 
 /* NULL when auth is a valid authentication object of dialect d, else what
@@ -48,8 +59,7 @@ void *push_configs_new(const struct push_config *first);
 const char *push_check_auth(const cJSON *auth, enum a2a_dialect d);
 
 /* Add a config to t, or replace the one with the same id. Its id (given or
- * generated) is written to id_out (at least 37 bytes; ids are at most 36
- * characters). A2AD_ERR_FULL when t has max_per_task configs already.
+ * generated) is written to id_out (at least PUSH_ID_MAX + 1 bytes). A2AD_ERR_FULL when t has max_per_task configs already.
  * Thread: any (takes the task lock). */
 a2ad_status push_config_set(struct task *t, const struct push_config *c, char *id_out);
 

@@ -3,8 +3,18 @@
  *
  * Batches: a JSON array is refused with -32600 on purpose. No A2A SDK sends
  * batches, and a batch mixing a blocking message/send with other calls has
- * no sensible reply timing. Requests without an id (notifications) are
- * refused too: every A2A method returns a result the client needs.
+ * no sensible reply timing.
+ *
+ * A request without "id" is, in JSON-RPC 2.0, a notification that gets no
+ * reply. Every A2A method returns a result the client needs, and the
+ * official Python SDK answers such a request like one with "id": null; so
+ * does a2ad (unknown method -32601, bad params -32602, or the result),
+ * with "id": null in the reply.
+ *
+ * A streaming method (message/stream, tasks/resubscribe and their 1.0
+ * names) asked with Accept: text/event-stream gets its error as one SSE
+ * event, then the end of the stream, as the 0.3 specification describes a
+ * streaming response; other clients get the plain JSON error.
  *
  * Both dialects share one implementation per method: a 1.0 request is
  * turned into the 0.3 shapes on the way in (a2a_v1.c) and its answer into
@@ -24,8 +34,10 @@
 #include "auth.h"
 #include "hu.h"
 #include "log.h"
+#include "modes.h"
 #include "plugins.h"
 #include "push.h"
+#include "replay.h"
 #include "rpc_int.h"
 #include "store.h"
 #include "streams.h"
@@ -200,8 +212,8 @@ bool rpc_parse_push(const cJSON *p, enum a2a_dialect d, const char *where,
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(p, "id");
     if (id && !cJSON_IsNull(id) && !cJSON_IsString(id))
         return fail(f, RPC_INVALID_PARAMS, "%s.id must be a string", where);
-    if (cJSON_IsString(id) && (!*id->valuestring || strlen(id->valuestring) > 36))
-        return fail(f, RPC_INVALID_PARAMS, "%s.id must be 1 to 36 characters", where);
+    if (cJSON_IsString(id) && (!*id->valuestring || strlen(id->valuestring) > PUSH_ID_MAX))
+        return fail(f, RPC_INVALID_PARAMS, "%s.id must be 1 to %d bytes", where, PUSH_ID_MAX);
     const cJSON *auth = cJSON_GetObjectItemCaseSensitive(p, "authentication");
     if (cJSON_IsNull(auth)) auth = NULL;
     const char *bad = auth ? push_check_auth(auth, d) : NULL;
@@ -260,6 +272,8 @@ static bool queue_refusal(struct rpc_fail *f, a2ad_status st) {
 struct send_opts {
     bool blocking;
     int history;
+    bool has_after; /* resubscribe with Last-Event-ID: replay after `after` */
+    uint64_t after;
     bool has_push;
     struct push_config push;
 };
@@ -294,8 +308,10 @@ static bool get_send_opts(struct call *c, struct send_opts *o) {
  * task now. Takes the caller's reference to t. */
 static bool send_answer(struct call *c, struct task *t, bool stream, const struct send_opts *o) {
     if (stream) {
-        char *idj = cJSON_PrintUnformatted(c->id);
-        c->out->stream = idj ? stream_open(t, c->d, idj, o->history) : NULL;
+        char *idj = c->bare ? NULL : cJSON_PrintUnformatted(c->id);
+        c->out->stream = idj || c->bare ? stream_open_after(t, c->d, idj, o->history,
+                                                            o->has_after ? &o->after : NULL)
+                                        : NULL;
         free(idj);
         task_release(t);
         if (!c->out->stream) {
@@ -347,8 +363,10 @@ static bool continue_task(struct call *c, cJSON *message, const cJSON *task_ref,
         return false;
     }
     if (o->has_push) {
-        char pid[40];
-        a2ad_status st = push_config_set(t, &o->push, pid);
+        char pid[PUSH_ID_MAX + 1];
+        struct push_config inline_cfg = o->push;
+        if (!inline_cfg.id) inline_cfg.id = task_id(t); /* see push.h */
+        a2ad_status st = push_config_set(t, &inline_cfg, pid);
         if (st != A2AD_OK) {
             task_release(t);
             return fail(c->f, st == A2AD_ERR_FULL ? RPC_INVALID_PARAMS : RPC_INTERNAL_ERROR,
@@ -390,7 +408,7 @@ struct rpc_resume {
     char *id_json; /* the request id, serialised */
     const struct agent *agent;
     enum a2a_dialect d;
-    bool stream, hu;
+    bool stream, hu, bare;
     struct send_opts o;
 };
 
@@ -406,6 +424,17 @@ static bool send_common(struct call *c, bool stream) {
     if (c->d == A2A_V10 && !v1_message_to_v03(message, "params.message", why, sizeof why))
         return fail(c->f, RPC_INVALID_PARAMS, "%s", why);
     if (!check_message(message, c->d, c->f)) return false;
+    int refused = modes_refused_part(c->agent->desc.input_modes, message);
+    if (refused >= 0) {
+        char modes[300];
+        modes_join(c->agent->desc.input_modes, modes, sizeof modes);
+        return fail(c->f, RPC_CONTENT_TYPE_NOT_SUPPORTED,
+                    "Incompatible content types: params.message.parts[%d] is %.80s; agent %s "
+                    "takes %s (its defaultInputModes)",
+                    refused, modes_part_type(cJSON_GetArrayItem(
+                                 cJSON_GetObjectItemCaseSensitive(message, "parts"), refused)),
+                    c->agent->desc.name, modes);
+    }
     struct send_opts o;
     if (!get_send_opts(c, &o)) return false;
     cJSON *metadata = cJSON_GetObjectItemCaseSensitive(c->params, "metadata");
@@ -483,6 +512,7 @@ static bool send_common(struct call *c, bool stream) {
         p->agent = c->agent;
         p->d = c->d;
         p->stream = stream;
+        p->bare = c->bare;
         p->hu = hu != NULL;
         p->o = o;
         /* its push strings point into params, which are gone by then */
@@ -504,8 +534,8 @@ static bool created_answer(struct call *c, struct task *t, bool stream, const st
     /* A stream subscribes before the job can produce anything. */
     struct stream *s = NULL;
     if (stream) {
-        char *idj = cJSON_PrintUnformatted(c->id);
-        s = idj ? stream_open(t, c->d, idj, o.history) : NULL;
+        char *idj = c->bare ? NULL : cJSON_PrintUnformatted(c->id);
+        s = idj || c->bare ? stream_open(t, c->d, idj, o.history) : NULL;
         free(idj);
         if (!s) {
             tasks_discard(t);
@@ -596,15 +626,26 @@ static bool m_cancel(struct call *c) {
 static bool m_subscribe(struct call *c) {
     struct task *t = rpc_lookup_task(c, "id");
     if (!t) return false;
+    struct send_opts o = {.history = -1};
+    if (c->rq && c->rq->last_event_id) {
+        if (!replay_parse_id(c->rq->last_event_id, task_id(t), &o.after)) {
+            fail(c->f, RPC_INVALID_PARAMS,
+                 "Last-Event-ID %.60s is not an event id of task %s (TASKID.SEQ, as the stream "
+                 "sent it)", c->rq->last_event_id, task_id(t));
+            task_release(t);
+            return false;
+        }
+        o.has_after = true;
+    }
     /* 1.0: a terminal task gets UnsupportedOperationError. 0.3 leaves it
-     * open; a2ad then sends the final Task and ends the stream. */
-    if (c->d == A2A_V10 && task_state_terminal(task_get_state(t))) {
+     * open; a2ad then sends the final Task and ends the stream. A client
+     * back with Last-Event-ID gets the events it missed, even the last. */
+    if (c->d == A2A_V10 && !o.has_after && task_state_terminal(task_get_state(t))) {
         fail(c->f, RPC_UNSUPPORTED_OPERATION, "task %s is %s: a finished task has no events left",
              task_id(t), task_state_name(task_get_state(t)));
         task_release(t);
         return false;
     }
-    struct send_opts o = {.history = -1};
     return send_answer(c, t, true, &o);
 }
 
@@ -621,7 +662,10 @@ static bool m_extended_card(struct call *c) {
     if (!caller(c)) { /* the binding did not authenticate: never served */
         c->f->http_status = 401;
         c->out->auth_challenge = true;
-        return fail(c->f, RPC_INVALID_REQUEST,
+        /* -32007 (the extended card is not available to this caller) is an
+         * A2A error every 0.3 and 1.0 client maps; -32600 would say the
+         * request itself was malformed. */
+        return fail(c->f, RPC_EXTENDED_CARD_NOT_CONFIGURED,
                     "authentication required: send \"Authorization: Bearer TOKEN\" or "
                     "\"X-API-Key: TOKEN\"");
     }
@@ -692,6 +736,8 @@ void rpc_handle(const struct rpc_request *rq, struct rpc_reply *out) {
     cJSON *req = cJSON_ParseWithLength(rq->body, rq->len);
     const cJSON *id = NULL;
     char echo[UTIL_ECHO_BUF];
+    cJSON *null_id = NULL; /* the id of a request without one */
+    bool streaming = false;
     if (!req) {
         fail(&f, RPC_PARSE_ERROR, "request body is not valid JSON");
     } else if (cJSON_IsArray(req)) {
@@ -702,6 +748,7 @@ void rpc_handle(const struct rpc_request *rq, struct rpc_reply *out) {
     } else {
         const cJSON *idv = cJSON_GetObjectItemCaseSensitive(req, "id");
         if (cJSON_IsString(idv) || cJSON_IsNumber(idv) || cJSON_IsNull(idv)) id = idv;
+        if (!idv) idv = id = null_id = cJSON_CreateNull(); /* see the top */
         const cJSON *ver = cJSON_GetObjectItemCaseSensitive(req, "jsonrpc");
         const cJSON *method = cJSON_GetObjectItemCaseSensitive(req, "method");
         cJSON *params = cJSON_GetObjectItemCaseSensitive(req, "params");
@@ -709,11 +756,9 @@ void rpc_handle(const struct rpc_request *rq, struct rpc_reply *out) {
         for (size_t i = 0; cJSON_IsString(method) && i < sizeof methods / sizeof methods[0]; i++)
             if (strcmp(method->valuestring, methods[i].name) == 0) m = &methods[i];
         if (m) d = m->d;
+        streaming = m && (m->fn == m_stream || m->fn == m_subscribe);
         if (!cJSON_IsString(ver) || strcmp(ver->valuestring, "2.0") != 0)
             fail(&f, RPC_INVALID_REQUEST, "\"jsonrpc\" must be \"2.0\"");
-        else if (!idv)
-            fail(&f, RPC_INVALID_REQUEST,
-                 "\"id\" is required: a2ad does not accept JSON-RPC notifications");
         else if (!id)
             fail(&f, RPC_INVALID_REQUEST, "\"id\" must be a string, a number or null");
         else if (!cJSON_IsString(method))
@@ -732,12 +777,13 @@ void rpc_handle(const struct rpc_request *rq, struct rpc_reply *out) {
             if (!cJSON_IsObject(params)) params = empty = cJSON_CreateObject();
             if (d == A2A_V10) v1_camel_keys(params);
             struct call c = {.agent = rq->agent, .id = id, .params = params, .d = d,
-                             .rq = rq, .out = out, .f = &f};
+                             .rq = rq, .out = out, .f = &f, .bare = rq->bare_stream};
             bool ok = params && m->fn(&c);
             if (!params) fail(&f, RPC_INTERNAL_ERROR, "out of memory");
             cJSON_Delete(empty);
             if (ok) {
                 cJSON_Delete(req);
+                cJSON_Delete(null_id);
                 if (!out->body && !out->wait_task && !out->stream && !out->durable_task) {
                     out->http_status = 500;
                     out->body = rpc_error_body(RPC_INTERNAL_ERROR, "out of memory");
@@ -749,7 +795,18 @@ void rpc_handle(const struct rpc_request *rq, struct rpc_reply *out) {
     out->http_status = f.http_status ? f.http_status : 200;
     out->retry_after_s = f.retry_after_s;
     out->body = error_body(id, f.code, f.message, d);
+    if (streaming && rq->accept_sse && out->http_status == 200 && out->body) {
+        size_t n = strlen(out->body) + 9;
+        char *ev = malloc(n);
+        if (ev) {
+            snprintf(ev, n, "data: %s\n\n", out->body);
+            free(out->body);
+            out->body = ev;
+            out->sse_body = true;
+        }
+    }
     cJSON_Delete(req);
+    cJSON_Delete(null_id);
 }
 
 void rpc_reply_waited(struct rpc_reply *out) {
@@ -779,7 +836,8 @@ void rpc_resume(struct rpc_reply *out) {
     cJSON *id = cJSON_Parse(p->id_json);
     cJSON *null_id = id ? NULL : cJSON_CreateNull();
     struct rpc_fail f = {0};
-    struct call c = {.agent = p->agent, .id = id ? id : null_id, .d = p->d, .out = out, .f = &f};
+    struct call c = {.agent = p->agent, .id = id ? id : null_id, .d = p->d, .out = out, .f = &f,
+                     .bare = p->bare};
     bool ok;
     a2ad_status st = tasks_wait_durable(t);
     if (st != A2AD_OK) { /* not stored: it never existed for the client */
@@ -825,10 +883,10 @@ static cJSON *string_array(const char *const *items) {
     return a;
 }
 
-static cJSON *interface(const char *url, const char *version) {
+static cJSON *interface(const char *url, const char *binding, const char *version) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "url", url);
-    cJSON_AddStringToObject(o, "protocolBinding", "JSONRPC");
+    cJSON_AddStringToObject(o, "protocolBinding", binding);
     cJSON_AddStringToObject(o, "protocolVersion", version);
     return o;
 }
@@ -842,8 +900,12 @@ char *rpc_agent_card(const struct agent *agent, const char *base_url, enum a2a_d
     cJSON_AddStringToObject(c, "description", d->description ? d->description : "");
     /* One endpoint speaks both versions; 1.0 first = preferred. */
     cJSON *ifs = cJSON_AddArrayToObject(c, "supportedInterfaces");
-    cJSON_AddItemToArray(ifs, interface(base_url, "1.0"));
-    cJSON_AddItemToArray(ifs, interface(base_url, "0.3"));
+    cJSON_AddItemToArray(ifs, interface(base_url, "JSONRPC", "1.0"));
+    cJSON_AddItemToArray(ifs, interface(base_url, "JSONRPC", "0.3"));
+    /* A2A 1.0's HTTP+JSON binding on the same URL (rest.c). Not in 0.3's
+     * additionalInterfaces: 0.3's own HTTP+JSON (/v1/..., the 0.3 proto
+     * shapes) is not served, and a 0.3 client would speak that. */
+    cJSON_AddItemToArray(ifs, interface(base_url, "HTTP+JSON", "1.0"));
     if (v03) {
         cJSON_AddStringToObject(c, "url", base_url);
         cJSON_AddStringToObject(c, "preferredTransport", "JSONRPC");
@@ -864,7 +926,8 @@ char *rpc_agent_card(const struct agent *agent, const char *base_url, enum a2a_d
     auth_card_security(c, v03); /* what every method but the public card needs */
     static const char *const in_modes[] = {"text/plain", NULL};
     static const char *const out_modes[] = {"text/plain", "application/json", NULL};
-    cJSON_AddItemToObject(c, "defaultInputModes", string_array(in_modes));
+    cJSON_AddItemToObject(c, "defaultInputModes",
+                          string_array(d->input_modes ? d->input_modes : in_modes));
     cJSON_AddItemToObject(c, "defaultOutputModes", string_array(out_modes));
     cJSON *skills = cJSON_AddArrayToObject(c, "skills");
     for (size_t i = 0; d->skills && i < d->n_skills; i++) {

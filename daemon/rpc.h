@@ -34,6 +34,7 @@ enum rpc_error {
     RPC_TASK_NOT_CANCELABLE = -32002,
     RPC_PUSH_NOT_SUPPORTED = -32003,
     RPC_UNSUPPORTED_OPERATION = -32004,
+    RPC_CONTENT_TYPE_NOT_SUPPORTED = -32005,
     RPC_EXTENDED_CARD_NOT_CONFIGURED = -32007,
     RPC_EXTENSION_REQUIRED = -32008,
     RPC_VERSION_NOT_SUPPORTED = -32009
@@ -65,6 +66,9 @@ struct rpc_reply {
      * with stream_close when the connection ends (rpc_reply_clear does). */
     struct stream *stream;
     bool auth_challenge; /* 401: send WWW-Authenticate: Bearer */
+    /* body is one SSE event (an error of a streaming method asked with
+     * Accept: text/event-stream): send it as text/event-stream and end. */
+    bool sse_body;
     /* Durable store (rpc_request.can_defer): the new task's CREATED row is
      * being written. The caller waits without blocking a thread, e.g. with
      * tasks_on_durable(durable_task, ...), then calls rpc_resume, which
@@ -92,6 +96,15 @@ struct rpc_request {
     /* The caller can wait for the durable store without blocking (see
      * rpc_reply.durable_task); false = rpc_handle blocks until the write. */
     bool can_defer;
+    /* Accept names text/event-stream: an error of a streaming method is
+     * answered as one SSE event (see rpc_reply.sse_body). */
+    bool accept_sse;
+    /* Last-Event-ID (a client reconnecting to tasks/resubscribe or
+     * SubscribeToTask): replay what it missed (streams.h); NULL = none. */
+    const char *last_event_id;
+    /* The HTTP+JSON binding (rest.c): SSE frames carry the bare
+     * StreamResponse, not a JSON-RPC response. */
+    bool bare_stream;
 };
 
 /* Handle one JSON-RPC request. Fills out. Thread: any HTTP thread. */

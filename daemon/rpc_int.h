@@ -34,6 +34,7 @@ struct call {
     const struct rpc_request *rq;
     struct rpc_reply *out;
     struct rpc_fail *f;
+    bool bare;                   /* streams without the JSON-RPC envelope (HTTP+JSON) */
 };
 
 /* Record a failure; returns false so `return rpc_fail(...)` ends a method. */

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "auth.h"
 #include "rpc_int.h"
@@ -87,13 +88,13 @@ bool rpc_push_set(struct call *c) {
         task_release(t);
         return false;
     }
-    if (task_state_terminal(task_get_state(t))) {
-        fail(c->f, RPC_UNSUPPORTED_OPERATION,
-             "task %s has ended: it sends no more notifications", task_id(t));
-        task_release(t);
-        return false;
-    }
-    char id[40];
+    /* A task that has ended: the config is stored and answered like any
+     * other (as the official Python SDK does). The specification forbids
+     * nothing here ("MUST persist until task completion or explicit
+     * deletion"), and a client may register a receiver late and then read
+     * the config back; it is never called, since the task has no events
+     * left, and is kept in memory only (no event writes it to the store). */
+    char id[PUSH_ID_MAX + 1];
     a2ad_status st = push_config_set(t, &pc, id);
     if (st != A2AD_OK) {
         fail(c->f, st == A2AD_ERR_FULL ? RPC_INVALID_PARAMS : RPC_INTERNAL_ERROR,
@@ -118,12 +119,16 @@ bool rpc_push_get(struct call *c) {
     const cJSON *cid = cJSON_GetObjectItemCaseSensitive(c->params, config_key(c));
     if (cid && !cJSON_IsNull(cid) && !cJSON_IsString(cid))
         return fail(c->f, RPC_INVALID_PARAMS, "params.%s must be a string", config_key(c));
-    if (c->d == A2A_V10 && !cJSON_IsString(cid))
-        return fail(c->f, RPC_INVALID_PARAMS, "params.id is required (the config id, a string)");
     struct task *t = rpc_lookup_task(c, task_key(c, false));
     if (!t) return false;
-    /* 0.3 without a config id (the deprecated form): the first config. */
-    cJSON *all = push_configs_of(t, cJSON_IsString(cid) ? cid->valuestring : NULL);
+    /* Without a config id (0.3's deprecated form; 1.0 too, as the Python
+     * SDK): the config named after the task (the inline one of the send,
+     * see push.h), else the first. */
+    cJSON *all = push_configs_of(t, cJSON_IsString(cid) ? cid->valuestring : task_id(t));
+    if (!cJSON_IsString(cid) && cJSON_GetArraySize(all) == 0) {
+        cJSON_Delete(all);
+        all = push_configs_of(t, NULL);
+    }
     cJSON *e = cJSON_GetArrayItem(all, 0);
     bool ok = e != NULL;
     if (ok) {
@@ -225,23 +230,61 @@ static int by_time_desc(const void *a, const void *b) {
     return c ? c : strcmp(task_id(x->t), task_id(y->t));
 }
 
-/* An ISO 8601 UTC time ("...Z", optional fraction) in a2ad's own
- * fixed-width spelling, so that strcmp orders it against task timestamps. */
+/* Two digits at p into *v; false unless both are digits. */
+static bool two_digits(const char *p, int *v) {
+    if (p[0] < '0' || p[0] > '9' || p[1] < '0' || p[1] > '9') return false;
+    *v = (p[0] - '0') * 10 + (p[1] - '0');
+    return true;
+}
+
+/* An RFC 3339 time (date-time: "T" or "t" or a blank between date and
+ * time, any number of fraction digits, "Z"/"z" or an offset "+hh:mm" /
+ * "-hh:mm") as UTC in a2ad's own fixed-width spelling, so that strcmp
+ * orders it against task timestamps. Fraction digits beyond milliseconds
+ * are cut (a2ad's timestamps have milliseconds). */
 static bool normalise_time(const char *in, char out[TIMESTAMP_LEN]) {
-    int y, mo, d, h, mi, s, used = 0;
-    if (sscanf(in, "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &s, &used) != 6) return false;
-    const char *p = in + used;
+    int y = 0, mo, d, h, mi, s;
+    const char *p = in;
+    for (int i = 0; i < 4; i++, p++) {
+        if (*p < '0' || *p > '9') return false;
+        y = y * 10 + (*p - '0');
+    }
+    if (*p++ != '-' || !two_digits(p, &mo) || p[2] != '-' || !two_digits(p + 3, &d)) return false;
+    p += 5;
+    if (*p != 'T' && *p != 't' && *p != ' ') return false;
+    p++;
+    if (!two_digits(p, &h) || p[2] != ':' || !two_digits(p + 3, &mi) || p[5] != ':' ||
+        !two_digits(p + 6, &s))
+        return false;
+    p += 8;
     int ms = 0, digits = 0;
-    if (*p == '.')
+    if (*p == '.') {
         for (p++; *p >= '0' && *p <= '9'; p++, digits++)
             if (digits < 3) ms = ms * 10 + (*p - '0');
-    while (digits > 0 && digits < 3) ms *= 10, digits++;
-    if (strcmp(p, "Z") != 0 || y < 0 || y > 9999 || mo < 1 || mo > 12 || d < 1 || d > 31 ||
-        h < 0 || h > 23 || mi < 0 || mi > 59 || s < 0 || s > 60)
+        if (!digits) return false;
+        for (int k = digits; k < 3; k++) ms *= 10;
+    }
+    long offset_s = 0;
+    if (*p == 'Z' || *p == 'z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        int oh, om;
+        if (!two_digits(p + 1, &oh) || p[3] != ':' || !two_digits(p + 4, &om) || oh > 23 || om > 59)
+            return false;
+        offset_s = (oh * 3600L + om * 60L) * (*p == '-' ? -1 : 1);
+        p += 6;
+    } else {
         return false;
-    /* the ranges above keep every field to its width */
+    }
+    if (*p || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || s > 60) return false;
+    struct tm tm = {.tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d,
+                    .tm_hour = h, .tm_min = mi, .tm_sec = s};
+    time_t t = timegm(&tm) - offset_s; /* local time minus its offset = UTC */
+    struct tm u;
+    if (!gmtime_r(&t, &u) || u.tm_year + 1900 < 0 || u.tm_year + 1900 > 9999) return false;
     char tmp[64];
-    snprintf(tmp, sizeof tmp, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", y, mo, d, h, mi, s, ms);
+    snprintf(tmp, sizeof tmp, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", u.tm_year + 1900,
+             u.tm_mon + 1, u.tm_mday, u.tm_hour, u.tm_min, u.tm_sec, ms);
     memcpy(out, tmp, TIMESTAMP_LEN - 1);
     out[TIMESTAMP_LEN - 1] = '\0';
     return true;
@@ -273,8 +316,8 @@ bool rpc_list_tasks(struct call *c) {
     if (after && !cJSON_IsNull(after) &&
         (!cJSON_IsString(after) || !normalise_time(after->valuestring, after_ts)))
         return fail(c->f, RPC_INVALID_PARAMS,
-                    "params.statusTimestampAfter must be an ISO 8601 UTC time such as "
-                    "\"2026-11-24T08:00:00.000Z\"");
+                    "params.statusTimestampAfter must be an RFC 3339 time such as "
+                    "\"2026-11-24T08:00:00.000Z\" or \"2026-11-24T09:00:00+01:00\"");
     const cJSON *arts = cJSON_GetObjectItemCaseSensitive(p, "includeArtifacts");
     if (arts && !cJSON_IsNull(arts) && !cJSON_IsBool(arts))
         return fail(c->f, RPC_INVALID_PARAMS, "params.includeArtifacts must be a boolean");

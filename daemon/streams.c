@@ -13,14 +13,16 @@
 #include <string.h>
 
 #include "log.h"
+#include "replay.h"
 #include "util.h"
 
 struct stream {
     atomic_int refs;          /* the task's list and the reader */
     struct task *task;        /* held reference */
     enum a2a_dialect dialect;
-    char *prefix;             /* data: {"jsonrpc":"2.0","id":ID,"result": */
+    char *prefix;             /* data: {"jsonrpc":"2.0","id":ID,"result": (or data: ) */
     size_t prefix_len;
+    bool bare;                /* HTTP+JSON: the event itself, no JSON-RPC envelope */
 
     struct stream *next;      /* in the task's list; guarded by the task lock */
     bool linked;              /* guarded by the task lock */
@@ -94,14 +96,26 @@ static bool buf_append(struct stream *s, const char *a, size_t an, const char *b
     return true;
 }
 
-/* Add one frame (result text); final ends the stream. Returns whether the
- * reader must be woken (after the stream's lock is dropped). */
-static bool push_frame(struct stream *s, const char *result, bool final) {
+/* Add one frame (result text) with the event id TASKID.SEQ; final ends the
+ * stream. Returns whether the reader must be woken (after the stream's lock
+ * is dropped). */
+static bool push_frame(struct stream *s, uint64_t seq, const char *result, bool final) {
     static const char tail[] = "}\n\n";
+    const char *t = s->bare ? tail + 1 : tail;
+    size_t tn = s->bare ? sizeof tail - 2 : sizeof tail - 1;
+    char idline[UUID_STR_LEN + 48];
+    int idn = snprintf(idline, sizeof idline, "id: %s.%llu\n", task_id(s->task),
+                       (unsigned long long)seq);
     pthread_mutex_lock(&s->lock);
     bool wake = false;
     if (!s->ended) {
-        if (!buf_append(s, s->prefix, s->prefix_len, result, strlen(result), tail, sizeof tail - 1)) {
+        size_t before = s->len - s->off;
+        bool ok = buf_append(s, idline, (size_t)idn, "", 0, "", 0);
+        if (ok && !buf_append(s, s->prefix, s->prefix_len, result, strlen(result), t, tn)) {
+            s->len = s->off + before; /* not half a frame */
+            ok = false;
+        }
+        if (!ok) {
             s->cut = true;
             s->ended = true;
             s->off = s->len = 0; /* what is unread is lost anyway: free it now */
@@ -133,7 +147,7 @@ static a2ad_status streams_observe(struct task *t, const struct task_event *ev) 
         }
         bool wake = false;
         if (text[s->dialect]) {
-            wake = push_frame(s, text[s->dialect], ev->terminal);
+            wake = push_frame(s, ev->seq, text[s->dialect], ev->terminal);
         } else {
             pthread_mutex_lock(&s->lock);
             log_error("task %s: out of memory rendering a stream event; stream closed", task_id(t));
@@ -178,17 +192,48 @@ static bool snapshot_terminal(const cJSON *task03) {
 
 struct stream *stream_open(struct task *t, enum a2a_dialect d, const char *id_json,
                            int history_length) {
+    return stream_open_after(t, d, id_json, history_length, NULL);
+}
+
+/* The kept events after `after` as frames; false when some are no longer
+ * kept (then nothing was added). Task locked. */
+static bool replay_frames(struct stream *s, struct task *t, uint64_t after) {
+    bool complete;
+    cJSON *evs = replay_after_locked(t, after, &complete);
+    if (!evs || !complete) {
+        cJSON_Delete(evs);
+        return false;
+    }
+    const cJSON *x;
+    cJSON_ArrayForEach(x, evs) {
+        cJSON *e = a2a_event_in(cJSON_GetObjectItemCaseSensitive(x, "event"), s->dialect);
+        char *text = e ? cJSON_PrintUnformatted(e) : NULL;
+        cJSON_Delete(e);
+        if (text)
+            push_frame(s, (uint64_t)cJSON_GetObjectItemCaseSensitive(x, "seq")->valuedouble, text,
+                       false);
+        free(text);
+    }
+    cJSON_Delete(evs);
+    return true;
+}
+
+struct stream *stream_open_after(struct task *t, enum a2a_dialect d, const char *id_json,
+                                 int history_length, const uint64_t *after) {
     struct stream *s = calloc(1, sizeof *s);
     if (!s) return NULL;
     static const char head[] = "data: {\"jsonrpc\":\"2.0\",\"id\":";
     static const char mid[] = ",\"result\":";
-    s->prefix_len = sizeof head - 1 + strlen(id_json) + sizeof mid - 1;
+    s->bare = id_json == NULL;
+    if (s->bare) id_json = "";
+    s->prefix_len = s->bare ? 6 : sizeof head - 1 + strlen(id_json) + sizeof mid - 1;
     s->prefix = malloc(s->prefix_len + 1);
     if (!s->prefix) {
         free(s);
         return NULL;
     }
-    snprintf(s->prefix, s->prefix_len + 1, "%s%s%s", head, id_json, mid);
+    if (s->bare) memcpy(s->prefix, "data: ", 7);
+    else snprintf(s->prefix, s->prefix_len + 1, "%s%s%s", head, id_json, mid);
     pthread_mutex_init(&s->lock, NULL);
     atomic_init(&s->refs, 1);
     s->dialect = d;
@@ -203,14 +248,25 @@ struct stream *stream_open(struct task *t, enum a2a_dialect d, const char *id_js
     task_lock(t);
     cJSON *snap = task_render_locked(t, history_length);
     bool ended = snap && (stopping || snapshot_terminal(snap));
-    snap = a2a_task_result(snap, d);
-    char *text = snap ? cJSON_PrintUnformatted(snap) : NULL;
+    /* A client back with Last-Event-ID: the events it missed, if they are
+     * all kept, instead of the task as it is now. */
+    bool replayed = after && snap && replay_frames(s, t, *after);
+    char *text = NULL;
+    if (!replayed) {
+        snap = a2a_task_result(snap, d);
+        text = snap ? cJSON_PrintUnformatted(snap) : NULL;
+    }
     cJSON_Delete(snap);
     struct stream_list *l = task_ext(t, TASK_EXT_STREAMS);
     if (!l && !ended && (l = calloc(1, sizeof *l))) task_ext_set(t, TASK_EXT_STREAMS, l);
-    bool ok = text && (ended || l);
+    bool ok = (text || replayed) && (ended || l);
     if (ok) {
-        push_frame(s, text, ended);
+        if (text) push_frame(s, task_seq_locked(t), text, ended);
+        else if (ended) { /* everything replayed: the stream ends after it */
+            pthread_mutex_lock(&s->lock);
+            s->ended = true;
+            pthread_mutex_unlock(&s->lock);
+        }
         if (!ended) {
             s->next = l->head;
             l->head = s;

@@ -4,7 +4,8 @@
  * A stream is one subscriber of one task. It lives in two places: the
  * task's TASK_EXT_STREAMS slot (so the streams observer can append every
  * event to it) and the HTTP connection that reads it. Each event becomes one
- * SSE frame, `data: {"jsonrpc":"2.0","id":ID,"result":EVENT}\n\n`, appended
+ * SSE frame, `id: TASKID.SEQ\ndata: {"jsonrpc":"2.0","id":ID,"result":EVENT}\n\n`
+ * (SEQ the task's event number, as in the webhook event ids), appended
  * to the stream's own buffer; the connection drains the buffer. No thread
  * waits for a stream: when the buffer is empty the reader "parks" (the HTTP
  * layer suspends the connection) and the next frame "wakes" it.
@@ -34,10 +35,22 @@ void streams_init(size_t max_buffer, unsigned keepalive_s);
 /* Subscribe to t. The first frame is the task as it is now (history_length
  * as task_render), in dialect d: the 0.3 Task or the 1.0 {"task": ...}.
  * A task that has already ended gets only that frame and the stream ends.
- * id_json is the request's JSON-RPC id, serialised (copied). The stream
+ * id_json is the request's JSON-RPC id, serialised (copied); NULL = the
+ * HTTP+JSON binding: each frame is `data: EVENT` without the JSON-RPC
+ * envelope. The stream
  * holds a reference to t. Returns NULL when out of memory. Thread: any. */
 struct stream *stream_open(struct task *t, enum a2a_dialect d, const char *id_json,
                            int history_length);
+
+/* The same for a client that reconnects with Last-Event-ID: when after is
+ * not NULL and every event of t numbered above *after is still kept
+ * (replay.h), the stream starts with those events (each with its id)
+ * instead of the task as it is now, then goes on live; each event reaches
+ * it exactly once. If some are no longer kept, it starts with the task as
+ * it is now, like stream_open. A task that has ended: the missed events,
+ * then the end. Thread: any. */
+struct stream *stream_open_after(struct task *t, enum a2a_dialect d, const char *id_json,
+                                 int history_length, const uint64_t *after);
 
 /* Connect the reader side. park(arg) is called, with the stream's lock
  * held, when the reader finds the buffer empty (suspend the connection

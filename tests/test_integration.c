@@ -451,7 +451,8 @@ START_TEST(every_error_code) {
         {"/", "[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tasks/get\"}]", 200, -32600, "batch"},
         {"/", "\"just a string\"", 200, -32600, "must be an object"},
         {"/", "{\"id\":1,\"method\":\"tasks/get\",\"params\":{}}", 200, -32600, "jsonrpc"},
-        {"/", "{\"jsonrpc\":\"2.0\",\"method\":\"tasks/get\",\"params\":{}}", 200, -32600, "notifications"},
+        /* no id: answered like "id": null (as the Python SDK does) */
+        {"/", "{\"jsonrpc\":\"2.0\",\"method\":\"tasks/get\",\"params\":{}}", 200, -32602, "params.id"},
         {"/", "{\"jsonrpc\":\"2.0\",\"id\":{},\"method\":\"tasks/get\"}", 200, -32600, "\"id\" must be"},
         {"/", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tasks/nope\",\"params\":{}}", 200, -32601, "tasks/nope"},
         {"/", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"message/send\",\"params\":[1]}", 200, -32602, "params"},

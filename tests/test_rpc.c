@@ -141,7 +141,9 @@ START_TEST(agent_card_fields) {
     ck_assert(cJSON_IsFalse(cJSON_GetObjectItem(caps, "extendedAgentCard")));
     /* one endpoint, both versions, 1.0 first (preferred) */
     cJSON *ifs = cJSON_GetObjectItem(c, "supportedInterfaces");
-    ck_assert_int_eq(cJSON_GetArraySize(ifs), 2);
+    ck_assert_int_eq(cJSON_GetArraySize(ifs), 3); /* JSON-RPC 1.0, 0.3, then HTTP+JSON 1.0 */
+    ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(ifs, 2), "protocolBinding")->valuestring,
+                     "HTTP+JSON");
     ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(ifs, 0), "protocolVersion")->valuestring, "1.0");
     ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(ifs, 1), "protocolVersion")->valuestring, "0.3");
     ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(ifs, 1), "url")->valuestring,

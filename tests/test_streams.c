@@ -151,10 +151,18 @@ START_TEST(message_stream_framing_order_and_end) {
     ck_assert_int_eq(finals, 1);
     char *more = NULL;
     ck_assert_int_eq(sse_next(s, &more, 5000), 0); /* the stream ends after the final event */
-    /* Framing: every event is exactly one "data: JSON" line and a blank line. */
+    /* Framing: every event is an "id: TASK.SEQ" line (SEQ counting up by
+     * one), exactly one "data: JSON" line and a blank line. */
     const char *p = sse_body(s);
+    unsigned long long prev = 0;
     for (int i = 0; i < 14; i++) {
-        ck_assert_msg(strncmp(p, "data: {", 7) == 0, "frame %d starts with %.20s", i, p);
+        ck_assert_msg(strncmp(p, "id: ", 4) == 0 && strncmp(p + 4, task, 36) == 0 && p[40] == '.',
+                      "frame %d starts with %.50s", i, p);
+        unsigned long long seq = strtoull(p + 41, NULL, 10);
+        if (i) ck_assert_uint_eq(seq, prev + 1);
+        prev = seq;
+        p = strchr(p, '\n') + 1;
+        ck_assert_msg(strncmp(p, "data: {", 7) == 0, "frame %d: data line starts with %.20s", i, p);
         const char *nl = strchr(p, '\n');
         ck_assert_ptr_nonnull(nl);
         ck_assert_int_eq(nl[1], '\n');

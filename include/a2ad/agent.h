@@ -230,6 +230,17 @@ struct a2ad_agent {
      * only called while run_background has not returned, and
      * run_background's return waits for a call in progress to finish. */
     void (*on_message)(void *state, a2ad_ctx ctx, const char *text);
+
+    /* Optional (added compatibly): the media types the agent takes in a
+     * message, NULL-terminated, e.g. {"text/plain", "application/json",
+     * NULL}; a mode "image/" followed by a star takes every image type, a
+     * star, slash, star anything. They are the card's defaultInputModes,
+     * and a message with a part of another type is refused with A2A error
+     * -32005 (content type not supported) before a job exists. A text part is "text/plain", a data part
+     * "application/json", a file part its mimeType (mediaType in A2A 1.0;
+     * "application/octet-stream" when absent). NULL: the card says
+     * "text/plain" and every part is accepted (the behaviour before). */
+    const char *const *input_modes;
 };
 
 #define A2AD_AGENT_HEADER .abi_major = A2AD_ABI_MAJOR, .struct_size = sizeof(struct a2ad_agent)

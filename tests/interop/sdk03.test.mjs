@@ -81,9 +81,11 @@ test('0.3 card: the client resolves each agent card and picks its JSON-RPC URL',
 
 test('0.3 agent/getAuthenticatedExtendedCard: only with the bearer token', async () => {
   const c = await new ClientFactory().createFromUrl(`${daemon.base}/`);
-  await assert.rejects(c.getAgentCard(bounded()), /authentication required/, 'no token: refused');
+  // HTTP 401 with the JSON-RPC error -32007, which the 0.3 client maps to its own error class
+  const refused = { name: 'AuthenticatedExtendedCardNotConfiguredError' };
+  await assert.rejects(c.getAgentCard(bounded()), refused, 'no token: refused');
   await assert.rejects(c.getAgentCard({ ...bounded(), serviceParameters: { Authorization: 'Bearer not-the-token-at-all' } }),
-    /authentication required/, 'a wrong token: refused');
+    refused, 'a wrong token: refused');
   const ext = await c.getAgentCard({ ...bounded(), serviceParameters: { Authorization: `Bearer ${BEARER_TOKEN}` } });
   assert.equal(ext.name, 'processor');
   assert.equal(ext.url, `${daemon.base}/`);

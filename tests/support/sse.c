@@ -29,6 +29,7 @@ struct sse {
     size_t chunk_left; /* data bytes left in the current chunk */
     bool chunk_crlf;   /* the CRLF after a chunk's data is pending */
     unsigned comments;
+    char last_id[300]; /* id: of the last event returned, "" = none */
 };
 
 static long long now_ms(void) {
@@ -183,6 +184,8 @@ int sse_next(struct sse *s, char **data, unsigned timeout_ms) {
                  line = strtok_r(NULL, "\n", &save)) {
                 if (line[0] == ':') {
                     s->comments++;
+                } else if (strncmp(line, "id:", 3) == 0) {
+                    snprintf(s->last_id, sizeof s->last_id, "%s", line[3] == ' ' ? line + 4 : line + 3);
                 } else if (strncmp(line, "data:", 5) == 0) {
                     const char *v = line[5] == ' ' ? line + 6 : line + 5;
                     if (joined) append(&joined, &jl, "\n", 1);
@@ -230,3 +233,5 @@ void sse_close(struct sse *s) {
     free(s->headers);
     free(s);
 }
+
+const char *sse_last_id(const struct sse *s) { return s->last_id; }

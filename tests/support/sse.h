@@ -27,6 +27,9 @@ const char *sse_headers(const struct sse *s);
  * closed after a complete event); -1 = timeout, error or a torn frame. */
 int sse_next(struct sse *s, char **data, unsigned timeout_ms);
 
+/* The id: of the last event sse_next returned ("" = it had none). */
+const char *sse_last_id(const struct sse *s);
+
 /* Comment lines (": ...") seen so far. */
 unsigned sse_comments(const struct sse *s);
 /* Every body byte received so far (after dechunking), NUL-terminated. */

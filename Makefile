@@ -19,7 +19,8 @@ CHECK_CFLAGS = $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS   = $(shell pkg-config --libs check 2>/dev/null)
 
 DAEMON_SRC  := $(wildcard daemon/*.c)
-DAEMON_OBJ  := $(DAEMON_SRC:%.c=$(BUILD)/obj/%.o)
+UI_FILES    := $(sort $(wildcard daemon/ui/*.html daemon/ui/*.css daemon/ui/*.js daemon/ui/*.svg))
+DAEMON_OBJ  := $(DAEMON_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/ui_files.o
 LIB_OBJ     := $(filter-out $(BUILD)/obj/daemon/main.o,$(DAEMON_OBJ))
 PLUGIN_SRC  := $(wildcard plugins/*.c)
 PLUGINS     := $(PLUGIN_SRC:plugins/%.c=$(BUILD)/plugins/%.so)
@@ -57,6 +58,14 @@ deps:
 $(BUILD)/obj/daemon/%.o: daemon/%.c $(wildcard daemon/*.h) include/a2ad/agent.h | $(DEPS_OK)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_A) $(PKG_CFLAGS) -c $< -o $@
+
+# The dashboard's files (daemon/ui/) built into the binary.
+$(BUILD)/gen/ui_files.c: $(UI_FILES) scripts/embed-ui.sh
+	@mkdir -p $(dir $@)
+	scripts/embed-ui.sh $@ $(UI_FILES)
+$(BUILD)/obj/gen/ui_files.o: $(BUILD)/gen/ui_files.c daemon/ui_files.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_A) -c $< -o $@
 
 $(BUILD)/a2ad: $(DAEMON_OBJ)
 	$(CC) $(LDFLAGS_A) $^ -o $@ $(PKG_LIBS) -ldl -lpthread -lm

@@ -107,6 +107,8 @@ static const struct key_def keys[] = {
     K_SECRET("server", "auth_bearer_tokens", auth_bearer_tokens, check_tokens, ""),
     K_SIZE("server", "stream_buffer_bytes", stream_buffer_bytes, 4 * KIB, 256 * MIB, "1M"),
     K_UINT("server", "stream_keepalive_s", stream_keepalive_s, 0, 3600, "15"),
+    K_SECRET("server", "admin_tokens", admin_tokens, check_tokens, ""),
+    K_FLAG("server", "ui", ui_enabled, yes_no_words, "yes"),
 
     K_UINT("workers", "threads", worker_threads, 0, 1024, "0"),
     K_UINT("workers", "queue_length", queue_length, 1, 10000000, "10000"),

@@ -31,6 +31,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "log.h"
 #include "plugins.h"
 #include "rpc.h"
@@ -319,6 +320,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     (void)version;
     struct request *r = *req_cls;
     if (!r) {
+        if (admin_owns(url)) return admin_serve(c, method, url);
         if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0) return serve_get(c, url);
         if (strcmp(method, "POST") != 0)
             return send_http_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "use GET or POST");
@@ -461,6 +463,7 @@ static void mhd_log(void *cls, const char *fmt, va_list ap) {
 
 a2ad_status http_start(const struct config *cfg) {
     srv.max_body = cfg->max_body_bytes;
+    admin_init(cfg);
     struct sockaddr_in sin = {0};
     struct sockaddr_in6 sin6 = {0};
     const struct sockaddr *sa;
@@ -585,4 +588,5 @@ void http_stop(void) {
     srv.stopping = false; /* for a later http_start (tests) */
     if (srv.quiesced_fd >= 0) close(srv.quiesced_fd);
     srv.quiesced_fd = -1;
+    admin_shutdown();
 }

@@ -312,10 +312,9 @@ static void on_event(struct follow *f, const cJSON *result) {
     if (opt.tty) {
         draw_bar(f);
     } else if (!terminal) {
-        if (f->progress >= 0)
-            printf("%s %3.0f%% %s\n", state, f->progress * 100, text ? text : "");
-        else
-            printf("%s %s\n", state, text ? text : "");
+        if (f->progress >= 0) printf("%s %.0f%%", state, f->progress * 100);
+        else fputs(state, stdout);
+        printf("%s%s\n", text ? " " : "", text ? text : "");
         fflush(stdout);
     }
     if (terminal) {

@@ -148,7 +148,8 @@ install: all
 	install -m 644 include/a2ad/agent.h $(DESTDIR)$(PREFIX)/include/a2ad/agent.h
 	test -e $(DESTDIR)/etc/a2ad/a2ad.conf || \
 	  sed -e 's|^dir = .*|dir = $(PREFIX)/lib/a2ad/plugins|' \
-	      -e 's|^path = .*|path = /var/lib/a2ad/a2ad.db|' conf/a2ad.conf > $(DESTDIR)/etc/a2ad/a2ad.conf
+	      -e 's|^path = .*|path = /var/lib/a2ad/a2ad.db|' \
+	      -e 's|^admin_tokens = .*|#admin_tokens =|' conf/a2ad.conf > $(DESTDIR)/etc/a2ad/a2ad.conf
 	sed -e 's|/usr/local|$(PREFIX)|g' systemd/a2ad.service > $(DESTDIR)$(PREFIX)/lib/systemd/system/a2ad.service
 
 uninstall:

@@ -1009,6 +1009,8 @@ a2ad_status webhooks_post(const struct webhook_post *p) {
     d->body = body;
     d->len = p->len;
     d->attempts = 0;
+    d->purged = false;
+    d->last_error = NULL;
     d->gate = NULL;
     d->created_ms = p->created_ms ? p->created_ms : util_wall_ms();
     d->headers = headers_fill((struct curl_slist *)(void *)((char *)d + nodes_at),

@@ -12,6 +12,10 @@
 #include "support/daemon.h"
 #include "support/json.h"
 #include "support/receiver.h"
+#include "util.h"
+#include "webhooks.h"
+#include <pthread.h>
+#include <stdatomic.h>
 
 Suite *admin_suite(void);
 
@@ -593,6 +597,118 @@ START_TEST(a2ctl_follow_draws_a_bar_on_a_terminal) {
 }
 END_TEST
 
+
+/* ---- webhooks_act in process (under the sanitizers with the suite) -------- */
+
+static void wh_teardown(void) {
+    webhooks_stop(0); /* before the receiver and curl go */
+    teardown();
+}
+
+static void post_for(const char *task, const char *url, int i) {
+    char key[64], body[64];
+    snprintf(key, sizeof key, "%s|cfg", task);
+    snprintf(body, sizeof body, "{\"n\":%d}", i);
+    struct webhook_post p = {.order_key = key, .url = url, .body = strdup(body),
+                             .len = strlen(body), .task_id = task};
+    ck_assert_int_eq(webhooks_post(&p), A2AD_OK);
+}
+
+static size_t act(enum webhooks_action a, const char *task, const char *target,
+                  struct webhooks_pending **out, size_t *n) {
+    struct webhooks_select sel = {.task_id = task, .target = target, .max = 100};
+    size_t matched = 0;
+    ck_assert_int_eq(webhooks_act(a, &sel, out, n, &matched), A2AD_OK);
+    return matched;
+}
+
+struct lister { atomic_int *stop; size_t calls; };
+
+static void *keep_listing(void *arg) {
+    struct lister *l = arg;
+    while (!atomic_load(l->stop)) {
+        struct webhooks_pending *p;
+        size_t n, m;
+        struct webhooks_select sel = {.max = 10};
+        if (webhooks_act(WEBHOOKS_LIST, &sel, &p, &n, &m) == A2AD_OK) webhooks_pending_free(p, n);
+        l->calls++;
+    }
+    return NULL;
+}
+
+START_TEST(webhooks_act_lists_replays_and_purges_in_process) {
+    struct webhooks_options o = {.timeout_ms = 2000, .connect_timeout_ms = 1000,
+                                 .max_attempts = 100, .backoff_initial_ms = 600000,
+                                 .backoff_max_ms = 600000, .max_in_flight = 4,
+                                 .max_pending = 1000};
+    ck_assert_int_eq(webhooks_start(&o), A2AD_OK);
+    receiver_fail_next(rcv, 1000, 503);
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/hook?secret=x", receiver_port(rcv));
+    for (int i = 0; i < 3; i++) post_for("t1", url, i);
+    for (int i = 0; i < 2; i++) post_for("t2", url, i);
+    for (int i = 0; i < 300 && receiver_attempts(rcv) < 2; i++) test_nap_ms(10);
+    ck_assert_uint_ge(receiver_attempts(rcv), 2); /* both heads tried once, now in backoff */
+
+    /* Others keep asking while we act: the thread answers everyone. */
+    atomic_int stop = 0;
+    struct lister l[2] = {{&stop, 0}, {&stop, 0}};
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++) pthread_create(&th[i], NULL, keep_listing, &l[i]);
+
+    struct webhooks_pending *p;
+    size_t n;
+    ck_assert_uint_eq(act(WEBHOOKS_LIST, "t1", NULL, &p, &n), 3);
+    ck_assert_uint_eq(n, 3);
+    ck_assert_str_eq(p[0].state, "waiting to retry");
+    ck_assert_uint_eq(p[0].attempts, 1);
+    ck_assert_str_eq(p[0].last_error, "HTTP 503");
+    ck_assert_uint_gt(p[0].next_attempt_ms, util_wall_ms() + 60000); /* ten minutes away */
+    ck_assert_str_eq(p[1].state, "behind an earlier event");
+    ck_assert_ptr_null(strstr(p[0].target, "secret"));
+    webhooks_pending_free(p, n);
+    char shown[128];
+    snprintf(shown, sizeof shown, "http://127.0.0.1:%u/hook", receiver_port(rcv));
+    ck_assert_uint_eq(act(WEBHOOKS_LIST, NULL, shown, &p, &n), 5);
+    webhooks_pending_free(p, n);
+
+    /* The receiver is back: t1 replayed goes now, in order; t2 waits. */
+    receiver_fail_next(rcv, 0, 503);
+    ck_assert_uint_eq(act(WEBHOOKS_REPLAY, "t1", NULL, &p, &n), 3);
+    webhooks_pending_free(p, n);
+    ck_assert(receiver_wait(rcv, 3, 10000));
+    for (int i = 0; i < 3; i++) {
+        char want[32];
+        snprintf(want, sizeof want, "{\"n\":%d}", i);
+        ck_assert_str_eq(receiver_get(rcv, (size_t)i)->body, want);
+    }
+    /* t2 purged: never sent, counted as given up, the queue empty. */
+    struct webhooks_stats before, after;
+    webhooks_get_stats(&before);
+    ck_assert_uint_eq(act(WEBHOOKS_PURGE, "t2", NULL, &p, &n), 2);
+    webhooks_pending_free(p, n);
+    for (int i = 0; i < 300; i++) {
+        webhooks_get_stats(&after);
+        if (after.pending == 0) break;
+        test_nap_ms(10);
+    }
+    ck_assert_uint_eq(after.pending, 0);
+    ck_assert_uint_eq(after.given_up, before.given_up + 2);
+    ck_assert_uint_eq(act(WEBHOOKS_LIST, NULL, NULL, &p, &n), 0);
+    webhooks_pending_free(p, n);
+    atomic_store(&stop, 1);
+    for (int i = 0; i < 2; i++) pthread_join(th[i], NULL);
+    ck_assert_uint_gt(l[0].calls + l[1].calls, 0);
+    test_nap_ms(100);
+    ck_assert_uint_eq(receiver_count(rcv), 3);
+    webhooks_stop(0);
+    /* Stopped: refused, not hung. */
+    struct webhooks_select sel = {.max = 1};
+    size_t m;
+    ck_assert_int_eq(webhooks_act(WEBHOOKS_LIST, &sel, &p, &n, &m), A2AD_ERR_STATE);
+}
+END_TEST
+
 Suite *admin_suite(void) {
     Suite *s = suite_create("admin");
     TCase *tc = tcase_create("admin");
@@ -609,5 +725,10 @@ Suite *admin_suite(void) {
     tcase_add_test(tc, a2ctl_follow_prints_plain_lines_off_a_terminal);
     tcase_add_test(tc, a2ctl_follow_draws_a_bar_on_a_terminal);
     suite_add_tcase(s, tc);
+    TCase *wh = tcase_create("webhooks_act");
+    tcase_add_checked_fixture(wh, setup, wh_teardown);
+    tcase_set_timeout(wh, 60);
+    tcase_add_test(wh, webhooks_act_lists_replays_and_purges_in_process);
+    suite_add_tcase(s, wh);
     return s;
 }

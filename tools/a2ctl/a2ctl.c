@@ -632,14 +632,14 @@ static int cmd_webhooks(int argc, char **argv) {
     else if (count == 0) printf("no pending webhook events for task %s\n", argv[0]);
     if (list && count) {
         printf("%-44s  %-22s  %8s  %-24s  %s\n", "EVENT", "STATE", "ATTEMPTS", "NEXT ATTEMPT",
-               "TARGET / LAST ERROR");
+               "TARGET");
         const cJSON *e;
         cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(j, "events")) {
             const cJSON *a = cJSON_GetObjectItemCaseSensitive(e, "attempts");
             printf("%-44s  %-22s  %8d  %-24s  %s\n", str(e, "eventId"), str(e, "state"),
                    cJSON_IsNumber(a) ? a->valueint : 0,
                    str(e, "nextAttempt") ? str(e, "nextAttempt") : "-", str(e, "target"));
-            if (str(e, "lastError")) printf("%*s%s\n", 110, "", str(e, "lastError"));
+            if (str(e, "lastError")) printf("  last error: %s\n", str(e, "lastError"));
         }
     }
     cJSON_Delete(j);

@@ -19,7 +19,8 @@ CHECK_CFLAGS = $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS   = $(shell pkg-config --libs check 2>/dev/null)
 
 DAEMON_SRC  := $(wildcard daemon/*.c)
-DAEMON_OBJ  := $(DAEMON_SRC:%.c=$(BUILD)/obj/%.o)
+UI_FILES    := $(sort $(wildcard daemon/ui/*.html daemon/ui/*.css daemon/ui/*.js daemon/ui/*.svg))
+DAEMON_OBJ  := $(DAEMON_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/ui_files.o
 LIB_OBJ     := $(filter-out $(BUILD)/obj/daemon/main.o,$(DAEMON_OBJ))
 PLUGIN_SRC  := $(wildcard plugins/*.c)
 PLUGINS     := $(PLUGIN_SRC:plugins/%.c=$(BUILD)/plugins/%.so)
@@ -28,14 +29,15 @@ TPLUGINS    := $(TPLUGIN_SRC:tests/plugins/%.c=$(BUILD)/tests/plugins/%.so)
 TEST_SRC    := $(wildcard tests/*.c tests/support/*.c)
 TEST_OBJ    := $(TEST_SRC:%.c=$(BUILD)/obj/%.o)
 
-.PHONY: all run test interop asan tsan check-header install uninstall clean deps help bench bench-peer
-all: $(BUILD)/a2ad $(PLUGINS)
+.PHONY: all run test interop ui-test asan tsan check-header install uninstall clean deps help bench bench-peer
+all: $(BUILD)/a2ad $(BUILD)/a2ctl $(PLUGINS)
 
 help:
 	@echo "make          build a2ad and the example plugins into $(BUILD)/"
 	@echo "make run      build, then run a2ad on 127.0.0.1:8080 with conf/a2ad.conf"
 	@echo "make test     build and run the test suite (Check), then the interop test"
 	@echo "make interop  the official A2A JS client (@a2a-js/sdk) against a2ad (needs node, npm)"
+	@echo "make ui-test  the web dashboard in headless chromium (needs chromium, node, npm)"
 	@echo "make asan     the test suite under AddressSanitizer + UBSan (build/asan)"
 	@echo "make tsan     the test suite under ThreadSanitizer (build/tsan)"
 	@echo "make install  install to \$$DESTDIR\$$PREFIX (binary, plugins, header, config, unit)"
@@ -58,8 +60,22 @@ $(BUILD)/obj/daemon/%.o: daemon/%.c $(wildcard daemon/*.h) include/a2ad/agent.h 
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_A) $(PKG_CFLAGS) -c $< -o $@
 
+# The dashboard's files (daemon/ui/) built into the binary.
+$(BUILD)/gen/ui_files.c: $(UI_FILES) scripts/embed-ui.sh
+	@mkdir -p $(dir $@)
+	scripts/embed-ui.sh $@ $(UI_FILES)
+$(BUILD)/obj/gen/ui_files.o: $(BUILD)/gen/ui_files.c daemon/ui_files.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_A) -c $< -o $@
+
 $(BUILD)/a2ad: $(DAEMON_OBJ)
 	$(CC) $(LDFLAGS_A) $^ -o $@ $(PKG_LIBS) -ldl -lpthread -lm
+
+# a2ctl, the command-line client: libcurl and cJSON only.
+$(BUILD)/a2ctl: tools/a2ctl/a2ctl.c | $(DEPS_OK)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_A) $(shell pkg-config --cflags libcurl libcjson 2>/dev/null) $< -o $@ \
+	  $(LDFLAGS_A) $(shell pkg-config --libs libcurl libcjson 2>/dev/null)
 
 $(BUILD)/plugins/%.so: plugins/%.c include/a2ad/agent.h | $(DEPS_OK)
 	@mkdir -p $(dir $@)
@@ -84,6 +100,11 @@ run: all
 test: all $(TPLUGINS) $(BUILD)/tests/a2ad-tests check-header
 	A2AD_BUILD=$(BUILD) $(BUILD)/tests/a2ad-tests
 	tests/interop/run.sh $(BUILD)
+	tests/ui/run.sh $(BUILD)
+
+# The web dashboard (/ui/) in Debian's headless chromium (needs node, npm).
+ui-test: all
+	tests/ui/run.sh $(BUILD)
 
 # The official A2A JavaScript client (@a2a-js/sdk 0.3 and 1.x) against the daemon.
 interop: all
@@ -126,6 +147,7 @@ install: all
 	  $(DESTDIR)$(PREFIX)/lib/a2ad/examples $(DESTDIR)$(PREFIX)/share/doc/a2ad \
 	  $(DESTDIR)$(PREFIX)/include/a2ad $(DESTDIR)/etc/a2ad $(DESTDIR)$(PREFIX)/lib/systemd/system
 	install -m 755 $(BUILD)/a2ad $(DESTDIR)$(PREFIX)/bin/a2ad
+	install -m 755 $(BUILD)/a2ctl $(DESTDIR)$(PREFIX)/bin/a2ctl
 	install -m 644 $(PLUGINS) $(DESTDIR)$(PREFIX)/lib/a2ad/examples/
 	install -m 644 include/a2ad/agent.h $(DESTDIR)$(PREFIX)/include/a2ad/agent.h
 	install -m 644 conf/a2ad.conf $(DESTDIR)$(PREFIX)/share/doc/a2ad/a2ad.conf.example
@@ -139,7 +161,7 @@ install: all
 	sed -e 's|/usr/local|$(PREFIX)|g' systemd/a2ad.service > $(DESTDIR)$(PREFIX)/lib/systemd/system/a2ad.service
 
 uninstall:
-	rm -f $(DESTDIR)$(PREFIX)/bin/a2ad $(DESTDIR)$(PREFIX)/include/a2ad/agent.h \
+	rm -f $(DESTDIR)$(PREFIX)/bin/a2ad $(DESTDIR)$(PREFIX)/bin/a2ctl $(DESTDIR)$(PREFIX)/include/a2ad/agent.h \
 	  $(DESTDIR)$(PREFIX)/lib/systemd/system/a2ad.service
 	rm -rf $(DESTDIR)$(PREFIX)/lib/a2ad $(DESTDIR)$(PREFIX)/share/doc/a2ad
 

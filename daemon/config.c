@@ -115,6 +115,8 @@ static const struct key_def keys[] = {
     K_SIZE("server", "stream_buffer_bytes", stream_buffer_bytes, 4 * KIB, 256 * MIB, "1M"),
     K_UINT("server", "stream_keepalive_s", stream_keepalive_s, 0, 3600, "15"),
     K_SIZE("server", "stream_replay_bytes", stream_replay_bytes, 0, 64 * MIB, "64K"),
+    K_SECRET("server", "admin_tokens", admin_tokens, check_tokens, ""),
+    K_FLAG("server", "ui", ui_enabled, yes_no_words, "yes"),
 
     K_UINT("workers", "threads", worker_threads, 0, 1024, "0"),
     K_UINT("workers", "queue_length", queue_length, 1, 10000000, "10000"),

@@ -48,6 +48,8 @@ struct config {
     size_t stream_buffer_bytes;    /* 1 MiB: unread SSE bytes per stream */
     unsigned stream_keepalive_s;   /* 15: SSE comment after idle seconds; 0 = none */
     size_t stream_replay_bytes;    /* 64 KiB: recent events kept per task for Last-Event-ID */
+    char *admin_tokens;            /* "" = the admin API (/admin/v1/) is off */
+    bool ui_enabled;               /* true: the dashboard at /ui/ */
 
     /* [workers] */
     unsigned worker_threads;       /* 0 = number of cores */

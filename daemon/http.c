@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "admin.h"
 #include "log.h"
 #include "plugins.h"
 #include "rest.h"
@@ -408,6 +409,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     (void)version;
     struct request *r = *req_cls;
     if (!r) {
+        if (admin_owns(url)) return admin_serve(c, method, url);
         enum MHD_Result rr;
         if (rest_begin(c, url, method, req_cls, &rr)) return rr;
         if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0) return serve_get(c, url);
@@ -601,6 +603,7 @@ static void mhd_log(void *cls, const char *fmt, va_list ap) {
 
 a2ad_status http_start(const struct config *cfg) {
     srv.max_body = cfg->max_body_bytes;
+    admin_init(cfg);
     struct sockaddr_in sin = {0};
     struct sockaddr_in6 sin6 = {0};
     const struct sockaddr *sa;
@@ -725,4 +728,5 @@ void http_stop(void) {
     srv.stopping = false; /* for a later http_start (tests) */
     if (srv.quiesced_fd >= 0) close(srv.quiesced_fd);
     srv.quiesced_fd = -1;
+    admin_shutdown();
 }

@@ -32,12 +32,19 @@
  * net, since every state change that matters also wakes it. */
 #define IDLE_POLL_MS 1000
 
+/* The reason recorded for deliveries an operator purged. */
+#define PURGED_WHY "purged by an operator (admin API)"
+
+struct request;
+
 struct delivery {
     struct delivery *next;
     struct curl_slist *headers; /* in this allocation, after text */
     char *body;
     size_t len;
     unsigned attempts;
+    bool purged;         /* an operator dropped it (webhooks_act): never sent again */
+    char *last_error;    /* why the last attempt failed, or NULL (for webhooks_act) */
     uint64_t created_ms; /* wall clock, for max_age_s */
     void *gate;          /* the outbox's, or NULL */
     const char *url;      /* points into text, after the key */
@@ -53,6 +60,7 @@ struct channel {
     /* Every live channel is also on this list, so stop can find them all
      * (the map has no iteration). */
     struct channel *prev_all, *next_all;
+    unsigned char where; /* scratch of requests_serve: a `where` value */
     char key[];
 };
 
@@ -81,7 +89,11 @@ static struct {
      * uintptr_t; absent = none). While a key has some, its new deliveries
      * are parked too, so none overtakes them. */
     struct hmap *parked;
-} wh = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    /* Operators' requests (webhooks_act) for the thread, answered through
+     * `answered`. */
+    struct request *requests;
+    pthread_cond_t answered;
+} wh = {.lock = PTHREAD_MUTEX_INITIALIZER, .answered = PTHREAD_COND_INITIALIZER};
 
 /* Set before the thread starts, read-only afterwards. */
 static const struct webhooks_outbox *outbox;
@@ -110,6 +122,7 @@ static struct {
 
 static void delivery_free(struct delivery *d) {
     if (!d) return;
+    free(d->last_error);
     free(d->body);
     free(d);
 }
@@ -282,18 +295,27 @@ static void channel_free(struct channel *ch) {
     free(ch);
 }
 
-/* The one log line of a delivery that will not be sent again. */
-static void log_give_up(const struct delivery *d, const char *why) {
-    /* The query and a password are where URLs tend to carry secrets. */
+/* The URL without what tends to carry secrets (user and password, query,
+ * fragment); curl_free it. NULL when it does not parse. */
+static char *url_shown(const char *url) {
     char *shown = NULL;
     CURLU *u = curl_url();
-    if (u && curl_url_set(u, CURLUPART_URL, d->url, 0) == CURLUE_OK) {
+    if (u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK) {
+        curl_url_set(u, CURLUPART_USER, NULL, 0);
         curl_url_set(u, CURLUPART_PASSWORD, NULL, 0);
         curl_url_set(u, CURLUPART_QUERY, NULL, 0);
         curl_url_set(u, CURLUPART_FRAGMENT, NULL, 0);
         curl_url_get(u, CURLUPART_URL, &shown, 0);
     }
     curl_url_cleanup(u);
+    return shown;
+}
+
+/* The one log line of a delivery that will not be sent again. An operator's
+ * purge is logged once by whoever asked, not per delivery. */
+static void log_give_up(const struct delivery *d, const char *why) {
+    if (d->purged) return;
+    char *shown = url_shown(d->url);
     log_warn("webhooks: giving up on POST to %s (order key %s, event %s) after %u attempt%s: %s",
              shown ? shown : "(unparsable URL)", d->text, d->event_id, d->attempts,
              d->attempts == 1 ? "" : "s", why);
@@ -375,6 +397,10 @@ static void give_up(struct channel *ch, const char *why) {
 static void attempt_done(struct channel *ch, CURLcode rc, long code, const char *errmsg) {
     struct delivery *d = ch->head;
     d->attempts++;
+    if (d->purged && !(code >= 200 && code < 300)) {
+        give_up(ch, PURGED_WHY);
+        return;
+    }
     /* A 2xx means the receiver has it, even if reading its answer failed
      * afterwards: sending again would only duplicate. */
     if (code >= 200 && code < 300) {
@@ -399,6 +425,8 @@ static void attempt_done(struct channel *ch, CURLcode rc, long code, const char 
     if (retryable && !again && dt.opts.max_age_s)
         snprintf(why + strlen(why), sizeof why - strlen(why),
                  "; the event is older than [webhooks] max_age_s = %u", dt.opts.max_age_s);
+    free(d->last_error);
+    d->last_error = strdup(why); /* NULL only loses what an operator sees */
     if (retryable && again) {
         uint64_t delay = backoff_delay(d->attempts);
         ch->retry_at = util_now_ms() + delay;
@@ -489,6 +517,10 @@ static void xfers_start_ready(CURLM *multi) {
     while (dt.in_flight < dt.opts.max_in_flight && dt.ready_head) {
         struct channel *ch = ready_pop();
         struct delivery *d = ch->head;
+        if (d->purged) {
+            give_up(ch, PURGED_WHY); /* readies the next one, if any */
+            continue;
+        }
         if (d->gate && outbox && outbox->sendable && !outbox->sendable(d->gate)) {
             held_push(ch); /* not on disk yet: sending could outrun the store */
             continue;
@@ -522,6 +554,152 @@ static void xfers_collect(CURLM *multi) {
         dt.in_flight--;
         attempt_done(ch, rc, code, x->errbuf);
     }
+}
+
+/* ---- operators' requests (the admin API) ---- */
+
+/* One webhooks_act call, on its caller's stack while the thread serves it. */
+struct request {
+    struct request *next;
+    enum webhooks_action action;
+    const struct webhooks_select *sel;
+    struct webhooks_pending *out;
+    size_t n_out, matched;
+    bool done;
+    a2ad_status status;
+};
+
+enum where { W_READY, W_WIRE, W_BACKOFF, W_HELD };
+
+static const char *const where_names[] = {
+    [W_READY] = "queued", [W_WIRE] = "sending", [W_BACKOFF] = "waiting to retry",
+    [W_HELD] = "waiting for the store"};
+
+static bool selected(const struct delivery *d, const struct webhooks_select *sel) {
+    if (d->purged) return false;
+    if (sel->task_id && (!d->task_id || strcmp(sel->task_id, d->task_id) != 0)) return false;
+    if (!sel->target) return true;
+    if (strcmp(sel->target, d->url) == 0) return true;
+    char *shown = url_shown(d->url);
+    bool same = shown && strcmp(shown, sel->target) == 0;
+    curl_free(shown);
+    return same;
+}
+
+static void pending_fill(struct webhooks_pending *p, const struct delivery *d, bool head,
+                         const struct channel *ch, uint64_t now, uint64_t wall) {
+    memset(p, 0, sizeof *p);
+    snprintf(p->event_id, sizeof p->event_id, "%s", d->event_id);
+    snprintf(p->task_id, sizeof p->task_id, "%s", d->task_id ? d->task_id : "");
+    char *shown = url_shown(d->url);
+    p->target = strdup(shown ? shown : "(unparsable URL)");
+    curl_free(shown);
+    p->last_error = d->last_error ? strdup(d->last_error) : NULL;
+    p->attempts = d->attempts;
+    p->created_ms = d->created_ms;
+    p->state = head ? where_names[ch->where] : "behind an earlier event";
+    if (head && ch->where == W_BACKOFF)
+        p->next_attempt_ms = wall + (ch->retry_at > now ? ch->retry_at - now : 0);
+    else if (head && ch->where == W_READY)
+        p->next_attempt_ms = wall;
+}
+
+/* Rebuild the heap after retry times changed. */
+static void heap_rebuild(void) {
+    size_t n = dt.heap_len;
+    dt.heap_len = 0;
+    for (size_t i = 0; i < n; i++) heap_push(dt.heap[i]); /* in place: cannot grow */
+}
+
+static void request_serve(struct request *rq) {
+    uint64_t now = util_now_ms(), wall = util_wall_ms();
+    const struct webhooks_select *sel = rq->sel;
+    size_t cap = sel->max;
+    if (cap && !(rq->out = calloc(cap, sizeof *rq->out))) {
+        rq->status = A2AD_ERR_NOMEM;
+        return;
+    }
+    for (struct channel *ch = dt.all; ch; ch = ch->next_all) ch->where = W_READY;
+    for (size_t i = 0; i < dt.heap_len; i++) dt.heap[i]->where = W_BACKOFF;
+    for (struct channel *ch = dt.held_head; ch; ch = ch->next_ready) ch->where = W_HELD;
+    for (unsigned i = 0; i < dt.opts.max_in_flight; i++)
+        if (dt.xfers[i].ch) dt.xfers[i].ch->where = W_WIRE;
+    bool retimed = false;
+    for (struct channel *ch = dt.all; ch; ch = ch->next_all) {
+        for (struct delivery *d = ch->head; d; d = d->next) {
+            if (!selected(d, sel)) continue;
+            bool head = d == ch->head;
+            if (rq->n_out < cap) pending_fill(&rq->out[rq->n_out++], d, head, ch, now, wall);
+            rq->matched++;
+            if (rq->action == WEBHOOKS_LIST) continue;
+            if (rq->action == WEBHOOKS_PURGE) {
+                d->purged = true; /* given up when it reaches the head */
+            } else { /* replay: from scratch, now */
+                d->attempts = 0;
+                d->created_ms = wall;
+                free(d->last_error);
+                d->last_error = NULL;
+            }
+            if (head && ch->where == W_BACKOFF) {
+                ch->retry_at = now;
+                retimed = true;
+            }
+        }
+    }
+    if (retimed) heap_rebuild();
+    rq->status = A2AD_OK;
+}
+
+/* Serve what operators asked for. The thread's, no lock held but to take
+ * the list and to answer. */
+static void requests_serve(void) {
+    pthread_mutex_lock(&wh.lock);
+    struct request *list = wh.requests;
+    wh.requests = NULL;
+    pthread_mutex_unlock(&wh.lock);
+    if (!list) return;
+    for (struct request *rq = list; rq; rq = rq->next) request_serve(rq);
+    pthread_mutex_lock(&wh.lock);
+    for (struct request *rq = list; rq; rq = rq->next) rq->done = true;
+    pthread_cond_broadcast(&wh.answered);
+    pthread_mutex_unlock(&wh.lock);
+}
+
+void webhooks_pending_free(struct webhooks_pending *p, size_t n) {
+    for (size_t i = 0; p && i < n; i++) {
+        free(p[i].target);
+        free(p[i].last_error);
+    }
+    free(p);
+}
+
+a2ad_status webhooks_act(enum webhooks_action action, const struct webhooks_select *sel,
+                         struct webhooks_pending **out, size_t *n_out, size_t *matched) {
+    *out = NULL;
+    *n_out = *matched = 0;
+    struct request rq = {.action = action, .sel = sel, .status = A2AD_ERR_STATE};
+    pthread_mutex_lock(&wh.lock);
+    if (wh.state != WH_RUNNING) {
+        pthread_mutex_unlock(&wh.lock);
+        return A2AD_ERR_STATE;
+    }
+    rq.next = wh.requests;
+    wh.requests = &rq;
+    curl_multi_wakeup(wh.multi);
+    /* The thread serves requests on every turn of its loop, and once more
+     * as it ends, so this wait is short and always answered. */
+    while (!rq.done) pthread_cond_wait(&wh.answered, &wh.lock);
+    pthread_mutex_unlock(&wh.lock);
+    if (rq.status != A2AD_OK) {
+        webhooks_pending_free(rq.out, rq.n_out);
+        return rq.status;
+    }
+    /* Purged deliveries at the head of a ready channel go now. */
+    if (action != WEBHOOKS_LIST && rq.matched) webhooks_wake();
+    *out = rq.out;
+    *n_out = rq.n_out;
+    *matched = rq.matched;
+    return A2AD_OK;
 }
 
 /* ---- the thread ---- */
@@ -620,6 +798,7 @@ static void *webhooks_thread(void *arg) {
         pthread_mutex_unlock(&wh.lock);
 
         inbox_place(in);
+        requests_serve(); /* before held_release: the held list is still known */
         held_release();
         uint64_t now = util_now_ms();
         /* Once stopping is seen the inbox is final: callers are refused. */
@@ -652,6 +831,7 @@ static void *webhooks_thread(void *arg) {
             nanosleep(&ts, NULL);
         }
     }
+    requests_serve(); /* those that came in during the last turn */
     return NULL;
 }
 
@@ -829,6 +1009,8 @@ a2ad_status webhooks_post(const struct webhook_post *p) {
     d->body = body;
     d->len = p->len;
     d->attempts = 0;
+    d->purged = false;
+    d->last_error = NULL;
     d->gate = NULL;
     d->created_ms = p->created_ms ? p->created_ms : util_wall_ms();
     d->headers = headers_fill((struct curl_slist *)(void *)((char *)d + nodes_at),

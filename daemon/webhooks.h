@@ -143,4 +143,44 @@ struct webhooks_stats {
 /* A consistent snapshot of the counters. Thread: any. */
 void webhooks_get_stats(struct webhooks_stats *out);
 
+/* ---- operators (the admin API) ----
+ * What is queued in memory, looked at and acted on by the delivery thread
+ * itself (the caller waits one turn of its loop; nothing is added to the
+ * sending path). Deliveries parked in the outbox only are not seen until
+ * they come back into memory. */
+
+enum webhooks_action {
+    WEBHOOKS_LIST,   /* only look */
+    WEBHOOKS_PURGE,  /* never send them again; the outbox hears they were given up */
+    WEBHOOKS_REPLAY  /* attempts, age and backoff start afresh; sent as soon as
+                        their turn comes (in order per task and webhook) */
+};
+
+/* Which deliveries: every condition set must hold. */
+struct webhooks_select {
+    const char *task_id; /* the task they tell about, or NULL */
+    const char *target;  /* their URL, as given or as shown in target below, or NULL */
+    size_t max;          /* describe at most this many (all are acted on) */
+};
+
+struct webhooks_pending {
+    char event_id[WEBHOOKS_EVENT_ID_MAX + 1];
+    char task_id[64];
+    char *target;          /* the URL without password, query and fragment */
+    char *last_error;      /* why the last attempt failed, or NULL */
+    const char *state;     /* "queued", "sending", "waiting to retry", "waiting for
+                              the store", "behind an earlier event" (static) */
+    unsigned attempts;
+    uint64_t created_ms;   /* wall clock ms */
+    uint64_t next_attempt_ms; /* wall clock ms; 0 = not scheduled (in flight, behind) */
+};
+
+/* Act on the selected deliveries; *out (free with webhooks_pending_free)
+ * describes up to sel->max of them as they were found, *matched counts all.
+ * A2AD_ERR_STATE when the thread is not running. Thread: any but the
+ * delivery thread; waits for it, never on I/O. */
+a2ad_status webhooks_act(enum webhooks_action action, const struct webhooks_select *sel,
+                         struct webhooks_pending **out, size_t *n_out, size_t *matched);
+void webhooks_pending_free(struct webhooks_pending *p, size_t n);
+
 #endif

@@ -12,7 +12,8 @@ if [ "${1:-}" = "--interop" ]; then
   command -v npm >/dev/null 2>&1 || need="$need npm"
   [ -z "$need" ] && exit 0
 fi
-[ "${1:-}" = "--test" ] && need="$need check libsubunit-dev"
+# chromium: the dashboard test (tests/ui) drives the real page in it.
+[ "${1:-}" = "--test" ] && need="$need check libsubunit-dev chromium"
 missing=""
 for p in $need; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -72,8 +72,9 @@ bool daemon_prepare(struct daemon_proc *d, const struct daemon_opts *o) {
     if (o->queue_length) fprintf(f, "queue_length = %u\n", o->queue_length);
     fprintf(f, "[plugins]\ndir = %s\nerrors = %s\n", pdir, o->errors ? o->errors : "fatal");
     /* short backoffs keep retry tests fast */
-    fprintf(f, "[webhooks]\nbackoff_initial_ms = 20\nbackoff_max_ms = 200\nmax_attempts = 5\n"
-               "timeout_ms = 3000\nflush_s = 5\n");
+    fprintf(f, "[webhooks]\n%stimeout_ms = 3000\nflush_s = 5\n",
+            o->webhooks_backoff ? o->webhooks_backoff
+                                : "backoff_initial_ms = 20\nbackoff_max_ms = 200\nmax_attempts = 5\n");
     if (o->webhooks_extra) fprintf(f, "%s\n", o->webhooks_extra);
     /* Each daemon its own database, removed with its folder. */
     fprintf(f, "[tasks]\n");

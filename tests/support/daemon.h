@@ -20,6 +20,7 @@ struct daemon_opts {
     const char *errors;        /* plugins.errors; NULL = fatal */
     const char *server_extra;  /* more [server] lines */
     const char *webhooks_extra; /* more [webhooks] lines */
+    const char *webhooks_backoff; /* NULL = short backoffs (20..200 ms), else these lines */
     const char *extra;         /* more sections, appended as is */
     const char *store;         /* tasks.store; NULL = the default (sqlite) */
     const char *db_path;       /* tasks.path; NULL = a2ad.db in the daemon's own folder */

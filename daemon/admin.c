@@ -7,6 +7,7 @@
  * delivery thread itself (webhooks_act).
  */
 #include "admin.h"
+#include "auth.h"
 
 #include <cJSON.h>
 #include <limits.h>
@@ -123,11 +124,25 @@ static bool token_equal(const char *a, const char *b) {
 /* Whether the request may use the admin API; if not, answers it (401 or
  * 403) into *ret. Every admin route goes through here and nowhere else. */
 static bool admin_authorized(struct MHD_Connection *c, enum MHD_Result *ret) {
-    if (adm.n_tokens == 0) {
-        *ret = send_error(c, MHD_HTTP_FORBIDDEN, "admin API disabled: set [server] admin_tokens");
+    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    /* An admin credential of the tokens file (auth.c) is enough; so is one
+     * of [server] admin_tokens, the operators' tokens without client rights. */
+    const struct auth_principal *p = NULL;
+    const char *why = NULL;
+    if (auth_enabled() &&
+        auth_identify(h, MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-API-Key"), &p, &why) ==
+            A2AD_OK &&
+        p) {
+        bool admin = p->admin;
+        auth_principal_release(p);
+        if (admin) return true;
+    }
+    if (adm.n_tokens == 0 && !auth_enabled()) {
+        *ret = send_error(c, MHD_HTTP_FORBIDDEN,
+                          "admin API disabled: set [server] admin_tokens or give a credential "
+                          "the admin flag in [server] auth_tokens_file");
         return false;
     }
-    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
     bool ok = false;
     if (h && strncasecmp(h, "Bearer ", 7) == 0) {
         const char *tok = h + 7;
@@ -137,9 +152,9 @@ static bool admin_authorized(struct MHD_Connection *c, enum MHD_Result *ret) {
     if (!ok)
         *ret = send_error(c, MHD_HTTP_UNAUTHORIZED,
                           h ? "wrong admin token: send Authorization: Bearer TOKEN with one of "
-                              "[server] admin_tokens"
+                              "[server] admin_tokens or an admin credential"
                             : "the admin API needs Authorization: Bearer TOKEN with one of "
-                              "[server] admin_tokens");
+                              "[server] admin_tokens or an admin credential");
     return ok;
 }
 

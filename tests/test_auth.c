@@ -700,6 +700,26 @@ END_TEST
 
 /* ---- the installed configuration ---------------------------------------------------------- */
 
+/* The admin API opens to an admin credential of the tokens file, and to
+ * no client credential: a client's token gets 401 there. */
+START_TEST(admin_api_takes_admin_credentials) {
+    start_auth(NULL);
+    static const char *const admin_h[] = {"Authorization: Bearer " ADMIN, NULL};
+    static const char *const alice_h[] = {"Authorization: Bearer " ALICE, NULL};
+    struct http_resp h;
+    ck_assert(http_call_headers(dp.port, NULL, "/admin/v1/agents", NULL, admin_h, &h));
+    ck_assert_int_eq(h.status, 200);
+    http_resp_free(&h);
+    ck_assert(http_call_headers(dp.port, NULL, "/admin/v1/agents", NULL, alice_h, &h));
+    ck_assert_int_eq(h.status, 401);
+    ck_assert_ptr_null(strstr(h.body, ALICE));
+    http_resp_free(&h);
+    ck_assert(http_call_headers(dp.port, NULL, "/admin/v1/agents", NULL, NULL, &h));
+    ck_assert_int_eq(h.status, 401);
+    http_resp_free(&h);
+}
+END_TEST
+
 static char *read_text(const char *path) {
     FILE *f = fopen(path, "r");
     ck_assert_msg(f != NULL, "cannot read %s", path);
@@ -1093,6 +1113,7 @@ Suite *auth_suite(void) {
     tcase_add_checked_fixture(tj, jwt_setup, jwt_teardown);
     tcase_set_timeout(tj, 120);
     tcase_add_test(tj, jwt_bearer_tokens);
+    tcase_add_test(tj, admin_api_takes_admin_credentials);
     tcase_add_test(tj, jwt_algorithm_confusion_refused);
     tcase_add_test(tj, jwt_config_errors);
     suite_add_tcase(s, tj);

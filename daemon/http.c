@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "a2a_v1.h"
 #include "admin.h"
 #include "log.h"
 #include "plugins.h"
@@ -51,6 +52,7 @@ struct request {
     char *body;
     size_t len, cap;
     bool too_big;
+    const char *unauth;        /* static reason: refused with 401 once the (small) body is read */
     struct rpc_reply reply;
     struct rest_target *rest;  /* an HTTP+JSON request (rest.h), else NULL */
     bool at_root;              /* POST / rather than /agents/NAME */
@@ -126,10 +128,44 @@ static void with_agent_list(char *out, size_t n, const char *lead) {
     with_agent_list_for(out, n, lead, NULL);
 }
 
-/* A 401 with WWW-Authenticate: Bearer and a JSON-RPC error (id null: the
- * body of an unauthenticated request is never read). */
-static enum MHD_Result send_unauthenticated(struct MHD_Connection *c, const char *why) {
-    char *body = auth_unauthenticated_body(why);
+/* Unauthenticated JSON-RPC bodies are read only up to this size. */
+#define UNAUTH_BODY_MAX 4096
+
+static bool is_extended_card_method(const char *m) {
+    return m && (strcmp(m, "agent/getAuthenticatedExtendedCard") == 0 ||
+                 strcmp(m, "GetExtendedAgentCard") == 0);
+}
+
+/* A 401 with WWW-Authenticate: Bearer and a JSON-RPC error: -32600 with the
+ * request's id when r holds its (small) body, else id null; the extended
+ * card gets -32007, the code 0.3 and 1.0 clients map for a card this caller
+ * cannot have. */
+static enum MHD_Result send_unauthenticated(struct MHD_Connection *c, const char *why,
+                                            const struct request *r) {
+    char *body = NULL;
+    cJSON *req = r && r->body ? cJSON_ParseWithLength(r->body, r->len) : NULL;
+    if (cJSON_IsObject(req)) {
+        const cJSON *id = cJSON_GetObjectItem(req, "id");
+        const cJSON *m = cJSON_GetObjectItem(req, "method");
+        bool card = is_extended_card_method(cJSON_GetStringValue(m));
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "jsonrpc", "2.0");
+        if (cJSON_IsString(id) || cJSON_IsNumber(id))
+            cJSON_AddItemToObject(o, "id", cJSON_Duplicate(id, false));
+        else
+            cJSON_AddNullToObject(o, "id");
+        cJSON *e = cJSON_AddObjectToObject(o, "error");
+        cJSON_AddNumberToObject(e, "code", card ? RPC_EXTENDED_CARD_NOT_CONFIGURED : RPC_INVALID_REQUEST);
+        cJSON_AddStringToObject(e, "message", why ? why : "authentication required");
+        if (card && strcmp(cJSON_GetStringValue(m), "GetExtendedAgentCard") == 0) {
+            cJSON *data = v1_error_data(RPC_EXTENDED_CARD_NOT_CONFIGURED);
+            if (data) cJSON_AddItemToObject(e, "data", data);
+        }
+        body = cJSON_PrintUnformatted(o);
+        cJSON_Delete(o);
+    }
+    cJSON_Delete(req);
+    if (!body) body = auth_unauthenticated_body(why);
     struct MHD_Response *resp = MHD_create_response_from_buffer(
         body ? strlen(body) : 0, body ? body : (char *)"",
         body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
@@ -363,6 +399,29 @@ static bool rest_begin(struct MHD_Connection *c, const char *url, const char *me
     if (!rest_match(method, named ? rest : url, &t, &bad_method)) return false;
     char msg[700];
     unsigned status = 0;
+    const struct auth_principal *who = NULL;
+    const char *why = NULL;
+    if (!bad_method &&
+        auth_identify(MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
+                      MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-API-Key"), &who,
+                      &why) != A2AD_OK) {
+        char *body = rest_error_body(MHD_HTTP_UNAUTHORIZED, why);
+        struct MHD_Response *resp = MHD_create_response_from_buffer(
+            body ? strlen(body) : 0, body ? body : (char *)"",
+            body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+        if (!resp) {
+            free(body);
+            *ret = MHD_NO;
+            return true;
+        }
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/a2a+json");
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+        *ret = MHD_queue_response(c, MHD_HTTP_UNAUTHORIZED, resp);
+        MHD_destroy_response(resp);
+        return true;
+    }
+    /* An agent the caller may not use looks unknown to it. */
+    if (named && a && !auth_may_use_agent(who, a->desc.name)) a = NULL;
     if (bad_method) {
         status = MHD_HTTP_METHOD_NOT_ALLOWED;
         snprintf(msg, sizeof msg, "%s is not a method of %.200s in the HTTP+JSON binding", method,
@@ -379,6 +438,7 @@ static bool rest_begin(struct MHD_Connection *c, const char *url, const char *me
         }
     }
     if (status) {
+        auth_principal_release(who);
         *ret = send_text(c, status, "application/a2a+json", rest_error_body((int)status, msg), 0);
         return true;
     }
@@ -386,13 +446,17 @@ static bool rest_begin(struct MHD_Connection *c, const char *url, const char *me
     if (r) r->rest = malloc(sizeof *r->rest);
     if (!r || !r->rest) {
         free(r);
+        auth_principal_release(who);
         *ret = MHD_NO;
         return true;
     }
+    r->principal = who;
     *r->rest = t;
     atomic_init(&r->refs, 1);
     r->conn = c;
     r->agent = named ? a : plugins_default();
+    if (r->agent && !auth_may_use_agent(who, r->agent->desc.name))
+        r->agent = NULL; /* as if there were no default agent */
     r->at_root = !named;
     r->is_rpc = true;
     *req_cls = r;
@@ -425,8 +489,20 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         const char *why = NULL;
         if (auth_identify(MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
                           MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-API-Key"), &who,
-                          &why) != A2AD_OK)
-            return send_unauthenticated(c, why);
+                          &why) != A2AD_OK) {
+            /* Read at most UNAUTH_BODY_MAX bytes of it, only to answer with
+             * its id and, for the extended card, the code 0.3 clients map. */
+            const char *ucl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+            if (ucl && strtoull(ucl, NULL, 10) > UNAUTH_BODY_MAX) return send_unauthenticated(c, why, NULL);
+            r = calloc(1, sizeof *r);
+            if (!r) return MHD_NO;
+            atomic_init(&r->refs, 1);
+            r->conn = c;
+            r->unauth = why;
+            r->is_rpc = true;
+            *req_cls = r;
+            return MHD_YES;
+        }
         /* An agent the caller may not use looks unknown to it. */
         if (named && a && !auth_may_use_agent(who, a->desc.name)) a = NULL;
         if (named && !a) {
@@ -466,7 +542,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     if (*upload_size) {
         /* Chunked bodies have no Content-Length: enforce the limit as data
          * arrives, and keep reading (discarding) so the reply can be sent. */
-        if (!r->too_big && r->len + *upload_size > srv.max_body) {
+        if (!r->too_big && r->len + *upload_size > (r->unauth ? UNAUTH_BODY_MAX : srv.max_body)) {
             r->too_big = true;
             free(r->body);
             r->body = NULL;
@@ -487,6 +563,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         return MHD_YES;
     }
 
+    if (r->unauth) return send_unauthenticated(c, r->unauth, r->too_big ? NULL : r);
     if (r->reply.durable_task) { /* resumed: the task's row is settled */
         rpc_resume(&r->reply);
         return answer(r);

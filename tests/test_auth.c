@@ -190,14 +190,24 @@ static const char *const methods[] = {
     "DeleteTaskPushNotificationConfig", "GetExtendedAgentCard", "no/such/method",
 };
 
+static long json_int_of_body(const char *body, const char *path) {
+    cJSON *o = cJSON_Parse(body);
+    long v = json_int(o, path);
+    cJSON_Delete(o);
+    return v;
+}
+
 static void expect_401(const struct http_resp *h, const char *what, const char *secret) {
     ck_assert_msg(h->status == 401, "%s: HTTP %ld: %s", what, h->status, h->body);
     ck_assert_msg(strcasestr(h->headers, "WWW-Authenticate: Bearer") != NULL, "%s: no challenge", what);
     cJSON *o = cJSON_Parse(h->body);
     ck_assert_msg(o != NULL, "%s: not JSON: %s", what, h->body);
-    ck_assert_int_eq(json_int(o, "error.code"), -32600);
+    /* the extended card gets the code its clients map for "not for you" */
+    bool card = strstr(what, "ExtendedCard") || strstr(what, "ExtendedAgentCard");
+    ck_assert_msg(json_int(o, "error.code") == (card ? -32007 : -32600), "%s: %s", what, h->body);
     ck_assert_str_eq(json_str(o, "jsonrpc"), "2.0");
-    ck_assert(cJSON_IsNull(json_at(o, "id")));
+    /* the request's own id (its small body is read), or null */
+    ck_assert_msg(cJSON_IsNull(json_at(o, "id")) || cJSON_IsNumber(json_at(o, "id")), "%s: %s", what, h->body);
     ck_assert_msg(strstr(json_str(o, "error.message"), "authentication required"), "%s: %s", what, h->body);
     if (secret) ck_assert_msg(!strstr(h->body, secret), "%s: the token is echoed: %s", what, h->body);
     cJSON_Delete(o);
@@ -217,6 +227,7 @@ START_TEST(no_credentials_401_on_every_method) {
             snprintf(what, sizeof what, "%s at %s, no credentials", methods[m], paths[p]);
             post_as(NULL, false, v1, paths[p], body, &h);
             expect_401(&h, what, NULL);
+            ck_assert_int_eq(json_int_of_body(h.body, "id"), 7);
             http_resp_free(&h);
             snprintf(what, sizeof what, "%s at %s, a wrong bearer token", methods[m], paths[p]);
             post_as("wrong-token-0123456789abcdef", false, v1, paths[p], body, &h);
@@ -231,7 +242,8 @@ START_TEST(no_credentials_401_on_every_method) {
         /* a right token under another scheme is not a credential */
         const char *basic[] = {"Authorization: Basic " ALICE, NULL};
         ck_assert(http_call_headers(dp.port, NULL, "/", body, basic, &h));
-        expect_401(&h, "Basic scheme", ALICE);
+        snprintf(what, sizeof what, "%s, Basic scheme", methods[m]);
+        expect_401(&h, what, ALICE);
         http_resp_free(&h);
     }
     /* the cards stay public */
@@ -720,6 +732,40 @@ START_TEST(admin_api_takes_admin_credentials) {
 }
 END_TEST
 
+/* The HTTP+JSON binding asks for the same credentials and scopes tasks the
+ * same way: 401 without one, another client's task is not found (404). */
+START_TEST(rest_binding_needs_credentials_and_scopes_tasks) {
+    start_auth(NULL);
+    struct http_resp h;
+    ck_assert(http_call(dp.port, NULL, "/tasks", NULL, &h));
+    ck_assert_int_eq(h.status, 401);
+    ck_assert_ptr_nonnull(strcasestr(h.headers, "WWW-Authenticate: Bearer"));
+    ck_assert_ptr_nonnull(strstr(h.body, "UNAUTHENTICATED"));
+    http_resp_free(&h);
+    static const char *const alice_h[] = {"Authorization: Bearer " ALICE, "Content-Type: application/json", NULL};
+    static const char *const bob_h[] = {"Authorization: Bearer " BOB, NULL};
+    ck_assert(http_call_headers(dp.port, NULL, "/agents/echo/message:send",
+                                "{\"message\":{\"role\":\"ROLE_USER\",\"messageId\":\"m-rest-1\","
+                                "\"parts\":[{\"text\":\"hi\"}]},\"configuration\":{\"blocking\":true}}",
+                                alice_h, &h));
+    ck_assert_msg(h.status == 200, "%ld %s", h.status, h.body);
+    cJSON *o = cJSON_Parse(h.body);
+    char id[64];
+    snprintf(id, sizeof id, "%s", json_str(o, "task.id"));
+    cJSON_Delete(o);
+    http_resp_free(&h);
+    ck_assert_uint_eq(strlen(id), 36);
+    char path[120];
+    snprintf(path, sizeof path, "/agents/echo/tasks/%s", id);
+    ck_assert(http_call_headers(dp.port, NULL, path, NULL, alice_h, &h));
+    ck_assert_msg(h.status == 200, "%ld %s", h.status, h.body);
+    http_resp_free(&h);
+    ck_assert(http_call_headers(dp.port, NULL, path, NULL, bob_h, &h));
+    ck_assert_msg(h.status == 404, "%ld %s", h.status, h.body);
+    http_resp_free(&h);
+}
+END_TEST
+
 static char *read_text(const char *path) {
     FILE *f = fopen(path, "r");
     ck_assert_msg(f != NULL, "cannot read %s", path);
@@ -1114,6 +1160,7 @@ Suite *auth_suite(void) {
     tcase_set_timeout(tj, 120);
     tcase_add_test(tj, jwt_bearer_tokens);
     tcase_add_test(tj, admin_api_takes_admin_credentials);
+    tcase_add_test(tj, rest_binding_needs_credentials_and_scopes_tasks);
     tcase_add_test(tj, jwt_algorithm_confusion_refused);
     tcase_add_test(tj, jwt_config_errors);
     suite_add_tcase(s, tj);

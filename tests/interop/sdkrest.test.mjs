@@ -5,15 +5,16 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { ClientFactory, ClientFactoryOptions } from 'a2a-sdk-1/client';
+import { ClientFactory, ClientFactoryOptions, RestTransportFactory } from 'a2a-sdk-1/client';
 import { Role, StreamResponse, TaskState, taskStateToJSON } from 'a2a-sdk-1';
-import { startDaemon, startReceiver, STEP_MS, BEARER_TOKEN } from './harness.mjs';
+import { startDaemon, startReceiver, STEP_MS, authedFetch } from './harness.mjs';
 
 let daemon, receiver;
 
 const bounded = (ms = 20000) => ({ signal: AbortSignal.timeout(ms) });
 const factory = new ClientFactory(ClientFactoryOptions.createFrom(ClientFactoryOptions.default,
-  { preferredTransports: ['HTTP+JSON'] }));
+  // Every method of every binding needs the daemon's bearer token.
+  { preferredTransports: ['HTTP+JSON'], transports: [new RestTransportFactory({ fetchImpl: authedFetch })] }));
 const clients = new Map();
 function client(path) {
   if (!clients.has(path)) clients.set(path, factory.createFromUrl(`${daemon.base}${path}`));
@@ -68,13 +69,14 @@ test('REST card: the factory picks the HTTP+JSON 1.0 interface', async () => {
 });
 
 test('REST GET /extendedAgentCard: only with the bearer token (401 otherwise)', async () => {
-  const c = await processor();
-  await assert.rejects(c.getAgentCard(bounded()), (e) => {
+  const anonymous = await new ClientFactory(ClientFactoryOptions.createFrom(ClientFactoryOptions.default,
+    { preferredTransports: ['HTTP+JSON'] })).createFromUrl(`${daemon.base}/`);
+  await assert.rejects(anonymous.getAgentCard(bounded()), (e) => {
     assert.equal(e.statusCode, 401, `${e.name}: ${e.message}`);
     assert.match(e.message, /authentication required/);
     return true;
   });
-  const ext = await c.getAgentCard({ ...bounded(), serviceParameters: { Authorization: `Bearer ${BEARER_TOKEN}` } });
+  const ext = await (await processor()).getAgentCard(bounded());
   assert.equal(ext.name, 'processor');
 });
 
@@ -150,7 +152,7 @@ test('REST push-config resources: create, get, list, POSTs with the token, delet
   assert.equal(a.id, 'cfg-a');
   assert.equal(a.taskId, taskId);
   const got = await c.getTaskPushNotificationConfig({ taskId, id: 'cfg-a' }, bounded());
-  assert.equal(got.token, token);
+  assert.ok(!got.token, 'the token is write-only: never read back');
   const list = await c.listTaskPushNotificationConfig({ taskId }, bounded());
   assert.deepEqual(list.configs.map((x) => x.id), ['cfg-a']);
   const posts = await receiver.waitFor((ps) => ps.some((p) => p.path === path && TERMINAL.has(stateOf(decode(p.body)))), 20000);

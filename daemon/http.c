@@ -32,7 +32,9 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "plugins.h"
+#include "readiness.h"
 #include "rpc.h"
 #include "streams.h"
 #include "tasks.h"
@@ -55,6 +57,7 @@ struct request {
      * store's writer may call back after MHD ended the connection at
      * shutdown. */
     atomic_int refs;
+    uint64_t arrived_us; /* for the ack latency */
 };
 
 static struct {
@@ -68,6 +71,16 @@ static struct {
     bool stopping; /* http_stop took the waiting list: no new waits */
     int quiesced_fd; /* the listening socket after http_quiesce, or -1 */
 } srv = {.lock = PTHREAD_MUTEX_INITIALIZER, .quiesced_fd = -1};
+
+/* Set when the graceful stop begins: /readyz answers 503 from then on. */
+static atomic_bool http_stopping;
+
+/* Every response goes through here, so that it is counted. */
+static enum MHD_Result queue_response(struct MHD_Connection *c, unsigned status,
+                                      struct MHD_Response *r) {
+    metrics_http_response(status);
+    return MHD_queue_response(c, status, r);
+}
 
 static enum MHD_Result send_text(struct MHD_Connection *c, unsigned status, const char *type,
                                  char *body /* taken */, unsigned retry_after_s) {
@@ -85,7 +98,7 @@ static enum MHD_Result send_text(struct MHD_Connection *c, unsigned status, cons
         snprintf(v, sizeof v, "%u", retry_after_s);
         MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, v);
     }
-    enum MHD_Result ret = MHD_queue_response(c, status, r);
+    enum MHD_Result ret = queue_response(c, status, r);
     MHD_destroy_response(r);
     return ret;
 }
@@ -175,8 +188,32 @@ static bool is_card_path(const char *p) {
            strcmp(p, "/.well-known/agent.json") == 0;
 }
 
+/* /metrics: Prometheus text format 0.0.4. */
+static enum MHD_Result serve_metrics(struct MHD_Connection *c) {
+    char *body = metrics_render();
+    if (!body) return send_http_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+    return send_text(c, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", body, 0);
+}
+
+/* /readyz: 200 {"status":"ready"} when a job would be accepted now, else
+ * 503 {"status":"not ready","reason":"..."}. */
+static enum MHD_Result serve_ready(struct MHD_Connection *c) {
+    char why[400];
+    bool ready = readiness_check(atomic_load(&http_stopping), why, sizeof why);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "status", ready ? "ready" : "not ready");
+    if (!ready) cJSON_AddStringToObject(o, "reason", why);
+    char *body = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return send_text(c, ready ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, "application/json",
+                     body, ready ? 0 : 1);
+}
+
 static enum MHD_Result serve_get(struct MHD_Connection *c, const char *url) {
     if (strcmp(url, "/healthz") == 0) return serve_health(c);
+    if (strcmp(url, "/livez") == 0) return send_json(c, MHD_HTTP_OK, strdup("{\"status\":\"ok\"}"));
+    if (strcmp(url, "/readyz") == 0) return serve_ready(c);
+    if (strcmp(url, "/metrics") == 0) return serve_metrics(c);
     if (is_card_path(url)) {
         const struct agent *a = plugins_default();
         if (a) return serve_card(c, a, true);
@@ -305,7 +342,7 @@ static enum MHD_Result start_stream(struct request *r) {
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
     stream_attach(r->reply.stream, sse_park, sse_wake, r->conn);
-    enum MHD_Result ret = MHD_queue_response(r->conn, MHD_HTTP_OK, resp);
+    enum MHD_Result ret = queue_response(r->conn, MHD_HTTP_OK, resp);
     MHD_destroy_response(resp);
     return ret;
 }
@@ -318,6 +355,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     (void)cls;
     (void)version;
     struct request *r = *req_cls;
+    metrics_http_begin(method, r ? r->arrived_us : 0);
     if (!r) {
         if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0) return serve_get(c, url);
         if (strcmp(method, "POST") != 0)
@@ -343,6 +381,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         r = calloc(1, sizeof *r);
         if (!r) return MHD_NO;
         atomic_init(&r->refs, 1);
+        r->arrived_us = metrics_now_us();
         r->conn = c;
         r->agent = named ? a : plugins_default();
         r->at_root = !named;
@@ -425,7 +464,7 @@ static enum MHD_Result answer(struct request *r) {
         }
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
         MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
-        enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_UNAUTHORIZED, resp);
+        enum MHD_Result ret = queue_response(c, MHD_HTTP_UNAUTHORIZED, resp);
         MHD_destroy_response(resp);
         return ret;
     }
@@ -531,6 +570,7 @@ a2ad_status http_start(const struct config *cfg) {
 unsigned http_port(void) { return srv.port; }
 
 void http_quiesce(void) {
+    atomic_store(&http_stopping, true);
     if (!srv.daemon) return;
     MHD_socket s = MHD_quiesce_daemon(srv.daemon);
     if (s == MHD_INVALID_SOCKET) return;
@@ -583,6 +623,7 @@ void http_stop(void) {
     MHD_stop_daemon(srv.daemon);
     srv.daemon = NULL;
     srv.stopping = false; /* for a later http_start (tests) */
+    atomic_store(&http_stopping, false);
     if (srv.quiesced_fd >= 0) close(srv.quiesced_fd);
     srv.quiesced_fd = -1;
 }

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "plugins.h"
 #include "tasks.h"
 #include "util.h"
@@ -212,6 +213,7 @@ a2ad_status workers_submit(struct task *task) {
         pthread_cond_signal(&pool.work);
     }
     pthread_mutex_unlock(&pool.lock);
+    if (st == A2AD_OK) metrics_queued(task_agent(task), 1);
     return st;
 }
 
@@ -347,7 +349,11 @@ static void *worker_main(void *arg) {
         pool.running++;
         pthread_mutex_unlock(&pool.lock);
 
+        const struct agent *agent = task_agent(task);
+        metrics_queued(agent, -1);
+        metrics_running(agent, 1);
         run_job(s, task);
+        metrics_running(agent, -1);
         task_release(task);
 
         pthread_mutex_lock(&pool.lock);
@@ -489,6 +495,7 @@ size_t workers_stop(unsigned grace_s) {
 
     if (watchdog_running) pthread_join(pool.watchdog, NULL);
     for (size_t i = 0; queued && i < n_queued; i++) {
+        metrics_queued(task_agent(queued[i]), -1);
         if (!keep_queued_at_stop)
             task_finish(queued[i], TASK_FAILED, "interrupted: a2ad shut down before the job started");
         task_release(queued[i]);

@@ -44,6 +44,26 @@ static const char *level_word(a2ad_log_level level) {
     return "log";
 }
 
+static size_t put(char *line, size_t size, size_t n, const char *s) {
+    size_t k = strlen(s);
+    if (n + k >= size) k = n < size - 1 ? size - 1 - n : 0;
+    memcpy(line + n, s, k);
+    return n + k;
+}
+
+/* 1 under journald, 0 not, -1 not looked yet: getenv is not free, and the
+ * environment does not change under a running daemon. */
+static atomic_int journal = -1;
+
+static bool under_journal(void) {
+    int j = atomic_load_explicit(&journal, memory_order_relaxed);
+    if (j < 0) {
+        j = getenv("JOURNAL_STREAM") != NULL;
+        atomic_store_explicit(&journal, j, memory_order_relaxed);
+    }
+    return j;
+}
+
 /* The line's lead: "<N>" under journald (it stamps lines itself and
  * understands priorities), else the time and level in text mode; in JSON
  * mode the time goes into the object. */
@@ -56,7 +76,7 @@ static size_t line_lead(char *line, size_t size, a2ad_log_level level, bool json
     gmtime_r(&ts.tv_sec, &tm);
     size_t k = strftime(stamp, stamp_size, "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(stamp + k, stamp_size - k, ".%03ldZ", ts.tv_nsec / 1000000L);
-    if (getenv("JOURNAL_STREAM"))
+    if (under_journal())
         n = (size_t)snprintf(line, size, "<%d>", (int)level);
     else if (!json)
         n = (size_t)snprintf(line, size, "%s %s ", stamp, level_word(level));
@@ -77,11 +97,6 @@ static size_t put_json_text(char *line, size_t size, size_t n, const char *s) {
         }
     }
     return n;
-}
-
-static size_t put(char *line, size_t size, size_t n, const char *s) {
-    if (n < size) n += (size_t)snprintf(line + n, size - n, "%s", s);
-    return n < size ? n : size - 1;
 }
 
 /* Terminate and write one line; one write(2) keeps lines from different

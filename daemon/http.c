@@ -349,6 +349,11 @@ static enum MHD_Result start_stream(struct request *r) {
 
 /* ---- the access handler ------------------------------------------- */
 
+/* *req_cls of a GET or HEAD between MHD's first call (headers) and its
+ * second (request complete): answering on the first makes this MHD close
+ * the connection, and probes and scrapers keep theirs open. */
+static struct request get_pending;
+
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url,
                               const char *method, const char *version, const char *upload,
                               size_t *upload_size, void **req_cls) {
@@ -356,8 +361,15 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     (void)version;
     struct request *r = *req_cls;
     metrics_http_begin(method, r ? r->arrived_us : 0);
+    if (r == &get_pending) {
+        *upload_size = 0; /* a GET body means nothing here */
+        return serve_get(c, url);
+    }
     if (!r) {
-        if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0) return serve_get(c, url);
+        if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0) {
+            *req_cls = &get_pending;
+            return MHD_YES;
+        }
         if (strcmp(method, "POST") != 0)
             return send_http_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "use GET or POST");
         const char *rest;
@@ -478,8 +490,8 @@ static void completed(void *cls, struct MHD_Connection *c, void **req_cls,
     (void)c;
     (void)toe;
     struct request *r = *req_cls;
-    if (!r) return;
     *req_cls = NULL;
+    if (!r || r == &get_pending) return;
     /* Ended while suspended (MHD stopping): no longer anyone's to resume. */
     pthread_mutex_lock(&srv.lock);
     if (r->suspended) {

@@ -151,6 +151,8 @@ int main(int argc, char **argv) {
     }
     log_set_json(strcmp(cfg.log_format, "json") == 0);
     if (test_only) {
+        /* Only the problems; -v shows each agent loading too. */
+        log_set_level(verbose ? A2AD_LOG_INFO : A2AD_LOG_WARNING);
         int rc = check_config(&cfg, path, verbose, workers_host());
         config_free(&cfg);
         return rc;

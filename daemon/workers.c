@@ -315,10 +315,16 @@ static void run_job(struct slot *s, struct task *task) {
     s->task = NULL;
     char *result = s->result, *reason = s->fail_reason;
     s->result = s->fail_reason = NULL;
+    /* The watchdog sets timed_out, then ends the task: a plugin that saw
+     * a2ad_cancelled() and returned at once must not beat it to the end
+     * with its own "cancelled". */
+    bool timed_out = s->timed_out;
     pthread_mutex_unlock(&s->lock);
 
     a2ad_status fin;
-    if (st == A2AD_OK) {
+    if (timed_out) {
+        fin = A2AD_OK; /* the watchdog's task_finish gives the outcome */
+    } else if (st == A2AD_OK) {
         fin = task_finish(task, TASK_COMPLETED, result);
     } else {
         char generic[96];

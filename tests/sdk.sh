@@ -9,12 +9,12 @@ build=${1:-build}
 root=$(cd "$(dirname "$0")/.." && pwd)
 tmp=$(mktemp -d /tmp/a2ad-sdk.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
-make -s -C "$root" BUILD="$build" install DESTDIR="$tmp/root" PREFIX=/usr >/dev/null
+env -u MAKEFLAGS -u MFLAGS make -s -C "$root" BUILD="$build" install DESTDIR="$tmp/root" PREFIX=/usr >/dev/null
 cp -r "$root/examples/out-of-tree" "$tmp/greeter"
 export PKG_CONFIG_PATH="$tmp/root/usr/lib/pkgconfig"
 export PKG_CONFIG_SYSROOT_DIR="$tmp/root"
 # Nothing of the source tree may be reachable: only the installed header.
-make -s -C "$tmp/greeter" all test
+env -u MAKEFLAGS -u MFLAGS make -s -C "$tmp/greeter" all test
 cat > "$tmp/a2ad.conf" <<CONF
 [plugins]
 dir = $tmp/greeter

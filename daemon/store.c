@@ -1193,6 +1193,14 @@ void store_close(void) {
 
 bool store_writable(char *why, size_t n) {
     if (!st.open) return true;
+    pthread_mutex_lock(&q.lock);
+    bool full = q.len >= st.write_queue;
+    pthread_mutex_unlock(&q.lock);
+    if (full) {
+        snprintf(why, n, "the database %s cannot keep up: %u writes are waiting ([tasks] "
+                 "write_queue)", st.path, st.write_queue);
+        return false;
+    }
     uint64_t now = util_now_ms();
     uint64_t failed_ms, ok_ms;
     metrics_store_last(&failed_ms, &ok_ms);

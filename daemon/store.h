@@ -54,7 +54,8 @@ a2ad_status store_recover(void);
  * main, after workers and webhooks stopped. Safe if never opened. */
 void store_close(void);
 
-/* Whether a write would go through now: false when the last write failed
+/* Whether a write would go through now: false when the write queue is
+ * full ([tasks] write_queue), when the last write failed
  * (within a few seconds, with no success since) or a probe cannot take the
  * database's write lock (locked by another process, read-only file); then
  * why says so. true when no store is open. Thread: any; may wait up to

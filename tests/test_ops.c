@@ -297,6 +297,62 @@ START_TEST(json_log_lines_parse) {
 }
 END_TEST
 
+/* A port nothing listens on, for a receiver that is down. */
+static unsigned dead_port(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sin = {.sin_family = AF_INET};
+    inet_pton(AF_INET, "127.0.0.1", &sin.sin_addr);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sin, sizeof sin), 0);
+    socklen_t len = sizeof sin;
+    getsockname(fd, (struct sockaddr *)&sin, &len);
+    close(fd);
+    return ntohs(sin.sin_port);
+}
+
+static size_t count_in(const char *text, const char *needle) {
+    size_t n = 0;
+    for (const char *p = text; (p = strstr(p, needle)); p++) n++;
+    return n;
+}
+
+/* A dead receiver shows at warning at its first failure, once (the rest of
+ * the retries are rate-limited), and neither the token nor the URL's
+ * query or password reaches the log. */
+START_TEST(first_webhook_failure_is_a_warning_without_secrets) {
+    struct daemon_opts o = {.plugins = "echo", .webhooks_extra = "max_age_s = 0"};
+    start_or_fail(&o);
+    unsigned port = dead_port();
+    char body[900];
+    snprintf(body, sizeof body,
+             "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"message/send\",\"params\":{"
+             "\"message\":{\"kind\":\"message\",\"messageId\":\"m\",\"role\":\"user\","
+             "\"parts\":[{\"kind\":\"text\",\"text\":\"hi\"}]},"
+             "\"configuration\":{\"blocking\":false,\"pushNotificationConfig\":"
+             "{\"url\":\"http://user:pa55word@127.0.0.1:%u/hook?key=s3cr3tq\","
+             "\"token\":\"t0k3n-very-secret\"}}}}",
+             port);
+    long status = 0;
+    cJSON *r = rpc_call(d.port, "/agents/echo", body, &status);
+    ck_assert_int_eq(status, 200);
+    cJSON_Delete(r);
+    /* 5 attempts per event (the tests' max_attempts), 20-200 ms apart */
+    char *log = NULL;
+    for (int i = 0; i < 300; i++) {
+        free(log);
+        log = daemon_log(&d);
+        if (strstr(log, "giving up on POST")) break;
+        test_nap_ms(20);
+    }
+    char want[120];
+    snprintf(want, sizeof want, "warning webhooks: POST to http://127.0.0.1:%u/hook failed", port);
+    ck_assert_msg(count_in(log, want) == 1, "want one \"%s\" in:\n%s", want, log);
+    ck_assert_ptr_nonnull(strstr(log, "logged at most once a minute"));
+    ck_assert_msg(!strstr(log, "t0k3n") && !strstr(log, "s3cr3tq") && !strstr(log, "pa55word"),
+                  "a secret in the log:\n%s", log);
+    free(log);
+}
+END_TEST
+
 /* ---- a2ad -t ---------------------------------------------------------- */
 
 /* Run `a2ad -t` on the prepared config; returns the exit status and the
@@ -422,6 +478,7 @@ Suite *ops_suite(void) {
     tcase_add_test(tc, readiness_flips_with_a_locked_database);
     tcase_add_test(tc, readiness_fails_during_the_graceful_stop);
     tcase_add_test(tc, json_log_lines_parse);
+    tcase_add_test(tc, first_webhook_failure_is_a_warning_without_secrets);
     tcase_add_test(tc, test_mode_accepts_a_good_config);
     tcase_add_test(tc, test_mode_refuses_an_option_init_refuses);
     tcase_add_test(tc, test_mode_refuses_a_misspelt_agent_section);

@@ -28,9 +28,17 @@ TPLUGIN_SRC := $(wildcard tests/plugins/*.c)
 TPLUGINS    := $(TPLUGIN_SRC:tests/plugins/%.c=$(BUILD)/tests/plugins/%.so)
 TEST_SRC    := $(wildcard tests/*.c tests/support/*.c)
 TEST_OBJ    := $(TEST_SRC:%.c=$(BUILD)/obj/%.o)
+# The plugin SDK's mock host (include/a2ad/mock.h): plugin unit tests link it.
+MOCK_LIB    := $(BUILD)/liba2ad-mock.a
+# Man pages from scdoc sources (docs/man/NAME.SECTION.scd); built when
+# scdoc is installed.
+MAN_SRC     := $(wildcard docs/man/*.scd)
+MANS        := $(MAN_SRC:docs/man/%.scd=$(BUILD)/man/%)
+SCDOC       := $(shell command -v scdoc 2>/dev/null)
+VERSION     := $(shell sed -n 's/^#define A2AD_VERSION "\(.*\)"/\1/p' daemon/main.c)
 
-.PHONY: all run test interop ui-test asan tsan check-header install uninstall clean deps help bench bench-peer
-all: $(BUILD)/a2ad $(BUILD)/a2ctl $(PLUGINS)
+.PHONY: all run test interop ui-test asan tsan check-header install uninstall clean deps help bench bench-peer man sdk-test
+all: $(BUILD)/a2ad $(BUILD)/a2ctl $(PLUGINS) $(MOCK_LIB) $(if $(SCDOC),$(MANS))
 
 help:
 	@echo "make          build a2ad and the example plugins into $(BUILD)/"
@@ -40,7 +48,8 @@ help:
 	@echo "make ui-test  the web dashboard in headless chromium (needs chromium, node, npm)"
 	@echo "make asan     the test suite under AddressSanitizer + UBSan (build/asan)"
 	@echo "make tsan     the test suite under ThreadSanitizer (build/tsan)"
-	@echo "make install  install to \$$DESTDIR\$$PREFIX (binary, plugins, header, config, unit)"
+	@echo "make install  install to \$$DESTDIR\$$PREFIX (binary, plugins, plugin SDK, man pages, config, unit)"
+	@echo "make sdk-test install to a temporary folder, then build and test examples/out-of-tree from it"
 	@echo "make bench    benchmark on loopback (needs wrk, curl; about 1.5 min), see bench/README.md"
 	@echo "make bench-peer  the same, plus the A2A JS SDK peer in ../shared/peer (needs node), and ratios"
 
@@ -89,9 +98,23 @@ $(BUILD)/obj/tests/%.o: tests/%.c $(wildcard tests/*.h tests/support/*.h daemon/
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_A) -Itests $(PKG_CFLAGS) $(CHECK_CFLAGS) -c $< -o $@
 
-$(BUILD)/tests/a2ad-tests: $(TEST_OBJ) $(LIB_OBJ)
+$(BUILD)/tests/a2ad-tests: $(TEST_OBJ) $(LIB_OBJ) $(MOCK_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_A) $^ -o $@ $(PKG_LIBS) $(CHECK_LIBS) -ldl -lpthread -lm
+
+$(BUILD)/obj/sdk/%.o: sdk/%.c include/a2ad/agent.h include/a2ad/mock.h | $(DEPS_OK)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_A) -fPIC -c $< -o $@
+
+$(MOCK_LIB): $(BUILD)/obj/sdk/mock_host.o
+	rm -f $@
+	$(AR) rcs $@ $^
+
+# Any docs/man/NAME.SECTION.scd becomes $(BUILD)/man/NAME.SECTION.
+$(BUILD)/man/%: docs/man/%.scd
+	@mkdir -p $(dir $@)
+	scdoc < $< > $@
+man: $(MANS)
 
 run: all
 	$(BUILD)/a2ad -c conf/a2ad.conf
@@ -101,10 +124,16 @@ test: all $(TPLUGINS) $(BUILD)/tests/a2ad-tests check-header
 	A2AD_BUILD=$(BUILD) $(BUILD)/tests/a2ad-tests
 	tests/interop/run.sh $(BUILD)
 	tests/ui/run.sh $(BUILD)
+	tests/sdk.sh $(BUILD)
 
 # The web dashboard (/ui/) in Debian's headless chromium (needs node, npm).
 ui-test: all
 	tests/ui/run.sh $(BUILD)
+
+# The plugin SDK as a plugin author meets it: installed, then used by an
+# out-of-tree build (examples/out-of-tree) through pkg-config.
+sdk-test: all
+	tests/sdk.sh $(BUILD)
 
 # The official A2A JavaScript client (@a2a-js/sdk 0.3 and 1.x) against the daemon.
 interop: all
@@ -137,7 +166,9 @@ tsan:
 # The public header must compile on its own, strictly.
 check-header:
 	@$(CC) -std=c11 -pedantic -Wall -Wextra -Werror -fsyntax-only -Iinclude -x c include/a2ad/agent.h
-	@echo "include/a2ad/agent.h compiles standalone (-std=c11 -pedantic)"
+	@$(CC) -std=c11 -pedantic -Wall -Wextra -Werror -fsyntax-only -Iinclude -x c include/a2ad/mock.h
+	@echo "include/a2ad/agent.h and mock.h compile standalone (-std=c11 -pedantic)"
+	@tests/man_keys.sh
 
 # The installed configuration is conf/production.conf (credentials required,
 # no example agents; the examples go to lib/a2ad/examples, not loaded), not
@@ -145,12 +176,21 @@ check-header:
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/a2ad/plugins \
 	  $(DESTDIR)$(PREFIX)/lib/a2ad/examples $(DESTDIR)$(PREFIX)/share/doc/a2ad \
-	  $(DESTDIR)$(PREFIX)/include/a2ad $(DESTDIR)/etc/a2ad $(DESTDIR)$(PREFIX)/lib/systemd/system
+	  $(DESTDIR)$(PREFIX)/include/a2ad $(DESTDIR)/etc/a2ad $(DESTDIR)$(PREFIX)/lib/systemd/system \
+	  $(DESTDIR)$(PREFIX)/lib/pkgconfig
 	install -m 755 $(BUILD)/a2ad $(DESTDIR)$(PREFIX)/bin/a2ad
 	install -m 755 $(BUILD)/a2ctl $(DESTDIR)$(PREFIX)/bin/a2ctl
 	install -m 644 $(PLUGINS) $(DESTDIR)$(PREFIX)/lib/a2ad/examples/
 	install -m 644 include/a2ad/agent.h $(DESTDIR)$(PREFIX)/include/a2ad/agent.h
 	install -m 644 conf/a2ad.conf $(DESTDIR)$(PREFIX)/share/doc/a2ad/a2ad.conf.example
+	install -m 644 include/a2ad/mock.h $(DESTDIR)$(PREFIX)/include/a2ad/mock.h
+	install -m 644 $(MOCK_LIB) $(DESTDIR)$(PREFIX)/lib/liba2ad-mock.a
+	for pc in a2ad-plugin a2ad-mock; do \
+	  sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' sdk/$$pc.pc.in \
+	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/$$pc.pc; done
+	for m in $(if $(SCDOC),$(MANS)); do \
+	  s=$${m##*.}; install -d $(DESTDIR)$(PREFIX)/share/man/man$$s; \
+	  install -m 644 $$m $(DESTDIR)$(PREFIX)/share/man/man$$s/; done
 	test -e $(DESTDIR)/etc/a2ad/a2ad.conf || \
 	  sed -e 's|^dir = .*|dir = $(PREFIX)/lib/a2ad/plugins|' \
 	      -e 's|PREFIX/share|$(PREFIX)/share|' conf/production.conf > $(DESTDIR)/etc/a2ad/a2ad.conf
@@ -162,6 +202,9 @@ install: all
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/a2ad $(DESTDIR)$(PREFIX)/bin/a2ctl $(DESTDIR)$(PREFIX)/include/a2ad/agent.h \
+	  $(DESTDIR)$(PREFIX)/include/a2ad/mock.h $(DESTDIR)$(PREFIX)/lib/liba2ad-mock.a \
+	  $(DESTDIR)$(PREFIX)/lib/pkgconfig/a2ad-plugin.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/a2ad-mock.pc \
+	  $(MAN_SRC:docs/man/%.scd=$(DESTDIR)$(PREFIX)/share/man/man*/%) \
 	  $(DESTDIR)$(PREFIX)/lib/systemd/system/a2ad.service
 	rm -rf $(DESTDIR)$(PREFIX)/lib/a2ad $(DESTDIR)$(PREFIX)/share/doc/a2ad
 

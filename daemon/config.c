@@ -91,6 +91,7 @@ static const char *const errors_words[] = {"fatal", "skip", NULL};
 static const char *const store_words[] = {"sqlite", "memory", NULL};
 static const char *const sync_words[] = {"full", "normal", NULL};
 static const char *const yes_no_words[] = {"yes", "no", NULL};
+static const char *const log_format_words[] = {"text", "json", NULL};
 
 static const char *const sections[] = {"server", "workers", "plugins", "tasks", "webhooks", "log"};
 #define N_SECTIONS (sizeof sections / sizeof sections[0])
@@ -149,6 +150,7 @@ static const struct key_def keys[] = {
     K_UINT("webhooks", "max_configs_per_task", webhook_max_configs, 1, 1000, "10"),
 
     K_LEVEL("log", "level", log_level, "info"),
+    K_WORD("log", "format", log_format, log_format_words, "text"),
 };
 #define N_KEYS (sizeof keys / sizeof keys[0])
 

@@ -87,6 +87,7 @@ struct config {
 
     /* [log] */
     a2ad_log_level log_level;      /* info */
+    char *log_format;              /* "text" or "json" (one object per line) */
 
     struct agent_config *agents;   /* [agent.NAME] sections, file order */
 };

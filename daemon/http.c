@@ -35,8 +35,10 @@
 #include "a2a_v1.h"
 #include "admin.h"
 #include "log.h"
+#include "metrics.h"
 #include "plugins.h"
 #include "rest.h"
+#include "readiness.h"
 #include "rpc.h"
 #include "streams.h"
 #include "tasks.h"
@@ -62,6 +64,7 @@ struct request {
      * store's writer may call back after MHD ended the connection at
      * shutdown. */
     atomic_int refs;
+    uint64_t arrived_us; /* for the ack latency */
 };
 
 static struct {
@@ -75,6 +78,16 @@ static struct {
     bool stopping; /* http_stop took the waiting list: no new waits */
     int quiesced_fd; /* the listening socket after http_quiesce, or -1 */
 } srv = {.lock = PTHREAD_MUTEX_INITIALIZER, .quiesced_fd = -1};
+
+/* Set when the graceful stop begins: /readyz answers 503 from then on. */
+static atomic_bool http_stopping;
+
+/* Every response goes through here, so that it is counted. */
+static enum MHD_Result queue_response(struct MHD_Connection *c, unsigned status,
+                                      struct MHD_Response *r) {
+    metrics_http_response(status);
+    return MHD_queue_response(c, status, r);
+}
 
 static enum MHD_Result send_text(struct MHD_Connection *c, unsigned status, const char *type,
                                  char *body /* taken */, unsigned retry_after_s) {
@@ -92,7 +105,7 @@ static enum MHD_Result send_text(struct MHD_Connection *c, unsigned status, cons
         snprintf(v, sizeof v, "%u", retry_after_s);
         MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, v);
     }
-    enum MHD_Result ret = MHD_queue_response(c, status, r);
+    enum MHD_Result ret = queue_response(c, status, r);
     MHD_destroy_response(r);
     return ret;
 }
@@ -244,8 +257,32 @@ static bool is_card_path(const char *p) {
            strcmp(p, "/.well-known/agent.json") == 0;
 }
 
+/* /metrics: Prometheus text format 0.0.4. */
+static enum MHD_Result serve_metrics(struct MHD_Connection *c) {
+    char *body = metrics_render();
+    if (!body) return send_http_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+    return send_text(c, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", body, 0);
+}
+
+/* /readyz: 200 {"status":"ready"} when a job would be accepted now, else
+ * 503 {"status":"not ready","reason":"..."}. */
+static enum MHD_Result serve_ready(struct MHD_Connection *c) {
+    char why[400];
+    bool ready = readiness_check(atomic_load(&http_stopping), why, sizeof why);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "status", ready ? "ready" : "not ready");
+    if (!ready) cJSON_AddStringToObject(o, "reason", why);
+    char *body = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return send_text(c, ready ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, "application/json",
+                     body, ready ? 0 : 1);
+}
+
 static enum MHD_Result serve_get(struct MHD_Connection *c, const char *url) {
     if (strcmp(url, "/healthz") == 0) return serve_health(c);
+    if (strcmp(url, "/livez") == 0) return send_json(c, MHD_HTTP_OK, strdup("{\"status\":\"ok\"}"));
+    if (strcmp(url, "/readyz") == 0) return serve_ready(c);
+    if (strcmp(url, "/metrics") == 0) return serve_metrics(c);
     if (is_card_path(url)) {
         const struct agent *a = plugins_default();
         if (a) return serve_card(c, a, true);
@@ -376,7 +413,7 @@ static enum MHD_Result start_stream(struct request *r) {
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
     stream_attach(r->reply.stream, sse_park, sse_wake, r->conn);
-    enum MHD_Result ret = MHD_queue_response(r->conn, MHD_HTTP_OK, resp);
+    enum MHD_Result ret = queue_response(r->conn, MHD_HTTP_OK, resp);
     MHD_destroy_response(resp);
     return ret;
 }
@@ -466,17 +503,30 @@ static bool rest_begin(struct MHD_Connection *c, const char *url, const char *me
 
 /* ---- the access handler ------------------------------------------- */
 
+/* *req_cls of a GET or HEAD between MHD's first call (headers) and its
+ * second (request complete): answering on the first makes this MHD close
+ * the connection, and probes and scrapers keep theirs open. */
+static struct request get_pending;
+
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url,
                               const char *method, const char *version, const char *upload,
                               size_t *upload_size, void **req_cls) {
     (void)cls;
     (void)version;
     struct request *r = *req_cls;
+    metrics_http_begin(method, r ? r->arrived_us : 0);
+    if (r == &get_pending) {
+        *upload_size = 0; /* a GET body means nothing here */
+        return serve_get(c, url);
+    }
     if (!r) {
         if (admin_owns(url)) return admin_serve(c, method, url);
         enum MHD_Result rr;
         if (rest_begin(c, url, method, req_cls, &rr)) return rr;
-        if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0) return serve_get(c, url);
+        if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0) {
+            *req_cls = &get_pending;
+            return MHD_YES;
+        }
         if (strcmp(method, "POST") != 0)
             return send_http_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "use GET or POST");
         const char *rest;
@@ -528,6 +578,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
             return MHD_NO;
         }
         atomic_init(&r->refs, 1);
+        r->arrived_us = metrics_now_us();
         r->conn = c;
         r->agent = named ? a : plugins_default();
         if (r->agent && !auth_may_use_agent(who, r->agent->desc.name))
@@ -630,7 +681,7 @@ static enum MHD_Result answer(struct request *r) {
         }
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
         MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
-        enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_UNAUTHORIZED, resp);
+        enum MHD_Result ret = queue_response(c, MHD_HTTP_UNAUTHORIZED, resp);
         MHD_destroy_response(resp);
         return ret;
     }
@@ -658,8 +709,8 @@ static void completed(void *cls, struct MHD_Connection *c, void **req_cls,
     (void)c;
     (void)toe;
     struct request *r = *req_cls;
-    if (!r) return;
     *req_cls = NULL;
+    if (!r || r == &get_pending) return;
     /* Ended while suspended (MHD stopping): no longer anyone's to resume. */
     pthread_mutex_lock(&srv.lock);
     if (r->suspended) {
@@ -751,6 +802,7 @@ a2ad_status http_start(const struct config *cfg) {
 unsigned http_port(void) { return srv.port; }
 
 void http_quiesce(void) {
+    atomic_store(&http_stopping, true);
     if (!srv.daemon) return;
     MHD_socket s = MHD_quiesce_daemon(srv.daemon);
     if (s == MHD_INVALID_SOCKET) return;
@@ -803,6 +855,7 @@ void http_stop(void) {
     MHD_stop_daemon(srv.daemon);
     srv.daemon = NULL;
     srv.stopping = false; /* for a later http_start (tests) */
+    atomic_store(&http_stopping, false);
     if (srv.quiesced_fd >= 0) close(srv.quiesced_fd);
     srv.quiesced_fd = -1;
     admin_shutdown();

@@ -3,6 +3,8 @@
 #define A2AD_LOG_H
 
 #include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
 
 #include "a2ad/agent.h"
 
@@ -21,6 +23,22 @@ void log_vwrite(a2ad_log_level level, const char *origin, const char *fmt, va_li
     A2AD_PRINTF(3, 0);
 void log_write(a2ad_log_level level, const char *origin, const char *fmt, ...)
     A2AD_PRINTF(3, 4);
+
+/* [log] format = json: every line one JSON object {"time", "level",
+ * "origin", "msg", fields...} instead of text. Thread: any. */
+void log_set_json(bool on);
+
+/* One line with named fields: text mode appends " key=value" (quoted when
+ * the value has blanks), JSON mode adds them as members. A field with
+ * neither is_num nor text is left out. */
+struct log_field {
+    const char *key;
+    const char *text;
+    long long num;
+    bool is_num;
+};
+void log_fields(a2ad_log_level level, const char *origin, const char *msg,
+                const struct log_field *f, size_t n);
 
 #define log_error(...) log_write(A2AD_LOG_ERROR, NULL, __VA_ARGS__)
 #define log_warn(...) log_write(A2AD_LOG_WARNING, NULL, __VA_ARGS__)

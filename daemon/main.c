@@ -2,6 +2,7 @@
  * graceful stop. Signal handlers only set flags; this loop acts on them. */
 #include <curl/curl.h>
 #include <errno.h>
+#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,9 +14,11 @@
 
 #include "auth.h"
 #include "config.h"
+#include "configtest.h"
 #include "http.h"
 #include "hu.h"
 #include "log.h"
+#include "metrics.h"
 #include "plugins.h"
 #include "push.h"
 #include "store.h"
@@ -85,37 +88,15 @@ static void usage(FILE *to) {
     fprintf(to,
             "usage: a2ad [-c FILE] [-t [-v]] [-V] [-h]\n"
             "       a2ad --hash-token [NAME] < token.txt\n"
-            "  -c FILE  configuration file (default /etc/a2ad/a2ad.conf)\n"
-            "  -t       check the configuration and the plugins it names, then exit\n"
-            "  -v       with -t: print the effective configuration\n"
-            "  -V       print the version and exit\n"
+            "  -c, --config FILE  configuration file (default /etc/a2ad/a2ad.conf)\n"
+            "  -t, --test         check the configuration, load and initialise the plugins\n"
+            "                     it names, check the database path and the port, then exit\n"
+            "  -v, --verbose      with -t: print the effective configuration\n"
+            "  -V, --version      print the version and exit\n"
+            "  -h, --help         print this help and exit\n"
             "  --hash-token [NAME]  read a token on stdin, print its line for\n"
-            "           [server] auth_tokens_file (NAME defaults to client)\n");
-}
-
-/* -t: parse the config and check each plugin file without running it. */
-static int check_only(const struct config *cfg, const char *path, int verbose) {
-    int bad = 0;
-    if (verbose) config_dump(cfg, stdout);
-    if (cfg->plugin_load && *cfg->plugin_load) {
-        char *list = strdup(cfg->plugin_load);
-        for (char *save = NULL, *name = strtok_r(list, ", ", &save); name;
-             name = strtok_r(NULL, ", ", &save)) {
-            char file[4096], err[512];
-            snprintf(file, sizeof file, "%s/%s.so", cfg->plugin_dir, name);
-            if (plugins_check_file(file, err, sizeof err) != A2AD_OK) {
-                fprintf(stderr, "%s\n", err);
-                bad++;
-            }
-        }
-        free(list);
-    }
-    if (bad) {
-        fprintf(stderr, "%s: %d plugin(s) would be refused\n", path, bad);
-        return 1;
-    }
-    printf("%s: configuration ok\n", path);
-    return 0;
+            "           [server] auth_tokens_file (NAME defaults to client)\n"
+            "See a2ad(8) and a2ad.conf(5).\n");
 }
 
 static void reload(const char *path, struct config *cfg) {
@@ -145,7 +126,12 @@ int main(int argc, char **argv) {
         }
         return auth_hash_token_main(argc == 3 ? argv[2] : NULL, stdin, stdout, stderr);
     }
-    while ((opt = getopt(argc, argv, "c:tvVh")) != -1) {
+    static const struct option long_opts[] = {
+        {"config", required_argument, NULL, 'c'}, {"test", no_argument, NULL, 't'},
+        {"verbose", no_argument, NULL, 'v'},      {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+    };
+    while ((opt = getopt_long(argc, argv, "c:tvVh", long_opts, NULL)) != -1) {
         switch (opt) {
         case 'c': path = optarg; break;
         case 't': test_only = 1; break;
@@ -156,6 +142,12 @@ int main(int argc, char **argv) {
         }
     }
     if (optind != argc) {
+        fprintf(stderr, "a2ad: unexpected argument: %s\n", argv[optind]);
+        usage(stderr);
+        return 2;
+    }
+    if (verbose && !test_only) {
+        fprintf(stderr, "a2ad: -v only goes with -t\n");
         usage(stderr);
         return 2;
     }
@@ -169,6 +161,7 @@ int main(int argc, char **argv) {
         config_free(&cfg);
         return 1;
     }
+    log_set_json(strcmp(cfg.log_format, "json") == 0);
     /* Credentials are hashed now; the plaintext of the older key goes. */
     st = auth_init(&cfg, err, sizeof err);
     if (st != A2AD_OK) {
@@ -177,7 +170,9 @@ int main(int argc, char **argv) {
         return 1;
     }
     if (test_only) {
-        int rc = check_only(&cfg, path, verbose);
+        /* Only the problems; -v shows each agent loading too. */
+        log_set_level(verbose ? A2AD_LOG_INFO : A2AD_LOG_WARNING);
+        int rc = check_config(&cfg, path, verbose, workers_host());
         auth_shutdown();
         config_free(&cfg);
         return rc;
@@ -234,6 +229,7 @@ int main(int argc, char **argv) {
         goto out_webhooks;
     }
     plugins_loaded = true;
+    metrics_init();
     /* Half the webhook queue: the other half absorbs what running jobs
      * still emit while new ones wait. */
     workers_set_webhook_high_water(cfg.webhook_max_pending > 1 ? cfg.webhook_max_pending / 2 : 1);

@@ -35,6 +35,7 @@
 #include "hu.h"
 #include "log.h"
 #include "modes.h"
+#include "metrics.h"
 #include "plugins.h"
 #include "push.h"
 #include "replay.h"
@@ -463,6 +464,7 @@ static bool send_common(struct call *c, bool stream) {
     a2ad_status room = workers_has_room();
     if (room != A2AD_OK) {
         hu_job_free(hu);
+        metrics_job(c->agent, METRICS_REFUSED);
         return queue_refusal(c->f, room);
     }
 
@@ -498,7 +500,10 @@ static bool send_common(struct call *c, bool stream) {
     tc.defer_durable = c->rq->can_defer && tasks_durable();
     struct task *t = NULL;
     a2ad_status st = tasks_create(&tc, &t);
-    if (st != A2AD_OK) return create_refusal(c->f, st);
+    if (st != A2AD_OK) {
+        metrics_job(c->agent, METRICS_REFUSED);
+        return create_refusal(c->f, st);
+    }
     if (tc.defer_durable) {
         struct rpc_resume *p = calloc(1, sizeof *p);
         if (p) p->id_json = cJSON_PrintUnformatted(c->id);
@@ -572,8 +577,10 @@ static bool created_answer(struct call *c, struct task *t, bool stream, const st
             stream_close(s);
             tasks_discard(t);
             task_release(t);
+            metrics_job(agent, METRICS_REFUSED);
             return queue_refusal(c->f, st);
         }
+        metrics_job_accepted(agent);
     }
     if (s) {
         c->out->stream = s;
@@ -843,6 +850,7 @@ void rpc_resume(struct rpc_reply *out) {
     if (st != A2AD_OK) { /* not stored: it never existed for the client */
         tasks_discard(t);
         task_release(t);
+        metrics_job(p->agent, METRICS_REFUSED);
         ok = create_refusal(&f, st);
     } else {
         ok = created_answer(&c, t, p->stream, &p->o, p->hu);

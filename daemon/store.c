@@ -36,6 +36,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "plugins.h"
 #include "tasks.h"
 #include "util.h"
@@ -135,6 +136,17 @@ static struct {
 } st;
 
 static _Thread_local char last_error[256];
+
+/* Readiness (store_writable): the last probe's answer and the last failed
+ * write's reason. The lock is never held across I/O. */
+static struct {
+    pthread_mutex_t lock;
+    atomic_bool probing;
+    uint64_t at_ms; /* monotonic; 0 = never probed */
+    bool ok;
+    char why[200];
+    char last_fail[160];
+} probe = {.lock = PTHREAD_MUTEX_INITIALIZER};
 /* Outbox rows of the event this thread is emitting (see the top). */
 static _Thread_local struct op *staged_head, *staged_tail;
 
@@ -777,7 +789,9 @@ static void *writer_thread(void *arg) {
 
         if (list) {
             int sys = 0;
+            uint64_t t0 = metrics_now_us();
             int rc = write_batch(list, &sys);
+            metrics_store_commit(rc == SQLITE_OK, metrics_now_us() - t0);
             char why[160] = "";
             if (rc != SQLITE_OK) {
                 /* "disk I/O error" alone does not say which: add the system's word. */
@@ -786,6 +800,9 @@ static void *writer_thread(void *arg) {
                 else
                     snprintf(why, sizeof why, "%s", sqlite3_errstr(rc));
                 log_write_failure(n, why);
+                pthread_mutex_lock(&probe.lock);
+                snprintf(probe.last_fail, sizeof probe.last_fail, "%s", why);
+                pthread_mutex_unlock(&probe.lock);
             }
             bool gates = false;
             pthread_mutex_lock(&q.lock);
@@ -1165,4 +1182,63 @@ void store_close(void) {
     webhooks_set_outbox(NULL);
     free(st.path);
     memset(&st, 0, sizeof st);
+}
+
+/* A probe answer is reused this long, so a busy scraper costs nothing. */
+#define PROBE_FRESH_MS 500
+/* How long a failed write makes the store "not writable" by itself, unless
+ * a later write succeeds: long enough for a probe to see it, short enough
+ * that traffic comes back to test the disk again. */
+#define FAILED_WRITE_MS 5000
+
+bool store_writable(char *why, size_t n) {
+    if (!st.open) return true;
+    pthread_mutex_lock(&q.lock);
+    bool full = q.len >= st.write_queue;
+    pthread_mutex_unlock(&q.lock);
+    if (full) {
+        snprintf(why, n, "the database %s cannot keep up: %u writes are waiting ([tasks] "
+                 "write_queue)", st.path, st.write_queue);
+        return false;
+    }
+    uint64_t now = util_now_ms();
+    uint64_t failed_ms, ok_ms;
+    metrics_store_last(&failed_ms, &ok_ms);
+    if (failed_ms && failed_ms >= ok_ms && now - failed_ms < FAILED_WRITE_MS) {
+        pthread_mutex_lock(&probe.lock);
+        snprintf(why, n, "the last write to the database %s failed: %s", st.path,
+                 probe.last_fail);
+        pthread_mutex_unlock(&probe.lock);
+        return false;
+    }
+    pthread_mutex_lock(&probe.lock);
+    bool fresh = probe.at_ms && now - probe.at_ms < PROBE_FRESH_MS;
+    pthread_mutex_unlock(&probe.lock);
+    /* One probe at a time; the others take the last answer. */
+    if (!fresh && !atomic_exchange(&probe.probing, true)) {
+        /* A connection of its own, so the writer's is not touched from this
+         * thread: take the write lock and give it back at once. */
+        sqlite3 *db = NULL;
+        char msg[200] = "";
+        int rc = sqlite3_open_v2(st.path, &db, SQLITE_OPEN_READWRITE, NULL);
+        if (rc == SQLITE_OK) {
+            sqlite3_busy_timeout(db, 500);
+            rc = sqlite3_exec(db, "BEGIN IMMEDIATE; ROLLBACK;", NULL, NULL, NULL);
+        }
+        if (rc != SQLITE_OK)
+            snprintf(msg, sizeof msg, "the database %s is not writable: %s", st.path,
+                     db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+        sqlite3_close(db);
+        pthread_mutex_lock(&probe.lock);
+        probe.ok = rc == SQLITE_OK;
+        snprintf(probe.why, sizeof probe.why, "%s", msg);
+        probe.at_ms = util_now_ms();
+        pthread_mutex_unlock(&probe.lock);
+        atomic_store(&probe.probing, false);
+    }
+    pthread_mutex_lock(&probe.lock);
+    bool ok = probe.ok || !probe.at_ms;
+    if (!ok) snprintf(why, n, "%s", probe.why);
+    pthread_mutex_unlock(&probe.lock);
+    return ok;
 }

@@ -33,6 +33,9 @@
 #ifndef A2AD_STORE_H
 #define A2AD_STORE_H
 
+#include <stdbool.h>
+#include <stddef.h>
+
 #include "a2ad/agent.h"
 #include "config.h"
 
@@ -50,6 +53,14 @@ a2ad_status store_recover(void);
 /* Write what is queued, stop the writer and close the database. Thread:
  * main, after workers and webhooks stopped. Safe if never opened. */
 void store_close(void);
+
+/* Whether a write would go through now: false when the write queue is
+ * full ([tasks] write_queue), when the last write failed
+ * (within a few seconds, with no success since) or a probe cannot take the
+ * database's write lock (locked by another process, read-only file); then
+ * why says so. true when no store is open. Thread: any; may wait up to
+ * half a second for a lock. */
+bool store_writable(char *why, size_t n);
 
 /* Why the last store call that failed on this thread failed ("the database
  * /x/a2ad.db: database is locked"); "" when none did. Thread-local. */

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "util.h"
 
 struct waiter {
@@ -41,6 +42,7 @@ struct task {
 
     /* set once when the task ends, before it joins the finished FIFO */
     uint64_t ended_ms;
+    uint64_t created_us, started_us; /* monotonic; for the metrics and the job-end line */
     struct task *finished_next; /* guarded by store.lock */
 };
 
@@ -355,6 +357,7 @@ a2ad_status tasks_create(const struct task_create *in, struct task **out) {
     else
         util_uuid(t->context_id);
     t->agent = in->agent;
+    t->created_us = metrics_now_us();
     t->state = TASK_SUBMITTED;
     util_timestamp(t->timestamp);
     t->metadata = in->metadata;
@@ -637,6 +640,7 @@ a2ad_status task_start(struct task *t) {
     a2ad_status st = A2AD_ERR_STATE;
     if (t->state == TASK_SUBMITTED) {
         set_status_locked(t, TASK_WORKING, NULL);
+        t->started_us = metrics_now_us();
         emit_status_locked(t, NULL, NAN, -1);
         st = A2AD_OK;
     }
@@ -777,6 +781,16 @@ a2ad_status task_finish(struct task *t, enum task_state final_state, const char 
     if (hist) cJSON_AddItemToArray(t->history, hist);
     emit_status_locked(t, text, NAN, -1);
     t->ended_ms = util_now_ms();
+    const cJSON *attempt = task_annotation_locked(t, "attempt");
+    uint64_t now_us = metrics_now_us(), began = t->started_us ? t->started_us : now_us;
+    struct metrics_end end = {
+        .task_id = t->id,
+        .state = (int)final_state,
+        .reason = text,
+        .run_us = t->started_us ? now_us - t->started_us : 0,
+        .queued_us = t->created_us && began > t->created_us ? began - t->created_us : 0,
+        .attempt = cJSON_IsNumber(attempt) && attempt->valuedouble >= 1 ? (unsigned)attempt->valuedouble : 1,
+    };
     struct waiter *w = t->waiters;
     t->waiters = NULL;
     for (; w; ) {
@@ -790,6 +804,7 @@ a2ad_status task_finish(struct task *t, enum task_state final_state, const char 
     if (store.by_id && hmap_get(store.by_id, t->id) == t) finished_append_locked(t);
     pthread_mutex_unlock(&store.lock);
     pthread_mutex_unlock(&t->lock);
+    metrics_task_ended(t->agent, &end); /* logs: no lock held */
     return A2AD_OK;
 }
 

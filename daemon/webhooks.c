@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "util.h"
 
 /* Without any event the thread still looks around this often; a cheap safety
@@ -311,10 +312,51 @@ static char *url_shown(const char *url) {
     return shown;
 }
 
+/* The first failed attempt at a target (scheme, host and port) is logged
+ * at warning, then at most one line a minute per target: a dead receiver
+ * shows at once, not only at the give-up hours later. Delivery thread. */
+#define TARGET_SLOTS 64
+#define TARGET_QUIET_MS 60000
+static struct {
+    char key[160];
+    uint64_t logged_ms;
+    unsigned quiet; /* failures not logged since */
+} targets[TARGET_SLOTS];
+
+static void warn_target_failure(const struct delivery *d, const char *why) {
+    char *shown = url_shown(d->url);
+    char key[160];
+    const char *slash = shown ? strstr(shown, "://") : NULL;
+    size_t klen = shown ? strlen(shown) : 0;
+    if (slash) klen = (size_t)(slash + 3 - shown) + strcspn(slash + 3, "/");
+    snprintf(key, sizeof key, "%.*s", (int)klen, shown ? shown : "(unparsable URL)");
+    uint64_t h = 1469598103934665603ull;
+    for (const char *p = key; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    size_t i = (size_t)(h % TARGET_SLOTS);
+    uint64_t now = util_now_ms();
+    bool same = strcmp(targets[i].key, key) == 0;
+    if (same && now - targets[i].logged_ms < TARGET_QUIET_MS) {
+        targets[i].quiet++;
+    } else {
+        char since[80] = "";
+        if (same && targets[i].quiet)
+            snprintf(since, sizeof since, "; %u more failures since the last line",
+                     targets[i].quiet);
+        log_warn("webhooks: POST to %s failed (%s); will retry (event %s, attempt %u)%s; "
+                 "further failures of %s are logged at most once a minute",
+                 shown ? shown : "(unparsable URL)", why, d->event_id, d->attempts, since, key);
+        snprintf(targets[i].key, sizeof targets[i].key, "%s", key);
+        targets[i].logged_ms = now;
+        targets[i].quiet = 0;
+    }
+    curl_free(shown);
+}
+
 /* The one log line of a delivery that will not be sent again. An operator's
  * purge is logged once by whoever asked, not per delivery. */
 static void log_give_up(const struct delivery *d, const char *why) {
     if (d->purged) return;
+    /* The query and a password are where URLs tend to carry secrets. */
     char *shown = url_shown(d->url);
     log_warn("webhooks: giving up on POST to %s (order key %s, event %s) after %u attempt%s: %s",
              shown ? shown : "(unparsable URL)", d->text, d->event_id, d->attempts,
@@ -432,6 +474,7 @@ static void attempt_done(struct channel *ch, CURLcode rc, long code, const char 
         ch->retry_at = util_now_ms() + delay;
         if (heap_push(ch)) {
             stats_retried();
+            warn_target_failure(d, why);
             log_debug("webhooks: attempt %u for order key %s failed (%s); retry in %llu ms",
                       d->attempts, d->text, why, (unsigned long long)delay);
             return;
@@ -786,6 +829,18 @@ static int poll_timeout(uint64_t now, bool stopping, uint64_t deadline) {
     return (int)t;
 }
 
+/* Once a second: the event time of the oldest delivery held (the head of
+ * each key's line is its oldest), for the metrics. */
+static void oldest_scan(uint64_t now) {
+    static uint64_t last;
+    if (now - last < 1000) return;
+    last = now;
+    uint64_t oldest = 0;
+    for (const struct channel *ch = dt.all; ch; ch = ch->next_all)
+        if (ch->head && (!oldest || ch->head->created_ms < oldest)) oldest = ch->head->created_ms;
+    metrics_webhook_oldest(oldest);
+}
+
 static void *webhooks_thread(void *arg) {
     CURLM *multi = arg;
     pthread_setname_np(pthread_self(), "webhooks"); /* tells it apart in top and perf */
@@ -815,6 +870,7 @@ static void *webhooks_thread(void *arg) {
             break;
         }
         backoffs_expire(now);
+        oldest_scan(now);
         xfers_start_ready(multi);
         int running;
         curl_multi_perform(multi, &running);

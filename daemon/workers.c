@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "plugins.h"
 #include "tasks.h"
 #include "util.h"
@@ -212,6 +213,7 @@ a2ad_status workers_submit(struct task *task) {
         pthread_cond_signal(&pool.work);
     }
     pthread_mutex_unlock(&pool.lock);
+    if (st == A2AD_OK) metrics_queued(task_agent(task), 1);
     return st;
 }
 
@@ -313,10 +315,16 @@ static void run_job(struct slot *s, struct task *task) {
     s->task = NULL;
     char *result = s->result, *reason = s->fail_reason;
     s->result = s->fail_reason = NULL;
+    /* The watchdog sets timed_out, then ends the task: a plugin that saw
+     * a2ad_cancelled() and returned at once must not beat it to the end
+     * with its own "cancelled". */
+    bool timed_out = s->timed_out;
     pthread_mutex_unlock(&s->lock);
 
     a2ad_status fin;
-    if (st == A2AD_OK) {
+    if (timed_out) {
+        fin = A2AD_OK; /* the watchdog's task_finish gives the outcome */
+    } else if (st == A2AD_OK) {
         fin = task_finish(task, TASK_COMPLETED, result);
     } else {
         char generic[96];
@@ -347,7 +355,11 @@ static void *worker_main(void *arg) {
         pool.running++;
         pthread_mutex_unlock(&pool.lock);
 
+        const struct agent *agent = task_agent(task);
+        metrics_queued(agent, -1);
+        metrics_running(agent, 1);
         run_job(s, task);
+        metrics_running(agent, -1);
         task_release(task);
 
         pthread_mutex_lock(&pool.lock);
@@ -489,6 +501,7 @@ size_t workers_stop(unsigned grace_s) {
 
     if (watchdog_running) pthread_join(pool.watchdog, NULL);
     for (size_t i = 0; queued && i < n_queued; i++) {
+        metrics_queued(task_agent(queued[i]), -1);
         if (!keep_queued_at_stop)
             task_finish(queued[i], TASK_FAILED, "interrupted: a2ad shut down before the job started");
         task_release(queued[i]);

@@ -785,7 +785,21 @@ static int check_production(const char *tokens, char **log) {
     char conf[128];
     snprintf(conf, sizeof conf, "%s/production.conf", tmp);
     FILE *f = fopen(conf, "w");
-    fprintf(f, "%.*s%s\n%s", (int)(at - text), text, tokens, at + strlen("/etc/a2ad/tokens\n"));
+    /* a2ad -t also checks the plugin directory and the database path: the
+     * installed ones do not exist here, so those two lines point into the
+     * build and the test's folder. */
+    char plugins[300];
+    build_path("plugins", plugins, sizeof plugins);
+    char *rest = at + strlen("/etc/a2ad/tokens\n");
+    fprintf(f, "%.*s%s\n", (int)(at - text), text, tokens);
+    for (char *line = strtok(rest, "\n"); line; line = strtok(NULL, "\n")) {
+        if (strncmp(line, "dir = ", 6) == 0)
+            fprintf(f, "dir = %s\n", plugins);
+        else if (strncmp(line, "path = ", 7) == 0)
+            fprintf(f, "path = %s/production.db\n", tmp);
+        else
+            fprintf(f, "%s\n", line);
+    }
     fclose(f);
     free(text);
     char bin[300], cmd[800], out[128];

@@ -1,5 +1,6 @@
-/* mock_host - a recording fake of the host table, for plugin unit tests. */
-#include "mock_host.h"
+/* mock_host - a recording fake of the host table, for plugin unit tests
+ * (liba2ad-mock.a of the plugin SDK). See include/a2ad/mock.h. */
+#include "a2ad/mock.h"
 
 #include <math.h>
 #include <stdarg.h>

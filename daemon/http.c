@@ -42,7 +42,7 @@
 
 struct request {
     struct MHD_Connection *conn;
-    const struct agent *agent; /* route target of a POST */
+    const struct agent *agent; /* route target of a POST, pinned */
     bool is_rpc;
     char *body;
     size_t len, cap;
@@ -105,13 +105,26 @@ static enum MHD_Result send_http_error(struct MHD_Connection *c, unsigned status
 
 /* "<lead>echo, processor, ...": every "no such agent" answer lists the
  * agents that are loaded, so the fix is in the message. */
-static void with_agent_list(char *out, size_t n, const char *lead) {
-    size_t o = (size_t)snprintf(out, n, "%s", lead);
-    for (size_t i = 0; i < plugins_count() && o < n; i++)
-        o += (size_t)snprintf(out + o, n - o, "%s%s", i ? ", " : "", plugins_at(i)->desc.name);
+struct name_list {
+    char *out;
+    size_t n, o, count;
+};
+
+static void name_add(const struct agent *a, void *arg) {
+    struct name_list *l = arg;
+    if (l->o < l->n)
+        l->o += (size_t)snprintf(l->out + l->o, l->n - l->o, "%s%s", l->count ? ", " : "",
+                                 a->desc.name);
+    l->count++;
 }
 
-/* "/agents/NAME" or "/agents/NAME/<rest>": the agent and the rest. */
+static void with_agent_list(char *out, size_t n, const char *lead) {
+    struct name_list l = {out, n, (size_t)snprintf(out, n, "%s", lead), 0};
+    plugins_each(name_add, &l);
+}
+
+/* "/agents/NAME" or "/agents/NAME/<rest>": the agent (pinned: plugins_put
+ * it) and the rest. */
 static const struct agent *route_agent(const char *url, const char **rest, bool *named) {
     *named = false;
     *rest = url;
@@ -124,7 +137,7 @@ static const struct agent *route_agent(const char *url, const char **rest, bool 
     if (n == 0 || n >= sizeof buf) return NULL;
     memcpy(buf, name, n);
     buf[n] = '\0';
-    return plugins_find(buf);
+    return plugins_get(buf);
 }
 
 static void endpoint_url(char *url, size_t n, const struct agent *a, bool at_root) {
@@ -145,6 +158,10 @@ static enum MHD_Result serve_card(struct MHD_Connection *c, const struct agent *
     return send_json(c, MHD_HTTP_OK, rpc_agent_card(a, url, d));
 }
 
+static void name_json(const struct agent *a, void *arr) {
+    cJSON_AddItemToArray(arr, cJSON_CreateString(a->desc.name));
+}
+
 static enum MHD_Result serve_health(struct MHD_Connection *c) {
     size_t queued = 0, running = 0;
     workers_load(&queued, &running);
@@ -153,8 +170,7 @@ static enum MHD_Result serve_health(struct MHD_Connection *c) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "status", "ok");
     cJSON *agents = cJSON_AddArrayToObject(o, "agents");
-    for (size_t i = 0; i < plugins_count(); i++)
-        cJSON_AddItemToArray(agents, cJSON_CreateString(plugins_at(i)->desc.name));
+    plugins_each(name_json, agents);
     cJSON_AddNumberToObject(o, "jobsQueued", (double)queued);
     cJSON_AddNumberToObject(o, "jobsRunning", (double)running);
     cJSON_AddNumberToObject(o, "tasks", (double)tasks_count());
@@ -178,8 +194,12 @@ static bool is_card_path(const char *p) {
 static enum MHD_Result serve_get(struct MHD_Connection *c, const char *url) {
     if (strcmp(url, "/healthz") == 0) return serve_health(c);
     if (is_card_path(url)) {
-        const struct agent *a = plugins_default();
-        if (a) return serve_card(c, a, true);
+        const struct agent *a = plugins_get_default();
+        if (a) {
+            enum MHD_Result ret = serve_card(c, a, true);
+            plugins_put(a);
+            return ret;
+        }
         char msg[700];
         with_agent_list(msg, sizeof msg,
                         "no default agent (set server.default_agent); cards are at "
@@ -189,8 +209,14 @@ static enum MHD_Result serve_get(struct MHD_Connection *c, const char *url) {
     const char *rest;
     bool named;
     const struct agent *a = route_agent(url, &rest, &named);
-    if (named && is_card_path(rest)) {
-        if (a) return serve_card(c, a, false);
+    if (named && is_card_path(rest) && a) {
+        /* Pinned while the card is built: it reads the plugin's descriptor. */
+        enum MHD_Result ret = serve_card(c, a, false);
+        plugins_put(a);
+        return ret;
+    }
+    plugins_put(a);
+    if (named && !a && (is_card_path(rest) || *rest == '\0')) {
         char msg[700];
         with_agent_list(msg, sizeof msg, "unknown agent; loaded agents: ");
         return send_http_error(c, MHD_HTTP_NOT_FOUND, msg);
@@ -229,6 +255,7 @@ static void on_task_terminal(void *arg) { resume_waiting(arg); }
 static void request_release(struct request *r) {
     if (atomic_fetch_sub(&r->refs, 1) != 1) return;
     rpc_reply_clear(&r->reply);
+    plugins_put(r->agent);
     free(r->body);
     free(r);
 }
@@ -325,8 +352,10 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         const char *rest;
         bool named;
         const struct agent *a = route_agent(url, &rest, &named);
-        if (!(strcmp(url, "/") == 0 || (named && *rest == '\0')))
+        if (!(strcmp(url, "/") == 0 || (named && *rest == '\0'))) {
+            plugins_put(a);
             return send_http_error(c, MHD_HTTP_NOT_FOUND, "no such path; JSON-RPC is at / and /agents/<name>");
+        }
         if (named && !a) {
             char lead[200], msg[700];
             snprintf(lead, sizeof lead, "unknown agent in %.150s; loaded agents: ", url);
@@ -335,16 +364,22 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         }
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl && strtoull(cl, NULL, 10) > srv.max_body) {
+            plugins_put(a);
             char msg[160];
             snprintf(msg, sizeof msg, "request body of %s bytes exceeds server.max_body_bytes (%zu)",
                      cl, srv.max_body);
             return send_json(c, MHD_HTTP_CONTENT_TOO_LARGE, rpc_error_body(RPC_INVALID_REQUEST, msg));
         }
         r = calloc(1, sizeof *r);
-        if (!r) return MHD_NO;
+        if (!r) {
+            plugins_put(a);
+            return MHD_NO;
+        }
         atomic_init(&r->refs, 1);
         r->conn = c;
-        r->agent = named ? a : plugins_default();
+        /* Pinned until the request is released: validate() and the card run
+         * its code, and a replacement must not unload it meanwhile. */
+        r->agent = named ? a : plugins_get_default();
         r->at_root = !named;
         r->is_rpc = true;
         *req_cls = r;

@@ -12,6 +12,7 @@
  */
 #include "rpc.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -36,6 +37,22 @@ static struct {
     size_t n_tokens;
     bool push_enabled;
 } settings = {.push_enabled = true};
+/* rpc_init may run again at SIGHUP while HTTP threads read the settings. */
+static pthread_rwlock_t settings_lock = PTHREAD_RWLOCK_INITIALIZER;
+
+static size_t n_tokens_now(void) {
+    pthread_rwlock_rdlock(&settings_lock);
+    size_t n = settings.n_tokens;
+    pthread_rwlock_unlock(&settings_lock);
+    return n;
+}
+
+static bool push_enabled_now(void) {
+    pthread_rwlock_rdlock(&settings_lock);
+    bool p = settings.push_enabled;
+    pthread_rwlock_unlock(&settings_lock);
+    return p;
+}
 
 bool rpc_fail(struct rpc_fail *f, int code, const char *fmt, ...) {
     va_list ap;
@@ -81,29 +98,37 @@ char *rpc_result_body(const cJSON *id, cJSON *result /* taken */) {
 /* ---- settings ---------------------------------------------------------- */
 
 void rpc_init(const struct rpc_settings *s) {
-    rpc_shutdown();
-    settings.push_enabled = s->push_enabled;
+    char **tokens = NULL;
+    size_t n_tokens = 0;
     const char *p = s->auth_bearer_tokens;
     while (p && *p) {
         size_t skip = strspn(p, ", \t");
         p += skip;
         size_t n = strcspn(p, ", \t");
         if (!n) break;
-        char **nt = realloc(settings.tokens, (settings.n_tokens + 1) * sizeof *nt);
+        char **nt = realloc(tokens, (n_tokens + 1) * sizeof *nt);
         if (!nt) break;
-        settings.tokens = nt;
-        if (!(nt[settings.n_tokens] = strndup(p, n))) break;
-        settings.n_tokens++;
+        tokens = nt;
+        if (!(nt[n_tokens] = strndup(p, n))) break;
+        n_tokens++;
         p += n;
     }
+    rpc_shutdown();
+    pthread_rwlock_wrlock(&settings_lock);
+    settings.push_enabled = s->push_enabled;
+    settings.tokens = tokens;
+    settings.n_tokens = n_tokens;
+    pthread_rwlock_unlock(&settings_lock);
 }
 
 void rpc_shutdown(void) {
+    pthread_rwlock_wrlock(&settings_lock);
     for (size_t i = 0; i < settings.n_tokens; i++) free(settings.tokens[i]);
     free(settings.tokens);
     settings.tokens = NULL;
     settings.n_tokens = 0;
     settings.push_enabled = true;
+    pthread_rwlock_unlock(&settings_lock);
 }
 
 /* Compare without an early exit, so the time taken does not tell how much
@@ -120,12 +145,14 @@ static bool authenticated(const char *authorization) {
     const char *tok = authorization + 7;
     while (*tok == ' ') tok++;
     bool ok = false;
+    pthread_rwlock_rdlock(&settings_lock);
     for (size_t i = 0; i < settings.n_tokens; i++) ok |= token_equal(tok, settings.tokens[i]);
+    pthread_rwlock_unlock(&settings_lock);
     return ok;
 }
 
 bool rpc_push_allowed(struct call *c) {
-    if (settings.push_enabled) return true;
+    if (push_enabled_now()) return true;
     return fail(c->f, RPC_PUSH_NOT_SUPPORTED,
                 "Push Notification is not supported: this a2ad has [webhooks] enabled = no");
 }
@@ -240,8 +267,11 @@ bool rpc_parse_push(const cJSON *p, enum a2a_dialect d, const char *where,
     return true;
 }
 
+/* By name: a task accepted by an earlier version of the agent is still
+ * the agent's. */
 static bool agent_owns(const struct agent *agent, struct task *t) {
-    return !agent || task_agent(t) == agent;
+    const struct agent *ta = task_agent(t);
+    return !agent || ta == agent || (ta && strcmp(ta->desc.name, agent->desc.name) == 0);
 }
 
 struct task *rpc_lookup_task(struct call *c, const char *key) {
@@ -263,11 +293,18 @@ struct task *rpc_lookup_task(struct call *c, const char *key) {
 
 /* 503 + Retry-After for a job the worker queue cannot take (st from
  * workers_has_room or workers_submit). */
-static bool queue_refusal(struct rpc_fail *f, a2ad_status st) {
+static bool queue_refusal(struct rpc_fail *f, a2ad_status st, const char *agent) {
     f->http_status = 503;
     f->retry_after_s = 1;
-    if (st == A2AD_ERR_FULL)
+    if (st == A2AD_ERR_FULL && workers_has_room() == A2AD_ERR_FULL)
         return fail(f, RPC_INTERNAL_ERROR, "the job queue is full (workers.queue_length); retry later");
+    if (st == A2AD_ERR_FULL)
+        return fail(f, RPC_INTERNAL_ERROR,
+                    "the job queue of agent %s is full ([agent.%s] queue_length); retry later",
+                    agent, agent);
+    if (st == A2AD_ERR_NOT_FOUND)
+        return fail(f, RPC_INTERNAL_ERROR, "agent %s was removed meanwhile; the job was not accepted",
+                    agent);
     if (st == A2AD_ERR_STATE)
         return fail(f, RPC_INTERNAL_ERROR, "a2ad is shutting down; retry on another instance");
     return fail(f, RPC_INTERNAL_ERROR, "cannot queue the job: %s", a2ad_status_name(st));
@@ -444,10 +481,10 @@ static bool send_common(struct call *c, bool stream) {
 
     /* Refuse before building anything when the queue has no room: under
      * overload most requests are refused, and a refusal should cost little. */
-    a2ad_status room = workers_has_room();
+    a2ad_status room = workers_agent_has_room(c->agent->desc.name);
     if (room != A2AD_OK) {
         hu_job_free(hu);
-        return queue_refusal(c->f, room);
+        return queue_refusal(c->f, room, c->agent->desc.name);
     }
 
     /* The task takes the message and metadata; push strings are copied. */
@@ -554,7 +591,7 @@ static bool created_answer(struct call *c, struct task *t, bool stream, const st
             stream_close(s);
             tasks_discard(t);
             task_release(t);
-            return queue_refusal(c->f, st);
+            return queue_refusal(c->f, st, agent->desc.name);
         }
     }
     if (s) {
@@ -623,7 +660,7 @@ static bool m_subscribe(struct call *c) {
 /* ---- extended card ------------------------------------------------------ */
 
 static bool m_extended_card(struct call *c) {
-    if (!settings.n_tokens) {
+    if (!n_tokens_now()) {
         if (c->d == A2A_V10) /* the card declares capabilities.extendedAgentCard: false */
             return fail(c->f, RPC_UNSUPPORTED_OPERATION,
                         "this agent has no extended agent card (no [server] auth_bearer_tokens)");
@@ -845,7 +882,7 @@ static cJSON *interface(const char *url, const char *version) {
 
 char *rpc_agent_card(const struct agent *agent, const char *base_url, enum a2a_dialect dialect) {
     const struct a2ad_agent *d = &agent->desc;
-    bool v03 = dialect == A2A_V03, auth = settings.n_tokens > 0;
+    bool v03 = dialect == A2A_V03, auth = n_tokens_now() > 0;
     cJSON *c = cJSON_CreateObject();
     if (v03) cJSON_AddStringToObject(c, "protocolVersion", "0.3.0");
     cJSON_AddStringToObject(c, "name", d->name);
@@ -866,7 +903,7 @@ char *rpc_agent_card(const struct agent *agent, const char *base_url, enum a2a_d
     cJSON_AddStringToObject(c, "version", d->version ? d->version : "0.0.0");
     cJSON *caps = cJSON_AddObjectToObject(c, "capabilities");
     cJSON_AddBoolToObject(caps, "streaming", 1);
-    cJSON_AddBoolToObject(caps, "pushNotifications", settings.push_enabled);
+    cJSON_AddBoolToObject(caps, "pushNotifications", push_enabled_now());
     if (v03) cJSON_AddBoolToObject(caps, "stateTransitionHistory", 0);
     hu_card_extensions(caps, agent);
     cJSON_AddBoolToObject(caps, "extendedAgentCard", auth);

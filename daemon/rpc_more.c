@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "plugins.h"
 #include "rpc_int.h"
 #include "tasks.h"
 #include "util.h"
@@ -286,7 +287,8 @@ bool rpc_list_tasks(struct call *c) {
         struct task *t = all[i];
         char ts[TIMESTAMP_LEN];
         enum task_state s = task_get_status(t, ts);
-        bool keep = v && (!c->agent || task_agent(t) == c->agent) &&
+        bool keep = v && (!c->agent || task_agent(t) == c->agent ||
+                          (task_agent(t) && strcmp(task_agent(t)->desc.name, c->agent->desc.name) == 0)) &&
                     (!cJSON_IsString(ctx) || strcmp(ctx->valuestring, task_context_id(t)) == 0) &&
                     (!by_state || s == want) && (!after_ts[0] || strcmp(ts, after_ts) > 0);
         if (keep) {

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "plugins.h"
 #include "util.h"
 
 struct waiter {
@@ -175,6 +176,7 @@ static void task_free(struct task *t) {
     }
     for (int i = 0; i < TASK_EXT_MAX; i++) ext_free((enum task_ext_slot)i, t->ext[i]);
     free(t->query);
+    plugins_drop(t->agent);
     free(t);
 }
 
@@ -355,6 +357,7 @@ a2ad_status tasks_create(const struct task_create *in, struct task **out) {
     else
         util_uuid(t->context_id);
     t->agent = in->agent;
+    plugins_hold(t->agent); /* the record: a finished task still names its agent */
     t->state = TASK_SUBMITTED;
     util_timestamp(t->timestamp);
     t->metadata = in->metadata;
@@ -438,6 +441,7 @@ a2ad_status tasks_restore(const struct task_restore *in, struct task **out) {
     strcpy(t->context_id, ctx->valuestring);
     strcpy(t->timestamp, ts->valuestring);
     t->agent = in->agent;
+    plugins_hold(t->agent);
     t->state = in->state;
     t->seq = in->seq;
     t->history = history;

@@ -268,10 +268,12 @@ bool rpc_parse_push(const cJSON *p, enum a2a_dialect d, const char *where,
 }
 
 /* By name: a task accepted by an earlier version of the agent is still
- * the agent's. */
+ * the agent's. A task whose agent was removed has no endpoint left; every
+ * endpoint may read (and cancel) it, so its client can learn why it failed. */
 static bool agent_owns(const struct agent *agent, struct task *t) {
     const struct agent *ta = task_agent(t);
-    return !agent || ta == agent || (ta && strcmp(ta->desc.name, agent->desc.name) == 0);
+    return !agent || ta == agent || (ta && strcmp(ta->desc.name, agent->desc.name) == 0) ||
+           (ta && !plugins_find(ta->desc.name));
 }
 
 struct task *rpc_lookup_task(struct call *c, const char *key) {

@@ -123,11 +123,25 @@ static void with_agent_list(char *out, size_t n, const char *lead) {
     plugins_each(name_add, &l);
 }
 
+/* The name route_agent last looked up on this thread, for its 404. */
+static _Thread_local char srv_last_name[64];
+
+/* "unknown agent", or why the agent is gone when it was removed lately. */
+static void unknown_agent(char *msg, size_t n, const char *lead) {
+    char why[300], head[460];
+    if (srv_last_name[0] && plugins_removed(srv_last_name, why, sizeof why)) {
+        snprintf(head, sizeof head, "agent %s was removed (%s); loaded agents: ", srv_last_name, why);
+        lead = head;
+    }
+    with_agent_list(msg, n, lead);
+}
+
 /* "/agents/NAME" or "/agents/NAME/<rest>": the agent (pinned: plugins_put
  * it) and the rest. */
 static const struct agent *route_agent(const char *url, const char **rest, bool *named) {
     *named = false;
     *rest = url;
+    srv_last_name[0] = '\0';
     if (strncmp(url, "/agents/", 8) != 0) return NULL;
     const char *name = url + 8;
     size_t n = strcspn(name, "/");
@@ -137,6 +151,7 @@ static const struct agent *route_agent(const char *url, const char **rest, bool 
     if (n == 0 || n >= sizeof buf) return NULL;
     memcpy(buf, name, n);
     buf[n] = '\0';
+    memcpy(srv_last_name, buf, n + 1);
     return plugins_get(buf);
 }
 
@@ -218,7 +233,7 @@ static enum MHD_Result serve_get(struct MHD_Connection *c, const char *url) {
     plugins_put(a);
     if (named && !a && (is_card_path(rest) || *rest == '\0')) {
         char msg[700];
-        with_agent_list(msg, sizeof msg, "unknown agent; loaded agents: ");
+        unknown_agent(msg, sizeof msg, "unknown agent; loaded agents: ");
         return send_http_error(c, MHD_HTTP_NOT_FOUND, msg);
     }
     if (strcmp(url, "/") == 0 || (named && *rest == '\0'))
@@ -359,7 +374,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         if (named && !a) {
             char lead[200], msg[700];
             snprintf(lead, sizeof lead, "unknown agent in %.150s; loaded agents: ", url);
-            with_agent_list(msg, sizeof msg, lead);
+            unknown_agent(msg, sizeof msg, lead);
             return send_json(c, MHD_HTTP_NOT_FOUND, rpc_error_body(RPC_INVALID_REQUEST, msg));
         }
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);

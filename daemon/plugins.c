@@ -458,13 +458,16 @@ static void unload_code(struct agent *a) {
     if (a->dl) dlclose(a->dl);
     a->dl = NULL;
     if (a->copy) unlink(a->copy);
-    /* Only the owned strings and plain numbers stay readable. */
-    struct a2ad_agent keep = {.abi_major = a->desc.abi_major, .struct_size = a->desc.struct_size,
-                              .name = a->name, .version = a->version,
-                              .max_duration_s = a->desc.max_duration_s,
-                              .estimated_duration_s = a->desc.estimated_duration_s,
-                              .rerun_safe = a->desc.rerun_safe};
-    a->desc = keep;
+    /* What pointed into the unloaded code goes; name, version (owned) and
+     * the numbers stay for the tasks that still name this version. */
+    a->desc.description = NULL;
+    a->desc.skills = NULL;
+    a->desc.n_skills = 0;
+    a->desc.init = NULL;
+    a->desc.destroy = NULL;
+    a->desc.validate = NULL;
+    a->desc.run_background = NULL;
+    a->desc.on_message = NULL;
 }
 
 void plugins_pin(const struct agent *a) {
@@ -560,12 +563,49 @@ void plugins_each(void (*fn)(const struct agent *a, void *arg), void *arg) {
     pthread_mutex_unlock(&reg_lock);
 }
 
+/* Agents removed lately, so their endpoint can say so instead of just
+ * "unknown agent". Bounded: the oldest is forgotten first. */
+#define REMOVED_KEPT 32
+static struct {
+    char name[NAME_MAX_LEN + 1];
+    char why[200];
+} removed[REMOVED_KEPT];
+static unsigned n_removed_total;
+
+static void removed_note(const char *name, const char *why) {
+    pthread_mutex_lock(&reg_lock);
+    unsigned i = n_removed_total++ % REMOVED_KEPT;
+    snprintf(removed[i].name, sizeof removed[i].name, "%s", name);
+    snprintf(removed[i].why, sizeof removed[i].why, "%s", why);
+    pthread_mutex_unlock(&reg_lock);
+}
+
+static void removed_forget_locked(const char *name) {
+    for (unsigned i = 0; i < REMOVED_KEPT; i++)
+        if (strcmp(removed[i].name, name) == 0) removed[i].name[0] = '\0';
+}
+
+bool plugins_removed(const char *name, char *why, size_t n) {
+    bool found = false;
+    pthread_mutex_lock(&reg_lock);
+    for (unsigned k = 0; k < REMOVED_KEPT && !found; k++) {
+        unsigned i = (n_removed_total - 1 - k) % REMOVED_KEPT; /* newest first */
+        if (removed[i].name[0] && strcmp(removed[i].name, name) == 0) {
+            snprintf(why, n, "%s", removed[i].why);
+            found = true;
+        }
+    }
+    pthread_mutex_unlock(&reg_lock);
+    return found;
+}
+
 /* Put a into the registry in place of the version named like it (returned,
  * still pinned by the registry: the caller retires it), or at the end. */
 static struct agent *install(struct agent *a, bool *nomem) {
     *nomem = false;
     pthread_mutex_lock(&reg_lock);
     struct agent *old = NULL;
+    removed_forget_locked(a->name);
     for (size_t i = 0; i < n_registry && !old; i++)
         if (strcmp(registry[i]->name, a->name) == 0) {
             old = registry[i];
@@ -1054,6 +1094,7 @@ static a2ad_status reconcile(bool startup) {
         if (was && was != old) {
             take_out(was);
             workers_agent_removed(was->name, "its plugin file now holds another agent");
+            removed_note(was->name, "its plugin file now holds another agent");
             log_info("removed agent %s %s (file %s): the file now holds agent %s", was->name,
                      vname(was), was->path, a->name);
             retire(was);
@@ -1071,6 +1112,7 @@ static a2ad_status reconcile(bool startup) {
         take_out(gone);
         char why[600];
         snprintf(why, sizeof why, "its plugin file %s was removed", gone->path);
+        removed_note(gone->name, why);
         workers_agent_removed(gone->name, why);
         log_info("removed agent %s %s (file %s): the file is gone or no longer listed; "
                  "running jobs finish, queued jobs fail",

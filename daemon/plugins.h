@@ -90,6 +90,10 @@ void plugins_each(void (*fn)(const struct agent *a, void *arg), void *arg);
 /* The name of the version with this index (init/destroy log lines). */
 bool plugins_agent_name(unsigned index, char *out, size_t outlen);
 
+/* Whether name was removed lately (and is not loaded again): why, e.g.
+ * "its plugin file plugins/x.so was removed". For 404 answers. */
+bool plugins_removed(const char *name, char *why, size_t n);
+
 /* Borrowed views of the registry, not pinned: for start-up code (store
  * recovery) and tests, while nothing else changes the registry. */
 size_t plugins_count(void);

@@ -242,10 +242,11 @@ START_TEST(drop_in_replace_and_remove) {
     cJSON_Delete(t);
     char body[2000];
     ck_assert_int_eq(card("vers", NULL, 0, body, sizeof body), 404);
-    ck_assert_ptr_nonnull(strstr(body, "unknown agent"));
+    ck_assert_msg(strstr(body, "agent vers was removed (its plugin file") != NULL, "%s", body);
     ck_assert_ptr_nonnull(strstr(body, "echo"));
     r = send_text("/agents/vers", "anyone?", true, &st);
     ck_assert_int_eq(st, 404);
+    ck_assert_ptr_nonnull(strstr(json_str(r, "error.message"), "agent vers was removed"));
     cJSON_Delete(r);
     wait_log("removed agent vers 2");
     g = fopen(gate2, "w");

@@ -441,6 +441,61 @@ START_TEST(flooded_agent_does_not_starve_another) {
 }
 END_TEST
 
+START_TEST(agent_workers_limit_applies_and_reloads) {
+    struct daemon_opts o = {.plugins = "slow,echo", .store = "memory", .threads = 3,
+                            .extra = "[agent.slow]\nworkers = 1\n"};
+    start_or_fail(&o);
+    char *first = submit("/agents/slow", "a");
+    cJSON_Delete(wait_state(first, "working"));
+    char *second = submit("/agents/slow", "b");
+    /* A free thread exists (echo's job runs on it at once), but slow may
+     * use only one. */
+    long st = 0;
+    cJSON *r = send_text("/agents/echo", "free thread", true, &st);
+    ck_assert_str_eq(json_str(r, "result.status.state"), "completed");
+    cJSON_Delete(r);
+    cJSON *t = get_task(second);
+    ck_assert_str_eq(json_str(t, "result.status.state"), "submitted");
+    cJSON_Delete(t);
+
+    /* workers = 2 by SIGHUP: the queued job starts, no new version. */
+    edit_conf("workers = 1", "workers = 2");
+    ck_assert_int_eq(kill(dp.pid, SIGHUP), 0);
+    cJSON_Delete(wait_state(second, "working"));
+    ck_assert_uint_eq(count_in_log("replaced agent slow"), 0);
+    free(first);
+    free(second);
+    ck_assert_int_eq(daemon_stop(&dp, 60000), 0);
+}
+END_TEST
+
+START_TEST(refused_new_version_keeps_the_old_one) {
+    struct daemon_opts o = {.plugins = "vers", .store = "memory", .extra = "[agent.vers]\ntag = a\n"};
+    start_or_fail(&o);
+    /* An option the plugin refuses: its init fails, the running version stays. */
+    edit_conf("tag = a\n", "tag = a\ncolour = red\n");
+    ck_assert_int_eq(kill(dp.pid, SIGHUP), 0);
+    wait_log("init of agent \"vers\" failed");
+    ck_assert_uint_eq(count_in_log("agent vers 1 from that file stays loaded"), 1);
+    long st = 0;
+    cJSON *r = send_text("/agents/vers", "still", true, &st);
+    ck_assert_int_eq(st, 200);
+    ck_assert_str_eq(json_str(r, "result.status.message.parts.0.text"), "v1 tag=a: still");
+    cJSON_Delete(r);
+    /* The same for a broken build copied over it. */
+    char so[1024];
+    plugin_path("vers.so", so, sizeof so);
+    static const char junk[] = "\x7f" "ELF but not really";
+    write_in_place(so, junk, sizeof junk - 1);
+    wait_log("vers.so refused: dlopen failed");
+    r = send_text("/agents/vers", "again", true, &st);
+    ck_assert_int_eq(st, 200);
+    ck_assert_str_eq(json_str(r, "result.status.message.parts.0.text"), "v1 tag=a: again");
+    cJSON_Delete(r);
+    ck_assert_int_eq(daemon_stop(&dp, 30000), 0);
+}
+END_TEST
+
 Suite *live_suite(void);
 Suite *live_suite(void) {
     Suite *s = suite_create("live");
@@ -452,6 +507,8 @@ Suite *live_suite(void) {
     tcase_add_test(tc, junk_file_refused_daemon_serves);
     tcase_add_test(tc, sighup_applies_good_config_refuses_bad);
     tcase_add_test(tc, flooded_agent_does_not_starve_another);
+    tcase_add_test(tc, agent_workers_limit_applies_and_reloads);
+    tcase_add_test(tc, refused_new_version_keeps_the_old_one);
     suite_add_tcase(s, tc);
     return s;
 }

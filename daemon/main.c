@@ -160,6 +160,15 @@ static void note_restart_keys(const struct config *a, const struct config *b) {
     }
 }
 
+/* "echo 1.0.0 (FILE), vers 2 (FILE)" for the reload's log line. */
+static void agent_line(const struct agent *a, void *arg) {
+    char *out = arg;
+    size_t n = strlen(out);
+    if (n + 1 < 1024)
+        snprintf(out + n, 1024 - n, "%s%s %s (%s)", n ? ", " : "", a->desc.name,
+                 a->desc.version && a->desc.version[0] ? a->desc.version : "(no version)", a->path);
+}
+
 /* SIGHUP: read the file again; refuse it whole on any error, else apply
  * what can change live and name what needs a restart. cfg stays the
  * configuration the daemon started with, except for the live scalars,
@@ -194,8 +203,10 @@ static void reload(const char *path, struct config *cfg) {
     if (st != A2AD_OK)
         log_error("reload: agents not fully applied (%s); see the lines above",
                   a2ad_status_name(st));
-    log_info("reload: done: %zu agents; log level, tokens, limits and agents applied",
-             plugins_count());
+    char agents[1024] = "";
+    plugins_each(agent_line, agents);
+    log_info("reload: %s applied (log level, tokens, limits, agents): %s", path,
+             agents[0] ? agents : "no agents");
     config_free(&fresh);
     sd_notify_text("READY=1");
 }

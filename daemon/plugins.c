@@ -1016,6 +1016,7 @@ static a2ad_status reconcile(bool startup) {
         uint64_t id[5] = {0};
         bool exists = lstat(path, &st) == 0;
         if (exists) file_id(&st, id);
+        if (!exists && was) continue; /* its file is gone: removed below */
         if (exists && is_dirty(path)) { /* still being written: keep what runs */
             seen_add(&seen, was);
             continue;
@@ -1029,7 +1030,7 @@ static a2ad_status reconcile(bool startup) {
                 continue;
             }
         }
-        if (exists && refused_before(path, id)) {
+        if (refused_before(path, id)) { /* unchanged since refused (or still missing) */
             seen_add(&seen, was);
             continue;
         }
@@ -1066,7 +1067,7 @@ static a2ad_status reconcile(bool startup) {
                           vname(was));
             else
                 log_error("%s", err);
-            if (exists) refused_note(path, id);
+            refused_note(path, id);
             seen_add(&seen, was);
             if (startup && cur.fatal) rc = A2AD_ERR_CONFIG;
             continue;

@@ -128,6 +128,9 @@ static void note_restart_keys(const struct config *a, const struct config *b) {
         {"[server] max_body_bytes", a->max_body_bytes != b->max_body_bytes},
         {"[server] connection_timeout_s", a->connection_timeout_s != b->connection_timeout_s},
         {"[server] public_url", STR_CHANGED(public_url)},
+        /* Credentials are read-only after start-up (HTTP threads read them
+         * without a lock); never echoed, only named. */
+        {"[server] auth_bearer_tokens", STR_CHANGED(auth_bearer_tokens)},
         {"[server] stream_buffer_bytes", a->stream_buffer_bytes != b->stream_buffer_bytes},
         {"[server] stream_keepalive_s", a->stream_keepalive_s != b->stream_keepalive_s},
         {"[workers] threads", a->worker_threads != b->worker_threads},
@@ -146,6 +149,7 @@ static void note_restart_keys(const struct config *a, const struct config *b) {
         {"[webhooks] max_pending", a->webhook_max_pending != b->webhook_max_pending},
         {"[webhooks] max_age_s", a->webhook_max_age_s != b->webhook_max_age_s},
         {"[webhooks] max_configs_per_task", a->webhook_max_configs != b->webhook_max_configs},
+        {"[webhooks] enabled", a->webhooks_enabled != b->webhooks_enabled},
     };
 #undef STR_CHANGED
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
@@ -188,9 +192,6 @@ static void reload(const char *path, struct config *cfg) {
     note_restart_keys(cfg, &fresh);
     cfg->log_level = fresh.log_level;
     log_set_level(fresh.log_level);
-    struct rpc_settings rs = {.auth_bearer_tokens = fresh.auth_bearer_tokens,
-                              .push_enabled = fresh.webhooks_enabled};
-    rpc_init(&rs);
     tasks_init(fresh.retention_s, fresh.max_tasks);
     cfg->retention_s = fresh.retention_s;
     cfg->max_tasks = fresh.max_tasks;
@@ -205,7 +206,7 @@ static void reload(const char *path, struct config *cfg) {
                   a2ad_status_name(st));
     char agents[1024] = "";
     plugins_each(agent_line, agents);
-    log_info("reload: %s applied (log level, tokens, limits, agents): %s", path,
+    log_info("reload: %s applied (log level, limits, agents): %s", path,
              agents[0] ? agents : "no agents");
     config_free(&fresh);
     sd_notify_text("READY=1");

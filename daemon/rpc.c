@@ -12,7 +12,6 @@
  */
 #include "rpc.h"
 
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -37,22 +36,6 @@ static struct {
     size_t n_tokens;
     bool push_enabled;
 } settings = {.push_enabled = true};
-/* rpc_init may run again at SIGHUP while HTTP threads read the settings. */
-static pthread_rwlock_t settings_lock = PTHREAD_RWLOCK_INITIALIZER;
-
-static size_t n_tokens_now(void) {
-    pthread_rwlock_rdlock(&settings_lock);
-    size_t n = settings.n_tokens;
-    pthread_rwlock_unlock(&settings_lock);
-    return n;
-}
-
-static bool push_enabled_now(void) {
-    pthread_rwlock_rdlock(&settings_lock);
-    bool p = settings.push_enabled;
-    pthread_rwlock_unlock(&settings_lock);
-    return p;
-}
 
 bool rpc_fail(struct rpc_fail *f, int code, const char *fmt, ...) {
     va_list ap;
@@ -98,37 +81,29 @@ char *rpc_result_body(const cJSON *id, cJSON *result /* taken */) {
 /* ---- settings ---------------------------------------------------------- */
 
 void rpc_init(const struct rpc_settings *s) {
-    char **tokens = NULL;
-    size_t n_tokens = 0;
+    rpc_shutdown();
+    settings.push_enabled = s->push_enabled;
     const char *p = s->auth_bearer_tokens;
     while (p && *p) {
         size_t skip = strspn(p, ", \t");
         p += skip;
         size_t n = strcspn(p, ", \t");
         if (!n) break;
-        char **nt = realloc(tokens, (n_tokens + 1) * sizeof *nt);
+        char **nt = realloc(settings.tokens, (settings.n_tokens + 1) * sizeof *nt);
         if (!nt) break;
-        tokens = nt;
-        if (!(nt[n_tokens] = strndup(p, n))) break;
-        n_tokens++;
+        settings.tokens = nt;
+        if (!(nt[settings.n_tokens] = strndup(p, n))) break;
+        settings.n_tokens++;
         p += n;
     }
-    rpc_shutdown();
-    pthread_rwlock_wrlock(&settings_lock);
-    settings.push_enabled = s->push_enabled;
-    settings.tokens = tokens;
-    settings.n_tokens = n_tokens;
-    pthread_rwlock_unlock(&settings_lock);
 }
 
 void rpc_shutdown(void) {
-    pthread_rwlock_wrlock(&settings_lock);
     for (size_t i = 0; i < settings.n_tokens; i++) free(settings.tokens[i]);
     free(settings.tokens);
     settings.tokens = NULL;
     settings.n_tokens = 0;
     settings.push_enabled = true;
-    pthread_rwlock_unlock(&settings_lock);
 }
 
 /* Compare without an early exit, so the time taken does not tell how much
@@ -145,14 +120,12 @@ static bool authenticated(const char *authorization) {
     const char *tok = authorization + 7;
     while (*tok == ' ') tok++;
     bool ok = false;
-    pthread_rwlock_rdlock(&settings_lock);
     for (size_t i = 0; i < settings.n_tokens; i++) ok |= token_equal(tok, settings.tokens[i]);
-    pthread_rwlock_unlock(&settings_lock);
     return ok;
 }
 
 bool rpc_push_allowed(struct call *c) {
-    if (push_enabled_now()) return true;
+    if (settings.push_enabled) return true;
     return fail(c->f, RPC_PUSH_NOT_SUPPORTED,
                 "Push Notification is not supported: this a2ad has [webhooks] enabled = no");
 }
@@ -662,7 +635,7 @@ static bool m_subscribe(struct call *c) {
 /* ---- extended card ------------------------------------------------------ */
 
 static bool m_extended_card(struct call *c) {
-    if (!n_tokens_now()) {
+    if (!settings.n_tokens) {
         if (c->d == A2A_V10) /* the card declares capabilities.extendedAgentCard: false */
             return fail(c->f, RPC_UNSUPPORTED_OPERATION,
                         "this agent has no extended agent card (no [server] auth_bearer_tokens)");
@@ -884,7 +857,7 @@ static cJSON *interface(const char *url, const char *version) {
 
 char *rpc_agent_card(const struct agent *agent, const char *base_url, enum a2a_dialect dialect) {
     const struct a2ad_agent *d = &agent->desc;
-    bool v03 = dialect == A2A_V03, auth = n_tokens_now() > 0;
+    bool v03 = dialect == A2A_V03, auth = settings.n_tokens > 0;
     cJSON *c = cJSON_CreateObject();
     if (v03) cJSON_AddStringToObject(c, "protocolVersion", "0.3.0");
     cJSON_AddStringToObject(c, "name", d->name);
@@ -905,7 +878,7 @@ char *rpc_agent_card(const struct agent *agent, const char *base_url, enum a2a_d
     cJSON_AddStringToObject(c, "version", d->version ? d->version : "0.0.0");
     cJSON *caps = cJSON_AddObjectToObject(c, "capabilities");
     cJSON_AddBoolToObject(caps, "streaming", 1);
-    cJSON_AddBoolToObject(caps, "pushNotifications", push_enabled_now());
+    cJSON_AddBoolToObject(caps, "pushNotifications", settings.push_enabled);
     if (v03) cJSON_AddBoolToObject(caps, "stateTransitionHistory", 0);
     hu_card_extensions(caps, agent);
     cJSON_AddBoolToObject(caps, "extendedAgentCard", auth);

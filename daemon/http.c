@@ -177,6 +177,16 @@ static void name_json(const struct agent *a, void *arr) {
     cJSON_AddItemToArray(arr, cJSON_CreateString(a->desc.name));
 }
 
+/* {"NAME": {"version", "queued", "running"}}: which agent a backlog is. */
+static void agent_jobs_json(const struct agent *a, void *obj) {
+    size_t queued, running;
+    workers_agent_load(a->desc.name, &queued, &running);
+    cJSON *o = cJSON_AddObjectToObject(obj, a->desc.name);
+    cJSON_AddStringToObject(o, "version", a->desc.version ? a->desc.version : "");
+    cJSON_AddNumberToObject(o, "queued", (double)queued);
+    cJSON_AddNumberToObject(o, "running", (double)running);
+}
+
 static enum MHD_Result serve_health(struct MHD_Connection *c) {
     size_t queued = 0, running = 0;
     workers_load(&queued, &running);
@@ -186,6 +196,7 @@ static enum MHD_Result serve_health(struct MHD_Connection *c) {
     cJSON_AddStringToObject(o, "status", "ok");
     cJSON *agents = cJSON_AddArrayToObject(o, "agents");
     plugins_each(name_json, agents);
+    plugins_each(agent_jobs_json, cJSON_AddObjectToObject(o, "agentJobs"));
     cJSON_AddNumberToObject(o, "jobsQueued", (double)queued);
     cJSON_AddNumberToObject(o, "jobsRunning", (double)running);
     cJSON_AddNumberToObject(o, "tasks", (double)tasks_count());

@@ -313,6 +313,14 @@ a2ad_status workers_agent_has_room(const char *agent) {
     return st;
 }
 
+void workers_agent_load(const char *agent, size_t *queued, size_t *running) {
+    pthread_mutex_lock(&pool.lock);
+    const struct lane *l = lane_find_locked(agent);
+    *queued = l ? l->count : 0;
+    *running = l ? l->running : 0;
+    pthread_mutex_unlock(&pool.lock);
+}
+
 void workers_agent_config(const char *agent, unsigned workers, unsigned queue_length) {
     pthread_mutex_lock(&pool.lock);
     struct lane *l = lane_get_locked(agent);

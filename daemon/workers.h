@@ -61,6 +61,9 @@ void workers_set_queue_length(unsigned queue_length);
  * removed), A2AD_ERR_STATE. A hint, like workers_has_room. Thread: any. */
 a2ad_status workers_agent_has_room(const char *agent);
 
+/* One agent's jobs queued and running now. Thread: any. */
+void workers_agent_load(const char *agent, size_t *queued, size_t *running);
+
 /* Set an agent's concurrency (0 = every thread, but one when several
  * agents are loaded) and queue bound (0 = only the daemon-wide one); also
  * marks it loaded. Live: applies to the next job started. Thread: any. */

@@ -425,6 +425,9 @@ START_TEST(flooded_agent_does_not_starve_another) {
     ck_assert(http_call(dp.port, NULL, "/healthz", NULL, &h));
     cJSON *health = cJSON_Parse(h.body);
     ck_assert_int_ge(json_int(health, "jobsQueued"), 999);
+    ck_assert_int_eq(json_int(health, "agentJobs.slow.queued"), 1000);
+    ck_assert_int_eq(json_int(health, "agentJobs.slow.running"), 1);
+    ck_assert_int_eq(json_int(health, "agentJobs.echo.queued"), 0);
     cJSON_Delete(health);
     http_resp_free(&h);
     /* Still full for slow only, with a Retry-After. */
@@ -498,6 +501,30 @@ START_TEST(refused_new_version_keeps_the_old_one) {
 }
 END_TEST
 
+START_TEST(agent_capacity_keys_checked) {
+    struct daemon_opts o = {.plugins = "slow", .store = "memory",
+                            .extra = "[agent.slow]\nworkers = 2\nqueue_length = 5\nworkers = 3\n"};
+    ck_assert(daemon_prepare(&dp, &o));
+    ck_assert_int_eq(daemon_run_args(&dp, "-t", 10000), 1);
+    ck_assert_uint_eq(count_in_log("[agent.slow] workers: given twice in this section (first on line"), 1);
+    daemon_cleanup(&dp);
+    memset(&dp, 0, sizeof dp);
+    o.extra = "[agent.slow]\nworkers = 5000\n";
+    ck_assert(daemon_prepare(&dp, &o));
+    ck_assert_int_eq(daemon_run_args(&dp, "-tv", 10000), 1);
+    char want[400];
+    snprintf(want, sizeof want, "%s:", dp.conf);
+    ck_assert_uint_eq(count_in_log(want), 1);
+    ck_assert_uint_eq(count_in_log("[agent.slow] workers = 5000: must be an integer from 0 to 1024"), 1);
+    daemon_cleanup(&dp);
+    memset(&dp, 0, sizeof dp);
+    o.extra = "[agent.slow]\nworkers = 2\nqueue_length = 5\n";
+    ck_assert(daemon_prepare(&dp, &o));
+    ck_assert_int_eq(daemon_run_args(&dp, "-tv", 10000), 0);
+    ck_assert_uint_eq(count_in_log("workers = 2\nqueue_length = 5\n"), 1);
+}
+END_TEST
+
 Suite *live_suite(void);
 Suite *live_suite(void) {
     Suite *s = suite_create("live");
@@ -511,6 +538,7 @@ Suite *live_suite(void) {
     tcase_add_test(tc, flooded_agent_does_not_starve_another);
     tcase_add_test(tc, agent_workers_limit_applies_and_reloads);
     tcase_add_test(tc, refused_new_version_keeps_the_old_one);
+    tcase_add_test(tc, agent_capacity_keys_checked);
     suite_add_tcase(s, tc);
     return s;
 }

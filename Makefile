@@ -26,6 +26,8 @@ PLUGIN_SRC  := $(wildcard plugins/*.c)
 PLUGINS     := $(PLUGIN_SRC:plugins/%.c=$(BUILD)/plugins/%.so)
 TPLUGIN_SRC := $(wildcard tests/plugins/*.c)
 TPLUGINS    := $(TPLUGIN_SRC:tests/plugins/%.c=$(BUILD)/tests/plugins/%.so)
+# Two builds of one plugin (test_live replaces one by the other).
+TPLUGINS    += $(BUILD)/tests/plugins/vers_v1.so $(BUILD)/tests/plugins/vers_v2.so
 TEST_SRC    := $(wildcard tests/*.c tests/support/*.c)
 TEST_OBJ    := $(TEST_SRC:%.c=$(BUILD)/obj/%.o)
 # The plugin SDK's mock host (include/a2ad/mock.h): plugin unit tests link it.
@@ -93,6 +95,10 @@ $(BUILD)/plugins/%.so: plugins/%.c include/a2ad/agent.h | $(DEPS_OK)
 $(BUILD)/tests/plugins/%.so: tests/plugins/%.c include/a2ad/agent.h | $(DEPS_OK)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_A) -fPIC -fvisibility=hidden -shared $< -o $@ $(LDFLAGS_A) -lpthread
+
+$(BUILD)/tests/plugins/vers_v%.so: tests/plugins/vers.c include/a2ad/agent.h | $(DEPS_OK)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_A) -DVERS=$* -fPIC -fvisibility=hidden -shared $< -o $@ $(LDFLAGS_A) -lpthread
 
 $(BUILD)/obj/tests/%.o: tests/%.c $(wildcard tests/*.h tests/support/*.h daemon/*.h) include/a2ad/agent.h | $(DEPS_TEST_OK)
 	@mkdir -p $(dir $@)

@@ -158,6 +158,25 @@ static bool admin_authorized(struct MHD_Connection *c, enum MHD_Result *ret) {
     return ok;
 }
 
+/* Copies of the loaded agents' names (plugins_each runs its callback under
+ * the registry lock, so only copy there). */
+struct agent_snap {
+    struct {
+        char name[64], description[256], version[64];
+    } a[128];
+    size_t n;
+};
+
+static void snap_add(const struct agent *a, void *arg) {
+    struct agent_snap *s = arg;
+    if (s->n >= sizeof s->a / sizeof s->a[0]) return;
+    snprintf(s->a[s->n].name, sizeof s->a[0].name, "%s", a->desc.name);
+    snprintf(s->a[s->n].description, sizeof s->a[0].description, "%s",
+             a->desc.description ? a->desc.description : "");
+    snprintf(s->a[s->n].version, sizeof s->a[0].version, "%s", a->desc.version ? a->desc.version : "");
+    s->n++;
+}
+
 /* ---- tasks -------------------------------------------------------------- */
 
 static bool parse_state(const char *s, enum task_state *out) {
@@ -286,12 +305,15 @@ static enum MHD_Result list_tasks(struct MHD_Connection *c) {
                           "bad filter state=%.64s: must be one of submitted, working, completed, "
                           "failed, canceled, rejected",
                           f.state_name);
-    if (f.agent && !plugins_find(f.agent)) {
+    const struct agent *fa = f.agent ? plugins_get(f.agent) : NULL;
+    plugins_put(fa);
+    if (f.agent && !fa) {
+        struct agent_snap snap = {0};
+        plugins_each(snap_add, &snap);
         char names[400] = "";
         size_t o = 0;
-        for (size_t i = 0; i < plugins_count() && o < sizeof names; i++)
-            o += (size_t)snprintf(names + o, sizeof names - o, "%s%s", i ? ", " : "",
-                                  plugins_at(i)->desc.name);
+        for (size_t i = 0; i < snap.n && o < sizeof names; i++)
+            o += (size_t)snprintf(names + o, sizeof names - o, "%s%s", i ? ", " : "", snap.a[i].name);
         return send_error(c, MHD_HTTP_BAD_REQUEST, "bad filter agent=%.64s: loaded agents are %s",
                           f.agent, names);
     }
@@ -376,7 +398,9 @@ static enum MHD_Result list_tasks(struct MHD_Connection *c) {
 }
 
 static enum MHD_Result list_agents(struct MHD_Connection *c) {
-    size_t na = plugins_count();
+    struct agent_snap snap = {0};
+    plugins_each(snap_add, &snap);
+    size_t na = snap.n;
     size_t(*counts)[TASK_REJECTED + 1] = calloc(na ? na : 1, sizeof *counts);
     struct task **all = NULL;
     size_t n_all = 0;
@@ -387,18 +411,17 @@ static enum MHD_Result list_agents(struct MHD_Connection *c) {
     for (size_t i = 0; i < n_all; i++) {
         const struct agent *a = task_agent(all[i]);
         for (size_t k = 0; a && k < na; k++)
-            if (plugins_at(k) == a) counts[k][task_get_state(all[i])]++;
+            if (strcmp(snap.a[k].name, a->desc.name) == 0) counts[k][task_get_state(all[i])]++;
         task_release(all[i]);
     }
     free(all);
     cJSON *o = cJSON_CreateObject();
     cJSON *arr = cJSON_AddArrayToObject(o, "agents");
     for (size_t k = 0; k < na; k++) {
-        const struct agent *a = plugins_at(k);
         cJSON *e = cJSON_CreateObject();
-        cJSON_AddStringToObject(e, "name", a->desc.name);
-        cJSON_AddStringToObject(e, "description", a->desc.description ? a->desc.description : "");
-        cJSON_AddStringToObject(e, "version", a->desc.version ? a->desc.version : "");
+        cJSON_AddStringToObject(e, "name", snap.a[k].name);
+        cJSON_AddStringToObject(e, "description", snap.a[k].description);
+        cJSON_AddStringToObject(e, "version", snap.a[k].version);
         cJSON *t = cJSON_AddObjectToObject(e, "tasks");
         for (int s = TASK_SUBMITTED; s <= TASK_REJECTED; s++)
             cJSON_AddNumberToObject(t, task_state_name((enum task_state)s), (double)counts[k][s]);

@@ -439,6 +439,7 @@ struct parse {
     struct agent_config *agent;
     unsigned agent_duration_line; /* where this agent's max_duration_s was set */
     unsigned agent_hu_line;       /* where this agent's hu_min_importance was set */
+    unsigned agent_workers_line, agent_queue_line; /* where workers / queue_length were set */
     unsigned *opt_lines;          /* where each of this agent's options was set */
     size_t opt_lines_cap;
 
@@ -520,6 +521,7 @@ static void begin_section(struct parse *p, const char *name, size_t len) {
     p->agent = NULL;
     p->agent_duration_line = 0;
     p->agent_hu_line = 0;
+    p->agent_workers_line = p->agent_queue_line = 0;
     if (len >= INI_SECTION_MAX) {
         fail(p, "[%.*s]: section name longer than %d characters", (int)len, name,
              INI_SECTION_MAX - 1);
@@ -667,6 +669,23 @@ static int agent_key(struct parse *p, const char *name, const char *value) {
             return fail(p, "[agent.%s] %s = %s: must be one of error, notice, info, debug",
                         a->name, name, value);
         a->hu_min_importance = w; /* the words are in a2ad_importance order */
+        return 1;
+    }
+    if (strcmp(name, "workers") == 0 || strcmp(name, "queue_length") == 0) {
+        bool w = name[0] == 'w';
+        unsigned *line = w ? &p->agent_workers_line : &p->agent_queue_line;
+        if (*line)
+            return fail(p, "[agent.%s] %s: given twice in this section (first on line %u)",
+                        a->name, name, *line);
+        *line = p->line;
+        unsigned long long v;
+        if (!parse_uint(value, 0, w ? 1024 : 10000000, &v))
+            return fail(p,
+                        "[agent.%s] %s = %s: must be an integer from 0 to %u (0 = the default: %s)",
+                        a->name, name, value, w ? 1024u : 10000000u,
+                        w ? "all worker threads, but one when several agents are loaded"
+                          : "only [workers] queue_length bounds it");
+        *(w ? &a->workers : &a->queue_length) = (unsigned)v;
         return 1;
     }
     if (!valid_name(name, true))
@@ -860,6 +879,8 @@ void config_dump(const struct config *cfg, void *file) {
         if (a->max_duration_s) fprintf(out, "max_duration_s = %u\n", (unsigned)a->max_duration_s);
         if (a->hu_min_importance >= 0)
             fprintf(out, "hu_min_importance = %s\n", importance_words[a->hu_min_importance]);
+        if (a->workers) fprintf(out, "workers = %u\n", a->workers);
+        if (a->queue_length) fprintf(out, "queue_length = %u\n", a->queue_length);
         for (size_t i = 0; i < a->n_opts; i++)
             fprintf(out, "%s =%s%s\n", a->opts[i].key, *a->opts[i].value ? " " : "",
                     a->opts[i].value);

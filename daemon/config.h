@@ -5,7 +5,7 @@
  * agent that needs settings. Every daemon key lives in one static table with
  * its type, range and default; an unknown key or a bad value is an error
  * naming file:line. Keys in [agent.NAME] other than the host's own
- * (max_duration_s, hu_min_importance) are handed to that agent's init() as
+ * (max_duration_s, hu_min_importance, workers, queue_length) are handed to that agent's init() as
  * options.
  */
 #ifndef A2AD_CONFIG_H
@@ -22,6 +22,8 @@ struct agent_config {
     uint32_t max_duration_s;   /* 0 = not set here */
     int hu_min_importance;     /* a2ad_importance: least important Health Universe
                                   progress update POSTed; -1 = not set (all) */
+    unsigned workers;          /* concurrent jobs of this agent; 0 = default */
+    unsigned queue_length;     /* queued jobs of this agent; 0 = only [workers] queue_length */
     struct a2ad_option *opts;  /* other keys, in file order; strings owned here */
     size_t n_opts;
     struct agent_config *next;

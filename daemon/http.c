@@ -48,7 +48,7 @@
 
 struct request {
     struct MHD_Connection *conn;
-    const struct agent *agent; /* route target of a POST */
+    const struct agent *agent; /* route target of a POST, pinned */
     const struct auth_principal *principal; /* the caller; NULL = authentication off */
     bool is_rpc;
     char *body;
@@ -126,15 +126,25 @@ static enum MHD_Result send_http_error(struct MHD_Connection *c, unsigned status
 /* "<lead>echo, processor, ...": every "no such agent" answer lists the
  * agents that are loaded, so the fix is in the message; to an
  * authenticated caller only those it may use. */
+struct name_list {
+    char *out;
+    size_t n, o, count;
+    const struct auth_principal *p;
+};
+
+static void name_add(const struct agent *a, void *arg) {
+    struct name_list *l = arg;
+    if (!auth_may_use_agent(l->p, a->desc.name)) return;
+    if (l->o < l->n)
+        l->o += (size_t)snprintf(l->out + l->o, l->n - l->o, "%s%s", l->count ? ", " : "",
+                                 a->desc.name);
+    l->count++;
+}
+
 static void with_agent_list_for(char *out, size_t n, const char *lead,
                                 const struct auth_principal *p) {
-    size_t o = (size_t)snprintf(out, n, "%s", lead);
-    bool first = true;
-    for (size_t i = 0; i < plugins_count() && o < n; i++) {
-        if (!auth_may_use_agent(p, plugins_at(i)->desc.name)) continue;
-        o += (size_t)snprintf(out + o, n - o, "%s%s", first ? "" : ", ", plugins_at(i)->desc.name);
-        first = false;
-    }
+    struct name_list l = {out, n, (size_t)snprintf(out, n, "%s", lead), 0, p};
+    plugins_each(name_add, &l);
 }
 
 static void with_agent_list(char *out, size_t n, const char *lead) {
@@ -193,10 +203,31 @@ static enum MHD_Result send_unauthenticated(struct MHD_Connection *c, const char
     return ret;
 }
 
-/* "/agents/NAME" or "/agents/NAME/<rest>": the agent and the rest. */
+/* The name route_agent last looked up on this thread, for its 404. */
+static _Thread_local char srv_last_name[64];
+
+/* "unknown agent", or why the agent is gone when it was removed lately;
+ * the list holds the agents p may use. */
+static void unknown_agent_for(char *msg, size_t n, const char *lead,
+                              const struct auth_principal *p) {
+    char why[300], head[460];
+    if (srv_last_name[0] && plugins_removed(srv_last_name, why, sizeof why)) {
+        snprintf(head, sizeof head, "agent %s was removed (%s); loaded agents: ", srv_last_name, why);
+        lead = head;
+    }
+    with_agent_list_for(msg, n, lead, p);
+}
+
+static void unknown_agent(char *msg, size_t n, const char *lead) {
+    unknown_agent_for(msg, n, lead, NULL);
+}
+
+/* "/agents/NAME" or "/agents/NAME/<rest>": the agent (pinned: plugins_put
+ * it) and the rest. */
 static const struct agent *route_agent(const char *url, const char **rest, bool *named) {
     *named = false;
     *rest = url;
+    srv_last_name[0] = '\0';
     if (strncmp(url, "/agents/", 8) != 0) return NULL;
     const char *name = url + 8;
     size_t n = strcspn(name, "/");
@@ -206,7 +237,8 @@ static const struct agent *route_agent(const char *url, const char **rest, bool 
     if (n == 0 || n >= sizeof buf) return NULL;
     memcpy(buf, name, n);
     buf[n] = '\0';
-    return plugins_find(buf);
+    memcpy(srv_last_name, buf, n + 1);
+    return plugins_get(buf);
 }
 
 static void endpoint_url(char *url, size_t n, const struct agent *a, bool at_root) {
@@ -227,6 +259,20 @@ static enum MHD_Result serve_card(struct MHD_Connection *c, const struct agent *
     return send_json(c, MHD_HTTP_OK, rpc_agent_card(a, url, d));
 }
 
+static void name_json(const struct agent *a, void *arr) {
+    cJSON_AddItemToArray(arr, cJSON_CreateString(a->desc.name));
+}
+
+/* {"NAME": {"version", "queued", "running"}}: which agent a backlog is. */
+static void agent_jobs_json(const struct agent *a, void *obj) {
+    size_t queued, running;
+    workers_agent_load(a->desc.name, &queued, &running);
+    cJSON *o = cJSON_AddObjectToObject(obj, a->desc.name);
+    cJSON_AddStringToObject(o, "version", a->desc.version ? a->desc.version : "");
+    cJSON_AddNumberToObject(o, "queued", (double)queued);
+    cJSON_AddNumberToObject(o, "running", (double)running);
+}
+
 static enum MHD_Result serve_health(struct MHD_Connection *c) {
     size_t queued = 0, running = 0;
     workers_load(&queued, &running);
@@ -235,8 +281,8 @@ static enum MHD_Result serve_health(struct MHD_Connection *c) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "status", "ok");
     cJSON *agents = cJSON_AddArrayToObject(o, "agents");
-    for (size_t i = 0; i < plugins_count(); i++)
-        cJSON_AddItemToArray(agents, cJSON_CreateString(plugins_at(i)->desc.name));
+    plugins_each(name_json, agents);
+    plugins_each(agent_jobs_json, cJSON_AddObjectToObject(o, "agentJobs"));
     cJSON_AddNumberToObject(o, "jobsQueued", (double)queued);
     cJSON_AddNumberToObject(o, "jobsRunning", (double)running);
     cJSON_AddNumberToObject(o, "tasks", (double)tasks_count());
@@ -284,8 +330,12 @@ static enum MHD_Result serve_get(struct MHD_Connection *c, const char *url) {
     if (strcmp(url, "/readyz") == 0) return serve_ready(c);
     if (strcmp(url, "/metrics") == 0) return serve_metrics(c);
     if (is_card_path(url)) {
-        const struct agent *a = plugins_default();
-        if (a) return serve_card(c, a, true);
+        const struct agent *a = plugins_get_default();
+        if (a) {
+            enum MHD_Result ret = serve_card(c, a, true);
+            plugins_put(a);
+            return ret;
+        }
         char msg[700];
         with_agent_list(msg, sizeof msg,
                         "no default agent (set server.default_agent); cards are at "
@@ -295,10 +345,16 @@ static enum MHD_Result serve_get(struct MHD_Connection *c, const char *url) {
     const char *rest;
     bool named;
     const struct agent *a = route_agent(url, &rest, &named);
-    if (named && is_card_path(rest)) {
-        if (a) return serve_card(c, a, false);
+    if (named && is_card_path(rest) && a) {
+        /* Pinned while the card is built: it reads the plugin's descriptor. */
+        enum MHD_Result ret = serve_card(c, a, false);
+        plugins_put(a);
+        return ret;
+    }
+    plugins_put(a);
+    if (named && !a && (is_card_path(rest) || *rest == '\0')) {
         char msg[700];
-        with_agent_list(msg, sizeof msg, "unknown agent; loaded agents: ");
+        unknown_agent(msg, sizeof msg, "unknown agent; loaded agents: ");
         return send_http_error(c, MHD_HTTP_NOT_FOUND, msg);
     }
     if (strcmp(url, "/") == 0 || (named && *rest == '\0'))
@@ -337,6 +393,7 @@ static void request_release(struct request *r) {
     rpc_reply_clear(&r->reply);
     auth_principal_release(r->principal);
     free(r->rest);
+    plugins_put(r->agent);
     free(r->body);
     free(r);
 }
@@ -433,7 +490,10 @@ static bool rest_begin(struct MHD_Connection *c, const char *url, const char *me
     bool named, bad_method;
     const struct agent *a = route_agent(url, &rest, &named);
     struct rest_target t;
-    if (!rest_match(method, named ? rest : url, &t, &bad_method)) return false;
+    if (!rest_match(method, named ? rest : url, &t, &bad_method)) {
+        plugins_put(a);
+        return false;
+    }
     char msg[700];
     unsigned status = 0;
     const struct auth_principal *who = NULL;
@@ -448,6 +508,7 @@ static bool rest_begin(struct MHD_Connection *c, const char *url, const char *me
             body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
         if (!resp) {
             free(body);
+            plugins_put(a);
             *ret = MHD_NO;
             return true;
         }
@@ -455,17 +516,21 @@ static bool rest_begin(struct MHD_Connection *c, const char *url, const char *me
         MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
         *ret = MHD_queue_response(c, MHD_HTTP_UNAUTHORIZED, resp);
         MHD_destroy_response(resp);
+        plugins_put(a);
         return true;
     }
     /* An agent the caller may not use looks unknown to it. */
-    if (named && a && !auth_may_use_agent(who, a->desc.name)) a = NULL;
+    if (named && a && !auth_may_use_agent(who, a->desc.name)) {
+        plugins_put(a);
+        a = NULL;
+    }
     if (bad_method) {
         status = MHD_HTTP_METHOD_NOT_ALLOWED;
         snprintf(msg, sizeof msg, "%s is not a method of %.200s in the HTTP+JSON binding", method,
                  named ? rest : url);
     } else if (named && !a) {
         status = MHD_HTTP_NOT_FOUND;
-        with_agent_list(msg, sizeof msg, "unknown agent; loaded agents: ");
+        unknown_agent_for(msg, sizeof msg, "unknown agent; loaded agents: ", who);
     } else {
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl && strtoull(cl, NULL, 10) > srv.max_body) {
@@ -475,6 +540,7 @@ static bool rest_begin(struct MHD_Connection *c, const char *url, const char *me
         }
     }
     if (status) {
+        plugins_put(a);
         auth_principal_release(who);
         *ret = send_text(c, status, "application/a2a+json", rest_error_body((int)status, msg), 0);
         return true;
@@ -483,6 +549,7 @@ static bool rest_begin(struct MHD_Connection *c, const char *url, const char *me
     if (r) r->rest = malloc(sizeof *r->rest);
     if (!r || !r->rest) {
         free(r);
+        plugins_put(a);
         auth_principal_release(who);
         *ret = MHD_NO;
         return true;
@@ -491,9 +558,11 @@ static bool rest_begin(struct MHD_Connection *c, const char *url, const char *me
     *r->rest = t;
     atomic_init(&r->refs, 1);
     r->conn = c;
-    r->agent = named ? a : plugins_default();
-    if (r->agent && !auth_may_use_agent(who, r->agent->desc.name))
+    r->agent = named ? a : plugins_get_default(); /* pinned until released */
+    if (r->agent && !auth_may_use_agent(who, r->agent->desc.name)) {
+        plugins_put(r->agent);
         r->agent = NULL; /* as if there were no default agent */
+    }
     r->at_root = !named;
     r->is_rpc = true;
     *req_cls = r;
@@ -532,8 +601,10 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         const char *rest;
         bool named;
         const struct agent *a = route_agent(url, &rest, &named);
-        if (!(strcmp(url, "/") == 0 || (named && *rest == '\0')))
+        if (!(strcmp(url, "/") == 0 || (named && *rest == '\0'))) {
+            plugins_put(a);
             return send_http_error(c, MHD_HTTP_NOT_FOUND, "no such path; JSON-RPC is at / and /agents/<name>");
+        }
         /* Before the body is read: an unauthenticated client costs little. */
         const struct auth_principal *who = NULL;
         const char *why = NULL;
@@ -543,6 +614,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
             /* Read at most UNAUTH_BODY_MAX bytes of it, only to answer with
              * its id and, for the extended card, the code 0.3 clients map. */
             const char *ucl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+            plugins_put(a);
             if (ucl && strtoull(ucl, NULL, 10) > UNAUTH_BODY_MAX) return send_unauthenticated(c, why, NULL);
             r = calloc(1, sizeof *r);
             if (!r) return MHD_NO;
@@ -554,17 +626,21 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
             return MHD_YES;
         }
         /* An agent the caller may not use looks unknown to it. */
-        if (named && a && !auth_may_use_agent(who, a->desc.name)) a = NULL;
+        if (named && a && !auth_may_use_agent(who, a->desc.name)) {
+            plugins_put(a);
+            a = NULL;
+        }
         if (named && !a) {
             char lead[260], msg[700], e[UTIL_ECHO_BUF];
             snprintf(lead, sizeof lead, "unknown agent in %s; loaded agents: ",
                      util_echo(e, sizeof e, url, 150));
-            with_agent_list_for(msg, sizeof msg, lead, who);
+            unknown_agent_for(msg, sizeof msg, lead, who);
             auth_principal_release(who);
             return send_json(c, MHD_HTTP_NOT_FOUND, rpc_error_body(RPC_INVALID_REQUEST, msg));
         }
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl && strtoull(cl, NULL, 10) > srv.max_body) {
+            plugins_put(a);
             char msg[160];
             char e[UTIL_ECHO_BUF];
             snprintf(msg, sizeof msg, "request body of %s bytes exceeds server.max_body_bytes (%zu)",
@@ -575,14 +651,19 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         r = calloc(1, sizeof *r);
         if (!r) {
             auth_principal_release(who);
+            plugins_put(a);
             return MHD_NO;
         }
         atomic_init(&r->refs, 1);
         r->arrived_us = metrics_now_us();
         r->conn = c;
-        r->agent = named ? a : plugins_default();
-        if (r->agent && !auth_may_use_agent(who, r->agent->desc.name))
+        /* Pinned until the request is released: validate() and the card run
+         * its code, and a replacement must not unload it meanwhile. */
+        r->agent = named ? a : plugins_get_default();
+        if (r->agent && !auth_may_use_agent(who, r->agent->desc.name)) {
+            plugins_put(r->agent);
             r->agent = NULL; /* as if there were no default agent */
+        }
         r->principal = who;
         r->at_root = !named;
         r->is_rpc = true;

@@ -99,19 +99,111 @@ static void usage(FILE *to) {
             "See a2ad(8) and a2ad.conf(5).\n");
 }
 
+/* Keys that only a restart applies: logged by name when a reload finds
+ * them changed, so the operator knows the reload did not do it. */
+static void note_restart_keys(const struct config *a, const struct config *b) {
+#define STR_CHANGED(f) (strcmp(a->f ? a->f : "", b->f ? b->f : "") != 0)
+    const struct {
+        const char *key;
+        bool changed;
+    } keys[] = {
+        {"[server] listen", STR_CHANGED(listen)},
+        {"[server] port", a->port != b->port},
+        {"[server] http_threads", a->http_threads != b->http_threads},
+        {"[server] max_connections", a->max_connections != b->max_connections},
+        {"[server] max_body_bytes", a->max_body_bytes != b->max_body_bytes},
+        {"[server] connection_timeout_s", a->connection_timeout_s != b->connection_timeout_s},
+        {"[server] public_url", STR_CHANGED(public_url)},
+        /* Credentials are read-only after start-up (HTTP threads read them
+         * without a lock); never echoed, only named. */
+        /* (auth_bearer_tokens is wiped once hashed, so its change cannot be
+         * seen here: the file-based keys are the ones to use.) */
+        {"[server] auth_tokens_file", STR_CHANGED(auth_tokens_file)},
+        {"[server] auth_token_hashes", STR_CHANGED(auth_token_hashes)},
+        {"[server] auth_jwt_hs256_secret_file", STR_CHANGED(auth_jwt_hs256_secret_file)},
+        {"[server] auth_jwt_jwks_file", STR_CHANGED(auth_jwt_jwks_file)},
+        {"[server] allow_unauthenticated", a->allow_unauthenticated != b->allow_unauthenticated},
+        {"[server] admin_tokens", STR_CHANGED(admin_tokens)},
+        {"[server] ui", a->ui_enabled != b->ui_enabled},
+        {"[server] stream_replay_bytes", a->stream_replay_bytes != b->stream_replay_bytes},
+        {"[log] format", STR_CHANGED(log_format)},
+        {"[server] stream_buffer_bytes", a->stream_buffer_bytes != b->stream_buffer_bytes},
+        {"[server] stream_keepalive_s", a->stream_keepalive_s != b->stream_keepalive_s},
+        {"[workers] threads", a->worker_threads != b->worker_threads},
+        {"[tasks] store", STR_CHANGED(store)},
+        {"[tasks] path", STR_CHANGED(db_path)},
+        {"[tasks] sync", STR_CHANGED(db_sync)},
+        {"[tasks] write_queue", a->write_queue != b->write_queue},
+        {"[tasks] lock_timeout_ms", a->lock_timeout_ms != b->lock_timeout_ms},
+        {"[tasks] cache_kib", a->cache_kib != b->cache_kib},
+        {"[webhooks] timeout_ms", a->webhook_timeout_ms != b->webhook_timeout_ms},
+        {"[webhooks] connect_timeout_ms", a->webhook_connect_timeout_ms != b->webhook_connect_timeout_ms},
+        {"[webhooks] max_attempts", a->webhook_max_attempts != b->webhook_max_attempts},
+        {"[webhooks] backoff_initial_ms", a->webhook_backoff_initial_ms != b->webhook_backoff_initial_ms},
+        {"[webhooks] backoff_max_ms", a->webhook_backoff_max_ms != b->webhook_backoff_max_ms},
+        {"[webhooks] max_in_flight", a->webhook_max_in_flight != b->webhook_max_in_flight},
+        {"[webhooks] max_pending", a->webhook_max_pending != b->webhook_max_pending},
+        {"[webhooks] max_age_s", a->webhook_max_age_s != b->webhook_max_age_s},
+        {"[webhooks] max_configs_per_task", a->webhook_max_configs != b->webhook_max_configs},
+        {"[webhooks] enabled", a->webhooks_enabled != b->webhooks_enabled},
+    };
+#undef STR_CHANGED
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        if (keys[i].changed)
+            log_warn("reload: %s changed; it takes effect at the next restart", keys[i].key);
+    for (const struct agent_config *n = b->agents; n; n = n->next) {
+        const struct agent_config *o = config_agent(a, n->name);
+        if ((o ? o->hu_min_importance : -1) != n->hu_min_importance)
+            log_warn("reload: [agent.%s] hu_min_importance changed; it takes effect at the next "
+                     "restart",
+                     n->name);
+    }
+}
+
+/* "echo 1.0.0 (FILE), vers 2 (FILE)" for the reload's log line. */
+static void agent_line(const struct agent *a, void *arg) {
+    char *out = arg;
+    size_t n = strlen(out);
+    if (n + 1 < 1024)
+        snprintf(out + n, 1024 - n, "%s%s %s (%s)", n ? ", " : "", a->desc.name,
+                 a->desc.version && a->desc.version[0] ? a->desc.version : "(no version)", a->path);
+}
+
+/* SIGHUP: read the file again; refuse it whole on any error, else apply
+ * what can change live and name what needs a restart. cfg stays the
+ * configuration the daemon started with, except for the live scalars,
+ * which follow the file. */
 static void reload(const char *path, struct config *cfg) {
     struct config fresh;
     char err[512];
     config_defaults(&fresh);
     sd_notify_text("RELOADING=1");
     if (config_load(&fresh, path, err, sizeof err) != A2AD_OK) {
-        log_error("reload: %s; keeping the running configuration", err);
-    } else {
-        cfg->log_level = fresh.log_level;
-        log_set_level(fresh.log_level);
-        log_write(A2AD_LOG_INFO, NULL,
-                  "reload: log level applied; other settings take effect at the next restart");
+        log_error("reload refused: %s; the running configuration stays", err);
+        config_free(&fresh);
+        sd_notify_text("READY=1");
+        return;
     }
+    log_info("reload: %s read; applying it", path);
+    note_restart_keys(cfg, &fresh);
+    cfg->log_level = fresh.log_level;
+    log_set_level(fresh.log_level);
+    tasks_init(fresh.retention_s, fresh.max_tasks);
+    cfg->retention_s = fresh.retention_s;
+    cfg->max_tasks = fresh.max_tasks;
+    workers_set_queue_length(fresh.queue_length);
+    cfg->queue_length = fresh.queue_length;
+    cfg->shutdown_grace_s = fresh.shutdown_grace_s;
+    cfg->webhook_flush_s = fresh.webhook_flush_s;
+    /* Agents: files, options, limits, default_agent. */
+    a2ad_status st = plugins_reload(&fresh);
+    if (st != A2AD_OK)
+        log_error("reload: agents not fully applied (%s); see the lines above",
+                  a2ad_status_name(st));
+    char agents[1024] = "";
+    plugins_each(agent_line, agents);
+    log_info("reload: %s applied (log level, limits, agents): %s", path,
+             agents[0] ? agents : "no agents");
     config_free(&fresh);
     sd_notify_text("READY=1");
 }
@@ -237,6 +329,8 @@ int main(int argc, char **argv) {
     workers_keep_queued_at_stop(durable);
     if (durable && store_recover() != A2AD_OK) goto out_workers;
     if (http_start(&cfg) != A2AD_OK) goto out_workers;
+    /* After recovery and HTTP: a plugin dropped in from now on loads live. */
+    plugins_watch_start();
 
     log_info("a2ad %s ready in %llu ms: %zu agents, store %s", A2AD_VERSION,
              (unsigned long long)(util_now_ms() - t0), plugins_count(), cfg.store);
@@ -258,11 +352,13 @@ int main(int argc, char **argv) {
         }
     }
 
-    log_info("stopping: no new connections; running jobs get %u s", cfg.shutdown_grace_s);
     sd_notify_text("STOPPING=1");
-    http_quiesce();
+    http_quiesce(); /* before the line: /readyz says "stopping" once it is logged */
+    log_info("stopping: no new connections; running jobs get %u s", cfg.shutdown_grace_s);
+    plugins_watch_stop();
     rc = 0;
 out_workers: {
+    plugins_watch_stop();
     size_t busy = workers_stop(cfg.shutdown_grace_s);
     http_stop();
     if (busy) {

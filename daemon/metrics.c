@@ -1,6 +1,7 @@
 /* metrics - Prometheus exposition of the daemon's counters. See metrics.h. */
 #include "metrics.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -41,7 +42,10 @@ static void hist_observe(struct hist *h, const uint64_t *bounds, size_t n, uint6
     atomic_fetch_add_explicit(&h->sum_us, us, memory_order_relaxed);
 }
 
+/* Per agent name, not per loaded version: agents come and go with the live
+ * plugin directory, and an agent's series go on across its versions. */
 struct agent_metrics {
+    _Atomic(const char *) name; /* set once under slots_lock, then read-only */
     _Atomic uint64_t jobs[METRICS_OUTCOMES];
     _Atomic int64_t queued, running;
     struct hist duration, ack;
@@ -60,9 +64,15 @@ static const char *const method_names[N_METHODS] = {"GET", "HEAD", "POST", "othe
 static const unsigned codes[] = {200, 400, 401, 404, 405, 413, 500, 503};
 #define N_CODES (sizeof codes / sizeof codes[0])
 
+/* Agent names ever seen; beyond that, an agent's jobs are not counted
+ * (logged once). Open addressing: a slot, once named, keeps its name. */
+#define METRICS_MAX_AGENTS 256
+static pthread_mutex_t slots_lock = PTHREAD_MUTEX_INITIALIZER;
+
 static struct {
-    struct agent_metrics *agents; /* set before other threads run, then read-only */
-    size_t n_agents;
+    struct agent_metrics agents[METRICS_MAX_AGENTS];
+    _Atomic size_t n_agents; /* named slots, for the render order below */
+    _Atomic(struct agent_metrics *) order[METRICS_MAX_AGENTS];
     _Atomic uint64_t http[N_METHODS][N_CODES + 1];
     struct hist commit;
     _Atomic uint64_t commits_failed;
@@ -80,21 +90,45 @@ uint64_t metrics_now_us(void) {
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-void metrics_init(void) {
-    size_t n = plugins_count();
-    free(m.agents);
-    m.agents = n ? calloc(n, sizeof *m.agents) : NULL;
-    m.n_agents = m.agents ? n : 0;
+void metrics_init(void) {}
+
+void metrics_shutdown(void) {}
+
+static size_t name_hash(const char *n) {
+    size_t h = 1469598103934665603ull;
+    for (; *n; n++) h = (h ^ (unsigned char)*n) * 1099511628211ull;
+    return h;
 }
 
-void metrics_shutdown(void) {
-    m.n_agents = 0;
-    free(m.agents);
-    m.agents = NULL;
-}
-
+/* The series of a's name, made on first use. Lock-free when it exists. */
 static struct agent_metrics *of(const struct agent *a) {
-    return a && a->index < m.n_agents ? &m.agents[a->index] : NULL;
+    if (!a || !a->desc.name) return NULL;
+    const char *want = a->desc.name;
+    size_t h = name_hash(want);
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t k = 0; k < METRICS_MAX_AGENTS; k++) {
+            struct agent_metrics *am = &m.agents[(h + k) % METRICS_MAX_AGENTS];
+            const char *n = atomic_load_explicit(&am->name, memory_order_acquire);
+            if (!n) {
+                if (pass == 0) break; /* not there: name it under the lock */
+                n = strdup(want);
+                if (!n) return NULL;
+                atomic_store_explicit(&am->name, n, memory_order_release);
+                size_t i = atomic_load(&m.n_agents);
+                atomic_store(&m.order[i], am);
+                atomic_store(&m.n_agents, i + 1);
+                pthread_mutex_unlock(&slots_lock);
+                return am;
+            }
+            if (strcmp(n, want) == 0) {
+                if (pass == 1) pthread_mutex_unlock(&slots_lock);
+                return am;
+            }
+        }
+        if (pass == 0) pthread_mutex_lock(&slots_lock);
+    }
+    pthread_mutex_unlock(&slots_lock);
+    return NULL; /* every slot taken by other names */
 }
 
 void metrics_job(const struct agent *agent, enum metrics_outcome outcome) {
@@ -260,44 +294,51 @@ static void hist_render(struct out *o, const char *name, const char *labels, str
     }
 }
 
+static void touch(const struct agent *a, void *arg) {
+    (void)arg;
+    (void)of(a); /* a loaded agent has its series, at 0, before its first job */
+}
+
 char *metrics_render(void) {
+    plugins_each(touch, NULL);
     struct out o = {0};
     char name[200], labels[260];
 
     head(&o, "a2ad_jobs_total", "counter",
          "Jobs by agent and outcome: accepted (acknowledged), refused (503), and how they ended");
-    for (size_t a = 0; a < m.n_agents; a++) {
-        label(plugins_at(a)->desc.name, name, sizeof name);
+    size_t n_agents = atomic_load(&m.n_agents);
+    for (size_t a = 0; a < n_agents; a++) {
+        const struct agent_metrics *am = atomic_load(&m.order[a]);
+        label(atomic_load(&am->name), name, sizeof name);
         for (int k = 0; k < METRICS_OUTCOMES; k++)
             add(&o, "a2ad_jobs_total{agent=\"%s\",outcome=\"%s\"} %llu\n", name, outcome_names[k],
-                (unsigned long long)atomic_load_explicit(&m.agents[a].jobs[k],
-                                                         memory_order_relaxed));
+                (unsigned long long)atomic_load_explicit(&am->jobs[k], memory_order_relaxed));
     }
     head(&o, "a2ad_jobs_queued", "gauge", "Jobs waiting for a worker now");
-    for (size_t a = 0; a < m.n_agents; a++)
-        add(&o, "a2ad_jobs_queued{agent=\"%s\"} %lld\n",
-            label(plugins_at(a)->desc.name, name, sizeof name),
-            (long long)atomic_load_explicit(&m.agents[a].queued, memory_order_relaxed));
+    for (size_t a = 0; a < n_agents; a++) {
+        const struct agent_metrics *am = atomic_load(&m.order[a]);
+        add(&o, "a2ad_jobs_queued{agent=\"%s\"} %lld\n", label(atomic_load(&am->name), name, sizeof name),
+            (long long)atomic_load_explicit(&am->queued, memory_order_relaxed));
+    }
     head(&o, "a2ad_jobs_running", "gauge", "Jobs running in a worker now");
-    for (size_t a = 0; a < m.n_agents; a++)
-        add(&o, "a2ad_jobs_running{agent=\"%s\"} %lld\n",
-            label(plugins_at(a)->desc.name, name, sizeof name),
-            (long long)atomic_load_explicit(&m.agents[a].running, memory_order_relaxed));
+    for (size_t a = 0; a < n_agents; a++) {
+        const struct agent_metrics *am = atomic_load(&m.order[a]);
+        add(&o, "a2ad_jobs_running{agent=\"%s\"} %lld\n", label(atomic_load(&am->name), name, sizeof name),
+            (long long)atomic_load_explicit(&am->running, memory_order_relaxed));
+    }
     head(&o, "a2ad_job_duration_seconds", "histogram",
          "How long jobs ran, from start to end (jobs that never started count as 0)");
-    for (size_t a = 0; a < m.n_agents; a++) {
-        snprintf(labels, sizeof labels, "agent=\"%s\"",
-                 label(plugins_at(a)->desc.name, name, sizeof name));
-        hist_render(&o, "a2ad_job_duration_seconds", labels, &m.agents[a].duration, job_bounds_us,
-                    N_JOB);
+    for (size_t a = 0; a < n_agents; a++) {
+        struct agent_metrics *am = atomic_load(&m.order[a]);
+        snprintf(labels, sizeof labels, "agent=\"%s\"", label(atomic_load(&am->name), name, sizeof name));
+        hist_render(&o, "a2ad_job_duration_seconds", labels, &am->duration, job_bounds_us, N_JOB);
     }
     head(&o, "a2ad_ack_latency_seconds", "histogram",
          "From the arrival of a submission to its acknowledgement (stored and queued)");
-    for (size_t a = 0; a < m.n_agents; a++) {
-        snprintf(labels, sizeof labels, "agent=\"%s\"",
-                 label(plugins_at(a)->desc.name, name, sizeof name));
-        hist_render(&o, "a2ad_ack_latency_seconds", labels, &m.agents[a].ack, fast_bounds_us,
-                    N_FAST);
+    for (size_t a = 0; a < n_agents; a++) {
+        struct agent_metrics *am = atomic_load(&m.order[a]);
+        snprintf(labels, sizeof labels, "agent=\"%s\"", label(atomic_load(&am->name), name, sizeof name));
+        hist_render(&o, "a2ad_ack_latency_seconds", labels, &am->ack, fast_bounds_us, N_FAST);
     }
 
     struct webhooks_stats ws;

@@ -227,8 +227,13 @@ bool rpc_parse_push(const cJSON *p, enum a2a_dialect d, const char *where,
     return true;
 }
 
+/* By name: a task accepted by an earlier version of the agent is still
+ * the agent's. A task whose agent was removed has no endpoint left; every
+ * endpoint may read (and cancel) it, so its client can learn why it failed. */
 static bool agent_owns(const struct agent *agent, struct task *t) {
-    return !agent || task_agent(t) == agent;
+    const struct agent *ta = task_agent(t);
+    return !agent || ta == agent || (ta && strcmp(ta->desc.name, agent->desc.name) == 0) ||
+           (ta && !plugins_find(ta->desc.name));
 }
 
 /* The authenticated caller (NULL when authentication is off, or for a
@@ -259,11 +264,18 @@ struct task *rpc_lookup_task(struct call *c, const char *key) {
 
 /* 503 + Retry-After for a job the worker queue cannot take (st from
  * workers_has_room or workers_submit). */
-static bool queue_refusal(struct rpc_fail *f, a2ad_status st) {
+static bool queue_refusal(struct rpc_fail *f, a2ad_status st, const char *agent) {
     f->http_status = 503;
     f->retry_after_s = 1;
-    if (st == A2AD_ERR_FULL)
+    if (st == A2AD_ERR_FULL && workers_has_room() == A2AD_ERR_FULL)
         return fail(f, RPC_INTERNAL_ERROR, "the job queue is full (workers.queue_length); retry later");
+    if (st == A2AD_ERR_FULL)
+        return fail(f, RPC_INTERNAL_ERROR,
+                    "the job queue of agent %s is full ([agent.%s] queue_length); retry later",
+                    agent, agent);
+    if (st == A2AD_ERR_NOT_FOUND)
+        return fail(f, RPC_INTERNAL_ERROR, "agent %s was removed meanwhile; the job was not accepted",
+                    agent);
     if (st == A2AD_ERR_STATE)
         return fail(f, RPC_INTERNAL_ERROR, "a2ad is shutting down; retry on another instance");
     return fail(f, RPC_INTERNAL_ERROR, "cannot queue the job: %s", a2ad_status_name(st));
@@ -461,11 +473,11 @@ static bool send_common(struct call *c, bool stream) {
 
     /* Refuse before building anything when the queue has no room: under
      * overload most requests are refused, and a refusal should cost little. */
-    a2ad_status room = workers_has_room();
+    a2ad_status room = workers_agent_has_room(c->agent->desc.name);
     if (room != A2AD_OK) {
         hu_job_free(hu);
         metrics_job(c->agent, METRICS_REFUSED);
-        return queue_refusal(c->f, room);
+        return queue_refusal(c->f, room, c->agent->desc.name);
     }
 
     /* The task takes the message and metadata; push strings are copied. */
@@ -578,7 +590,7 @@ static bool created_answer(struct call *c, struct task *t, bool stream, const st
             tasks_discard(t);
             task_release(t);
             metrics_job(agent, METRICS_REFUSED);
-            return queue_refusal(c->f, st);
+            return queue_refusal(c->f, st, agent->desc.name);
         }
         metrics_job_accepted(agent);
     }

@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "auth.h"
+#include "plugins.h"
 #include "rpc_int.h"
 #include "tasks.h"
 #include "util.h"
@@ -338,7 +339,8 @@ bool rpc_list_tasks(struct call *c) {
         struct task *t = all[i];
         char ts[TIMESTAMP_LEN];
         enum task_state s = task_get_status(t, ts);
-        bool keep = v && (!c->agent || task_agent(t) == c->agent) &&
+        bool keep = v && (!c->agent || task_agent(t) == c->agent ||
+                          (task_agent(t) && strcmp(task_agent(t)->desc.name, c->agent->desc.name) == 0)) &&
                     auth_may_see(c->rq->principal, t) &&
                     (!cJSON_IsString(ctx) || strcmp(ctx->valuestring, task_context_id(t)) == 0) &&
                     (!by_state || s == want) && (!after_ts[0] || strcmp(ts, after_ts) > 0);

@@ -11,6 +11,7 @@
 
 #include "log.h"
 #include "metrics.h"
+#include "plugins.h"
 #include "util.h"
 
 struct waiter {
@@ -177,6 +178,7 @@ static void task_free(struct task *t) {
     }
     for (int i = 0; i < TASK_EXT_MAX; i++) ext_free((enum task_ext_slot)i, t->ext[i]);
     free(t->query);
+    plugins_drop(t->agent);
     free(t);
 }
 
@@ -358,6 +360,7 @@ a2ad_status tasks_create(const struct task_create *in, struct task **out) {
         util_uuid(t->context_id);
     t->agent = in->agent;
     t->created_us = metrics_now_us();
+    plugins_hold(t->agent); /* the record: a finished task still names its agent */
     t->state = TASK_SUBMITTED;
     util_timestamp(t->timestamp);
     t->metadata = in->metadata;
@@ -441,6 +444,7 @@ a2ad_status tasks_restore(const struct task_restore *in, struct task **out) {
     strcpy(t->context_id, ctx->valuestring);
     strcpy(t->timestamp, ts->valuestring);
     t->agent = in->agent;
+    plugins_hold(t->agent);
     t->state = in->state;
     t->seq = in->seq;
     t->history = history;

@@ -39,13 +39,30 @@ struct slot {
     unsigned index;
 };
 
+/* One FIFO per agent name (all versions of an agent share it), so a
+ * flooded agent's backlog sits in its own queue; workers take the next job
+ * round-robin over the lanes that have one and a free slot of their own. */
+struct lane {
+    char name[64];
+    struct task **ring;
+    size_t cap, head, count;
+    unsigned workers;      /* [agent.NAME] workers; 0 = default (lane_cap) */
+    size_t queue_length;   /* [agent.NAME] queue_length; 0 = only the pool's limit */
+    unsigned running;
+    bool live;             /* configured by plugins and not removed since */
+    bool removed;          /* its agent was removed: refuse jobs */
+    struct lane *next;
+};
+
 static struct {
     pthread_mutex_t lock;
-    pthread_cond_t work;  /* queue non-empty or stopping */
+    pthread_cond_t work;  /* a lane became runnable, or stopping */
     pthread_cond_t idle;  /* a job ended (workers_stop waits on it) */
     pthread_cond_t tick;  /* wakes the watchdog at stop */
-    struct task **ring;
-    size_t cap, limit, head, count;
+    struct lane *lanes;
+    struct lane *rr;      /* the lane served last */
+    unsigned n_live;
+    size_t limit, count;  /* daemon-wide: queued jobs of every lane */
     size_t running;
     bool started, stopping;
     unsigned n_slots;
@@ -141,8 +158,10 @@ static a2ad_status host_fail(a2ad_ctx ctx, const char *reason) {
 static void host_vlog(a2ad_ctx ctx, a2ad_log_level level, const char *fmt, va_list ap) {
     char origin[160];
     if (ctx.handle & AGENT_BIT) {
-        const struct agent *a = plugins_at((size_t)(ctx.handle & ~AGENT_BIT));
-        snprintf(origin, sizeof origin, "agent %s", a ? a->desc.name : "?");
+        char name[64];
+        if (!plugins_agent_name((unsigned)(ctx.handle & ~AGENT_BIT), name, sizeof name))
+            snprintf(name, sizeof name, "?");
+        snprintf(origin, sizeof origin, "agent %s", name);
     } else {
         struct slot *s = slot_acquire(ctx);
         if (s) {
@@ -173,42 +192,101 @@ static const struct a2ad_host host_table = {
 
 const struct a2ad_host *workers_host(void) { return &host_table; }
 
-/* ---- the queue and the workers -------------------------------------- */
+/* ---- the queues and the workers -------------------------------------- */
 
-static struct task *queue_pop_locked(void) {
-    struct task *t = pool.ring[pool.head];
-    pool.head = (pool.head + 1) % pool.cap;
+static struct lane *lane_find_locked(const char *name) {
+    for (struct lane *l = pool.lanes; l; l = l->next)
+        if (strcmp(l->name, name) == 0) return l;
+    return NULL;
+}
+
+static struct lane *lane_get_locked(const char *name) {
+    struct lane *l = lane_find_locked(name);
+    if (l || strlen(name) >= sizeof l->name) return l;
+    if (!(l = calloc(1, sizeof *l))) return NULL;
+    strcpy(l->name, name);
+    l->next = pool.lanes;
+    pool.lanes = l;
+    return l;
+}
+
+/* How many jobs of the lane may run at once. By default an agent may use
+ * every thread but one when several agents are loaded, so a slow agent
+ * alone never occupies the whole pool. */
+static unsigned lane_cap(const struct lane *l) {
+    if (l->workers) return l->workers;
+    unsigned n = pool.n_slots ? pool.n_slots : 1;
+    return pool.n_live > 1 && n > 1 ? n - 1 : n;
+}
+
+/* The next lane to serve: round-robin from the one served last. */
+static struct lane *lane_next_locked(void) {
+    struct lane *start = pool.rr && pool.rr->next ? pool.rr->next : pool.lanes;
+    struct lane *l = start;
+    do {
+        if (!l) l = pool.lanes;
+        if (!l) return NULL;
+        if (l->count && l->running < lane_cap(l)) {
+            pool.rr = l;
+            return l;
+        }
+        l = l->next ? l->next : pool.lanes;
+    } while (l != start);
+    return NULL;
+}
+
+static struct task *lane_pop_locked(struct lane *l) {
+    struct task *t = l->ring[l->head];
+    l->head = (l->head + 1) % l->cap;
+    l->count--;
     pool.count--;
     return t;
 }
 
-/* Grow the ring by doubling so a large queue_length costs memory only
- * when the queue really gets long. */
-static bool queue_grow_locked(void) {
-    size_t ncap = pool.cap ? pool.cap * 2 : 64;
-    if (ncap > pool.limit) ncap = pool.limit;
+/* Grow a ring by doubling so a large queue_length costs memory only when
+ * the queue really gets long. */
+static bool lane_grow_locked(struct lane *l) {
+    size_t ncap = l->cap ? l->cap * 2 : 64;
     struct task **r = malloc(ncap * sizeof *r);
     if (!r) return false;
-    for (size_t i = 0; i < pool.count; i++) r[i] = pool.ring[(pool.head + i) % pool.cap];
-    free(pool.ring);
-    pool.ring = r;
-    pool.cap = ncap;
-    pool.head = 0;
+    for (size_t i = 0; i < l->count; i++) r[i] = l->ring[(l->head + i) % l->cap];
+    free(l->ring);
+    l->ring = r;
+    l->cap = ncap;
+    l->head = 0;
     return true;
+}
+
+static bool lane_full_locked(const struct lane *l) {
+    return l && l->queue_length && l->count >= l->queue_length;
+}
+
+static const char *task_agent_name(struct task *task) {
+    const struct agent *a = task_agent(task);
+    return a && a->desc.name ? a->desc.name : "";
 }
 
 a2ad_status workers_submit(struct task *task) {
     pthread_mutex_lock(&pool.lock);
     a2ad_status st = A2AD_OK;
+    struct lane *l = NULL;
     if (!pool.started || pool.stopping)
         st = A2AD_ERR_STATE;
     else if (pool.count >= pool.limit)
         st = A2AD_ERR_FULL;
-    else if (pool.count == pool.cap && !queue_grow_locked())
+    else if (!(l = lane_get_locked(task_agent_name(task))))
+        st = A2AD_ERR_NOMEM;
+    else if (l->removed)
+        st = A2AD_ERR_NOT_FOUND;
+    else if (lane_full_locked(l))
+        st = A2AD_ERR_FULL;
+    else if (l->count == l->cap && !lane_grow_locked(l))
         st = A2AD_ERR_NOMEM;
     if (st == A2AD_OK) {
         task_retain(task);
-        pool.ring[(pool.head + pool.count) % pool.cap] = task;
+        plugins_pin(task_agent(task)); /* its code stays until the job ended */
+        l->ring[(l->head + l->count) % l->cap] = task;
+        l->count++;
         pool.count++;
         pthread_cond_signal(&pool.work);
     }
@@ -226,17 +304,85 @@ a2ad_status workers_has_room(void) {
     return st;
 }
 
+a2ad_status workers_agent_has_room(const char *agent) {
+    a2ad_status st = workers_has_room();
+    if (st != A2AD_OK || !agent) return st;
+    pthread_mutex_lock(&pool.lock);
+    struct lane *l = lane_find_locked(agent);
+    if (l && l->removed) st = A2AD_ERR_NOT_FOUND;
+    else if (lane_full_locked(l)) st = A2AD_ERR_FULL;
+    pthread_mutex_unlock(&pool.lock);
+    return st;
+}
+
+void workers_agent_load(const char *agent, size_t *queued, size_t *running) {
+    pthread_mutex_lock(&pool.lock);
+    const struct lane *l = lane_find_locked(agent);
+    *queued = l ? l->count : 0;
+    *running = l ? l->running : 0;
+    pthread_mutex_unlock(&pool.lock);
+}
+
+void workers_agent_config(const char *agent, unsigned workers, unsigned queue_length) {
+    pthread_mutex_lock(&pool.lock);
+    struct lane *l = lane_get_locked(agent);
+    if (l) {
+        if (!l->live) pool.n_live++;
+        l->live = true;
+        l->removed = false;
+        l->workers = workers;
+        l->queue_length = queue_length;
+        pthread_cond_broadcast(&pool.work); /* limits may have grown */
+    }
+    pthread_mutex_unlock(&pool.lock);
+}
+
+void workers_agent_removed(const char *agent, const char *why) {
+    pthread_mutex_lock(&pool.lock);
+    struct lane *l = lane_find_locked(agent);
+    size_t n = l ? l->count : 0;
+    struct task **queued = n ? malloc(n * sizeof *queued) : NULL;
+    if (l) {
+        if (l->live) pool.n_live--;
+        l->live = false;
+        l->removed = true;
+        for (size_t i = 0; queued && i < n; i++) queued[i] = lane_pop_locked(l);
+    }
+    pthread_mutex_unlock(&pool.lock);
+    if (n && !queued) {
+        log_error("workers: out of memory: %zu queued jobs of the removed agent %s stay queued",
+                  n, agent);
+        return;
+    }
+    char reason[700];
+    snprintf(reason, sizeof reason, "agent %s was removed before the job started: %s", agent,
+             why);
+    for (size_t i = 0; i < n; i++) {
+        const struct agent *a = task_agent(queued[i]);
+        metrics_queued(a, -1);
+        task_finish(queued[i], TASK_FAILED, reason);
+        task_release(queued[i]);
+        plugins_put(a);
+    }
+    if (n) log_info("workers: %zu queued jobs of the removed agent %s failed", n, agent);
+    free(queued);
+}
+
 void workers_deliver_message(struct task *task, const cJSON *message) {
     const struct agent *agent = task_agent(task);
-    if (!agent->desc.on_message || !pool.slots) return;
-    char *text = tasks_message_text(message);
-    if (!text) return;
+    if (!pool.slots) return;
+    char *text = NULL;
     for (unsigned i = 0; i < pool.n_slots; i++) {
         struct slot *s = &pool.slots[i];
         pthread_mutex_lock(&s->lock);
-        if (s->task != task) {
+        /* Only a running job pins its agent's code; read nothing before. */
+        if (s->task != task || !agent->desc.on_message) {
             pthread_mutex_unlock(&s->lock);
             continue;
+        }
+        if (!text && !(text = tasks_message_text(message))) {
+            pthread_mutex_unlock(&s->lock);
+            break;
         }
         a2ad_ctx ctx = {.host = &host_table, .handle = s->gen << SLOT_BITS | s->index};
         s->delivering++;
@@ -293,6 +439,12 @@ static void wait_for_webhook_room(void) {
     }
 }
 
+/* The one place a job enters plugin code. The job pins agent (this
+ * version's code) from workers_submit until after this returns. */
+static a2ad_status job_invoke(const struct agent *agent, struct task *task, a2ad_ctx ctx) {
+    return agent->desc.run_background(agent->state, task_query(task), ctx);
+}
+
 static void run_job(struct slot *s, struct task *task) {
     const struct agent *agent = task_agent(task);
     if (task_start(task) != A2AD_OK) return; /* canceled while queued */
@@ -305,7 +457,7 @@ static void run_job(struct slot *s, struct task *task) {
     a2ad_ctx ctx = {.host = &host_table, .handle = s->gen << SLOT_BITS | s->index};
     pthread_mutex_unlock(&s->lock);
 
-    a2ad_status st = agent->desc.run_background(agent->state, task_query(task), ctx);
+    a2ad_status st = job_invoke(agent, task, ctx);
 
     pthread_mutex_lock(&s->lock);
     /* A message being handed to the job finishes first: on_message may use
@@ -346,12 +498,15 @@ static void *worker_main(void *arg) {
     for (;;) {
         wait_for_webhook_room();
         pthread_mutex_lock(&pool.lock);
-        while (pool.count == 0 && !pool.stopping) pthread_cond_wait(&pool.work, &pool.lock);
+        struct lane *l = NULL;
+        while (!pool.stopping && !(l = lane_next_locked()))
+            pthread_cond_wait(&pool.work, &pool.lock);
         if (pool.stopping) {
             pthread_mutex_unlock(&pool.lock);
             break;
         }
-        struct task *task = queue_pop_locked();
+        struct task *task = lane_pop_locked(l);
+        l->running++;
         pool.running++;
         pthread_mutex_unlock(&pool.lock);
 
@@ -361,10 +516,13 @@ static void *worker_main(void *arg) {
         run_job(s, task);
         metrics_running(agent, -1);
         task_release(task);
+        plugins_put(agent); /* the last job of a replaced version unloads it */
 
         pthread_mutex_lock(&pool.lock);
+        l->running--;
         pool.running--;
         pthread_cond_broadcast(&pool.idle);
+        pthread_cond_signal(&pool.work); /* the lane may be runnable again */
         pthread_mutex_unlock(&pool.lock);
     }
     return NULL;
@@ -446,6 +604,12 @@ a2ad_status workers_start(unsigned threads, unsigned queue_length) {
     return A2AD_OK;
 }
 
+void workers_set_queue_length(unsigned queue_length) {
+    pthread_mutex_lock(&pool.lock);
+    pool.limit = queue_length ? queue_length : 1;
+    pthread_mutex_unlock(&pool.lock);
+}
+
 static void fail_running(const char *reason) {
     for (unsigned i = 0; i < pool.n_slots; i++) {
         struct slot *s = &pool.slots[i];
@@ -490,21 +654,27 @@ size_t workers_stop(unsigned grace_s) {
     pthread_cond_broadcast(&pool.tick);
     size_t n_queued = pool.count;
     struct task **queued = n_queued ? malloc(n_queued * sizeof *queued) : NULL;
-    for (size_t i = 0; i < n_queued; i++) {
-        struct task *t = queue_pop_locked();
-        if (queued)
-            queued[i] = t;
-        else
-            task_release(t); /* out of memory at shutdown: the task stays as it was */
-    }
+    size_t i_queued = 0;
+    for (struct lane *l = pool.lanes; l; l = l->next)
+        while (l->count) {
+            struct task *t = lane_pop_locked(l);
+            if (queued) {
+                queued[i_queued++] = t;
+            } else { /* out of memory at shutdown: the task stays as it was */
+                plugins_put(task_agent(t));
+                task_release(t);
+            }
+        }
     pthread_mutex_unlock(&pool.lock);
 
     if (watchdog_running) pthread_join(pool.watchdog, NULL);
     for (size_t i = 0; queued && i < n_queued; i++) {
-        metrics_queued(task_agent(queued[i]), -1);
+        const struct agent *a = task_agent(queued[i]);
+        metrics_queued(a, -1);
         if (!keep_queued_at_stop)
             task_finish(queued[i], TASK_FAILED, "interrupted: a2ad shut down before the job started");
         task_release(queued[i]);
+        plugins_put(a);
     }
     free(queued);
     if (n_queued)
@@ -543,9 +713,15 @@ size_t workers_stop(unsigned grace_s) {
         free(pool.slots);
         pool.slots = NULL;
         pool.n_slots = 0;
-        free(pool.ring);
-        pool.ring = NULL;
-        pool.cap = pool.head = pool.count = 0;
+        while (pool.lanes) {
+            struct lane *next = pool.lanes->next;
+            free(pool.lanes->ring);
+            free(pool.lanes);
+            pool.lanes = next;
+        }
+        pool.rr = NULL;
+        pool.n_live = 0;
+        pool.count = 0;
         pool.started = false;
     }
     return still_busy;

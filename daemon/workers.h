@@ -1,7 +1,10 @@
 /* workers - the worker pool that runs agents' run_background, and the
  * host function table plugins call (struct a2ad_host).
  *
- * One bounded FIFO feeds N threads. A job is a task reference. A watchdog
+ * One bounded FIFO per agent feeds N threads, round-robin over the agents
+ * with a queued job and a free slot of their own ([agent.NAME] workers),
+ * under a daemon-wide bound on queued jobs. A job is a task reference and
+ * a pin on the agent version it runs on. A watchdog
  * fails jobs that pass their agent's maximum duration. The ctx handed to a
  * plugin is a value handle (slot + generation), so a call through a ctx
  * whose job ended is refused with A2AD_ERR_ENDED, never a crash.
@@ -37,8 +40,10 @@ a2ad_status workers_start(unsigned threads, unsigned queue_length);
  * without bound or events being dropped. 0 = off. Thread: any. */
 void workers_set_webhook_high_water(size_t high_water);
 
-/* Queue a job for task (takes its own reference). A2AD_ERR_FULL when the
- * queue holds queue_length jobs; A2AD_ERR_STATE once stopping.
+/* Queue a job for task (takes its own reference, and pins its agent's
+ * version). A2AD_ERR_FULL when the daemon-wide or the agent's queue is
+ * full; A2AD_ERR_NOT_FOUND when the agent was removed; A2AD_ERR_STATE once
+ * stopping.
  * Thread: any; never blocks. */
 a2ad_status workers_submit(struct task *task);
 
@@ -46,6 +51,28 @@ a2ad_status workers_submit(struct task *task);
  * A2AD_ERR_STATE (stopping). Only a hint (another thread may fill the queue
  * first), so that a refusal can be given before any work. Thread: any. */
 a2ad_status workers_has_room(void);
+
+/* The daemon-wide bound on queued jobs, live (SIGHUP); jobs already
+ * queued stay. Thread: any. */
+void workers_set_queue_length(unsigned queue_length);
+
+/* Whether agent's own queue has room too: A2AD_OK, A2AD_ERR_FULL (the
+ * daemon-wide or the agent's queue), A2AD_ERR_NOT_FOUND (the agent was
+ * removed), A2AD_ERR_STATE. A hint, like workers_has_room. Thread: any. */
+a2ad_status workers_agent_has_room(const char *agent);
+
+/* One agent's jobs queued and running now. Thread: any. */
+void workers_agent_load(const char *agent, size_t *queued, size_t *running);
+
+/* Set an agent's concurrency (0 = every thread, but one when several
+ * agents are loaded) and queue bound (0 = only the daemon-wide one); also
+ * marks it loaded. Live: applies to the next job started. Thread: any. */
+void workers_agent_config(const char *agent, unsigned workers, unsigned queue_length);
+
+/* The agent was removed: its queued jobs fail now with a reason naming it
+ * and why (running ones finish), and jobs for it are refused until it is
+ * configured again. Thread: any. */
+void workers_agent_removed(const char *agent, const char *why);
 
 /* With a durable store, queued jobs are not failed at stop: they stay
  * submitted in the database and run at the next start. Thread: main,

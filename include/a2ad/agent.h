@@ -14,11 +14,17 @@
  *   2. The host checks abi_major (must equal the host's) and struct_size
  *      (must cover at least every member up to run_background), and that
  *      name and run_background are set, all before calling anything else.
- *   3. init() (optional) runs once, on the main thread, before any job.
+ *   3. init() (optional) runs once per loaded version, before any of its
+ *      jobs: at start-up on the main thread; for a plugin placed in or
+ *      replaced in the plugin directory, or re-initialised by SIGHUP
+ *      because its options changed, on the thread that applies the change.
  *   4. validate() (optional) runs on an HTTP thread for each new job;
  *      run_background() runs on a worker thread for each accepted job.
  *      Several jobs of one agent run at the same time on different workers.
- *   5. destroy() (optional) runs once at shutdown, after the last job ended.
+ *   5. destroy() (optional) runs once, after the version's last job ended:
+ *      at shutdown, or when the plugin was replaced or removed (then on the
+ *      thread that ended that job). Versions of one plugin may overlap: the
+ *      old one drains while the new one runs, each with its own state.
  *
  * MEMORY OWNERSHIP - the one rule for everything crossing the boundary:
  *   Every pointer passed in either direction is BORROWED for the duration of
@@ -177,11 +183,12 @@ struct a2ad_agent {
     /* Optional. Called once before any job with the agent's config options.
      * *state is handed back to every other callback. Return A2AD_OK, or an
      * error (A2AD_ERR_CONFIG for a bad option) to refuse loading; log why.
-     * Thread: main thread. */
+     * Thread: see LIFECYCLE above. */
     a2ad_status (*init)(const struct a2ad_host *host, a2ad_ctx log_ctx,
                         const struct a2ad_option *opts, size_t n_opts, void **state);
 
-    /* Optional. Called once at shutdown after all jobs ended. */
+    /* Optional. Called once after the version's last job ended (at
+     * shutdown, or once a replaced or removed plugin drained). */
     void (*destroy)(void *state);
 
     /* Optional. Decide quickly (it runs on an HTTP thread, no blocking I/O)

@@ -102,6 +102,9 @@ static pid_t spawn(struct daemon_proc *d, const char *extra_arg, unsigned long f
             struct rlimit rl = {fsize, fsize};
             setrlimit(RLIMIT_FSIZE, &rl);
         }
+        /* The private plugin copies go into the test's folder, so a daemon
+         * killed with -9 leaves nothing behind in /tmp. */
+        setenv("RUNTIME_DIRECTORY", d->dir, 1);
         int fd = open(d->log, O_WRONLY | O_CREAT | O_APPEND, 0600);
         if (fd >= 0) {
             dup2(fd, STDERR_FILENO);

@@ -29,7 +29,7 @@ TEST_SRC    := $(wildcard tests/*.c tests/support/*.c)
 TEST_OBJ    := $(TEST_SRC:%.c=$(BUILD)/obj/%.o)
 
 .PHONY: all run test interop asan tsan check-header install uninstall clean deps help bench bench-peer
-all: $(BUILD)/a2ad $(PLUGINS)
+all: $(BUILD)/a2ad $(BUILD)/a2ad-agent-host $(PLUGINS)
 
 help:
 	@echo "make          build a2ad and the example plugins into $(BUILD)/"
@@ -60,6 +60,10 @@ $(BUILD)/obj/daemon/%.o: daemon/%.c $(wildcard daemon/*.h) include/a2ad/agent.h 
 
 $(BUILD)/a2ad: $(DAEMON_OBJ)
 	$(CC) $(LDFLAGS_A) $^ -o $@ $(PKG_LIBS) -ldl -lpthread -lm
+
+# The child of isolation = process: loads one plugin, speaks docs/agent-protocol.md.
+$(BUILD)/a2ad-agent-host: tools/agent_host.c include/a2ad/agent.h | $(DEPS_OK)
+	$(CC) $(CFLAGS_A) $(PKG_CFLAGS) $< -o $@ $(LDFLAGS_A) $(PKG_LIBS) -ldl -lpthread -lm
 
 $(BUILD)/plugins/%.so: plugins/%.c include/a2ad/agent.h | $(DEPS_OK)
 	@mkdir -p $(dir $@)
@@ -122,6 +126,9 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/a2ad/plugins \
 	  $(DESTDIR)$(PREFIX)/include/a2ad $(DESTDIR)/etc/a2ad $(DESTDIR)$(PREFIX)/lib/systemd/system
 	install -m 755 $(BUILD)/a2ad $(DESTDIR)$(PREFIX)/bin/a2ad
+	install -m 755 $(BUILD)/a2ad-agent-host $(DESTDIR)$(PREFIX)/bin/a2ad-agent-host
+	install -d $(DESTDIR)$(PREFIX)/lib/a2ad/python
+	install -m 644 python/a2ad_agent.py $(DESTDIR)$(PREFIX)/lib/a2ad/python/a2ad_agent.py
 	install -m 644 $(PLUGINS) $(DESTDIR)$(PREFIX)/lib/a2ad/plugins/
 	install -m 644 include/a2ad/agent.h $(DESTDIR)$(PREFIX)/include/a2ad/agent.h
 	test -e $(DESTDIR)/etc/a2ad/a2ad.conf || \
@@ -130,7 +137,7 @@ install: all
 	sed -e 's|/usr/local|$(PREFIX)|g' systemd/a2ad.service > $(DESTDIR)$(PREFIX)/lib/systemd/system/a2ad.service
 
 uninstall:
-	rm -f $(DESTDIR)$(PREFIX)/bin/a2ad $(DESTDIR)$(PREFIX)/include/a2ad/agent.h \
+	rm -f $(DESTDIR)$(PREFIX)/bin/a2ad $(DESTDIR)$(PREFIX)/bin/a2ad-agent-host $(DESTDIR)$(PREFIX)/include/a2ad/agent.h \
 	  $(DESTDIR)$(PREFIX)/lib/systemd/system/a2ad.service
 	rm -rf $(DESTDIR)$(PREFIX)/lib/a2ad
 

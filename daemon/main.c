@@ -19,6 +19,7 @@
 #include "push.h"
 #include "store.h"
 #include "rpc.h"
+#include "runner.h"
 #include "streams.h"
 #include "tasks.h"
 #include "util.h"
@@ -171,6 +172,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     install_signals();
+    runner_install_crash_handler();
     tasks_init(cfg.retention_s, cfg.max_tasks);
     push_init(cfg.webhook_max_configs);
     streams_init(cfg.stream_buffer_bytes, cfg.stream_keepalive_s);

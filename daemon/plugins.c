@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 
 #include "log.h"
+#include "runner.h"
 #include "workers.h"
 
 /* A descriptor must reach at least to run_background, the last required
@@ -270,13 +271,32 @@ void plugins_unload(void) {
         log_debug("unloading agent %s (%s)", a->desc.name, a->path);
         if (a->desc.destroy) a->desc.destroy(a->state);
         n_registry--;
-        dlclose(a->dl);
+        if (a->dl) dlclose(a->dl); /* exec agents have none */
         free(a->path);
         free(a);
     }
     free(registry);
     registry = NULL;
     default_agent = NULL;
+    runner_unload();
+}
+
+a2ad_status plugins_add(struct agent *a, char *err, size_t errlen) {
+    const struct agent *other = plugins_find(a->desc.name);
+    if (other) {
+        set_err(err, errlen, "agent %s (%s) refused: the name is already used by %s",
+                a->desc.name, a->path, other->path);
+        return A2AD_ERR_CONFIG;
+    }
+    struct agent **grown = realloc(registry, (n_registry + 1) * sizeof *registry);
+    if (!grown) {
+        set_err(err, errlen, "agent %s: out of memory while loading it", a->desc.name);
+        return A2AD_ERR_NOMEM;
+    }
+    registry = grown;
+    a->index = (unsigned)n_registry;
+    registry[n_registry++] = a;
+    return A2AD_OK;
 }
 
 /* "echo, processor" for log lines that must say what IS loaded. */
@@ -527,6 +547,7 @@ a2ad_status plugins_load(const struct config *cfg, const struct a2ad_host *host)
     }
     a2ad_status rc = cfg->plugin_load && cfg->plugin_load[0] ? load_listed(cfg, host)
                                                               : load_directory(cfg, host);
+    if (rc == A2AD_OK) rc = runner_load(cfg, plugins_add); /* exec agents */
     if (rc == A2AD_OK) rc = check_loaded(cfg);
     if (rc != A2AD_OK) plugins_unload(); /* all or nothing */
     return rc;

@@ -42,6 +42,11 @@ const struct agent *plugins_find(const char *name);
 /* The agent served at "/": default_agent, or the only one, else NULL. */
 const struct agent *plugins_default(void);
 
+/* Add an agent that is not a .so (an exec agent, runner.c): takes a on
+ * success; A2AD_ERR_CONFIG (err set) when the name is taken. Thread: main,
+ * inside plugins_load. */
+a2ad_status plugins_add(struct agent *a, char *err, size_t errlen);
+
 /* Call every destroy() and dlclose. Thread: main, after workers stopped. */
 void plugins_unload(void);
 

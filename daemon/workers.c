@@ -13,6 +13,7 @@
 
 #include "log.h"
 #include "plugins.h"
+#include "runner.h"
 #include "tasks.h"
 #include "util.h"
 #include "webhooks.h"
@@ -226,7 +227,7 @@ a2ad_status workers_has_room(void) {
 
 void workers_deliver_message(struct task *task, const cJSON *message) {
     const struct agent *agent = task_agent(task);
-    if (!agent->desc.on_message || !pool.slots) return;
+    if (!runner_takes_messages(agent) || !pool.slots) return;
     char *text = tasks_message_text(message);
     if (!text) return;
     for (unsigned i = 0; i < pool.n_slots; i++) {
@@ -240,7 +241,7 @@ void workers_deliver_message(struct task *task, const cJSON *message) {
         s->delivering++;
         pthread_mutex_unlock(&s->lock);
         /* Without the slot lock: the plugin may call back through ctx. */
-        agent->desc.on_message(agent->state, ctx, text);
+        runner_message(agent, ctx, text, message);
         pthread_mutex_lock(&s->lock);
         if (--s->delivering == 0) pthread_cond_broadcast(&s->quiet);
         pthread_mutex_unlock(&s->lock);
@@ -303,7 +304,7 @@ static void run_job(struct slot *s, struct task *task) {
     a2ad_ctx ctx = {.host = &host_table, .handle = s->gen << SLOT_BITS | s->index};
     pthread_mutex_unlock(&s->lock);
 
-    a2ad_status st = agent->desc.run_background(agent->state, task_query(task), ctx);
+    a2ad_status st = runner_run(agent, task, ctx);
 
     pthread_mutex_lock(&s->lock);
     /* A message being handed to the job finishes first: on_message may use

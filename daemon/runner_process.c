@@ -559,7 +559,9 @@ a2ad_status runner_process_run(const struct runner_agent *ra, const struct agent
     } else {
         char why[200];
         exit_reason(ra, status, &ru, mem_killed, cancel_killed, why, sizeof why);
-        if (!cancel_sent)
+        if (cancel_killed)
+            a2ad_log(ctx, A2AD_LOG_WARNING, "%s (pid %d)", why, (int)c.pid);
+        else if (!cancel_sent)
             a2ad_log(ctx, A2AD_LOG_ERROR, "%s (pid %d, %s); only this job failed, the next one "
                      "gets a new process", why, (int)c.pid, ra->exec ? "exec" : "isolation = process");
         st = ctx.host->set_failure(ctx, why);

@@ -5,8 +5,9 @@
  * agent that needs settings. Every daemon key lives in one static table with
  * its type, range and default; an unknown key or a bad value is an error
  * naming file:line. Keys in [agent.NAME] other than the host's own
- * (max_duration_s, hu_min_importance) are handed to that agent's init() as
- * options.
+ * (max_duration_s, hu_min_importance, and runner.h's isolation, exec,
+ * description, version, rerun_safe, memory_max, cpu_max_s, open_files_max,
+ * cancel_grace_ms) are handed to that agent's init() as options.
  */
 #ifndef A2AD_CONFIG_H
 #define A2AD_CONFIG_H

@@ -24,6 +24,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "support/daemon.h"
 #include "support/json.h"
 #include "support/receiver.h"
@@ -511,6 +512,36 @@ START_TEST(crash_looping_agent_is_disabled_at_start) {
 }
 END_TEST
 
+/* ---- configuration ---------------------------------------------------------------- */
+
+static void expect_config_error(const char *text, const char *want) {
+    char path[] = "/tmp/a2ad-isolation-conf-XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    struct config cfg;
+    config_defaults(&cfg);
+    char err[512] = "";
+    ck_assert_int_eq(config_load(&cfg, path, err, sizeof err), A2AD_ERR_CONFIG);
+    ck_assert_msg(strstr(err, want) != NULL, "error \"%s\" lacks \"%s\"", err, want);
+    config_free(&cfg);
+    unlink(path);
+}
+
+START_TEST(config_refuses_bad_runner_keys) {
+    expect_config_error("[agent.x]\nisolation = container\n",
+                        ":2: [agent.x] isolation = container: must be thread or process");
+    expect_config_error("[agent.x]\nmemory_max = 12\n", "memory_max = 12: must be a size from 1M");
+    expect_config_error("[agent.x]\nexec = agent.py\n", "exec = agent.py: must be an absolute path");
+    expect_config_error("[agent.x]\ncpu_max_s = 0\n", "cpu_max_s = 0: must be a positive integer");
+    expect_config_error("[agent.x]\nrerun_safe = maybe\n", "rerun_safe = maybe: must be yes or no");
+    expect_config_error("[agent.x]\nisolation = thread\nisolation = process\n",
+                        "isolation: given twice in this section (first on line 2)");
+    expect_config_error("[workers]\nisolation = vm\n", "isolation = vm");
+}
+END_TEST
+
 Suite *isolation_suite(void);
 Suite *isolation_suite(void) {
     Suite *s = suite_create("isolation");
@@ -529,6 +560,7 @@ Suite *isolation_suite(void) {
     tcase_add_test(tc, exec_agent_that_cannot_run_fails_its_jobs);
     tcase_add_test(tc, poison_job_is_given_up_after_max_attempts);
     tcase_add_test(tc, crash_looping_agent_is_disabled_at_start);
+    tcase_add_test(tc, config_refuses_bad_runner_keys);
     suite_add_tcase(s, tc);
     return s;
 }

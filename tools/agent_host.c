@@ -28,6 +28,13 @@
 
 #include "a2ad/agent.h"
 
+/* In sanitizer builds the plugin's crash must stay a crash: the daemon
+ * reports the signal; a sanitizer's handler would turn it into exit(1). */
+const char *__asan_default_options(void);
+const char *__asan_default_options(void) {
+    return "handle_segv=0:handle_sigbus=0:handle_sigfpe=0:handle_sigill=0:handle_abort=0";
+}
+
 static pthread_mutex_t out_lock = PTHREAD_MUTEX_INITIALIZER;
 static atomic_bool cancelled, ended;
 static pthread_mutex_t answer_lock = PTHREAD_MUTEX_INITIALIZER;

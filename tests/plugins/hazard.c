@@ -10,6 +10,7 @@
  * rerun_safe, so the poison-job test can watch a crash being retried.
  */
 #include <fcntl.h>
+#include <stdint.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,8 +53,9 @@ static size_t json_str(char *out, size_t cap, const char *s) {
 
 static a2ad_status hazard(const struct a2ad_job *job, const char *query, a2ad_ctx ctx) {
     if (strncmp(query, "segv", 4) == 0) {
-        volatile int *p = NULL;
-        *p = 1;
+        /* Not NULL: UBSan would report a null store and exit instead. */
+        volatile uintptr_t bad = 16;
+        *(volatile int *)bad = 1;
     }
     if (strncmp(query, "abort", 5) == 0) abort();
     if (strncmp(query, "exit3", 5) == 0) exit(3);

@@ -129,6 +129,8 @@ install: all
 	install -m 755 $(BUILD)/a2ad-agent-host $(DESTDIR)$(PREFIX)/bin/a2ad-agent-host
 	install -d $(DESTDIR)$(PREFIX)/lib/a2ad/python
 	install -m 644 python/a2ad_agent.py $(DESTDIR)$(PREFIX)/lib/a2ad/python/a2ad_agent.py
+	install -d $(DESTDIR)$(PREFIX)/share/a2ad/examples
+	install -m 755 examples/python/demo_agent.py $(DESTDIR)$(PREFIX)/share/a2ad/examples/demo_agent.py
 	install -m 644 $(PLUGINS) $(DESTDIR)$(PREFIX)/lib/a2ad/plugins/
 	install -m 644 include/a2ad/agent.h $(DESTDIR)$(PREFIX)/include/a2ad/agent.h
 	test -e $(DESTDIR)/etc/a2ad/a2ad.conf || \
@@ -139,7 +141,7 @@ install: all
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/a2ad $(DESTDIR)$(PREFIX)/bin/a2ad-agent-host $(DESTDIR)$(PREFIX)/include/a2ad/agent.h \
 	  $(DESTDIR)$(PREFIX)/lib/systemd/system/a2ad.service
-	rm -rf $(DESTDIR)$(PREFIX)/lib/a2ad
+	rm -rf $(DESTDIR)$(PREFIX)/lib/a2ad $(DESTDIR)$(PREFIX)/share/a2ad
 
 clean:
 	rm -rf build

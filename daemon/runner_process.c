@@ -151,6 +151,13 @@ static void child_exec(char **argv, int sock, int err, const struct runner_agent
 
 static uint64_t now_ms(void) { return util_now_ms(); }
 
+/* The child and its process group (its own children). Both, because the
+ * child may not have reached its setpgid yet. Only before it is reaped. */
+static void kill_child(pid_t pid) {
+    kill(-pid, SIGKILL);
+    kill(pid, SIGKILL);
+}
+
 /* Resident bytes of pid (0 when unknown). */
 static size_t rss_of(pid_t pid) {
     char path[64], buf[128];
@@ -427,6 +434,7 @@ a2ad_status runner_process_run(const struct runner_agent *ra, const struct agent
         goto out;
     }
     if (c.pid == 0) child_exec(argv, sv[1], ep[1], ra, fail_nl, strlen(fail_nl));
+    setpgid(c.pid, c.pid); /* as the child does: whichever runs first */
     close(sv[1]);
     close(ep[1]);
     sv[1] = ep[1] = -1;
@@ -487,11 +495,11 @@ a2ad_status runner_process_run(const struct runner_agent *ra, const struct agent
                 free(r.protocol_error);
                 r.protocol_error = strdup(buf);
             }
-            kill(-c.pid, SIGKILL);
+            kill_child(c.pid);
             killed = true;
         }
         if (!killed && ra->memory_max && rss_of(c.pid) > ra->memory_max) {
-            kill(-c.pid, SIGKILL);
+            kill_child(c.pid);
             killed = mem_killed = true;
         }
         if (!cancel_sent && !r.done && ctx.host->cancelled(ctx)) {
@@ -502,7 +510,7 @@ a2ad_status runner_process_run(const struct runner_agent *ra, const struct agent
             cancel_at = now;
         }
         if (!killed && cancel_sent && now - cancel_at >= ra->cancel_grace_ms) {
-            kill(-c.pid, SIGKILL);
+            kill_child(c.pid);
             killed = cancel_killed = true;
         }
         /* After its answer the child should leave; close its input to say so. */
@@ -512,7 +520,7 @@ a2ad_status runner_process_run(const struct runner_agent *ra, const struct agent
             stdin_closed = true;
         }
         if (!killed && done_at && now - done_at >= 2000) {
-            kill(-c.pid, SIGKILL);
+            kill_child(c.pid);
             killed = true;
         }
         pid_t w = wait4(c.pid, &status, WNOHANG, &ru);

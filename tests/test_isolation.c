@@ -281,6 +281,48 @@ START_TEST(process_runs_plain_plugins_unchanged) {
 }
 END_TEST
 
+/* A further message of the conversation reaches the job in its child. */
+static void say(unsigned port, const char *id, const char *text) {
+    char body[600];
+    snprintf(body, sizeof body,
+             "{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"message/send\",\"params\":{\"message\":{"
+             "\"kind\":\"message\",\"messageId\":\"m-%s\",\"role\":\"user\",\"taskId\":\"%s\","
+             "\"parts\":[{\"kind\":\"text\",\"text\":\"%s\"}]},\"configuration\":{\"blocking\":false}}}",
+             text, id, text);
+    long st = 0;
+    cJSON_Delete(rpc_call(port, "/agents/convo", body, &st));
+    ck_assert_int_eq(st, 200);
+}
+
+static bool wait_text(unsigned port, const char *id, const char *want) {
+    for (int i = 0; i < 500; i++) {
+        cJSON *t = get_task(port, "convo", id);
+        bool ok = !strcmp(json_str(t, "result.status.message.parts.0.text"), want);
+        cJSON_Delete(t);
+        if (ok) return true;
+        test_nap_ms(20);
+    }
+    return false;
+}
+
+START_TEST(process_conversation_messages_reach_the_child) {
+    struct daemon_opts o = {.plugins = "convo", .threads = 1,
+                            .extra = "[agent.convo]\nisolation = process\n"};
+    start(&d, &o);
+    char *id = submit(d.port, "convo", "hi", NULL, 0);
+    ck_assert(wait_text(d.port, id, "listening"));
+    say(d.port, id, "hello-there");
+    ck_assert(wait_text(d.port, id, "heard: hello-there"));
+    say(d.port, id, "bye");
+    cJSON *t = wait_end(d.port, "convo", id);
+    ck_assert_str_eq(json_str(t, "result.status.state"), "completed");
+    ck_assert_str_eq(json_str(t, "result.status.message.parts.0.text"),
+                     "conversation over after 2 messages");
+    cJSON_Delete(t);
+    free(id);
+}
+END_TEST
+
 /* ---- the richer job ---------------------------------------------------------------- */
 
 static void check_job_fields(const char *isolation) {
@@ -554,6 +596,7 @@ Suite *isolation_suite(void) {
     tcase_add_test(tc, process_cancel_reaches_a_cooperative_child);
     tcase_add_test(tc, process_watchdog_kills_an_overdue_child);
     tcase_add_test(tc, process_runs_plain_plugins_unchanged);
+    tcase_add_test(tc, process_conversation_messages_reach_the_child);
     tcase_add_test(tc, job_fields_reach_a_thread_plugin);
     tcase_add_test(tc, job_fields_reach_a_process_plugin);
     tcase_add_test(tc, python_agent_end_to_end);

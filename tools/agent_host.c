@@ -35,6 +35,11 @@ const char *__asan_default_options(void) {
     return "handle_segv=0:handle_sigbus=0:handle_sigfpe=0:handle_sigill=0:handle_abort=0";
 }
 
+const char *__tsan_default_options(void);
+const char *__tsan_default_options(void) {
+    return "handle_segv=0:handle_sigbus=0:handle_sigfpe=0:handle_sigill=0:handle_abort=0";
+}
+
 static pthread_mutex_t out_lock = PTHREAD_MUTEX_INITIALIZER;
 static atomic_bool cancelled, ended;
 static pthread_mutex_t answer_lock = PTHREAD_MUTEX_INITIALIZER;

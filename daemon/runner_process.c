@@ -178,6 +178,8 @@ static void size_text(size_t v, char *buf, size_t len) {
         snprintf(buf, len, "%zuG", v >> 30);
     else if (v % (1u << 20) == 0)
         snprintf(buf, len, "%zuM", v >> 20);
+    else if (v % 1024 == 0)
+        snprintf(buf, len, "%zuk", v >> 10);
     else
         snprintf(buf, len, "%zu", v);
 }

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -493,7 +494,7 @@ START_TEST(poison_job_is_given_up_after_max_attempts) {
     start(&d, &o);
     snprintf(db, sizeof db, "%s/a2ad.db", d.dir);
     o.db_path = db;
-    char *id = submit(d.port, "hazard", "segv", NULL, 0);
+    char *id = submit(d.port, "hazard", "segv-later", NULL, 0);
     ck_assert(died_of(&d, SIGSEGV));
     char want[200];
     snprintf(want, sizeof want,
@@ -523,6 +524,76 @@ START_TEST(poison_job_is_given_up_after_max_attempts) {
 }
 END_TEST
 
+/* `working` is on disk before the plugin runs: a job that is not rerun_safe
+ * and killed the daemon ends failed at the next start, instead of being
+ * queued as never started and killing the daemon again. */
+START_TEST(crashed_job_of_a_plain_agent_fails_at_restart) {
+    char db[400];
+    struct daemon_opts o = {.plugins = "fragile,echo", .threads = 1};
+    start(&d, &o);
+    snprintf(db, sizeof db, "%s/a2ad.db", d.dir);
+    o.db_path = db;
+    /* Queued behind a job that holds the one worker, so the client has its
+     * ack long before the crash, which comes the moment the job starts. */
+    char *first = submit(d.port, "fragile", "wait", NULL, 0);
+    char *id = submit(d.port, "fragile", "segv", NULL, 0);
+    free(first);
+    ck_assert(died_of(&d, SIGSEGV));
+    char want[200];
+    snprintf(want, sizeof want, "a2ad: fatal signal SIGSEGV in agent fragile running task %s", id);
+    ck_assert(log_has(&d, want));
+    start(&d2, &o);
+    cJSON *t = wait_end(d2.port, "fragile", id);
+    ck_assert_str_eq(json_str(t, "result.status.state"), "failed");
+    ck_assert_str_eq(json_str(t, "result.status.message.parts.0.text"), "interrupted: a2ad restarted");
+    cJSON_Delete(t);
+    char state[32], text[512];
+    run(d2.port, "fragile", "ok", state, sizeof state, text, sizeof text);
+    ck_assert_str_eq(text, "fine");
+    ck_assert(alive(&d2));
+    free(id);
+}
+END_TEST
+
+/* An exec agent that breaks the protocol fails its job with the reason. */
+static void write_script(const char *dir, const char *name, const char *body, char *path,
+                         size_t len) {
+    snprintf(path, len, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(body, f);
+    fclose(f);
+    ck_assert_int_eq(chmod(path, 0755), 0);
+}
+
+START_TEST(exec_agent_breaking_the_protocol_fails_its_job) {
+    char dir[] = "/tmp/a2ad-isolation-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char longline[300], garbage[300], extra[1200];
+    write_script(dir, "long.sh", "#!/bin/sh\nhead -c 100000 /dev/zero | tr '\\0' x\necho\n",
+                 longline, sizeof longline);
+    write_script(dir, "garbage.sh", "#!/bin/sh\necho 'not json'\nsleep 5\n", garbage,
+                 sizeof garbage);
+    snprintf(extra, sizeof extra, "[agent.long]\nexec = %s\n[agent.garbage]\nexec = %s\n",
+             longline, garbage);
+    struct daemon_opts o = {.plugins = "echo", .threads = 1, .extra = extra,
+                            .workers_extra = "protocol_line_max = 4k"};
+    start(&d, &o);
+    char state[32], text[512];
+    run(d.port, "long", "x", state, sizeof state, text, sizeof text);
+    ck_assert_str_eq(state, "failed");
+    ck_assert_str_eq(text, "agent protocol error: a line longer than [workers] protocol_line_max = 4k");
+    run(d.port, "garbage", "x", state, sizeof state, text, sizeof text);
+    ck_assert_str_eq(state, "failed");
+    ck_assert_str_eq(text, "agent protocol error: a line that is not a JSON object with a string \"type\"");
+    run(d.port, "echo", "fine", state, sizeof state, text, sizeof text);
+    ck_assert_str_eq(state, "completed");
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
 START_TEST(crash_looping_agent_is_disabled_at_start) {
     char db[400];
     struct daemon_opts o = {.plugins = "hazard,echo", .threads = 1,
@@ -530,7 +601,7 @@ START_TEST(crash_looping_agent_is_disabled_at_start) {
     start(&d, &o);
     snprintf(db, sizeof db, "%s/a2ad.db", d.dir);
     o.db_path = db;
-    char *id = submit(d.port, "hazard", "segv", NULL, 0);
+    char *id = submit(d.port, "hazard", "segv-later", NULL, 0);
     ck_assert(died_of(&d, SIGSEGV));
     start_may_crash(&d2, &o);
     ck_assert(d2.pid == 0 || died_of(&d2, SIGSEGV));
@@ -602,6 +673,8 @@ Suite *isolation_suite(void) {
     tcase_add_test(tc, python_agent_end_to_end);
     tcase_add_test(tc, exec_agent_that_cannot_run_fails_its_jobs);
     tcase_add_test(tc, poison_job_is_given_up_after_max_attempts);
+    tcase_add_test(tc, crashed_job_of_a_plain_agent_fails_at_restart);
+    tcase_add_test(tc, exec_agent_breaking_the_protocol_fails_its_job);
     tcase_add_test(tc, crash_looping_agent_is_disabled_at_start);
     tcase_add_test(tc, config_refuses_bad_runner_keys);
     suite_add_tcase(s, tc);

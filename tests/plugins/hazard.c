@@ -1,5 +1,6 @@
 /* hazard - a test agent that misbehaves on request (the query's first word):
- *   segv      dereferences NULL            abort   calls abort()
+ *   segv      writes to address 16         abort   calls abort()
+ *   segv-later the same after 300 ms (the client has its ack when the daemon dies)
  *   exit3     calls exit(3)                leak    allocates and touches memory for ever
  *   spin      burns CPU, ignoring cancel   sleep   waits (checking cancel) for up to 60 s
  *   files     opens files until it cannot, reports how many
@@ -53,6 +54,8 @@ static size_t json_str(char *out, size_t cap, const char *s) {
 
 static a2ad_status hazard(const struct a2ad_job *job, const char *query, a2ad_ctx ctx) {
     if (strncmp(query, "segv", 4) == 0) {
+        /* "segv-later": after the client got its acknowledgement (thread mode). */
+        if (strcmp(query, "segv-later") == 0) nap_ms(300);
         /* Not NULL: UBSan would report a null store and exit instead. */
         volatile uintptr_t bad = 16;
         *(volatile int *)bad = 1;

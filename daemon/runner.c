@@ -300,7 +300,7 @@ a2ad_status runner_run(const struct agent *agent, struct task *task, a2ad_ctx ct
     a2ad_status st;
     if (!job_fill(&rj, agent, task)) {
         st = ctx.host->set_failure(ctx, "out of memory preparing the job");
-    } else if (isolated(ra) || (!ra && rs.process_default)) {
+    } else if (isolated(ra)) {
         struct runner_agent dflt = {.name = (char *)agent->desc.name,
                                     .process = true,
                                     .cancel_grace_ms = rs.cancel_grace_ms};

@@ -4,6 +4,10 @@ BUILD   ?= build
 PREFIX  ?= /usr/local
 DESTDIR ?=
 SAN     ?=
+# Where make install puts python/a2ad_agent.py: Debian's python3 searches
+# PREFIX/lib/pythonX.Y/dist-packages for PREFIX=/usr/local.
+PYTHON  ?= $(firstword $(wildcard /usr/bin/python3) python3)
+PYSITE  ?= $(shell $(PYTHON) -c 'import sys; print("lib/python%d.%d/dist-packages" % sys.version_info[:2])' 2>/dev/null || echo lib/a2ad/python)
 OPT     ?= -O2
 
 PKGS     := libmicrohttpd libcurl libcjson inih sqlite3
@@ -127,8 +131,8 @@ install: all
 	  $(DESTDIR)$(PREFIX)/include/a2ad $(DESTDIR)/etc/a2ad $(DESTDIR)$(PREFIX)/lib/systemd/system
 	install -m 755 $(BUILD)/a2ad $(DESTDIR)$(PREFIX)/bin/a2ad
 	install -m 755 $(BUILD)/a2ad-agent-host $(DESTDIR)$(PREFIX)/bin/a2ad-agent-host
-	install -d $(DESTDIR)$(PREFIX)/lib/a2ad/python
-	install -m 644 python/a2ad_agent.py $(DESTDIR)$(PREFIX)/lib/a2ad/python/a2ad_agent.py
+	install -d $(DESTDIR)$(PREFIX)/$(PYSITE)
+	install -m 644 python/a2ad_agent.py $(DESTDIR)$(PREFIX)/$(PYSITE)/a2ad_agent.py
 	install -d $(DESTDIR)$(PREFIX)/share/a2ad/examples
 	install -m 755 examples/python/demo_agent.py $(DESTDIR)$(PREFIX)/share/a2ad/examples/demo_agent.py
 	install -m 644 $(PLUGINS) $(DESTDIR)$(PREFIX)/lib/a2ad/plugins/
@@ -142,6 +146,7 @@ uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/a2ad $(DESTDIR)$(PREFIX)/bin/a2ad-agent-host $(DESTDIR)$(PREFIX)/include/a2ad/agent.h \
 	  $(DESTDIR)$(PREFIX)/lib/systemd/system/a2ad.service
 	rm -rf $(DESTDIR)$(PREFIX)/lib/a2ad $(DESTDIR)$(PREFIX)/share/a2ad
+	rm -f $(DESTDIR)$(PREFIX)/$(PYSITE)/a2ad_agent.py
 
 clean:
 	rm -rf build

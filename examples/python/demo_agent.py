@@ -20,10 +20,8 @@ import threading
 
 try:
     from a2ad_agent import AsyncAgent, UpdateImportance, ValidationRejected, ValidationAccepted
-except ImportError:  # a source tree (python/ beside examples/) or an install (PREFIX/lib/a2ad/python)
-    here = os.path.dirname(os.path.abspath(__file__))
-    sys.path[:0] = [os.path.join(here, "..", "..", "python"),
-                    os.path.join(here, "..", "..", "..", "lib", "a2ad", "python")]
+except ImportError:  # running from a source tree: python/ beside examples/
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python"))
     from a2ad_agent import AsyncAgent, UpdateImportance, ValidationRejected, ValidationAccepted
 
 

@@ -6,7 +6,7 @@ process, a2ad-agent-host), and as an exec agent (Python), in one run.
     make -j2 all build/tests/plugins/burst.so && python3 bench/runners.py [BUILD]
 
 Each mode gets its own a2ad on 127.0.0.1 (store = memory, so the disk is
-not what is measured), 2 workers; JOBS blocking message/send calls from
+not what is measured; STORE=sqlite to include it), 2 workers; MODES=thread,process picks modes; JOBS blocking message/send calls from
 CLIENTS threads measure jobs/s (each job: 1 progress update + result);
 BURST_JOBS jobs of BURST progress updates each measure progress events/s.
 """
@@ -24,6 +24,8 @@ BUILD = sys.argv[1] if len(sys.argv) > 1 else "build"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 JOBS, CLIENTS = int(os.environ.get("JOBS", "400")), 4
 BURST_JOBS, BURST = 2, int(os.environ.get("BURST", "20000"))
+STORE = os.environ.get("STORE", "memory")  # or sqlite (sync = full): the disk joins in
+MODES = os.environ.get("MODES", "thread,process,exec").split(",")
 
 
 def start(mode):
@@ -40,8 +42,8 @@ def start(mode):
     conf = os.path.join(d, "a2ad.conf")
     with open(conf, "w") as f:
         f.write("[server]\nlisten = 127.0.0.1\nport = 0\n[workers]\nthreads = 2\n"
-                "[plugins]\ndir = %s/plugins\n[tasks]\nstore = memory\n[log]\nlevel = warning\n%s"
-                % (d, extra))
+                "[plugins]\ndir = %s/plugins\n[tasks]\nstore = %s\npath = %s/a2ad.db\n"
+                "[log]\nlevel = warning\n%s" % (d, STORE, d, extra))
     log = open(os.path.join(d, "log"), "w+")
     p = subprocess.Popen([os.path.join(ROOT, BUILD, "a2ad"), "-c", conf], stderr=log, stdout=log)
     # level = warning hides the "listening" line: find the port with ss-free /proc parsing
@@ -108,7 +110,7 @@ def timed(port, n, clients, text):
 def main():
     print("mode     jobs/s (1 update/job)   progress events/s   (%d jobs, %d clients; %d jobs x %d updates)"
           % (JOBS, CLIENTS, BURST_JOBS, BURST))
-    for mode in ("thread", "process", "exec"):
+    for mode in MODES:
         p, port, d = start(mode)
         try:
             if not port:

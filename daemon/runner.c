@@ -319,8 +319,15 @@ bool runner_takes_messages(const struct agent *agent) {
 
 void runner_message(const struct agent *agent, a2ad_ctx ctx, const char *text,
                     const cJSON *message) {
-    if (isolated(settings_of(agent->desc.name)))
+    if (isolated(settings_of(agent->desc.name))) {
         runner_process_message(ctx, text, message);
-    else if (agent->desc.on_message)
+    } else if (agent->desc.on_message) {
+        /* An HTTP thread runs plugin code here: a crash names it too. */
+        int n = snprintf(crash_note, sizeof crash_note,
+                         " in agent %s: on_message of a running job (isolation = thread)\n",
+                         agent->desc.name);
+        crash_note_len = n > 0 ? strlen(crash_note) : 0;
         agent->desc.on_message(agent->state, ctx, text);
+        crash_note_len = 0;
+    }
 }

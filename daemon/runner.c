@@ -304,7 +304,16 @@ a2ad_status runner_run(const struct agent *agent, struct task *task, a2ad_ctx ct
         struct runner_agent dflt = {.name = (char *)agent->desc.name,
                                     .process = true,
                                     .cancel_grace_ms = rs.cancel_grace_ms};
-        st = runner_process_run(ra ? ra : &dflt, agent, &rj, agent->max_duration_s, ctx);
+        char *rejected = NULL;
+        st = runner_process_run(ra ? ra : &dflt, agent, &rj, agent->max_duration_s, ctx, &rejected);
+        if (rejected) {
+            /* As when validate() refuses: the Health Universe A2A SDK's words. */
+            char text[600];
+            snprintf(text, sizeof text, "Validation failed: %.560s", rejected);
+            task_finish(task, TASK_REJECTED, text);
+            free(rejected);
+            st = A2AD_ERR_REJECTED;
+        }
     } else {
         st = run_in_thread(agent, &rj, ctx);
     }

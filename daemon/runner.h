@@ -95,9 +95,11 @@ struct runner_job {
 
 const char *runner_host_path(void);
 size_t runner_line_max(void);
+/* *rejected: set (malloc'd) when the agent refused the job (a `rejected`
+ * line); the caller ends the task rejected. */
 a2ad_status runner_process_run(const struct runner_agent *ra, const struct agent *agent,
                                const struct runner_job *job, unsigned max_duration_s,
-                               a2ad_ctx ctx);
+                               a2ad_ctx ctx, char **rejected);
 void runner_process_message(a2ad_ctx ctx, const char *text, const cJSON *message);
 
 #endif

@@ -193,6 +193,7 @@ struct run {
     char *failure; /* a `failed` line's reason */
     bool done;     /* result or failed seen */
     char *protocol_error;
+    char *rejected; /* a `rejected` line's reason */
 };
 
 static a2ad_importance importance_of(const cJSON *v) {
@@ -270,6 +271,13 @@ static void handle_line(struct run *r, const char *line, size_t len) {
             r->failure = strdup(cJSON_IsString(reason) && reason->valuestring[0]
                                     ? reason->valuestring
                                     : "the agent failed the job");
+        r->done = true;
+    } else if (strcmp(t, "rejected") == 0) {
+        const cJSON *reason = cJSON_GetObjectItemCaseSensitive(m, "reason");
+        if (!r->done)
+            r->rejected = strdup(cJSON_IsString(reason) && reason->valuestring[0]
+                                     ? reason->valuestring
+                                     : "the agent refused the job");
         r->done = true;
     } else if (strcmp(t, "log") == 0) {
         const cJSON *msg = cJSON_GetObjectItemCaseSensitive(m, "message");
@@ -387,7 +395,7 @@ static void exit_reason(const struct runner_agent *ra, int status, const struct 
 
 a2ad_status runner_process_run(const struct runner_agent *ra, const struct agent *agent,
                                const struct runner_job *rj, unsigned max_duration_s,
-                               a2ad_ctx ctx) {
+                               a2ad_ctx ctx, char **rejected) {
     /* Everything the child needs is prepared before fork: after it, only
      * async-signal-safe calls. */
     char *cmd = strdup(ra->exec ? ra->exec : runner_host_path());
@@ -551,6 +559,10 @@ a2ad_status runner_process_run(const struct runner_agent *ra, const struct agent
     if (r.protocol_error) {
         a2ad_log(ctx, A2AD_LOG_ERROR, "%s; the job failed", r.protocol_error);
         st = ctx.host->set_failure(ctx, r.protocol_error);
+    } else if (r.rejected) {
+        *rejected = r.rejected;
+        r.rejected = NULL;
+        st = A2AD_ERR_REJECTED;
     } else if (r.done && r.failure == NULL && !mem_killed) {
         ctx.host->set_result(ctx, r.result);
         st = A2AD_OK;
@@ -586,6 +598,7 @@ out:
     free(r.result);
     free(r.failure);
     free(r.protocol_error);
+    free(r.rejected);
     free(fail_nl);
     free(cmd);
     return st;

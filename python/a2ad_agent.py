@@ -255,7 +255,7 @@ class AsyncAgent:
         try:
             v = await self.validate_message(query, ctx.metadata)
             if getattr(v, "status", "accepted") == "rejected":
-                return {"type": "failed", "reason": "Validation failed: %s" % v.reason}
+                return {"type": "rejected", "reason": str(v.reason)}
             result = await asyncio.wait_for(self.run_background(query, ctx), timeout=limit)
             out = {"type": "result"}
             if result is not None:

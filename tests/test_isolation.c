@@ -428,6 +428,7 @@ START_TEST(python_agent_end_to_end) {
     ck_assert_str_eq(state, "failed");
     ck_assert_str_eq(text, "RuntimeError: demo failure as asked");
     run(d.port, "pydemo", "reject this", state, sizeof state, text, sizeof text);
+    ck_assert_str_eq(state, "rejected");
     ck_assert_str_eq(text, "Validation failed: demo refuses queries starting with 'reject'");
 
     /* Cancel: the agent sees is_cancelled() / CancelledError and ends. */

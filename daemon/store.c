@@ -808,8 +808,8 @@ static void *writer_thread(void *arg) {
                     o->ticket->status = rc == SQLITE_OK ? A2AD_OK : A2AD_ERR_IO;
                     if (rc != SQLITE_OK)
                         snprintf(o->ticket->err, sizeof o->ticket->err,
-                                 "the task could not be stored in the database %s: %s", st.path,
-                                 why);
+                                 "the task could not be stored in the database %s: %.120s",
+                                 st.path, why);
                     o->cb = o->ticket->cb;
                     o->cb_arg = o->ticket->cb_arg;
                     o->ticket->cb = NULL;

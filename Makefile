@@ -4,6 +4,10 @@ BUILD   ?= build
 PREFIX  ?= /usr/local
 DESTDIR ?=
 SAN     ?=
+# Where make install puts python/a2ad_agent.py: Debian's python3 searches
+# PREFIX/lib/pythonX.Y/dist-packages for PREFIX=/usr/local.
+PYTHON  ?= $(firstword $(wildcard /usr/bin/python3) python3)
+PYSITE  ?= $(shell $(PYTHON) -c 'import sys; print("lib/python%d.%d/dist-packages" % sys.version_info[:2])' 2>/dev/null || echo lib/a2ad/python)
 OPT     ?= -O2
 
 PKGS     := libmicrohttpd libcurl libcjson inih sqlite3 libcrypto libjwt
@@ -40,7 +44,7 @@ SCDOC       := $(shell command -v scdoc 2>/dev/null)
 VERSION     := $(shell sed -n 's/^#define A2AD_VERSION "\(.*\)"/\1/p' daemon/main.c)
 
 .PHONY: all run test interop ui-test asan tsan check-header install uninstall clean deps help bench bench-peer man sdk-test
-all: $(BUILD)/a2ad $(BUILD)/a2ctl $(PLUGINS) $(MOCK_LIB) $(if $(SCDOC),$(MANS))
+all: $(BUILD)/a2ad $(BUILD)/a2ctl $(BUILD)/a2ad-agent-host $(PLUGINS) $(MOCK_LIB) $(if $(SCDOC),$(MANS))
 
 help:
 	@echo "make          build a2ad and the example plugins into $(BUILD)/"
@@ -87,6 +91,10 @@ $(BUILD)/a2ctl: tools/a2ctl/a2ctl.c | $(DEPS_OK)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_A) $(shell pkg-config --cflags libcurl libcjson 2>/dev/null) $< -o $@ \
 	  $(LDFLAGS_A) $(shell pkg-config --libs libcurl libcjson 2>/dev/null)
+
+# The child of isolation = process: loads one plugin, speaks docs/agent-protocol.md.
+$(BUILD)/a2ad-agent-host: tools/agent_host.c include/a2ad/agent.h | $(DEPS_OK)
+	$(CC) $(CFLAGS_A) $(PKG_CFLAGS) $< -o $@ $(LDFLAGS_A) $(PKG_LIBS) -ldl -lpthread -lm
 
 $(BUILD)/plugins/%.so: plugins/%.c include/a2ad/agent.h | $(DEPS_OK)
 	@mkdir -p $(dir $@)
@@ -186,6 +194,11 @@ install: all
 	  $(DESTDIR)$(PREFIX)/lib/pkgconfig
 	install -m 755 $(BUILD)/a2ad $(DESTDIR)$(PREFIX)/bin/a2ad
 	install -m 755 $(BUILD)/a2ctl $(DESTDIR)$(PREFIX)/bin/a2ctl
+	install -m 755 $(BUILD)/a2ad-agent-host $(DESTDIR)$(PREFIX)/bin/a2ad-agent-host
+	install -d $(DESTDIR)$(PREFIX)/$(PYSITE)
+	install -m 644 python/a2ad_agent.py $(DESTDIR)$(PREFIX)/$(PYSITE)/a2ad_agent.py
+	install -d $(DESTDIR)$(PREFIX)/share/a2ad/examples
+	install -m 755 examples/python/demo_agent.py $(DESTDIR)$(PREFIX)/share/a2ad/examples/demo_agent.py
 	install -m 644 $(PLUGINS) $(DESTDIR)$(PREFIX)/lib/a2ad/examples/
 	install -m 644 include/a2ad/agent.h $(DESTDIR)$(PREFIX)/include/a2ad/agent.h
 	install -m 644 conf/a2ad.conf $(DESTDIR)$(PREFIX)/share/doc/a2ad/a2ad.conf.example
@@ -207,12 +220,13 @@ install: all
 	sed -e 's|/usr/local|$(PREFIX)|g' systemd/a2ad.service > $(DESTDIR)$(PREFIX)/lib/systemd/system/a2ad.service
 
 uninstall:
-	rm -f $(DESTDIR)$(PREFIX)/bin/a2ad $(DESTDIR)$(PREFIX)/bin/a2ctl $(DESTDIR)$(PREFIX)/include/a2ad/agent.h \
+	rm -f $(DESTDIR)$(PREFIX)/bin/a2ad $(DESTDIR)$(PREFIX)/bin/a2ctl $(DESTDIR)$(PREFIX)/bin/a2ad-agent-host $(DESTDIR)$(PREFIX)/include/a2ad/agent.h \
 	  $(DESTDIR)$(PREFIX)/include/a2ad/mock.h $(DESTDIR)$(PREFIX)/lib/liba2ad-mock.a \
 	  $(DESTDIR)$(PREFIX)/lib/pkgconfig/a2ad-plugin.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/a2ad-mock.pc \
 	  $(MAN_SRC:docs/man/%.scd=$(DESTDIR)$(PREFIX)/share/man/man*/%) \
 	  $(DESTDIR)$(PREFIX)/lib/systemd/system/a2ad.service
-	rm -rf $(DESTDIR)$(PREFIX)/lib/a2ad $(DESTDIR)$(PREFIX)/share/doc/a2ad
+	rm -rf $(DESTDIR)$(PREFIX)/lib/a2ad $(DESTDIR)$(PREFIX)/share/doc/a2ad $(DESTDIR)$(PREFIX)/share/a2ad
+	rm -f $(DESTDIR)$(PREFIX)/$(PYSITE)/a2ad_agent.py
 
 clean:
 	rm -rf build

@@ -83,6 +83,7 @@ static const char *check_dir(const char *v);
 static const char *check_load_list(const char *v);
 static const char *check_db_path(const char *v);
 static const char *check_tokens(const char *v);
+static const char *check_program_or_empty(const char *v);
 
 static const char *const level_words[] = {"error", "warning", "info", "debug", NULL};
 /* Indexed by a2ad_importance. */
@@ -92,6 +93,7 @@ static const char *const store_words[] = {"sqlite", "memory", NULL};
 static const char *const sync_words[] = {"full", "normal", NULL};
 static const char *const yes_no_words[] = {"yes", "no", NULL};
 static const char *const log_format_words[] = {"text", "json", NULL};
+static const char *const isolation_words[] = {"thread", "process", NULL};
 
 static const char *const sections[] = {"server", "workers", "plugins", "tasks", "webhooks", "log"};
 #define N_SECTIONS (sizeof sections / sizeof sections[0])
@@ -123,6 +125,13 @@ static const struct key_def keys[] = {
     K_UINT("workers", "queue_length", queue_length, 1, 10000000, "10000"),
     K_UINT("workers", "max_duration_s", max_duration_s, 1, MAX_JOB_S, "3600"),
     K_UINT("workers", "shutdown_grace_s", shutdown_grace_s, 0, 3600, "30"),
+    K_WORD("workers", "isolation", isolation, isolation_words, "thread"),
+    K_STR("workers", "agent_host", agent_host, check_program_or_empty, ""),
+    K_SIZE("workers", "protocol_line_max", protocol_line_max, 4 * KIB, 256 * MIB, "4M"),
+    K_UINT("workers", "cancel_grace_ms", cancel_grace_ms, 0, 600000, "5000"),
+    K_UINT("workers", "max_attempts", max_attempts, 1, 100, "3"),
+    K_UINT("workers", "crash_loop_max", crash_loop_max, 0, 1000, "5"),
+    K_UINT("workers", "crash_loop_window_s", crash_loop_window_s, 1, 31536000, "3600"),
 
     K_STR("plugins", "dir", plugin_dir, check_dir, "plugins"),
     K_STR("plugins", "load", plugin_load, check_load_list, ""),
@@ -205,6 +214,10 @@ static const char *check_db_path(const char *v) {
                ? NULL
                : "must be the database file (relative to the working directory unless it "
                  "starts with '/'), e.g. /var/lib/a2ad/a2ad.db";
+}
+
+static const char *check_program_or_empty(const char *v) {
+    return !*v || v[0] == '/' ? NULL : "must be empty (next to the a2ad binary) or an absolute path";
 }
 
 /* Mirrors how plugins.c reads the list: commas, blanks around names. */
@@ -440,6 +453,7 @@ struct parse {
     unsigned agent_duration_line; /* where this agent's max_duration_s was set */
     unsigned agent_hu_line;       /* where this agent's hu_min_importance was set */
     unsigned agent_workers_line, agent_queue_line; /* where workers / queue_length were set */
+    unsigned agent_runner_line[9]; /* where each of agent_runner_key's keys was set */
     unsigned *opt_lines;          /* where each of this agent's options was set */
     size_t opt_lines_cap;
 
@@ -504,6 +518,7 @@ static void begin_agent(struct parse *p, const char *name) {
     struct agent_config *a = calloc(1, sizeof *a);
     if (a) a->name = strdup(name);
     if (a) a->hu_min_importance = -1;
+    if (a) a->rerun_safe = -1;
     if (!grown || !a || !a->name) {
         if (a) free(a->name);
         free(a);
@@ -522,6 +537,7 @@ static void begin_section(struct parse *p, const char *name, size_t len) {
     p->agent_duration_line = 0;
     p->agent_hu_line = 0;
     p->agent_workers_line = p->agent_queue_line = 0;
+    memset(p->agent_runner_line, 0, sizeof p->agent_runner_line);
     if (len >= INI_SECTION_MAX) {
         fail(p, "[%.*s]: section name longer than %d characters", (int)len, name,
              INI_SECTION_MAX - 1);
@@ -643,6 +659,62 @@ static int daemon_key(struct parse *p, const char *name, const char *value) {
     return fail(p, "[%s] %s = %s: %s", p->section, name, value, why);
 }
 
+/* The keys of how an agent's jobs run (runner.h): 1 = taken, 0 = failed
+ * (message set), -1 = not one of them (an option for the plugin). */
+static int agent_runner_key(struct parse *p, const char *name, const char *value) {
+    static const char *const names[] = {"isolation", "exec", "description", "version",
+                                        "rerun_safe", "memory_max", "cpu_max_s",
+                                        "open_files_max", "cancel_grace_ms"};
+    size_t i = 0;
+    while (i < sizeof names / sizeof names[0] && strcmp(names[i], name) != 0) i++;
+    if (i == sizeof names / sizeof names[0]) return -1;
+    struct agent_config *a = p->agent;
+    if (p->agent_runner_line[i])
+        return fail(p, "[agent.%s] %s: given twice in this section (first on line %u)", a->name,
+                    name, p->agent_runner_line[i]);
+    p->agent_runner_line[i] = p->line;
+    unsigned long long v = 0;
+    char **str = i == 0 ? &a->isolation : i == 1 ? &a->exec : i == 2 ? &a->description
+                 : i == 3 ? &a->version : NULL;
+    switch (i) {
+    case 0:
+        if (find_word(isolation_words, value) < 0)
+            return fail(p, "[agent.%s] %s = %s: must be thread or process", a->name, name, value);
+        break;
+    case 1:
+        if (value[0] != '/')
+            return fail(p, "[agent.%s] %s = %s: must be an absolute path to a program (then "
+                        "arguments, separated by blanks)", a->name, name, value);
+        break;
+    case 4:
+        if (find_word(yes_no_words, value) < 0)
+            return fail(p, "[agent.%s] %s = %s: must be yes or no", a->name, name, value);
+        a->rerun_safe = find_word(yes_no_words, value) == 0;
+        break;
+    case 5:
+        if (!parse_size(value, MIB, 1024 * GIB, &v))
+            return fail(p, "[agent.%s] %s = %s: must be a size from 1M to 1024G (k/M/G "
+                        "suffixes), or leave it out for no limit", a->name, name, value);
+        a->memory_max = (size_t)v;
+        break;
+    case 6: case 7: case 8:
+        if (!parse_uint(value, 1, i == 8 ? 600000 : i == 7 ? 1048576 : MAX_JOB_S, &v))
+            return fail(p, "[agent.%s] %s = %s: must be a positive integer (at most %llu)",
+                        a->name, name, value,
+                        i == 8 ? 600000ull : i == 7 ? 1048576ull : MAX_JOB_S);
+        if (i == 6) a->cpu_max_s = (unsigned)v;
+        if (i == 7) a->open_files_max = (unsigned)v;
+        if (i == 8) a->cancel_grace_ms = (unsigned)v;
+        break;
+    default: break;
+    }
+    if (str) {
+        free(*str);
+        if (!(*str = strdup(value))) return fail_nomem(p);
+    }
+    return 1;
+}
+
 static int agent_key(struct parse *p, const char *name, const char *value) {
     struct agent_config *a = p->agent;
     if (strcmp(name, "max_duration_s") == 0) {
@@ -688,6 +760,8 @@ static int agent_key(struct parse *p, const char *name, const char *value) {
         *(w ? &a->workers : &a->queue_length) = (unsigned)v;
         return 1;
     }
+    int r = agent_runner_key(p, name, value);
+    if (r >= 0) return r;
     if (!valid_name(name, true))
         return fail(p, "[agent.%s] %s: bad option name: use letters, digits, '_', '-' and '.'",
                     a->name, name);
@@ -848,6 +922,10 @@ void config_free(struct config *cfg) {
             free((char *)a->opts[i].value);
         }
         free(a->opts);
+        free(a->isolation);
+        free(a->exec);
+        free(a->description);
+        free(a->version);
         free(a->name);
         free(a);
         a = next;
@@ -881,6 +959,15 @@ void config_dump(const struct config *cfg, void *file) {
             fprintf(out, "hu_min_importance = %s\n", importance_words[a->hu_min_importance]);
         if (a->workers) fprintf(out, "workers = %u\n", a->workers);
         if (a->queue_length) fprintf(out, "queue_length = %u\n", a->queue_length);
+        if (a->isolation) fprintf(out, "isolation = %s\n", a->isolation);
+        if (a->exec) fprintf(out, "exec = %s\n", a->exec);
+        if (a->description) fprintf(out, "description = %s\n", a->description);
+        if (a->version) fprintf(out, "version = %s\n", a->version);
+        if (a->rerun_safe >= 0) fprintf(out, "rerun_safe = %s\n", a->rerun_safe ? "yes" : "no");
+        if (a->memory_max) fprintf(out, "memory_max = %zu\n", a->memory_max);
+        if (a->cpu_max_s) fprintf(out, "cpu_max_s = %u\n", a->cpu_max_s);
+        if (a->open_files_max) fprintf(out, "open_files_max = %u\n", a->open_files_max);
+        if (a->cancel_grace_ms) fprintf(out, "cancel_grace_ms = %u\n", a->cancel_grace_ms);
         for (size_t i = 0; i < a->n_opts; i++)
             fprintf(out, "%s =%s%s\n", a->opts[i].key, *a->opts[i].value ? " " : "",
                     a->opts[i].value);

@@ -5,7 +5,9 @@
  * agent that needs settings. Every daemon key lives in one static table with
  * its type, range and default; an unknown key or a bad value is an error
  * naming file:line. Keys in [agent.NAME] other than the host's own
- * (max_duration_s, hu_min_importance, workers, queue_length) are handed to that agent's init() as
+ * (max_duration_s, hu_min_importance, workers, queue_length, and runner.h's
+ * isolation, exec, description, version, rerun_safe, memory_max, cpu_max_s,
+ * open_files_max, cancel_grace_ms) are handed to that agent's init() as
  * options.
  */
 #ifndef A2AD_CONFIG_H
@@ -24,6 +26,15 @@ struct agent_config {
                                   progress update POSTed; -1 = not set (all) */
     unsigned workers;          /* concurrent jobs of this agent; 0 = default */
     unsigned queue_length;     /* queued jobs of this agent; 0 = only [workers] queue_length */
+    /* how its jobs run (runner.h); 0/NULL = not set here */
+    char *isolation;           /* "thread" or "process"; NULL = [workers] isolation */
+    char *exec;                /* a program speaking docs/agent-protocol.md (an exec agent) */
+    char *description, *version; /* exec agents: for the agent card */
+    int rerun_safe;            /* exec agents: -1 = not set, 0 or 1 */
+    size_t memory_max;         /* process/exec: bytes of data memory per job; 0 = none */
+    unsigned cpu_max_s;        /* process/exec: CPU seconds per job; 0 = none */
+    unsigned open_files_max;   /* process/exec: RLIMIT_NOFILE per job; 0 = inherited */
+    unsigned cancel_grace_ms;  /* process/exec: cancel -> kill; 0 = [workers] cancel_grace_ms */
     struct a2ad_option *opts;  /* other keys, in file order; strings owned here */
     size_t n_opts;
     struct agent_config *next;
@@ -58,6 +69,13 @@ struct config {
     unsigned queue_length;         /* 10000 */
     unsigned max_duration_s;       /* 3600: default per-job limit */
     unsigned shutdown_grace_s;     /* 30: how long running jobs may finish at stop */
+    char *isolation;               /* "thread": jobs in daemon threads; "process": in children */
+    char *agent_host;              /* "" = a2ad-agent-host next to the a2ad binary */
+    size_t protocol_line_max;      /* 4M: longest agent-protocol line (bytes) */
+    unsigned cancel_grace_ms;      /* 5000: a cancelled child is killed after this */
+    unsigned max_attempts;         /* 3: runs of a rerun_safe job interrupted by a crash */
+    unsigned crash_loop_max;       /* 5: restarts with an agent's jobs running that disable it; 0 = off */
+    unsigned crash_loop_window_s;  /* 3600: ... counted within this window */
 
     /* [plugins] */
     char *plugin_dir;              /* "plugins" */

@@ -351,9 +351,16 @@ static cJSON *artifact_body(const struct hu_job *j, const struct task_event *ev)
         return NULL;
     }
     cJSON_AddStringToObject(a, "name", ev->artifact_name);
-    bool binary = !cJSON_IsString(text);
-    cJSON_AddStringToObject(a, "content", !binary ? text->valuestring
-                                          : cJSON_IsString(bytes) ? bytes->valuestring : "");
+    /* A JSON artifact is a data part in A2A; the SDK sends its JSON text. */
+    char *json = cJSON_GetObjectItemCaseSensitive(part, "data") && ev->data
+                     ? strndup(ev->data, ev->len)
+                     : NULL;
+    bool binary = !cJSON_IsString(text) && !json;
+    cJSON_AddStringToObject(a, "content", json                   ? json
+                                          : !binary              ? text->valuestring
+                                          : cJSON_IsString(bytes) ? bytes->valuestring
+                                                                 : "");
+    free(json);
     cJSON_AddStringToObject(a, "data_type", ev->artifact_mime);
     cJSON_AddStringToObject(a, "description", "");
     if (binary) cJSON_AddStringToObject(a, "encoding", "base64");

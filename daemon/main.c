@@ -24,6 +24,7 @@
 #include "store.h"
 #include "rpc.h"
 #include "replay.h"
+#include "runner.h"
 #include "streams.h"
 #include "tasks.h"
 #include "util.h"
@@ -279,6 +280,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     install_signals();
+    runner_install_crash_handler();
     tasks_init(cfg.retention_s, cfg.max_tasks);
     push_init(cfg.webhook_max_configs);
     auth_register_owner_slot();

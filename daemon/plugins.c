@@ -34,6 +34,7 @@
 
 #include "log.h"
 #include "util.h"
+#include "runner.h"
 #include "workers.h"
 
 /* A descriptor must reach at least to run_background, the last required
@@ -469,6 +470,8 @@ static void unload_code(struct agent *a) {
     a->desc.validate = NULL;
     a->desc.run_background = NULL;
     a->desc.on_message = NULL;
+    a->desc.input_modes = NULL;
+    a->desc.run_job = NULL;
 }
 
 void plugins_pin(const struct agent *a) {
@@ -644,6 +647,7 @@ static void take_out(struct agent *a) {
 
 static const char *vname(const struct agent *a) {
     return a->version && a->version[0] ? a->version : "(no version)";
+
 }
 
 /* "echo, processor" for log lines that must say what IS loaded. */
@@ -1108,7 +1112,7 @@ static a2ad_status reconcile(bool startup) {
         struct agent *gone = NULL;
         pthread_mutex_lock(&reg_lock);
         for (size_t i = 0; i < n_registry && !gone; i++)
-            if (!seen_has(&seen, registry[i])) gone = registry[i];
+            if (!registry[i]->fixed && !seen_has(&seen, registry[i])) gone = registry[i];
         pthread_mutex_unlock(&reg_lock);
         if (!gone) break;
         take_out(gone);
@@ -1125,6 +1129,51 @@ static a2ad_status reconcile(bool startup) {
     strv_free(&files);
     plugins_each(apply_limits, NULL);
     return rc;
+}
+
+/* An agent that is not a .so (an exec agent, runner.c): a version like any
+ * other, but fixed: the plugin directory does not own it, so reconcile
+ * never removes it. Takes a on success (its config strings are copied). */
+a2ad_status plugins_add(struct agent *a, char *err, size_t errlen) {
+    const struct agent *other = plugins_get(a->desc.name);
+    if (other) {
+        set_err(err, errlen, "agent %s (%s) refused: the name is already used by %s",
+                a->desc.name, a->path, other->path);
+        plugins_put(other);
+        return A2AD_ERR_CONFIG;
+    }
+    a->name = strdup(a->desc.name);
+    a->version = strdup(a->desc.version ? a->desc.version : "");
+    a->settings = strdup(a->desc.description ? a->desc.description : "");
+    if (!a->name || !a->version || !a->settings) {
+        free(a->name);
+        free(a->version);
+        free(a->settings);
+        a->name = a->version = a->settings = NULL;
+        set_err(err, errlen, "agent %s: out of memory while loading it", a->desc.name);
+        return A2AD_ERR_NOMEM;
+    }
+    a->desc.name = a->name;
+    a->desc.version = a->version;
+    a->desc.description = a->settings; /* owned here: the config may be reloaded */
+    a->owned = true;
+    a->fixed = true;
+    atomic_init(&a->pins, 1); /* the registry's */
+    atomic_init(&a->refs, 1);
+    pthread_mutex_lock(&reg_lock);
+    a->index = next_index++;
+    a->next_version = all_versions;
+    all_versions = a;
+    pthread_mutex_unlock(&reg_lock);
+    bool nomem;
+    install(a, &nomem);
+    if (nomem) {
+        log_error("agent %s: out of memory while loading it", a->desc.name);
+        plugins_put(a);
+        return A2AD_OK; /* a is freed with its last pin, not by the caller */
+    }
+    apply_limits(a, NULL);
+    return A2AD_OK;
 }
 
 /* Checks on the whole set, once every plugin had its chance. */
@@ -1192,6 +1241,7 @@ a2ad_status plugins_load(const struct config *cfg, const struct a2ad_host *host)
         set_default_name();
         rc = reconcile(true);
     }
+    if (rc == A2AD_OK) rc = runner_load(cfg, plugins_add); /* exec agents, at start-up only */
     if (rc == A2AD_OK) rc = check_loaded(true);
     pthread_mutex_unlock(&recon_lock);
     if (rc != A2AD_OK) plugins_unload(); /* all or nothing */
@@ -1248,6 +1298,7 @@ void plugins_unload(void) {
     pthread_mutex_lock(&dirty_lock);
     strv_free(&dirty);
     pthread_mutex_unlock(&dirty_lock);
+    runner_unload();
 }
 
 /* ---- the directory watcher ---------------------------------------------------- */

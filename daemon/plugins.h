@@ -43,6 +43,7 @@ struct agent {
     atomic_uint pins;
     atomic_uint refs;
     bool owned;               /* made by plugins.c (tests build fake agents) */
+    bool fixed;               /* an exec agent: not from the plugin directory */
     struct agent *next_version; /* every record alive, for plugins_agent_name */
 };
 
@@ -101,6 +102,11 @@ const struct agent *plugins_at(size_t index);
 const struct agent *plugins_find(const char *name);
 /* The agent served at "/": default_agent, or the only one, else NULL. */
 const struct agent *plugins_default(void);
+
+/* Add an agent that is not a .so (an exec agent, runner.c): takes a on
+ * success; A2AD_ERR_CONFIG (err set) when the name is taken. Thread: main,
+ * inside plugins_load. */
+a2ad_status plugins_add(struct agent *a, char *err, size_t errlen);
 
 /* Remove every agent (destroy() and dlclose once its jobs are gone) and the
  * private copies. Thread: main, after workers and the watcher stopped. */

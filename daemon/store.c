@@ -35,9 +35,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "crashloop.h"
 #include "log.h"
 #include "metrics.h"
 #include "plugins.h"
+#include "runner.h"
 #include "tasks.h"
 #include "util.h"
 #include "webhooks.h"
@@ -112,6 +114,7 @@ static struct {
      * q.lock released); store_forget_durable waits until it is done. */
     bool firing;
     bool unpark; /* the delivery thread has room for parked rows */
+    uint64_t taken, written; /* batches the writer took / finished (store_sync) */
 } q = {.lock = PTHREAD_MUTEX_INITIALIZER,
        .wake = PTHREAD_COND_INITIALIZER,
        .settled = PTHREAD_COND_INITIALIZER};
@@ -354,6 +357,15 @@ static a2ad_status store_wait_created(struct task *t) {
     task_unlock(t);
     ticket_release(tk);
     return rc;
+}
+
+void store_sync(void) {
+    if (!st.open) return;
+    pthread_mutex_lock(&q.lock);
+    /* What is queued now goes out in the batch after the one being written. */
+    uint64_t target = q.taken + (q.head ? 1 : 0);
+    while (q.written < target && !q.stopping) pthread_cond_wait(&q.settled, &q.lock);
+    pthread_mutex_unlock(&q.lock);
 }
 
 /* tasks_on_durable: the writer calls cb once the row is settled. */
@@ -780,6 +792,7 @@ static void *writer_thread(void *arg) {
         }
         struct op *list = q.head;
         size_t n = q.len;
+        if (list) q.taken++;
         q.head = q.tail = NULL;
         q.len = 0;
         bool stopping = q.stopping;
@@ -812,8 +825,8 @@ static void *writer_thread(void *arg) {
                     o->ticket->status = rc == SQLITE_OK ? A2AD_OK : A2AD_ERR_IO;
                     if (rc != SQLITE_OK)
                         snprintf(o->ticket->err, sizeof o->ticket->err,
-                                 "the task could not be stored in the database %s: %s", st.path,
-                                 why);
+                                 "the task could not be stored in the database %s: %.120s",
+                                 st.path, why);
                     o->cb = o->ticket->cb;
                     o->cb_arg = o->ticket->cb_arg;
                     o->ticket->cb = NULL;
@@ -827,6 +840,7 @@ static void *writer_thread(void *arg) {
                 }
             }
             bool firing = q.firing;
+            q.written++;
             pthread_cond_broadcast(&q.settled);
             pthread_mutex_unlock(&q.lock);
             /* Resume the suspended submissions, no lock held. */
@@ -1032,6 +1046,12 @@ static void recover_unfinished(struct task *t, enum task_state was, const char *
         c->orphaned++;
         return;
     }
+    const char *disabled = runner_disabled(a->desc.name);
+    if (disabled) {
+        task_finish(t, TASK_FAILED, disabled);
+        c->interrupted++;
+        return;
+    }
     if (was == TASK_WORKING) {
         if (!a->desc.rerun_safe) {
             task_finish(t, TASK_FAILED, "interrupted: a2ad restarted");
@@ -1040,8 +1060,20 @@ static void recover_unfinished(struct task *t, enum task_state was, const char *
         }
         task_lock(t);
         const cJSON *n = task_annotation_locked(t, "attempt");
-        double attempt = (cJSON_IsNumber(n) ? n->valuedouble : 1) + 1;
-        task_annotate_locked(t, "attempt", cJSON_CreateNumber(attempt));
+        double ran = cJSON_IsNumber(n) ? n->valuedouble : 1;
+        task_unlock(t);
+        /* `working` was committed before each run, so every one of those
+         * runs was cut short: a job that kills a2ad is not run for ever. */
+        if (ran >= runner_max_attempts()) {
+            snprintf(why, sizeof why, "gave up after %.0f attempts: the agent crashed", ran);
+            log_error("store: task %s of agent %s: %s (or a2ad was killed while it ran)",
+                      task_id(t), a->desc.name, why);
+            task_finish(t, TASK_FAILED, why);
+            c->interrupted++;
+            return;
+        }
+        task_lock(t);
+        task_annotate_locked(t, "attempt", cJSON_CreateNumber(ran + 1));
         task_unlock(t);
         persist(t);
         c->rerun++;
@@ -1080,6 +1112,7 @@ a2ad_status store_recover(void) {
         return A2AD_ERR_IO;
     }
     size_t webhooks = recover_outbox(db);
+    crashloop_check(st.path);
 
     sqlite3_stmt *s = NULL;
     int64_t now = (int64_t)util_wall_ms();

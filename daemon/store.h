@@ -50,6 +50,10 @@ a2ad_status store_open(const struct config *cfg);
  * plugins_load and workers_start, before HTTP starts. */
 a2ad_status store_recover(void);
 
+/* Block until every write queued so far (by any thread) is committed or
+ * failed; at once without a store. Thread: any but the writer. */
+void store_sync(void);
+
 /* Write what is queued, stop the writer and close the database. Thread:
  * main, after workers and webhooks stopped. Safe if never opened. */
 void store_close(void);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "log.h"
 #include "metrics.h"
@@ -708,7 +709,19 @@ a2ad_status task_artifact(struct task *t, const char *name, const char *mime_typ
     cJSON_AddStringToObject(a, "artifactId", aid);
     cJSON_AddStringToObject(a, "name", name);
     cJSON_AddItemToArray(parts, part);
-    if (mime_is_text(mime_type) && util_utf8_valid(data, len)) {
+    /* JSON is data, not text: A2A carries it as a data part, so clients get
+     * the object instead of a string to parse again. */
+    cJSON *json = strcasecmp(mime_type, "application/json") == 0 && len
+                      ? cJSON_ParseWithLength(data, len)
+                      : NULL;
+    if (json && !cJSON_IsObject(json)) { /* A2A's DataPart.data is an object */
+        cJSON_Delete(json);
+        json = NULL;
+    }
+    if (json) {
+        cJSON_AddStringToObject(part, "kind", "data");
+        cJSON_AddItemToObject(part, "data", json);
+    } else if (mime_is_text(mime_type) && util_utf8_valid(data, len)) {
         char *text = malloc(len + 1);
         if (!text) {
             cJSON_Delete(a);

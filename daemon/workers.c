@@ -14,6 +14,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "plugins.h"
+#include "runner.h"
 #include "tasks.h"
 #include "util.h"
 #include "webhooks.h"
@@ -376,7 +377,7 @@ void workers_deliver_message(struct task *task, const cJSON *message) {
         struct slot *s = &pool.slots[i];
         pthread_mutex_lock(&s->lock);
         /* Only a running job pins its agent's code; read nothing before. */
-        if (s->task != task || !agent->desc.on_message) {
+        if (s->task != task || !runner_takes_messages(agent)) {
             pthread_mutex_unlock(&s->lock);
             continue;
         }
@@ -388,7 +389,7 @@ void workers_deliver_message(struct task *task, const cJSON *message) {
         s->delivering++;
         pthread_mutex_unlock(&s->lock);
         /* Without the slot lock: the plugin may call back through ctx. */
-        agent->desc.on_message(agent->state, ctx, text);
+        runner_message(agent, ctx, text, message);
         pthread_mutex_lock(&s->lock);
         if (--s->delivering == 0) pthread_cond_broadcast(&s->quiet);
         pthread_mutex_unlock(&s->lock);
@@ -439,12 +440,6 @@ static void wait_for_webhook_room(void) {
     }
 }
 
-/* The one place a job enters plugin code. The job pins agent (this
- * version's code) from workers_submit until after this returns. */
-static a2ad_status job_invoke(const struct agent *agent, struct task *task, a2ad_ctx ctx) {
-    return agent->desc.run_background(agent->state, task_query(task), ctx);
-}
-
 static void run_job(struct slot *s, struct task *task) {
     const struct agent *agent = task_agent(task);
     if (task_start(task) != A2AD_OK) return; /* canceled while queued */
@@ -457,7 +452,9 @@ static void run_job(struct slot *s, struct task *task) {
     a2ad_ctx ctx = {.host = &host_table, .handle = s->gen << SLOT_BITS | s->index};
     pthread_mutex_unlock(&s->lock);
 
-    a2ad_status st = job_invoke(agent, task, ctx);
+    /* The one place a job enters agent code (runner.h). The job pins agent
+     * (this version's code) from workers_submit until after this returns. */
+    a2ad_status st = runner_run(agent, task, ctx);
 
     pthread_mutex_lock(&s->lock);
     /* A message being handed to the job finishes first: on_message may use

@@ -202,7 +202,7 @@ START_TEST(v1_stream_uses_stream_responses_and_closes) {
         if (json_at(f, "result.artifactUpdate")) {
             artifacts++;
             ck_assert_str_eq(json_str(f, "result.artifactUpdate.artifact.name"), "results.json");
-            ck_assert(cJSON_IsString(json_at(f, "result.artifactUpdate.artifact.parts.0.text")));
+            ck_assert_int_eq(json_int(f, "result.artifactUpdate.artifact.parts.0.data.steps"), 10);
         }
         if (status == 12) ck_assert_str_eq(json_str(f, "result.statusUpdate.status.state"), "TASK_STATE_COMPLETED");
         cJSON_Delete(f);

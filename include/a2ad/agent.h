@@ -100,6 +100,7 @@ typedef enum a2ad_log_level {
 } a2ad_log_level;
 
 struct a2ad_host;
+struct a2ad_job;
 
 /* A job handle, passed by value. `host` is the host's function table (valid
  * while the plugin is loaded); `handle` names the job and is opaque. */
@@ -248,7 +249,34 @@ struct a2ad_agent {
      * "application/octet-stream" when absent). NULL: the card says
      * "text/plain" and every part is accepted (the behaviour before). */
     const char *const *input_modes;
+
+    /* Optional (added compatibly). When set, the host calls it INSTEAD of
+     * run_background, with the whole job: task and context ids, attempt,
+     * the full message as JSON and the request metadata (struct a2ad_job).
+     * Same rules as run_background. Keep run_background set as well: a host
+     * older than this member calls that one. An artifact whose MIME type is
+     * application/json and whose bytes are JSON becomes an A2A data part. */
+    a2ad_status (*run_job)(void *state, const struct a2ad_job *job, a2ad_ctx ctx);
 };
+
+/* The job as the client sent it, for run_job (below). Every pointer is
+ * BORROWED for the run_job call. Grown by appending members only: read a
+ * member only when job->struct_size covers it (A2AD_JOB_HAS). */
+struct a2ad_job {
+    uint32_t struct_size;     /* sizeof(struct a2ad_job) the host was built with */
+    uint32_t attempt;         /* 1 for the first run; more when re-run after a restart */
+    const char *task_id;      /* the A2A task id */
+    const char *context_id;   /* the A2A context id */
+    const char *agent;        /* the agent's name (as in the URL) */
+    const char *query;        /* the text parts joined by "\n" (run_background's query) */
+    const char *message_json; /* the user's A2A Message as JSON (A2A 0.3 shape): every part
+                                 (text, data, file) and its metadata */
+    const char *metadata_json; /* the request's params.metadata as a JSON object, "{}" if none */
+};
+
+#define A2AD_JOB_HAS(job, member)                                                        \
+    ((job) != NULL && (job)->struct_size >= offsetof(struct a2ad_job, member) +         \
+                                                 sizeof((job)->member))
 
 #define A2AD_AGENT_HEADER .abi_major = A2AD_ABI_MAJOR, .struct_size = sizeof(struct a2ad_agent)
 

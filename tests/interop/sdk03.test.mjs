@@ -110,7 +110,8 @@ test('0.3 message/send (blocking): processor runs its ten steps and returns its 
   assert.equal(textOf(processorTask.status.message), 'Processing complete!');
   const art = processorTask.artifacts?.find((a) => a.name === 'results.json');
   assert.ok(art, `a results.json artifact: ${JSON.stringify(processorTask.artifacts)}`);
-  assert.deepEqual(JSON.parse(art.parts[0].text), { query: 'process my data', steps: 10 });
+  assert.equal(art.parts[0].kind, 'data'); // application/json: an A2A data part
+  assert.deepEqual(art.parts[0].data, { query: 'process my data', steps: 10 });
   assert.equal(processorTask.history[0].role, 'user');
   assert.equal(textOf(processorTask.history[0]), 'process my data');
 });

@@ -117,7 +117,8 @@ test('1.0 SendMessage (blocking): processor runs its ten steps and returns its a
   assert.equal(textOf(processorTask.status.message), 'Processing complete!');
   const art = processorTask.artifacts.find((a) => a.name === 'results.json');
   assert.ok(art, `a results.json artifact: ${JSON.stringify(processorTask.artifacts)}`);
-  assert.deepEqual(JSON.parse(textOf(art)), { query: 'process my data', steps: 10 });
+  assert.equal(art.parts[0].content?.$case, 'data', JSON.stringify(art.parts)); // application/json: a data part
+  assert.deepEqual(art.parts[0].content.value, { query: 'process my data', steps: 10 });
   assert.equal(processorTask.history[0].role, Role.ROLE_USER);
   assert.equal(textOf(processorTask.history[0]), 'process my data');
 });

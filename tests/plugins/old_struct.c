@@ -9,6 +9,12 @@ static a2ad_status old_run(void *state, const char *query, a2ad_ctx ctx) {
     return a2ad_result(ctx, query);
 }
 
+static a2ad_status never_run_job(void *state, const struct a2ad_job *job, a2ad_ctx ctx) {
+    (void)state;
+    (void)job;
+    return a2ad_fail(ctx, "run_job of an old plugin was called");
+}
+
 static const struct a2ad_agent old_agent = {
     .abi_major = A2AD_ABI_MAJOR,
     .struct_size = offsetof(struct a2ad_agent, run_background) +
@@ -18,6 +24,7 @@ static const struct a2ad_agent old_agent = {
     .run_background = old_run,
     .max_duration_s = 999, /* outside struct_size: must not be read */
     .estimated_duration_s = 999, /* likewise */
+    .run_job = never_run_job,    /* likewise: run_background must be called */
 };
 
 A2AD_AGENT_ENTRY(old_agent)

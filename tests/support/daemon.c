@@ -70,6 +70,7 @@ bool daemon_prepare(struct daemon_proc *d, const struct daemon_opts *o) {
     if (o->server_extra) fprintf(f, "%s\n", o->server_extra);
     fprintf(f, "[workers]\nthreads = %u\nshutdown_grace_s = 5\n", o->threads ? o->threads : 2);
     if (o->queue_length) fprintf(f, "queue_length = %u\n", o->queue_length);
+    if (o->workers_extra) fprintf(f, "%s\n", o->workers_extra);
     fprintf(f, "[plugins]\ndir = %s\nerrors = %s\n", pdir, o->errors ? o->errors : "fatal");
     /* short backoffs keep retry tests fast */
     fprintf(f, "[webhooks]\n%stimeout_ms = 3000\nflush_s = 5\n",

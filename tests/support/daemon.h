@@ -25,6 +25,7 @@ struct daemon_opts {
     const char *store;         /* tasks.store; NULL = the default (sqlite) */
     const char *db_path;       /* tasks.path; NULL = a2ad.db in the daemon's own folder */
     const char *tasks_extra;   /* more [tasks] lines */
+    const char *workers_extra; /* more [workers] lines */
     unsigned long fsize_limit; /* > 0: RLIMIT_FSIZE of the daemon (a disk that fills up) */
 };
 

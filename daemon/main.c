@@ -21,6 +21,7 @@
 #include "rpc.h"
 #include "replay.h"
 #include "streams.h"
+#include "tenant.h"
 #include "tasks.h"
 #include "util.h"
 #include "webhooks.h"
@@ -176,6 +177,7 @@ int main(int argc, char **argv) {
     push_init(cfg.webhook_max_configs);
     streams_init(cfg.stream_buffer_bytes, cfg.stream_keepalive_s);
     replay_init(cfg.stream_replay_bytes);
+    tenant_init();
     struct rpc_settings rs = {.auth_bearer_tokens = cfg.auth_bearer_tokens,
                               .push_enabled = cfg.webhooks_enabled};
     rpc_init(&rs);

@@ -41,6 +41,7 @@
 #include "store.h"
 #include "streams.h"
 #include "tasks.h"
+#include "tenant.h"
 #include "workers.h"
 
 static struct {
@@ -263,7 +264,7 @@ struct task *rpc_lookup_task(struct call *c, const char *key) {
         return NULL;
     }
     struct task *t = tasks_get(tid->valuestring);
-    if (t && !agent_owns(c->agent, t)) {
+    if (t && !(agent_owns(c->agent, t) && tenant_matches(t, c->tenant))) {
         task_release(t);
         t = NULL;
     }
@@ -353,7 +354,7 @@ static bool send_answer(struct call *c, struct task *t, bool stream, const struc
 static bool continue_task(struct call *c, cJSON *message, const cJSON *task_ref, bool stream,
                           const struct send_opts *o) {
     struct task *t = tasks_get(task_ref->valuestring);
-    if (t && !agent_owns(c->agent, t)) {
+    if (t && !(agent_owns(c->agent, t) && tenant_matches(t, c->tenant))) {
         task_release(t);
         t = NULL;
     }
@@ -485,14 +486,17 @@ static bool send_common(struct call *c, bool stream) {
         cJSON_DetachItemViaPointer(c->params, metadata);
     else
         metadata = NULL;
+    bool oom = false;
     struct task_create tc = {
         .agent = c->agent,
         .message = message,
         .context_id = cJSON_IsString(ctx_id) ? ctx_id->valuestring : NULL,
         .metadata = metadata,
         .ext[TASK_EXT_HU] = hu,
+        .ext[TASK_EXT_TENANT] = tenant_slot_new(c->tenant, &oom),
     };
-    if (o.has_push && !(tc.ext[TASK_EXT_PUSH] = push_configs_new(&o.push))) {
+    if (oom || (o.has_push && !(tc.ext[TASK_EXT_PUSH] = push_configs_new(&o.push)))) {
+        free(tc.ext[TASK_EXT_TENANT]);
         cJSON_Delete(message);
         cJSON_Delete(metadata);
         hu_job_free(hu);
@@ -787,8 +791,12 @@ void rpc_handle(const struct rpc_request *rq, struct rpc_reply *out) {
             if (!cJSON_IsObject(params)) params = empty = cJSON_CreateObject();
             if (d == A2A_V10) v1_camel_keys(params);
             struct call c = {.agent = rq->agent, .id = id, .params = params, .d = d,
-                             .rq = rq, .out = out, .f = &f, .bare = rq->bare_stream};
-            bool ok = params && m->fn(&c);
+                             .rq = rq, .out = out, .f = &f, .bare = rq->bare_stream,
+                             .tenant = ""};
+            char why[160];
+            bool ok = params && (d != A2A_V10 || tenant_of_params(params, &c.tenant, why, sizeof why) ||
+                                 fail(&f, RPC_INVALID_PARAMS, "%s", why)) &&
+                      m->fn(&c);
             if (!params) fail(&f, RPC_INTERNAL_ERROR, "out of memory");
             cJSON_Delete(empty);
             if (ok) {

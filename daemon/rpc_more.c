@@ -7,6 +7,7 @@
 
 #include "rpc_int.h"
 #include "tasks.h"
+#include "tenant.h"
 #include "util.h"
 
 #define fail rpc_fail
@@ -329,7 +330,7 @@ bool rpc_list_tasks(struct call *c) {
         struct task *t = all[i];
         char ts[TIMESTAMP_LEN];
         enum task_state s = task_get_status(t, ts);
-        bool keep = v && (!c->agent || task_agent(t) == c->agent) &&
+        bool keep = v && (!c->agent || task_agent(t) == c->agent) && tenant_matches(t, c->tenant) &&
                     (!cJSON_IsString(ctx) || strcmp(ctx->valuestring, task_context_id(t)) == 0) &&
                     (!by_state || s == want) && (!after_ts[0] || strcmp(ts, after_ts) > 0);
         if (keep) {

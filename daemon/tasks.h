@@ -51,6 +51,7 @@ enum task_ext_slot {
     TASK_EXT_STREAMS, /* streams.c: open SSE subscribers */
     TASK_EXT_STORE,   /* store.c: persistence bookkeeping */
     TASK_EXT_REPLAY,  /* replay.c: recent stream events, for Last-Event-ID */
+    TASK_EXT_TENANT,  /* tenant.c: the A2A 1.0 tenant the task belongs to */
     TASK_EXT_MAX
 };
 

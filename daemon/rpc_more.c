@@ -283,7 +283,7 @@ static bool normalise_time(const char *in, char out[TIMESTAMP_LEN]) {
 }
 
 static bool state_of_v1(const char *name, enum task_state *out) {
-    for (int s = TASK_SUBMITTED; s <= TASK_REJECTED; s++)
+    for (int s = TASK_SUBMITTED; s <= TASK_AUTH_REQUIRED; s++)
         if (strcmp(name, v1_state_name((enum task_state)s)) == 0) {
             *out = (enum task_state)s;
             return true;

@@ -299,6 +299,8 @@ struct send_opts {
 static bool get_send_opts(struct call *c, struct send_opts *o) {
     o->blocking = true; /* 0.3: both official SDKs block when it is absent; 1.0: the spec */
     o->history = -1;
+    o->has_after = false;
+    o->after = 0;
     o->has_push = false;
     const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(c->params, "configuration");
     if (!cfg || cJSON_IsNull(cfg)) return true;

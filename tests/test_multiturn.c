@@ -130,7 +130,11 @@ static void read_states(struct sse *s, bool v1, char *out, size_t n) {
         o += (size_t)snprintf(out + o, n - o, "%s%s%s", o ? " " : "", final ? "!" : "", st);
         cJSON_Delete(e);
     }
-    ck_assert_msg(r == 0, "stream broke: %s", sse_body(s));
+    if (r != 0) {
+        char *log = daemon_log(&dp);
+        ck_abort_msg("stream broke (HTTP %d) after \"%s\": %s\ndaemon log:\n%s", sse_status(s, 1000), out,
+                     sse_body(s), log);
+    }
 }
 
 START_TEST(streams_end_at_input_required_and_the_continuation_streams_the_rest) {

@@ -398,9 +398,19 @@ static bool continue_task(struct call *c, cJSON *message, const cJSON *task_ref,
         return fail(c->f, c->d == A2A_V10 ? RPC_UNSUPPORTED_OPERATION : RPC_INVALID_REQUEST,
                     "task %s ended meanwhile and cannot be continued", task_ref->valuestring);
     }
+    if (!stream) {
+        workers_deliver_message(t, copy);
+        cJSON_Delete(copy);
+        return send_answer(c, t, false, o);
+    }
+    /* A stream subscribes before the job hears the message, so it misses
+     * none of the events the answer causes. */
+    task_retain(t);
+    bool ok = send_answer(c, t, true, o);
     workers_deliver_message(t, copy);
     cJSON_Delete(copy);
-    return send_answer(c, t, stream, o);
+    task_release(t);
+    return ok;
 }
 
 /* A task that could not be created (or stored): nothing was accepted. */

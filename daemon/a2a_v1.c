@@ -10,6 +10,7 @@ static const char *const v1_states[] = {
     [TASK_SUBMITTED] = "TASK_STATE_SUBMITTED", [TASK_WORKING] = "TASK_STATE_WORKING",
     [TASK_COMPLETED] = "TASK_STATE_COMPLETED", [TASK_FAILED] = "TASK_STATE_FAILED",
     [TASK_CANCELED] = "TASK_STATE_CANCELED",   [TASK_REJECTED] = "TASK_STATE_REJECTED",
+    [TASK_INPUT_REQUIRED] = "TASK_STATE_INPUT_REQUIRED", [TASK_AUTH_REQUIRED] = "TASK_STATE_AUTH_REQUIRED",
 };
 
 const char *v1_state_name(enum task_state s) {
@@ -24,6 +25,7 @@ static const char *v1_state_of(const char *s03) {
         {"submitted", "TASK_STATE_SUBMITTED"},   {"working", "TASK_STATE_WORKING"},
         {"completed", "TASK_STATE_COMPLETED"},   {"failed", "TASK_STATE_FAILED"},
         {"canceled", "TASK_STATE_CANCELED"},     {"rejected", "TASK_STATE_REJECTED"},
+        {"input-required", "TASK_STATE_INPUT_REQUIRED"}, {"auth-required", "TASK_STATE_AUTH_REQUIRED"},
         {"input-required", "TASK_STATE_INPUT_REQUIRED"},
         {"auth-required", "TASK_STATE_AUTH_REQUIRED"},
     };
@@ -259,7 +261,8 @@ cJSON *a2a_event(struct task *t, const struct task_event *ev, enum a2a_dialect d
             st = s1;
         }
         cJSON_AddItemToObject(e, "status", st);
-        if (d == A2A_V03) cJSON_AddBoolToObject(e, "final", ev->terminal);
+        /* 0.3: an interrupted state ends the stream too (final), as the SDKs do */
+        if (d == A2A_V03) cJSON_AddBoolToObject(e, "final", ev->terminal || ev->interrupted);
     } else {
         cJSON_AddItemToObject(e, "artifact", d == A2A_V10 ? v1_artifact(ev->artifact)
                                                           : cJSON_Duplicate(ev->artifact, 1));

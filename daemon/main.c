@@ -26,6 +26,7 @@
 #include "replay.h"
 #include "runner.h"
 #include "streams.h"
+#include "tenant.h"
 #include "tasks.h"
 #include "util.h"
 #include "webhooks.h"
@@ -288,6 +289,7 @@ int main(int argc, char **argv) {
                                          : "no credentials configured: open to every caller");
     streams_init(cfg.stream_buffer_bytes, cfg.stream_keepalive_s);
     replay_init(cfg.stream_replay_bytes);
+    tenant_init();
     struct rpc_settings rs = {.push_enabled = cfg.webhooks_enabled};
     rpc_init(&rs);
     hu_init(&cfg);

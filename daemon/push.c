@@ -257,7 +257,8 @@ static a2ad_status push_observe(struct task *t, const struct task_event *ev) {
         if (e->token_header) headers[h++] = e->token_header;
         if (e->auth_header) headers[h++] = e->auth_header;
         struct webhook_post p = {.order_key = e->order_key, .url = e->url, .headers = headers,
-                                 .body = copy, .len = len, .essential = ev->terminal,
+                                 .body = copy, .len = len,
+                                 .essential = ev->terminal || ev->interrupted,
                                  .event_id = event_id, .task_id = task_id(t)};
         a2ad_status st = copy && e->order_key ? webhooks_post(&p) : (free(copy), A2AD_ERR_NOMEM);
         /* The URL may carry credentials: the task id is enough to trace it. */

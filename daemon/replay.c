@@ -20,6 +20,7 @@ struct replay_log {
     struct replay_event *head, *tail;
     size_t bytes;
     uint64_t dropped_upto; /* the highest SEQ no longer kept (0 = none dropped) */
+    bool ended;            /* the task's last event is in: save the log (see log_save) */
 };
 
 static size_t max_bytes = 64 * 1024;
@@ -79,12 +80,20 @@ static a2ad_status replay_observe(struct task *t, const struct task_event *ev) {
         return A2AD_OK;
     }
     log_add(l, ev->seq, text);
+    if (ev->terminal) l->ended = true;
     return A2AD_OK;
 }
 
-/* Saved as {"droppedUpTo": N, "events": [{"seq": N, "event": {...}}]}. */
+/* Saved as {"droppedUpTo": N, "events": [{"seq": N, "event": {...}}]},
+ * and only with the task's last event: the store writes the whole row on
+ * every event, so saving the log each time would cost O(events^2) bytes
+ * per task (measured: a 13-event job wrote ten times its row). A job that
+ * was running when a2ad died starts again or fails at the next start, so
+ * the events it had sent have no use then; the stream of a task that ended
+ * is what a reconnecting client may still miss. */
 static cJSON *log_save(const void *data) {
     const struct replay_log *l = data;
+    if (!l->ended) return NULL;
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "droppedUpTo", (double)l->dropped_upto);
     cJSON *a = cJSON_AddArrayToObject(o, "events");
@@ -100,6 +109,7 @@ static cJSON *log_save(const void *data) {
 static void *log_load(const cJSON *saved) {
     struct replay_log *l = calloc(1, sizeof *l);
     if (!l) return NULL;
+    l->ended = true; /* only ended tasks' logs are saved */
     const cJSON *d = cJSON_GetObjectItemCaseSensitive(saved, "droppedUpTo");
     if (cJSON_IsNumber(d) && d->valuedouble > 0) l->dropped_upto = (uint64_t)d->valuedouble;
     const cJSON *x;

@@ -6,8 +6,11 @@
  * TASKID.SEQ.N). This module keeps, in the task's TASK_EXT_REPLAY slot, the
  * latest events of the task (their A2A 0.3 rendering, with their SEQ), at
  * most max_bytes of them per task, oldest dropped first. With the durable
- * store the slot is saved in the task's row in the same transaction as the
- * event, so what is replayed is what the database has, across restarts.
+ * store the log is saved in the task's row with the task's last event (in
+ * that event's transaction), so a client can still catch up on a task that
+ * ended, also after a restart; a task that was running when a2ad stopped
+ * is run again or failed at the next start, and a client reconnecting to
+ * it gets the task as it is (the fallback below).
  *
  * Thread: the observer runs with the task locked; replay_after_locked needs
  * the task lock too (streams.c calls it inside stream_open).

@@ -15,7 +15,22 @@ static bool copy_segment(char *out, size_t n, const char *s, size_t len) {
     return true;
 }
 
+static bool match_plain(const char *m, const char *path, struct rest_target *t, bool *bad_method);
+
 bool rest_match(const char *m, const char *path, struct rest_target *t, bool *bad_method) {
+    if (match_plain(m, path, t, bad_method)) return true;
+    /* /{tenant}/<route> */
+    if (path[0] != '/') return false;
+    size_t n = strcspn(path + 1, "/");
+    char tenant[sizeof t->tenant];
+    if (!path[1 + n] || !copy_segment(tenant, sizeof tenant, path + 1, n) ||
+        !match_plain(m, path + 1 + n, t, bad_method))
+        return false;
+    memcpy(t->tenant, tenant, sizeof tenant);
+    return true;
+}
+
+static bool match_plain(const char *m, const char *path, struct rest_target *t, bool *bad_method) {
     memset(t, 0, sizeof *t);
     *bad_method = false;
     bool get = strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0, post = strcmp(m, "POST") == 0,
@@ -157,6 +172,17 @@ char *rest_request(const struct rest_target *t, const char *body, size_t len,
         }
         cJSON_DeleteItemFromObjectCaseSensitive(params, key);
         cJSON_AddStringToObject(params, key, t->task_id);
+    }
+    if (t->tenant[0]) {
+        const cJSON *given = cJSON_GetObjectItemCaseSensitive(params, "tenant");
+        if (cJSON_IsString(given) && *given->valuestring && strcmp(given->valuestring, t->tenant) != 0) {
+            cJSON_Delete(params);
+            *status = 400;
+            *err = rest_error_body(400, "tenant in the body does not match the tenant of the path");
+            return NULL;
+        }
+        cJSON_DeleteItemFromObjectCaseSensitive(params, "tenant");
+        cJSON_AddStringToObject(params, "tenant", t->tenant);
     }
     if (t->config_id[0]) {
         cJSON_DeleteItemFromObjectCaseSensitive(params, "id");

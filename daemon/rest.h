@@ -26,6 +26,7 @@
  *   GET  /tasks/{id}/pushNotificationConfigs/{cid}    GetTaskPushNotificationConfig
  *   DELETE /tasks/{id}/pushNotificationConfigs/{cid}  DeleteTaskPushNotificationConfig
  *   GET  /extendedAgentCard          GetExtendedAgentCard
+ * each also as /{tenant}/... (A2A 1.0 multi-tenancy: params.tenant).
  *
  * Pure functions on their arguments; safe from any thread.
  */
@@ -42,6 +43,7 @@ struct rest_target {
     bool empty_result;      /* Delete: the body is {} */
     char task_id[256];      /* from the path, "" = none */
     char config_id[260];    /* from the path, "" = none */
+    char tenant[260];       /* the path prefix /{tenant}/..., "" = none */
 };
 
 /* Whether an HTTP method and path (after any /agents/NAME) name a REST

@@ -44,6 +44,7 @@
 #include "streams.h"
 #include "tasks.h"
 #include "util.h"
+#include "tenant.h"
 #include "workers.h"
 
 static struct {
@@ -249,7 +250,7 @@ struct task *rpc_lookup_task(struct call *c, const char *key) {
         return NULL;
     }
     struct task *t = tasks_get(tid->valuestring);
-    if (t && (!agent_owns(c->agent, t) || !auth_may_see(caller(c), t))) {
+    if (t && (!agent_owns(c->agent, t) || !auth_may_see(caller(c), t) || !tenant_matches(t, c->tenant))) {
         task_release(t);
         t = NULL;
     }
@@ -294,6 +295,8 @@ struct send_opts {
 static bool get_send_opts(struct call *c, struct send_opts *o) {
     o->blocking = true; /* 0.3: both official SDKs block when it is absent; 1.0: the spec */
     o->history = -1;
+    o->has_after = false;
+    o->after = 0;
     o->has_push = false;
     const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(c->params, "configuration");
     if (!cfg || cJSON_IsNull(cfg)) return true;
@@ -349,7 +352,7 @@ static bool send_answer(struct call *c, struct task *t, bool stream, const struc
 static bool continue_task(struct call *c, cJSON *message, const cJSON *task_ref, bool stream,
                           const struct send_opts *o) {
     struct task *t = tasks_get(task_ref->valuestring);
-    if (t && (!agent_owns(c->agent, t) || !auth_may_see(caller(c), t))) {
+    if (t && (!agent_owns(c->agent, t) || !auth_may_see(caller(c), t) || !tenant_matches(t, c->tenant))) {
         task_release(t);
         t = NULL;
     }
@@ -395,9 +398,19 @@ static bool continue_task(struct call *c, cJSON *message, const cJSON *task_ref,
         task_release(t);
         return false;
     }
+    if (!stream) {
+        workers_deliver_message(t, copy);
+        cJSON_Delete(copy);
+        return send_answer(c, t, false, o);
+    }
+    /* A stream subscribes before the job hears the message, so it misses
+     * none of the events the answer causes. */
+    task_retain(t);
+    bool ok = send_answer(c, t, true, o);
     workers_deliver_message(t, copy);
     cJSON_Delete(copy);
-    return send_answer(c, t, stream, o);
+    task_release(t);
+    return ok;
 }
 
 /* A task that could not be created (or stored): nothing was accepted. */
@@ -486,14 +499,17 @@ static bool send_common(struct call *c, bool stream) {
         cJSON_DetachItemViaPointer(c->params, metadata);
     else
         metadata = NULL;
+    bool oom = false;
     struct task_create tc = {
         .agent = c->agent,
         .message = message,
         .context_id = cJSON_IsString(ctx_id) ? ctx_id->valuestring : NULL,
         .metadata = metadata,
         .ext[TASK_EXT_HU] = hu,
+        .ext[TASK_EXT_TENANT] = tenant_slot_new(c->tenant, &oom),
     };
-    if (o.has_push && !(tc.ext[TASK_EXT_PUSH] = push_configs_new(&o.push))) {
+    if (oom || (o.has_push && !(tc.ext[TASK_EXT_PUSH] = push_configs_new(&o.push)))) {
+        free(tc.ext[TASK_EXT_TENANT]);
         cJSON_Delete(message);
         cJSON_Delete(metadata);
         hu_job_free(hu);
@@ -796,8 +812,12 @@ void rpc_handle(const struct rpc_request *rq, struct rpc_reply *out) {
             if (!cJSON_IsObject(params)) params = empty = cJSON_CreateObject();
             if (d == A2A_V10) v1_camel_keys(params);
             struct call c = {.agent = rq->agent, .id = id, .params = params, .d = d,
-                             .rq = rq, .out = out, .f = &f, .bare = rq->bare_stream};
-            bool ok = params && m->fn(&c);
+                             .rq = rq, .out = out, .f = &f, .bare = rq->bare_stream,
+                             .tenant = ""};
+            char why[160];
+            bool ok = params && (d != A2A_V10 || tenant_of_params(params, &c.tenant, why, sizeof why) ||
+                                 fail(&f, RPC_INVALID_PARAMS, "%s", why)) &&
+                      m->fn(&c);
             if (!params) fail(&f, RPC_INTERNAL_ERROR, "out of memory");
             cJSON_Delete(empty);
             if (ok) {

@@ -35,6 +35,7 @@ struct call {
     struct rpc_reply *out;
     struct rpc_fail *f;
     bool bare;                   /* streams without the JSON-RPC envelope (HTTP+JSON) */
+    const char *tenant;          /* 1.0 params.tenant, "" = none (tenant.h) */
 };
 
 /* Record a failure; returns false so `return rpc_fail(...)` ends a method. */

@@ -9,6 +9,7 @@
 #include "plugins.h"
 #include "rpc_int.h"
 #include "tasks.h"
+#include "tenant.h"
 #include "util.h"
 
 #define fail rpc_fail
@@ -292,7 +293,7 @@ static bool normalise_time(const char *in, char out[TIMESTAMP_LEN]) {
 }
 
 static bool state_of_v1(const char *name, enum task_state *out) {
-    for (int s = TASK_SUBMITTED; s <= TASK_REJECTED; s++)
+    for (int s = TASK_SUBMITTED; s <= TASK_AUTH_REQUIRED; s++)
         if (strcmp(name, v1_state_name((enum task_state)s)) == 0) {
             *out = (enum task_state)s;
             return true;
@@ -341,7 +342,7 @@ bool rpc_list_tasks(struct call *c) {
         enum task_state s = task_get_status(t, ts);
         bool keep = v && (!c->agent || task_agent(t) == c->agent ||
                           (task_agent(t) && strcmp(task_agent(t)->desc.name, c->agent->desc.name) == 0)) &&
-                    auth_may_see(c->rq->principal, t) &&
+                    auth_may_see(c->rq->principal, t) && tenant_matches(t, c->tenant) &&
                     (!cJSON_IsString(ctx) || strcmp(ctx->valuestring, task_context_id(t)) == 0) &&
                     (!by_state || s == want) && (!after_ts[0] || strcmp(ts, after_ts) > 0);
         if (keep) {

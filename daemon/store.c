@@ -1014,9 +1014,10 @@ static size_t recover_outbox(sqlite3 *db) {
 }
 
 static bool parse_state(const char *name, enum task_state *out) {
-    for (int s = TASK_SUBMITTED; s <= TASK_REJECTED; s++)
+    for (int s = TASK_SUBMITTED; s <= TASK_AUTH_REQUIRED; s++)
         if (strcmp(task_state_name((enum task_state)s), name) == 0) {
-            *out = (enum task_state)s;
+            /* a job that waited for the client was running: the same fate */
+            *out = task_state_interrupted((enum task_state)s) ? TASK_WORKING : (enum task_state)s;
             return true;
         }
     return false;

@@ -147,7 +147,9 @@ static a2ad_status streams_observe(struct task *t, const struct task_event *ev) 
         }
         bool wake = false;
         if (text[s->dialect]) {
-            wake = push_frame(s, ev->seq, text[s->dialect], ev->terminal);
+            /* 1.0: a stream "MUST close when the task reaches a terminal
+             * or interrupted state"; 0.3 marks that event final */
+            wake = push_frame(s, ev->seq, text[s->dialect], ev->terminal || ev->interrupted);
         } else {
             pthread_mutex_lock(&s->lock);
             log_error("task %s: out of memory rendering a stream event; stream closed", task_id(t));
@@ -180,12 +182,14 @@ void streams_init(size_t max_buffer, unsigned keepalive_s) {
     tasks_add_observer(streams_observe);
 }
 
-/* Whether a rendered (0.3) Task is in a final state. */
+/* Whether a rendered (0.3) Task is in a final or interrupted state: a
+ * stream opened on it ends after its first frame. */
 static bool snapshot_terminal(const cJSON *task03) {
-    static const char *const finals[] = {"completed", "failed", "canceled", "rejected"};
+    static const char *const finals[] = {"completed", "failed",         "canceled",
+                                         "rejected",  "input-required", "auth-required"};
     const cJSON *st = cJSON_GetObjectItemCaseSensitive(
         cJSON_GetObjectItemCaseSensitive(task03, "status"), "state");
-    for (size_t i = 0; cJSON_IsString(st) && i < 4; i++)
+    for (size_t i = 0; cJSON_IsString(st) && i < sizeof finals / sizeof finals[0]; i++)
         if (strcmp(st->valuestring, finals[i]) == 0) return true;
     return false;
 }

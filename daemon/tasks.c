@@ -142,6 +142,7 @@ static a2ad_status emit_locked(struct task *t, struct task_event *ev) {
 static const char *const state_names[] = {
     [TASK_SUBMITTED] = "submitted", [TASK_WORKING] = "working",   [TASK_COMPLETED] = "completed",
     [TASK_FAILED] = "failed",       [TASK_CANCELED] = "canceled", [TASK_REJECTED] = "rejected",
+    [TASK_INPUT_REQUIRED] = "input-required", [TASK_AUTH_REQUIRED] = "auth-required",
 };
 
 const char *task_state_name(enum task_state s) {
@@ -150,6 +151,10 @@ const char *task_state_name(enum task_state s) {
 
 bool task_state_terminal(enum task_state s) {
     return s == TASK_COMPLETED || s == TASK_FAILED || s == TASK_CANCELED || s == TASK_REJECTED;
+}
+
+bool task_state_interrupted(enum task_state s) {
+    return s == TASK_INPUT_REQUIRED || s == TASK_AUTH_REQUIRED;
 }
 
 static const char *importance_name(a2ad_importance i) {
@@ -530,6 +535,9 @@ enum task_state task_get_status(struct task *t, char *timestamp) {
     return s;
 }
 
+static void set_status_locked(struct task *t, enum task_state s, cJSON *message);
+static void emit_status_locked(struct task *t, const char *text, double progress, int importance);
+
 a2ad_status task_add_message(struct task *t, cJSON *message) {
     json_set_string(message, "kind", "message");
     json_set_string(message, "taskId", t->id);
@@ -537,6 +545,12 @@ a2ad_status task_add_message(struct task *t, cJSON *message) {
     pthread_mutex_lock(&t->lock);
     bool ended = task_state_terminal(t->state);
     if (!ended) cJSON_AddItemToArray(t->history, message);
+    if (!ended && task_state_interrupted(t->state)) { /* the answer: back to work */
+        cJSON_Delete(t->status_message);
+        t->status_message = NULL;
+        set_status_locked(t, TASK_WORKING, NULL);
+        emit_status_locked(t, NULL, NAN, -1);
+    }
     pthread_mutex_unlock(&t->lock);
     if (ended) cJSON_Delete(message);
     return ended ? A2AD_ERR_STATE : A2AD_OK;
@@ -635,6 +649,7 @@ static void set_status_locked(struct task *t, enum task_state s, cJSON *message)
 static void emit_status_locked(struct task *t, const char *text, double progress, int importance) {
     struct task_event ev = {
         .kind = TASK_EVENT_STATUS, .state = t->state, .terminal = task_state_terminal(t->state),
+        .interrupted = task_state_interrupted(t->state),
         .message = t->status_message, .text = text, .progress = progress, .importance = importance,
     };
     emit_locked(t, &ev);
@@ -825,6 +840,43 @@ a2ad_status task_finish(struct task *t, enum task_state final_state, const char 
     return A2AD_OK;
 }
 
+/* Fire and drop the waiters; task locked. */
+static void fire_waiters_locked(struct task *t) {
+    struct waiter *w = t->waiters;
+    t->waiters = NULL;
+    while (w) {
+        struct waiter *next = w->next;
+        w->cb(w->arg);
+        free(w);
+        w = next;
+    }
+}
+
+a2ad_status task_interrupt(struct task *t, enum task_state s, const char *text) {
+    if (!task_state_interrupted(s) || !text || !*text) return A2AD_ERR_INVALID;
+    cJSON *m = agent_message(t, text);
+    cJSON *hist = m ? cJSON_Duplicate(m, 1) : NULL;
+    if (!hist) {
+        cJSON_Delete(m);
+        return A2AD_ERR_NOMEM;
+    }
+    pthread_mutex_lock(&t->lock);
+    if (task_state_terminal(t->state)) {
+        pthread_mutex_unlock(&t->lock);
+        cJSON_Delete(m);
+        cJSON_Delete(hist);
+        return A2AD_ERR_STATE;
+    }
+    set_status_locked(t, s, m);
+    cJSON_AddItemToArray(t->history, hist);
+    /* A notice: dialects that only know progress updates (Health Universe)
+     * show the question as one. */
+    emit_status_locked(t, text, NAN, A2AD_NOTICE);
+    fire_waiters_locked(t);
+    pthread_mutex_unlock(&t->lock);
+    return A2AD_OK;
+}
+
 a2ad_status task_cancel(struct task *t) {
     return task_finish(t, TASK_CANCELED, "Task canceled on request");
 }
@@ -848,7 +900,7 @@ a2ad_status task_on_terminal(struct task *t, void (*cb)(void *arg), void *arg) {
     w->cb = cb;
     w->arg = arg;
     pthread_mutex_lock(&t->lock);
-    if (task_state_terminal(t->state)) {
+    if (task_state_terminal(t->state) || task_state_interrupted(t->state)) {
         pthread_mutex_unlock(&t->lock);
         free(w);
         return A2AD_ERR_STATE;

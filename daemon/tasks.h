@@ -35,12 +35,18 @@ enum task_state {
     TASK_COMPLETED,
     TASK_FAILED,
     TASK_CANCELED,
-    TASK_REJECTED
+    TASK_REJECTED,
+    /* interrupted: the agent waits for the client (request_input); not
+     * final, but a blocking send answers and streams end there */
+    TASK_INPUT_REQUIRED,
+    TASK_AUTH_REQUIRED
 };
 
 /* "submitted", "working", ... as A2A 0.3 spells them. */
 const char *task_state_name(enum task_state s);
 bool task_state_terminal(enum task_state s);
+/* input-required or auth-required. */
+bool task_state_interrupted(enum task_state s);
 
 /* Per-task data of other modules. A slot's data is set when the task is
  * created (task_create.ext) or later with task_ext_set, and freed with the
@@ -52,6 +58,7 @@ enum task_ext_slot {
     TASK_EXT_STORE,   /* store.c: persistence bookkeeping */
     TASK_EXT_OWNER,   /* auth.c: the credential name that created it (persisted) */
     TASK_EXT_REPLAY,  /* replay.c: recent stream events, for Last-Event-ID */
+    TASK_EXT_TENANT,  /* tenant.c: the A2A 1.0 tenant the task belongs to */
     TASK_EXT_MAX
 };
 
@@ -89,6 +96,7 @@ struct task_event {
     enum task_event_kind kind;
     enum task_state state;    /* after the event */
     bool terminal;            /* the task's last event */
+    bool interrupted;         /* the task now waits for the client (input/auth-required) */
     uint64_t seq;             /* 1, 2, ... per task, in event order */
     const char *timestamp;    /* of the status, ISO 8601 UTC */
     const cJSON *message;     /* STATUS: the agent message now in the status, or NULL */
@@ -230,7 +238,9 @@ enum task_state task_get_state_locked(struct task *t);
 enum task_state task_get_status(struct task *t, char *timestamp);
 
 /* A further message of the conversation (a message/send naming this task):
- * appended to the history with taskId and contextId set; no event. TAKEN.
+ * appended to the history with taskId and contextId set; no event, except
+ * that a task waiting for input (interrupted) goes back to working with a
+ * STATUS event. TAKEN.
  * A2AD_ERR_STATE (message freed) when the task already ended. */
 a2ad_status task_add_message(struct task *t, cJSON *message);
 
@@ -262,14 +272,20 @@ a2ad_status task_progress(struct task *t, const char *message, double progress,
 /* An artifact (bytes copied). */
 a2ad_status task_artifact(struct task *t, const char *name, const char *mime_type,
                           const void *data, size_t len);
+/* The agent asks the client for input: the task goes to s
+ * (TASK_INPUT_REQUIRED or TASK_AUTH_REQUIRED) with text (copied) as its
+ * status message and in its history; the waiters (task_on_terminal) fire.
+ * A2AD_ERR_INVALID for another state or an empty text. */
+a2ad_status task_interrupt(struct task *t, enum task_state s, const char *text);
+
 /* End the task in a terminal state with an optional agent text (copied). */
 a2ad_status task_finish(struct task *t, enum task_state final_state, const char *text);
 /* Ask to cancel: the task ends as canceled at once; a running agent sees
  * a2ad_cancelled() and its later calls are refused. */
 a2ad_status task_cancel(struct task *t);
 
-/* Call cb(arg) once when the task reaches a terminal state. Returns
- * A2AD_ERR_STATE (and does not register) if it already has. cb runs on the
+/* Call cb(arg) once when the task reaches a terminal or interrupted state.
+ * Returns A2AD_ERR_STATE (and does not register) if it already is in one. cb runs on the
  * thread that ended the task, with the task locked: it must only signal
  * (e.g. resume a connection), never call back into tasks. */
 a2ad_status task_on_terminal(struct task *t, void (*cb)(void *arg), void *arg);

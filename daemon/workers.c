@@ -156,6 +156,16 @@ static a2ad_status host_fail(a2ad_ctx ctx, const char *reason) {
     return st == A2AD_OK ? A2AD_ERR_FAILED : st;
 }
 
+static a2ad_status host_request_input(a2ad_ctx ctx, const char *message, uint32_t kind) {
+    if (kind != A2AD_INPUT_REQUIRED && kind != A2AD_AUTH_REQUIRED) return A2AD_ERR_INVALID;
+    struct slot *s = slot_acquire(ctx);
+    if (!s) return A2AD_ERR_ENDED;
+    a2ad_status st = ended_if_state(task_interrupt(
+        s->task, kind == A2AD_AUTH_REQUIRED ? TASK_AUTH_REQUIRED : TASK_INPUT_REQUIRED, message));
+    slot_release(s);
+    return st;
+}
+
 static void host_vlog(a2ad_ctx ctx, a2ad_log_level level, const char *fmt, va_list ap) {
     char origin[160];
     if (ctx.handle & AGENT_BIT) {
@@ -189,6 +199,7 @@ static const struct a2ad_host host_table = {
     .vlog = host_vlog,
     .set_result = host_result,
     .set_failure = host_fail,
+    .request_input = host_request_input,
 };
 
 const struct a2ad_host *workers_host(void) { return &host_table; }

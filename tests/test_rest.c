@@ -14,11 +14,12 @@
 #include "support/json.h"
 #include "support/sse.h"
 
-static struct daemon_proc dp;
+static struct daemon_proc dp, dp2;
 static long last_status; /* of the last rest() call */
 
 static void setup(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
 static void teardown(void) {
+    daemon_cleanup(&dp2);
     daemon_cleanup(&dp);
     curl_global_cleanup();
 }
@@ -194,6 +195,92 @@ START_TEST(rest_streams_are_bare_stream_responses_with_ids) {
 }
 END_TEST
 
+/* A2A 1.0 tenants, over JSON-RPC (params.tenant) and HTTP+JSON (the path
+ * prefix): a task is seen only with its tenant, also after a restart. */
+static cJSON *rpc10(unsigned port, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static cJSON *rpc10(unsigned port, const char *fmt, ...) {
+    char body[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(body, sizeof body, fmt, ap);
+    va_end(ap);
+    static const char *const v1[] = {"A2A-Version: 1.0", NULL};
+    cJSON *o = rpc_call_headers(port, "/", body, v1, NULL);
+    ck_assert_ptr_nonnull(o);
+    return o;
+}
+
+START_TEST(tenants_scope_tasks_in_both_bindings) {
+    struct daemon_opts o = {.plugins = "echo", .default_agent = "echo"};
+    start_or_fail(&o);
+    long st = 0;
+    cJSON *r = rpc10(dp.port, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"SendMessage\",\"params\":{\"tenant\":\"acme\","
+                     "\"message\":{\"messageId\":\"m\",\"role\":\"ROLE_USER\",\"parts\":[{\"text\":\"a\"}]}}}");
+    char a[40];
+    snprintf(a, sizeof a, "%s", json_str(r, "result.task.id"));
+    ck_assert_uint_eq(strlen(a), 36);
+    cJSON_Delete(r);
+    /* JSON-RPC: only with the same tenant */
+    r = rpc10(dp.port, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"GetTask\",\"params\":{\"tenant\":\"acme\",\"id\":\"%s\"}}", a);
+    ck_assert_str_eq(json_str(r, "result.id"), a);
+    cJSON_Delete(r);
+    static const char *const others[] = {"", "\"tenant\":\"other\","};
+    for (int i = 0; i < 2; i++) {
+        r = rpc10(dp.port, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"GetTask\",\"params\":{%s\"id\":\"%s\"}}", others[i], a);
+        ck_assert_int_eq(json_int(r, "error.code"), -32001);
+        cJSON_Delete(r);
+        r = rpc10(dp.port, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"CancelTask\",\"params\":{%s\"id\":\"%s\"}}", others[i], a);
+        ck_assert_int_eq(json_int(r, "error.code"), -32001);
+        cJSON_Delete(r);
+    }
+    char body[200];
+    snprintf(body, sizeof body, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tasks/get\",\"params\":{\"id\":\"%s\"}}", a);
+    r = rpc_call(dp.port, "/", body, NULL);
+    ck_assert_int_eq(json_int(r, "error.code"), -32001); /* 0.3 has no tenant: the default one */
+    cJSON_Delete(r);
+    /* HTTP+JSON: the path prefix */
+    r = rest(NULL, NULL, &st, "/acme/tasks/%s", a);
+    ck_assert_int_eq(st, 200);
+    cJSON_Delete(r);
+    expect_rest_error(rest(NULL, NULL, &st, "/tasks/%s", a), st, 404, "NOT_FOUND", "TASK_NOT_FOUND", NULL);
+    expect_rest_error(rest(NULL, NULL, &st, "/other/tasks/%s", a), st, 404, "NOT_FOUND", "TASK_NOT_FOUND", NULL);
+    r = rest("POST", MSG10("b") "}", &st, "/agents/echo/acme/message:send");
+    ck_assert_int_eq(st, 200);
+    cJSON_Delete(r);
+    cJSON_Delete(rest("POST", MSG10("c") "}", &st, "/message:send")); /* the default tenant */
+    r = rest(NULL, NULL, &st, "/acme/tasks");
+    ck_assert_int_eq(json_int(r, "totalSize"), 2);
+    cJSON_Delete(r);
+    r = rest(NULL, NULL, &st, "/tasks");
+    ck_assert_int_eq(json_int(r, "totalSize"), 1);
+    cJSON_Delete(r);
+    r = rpc10(dp.port, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ListTasks\",\"params\":{\"tenant\":\"acme\"}}");
+    ck_assert_int_eq(json_int(r, "result.totalSize"), 2);
+    cJSON_Delete(r);
+    expect_rest_error(rest("POST", "{\"tenant\":\"zz\",\"message\":{\"messageId\":\"m1\",\"role\":\"ROLE_USER\",\"parts\":[{\"text\":\"b\"}]}}", &st, "/acme/message:send"), st, 400,
+                      "INVALID_ARGUMENT", NULL, "tenant");
+    /* bad tenants */
+    r = rpc10(dp.port, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ListTasks\",\"params\":{\"tenant\":5}}");
+    ck_assert_int_eq(json_int(r, "error.code"), -32602);
+    ck_assert_ptr_nonnull(strstr(json_str(r, "error.message"), "params.tenant"));
+    cJSON_Delete(r);
+    /* after a restart on the same database the task is still acme's */
+    ck_assert_int_eq(daemon_stop(&dp, 15000), 0);
+    char db[320];
+    snprintf(db, sizeof db, "%s/a2ad.db", dp.dir);
+    o.db_path = db;
+    if (!daemon_start(&dp2, &o)) ck_abort_msg("no restart");
+    unsigned first = dp.port;
+    dp.port = dp2.port; /* rest() talks to dp */
+    expect_rest_error(rest(NULL, NULL, &st, "/tasks/%s", a), st, 404, "NOT_FOUND", NULL, NULL);
+    r = rest(NULL, NULL, &st, "/acme/tasks/%s", a);
+    ck_assert_int_eq(st, 200);
+    ck_assert_str_eq(json_str(r, "id"), a);
+    cJSON_Delete(r);
+    dp.port = first;
+}
+END_TEST
+
 Suite *rest_suite(void);
 Suite *rest_suite(void) {
     Suite *s = suite_create("rest");
@@ -202,6 +289,7 @@ Suite *rest_suite(void) {
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, rest_resources_statuses_and_bodies);
     tcase_add_test(tc, rest_streams_are_bare_stream_responses_with_ids);
+    tcase_add_test(tc, tenants_scope_tasks_in_both_bindings);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -146,7 +146,24 @@ struct a2ad_host {
     /* Set the failure reason; returns A2AD_ERR_FAILED so that
      * `return a2ad_fail(ctx, "...");` fails the job with that reason. */
     a2ad_status (*set_failure)(a2ad_ctx ctx, const char *reason);
+
+    /* Optional (added compatibly; a2ad_request_input answers A2AD_ERR_ABI
+     * on an older host). Ask the client for more input (kind
+     * A2AD_INPUT_REQUIRED) or for authorization (A2AD_AUTH_REQUIRED): the
+     * task goes to A2A's input-required / auth-required state with message
+     * as the agent's status message (also added to the history); a blocking
+     * message/send answers at that point, streams end there, webhooks get
+     * it. It returns at once; the job goes on running and usually waits
+     * (its own condition variable, checking a2ad_cancelled) for the
+     * client's next message, which reaches it through on_message and moves
+     * the task back to working. message must be non-empty
+     * (A2AD_ERR_INVALID); A2AD_ERR_ENDED once the job has ended. The
+     * maximum duration keeps counting while the job waits. */
+    a2ad_status (*request_input)(a2ad_ctx ctx, const char *message, uint32_t kind);
 };
+
+#define A2AD_INPUT_REQUIRED 0u
+#define A2AD_AUTH_REQUIRED 1u
 
 /* One option from the agent's config section ([agent.NAME]), borrowed. */
 struct a2ad_option {
@@ -315,6 +332,18 @@ static inline int a2ad_cancelled(a2ad_ctx ctx) {
 
 static inline a2ad_status a2ad_result(a2ad_ctx ctx, const char *text) {
     return A2AD_HOST_HAS(ctx.host, set_result) ? ctx.host->set_result(ctx, text) : A2AD_ERR_ABI;
+}
+
+static inline a2ad_status a2ad_request_input(a2ad_ctx ctx, const char *message) {
+    return A2AD_HOST_HAS(ctx.host, request_input)
+               ? ctx.host->request_input(ctx, message, A2AD_INPUT_REQUIRED)
+               : A2AD_ERR_ABI;
+}
+
+static inline a2ad_status a2ad_request_auth(a2ad_ctx ctx, const char *message) {
+    return A2AD_HOST_HAS(ctx.host, request_input)
+               ? ctx.host->request_input(ctx, message, A2AD_AUTH_REQUIRED)
+               : A2AD_ERR_ABI;
 }
 
 static inline a2ad_status a2ad_fail(a2ad_ctx ctx, const char *reason) {

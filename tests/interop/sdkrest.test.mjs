@@ -89,7 +89,8 @@ test('REST POST /message:send (blocking): echo and processor', async () => {
   processorTask = await (await processor()).sendMessage(userMessage('process my data'), bounded());
   assert.equal(stateName(processorTask.status.state), 'TASK_STATE_COMPLETED');
   const art = processorTask.artifacts.find((a) => a.name === 'results.json');
-  assert.deepEqual(JSON.parse(textOf(art)), { query: 'process my data', steps: 10 });
+  assert.equal(art.parts[0].content?.$case, 'data', JSON.stringify(art.parts)); // application/json: a data part
+  assert.deepEqual(art.parts[0].content.value, { query: 'process my data', steps: 10 });
 });
 
 test('REST GET /tasks/{id} and GET /tasks', async () => {

@@ -11,6 +11,8 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -35,10 +37,19 @@ struct cred {
     unsigned char hash[HASH_LEN];
 };
 
-static struct {
+/* The credentials in force. SIGHUP builds a new table and swaps it in under
+ * the write lock (auth_reload); a request reads it under the read lock and
+ * leaves with a copy of its principal, so nothing it holds is freed by a
+ * swap. */
+struct table {
     struct cred *creds;
     size_t n, cap;
-} a;
+};
+static struct table a;
+static pthread_rwlock_t a_lock = PTHREAD_RWLOCK_INITIALIZER;
+static atomic_bool a_enabled; /* a.n > 0, readable without the lock */
+/* The table the loaders fill: a fresh one, never the one in force. */
+static struct table *building;
 
 /* ---- hashing ---------------------------------------------------------- */
 
@@ -97,24 +108,53 @@ static void principal_free(struct auth_principal *p) {
     p->n_agents = 0;
 }
 
+/* A copy the caller owns (a reload may free the table's). NULL: no memory. */
+static struct auth_principal *principal_dup(const struct auth_principal *src) {
+    struct auth_principal *p = calloc(1, sizeof *p);
+    if (!p) return NULL;
+    memcpy(p->name, src->name, sizeof p->name);
+    p->admin = src->admin;
+    if (src->agents) {
+        p->agents = calloc(src->n_agents ? src->n_agents : 1, sizeof *p->agents);
+        for (size_t i = 0; p->agents && i < src->n_agents; i++) {
+            if (!(p->agents[i] = strdup(src->agents[i]))) break;
+            p->n_agents++;
+        }
+        if (!p->agents || p->n_agents != src->n_agents) {
+            principal_free(p);
+            free(p);
+            return NULL;
+        }
+    }
+    return p;
+}
+
 /* Append a credential; the principal's agents list is taken. Returns NULL
  * on success, else the problem. */
 static const char *cred_add(struct cred *c) {
-    for (size_t i = 0; i < a.n; i++) {
-        if (strcmp(a.creds[i].p.name, c->p.name) == 0) return "the name is already used above";
-        if (CRYPTO_memcmp(a.creds[i].hash, c->hash, HASH_LEN) == 0)
+    struct table *t = building;
+    for (size_t i = 0; i < t->n; i++) {
+        if (strcmp(t->creds[i].p.name, c->p.name) == 0) return "the name is already used above";
+        if (CRYPTO_memcmp(t->creds[i].hash, c->hash, HASH_LEN) == 0)
             return "the same token hash is already configured above";
     }
-    if (a.n >= CREDS_MAX) return "too many credentials (at most 100000)";
-    if (a.n == a.cap) {
-        size_t ncap = a.cap ? a.cap * 2 : 8;
-        struct cred *nc = realloc(a.creds, ncap * sizeof *nc);
+    if (t->n >= CREDS_MAX) return "too many credentials (at most 100000)";
+    if (t->n == t->cap) {
+        size_t ncap = t->cap ? t->cap * 2 : 8;
+        struct cred *nc = realloc(t->creds, ncap * sizeof *nc);
         if (!nc) return "out of memory";
-        a.creds = nc;
-        a.cap = ncap;
+        t->creds = nc;
+        t->cap = ncap;
     }
-    a.creds[a.n++] = *c;
+    t->creds[t->n++] = *c;
     return NULL;
+}
+
+static void table_free(struct table *t) {
+    for (size_t i = 0; i < t->n; i++) principal_free(&t->creds[i].p);
+    if (t->creds) OPENSSL_cleanse(t->creds, t->cap * sizeof *t->creds);
+    free(t->creds);
+    memset(t, 0, sizeof *t);
 }
 
 /* "a,b,c" into p->agents. */
@@ -283,21 +323,25 @@ static bool loopback(const char *addr) {
     return false;
 }
 
-a2ad_status auth_init(const struct config *cfg, char *err, size_t errlen) {
-    auth_shutdown();
-    a2ad_status st = auth_jwt_init(cfg, err, errlen);
-    if (st == A2AD_OK && cfg->auth_tokens_file && *cfg->auth_tokens_file)
+/* Read cfg's credentials into a new table, check the listening rule with
+ * it, and put it in force; on error the table in force stays. */
+static a2ad_status tables_load(const struct config *cfg, char *err, size_t errlen) {
+    struct table fresh = {0};
+    building = &fresh;
+    a2ad_status st = A2AD_OK;
+    if (cfg->auth_tokens_file && *cfg->auth_tokens_file)
         st = load_file(cfg->auth_tokens_file, err, errlen);
     if (st == A2AD_OK) st = load_inline(cfg->auth_token_hashes, err, errlen);
     if (st == A2AD_OK) st = load_plain(cfg->auth_bearer_tokens, err, errlen);
-    if (st == A2AD_OK && cfg->auth_tokens_file && *cfg->auth_tokens_file && a.n == 0) {
+    building = NULL;
+    if (st == A2AD_OK && cfg->auth_tokens_file && *cfg->auth_tokens_file && fresh.n == 0) {
         snprintf(err, errlen,
                  "[server] auth_tokens_file = %s has no credential: add a line "
                  "\"NAME sha256:HEX\" (a2ad --hash-token prints it)",
                  cfg->auth_tokens_file);
         st = A2AD_ERR_CONFIG;
     }
-    if (st == A2AD_OK && !auth_enabled() && !cfg->allow_unauthenticated &&
+    if (st == A2AD_OK && fresh.n == 0 && !auth_jwt_enabled() && !cfg->allow_unauthenticated &&
         !loopback(cfg->listen)) {
         snprintf(err, errlen,
                  "[server] listen = %s is not a loopback address and no credentials are "
@@ -307,20 +351,49 @@ a2ad_status auth_init(const struct config *cfg, char *err, size_t errlen) {
                  cfg->listen);
         st = A2AD_ERR_CONFIG;
     }
+    if (st != A2AD_OK) {
+        table_free(&fresh);
+        return st;
+    }
+    pthread_rwlock_wrlock(&a_lock);
+    struct table old = a;
+    a = fresh;
+    atomic_store(&a_enabled, a.n > 0);
+    pthread_rwlock_unlock(&a_lock);
+    table_free(&old);
+    return A2AD_OK;
+}
+
+a2ad_status auth_init(const struct config *cfg, char *err, size_t errlen) {
+    auth_shutdown();
+    a2ad_status st = auth_jwt_init(cfg, err, errlen);
+    if (st == A2AD_OK) st = tables_load(cfg, err, errlen);
     if (st != A2AD_OK) auth_shutdown();
     return st;
 }
 
+a2ad_status auth_reload(const struct config *cfg, char *err, size_t errlen) {
+    return tables_load(cfg, err, errlen);
+}
+
 void auth_shutdown(void) {
-    for (size_t i = 0; i < a.n; i++) principal_free(&a.creds[i].p);
-    if (a.creds) OPENSSL_cleanse(a.creds, a.cap * sizeof *a.creds);
-    free(a.creds);
+    pthread_rwlock_wrlock(&a_lock);
+    struct table old = a;
     memset(&a, 0, sizeof a);
+    atomic_store(&a_enabled, false);
+    pthread_rwlock_unlock(&a_lock);
+    table_free(&old);
     auth_jwt_shutdown();
 }
 
-bool auth_enabled(void) { return a.n > 0 || auth_jwt_enabled(); }
-size_t auth_count(void) { return a.n; }
+bool auth_enabled(void) { return atomic_load(&a_enabled) || auth_jwt_enabled(); }
+
+size_t auth_count(void) {
+    pthread_rwlock_rdlock(&a_lock);
+    size_t n = a.n;
+    pthread_rwlock_unlock(&a_lock);
+    return n;
+}
 
 /* ---- requests ------------------------------------------------------------ */
 
@@ -370,6 +443,7 @@ a2ad_status auth_identify(const char *authorization, const char *api_key,
         return A2AD_ERR_INVALID;
     }
     /* Every entry is compared, so the time taken does not tell which. */
+    pthread_rwlock_rdlock(&a_lock);
     size_t found = a.n;
     for (size_t i = 0; i < a.n; i++) {
         int diff = CRYPTO_memcmp(h, a.creds[i].hash, HASH_LEN);
@@ -377,17 +451,20 @@ a2ad_status auth_identify(const char *authorization, const char *api_key,
         found = (found & ~mask) | (i & mask);
     }
     OPENSSL_cleanse(h, sizeof h);
-    if (found == a.n) {
-        *why = "authentication required: the credential presented is not valid";
+    struct auth_principal *p = found == a.n ? NULL : principal_dup(&a.creds[found].p);
+    pthread_rwlock_unlock(&a_lock);
+    if (!p) {
+        *why = found == a.n ? "authentication required: the credential presented is not valid"
+                            : "authentication required: out of memory";
         return A2AD_ERR_INVALID;
     }
-    *out = &a.creds[found].p;
+    *out = p;
     return A2AD_OK;
 }
 
 void auth_principal_release(const struct auth_principal *p) {
-    if (!p || !p->from_jwt) return;
-    struct auth_principal *m = (struct auth_principal *)p; /* made by auth_identify */
+    if (!p) return;
+    struct auth_principal *m = (struct auth_principal *)p; /* a copy made by auth_identify */
     principal_free(m);
     free(m);
 }

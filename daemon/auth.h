@@ -42,7 +42,7 @@ struct auth_principal {
     bool admin;                   /* sees (and may act on) every task */
     char **agents;                /* agents it may use; NULL = every agent */
     size_t n_agents;
-    bool from_jwt;                /* made for one request: auth_principal_release frees it */
+    bool from_jwt;                /* from a JWT rather than a configured credential */
 };
 
 /* Load the credentials cfg names (tokens file, inline hashes, legacy
@@ -52,6 +52,11 @@ struct auth_principal {
  * returns A2AD_ERR_CONFIG (A2AD_ERR_IO for an unreadable file). Thread:
  * main, before the HTTP server starts. */
 a2ad_status auth_init(const struct config *cfg, char *err, size_t errlen);
+/* SIGHUP: read cfg's tokens file, inline hashes and plaintext tokens again
+ * and put them in force at once; requests already admitted keep their
+ * caller. JWT keys stay as loaded at start. On error (err as auth_init) the
+ * credentials in force stay. Thread: main. */
+a2ad_status auth_reload(const struct config *cfg, char *err, size_t errlen);
 /* Forget every credential. Thread: main, after the HTTP server stopped. */
 void auth_shutdown(void);
 
@@ -71,8 +76,8 @@ size_t auth_count(void);
 a2ad_status auth_identify(const char *authorization, const char *api_key,
                           const struct auth_principal **out, const char **why);
 
-/* Release what auth_identify gave (frees a JWT caller; a configured
- * credential stays). NULL is fine. Thread: any. */
+/* Release what auth_identify gave (always a copy the caller owns, so a
+ * reload never frees a caller under a request). NULL is fine. Thread: any. */
 void auth_principal_release(const struct auth_principal *p);
 
 /* May p use the agent named agent (NULL = an agent no longer loaded)?

@@ -118,10 +118,8 @@ static void note_restart_keys(const struct config *a, const struct config *b) {
         {"[server] public_url", STR_CHANGED(public_url)},
         /* Credentials are read-only after start-up (HTTP threads read them
          * without a lock); never echoed, only named. */
-        /* (auth_bearer_tokens is wiped once hashed, so its change cannot be
-         * seen here: the file-based keys are the ones to use.) */
-        {"[server] auth_tokens_file", STR_CHANGED(auth_tokens_file)},
-        {"[server] auth_token_hashes", STR_CHANGED(auth_token_hashes)},
+        /* Tokens (file, inline hashes, plaintext) reload with auth_reload;
+         * the JWT keys are read at start only. */
         {"[server] auth_jwt_hs256_secret_file", STR_CHANGED(auth_jwt_hs256_secret_file)},
         {"[server] auth_jwt_jwks_file", STR_CHANGED(auth_jwt_jwks_file)},
         {"[server] allow_unauthenticated", a->allow_unauthenticated != b->allow_unauthenticated},
@@ -186,7 +184,18 @@ static void reload(const char *path, struct config *cfg) {
         sd_notify_text("READY=1");
         return;
     }
-    log_info("reload: %s read; applying it", path);
+    /* Credentials first: a bad tokens file refuses the whole reload, before
+     * anything else changed. */
+    if (auth_reload(&fresh, err, sizeof err) != A2AD_OK) {
+        log_error("reload refused: %s; the running configuration stays", err);
+        auth_wipe(fresh.auth_bearer_tokens);
+        config_free(&fresh);
+        sd_notify_text("READY=1");
+        return;
+    }
+    auth_wipe(fresh.auth_bearer_tokens);
+    log_info("reload: %s read; credentials in force: %zu; applying the rest", path,
+             auth_count());
     note_restart_keys(cfg, &fresh);
     cfg->log_level = fresh.log_level;
     log_set_level(fresh.log_level);
@@ -204,7 +213,7 @@ static void reload(const char *path, struct config *cfg) {
                   a2ad_status_name(st));
     char agents[1024] = "";
     plugins_each(agent_line, agents);
-    log_info("reload: %s applied (log level, limits, agents): %s", path,
+    log_info("reload: %s applied (credentials, log level, limits, agents): %s", path,
              agents[0] ? agents : "no agents");
     config_free(&fresh);
     sd_notify_text("READY=1");

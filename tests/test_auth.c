@@ -3,6 +3,7 @@
  * daemon. The tokens file is made with the daemon's own --hash-token. */
 #include <check.h>
 #include <curl/curl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -766,6 +767,56 @@ START_TEST(rest_binding_needs_credentials_and_scopes_tasks) {
 }
 END_TEST
 
+/* Waits (bounded) until the daemon's log holds what; true when it does. */
+static bool log_waits_for(const char *what, int count) {
+    for (int i = 0; i < 500; i++) {
+        char *log = daemon_log(&dp);
+        int n = 0;
+        for (const char *p = log; (p = strstr(p, what)); p++) n++;
+        free(log);
+        if (n >= count) return true;
+        test_nap_ms(10);
+    }
+    return false;
+}
+
+static long status_as(const char *token) {
+    static const char send[] = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"message/send\",\"params\":{\"message\":" MSG03("ok") "}}";
+    struct http_resp h;
+    post_as(token, false, false, "/agents/echo", send, &h);
+    long st = h.status;
+    http_resp_free(&h);
+    return st;
+}
+
+/* SIGHUP reads the tokens file again: a revoked credential is refused at
+ * once, a new one works, and a broken file is refused as a whole. */
+START_TEST(tokens_file_reloads_on_sighup) {
+    start_auth(NULL);
+    ck_assert_int_eq(status_as(ALICE), 200);
+    FILE *f = fopen(tokens_path, "w");
+    ck_assert_ptr_nonnull(f);
+    add_credential(f, BOB, "bob", NULL);
+    add_credential(f, "dave-token-0123456789abcdef00", "dave", NULL);
+    fclose(f);
+    kill(dp.pid, SIGHUP);
+    ck_assert(log_waits_for("reload: ", 1) && log_waits_for(" applied (credentials", 1));
+    ck_assert_int_eq(status_as(ALICE), 401);
+    ck_assert_int_eq(status_as("dave-token-0123456789abcdef00"), 200);
+    ck_assert_int_eq(status_as(BOB), 200);
+    f = fopen(tokens_path, "w");
+    fprintf(f, "dave not-a-hash\n");
+    fclose(f);
+    kill(dp.pid, SIGHUP);
+    ck_assert(log_waits_for("reload refused", 1));
+    ck_assert_int_eq(status_as("dave-token-0123456789abcdef00"), 200);
+    char *log = daemon_log(&dp);
+    ck_assert_ptr_nonnull(strstr(log, ":1: the second field must be sha256:"));
+    ck_assert_ptr_null(strstr(log, "dave-token-0123456789abcdef00"));
+    free(log);
+}
+END_TEST
+
 static char *read_text(const char *path) {
     FILE *f = fopen(path, "r");
     ck_assert_msg(f != NULL, "cannot read %s", path);
@@ -1175,6 +1226,7 @@ Suite *auth_suite(void) {
     tcase_add_test(tj, jwt_bearer_tokens);
     tcase_add_test(tj, admin_api_takes_admin_credentials);
     tcase_add_test(tj, rest_binding_needs_credentials_and_scopes_tasks);
+    tcase_add_test(tj, tokens_file_reloads_on_sighup);
     tcase_add_test(tj, jwt_algorithm_confusion_refused);
     tcase_add_test(tj, jwt_config_errors);
     suite_add_tcase(s, tj);

@@ -138,7 +138,7 @@ test: all $(TPLUGINS) $(BUILD)/tests/a2ad-tests check-header
 	A2AD_BUILD=$(BUILD) $(BUILD)/tests/a2ad-tests
 	tests/interop/run.sh $(BUILD)
 	tests/ui/run.sh $(BUILD)
-	tests/sdk.sh $(BUILD)
+	SAN="$(SAN)" tests/sdk.sh $(BUILD)
 
 # The web dashboard (/ui/) in Debian's headless chromium (needs node, npm).
 ui-test: all
@@ -147,7 +147,7 @@ ui-test: all
 # The plugin SDK as a plugin author meets it: installed, then used by an
 # out-of-tree build (examples/out-of-tree) through pkg-config.
 sdk-test: all
-	tests/sdk.sh $(BUILD)
+	SAN="$(SAN)" tests/sdk.sh $(BUILD)
 
 # The official A2A JavaScript client (@a2a-js/sdk 0.3 and 1.x) against the daemon.
 interop: all

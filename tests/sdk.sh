@@ -14,7 +14,9 @@ cp -r "$root/examples/out-of-tree" "$tmp/greeter"
 export PKG_CONFIG_PATH="$tmp/root/usr/lib/pkgconfig"
 export PKG_CONFIG_SYSROOT_DIR="$tmp/root"
 # Nothing of the source tree may be reachable: only the installed header.
-env -u MAKEFLAGS -u MFLAGS make -s -C "$tmp/greeter" all test
+# A sanitizer build (make asan, make tsan) installs an instrumented mock
+# library: the example is built with the same flags (SAN from the Makefile).
+env -u MAKEFLAGS -u MFLAGS make -s -C "$tmp/greeter" all test ${SAN:+CFLAGS="-O1 -g -Wall -Wextra $SAN"}
 cat > "$tmp/a2ad.conf" <<CONF
 [plugins]
 dir = $tmp/greeter

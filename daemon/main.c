@@ -22,6 +22,8 @@
 #include "streams.h"
 #include "tasks.h"
 #include "util.h"
+#include "guard.h"
+#include "sign.h"
 #include "webhooks.h"
 #include "workers.h"
 
@@ -89,9 +91,35 @@ static void usage(FILE *to) {
 }
 
 /* -t: parse the config and check each plugin file without running it. */
+/* The SSRF guard's allowlist and the signing secrets, before the webhook
+ * thread starts. */
+static a2ad_status delivery_setup(const struct config *cfg) {
+    char err[512];
+    if (guard_set_allow(cfg->webhook_allow_networks) != A2AD_OK) return A2AD_ERR_CONFIG;
+    a2ad_status st = sign_load(cfg->webhook_signing_secret_file, err, sizeof err);
+    if (st != A2AD_OK) {
+        log_error("%s", err);
+        return st;
+    }
+    if (!*cfg->webhook_allow_networks)
+        log_info("webhooks: internal addresses (loopback, private, link-local, ...) are refused; "
+                 "[webhooks] allow_networks lists exceptions");
+    else
+        log_info("webhooks: internal addresses are refused except %s ([webhooks] allow_networks)",
+                 cfg->webhook_allow_networks);
+    if (sign_enabled()) log_info("webhooks: signed (Standard Webhooks, webhook-signature)");
+    return A2AD_OK;
+}
+
 static int check_only(const struct config *cfg, const char *path, int verbose) {
     int bad = 0;
     if (verbose) config_dump(cfg, stdout);
+    char serr[512];
+    if (sign_load(cfg->webhook_signing_secret_file, serr, sizeof serr) != A2AD_OK) {
+        fprintf(stderr, "%s\n", serr);
+        bad++;
+    }
+    sign_unload();
     if (cfg->plugin_load && *cfg->plugin_load) {
         char *list = strdup(cfg->plugin_load);
         for (char *save = NULL, *name = strtok_r(list, ", ", &save); name;
@@ -197,9 +225,18 @@ int main(int argc, char **argv) {
         .max_in_flight = cfg.webhook_max_in_flight,
         .max_pending = cfg.webhook_max_pending,
         .max_age_s = cfg.webhook_max_age_s,
+        .max_in_flight_per_host = cfg.webhook_max_in_flight_per_host,
+        .breaker_failures = cfg.webhook_breaker_failures,
+        .breaker_cooldown_ms = cfg.webhook_breaker_cooldown_ms,
+        .max_pending_bytes = cfg.webhook_max_pending_bytes,
+        .max_outbox_bytes = cfg.webhook_max_outbox_bytes,
+        .proxy = cfg.webhook_proxy,
+        .ca_file = cfg.webhook_ca_file,
+        .ca_path = cfg.webhook_ca_path,
     };
     int rc = 1;
     bool plugins_loaded = false;
+    if (delivery_setup(&cfg) != A2AD_OK) goto out;
     if (webhooks_start(&wo) != A2AD_OK) {
         log_error("cannot start the webhook thread");
         goto out;
@@ -265,6 +302,7 @@ out_webhooks:
     if (plugins_loaded) plugins_unload();
 out:
     store_close();
+    sign_unload();
     tasks_shutdown();
     hu_shutdown();
     rpc_shutdown();

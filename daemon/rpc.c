@@ -21,6 +21,7 @@
 
 #include <cJSON.h>
 
+#include "guard.h"
 #include "hu.h"
 #include "log.h"
 #include "plugins.h"
@@ -29,6 +30,7 @@
 #include "store.h"
 #include "streams.h"
 #include "tasks.h"
+#include "webhooks.h"
 #include "workers.h"
 
 static struct {
@@ -216,6 +218,10 @@ bool rpc_parse_push(const cJSON *p, enum a2a_dialect d, const char *where,
     if (!cJSON_IsString(url) || (strncmp(url->valuestring, "http://", 7) != 0 &&
                                  strncmp(url->valuestring, "https://", 8) != 0))
         return fail(f, RPC_INVALID_PARAMS, "%s.url must be an http:// or https:// URL", where);
+    char what[160], why[512];
+    snprintf(what, sizeof what, "%s.url", where);
+    if (!guard_check_url(url->valuestring, what, why, sizeof why)) /* SSRF */
+        return fail(f, RPC_INVALID_PARAMS, "%s", why);
     const cJSON *token = cJSON_GetObjectItemCaseSensitive(p, "token");
     if (token && !cJSON_IsNull(token) && !cJSON_IsString(token))
         return fail(f, RPC_INVALID_PARAMS, "%s.token must be a string", where);
@@ -448,6 +454,16 @@ static bool send_common(struct call *c, bool stream) {
     if (room != A2AD_OK) {
         hu_job_free(hu);
         return queue_refusal(c->f, room);
+    }
+    /* A job that will POST webhooks while the undelivered ones are at
+     * [webhooks] max_outbox_bytes: refused now, rather than its progress
+     * being dropped later. */
+    if ((hu || o.has_push) && !webhooks_accepting()) {
+        hu_job_free(hu);
+        c->f->http_status = 503;
+        c->f->retry_after_s = 5;
+        return fail(c->f, RPC_INTERNAL_ERROR,
+                    "the webhook backlog is full ([webhooks] max_outbox_bytes); retry later");
     }
 
     /* The task takes the message and metadata; push strings are copied. */

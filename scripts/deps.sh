@@ -3,7 +3,7 @@
 # As root, installs what is missing; otherwise prints the exact command and fails.
 # deps.sh --interop: node and npm for tests/interop (the official A2A JS client).
 set -eu
-need="gcc make pkg-config libmicrohttpd-dev libcurl4-openssl-dev libcjson-dev libinih-dev libsqlite3-dev"
+need="gcc make pkg-config libmicrohttpd-dev libcurl4-openssl-dev libcjson-dev libinih-dev libsqlite3-dev libssl-dev"
 if [ "${1:-}" = "--interop" ]; then
   # Checked by command, not by package: NodeSource's nodejs bundles npm and
   # conflicts with Debian's npm package, so install only what is absent.
@@ -12,7 +12,7 @@ if [ "${1:-}" = "--interop" ]; then
   command -v npm >/dev/null 2>&1 || need="$need npm"
   [ -z "$need" ] && exit 0
 fi
-[ "${1:-}" = "--test" ] && need="$need check libsubunit-dev"
+[ "${1:-}" = "--test" ] && need="$need check libsubunit-dev python3"
 missing=""
 for p in $need; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

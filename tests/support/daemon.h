@@ -25,6 +25,9 @@ struct daemon_opts {
     const char *db_path;       /* tasks.path; NULL = a2ad.db in the daemon's own folder */
     const char *tasks_extra;   /* more [tasks] lines */
     unsigned long fsize_limit; /* > 0: RLIMIT_FSIZE of the daemon (a disk that fills up) */
+    unsigned webhook_timeout_ms; /* [webhooks] timeout_ms; 0 = 3000 */
+    bool guard_default;        /* true: no [webhooks] allow_networks (loopback refused, as
+                                  installed); false: loopback allowed for the test receivers */
 };
 
 struct daemon_proc {

@@ -517,7 +517,10 @@ static void host_attempt_done(struct host *h, bool unwell) {
     }
     h->failures++;
     h->last_fail = now;
-    if (!dt.opts.breaker_failures || (h->failures < dt.opts.breaker_failures && !h->probing))
+    /* Attempts that were on the wire when the breaker opened end later;
+     * they do not open it again (it is on open_hosts once). */
+    if (host_open(h) || !dt.opts.breaker_failures ||
+        (h->failures < dt.opts.breaker_failures && !h->probing))
         return;
     h->probing = false;
     h->open_until = now + dt.opts.breaker_cooldown_ms;

@@ -633,13 +633,15 @@ END_TEST
  * for the cool-down instead of being tried. */
 START_TEST(a_failing_host_trips_its_breaker) {
     receiver_fail_next(rcv, 100000, 503);
+    /* slow answers: several attempts are on the wire when the breaker opens */
+    receiver_set_delay(rcv, 300);
     struct daemon_opts o = {.plugins = "echo",
                             .webhooks_extra = "breaker_failures = 3\nbreaker_cooldown_ms = 60000"};
     start_or_fail(&o);
     char url[128];
     snprintf(url, sizeof url, "http://127.0.0.1:%u/hook", receiver_port(rcv));
     long st;
-    for (int i = 0; i < 5; i++) {
+    for (int i = 0; i < 6; i++) {
         cJSON *r = send_with_push(url, &st);
         cJSON_Delete(r);
     }
@@ -658,6 +660,9 @@ START_TEST(a_failing_host_trips_its_breaker) {
     ck_assert_uint_eq(receiver_attempts(rcv), attempts);
     ck_assert_uint_ge(attempts, 3);
     ck_assert_uint_le(attempts, 3 + 8); /* the slots in flight when it opened */
+    /* and the daemon still stops: the open breaker is not corrupted by the
+     * attempts that ended after it opened */
+    ck_assert_int_eq(daemon_stop(&dp, 15000), 0);
 }
 END_TEST
 

@@ -1027,8 +1027,8 @@ bool webhooks_accepting(void) {
         if (outbox && outbox->park)
             ok = !wh.max_outbox_bytes ||
                  wh.stats.pending_bytes + wh.stats.parked_bytes < wh.max_outbox_bytes;
-        else
-            ok = !wh.max_pending_bytes || wh.stats.pending_bytes < wh.max_pending_bytes;
+        else /* half, as for the workers: the rest is for jobs already running */
+            ok = !wh.max_pending_bytes || wh.stats.pending_bytes < wh.max_pending_bytes / 2;
     }
     pthread_mutex_unlock(&wh.lock);
     return ok;

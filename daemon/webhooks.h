@@ -164,7 +164,8 @@ struct webhooks_stats {
 
 /* Whether new work that will POST webhooks should be taken: false while the
  * undelivered bytes (memory and outbox) are at max_outbox_bytes, or, without
- * an outbox, the queued bytes at max_pending_bytes. Thread: any. */
+ * an outbox, the queued bytes above half of max_pending_bytes (the other half
+ * is for the events of jobs already running). Thread: any. */
 bool webhooks_accepting(void);
 
 /* The outbox holds bytes of parked deliveries from before a restart

@@ -666,6 +666,102 @@ START_TEST(a_failing_host_trips_its_breaker) {
 }
 END_TEST
 
+/* ---- the backlog in bytes ------------------------------------------------ */
+
+/* In the module, without an outbox: beyond max_pending_bytes progress is
+ * refused, a final state is still taken. */
+START_TEST(the_memory_backlog_is_bounded_in_bytes) {
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    ck_assert_int_eq(guard_set_allow("127.0.0.0/8"), A2AD_OK);
+    struct blackhole bh;
+    blackhole_start(&bh);
+    struct webhooks_options o = {.timeout_ms = 60000, .connect_timeout_ms = 1000,
+                                 .max_attempts = 3, .backoff_initial_ms = 10,
+                                 .backoff_max_ms = 20, .max_in_flight = 4, .max_pending = 100000,
+                                 .max_pending_bytes = 64 * 1024};
+    ck_assert_int_eq(webhooks_start(&o), A2AD_OK);
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/hook", bh.port);
+    char *body = malloc(4096);
+    memset(body, 'x', 4096);
+    int accepted = 0;
+    a2ad_status st = A2AD_OK;
+    for (int i = 0; i < 100 && st == A2AD_OK; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "k%d", i);
+        char *copy = malloc(4096);
+        memcpy(copy, body, 4096);
+        st = webhooks_enqueue(key, url, NULL, copy, 4096, false);
+        if (st == A2AD_OK) accepted++;
+    }
+    ck_assert_int_eq(st, A2AD_ERR_FULL);
+    ck_assert_int_ge(accepted, 10); /* 64 KiB of 4 KiB bodies, with their overhead */
+    ck_assert_int_le(accepted, 16);
+    struct webhooks_stats s;
+    webhooks_get_stats(&s);
+    ck_assert_uint_le(s.pending_bytes, 64 * 1024);
+    ck_assert_uint_eq(s.rejected, 1);
+    ck_assert(!webhooks_accepting());
+    /* a final state is never refused */
+    char *copy = malloc(4096);
+    memcpy(copy, body, 4096);
+    ck_assert_int_eq(webhooks_enqueue("final", url, NULL, copy, 4096, true), A2AD_OK);
+    free(body);
+    webhooks_stop(0);
+    blackhole_stop(&bh);
+    guard_set_allow("");
+    curl_global_cleanup();
+}
+END_TEST
+
+/* The real binary: once the undelivered webhooks reach max_outbox_bytes, a
+ * new job that would POST webhooks gets 503; one without webhooks still
+ * runs. */
+START_TEST(a_full_webhook_backlog_refuses_new_jobs_with_webhooks) {
+    struct blackhole bh;
+    blackhole_start(&bh);
+    struct daemon_opts o = {.plugins = "echo", .webhook_timeout_ms = 60000,
+                            .webhooks_extra = "max_outbox_bytes = 1M"};
+    start_or_fail(&o);
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/hook", bh.port);
+    static char body[40000];
+    char text[16001];
+    memset(text, 'y', 16000);
+    text[16000] = '\0';
+    long st = 200;
+    cJSON *r = NULL;
+    int accepted = 0;
+    for (int i = 0; i < 200 && st == 200; i++) {
+        snprintf(body, sizeof body,
+                 "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"message/send\",\"params\":{"
+                 "\"message\":{\"kind\":\"message\",\"messageId\":\"m\",\"role\":\"user\","
+                 "\"parts\":[{\"kind\":\"text\",\"text\":\"%s\"}]},\"configuration\":{"
+                 "\"blocking\":true,\"pushNotificationConfig\":{\"url\":\"%s\"}}}}",
+                 text, url);
+        cJSON_Delete(r);
+        r = rpc_call(dp.port, "/agents/echo", body, &st);
+        if (st == 200) accepted++;
+    }
+    ck_assert_int_eq(st, 503);
+    ck_assert_msg(strstr(json_str(r, "error.message"), "max_outbox_bytes"), "%s",
+                  json_str(r, "error.message"));
+    cJSON_Delete(r);
+    ck_assert_int_ge(accepted, 3);
+    /* a job without webhooks is not held back by other clients' receivers */
+    r = rpc_call(dp.port, "/agents/echo",
+                 "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"message/send\",\"params\":{"
+                 "\"message\":{\"kind\":\"message\",\"messageId\":\"m\",\"role\":\"user\","
+                 "\"parts\":[{\"kind\":\"text\",\"text\":\"hi\"}]}}}",
+                 &st);
+    ck_assert_int_eq(st, 200);
+    ck_assert_str_eq(json_str(r, "result.status.state"), "completed");
+    cJSON_Delete(r);
+    ck_assert_int_eq(daemon_stop(&dp, 20000), 0);
+    blackhole_stop(&bh);
+}
+END_TEST
+
 Suite *guard_suite(void) {
     Suite *s = suite_create("guard");
     TCase *u = tcase_create("unit");
@@ -676,6 +772,7 @@ Suite *guard_suite(void) {
     tcase_add_test(u, the_allowlist_admits_only_its_networks);
     tcase_add_test(u, bad_allowlists_are_config_errors);
     tcase_add_test(u, the_connected_address_is_checked);
+    tcase_add_test(u, the_memory_backlog_is_bounded_in_bytes);
     tcase_set_timeout(u, 30);
     suite_add_tcase(s, u);
     TCase *tc = tcase_create("binary");
@@ -688,6 +785,7 @@ Suite *guard_suite(void) {
     tcase_add_test(tc, a_bad_secret_file_stops_startup);
     tcase_add_test(tc, a_black_hole_does_not_delay_another_clients_webhook);
     tcase_add_test(tc, a_failing_host_trips_its_breaker);
+    tcase_add_test(tc, a_full_webhook_backlog_refuses_new_jobs_with_webhooks);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -116,8 +116,9 @@ static int check_only(const struct config *cfg, const char *path, int verbose) {
     if (verbose) config_dump(cfg, stdout);
     char serr[512];
     if (sign_load(cfg->webhook_signing_secret_file, serr, sizeof serr) != A2AD_OK) {
-        fprintf(stderr, "%s\n", serr);
-        bad++;
+        fprintf(stderr, "%s: %s\n", path, serr);
+        sign_unload();
+        return 1;
     }
     sign_unload();
     if (cfg->plugin_load && *cfg->plugin_load) {

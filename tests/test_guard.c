@@ -539,6 +539,27 @@ START_TEST(a_bad_secret_file_stops_startup) {
     char *log = daemon_log(&dp);
     ck_assert_msg(strstr(log, "signing_secret_file /nonexistent/secret"), "%s", log);
     free(log);
+    ck_assert_int_ne(daemon_run_args(&dp, "-t", 10000), 0); /* a2ad -t says so too */
+    daemon_cleanup(&dp);
+    memset(&dp, 0, sizeof dp);
+    /* a secret too short to be one: refused, and not echoed */
+    char dir[] = "/tmp/a2ad-sign-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char path[300], extra[400];
+    snprintf(path, sizeof path, "%s/secret", dir);
+    FILE *f = fopen(path, "w");
+    fputs("whsec_c2hvcnRzZWNyZXQ=\n", f); /* "shortsecret" */
+    fclose(f);
+    snprintf(extra, sizeof extra, "signing_secret_file = %s", path);
+    struct daemon_opts o2 = {.plugins = "echo", .webhooks_extra = extra};
+    ck_assert(daemon_prepare(&dp, &o2));
+    ck_assert_int_ne(daemon_run_args(&dp, NULL, 10000), 0);
+    log = daemon_log(&dp);
+    ck_assert_msg(strstr(log, "not a secret"), "%s", log);
+    ck_assert_ptr_null(strstr(log, "c2hvcnRzZWNyZXQ"));
+    free(log);
+    unlink(path);
+    rmdir(dir);
 }
 END_TEST
 

@@ -55,12 +55,12 @@ class Healthy(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def start_daemon(binary, plugins, tmp):
+def start_daemon(binary, plugins, tmp, load="echo", extra=()):
     conf = os.path.join(tmp, "a2ad.conf")
     lines = ["[server]", "listen = 127.0.0.1", "port = 0", "[plugins]",
-             "dir = " + os.path.abspath(plugins), "load = echo", "[tasks]",
+             "dir = " + os.path.abspath(plugins), "load = " + load, "[tasks]",
              "path = " + os.path.join(tmp, "a2ad.db"), "[webhooks]",
-             "allow_networks = 127.0.0.0/8", "[log]", "level = info"]
+             "allow_networks = 127.0.0.0/8", "[log]", "level = info"] + list(extra)
     with open(conf, "w") as f:
         f.write("\n".join(lines) + "\n")
     # A build without the SSRF guard does not know allow_networks.
@@ -110,7 +110,10 @@ def healthy_delay(binary, plugins, n):
             return delay, len(held)
         finally:
             p.terminate()
-            p.wait(60)
+            if p.wait(60) != 0:
+                print("a2ad exited with status %d; its log:" % p.returncode, file=sys.stderr)
+                with open(os.path.join(tmp, "log")) as f:
+                    sys.stderr.write(f.read()[-5000:])
             srv.shutdown()
             bh.close()
             for c in held:

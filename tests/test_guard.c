@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -668,13 +669,15 @@ START_TEST(a_failing_host_trips_its_breaker) {
         cJSON_Delete(r);
     }
     char *log = NULL;
-    for (int i = 0; i < 500; i++) {
+    for (int i = 0; i < 1000; i++) {
         free(log);
         log = daemon_log(&dp);
         if (strstr(log, "circuit breaker")) break;
         test_nap_ms(20);
     }
-    ck_assert_msg(strstr(log, "3 failed attempts in a row to 127.0.0.1:"), "%s", log);
+    const char *line = strstr(log, "failed attempts in a row");
+    ck_assert_msg(strstr(log, "3 failed attempts in a row to 127.0.0.1:"), "breaker line: %.200s",
+                  line ? line - 40 : "(none)");
     free(log);
     test_nap_ms(200); /* attempts on the wire when it opened land */
     size_t attempts = receiver_attempts(rcv);
@@ -685,6 +688,112 @@ START_TEST(a_failing_host_trips_its_breaker) {
     /* and the daemon still stops: the open breaker is not corrupted by the
      * attempts that ended after it opened */
     ck_assert_int_eq(daemon_stop(&dp, 15000), 0);
+}
+END_TEST
+
+/* ---- HTTPS webhooks are verified ------------------------------------------ */
+
+static const char tls_server_py[] =
+    "import http.server, ssl, sys\n"
+    "class H(http.server.BaseHTTPRequestHandler):\n"
+    "    def do_POST(self):\n"
+    "        self.rfile.read(int(self.headers.get('Content-Length', 0)))\n"
+    "        with open(sys.argv[3], 'a') as f: f.write('POST\\n')\n"
+    "        self.send_response(200)\n"
+    "        self.end_headers()\n"
+    "    def log_message(self, *a): pass\n"
+    "srv = http.server.HTTPServer(('127.0.0.1', 0), H)\n"
+    "ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\n"
+    "ctx.load_cert_chain(sys.argv[1], sys.argv[2])\n"
+    "srv.socket = ctx.wrap_socket(srv.socket, server_side=True)\n"
+    "print(srv.server_address[1], flush=True)\n"
+    "srv.serve_forever()\n";
+
+static bool file_has(const char *path, const char *what) {
+    FILE *f = fopen(path, "r");
+    if (!f) return false;
+    char buf[4096];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    return strstr(buf, what) != NULL;
+}
+
+/* A receiver with a self-signed certificate: refused as unverified without
+ * [webhooks] ca_file, delivered with its certificate as ca_file. */
+START_TEST(https_webhooks_are_verified_against_ca_file) {
+    char dir[] = "/tmp/a2ad-tls-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char cmd[2048], cert[300], key[300], script[300], posts[300], portf[300];
+    snprintf(cert, sizeof cert, "%s/cert.pem", dir);
+    snprintf(key, sizeof key, "%s/key.pem", dir);
+    snprintf(script, sizeof script, "%s/srv.py", dir);
+    snprintf(posts, sizeof posts, "%s/posts", dir);
+    snprintf(portf, sizeof portf, "%s/port", dir);
+    snprintf(cmd, sizeof cmd,
+             "openssl req -x509 -newkey rsa:2048 -nodes -keyout %s -out %s -days 1 "
+             "-subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 "
+             ">/dev/null 2>&1", key, cert);
+    ck_assert_msg(system(cmd) == 0, "openssl req failed");
+    FILE *f = fopen(script, "w");
+    fputs(tls_server_py, f);
+    fclose(f);
+    pid_t py = fork();
+    ck_assert_int_ge(py, 0);
+    if (py == 0) {
+        FILE *out = freopen(portf, "w", stdout);
+        (void)out;
+        execlp("python3", "python3", script, cert, key, posts, (char *)NULL);
+        _exit(127);
+    }
+    unsigned port = 0;
+    for (int i = 0; i < 500 && !port; i++) {
+        test_nap_ms(10);
+        FILE *pf = fopen(portf, "r");
+        if (pf) {
+            if (fscanf(pf, "%u", &port) != 1) port = 0;
+            fclose(pf);
+        }
+    }
+    ck_assert_uint_gt(port, 0);
+    char url[128];
+    snprintf(url, sizeof url, "https://localhost:%u/hook", port);
+
+    struct daemon_opts o = {.plugins = "echo"};
+    start_or_fail(&o);
+    long st;
+    cJSON *r = send_with_push(url, &st);
+    cJSON_Delete(r);
+    char *log = NULL;
+    for (int i = 0; i < 500; i++) {
+        free(log);
+        log = daemon_log(&dp);
+        if (strstr(log, "SSL certificate problem")) break;
+        test_nap_ms(20);
+    }
+    ck_assert_msg(strstr(log, "SSL certificate problem"), "%s", log);
+    free(log);
+    ck_assert(!file_has(posts, "POST"));
+    ck_assert_int_eq(daemon_stop(&dp, 15000), 0);
+    daemon_cleanup(&dp);
+    memset(&dp, 0, sizeof dp);
+
+    char extra[400];
+    snprintf(extra, sizeof extra, "ca_file = %s", cert);
+    struct daemon_opts o2 = {.plugins = "echo", .webhooks_extra = extra};
+    start_or_fail(&o2);
+    r = send_with_push(url, &st);
+    cJSON_Delete(r);
+    bool got = false;
+    for (int i = 0; i < 500 && !got; i++) {
+        got = file_has(posts, "POST");
+        if (!got) test_nap_ms(20);
+    }
+    kill(py, SIGTERM);
+    waitpid(py, NULL, 0);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    ck_assert_int_eq(system(cmd), 0);
+    ck_assert_msg(got, "the HTTPS receiver got nothing with ca_file set");
 }
 END_TEST
 
@@ -808,6 +917,7 @@ Suite *guard_suite(void) {
     tcase_add_test(tc, a_black_hole_does_not_delay_another_clients_webhook);
     tcase_add_test(tc, a_failing_host_trips_its_breaker);
     tcase_add_test(tc, a_full_webhook_backlog_refuses_new_jobs_with_webhooks);
+    tcase_add_test(tc, https_webhooks_are_verified_against_ca_file);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -27,6 +27,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "guard.h"
 #include "log.h"
 
 /* inih keeps this many bytes of a section name, NUL included (MAX_SECTION). */
@@ -84,6 +85,7 @@ static const char *check_load_list(const char *v);
 static const char *check_db_path(const char *v);
 static const char *check_tokens(const char *v);
 static const char *check_program_or_empty(const char *v);
+static const char *check_proxy(const char *v);
 
 static const char *const level_words[] = {"error", "warning", "info", "debug", NULL};
 /* Indexed by a2ad_importance. */
@@ -157,6 +159,16 @@ static const struct key_def keys[] = {
     K_UINT("webhooks", "max_age_s", webhook_max_age_s, 0, 31536000, "86400"),
     K_FLAG("webhooks", "enabled", webhooks_enabled, yes_no_words, "yes"),
     K_UINT("webhooks", "max_configs_per_task", webhook_max_configs, 1, 1000, "10"),
+    K_STR("webhooks", "allow_networks", webhook_allow_networks, guard_networks_check, ""),
+    K_SECRET("webhooks", "proxy", webhook_proxy, check_proxy, ""),
+    K_STR("webhooks", "ca_file", webhook_ca_file, NULL, ""),
+    K_STR("webhooks", "ca_path", webhook_ca_path, NULL, ""),
+    K_STR("webhooks", "signing_secret_file", webhook_signing_secret_file, NULL, ""),
+    K_UINT("webhooks", "max_in_flight_per_host", webhook_max_in_flight_per_host, 1, 10000, "8"),
+    K_UINT("webhooks", "breaker_failures", webhook_breaker_failures, 0, 1000, "5"),
+    K_UINT("webhooks", "breaker_cooldown_ms", webhook_breaker_cooldown_ms, 100, 3600000, "30000"),
+    K_SIZE("webhooks", "max_pending_bytes", webhook_max_pending_bytes, 64 * KIB, 64 * GIB, "64M"),
+    K_SIZE("webhooks", "max_outbox_bytes", webhook_max_outbox_bytes, MIB, 1024 * GIB, "1G"),
 
     K_LEVEL("log", "level", log_level, "info"),
     K_WORD("log", "format", log_format, log_format_words, "text"),
@@ -194,6 +206,16 @@ static const char *check_url(const char *v) {
     return ok ? NULL
               : "must be empty (http://listen:port) or the http:// or https:// URL clients "
                 "reach this daemon at";
+}
+
+/* A proxy URL as libcurl takes it: SCHEME://HOST[:PORT]. */
+static const char *check_proxy(const char *v) {
+    const char *sep = strstr(v, "://");
+    bool ok = !*v || (sep && sep > v && sep[3] && sep[3] != '/');
+    for (const char *c = v; ok && *c; c++)
+        if (isspace((unsigned char)*c)) ok = false;
+    return ok ? NULL
+              : "must be empty (no proxy) or a proxy URL such as http://proxy.internal:3128";
 }
 
 static const char *check_agent_or_empty(const char *v) {

@@ -104,6 +104,16 @@ struct config {
     unsigned webhook_max_age_s;           /* 86400: retry until an event is this old; 0 = max_attempts */
     bool webhooks_enabled;                /* true: push notifications offered */
     unsigned webhook_max_configs;         /* 10 push configs per task */
+    char *webhook_allow_networks;         /* "" = every internal address refused (SSRF guard) */
+    char *webhook_proxy;                  /* "" = direct; else every POST through this proxy */
+    char *webhook_ca_file;                /* "" = the system's CA bundle */
+    char *webhook_ca_path;                /* "" = the system's CA directory */
+    char *webhook_signing_secret_file;    /* "" = unsigned; else Standard Webhooks signatures */
+    unsigned webhook_max_in_flight_per_host; /* 8 concurrent POSTs to one host:port */
+    unsigned webhook_breaker_failures;    /* 5 failures in a row open a host's breaker; 0 = off */
+    unsigned webhook_breaker_cooldown_ms; /* 30000: how long an open breaker holds deliveries */
+    size_t webhook_max_pending_bytes;     /* 64 MiB of queued deliveries in memory */
+    size_t webhook_max_outbox_bytes;      /* 1 GiB of undelivered deliveries on disk */
 
     /* [log] */
     a2ad_log_level log_level;      /* info */

@@ -16,7 +16,9 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "guard.h"
 #include "plugins.h"
+#include "sign.h"
 
 /* The directory of the database file must exist and be writable (SQLite
  * writes its -wal and -shm files next to it); an existing file must open
@@ -122,6 +124,13 @@ int check_config(const struct config *cfg, const char *path, bool verbose,
             plugins_unload();
     }
     if (!check_db_path(cfg)) bad++;
+    char serr[512];
+    if (sign_load(cfg->webhook_signing_secret_file, serr, sizeof serr) != A2AD_OK) {
+        fprintf(stderr, "%s\n", serr);
+        bad++;
+    }
+    sign_unload();
+    if (guard_set_allow(cfg->webhook_allow_networks) != A2AD_OK) bad++;
     check_port(cfg);
     if (bad) {
         fprintf(stderr, "%s: configuration refused (see above)\n", path);

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "guard.h"
 #include "log.h"
 #include "plugins.h"
 #include "tasks.h"
@@ -140,6 +141,10 @@ static bool get_url(const cJSON *md, const char *where, const char *name, const 
     if (!cJSON_IsString(v) || (strncmp(v->valuestring, "http://", 7) != 0 &&
                                strncmp(v->valuestring, "https://", 8) != 0))
         return fail_msg(err, errlen, "%s.%s must be an http:// or https:// URL", where, name);
+    /* The platform's URLs get the same SSRF guard as push configs. */
+    char what[160];
+    snprintf(what, sizeof what, "%s.%s", where, name);
+    if (!guard_check_url(v->valuestring, what, err, errlen)) return false;
     *out = v->valuestring;
     return true;
 }

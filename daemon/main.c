@@ -29,6 +29,8 @@
 #include "tenant.h"
 #include "tasks.h"
 #include "util.h"
+#include "guard.h"
+#include "sign.h"
 #include "webhooks.h"
 #include "workers.h"
 
@@ -146,6 +148,16 @@ static void note_restart_keys(const struct config *a, const struct config *b) {
         {"[webhooks] max_age_s", a->webhook_max_age_s != b->webhook_max_age_s},
         {"[webhooks] max_configs_per_task", a->webhook_max_configs != b->webhook_max_configs},
         {"[webhooks] enabled", a->webhooks_enabled != b->webhooks_enabled},
+        {"[webhooks] allow_networks", STR_CHANGED(webhook_allow_networks)},
+        {"[webhooks] proxy", STR_CHANGED(webhook_proxy)},
+        {"[webhooks] ca_file", STR_CHANGED(webhook_ca_file)},
+        {"[webhooks] ca_path", STR_CHANGED(webhook_ca_path)},
+        {"[webhooks] signing_secret_file", STR_CHANGED(webhook_signing_secret_file)},
+        {"[webhooks] max_in_flight_per_host", a->webhook_max_in_flight_per_host != b->webhook_max_in_flight_per_host},
+        {"[webhooks] breaker_failures", a->webhook_breaker_failures != b->webhook_breaker_failures},
+        {"[webhooks] breaker_cooldown_ms", a->webhook_breaker_cooldown_ms != b->webhook_breaker_cooldown_ms},
+        {"[webhooks] max_pending_bytes", a->webhook_max_pending_bytes != b->webhook_max_pending_bytes},
+        {"[webhooks] max_outbox_bytes", a->webhook_max_outbox_bytes != b->webhook_max_outbox_bytes},
     };
 #undef STR_CHANGED
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
@@ -158,6 +170,26 @@ static void note_restart_keys(const struct config *a, const struct config *b) {
                      "restart",
                      n->name);
     }
+}
+
+/* The SSRF guard's allowlist and the signing secrets, before the webhook
+ * thread starts. */
+static a2ad_status delivery_setup(const struct config *cfg) {
+    char err[512];
+    if (guard_set_allow(cfg->webhook_allow_networks) != A2AD_OK) return A2AD_ERR_CONFIG;
+    a2ad_status st = sign_load(cfg->webhook_signing_secret_file, err, sizeof err);
+    if (st != A2AD_OK) {
+        log_error("%s", err);
+        return st;
+    }
+    if (!*cfg->webhook_allow_networks)
+        log_info("webhooks: internal addresses (loopback, private, link-local, ...) are refused; "
+                 "[webhooks] allow_networks lists exceptions");
+    else
+        log_info("webhooks: internal addresses are refused except %s ([webhooks] allow_networks)",
+                 cfg->webhook_allow_networks);
+    if (sign_enabled()) log_info("webhooks: signed (Standard Webhooks, webhook-signature)");
+    return A2AD_OK;
 }
 
 /* "echo 1.0.0 (FILE), vers 2 (FILE)" for the reload's log line. */
@@ -322,9 +354,18 @@ int main(int argc, char **argv) {
         .max_in_flight = cfg.webhook_max_in_flight,
         .max_pending = cfg.webhook_max_pending,
         .max_age_s = cfg.webhook_max_age_s,
+        .max_in_flight_per_host = cfg.webhook_max_in_flight_per_host,
+        .breaker_failures = cfg.webhook_breaker_failures,
+        .breaker_cooldown_ms = cfg.webhook_breaker_cooldown_ms,
+        .max_pending_bytes = cfg.webhook_max_pending_bytes,
+        .max_outbox_bytes = cfg.webhook_max_outbox_bytes,
+        .proxy = cfg.webhook_proxy,
+        .ca_file = cfg.webhook_ca_file,
+        .ca_path = cfg.webhook_ca_path,
     };
     int rc = 1;
     bool plugins_loaded = false;
+    if (delivery_setup(&cfg) != A2AD_OK) goto out;
     if (webhooks_start(&wo) != A2AD_OK) {
         log_error("cannot start the webhook thread");
         goto out;
@@ -395,6 +436,7 @@ out_webhooks:
     if (plugins_loaded) plugins_unload();
 out:
     store_close();
+    sign_unload();
     tasks_shutdown();
     hu_shutdown();
     rpc_shutdown();

@@ -32,6 +32,7 @@
 #include <cJSON.h>
 
 #include "auth.h"
+#include "guard.h"
 #include "hu.h"
 #include "log.h"
 #include "modes.h"
@@ -45,6 +46,7 @@
 #include "tasks.h"
 #include "util.h"
 #include "tenant.h"
+#include "webhooks.h"
 #include "workers.h"
 
 static struct {
@@ -204,6 +206,10 @@ bool rpc_parse_push(const cJSON *p, enum a2a_dialect d, const char *where,
     if (!cJSON_IsString(url) || (strncmp(url->valuestring, "http://", 7) != 0 &&
                                  strncmp(url->valuestring, "https://", 8) != 0))
         return fail(f, RPC_INVALID_PARAMS, "%s.url must be an http:// or https:// URL", where);
+    char what[160], why[512];
+    snprintf(what, sizeof what, "%s.url", where);
+    if (!guard_check_url(url->valuestring, what, why, sizeof why)) /* SSRF */
+        return fail(f, RPC_INVALID_PARAMS, "%s", why);
     const cJSON *token = cJSON_GetObjectItemCaseSensitive(p, "token");
     if (token && !cJSON_IsNull(token) && !cJSON_IsString(token))
         return fail(f, RPC_INVALID_PARAMS, "%s.token must be a string", where);
@@ -491,6 +497,16 @@ static bool send_common(struct call *c, bool stream) {
         hu_job_free(hu);
         metrics_job(c->agent, METRICS_REFUSED);
         return queue_refusal(c->f, room, c->agent->desc.name);
+    }
+    /* A job that will POST webhooks while the undelivered ones are at
+     * [webhooks] max_outbox_bytes: refused now, rather than its progress
+     * being dropped later. */
+    if ((hu || o.has_push) && !webhooks_accepting()) {
+        hu_job_free(hu);
+        c->f->http_status = 503;
+        c->f->retry_after_s = 5;
+        return fail(c->f, RPC_INTERNAL_ERROR,
+                    "the webhook backlog is full ([webhooks] max_outbox_bytes); retry later");
     }
 
     /* The task takes the message and metadata; push strings are copied. */

@@ -993,8 +993,9 @@ static size_t recover_outbox(sqlite3 *db) {
     sqlite3_stmt *s = NULL;
     size_t n = 0;
     if (sqlite3_prepare_v2(db,
-                           "SELECT order_key, count(*) FROM outbox WHERE parked = 1"
-                           " GROUP BY order_key",
+                           "SELECT order_key, count(*),"
+                           " sum(length(body) + length(url) + length(headers) + 256)"
+                           " FROM outbox WHERE parked = 1 GROUP BY order_key",
                            -1, &s, NULL) != SQLITE_OK) {
         log_error("store: cannot read the outbox of %s: %s; its events are sent, but may "
                   "overtake each other", st.path, sqlite3_errmsg(db));
@@ -1005,6 +1006,8 @@ static size_t recover_outbox(sqlite3 *db) {
     while (sqlite3_step(s) == SQLITE_ROW) {
         size_t count = (size_t)sqlite3_column_int64(s, 1);
         webhooks_park_existing((const char *)sqlite3_column_text(s, 0), count);
+        /* counted toward [webhooks] max_outbox_bytes until delivered */
+        webhooks_park_bytes((uint64_t)sqlite3_column_int64(s, 2));
         n += count;
     }
     sqlite3_finalize(s);

@@ -11,10 +11,14 @@
  * slot (its head is on the wire), or the backoff heap (its head failed and
  * waits for its retry time). Only the head of a channel is ever sent, which
  * is all the ordering there is; a channel in backoff sits in the heap and so
- * never holds up anybody else.
+ * never holds up anybody else. A ready channel whose host (host:port of its
+ * head) is at its per-host limit or has its breaker open moves to that
+ * host's wait list instead of a slot, and comes back to the ready list when
+ * the host has room again.
  */
 #include "webhooks.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <pthread.h>
 #include <stddef.h>
@@ -25,13 +29,37 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "guard.h"
 #include "log.h"
 #include "metrics.h"
+#include "sign.h"
 #include "util.h"
 
 /* Without any event the thread still looks around this often; a cheap safety
  * net, since every state change that matters also wakes it. */
 #define IDLE_POLL_MS 1000
+/* What a delivery costs beyond its body, URL and headers (the structures,
+ * the ids): counted so that many tiny deliveries are bounded too. */
+#define WEBHOOKS_BYTES_OVERHEAD 256
+
+/* "host:port" of a URL, lower-case: the unit of per-destination limits.
+ * The URL itself when it does not parse (it will fail on its own). */
+static void dest_of(const char *url, char *out, size_t n) {
+    char *host = NULL, *port = NULL;
+    CURLU *u = curl_url();
+    if (u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) == CURLUE_OK) {
+        snprintf(out, n, "%s:%s", host, port);
+        for (char *c = out; *c; c++)
+            if (*c >= 'A' && *c <= 'Z') *c = (char)(*c - 'A' + 'a');
+    } else {
+        snprintf(out, n, "%s", url);
+    }
+    curl_free(host);
+    curl_free(port);
+    curl_url_cleanup(u);
+}
 
 /* The reason recorded for deliveries an operator purged. */
 #define PURGED_WHY "purged by an operator (admin API)"
@@ -43,6 +71,10 @@ struct delivery {
     struct curl_slist *headers; /* in this allocation, after text */
     char *body;
     size_t len;
+    size_t bytes;        /* what it counts for in max_pending_bytes */
+    /* With signing: the webhook-timestamp and webhook-signature header
+     * strings (in this allocation), rewritten before every attempt. */
+    char *ts_header, *sig_header;
     unsigned attempts;
     bool purged;         /* an operator dropped it (webhooks_act): never sent again */
     char *last_error;    /* why the last attempt failed, or NULL (for webhooks_act) */
@@ -51,13 +83,14 @@ struct delivery {
     const char *url;      /* points into text, after the key */
     const char *event_id; /* points into text, after the url */
     const char *task_id;  /* points into text, after the event id; NULL = none */
-    char text[];          /* key NUL url NUL event-id NUL [task-id NUL] */
+    const char *dest;     /* "host:port", points into text, last */
+    char text[];          /* key NUL url NUL event-id NUL [task-id NUL] dest NUL */
 };
 
 struct channel {
     struct delivery *head, *tail;
     uint64_t retry_at; /* while in the backoff heap */
-    struct channel *next_ready;
+    struct channel *next_ready; /* ready, held, or waiting for its host */
     /* Every live channel is also on this list, so stop can find them all
      * (the map has no iteration). */
     struct channel *prev_all, *next_all;
@@ -72,7 +105,24 @@ struct xfer {
     CURL *easy;
     char *last_url; /* the URL the handle holds, or NULL */
     struct channel *ch; /* NULL when the slot is free */
+    struct host *host;  /* of the delivery on the wire */
     char errbuf[CURL_ERROR_SIZE];
+    char refused[INET6_ADDRSTRLEN + 96]; /* the guard refused this address; "" = no */
+};
+
+/* One destination (host:port): its transfers, its circuit breaker, and the
+ * channels waiting for it. A channel whose host is at max_in_flight_per_host
+ * or whose breaker is open waits here, off the ready list and out of the
+ * transfer slots, so a dead host holds up only its own deliveries. */
+struct host {
+    unsigned in_flight;
+    unsigned failures;    /* failed attempts in a row */
+    uint64_t open_until;  /* breaker open until then (monotonic ms); 0 = closed */
+    bool probing;         /* half-open: one attempt decides */
+    uint64_t last_fail;   /* monotonic ms, for forgetting idle hosts */
+    struct channel *wait_head, *wait_tail;
+    struct host *next_open; /* on dt.open_hosts while the breaker is open */
+    char key[];
 };
 
 enum wh_state { WH_IDLE, WH_RUNNING, WH_STOPPING };
@@ -85,6 +135,7 @@ static struct {
     uint64_t deadline; /* when stopping: give up on what is left at this time */
     struct webhooks_stats stats;
     uint64_t max_pending;
+    uint64_t max_pending_bytes, max_outbox_bytes; /* 0 = no limit */
     CURLM *multi; /* read by callers only for curl_multi_wakeup */
     /* Order key -> number of its deliveries parked in the outbox (as a
      * uintptr_t; absent = none). While a key has some, its new deliveries
@@ -117,6 +168,9 @@ static struct {
     unsigned in_flight;
     size_t held; /* deliveries in channels */
     uint64_t rng;
+    struct hmap *hosts;        /* "host:port" -> struct host */
+    struct host *open_hosts;   /* breakers open, linked through next_open */
+    uint64_t last_sweep;
 } dt;
 
 /* ---- deliveries ---- */
@@ -148,6 +202,7 @@ static bool headers_valid(const char *const *headers) {
 struct headers_plan {
     size_t count, bytes; /* nodes, and string bytes with their NULs */
     bool has_type;
+    bool sign;
 };
 
 static const char default_type[] = "Content-Type: application/json";
@@ -155,10 +210,23 @@ static const char default_type[] = "Content-Type: application/json";
  * bodies, a round trip most webhook receivers never answer. */
 static const char no_expect[] = "Expect:";
 
+/* Standard Webhooks headers; the timestamp and signature are written into
+ * fixed room before every attempt. */
+static const char id_name[] = "webhook-id: ";
+static const char ts_name[] = "webhook-timestamp: ";
+static const char sig_name[] = "webhook-signature: ";
+#define TS_DIGITS 20
+
 static struct headers_plan headers_plan(const char *const *headers, const char *event_id) {
     struct headers_plan hp = {.count = 2, /* event id, Expect: */
                               .bytes = sizeof WEBHOOKS_EVENT_ID_HEADER + 2 + strlen(event_id) +
-                                       sizeof no_expect};
+                                       sizeof no_expect,
+                              .sign = sign_enabled()};
+    if (hp.sign) {
+        hp.count += 3;
+        hp.bytes += sizeof id_name + strlen(event_id) + sizeof ts_name + TS_DIGITS +
+                    sizeof sig_name + SIGN_VALUE_MAX;
+    }
     for (size_t i = 0; headers && headers[i]; i++) {
         if (header_has_name(headers[i], "Content-Type")) hp.has_type = true;
         hp.count++;
@@ -173,13 +241,23 @@ static struct headers_plan headers_plan(const char *const *headers, const char *
 }
 
 /* Fills nodes[0..count) and the strings at text; returns the list. */
-static struct curl_slist *headers_fill(struct curl_slist *nodes, char *text,
+static struct curl_slist *headers_fill(struct delivery *d, struct curl_slist *nodes, char *text,
                                        const char *const *headers, const char *event_id,
                                        const struct headers_plan *hp) {
     size_t n = 0;
     int w = sprintf(text, "%s: %s", WEBHOOKS_EVENT_ID_HEADER, event_id);
     nodes[n++].data = text;
     text += w + 1;
+    d->ts_header = d->sig_header = NULL;
+    if (hp->sign) {
+        w = sprintf(text, "%s%s", id_name, event_id);
+        nodes[n++].data = text;
+        text += w + 1;
+        d->ts_header = nodes[n++].data = strcpy(text, ts_name);
+        text += sizeof ts_name + TS_DIGITS;
+        d->sig_header = nodes[n++].data = strcpy(text, sig_name);
+        text += sizeof sig_name + SIGN_VALUE_MAX;
+    }
     for (size_t i = 0; headers && headers[i]; i++) {
         size_t len = strlen(headers[i]) + 1;
         nodes[n++].data = memcpy(text, headers[i], len);
@@ -198,10 +276,11 @@ static struct curl_slist *headers_fill(struct curl_slist *nodes, char *text,
 
 static bool unpark_wanted_locked(void);
 
-static void stats_finish(uint64_t *counter, size_t n) {
+static void stats_finish(uint64_t *counter, size_t n, size_t bytes) {
     pthread_mutex_lock(&wh.lock);
     if (counter) *counter += n;
     wh.stats.pending -= n;
+    wh.stats.pending_bytes -= wh.stats.pending_bytes < bytes ? wh.stats.pending_bytes : bytes;
     bool room = unpark_wanted_locked();
     pthread_mutex_unlock(&wh.lock);
     if (room && outbox && outbox->room) outbox->room();
@@ -426,29 +505,183 @@ static bool too_old(const struct delivery *d) {
            util_wall_ms() >= d->created_ms + (uint64_t)dt.opts.max_age_s * 1000u;
 }
 
-/* The head of ch will not be sent again. */
-static void give_up(struct channel *ch, const char *why) {
+/* The head of ch will not be sent again. The log gets why; the task's
+ * metadata (which any client reading the task sees) only `shown`, which
+ * never carries what the receiver answered: a webhook that reports "HTTP
+ * 404" or "connection refused" would let clients scan ports. */
+static void give_up(struct channel *ch, const char *why, const char *shown) {
     struct delivery *d = ch->head;
     log_give_up(d, why);
-    outbox_done(d, false, why);
-    stats_finish(&wh.stats.given_up, 1);
+    outbox_done(d, false, shown);
+    stats_finish(&wh.stats.given_up, 1, d->bytes);
     channel_advance(ch);
 }
 
-/* One attempt at the head of ch ended with rc / HTTP code. */
-static void attempt_done(struct channel *ch, CURLcode rc, long code, const char *errmsg) {
+/* ---- hosts: per-destination limits and circuit breakers ---- */
+
+static struct host *host_get(const char *key) {
+    struct host *h = hmap_get(dt.hosts, key);
+    if (h) return h;
+    size_t n = strlen(key) + 1;
+    h = calloc(1, sizeof *h + n);
+    if (!h) return NULL;
+    memcpy(h->key, key, n);
+    if (hmap_put(dt.hosts, h->key, h) != A2AD_OK) {
+        free(h);
+        return NULL;
+    }
+    return h;
+}
+
+static bool host_open(const struct host *h) { return h->open_until != 0; }
+
+/* Whether h may take one more transfer now. */
+static bool host_has_room(const struct host *h) {
+    if (host_open(h)) return false;
+    if (h->probing) return h->in_flight == 0;
+    return !dt.opts.max_in_flight_per_host || h->in_flight < dt.opts.max_in_flight_per_host;
+}
+
+/* Channels waiting for h go back to the ready list, as many as h has room
+ * for (they are checked again there). */
+static void host_release(struct host *h) {
+    unsigned room;
+    if (host_open(h))
+        room = 0;
+    else if (h->probing)
+        room = h->in_flight == 0 ? 1 : 0;
+    else if (!dt.opts.max_in_flight_per_host)
+        room = ~0u;
+    else
+        room = h->in_flight < dt.opts.max_in_flight_per_host
+                   ? dt.opts.max_in_flight_per_host - h->in_flight
+                   : 0;
+    while (room-- && h->wait_head) {
+        struct channel *ch = h->wait_head;
+        h->wait_head = ch->next_ready;
+        if (!h->wait_head) h->wait_tail = NULL;
+        ready_push(ch);
+    }
+}
+
+static void host_wait(struct host *h, struct channel *ch) {
+    channel_fifo_push(&h->wait_head, &h->wait_tail, ch);
+}
+
+/* An attempt to h ended. Only failures that say the host is unwell count
+ * (no answer, 5xx, 408, 429); any answer at all closes a half-open breaker
+ * whose probe got one. */
+static void host_attempt_done(struct host *h, bool unwell) {
+    uint64_t now = util_now_ms();
+    if (!unwell) {
+        if (h->probing) log_info("webhooks: %s answers again; its circuit breaker is closed", h->key);
+        h->failures = 0;
+        h->probing = false;
+        return;
+    }
+    h->failures++;
+    h->last_fail = now;
+    /* Attempts that were on the wire when the breaker opened end later;
+     * they do not open it again (it is on open_hosts once). */
+    if (host_open(h) || !dt.opts.breaker_failures ||
+        (h->failures < dt.opts.breaker_failures && !h->probing))
+        return;
+    h->probing = false;
+    h->open_until = now + dt.opts.breaker_cooldown_ms;
+    h->next_open = dt.open_hosts;
+    dt.open_hosts = h;
+    pthread_mutex_lock(&wh.lock);
+    wh.stats.breaker_opened++;
+    pthread_mutex_unlock(&wh.lock);
+    log_warn("webhooks: %u failed attempts in a row to %s; its deliveries wait %u ms (circuit "
+             "breaker, [webhooks] breaker_failures / breaker_cooldown_ms)",
+             h->failures, h->key, dt.opts.breaker_cooldown_ms);
+}
+
+/* Breakers whose cool-down is over become half-open: one attempt goes. */
+static void hosts_cool(uint64_t now) {
+    for (struct host **pp = &dt.open_hosts; *pp;) {
+        struct host *h = *pp;
+        if (h->open_until > now) {
+            pp = &h->next_open;
+            continue;
+        }
+        *pp = h->next_open;
+        h->next_open = NULL;
+        h->open_until = 0;
+        h->probing = true;
+        host_release(h);
+    }
+}
+
+static void host_forget(const char *key, void *value, void *arg) {
+    (void)key;
+    struct host *h = value;
+    struct host **list = arg;
+    uint64_t keep_ms = (uint64_t)dt.opts.breaker_cooldown_ms + dt.opts.backoff_max_ms;
+    if (h->in_flight == 0 && !h->wait_head && !host_open(h) &&
+        (h->failures == 0 || util_now_ms() - h->last_fail > keep_ms)) {
+        h->next_open = *list; /* borrowed as the list of the forgotten */
+        *list = h;
+    }
+}
+
+/* Idle hosts are forgotten now and then; one that failed lately is kept a
+ * while, so a host failing at the pace of backoffs still trips its breaker. */
+static void hosts_sweep(uint64_t now) {
+    if (now - dt.last_sweep < 10000) return;
+    dt.last_sweep = now;
+    struct host *gone = NULL;
+    hmap_each(dt.hosts, host_forget, &gone);
+    while (gone) {
+        struct host *next = gone->next_open;
+        hmap_remove(dt.hosts, gone->key);
+        free(gone);
+        gone = next;
+    }
+}
+
+static void host_free_one(const char *key, void *value, void *arg) {
+    (void)key;
+    (void)arg;
+    free(value);
+}
+
+static void hosts_free(void) {
+    if (!dt.hosts) return;
+    hmap_each(dt.hosts, host_free_one, NULL);
+    hmap_free(dt.hosts);
+    dt.hosts = hmap_new(64);
+    dt.open_hosts = NULL;
+}
+
+/* One attempt at the head of ch ended with rc / HTTP code. refused: the
+ * guard refused the address (why in it). */
+static void attempt_done(struct channel *ch, CURLcode rc, long code, const char *errmsg,
+                         const char *refused) {
     struct delivery *d = ch->head;
     d->attempts++;
     if (d->purged && !(code >= 200 && code < 300)) {
-        give_up(ch, PURGED_WHY);
+        give_up(ch, PURGED_WHY, PURGED_WHY);
         return;
     }
     /* A 2xx means the receiver has it, even if reading its answer failed
      * afterwards: sending again would only duplicate. */
     if (code >= 200 && code < 300) {
         outbox_done(d, true, NULL);
-        stats_finish(&wh.stats.delivered, 1);
+        stats_finish(&wh.stats.delivered, 1, d->bytes);
         channel_advance(ch);
+        return;
+    }
+    if (refused && *refused && rc != CURLE_OK) {
+        /* The address will not change its class by waiting. */
+        char why[INET6_ADDRSTRLEN + 160];
+        snprintf(why, sizeof why, "%s; refused (see [webhooks] allow_networks)", refused);
+        pthread_mutex_lock(&wh.lock);
+        wh.stats.refused++;
+        pthread_mutex_unlock(&wh.lock);
+        give_up(ch, why, "delivery failed: the destination address is refused ([webhooks] "
+                         "allow_networks)");
         return;
     }
     char why[CURL_ERROR_SIZE + 64];
@@ -464,9 +697,15 @@ static void attempt_done(struct channel *ch, CURLcode rc, long code, const char 
     /* With max_age_s the event's age decides, not the count: a receiver
      * that is down for a while still gets everything once it is back. */
     bool again = dt.opts.max_age_s ? !too_old(d) : d->attempts < dt.opts.max_attempts;
-    if (retryable && !again && dt.opts.max_age_s)
+    const char *shown = "delivery failed";
+    char aged[96];
+    if (retryable && !again && dt.opts.max_age_s) {
         snprintf(why + strlen(why), sizeof why - strlen(why),
                  "; the event is older than [webhooks] max_age_s = %u", dt.opts.max_age_s);
+        snprintf(aged, sizeof aged, "delivery failed; the event is older than [webhooks] "
+                 "max_age_s = %u", dt.opts.max_age_s);
+        shown = aged;
+    }
     free(d->last_error);
     d->last_error = strdup(why); /* NULL only loses what an operator sees */
     if (retryable && again) {
@@ -481,7 +720,7 @@ static void attempt_done(struct channel *ch, CURLcode rc, long code, const char 
         }
         snprintf(why + strlen(why), sizeof why - strlen(why), "; no memory to schedule a retry");
     }
-    give_up(ch, why);
+    give_up(ch, why, shown);
 }
 
 /* ---- transfers ---- */
@@ -492,6 +731,23 @@ static size_t discard_body(char *ptr, size_t size, size_t nmemb, void *userdata)
     return size * nmemb;
 }
 
+/* Every socket a webhook opens passes here with the address it is about to
+ * connect to - after DNS, so a name that resolved to a public address at
+ * registration and to 127.0.0.1 now is caught (DNS rebinding). */
+static curl_socket_t open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *a) {
+    struct xfer *x = clientp;
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    memcpy(&ss, &a->addr, a->addrlen < sizeof ss ? a->addrlen : sizeof ss);
+    enum guard_class c;
+    if (purpose != CURLSOCKTYPE_IPCXN || !guard_address_ok((struct sockaddr *)&ss, &c)) {
+        if (purpose != CURLSOCKTYPE_IPCXN) c = GUARD_RESERVED;
+        guard_describe((struct sockaddr *)&ss, c, x->refused, sizeof x->refused);
+        return CURL_SOCKET_BAD;
+    }
+    return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+}
+
 /* The options that are the same for every POST, set once per handle. */
 static CURLcode xfer_setup_once(struct xfer *x) {
     CURL *e = x->easy;
@@ -500,6 +756,23 @@ static CURLcode xfer_setup_once(struct xfer *x) {
      * like. Redirects stay off (curl's default) for the same reason. */
     if (curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK &&
         (rc = curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http")) != CURLE_OK)
+        return rc;
+    if ((rc = curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_socket)) != CURLE_OK ||
+        (rc = curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, (void *)x)) != CURLE_OK)
+        return rc;
+    /* "" turns off the proxy environment variables too: only [webhooks]
+     * proxy decides, and then the guard sees the proxy's address. */
+    if ((rc = curl_easy_setopt(e, CURLOPT_PROXY, dt.opts.proxy ? dt.opts.proxy : "")) != CURLE_OK)
+        return rc;
+    /* Peers are verified (libcurl's default, set again so no build or
+     * environment can turn it off); only where the CAs come from changes. */
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
+    if (dt.opts.ca_file && *dt.opts.ca_file &&
+        (rc = curl_easy_setopt(e, CURLOPT_CAINFO, dt.opts.ca_file)) != CURLE_OK)
+        return rc;
+    if (dt.opts.ca_path && *dt.opts.ca_path &&
+        (rc = curl_easy_setopt(e, CURLOPT_CAPATH, dt.opts.ca_path)) != CURLE_OK)
         return rc;
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L); /* we are one thread among many */
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)dt.opts.timeout_ms);
@@ -513,15 +786,25 @@ static CURLcode xfer_setup_once(struct xfer *x) {
 }
 
 /* What changes from one POST to the next. */
-static CURLcode xfer_setup(struct xfer *x, const struct delivery *d) {
+static CURLcode xfer_setup(struct xfer *x, struct delivery *d) {
     CURL *e = x->easy;
     CURLcode rc;
     x->errbuf[0] = '\0';
+    x->refused[0] = '\0';
     if (!x->last_url || strcmp(x->last_url, d->url) != 0) {
         free(x->last_url);
         x->last_url = NULL;
         if ((rc = curl_easy_setopt(e, CURLOPT_URL, d->url)) != CURLE_OK) return rc;
         x->last_url = strdup(d->url); /* NULL only means "set it again next time" */
+    }
+    if (d->ts_header && d->sig_header) {
+        /* Signed per attempt: receivers refuse old timestamps (replays). */
+        uint64_t now_s = util_wall_ms() / 1000;
+        snprintf(d->ts_header + sizeof ts_name - 1, TS_DIGITS + 1, "%llu",
+                 (unsigned long long)now_s);
+        if (!sign_value(d->event_id, now_s, d->body ? d->body : "", d->len,
+                        d->sig_header + sizeof sig_name - 1))
+            return CURLE_OUT_OF_MEMORY;
     }
     /* "" rather than NULL: a NULL body would make curl read from stdin. */
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, d->body ? d->body : "");
@@ -532,12 +815,13 @@ static CURLcode xfer_setup(struct xfer *x, const struct delivery *d) {
 
 static void xfer_release(struct xfer *x) {
     x->ch = NULL;
+    x->host = NULL;
     dt.free_slots[dt.n_free++] = (unsigned)(x - dt.xfers);
 }
 
 /* Put the head of ch on the wire in a free slot (the caller checked there is
  * one). A failure to even start counts as a failed attempt. */
-static void xfer_start(CURLM *multi, struct channel *ch) {
+static void xfer_start(CURLM *multi, struct channel *ch, struct host *h) {
     struct xfer *x = &dt.xfers[dt.free_slots[--dt.n_free]];
     CURLcode rc = CURLE_OUT_OF_MEMORY;
     if (!x->easy && (x->easy = curl_easy_init()) && (rc = xfer_setup_once(x)) != CURLE_OK) {
@@ -547,13 +831,15 @@ static void xfer_start(CURLM *multi, struct channel *ch) {
     if (x->easy && (rc = xfer_setup(x, ch->head)) == CURLE_OK) {
         if (curl_multi_add_handle(multi, x->easy) == CURLM_OK) {
             x->ch = ch;
+            x->host = h;
+            h->in_flight++;
             dt.in_flight++;
             return;
         }
         rc = CURLE_FAILED_INIT;
     }
     xfer_release(x);
-    attempt_done(ch, rc, 0, x->errbuf);
+    attempt_done(ch, rc, 0, x->errbuf, NULL);
 }
 
 static void xfers_start_ready(CURLM *multi) {
@@ -561,7 +847,7 @@ static void xfers_start_ready(CURLM *multi) {
         struct channel *ch = ready_pop();
         struct delivery *d = ch->head;
         if (d->purged) {
-            give_up(ch, PURGED_WHY); /* readies the next one, if any */
+            give_up(ch, PURGED_WHY, PURGED_WHY); /* readies the next one, if any */
             continue;
         }
         if (d->gate && outbox && outbox->sendable && !outbox->sendable(d->gate)) {
@@ -570,12 +856,21 @@ static void xfers_start_ready(CURLM *multi) {
         }
         if (too_old(d)) {
             char why[96];
-            snprintf(why, sizeof why, "the event is older than [webhooks] max_age_s = %u",
-                     dt.opts.max_age_s);
-            give_up(ch, why); /* readies the next one, if any */
+            snprintf(why, sizeof why, "delivery failed; the event is older than [webhooks] "
+                     "max_age_s = %u", dt.opts.max_age_s);
+            give_up(ch, why, why); /* readies the next one, if any */
             continue;
         }
-        xfer_start(multi, ch);
+        struct host *h = host_get(d->dest);
+        if (!h) {
+            give_up(ch, "out of memory", "delivery failed: out of memory");
+            continue;
+        }
+        if (!host_has_room(h)) {
+            host_wait(h, ch); /* uses no slot; released when h has room */
+            continue;
+        }
+        xfer_start(multi, ch, h);
     }
 }
 
@@ -593,9 +888,18 @@ static void xfers_collect(CURLM *multi) {
         curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &code);
         curl_multi_remove_handle(multi, e);
         struct channel *ch = x->ch;
+        struct host *h = x->host;
         xfer_release(x);
         dt.in_flight--;
-        attempt_done(ch, rc, code, x->errbuf);
+        if (h) {
+            h->in_flight--;
+            bool refused = x->refused[0] && rc != CURLE_OK;
+            bool unwell = !refused && ((rc != CURLE_OK && !curl_error_permanent(rc)) ||
+                                       code == 408 || code == 429 || (code >= 500 && code <= 599));
+            host_attempt_done(h, unwell);
+        }
+        attempt_done(ch, rc, code, x->errbuf, x->refused);
+        if (h) host_release(h);
     }
 }
 
@@ -760,8 +1064,8 @@ static void inbox_place(struct delivery *d) {
             if (!ch || hmap_put(dt.channels, ch->key, ch) != A2AD_OK) {
                 free(ch);
                 log_give_up(d, "out of memory");
-                outbox_done(d, false, "out of memory");
-                stats_finish(&wh.stats.given_up, 1);
+                outbox_done(d, false, "delivery failed: out of memory");
+                stats_finish(&wh.stats.given_up, 1, d->bytes);
                 delivery_free(d);
                 d = next;
                 continue;
@@ -786,7 +1090,7 @@ static void backoffs_expire(uint64_t now) {
 }
 
 /* Flush time is over: abandon everything, in flight or not. */
-static size_t drop_all(CURLM *multi) {
+static size_t drop_all(CURLM *multi, size_t *bytes) {
     for (unsigned i = 0; i < dt.opts.max_in_flight; i++) {
         if (dt.xfers[i].ch) {
             curl_multi_remove_handle(multi, dt.xfers[i].easy);
@@ -795,17 +1099,20 @@ static size_t drop_all(CURLM *multi) {
     }
     dt.in_flight = 0;
     size_t n = 0;
+    *bytes = 0;
     while (dt.all) {
         struct channel *ch = dt.all;
         while (ch->head) {
             struct delivery *d = ch->head;
             ch->head = d->next;
             outbox_dropped(d); /* the outbox keeps it for the next start */
+            *bytes += d->bytes;
             delivery_free(d);
             n++;
         }
         channel_free(ch);
     }
+    hosts_free();
     dt.ready_head = dt.ready_tail = NULL;
     dt.held_head = dt.held_tail = NULL;
     dt.heap_len = 0;
@@ -821,6 +1128,10 @@ static int poll_timeout(uint64_t now, bool stopping, uint64_t deadline) {
         uint64_t at = dt.heap[0]->retry_at;
         if (at <= now) return 0;
         if (at - now < t) t = at - now;
+    }
+    for (const struct host *h = dt.open_hosts; h; h = h->next_open) {
+        if (h->open_until <= now) return 0;
+        if (h->open_until - now < t) t = h->open_until - now;
     }
     if (stopping) {
         if (deadline <= now) return 0;
@@ -859,8 +1170,9 @@ static void *webhooks_thread(void *arg) {
         /* Once stopping is seen the inbox is final: callers are refused. */
         if (stopping && dt.held == 0) break;
         if (stopping && now >= deadline) {
-            size_t n = drop_all(multi);
-            stats_finish(NULL, n);
+            size_t bytes;
+            size_t n = drop_all(multi, &bytes);
+            stats_finish(NULL, n, bytes);
             if (outbox)
                 log_info("webhooks: stop: flush time over; %zu undelivered POST%s stay in the "
                          "outbox for the next start", n, n == 1 ? "" : "s");
@@ -871,6 +1183,8 @@ static void *webhooks_thread(void *arg) {
         }
         backoffs_expire(now);
         oldest_scan(now);
+        hosts_cool(now);
+        hosts_sweep(now);
         xfers_start_ready(multi);
         int running;
         curl_multi_perform(multi, &running);
@@ -898,7 +1212,8 @@ static void *webhooks_thread(void *arg) {
 static uint64_t low_water_locked(void) { return wh.max_pending / 2 ? wh.max_pending / 2 : 1; }
 
 static bool unpark_wanted_locked(void) {
-    return wh.stats.parked && wh.stats.pending < low_water_locked();
+    return wh.stats.parked && wh.stats.pending < low_water_locked() &&
+           (!wh.max_pending_bytes || wh.stats.pending_bytes < wh.max_pending_bytes / 2);
 }
 
 static size_t parked_count_locked(const char *key) {
@@ -923,12 +1238,48 @@ static void parked_take_locked(const char *key) {
     if (wh.stats.parked) wh.stats.parked--;
 }
 
+/* Whether one more delivery of `bytes` fits in memory. */
+static bool room_locked(size_t bytes) {
+    return wh.stats.pending < wh.max_pending &&
+           (!wh.max_pending_bytes || wh.stats.pending_bytes + bytes <= wh.max_pending_bytes);
+}
+
 /* Whether p goes to the outbox only: it does not fit, or its key has
- * parked deliveries that it must not overtake (essential or not). */
-static bool admission_parks_locked(const struct webhook_post *p) {
+ * parked deliveries that it must not overtake (essential or not). An
+ * essential one that does not fit in bytes is parked too: it is kept on
+ * disk, so memory stays bounded and nothing is lost. */
+static bool admission_parks_locked(const struct webhook_post *p, size_t bytes) {
     if (!outbox || !outbox->park || p->restored || p->unparked) return false;
     if (parked_count_locked(p->order_key)) return true;
-    return !p->essential && wh.stats.pending >= wh.max_pending;
+    if (p->essential)
+        return wh.max_pending_bytes && wh.stats.pending_bytes + bytes > wh.max_pending_bytes;
+    return !room_locked(bytes);
+}
+
+bool webhooks_accepting(void) {
+    pthread_mutex_lock(&wh.lock);
+    bool ok = true;
+    if (wh.state == WH_RUNNING) {
+        if (outbox && outbox->park)
+            ok = !wh.max_outbox_bytes ||
+                 wh.stats.pending_bytes + wh.stats.parked_bytes < wh.max_outbox_bytes;
+        else /* half, as for the workers: the rest is for jobs already running */
+            ok = !wh.max_pending_bytes || wh.stats.pending_bytes < wh.max_pending_bytes / 2;
+    }
+    pthread_mutex_unlock(&wh.lock);
+    return ok;
+}
+
+void webhooks_park_bytes(uint64_t bytes) {
+    pthread_mutex_lock(&wh.lock);
+    if (wh.state == WH_RUNNING) wh.stats.parked_bytes += bytes;
+    pthread_mutex_unlock(&wh.lock);
+}
+
+size_t webhooks_post_bytes(const struct webhook_post *p) {
+    size_t n = WEBHOOKS_BYTES_OVERHEAD + p->len + (p->url ? strlen(p->url) : 0);
+    for (size_t i = 0; p->headers && p->headers[i]; i++) n += strlen(p->headers[i]) + 1;
+    return n;
 }
 
 void webhooks_park_existing(const char *order_key, size_t n) {
@@ -958,6 +1309,10 @@ static void thread_state_free(void) {
     free(dt.free_slots);
     free(dt.heap);
     hmap_free(dt.channels);
+    if (dt.hosts) {
+        hmap_each(dt.hosts, host_free_one, NULL);
+        hmap_free(dt.hosts);
+    }
     struct webhooks_options keep = dt.opts;
     memset(&dt, 0, sizeof dt);
     dt.opts = keep;
@@ -976,6 +1331,7 @@ a2ad_status webhooks_start(const struct webhooks_options *opts) {
     dt.opts = *opts;
     dt.rng = util_now_ms() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ull;
     dt.channels = hmap_new(64);
+    dt.hosts = hmap_new(64);
     dt.xfers = calloc(opts->max_in_flight, sizeof *dt.xfers);
     dt.free_slots = calloc(opts->max_in_flight, sizeof *dt.free_slots);
     /* Slot 0 on top: few in flight means few easy handles ever created. */
@@ -983,7 +1339,7 @@ a2ad_status webhooks_start(const struct webhooks_options *opts) {
         dt.free_slots[dt.n_free++] = opts->max_in_flight - 1 - i;
     CURLM *multi = curl_multi_init();
     struct hmap *parked = hmap_new(64);
-    if (!dt.channels || !dt.xfers || !dt.free_slots || !multi || !parked) {
+    if (!dt.channels || !dt.hosts || !dt.xfers || !dt.free_slots || !multi || !parked) {
         curl_multi_cleanup(multi);
         hmap_free(parked);
         thread_state_free();
@@ -993,6 +1349,8 @@ a2ad_status webhooks_start(const struct webhooks_options *opts) {
     pthread_mutex_lock(&wh.lock);
     memset(&wh.stats, 0, sizeof wh.stats);
     wh.max_pending = opts->max_pending;
+    wh.max_pending_bytes = opts->max_pending_bytes;
+    wh.max_outbox_bytes = opts->max_outbox_bytes;
     wh.parked = parked;
     wh.state = WH_RUNNING;
     wh.multi = multi;
@@ -1044,12 +1402,15 @@ a2ad_status webhooks_post(const struct webhook_post *p) {
         eid = fresh;
     }
     /* Built before taking the lock so callers contend only for the append. */
+    char dest[300];
+    dest_of(p->url, dest, sizeof dest);
     size_t klen = strlen(p->order_key) + 1, ulen = strlen(p->url) + 1, elen = strlen(eid) + 1;
-    size_t tlen = p->task_id ? strlen(p->task_id) + 1 : 0;
+    size_t tlen = p->task_id ? strlen(p->task_id) + 1 : 0, dlen = strlen(dest) + 1;
     struct headers_plan hp = headers_plan(p->headers, eid);
     /* Layout: struct, text, padding, header nodes, header strings. */
     size_t al = _Alignof(struct curl_slist);
-    size_t nodes_at = (offsetof(struct delivery, text) + klen + ulen + elen + tlen + al - 1) / al * al;
+    size_t nodes_at =
+        (offsetof(struct delivery, text) + klen + ulen + elen + tlen + dlen + al - 1) / al * al;
     size_t strings_at = nodes_at + hp.count * sizeof(struct curl_slist);
     struct delivery *d = malloc(strings_at + hp.bytes);
     if (!d) {
@@ -1060,8 +1421,10 @@ a2ad_status webhooks_post(const struct webhook_post *p) {
     memcpy(at, p->order_key, klen);
     d->url = memcpy(at += klen, p->url, ulen);
     d->event_id = memcpy(at += ulen, eid, elen);
-    d->task_id = tlen ? memcpy(at += elen, p->task_id, tlen) : NULL;
+    d->task_id = tlen ? memcpy(at + elen, p->task_id, tlen) : NULL;
+    d->dest = memcpy(at + elen + tlen, dest, dlen);
     d->next = NULL;
+    d->bytes = webhooks_post_bytes(p);
     d->body = body;
     d->len = p->len;
     d->attempts = 0;
@@ -1069,7 +1432,7 @@ a2ad_status webhooks_post(const struct webhook_post *p) {
     d->last_error = NULL;
     d->gate = NULL;
     d->created_ms = p->created_ms ? p->created_ms : util_wall_ms();
-    d->headers = headers_fill((struct curl_slist *)(void *)((char *)d + nodes_at),
+    d->headers = headers_fill(d, (struct curl_slist *)(void *)((char *)d + nodes_at),
                               (char *)d + strings_at, p->headers, eid, &hp);
 
     pthread_mutex_lock(&wh.lock);
@@ -1078,13 +1441,19 @@ a2ad_status webhooks_post(const struct webhook_post *p) {
         delivery_free(d);
         return A2AD_ERR_STATE;
     }
-    if (admission_parks_locked(p) && outbox->park(p, eid)) {
+    /* Beyond max_outbox_bytes nothing more is taken, not even into the
+     * outbox (what is essential still is: a task's outcome is never lost). */
+    bool over_outbox = !p->essential && !p->unparked && !p->restored && wh.max_outbox_bytes &&
+                       wh.stats.pending_bytes + wh.stats.parked_bytes + d->bytes >
+                           wh.max_outbox_bytes;
+    if (!over_outbox && admission_parks_locked(p, d->bytes) && outbox->park(p, eid)) {
         parked_add_locked(p->order_key, 1);
+        wh.stats.parked_bytes += d->bytes;
         pthread_mutex_unlock(&wh.lock);
         delivery_free(d);
         return A2AD_OK;
     }
-    if (!p->essential && !p->unparked && wh.stats.pending >= wh.max_pending) {
+    if (over_outbox || (!p->essential && !p->unparked && !room_locked(d->bytes))) {
         wh.stats.rejected++;
         pthread_mutex_unlock(&wh.lock);
         delivery_free(d);
@@ -1093,8 +1462,14 @@ a2ad_status webhooks_post(const struct webhook_post *p) {
     /* Accepted: the outbox records it now, in the order deliveries are
      * accepted (under the lock), which is their order per key. */
     if (outbox && outbox->add && !p->restored && !p->unparked) d->gate = outbox->add(p, eid);
-    if (p->unparked) parked_take_locked(p->order_key);
+    if (p->unparked) {
+        parked_take_locked(p->order_key);
+        wh.stats.parked_bytes -= wh.stats.parked_bytes < d->bytes ? wh.stats.parked_bytes : d->bytes;
+        /* Bytes counted at recovery are estimates: none parked, none left. */
+        if (!wh.stats.parked) wh.stats.parked_bytes = 0;
+    }
     wh.stats.pending++;
+    wh.stats.pending_bytes += d->bytes;
     bool was_empty = !wh.inbox_head;
     if (wh.inbox_tail)
         wh.inbox_tail->next = d;

@@ -9,6 +9,16 @@
  * No lock is held across network I/O: callers only append to an in-memory
  * queue and wake the thread.
  *
+ * Per destination (host:port) at most max_in_flight_per_host are on the
+ * wire, and after breaker_failures failed attempts in a row the host's
+ * deliveries wait breaker_cooldown_ms (its circuit breaker), without using a
+ * transfer slot: a dead or black-hole receiver delays only its own webhooks.
+ * Every connection goes through the SSRF guard (guard.h) on the address it
+ * is about to connect to; a refused one is given up at once. Deliveries are
+ * signed per attempt when sign.h has secrets. What clients can read about a
+ * given-up delivery (the outbox's `why`) never carries the receiver's answer
+ * ("delivery failed"); the log line does.
+ *
  * Every delivery has an event id, sent as X-A2A-Event-Id, the same on every
  * attempt (and, through the durable store's outbox, across restarts), so a
  * receiver can drop duplicates. An outbox (webhooks_set_outbox) sees every
@@ -34,9 +44,17 @@ struct webhooks_options {
     unsigned max_pending;        /* queued deliveries, all keys together */
     unsigned max_age_s;          /* > 0: retry until the event is this old
                                     (max_attempts is then not used); 0: off */
+    unsigned max_in_flight_per_host; /* concurrent requests to one host:port; 0 = no limit */
+    unsigned breaker_failures;   /* failed attempts in a row that open a host's breaker; 0 = off */
+    unsigned breaker_cooldown_ms; /* how long an open breaker holds the host's deliveries */
+    size_t max_pending_bytes;    /* queued bytes in memory (bodies, URLs, headers); 0 = no limit */
+    size_t max_outbox_bytes;     /* bytes accepted and undelivered, memory and outbox; 0 = no limit */
+    const char *proxy;           /* NULL/"" = direct (proxy environment variables ignored) */
+    const char *ca_file, *ca_path; /* NULL/"" = libcurl's defaults; peers are always verified */
 };
 
-/* The header that carries a delivery's event id. */
+/* The header that carries a delivery's event id (also sent as webhook-id
+ * with Standard Webhooks signatures, see sign.h). */
 #define WEBHOOKS_EVENT_ID_HEADER "X-A2A-Event-Id"
 #define WEBHOOKS_EVENT_ID_MAX 128 /* bytes, NUL excluded */
 
@@ -138,7 +156,24 @@ struct webhooks_stats {
     uint64_t rejected;  /* refused at enqueue (queue full) */
     uint64_t pending;   /* queued or in flight now */
     uint64_t parked;    /* kept in the outbox only, waiting for room */
+    uint64_t pending_bytes; /* bytes of the pending deliveries */
+    uint64_t parked_bytes;  /* bytes of the parked ones */
+    uint64_t refused;   /* given up because the SSRF guard refused the address */
+    uint64_t breaker_opened; /* times a host's circuit breaker opened */
 };
+
+/* Whether new work that will POST webhooks should be taken: false while the
+ * undelivered bytes (memory and outbox) are at max_outbox_bytes, or, without
+ * an outbox, the queued bytes above half of max_pending_bytes (the other half
+ * is for the events of jobs already running). Thread: any. */
+bool webhooks_accepting(void);
+
+/* The outbox holds bytes of parked deliveries from before a restart
+ * (counted toward max_outbox_bytes until they are delivered). */
+void webhooks_park_bytes(uint64_t bytes);
+
+/* The bytes one delivery counts for (body, URL, headers, overhead). */
+size_t webhooks_post_bytes(const struct webhook_post *p);
 
 /* A consistent snapshot of the counters. Thread: any. */
 void webhooks_get_stats(struct webhooks_stats *out);

@@ -13,6 +13,7 @@
 #include "support/json.h"
 #include "support/receiver.h"
 #include "util.h"
+#include "guard.h"
 #include "webhooks.h"
 #include <pthread.h>
 #include <stdatomic.h>
@@ -641,6 +642,8 @@ START_TEST(webhooks_act_lists_replays_and_purges_in_process) {
                                  .max_attempts = 100, .backoff_initial_ms = 600000,
                                  .backoff_max_ms = 600000, .max_in_flight = 4,
                                  .max_pending = 1000};
+    /* The receiver is on 127.0.0.1, which the SSRF guard refuses by default. */
+    ck_assert_int_eq(guard_set_allow("127.0.0.0/8, ::1/128"), A2AD_OK);
     ck_assert_int_eq(webhooks_start(&o), A2AD_OK);
     receiver_fail_next(rcv, 1000, 503);
     char url[128];

@@ -50,6 +50,8 @@ export async function startDaemon({ timeoutMs = 15000 } = {}) {
     // The default, durable store, in the test's own folder (removed after).
     '[tasks]', 'store = sqlite', `path = ${join(dir, 'a2ad.db')}`,
     '[webhooks]', 'backoff_initial_ms = 20', 'backoff_max_ms = 200', 'timeout_ms = 3000', 'flush_s = 5',
+    // the receivers are on 127.0.0.1, which the SSRF guard refuses by default
+    'allow_networks = 127.0.0.0/8, ::1/128',
     '[log]', 'level = info',
     '[agent.processor]', `step_ms = ${STEP_MS}`,
     '',

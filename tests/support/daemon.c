@@ -73,9 +73,16 @@ bool daemon_prepare(struct daemon_proc *d, const struct daemon_opts *o) {
     if (o->workers_extra) fprintf(f, "%s\n", o->workers_extra);
     fprintf(f, "[plugins]\ndir = %s\nerrors = %s\n", pdir, o->errors ? o->errors : "fatal");
     /* short backoffs keep retry tests fast */
-    fprintf(f, "[webhooks]\n%stimeout_ms = 3000\nflush_s = 5\n",
+    fprintf(f, "[webhooks]\n%stimeout_ms = %u\nflush_s = 5\n",
             o->webhooks_backoff ? o->webhooks_backoff
-                                : "backoff_initial_ms = 20\nbackoff_max_ms = 200\nmax_attempts = 5\n");
+                                : "backoff_initial_ms = 20\nbackoff_max_ms = 200\nmax_attempts = 5\n",
+            o->webhook_timeout_ms ? o->webhook_timeout_ms : 3000);
+    /* The test receivers listen on 127.0.0.1, which the SSRF guard refuses
+     * by default. */
+    if (!o->guard_default) fprintf(f, "allow_networks = 127.0.0.0/8, ::1/128\n");
+    /* A short circuit-breaker cool-down, like the short backoffs. */
+    if (!o->webhooks_extra || !strstr(o->webhooks_extra, "breaker_cooldown_ms"))
+        fprintf(f, "breaker_cooldown_ms = 200\n");
     if (o->webhooks_extra) fprintf(f, "%s\n", o->webhooks_extra);
     /* Each daemon its own database, removed with its folder. */
     fprintf(f, "[tasks]\n");

@@ -27,6 +27,9 @@ struct daemon_opts {
     const char *tasks_extra;   /* more [tasks] lines */
     const char *workers_extra; /* more [workers] lines */
     unsigned long fsize_limit; /* > 0: RLIMIT_FSIZE of the daemon (a disk that fills up) */
+    unsigned webhook_timeout_ms; /* [webhooks] timeout_ms; 0 = 3000 */
+    bool guard_default;        /* true: no [webhooks] allow_networks (loopback refused, as
+                                  installed); false: loopback allowed for the test receivers */
 };
 
 struct daemon_proc {

@@ -433,7 +433,15 @@ out_webhooks:
     }
     /* After webhooks: their last outcomes are written too. */
     store_close();
-    if (plugins_loaded) plugins_unload();
+    if (plugins_loaded) {
+        plugins_unload();
+    } else if (rc == 0) {
+        /* Plugin code still runs on detached threads and may call the host
+         * (tasks, log, store) at any moment: freeing what it reaches would
+         * crash the process on its way out. What had to be written is. */
+        log_info("stopped (without tearing down under the jobs that never returned)");
+        _exit(0);
+    }
 out:
     store_close();
     sign_unload();

@@ -465,7 +465,7 @@ START_TEST(agent_workers_limit_applies_and_reloads) {
     edit_conf("workers = 1", "workers = 2");
     ck_assert_int_eq(kill(dp.pid, SIGHUP), 0);
     cJSON_Delete(wait_state(second, "working"));
-    wait_log("a2ad.conf applied (log level, limits, agents): ");
+    wait_log("a2ad.conf applied (credentials, log level, limits, agents): ");
     ck_assert_uint_eq(count_in_log("slow 1.0.0 ("), 1);
     ck_assert_uint_eq(count_in_log("replaced agent slow"), 0);
     free(first);

@@ -117,6 +117,8 @@ static const struct key_def keys[] = {
     K_STR("server", "auth_jwt_jwks_file", auth_jwt_jwks_file, NULL, ""),
     K_STR("server", "auth_jwt_issuer", auth_jwt_issuer, NULL, ""),
     K_STR("server", "auth_jwt_audience", auth_jwt_audience, NULL, ""),
+    K_STR("server", "tls_cert_file", tls_cert_file, NULL, ""),
+    K_STR("server", "tls_key_file", tls_key_file, NULL, ""),
     K_SIZE("server", "stream_buffer_bytes", stream_buffer_bytes, 4 * KIB, 256 * MIB, "1M"),
     K_UINT("server", "stream_keepalive_s", stream_keepalive_s, 0, 3600, "15"),
     K_SIZE("server", "stream_replay_bytes", stream_replay_bytes, 0, 64 * MIB, "64K"),
@@ -846,6 +848,13 @@ static a2ad_status check_fields(const struct config *c, const char *path, char *
                  "%s: [webhooks] connect_timeout_ms = %u is above timeout_ms = %u, which "
                  "already bounds the whole request, connecting included",
                  path, c->webhook_connect_timeout_ms, c->webhook_timeout_ms);
+        return A2AD_ERR_CONFIG;
+    }
+    if (!*c->tls_cert_file != !*c->tls_key_file) {
+        snprintf(err, errlen,
+                 "%s: [server] tls_cert_file and tls_key_file go together: set both for HTTPS, "
+                 "or neither for plain HTTP",
+                 path);
         return A2AD_ERR_CONFIG;
     }
     /* libmicrohttpd splits the connection limit among its threads. */

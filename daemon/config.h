@@ -58,6 +58,8 @@ struct config {
     char *auth_jwt_jwks_file;      /* "" = no RS256 JWTs */
     char *auth_jwt_issuer;         /* "" = iss not checked */
     char *auth_jwt_audience;       /* "" = aud not checked */
+    char *tls_cert_file;           /* "" = plain HTTP; else PEM certificate chain (with tls_key_file) */
+    char *tls_key_file;            /* "" = plain HTTP; else PEM private key */
     size_t stream_buffer_bytes;    /* 1 MiB: unread SSE bytes per stream */
     unsigned stream_keepalive_s;   /* 15: SSE comment after idle seconds; 0 = none */
     size_t stream_replay_bytes;    /* 64 KiB: recent events kept per task for Last-Event-ID */

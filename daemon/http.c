@@ -31,6 +31,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "auth.h"
 #include "a2a_v1.h"
 #include "admin.h"
@@ -69,6 +71,7 @@ struct request {
 
 static struct {
     struct MHD_Daemon *daemon;
+    char *tls_cert, *tls_key; /* PEM text while HTTPS is served; the key wiped at stop */
     size_t max_body;
     char base_url[300];
     unsigned port;
@@ -810,8 +813,44 @@ static void mhd_log(void *cls, const char *fmt, va_list ap) {
     log_write(A2AD_LOG_WARNING, "http", "%s", line);
 }
 
+/* A PEM file for the listener, read whole (bounded: a certificate chain or
+ * a key is a few KiB). */
+#define TLS_FILE_MAX (1024 * 1024)
+static a2ad_status tls_read(const char *path, const char *key, char **out) {
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        log_error("http: [server] %s = %s: cannot open: %s", key, path, strerror(errno));
+        return A2AD_ERR_IO;
+    }
+    char *buf = malloc(TLS_FILE_MAX + 1);
+    size_t n = buf ? fread(buf, 1, TLS_FILE_MAX + 1, f) : 0;
+    bool err = ferror(f);
+    fclose(f);
+    if (!buf || err || n == 0 || n > TLS_FILE_MAX || !strstr(buf, "-----BEGIN ")) {
+        log_error("http: [server] %s = %s: %s", key, path,
+                  !buf ? "out of memory"
+                  : err ? "read error"
+                  : n > TLS_FILE_MAX ? "larger than 1 MiB"
+                                     : "not a PEM file (no -----BEGIN line)");
+        free(buf);
+        return A2AD_ERR_CONFIG;
+    }
+    buf[n] = '\0';
+    *out = buf;
+    return A2AD_OK;
+}
+
+static void tls_forget(void) {
+    if (srv.tls_key) OPENSSL_cleanse(srv.tls_key, strlen(srv.tls_key));
+    free(srv.tls_key);
+    free(srv.tls_cert);
+    srv.tls_key = srv.tls_cert = NULL;
+}
+
 a2ad_status http_start(const struct config *cfg) {
     srv.max_body = cfg->max_body_bytes;
+    bool tls = cfg->tls_cert_file && *cfg->tls_cert_file;
+    const char *scheme = tls ? "https" : "http";
     admin_init(cfg);
     struct sockaddr_in sin = {0};
     struct sockaddr_in6 sin6 = {0};
@@ -853,25 +892,41 @@ a2ad_status http_start(const struct config *cfg) {
         size_t n = strlen(srv.base_url);
         if (n && srv.base_url[n - 1] == '/') srv.base_url[n - 1] = '\0';
     } else if (sa->sa_family == AF_INET6) {
-        snprintf(srv.base_url, sizeof srv.base_url, "http://[%s]:%u", cfg->listen, srv.port);
+        snprintf(srv.base_url, sizeof srv.base_url, "%s://[%s]:%u", scheme, cfg->listen, srv.port);
     } else {
-        snprintf(srv.base_url, sizeof srv.base_url, "http://%s:%u", cfg->listen, srv.port);
+        snprintf(srv.base_url, sizeof srv.base_url, "%s://%s:%u", scheme, cfg->listen, srv.port);
     }
 
-    struct MHD_OptionItem opts[] = {
-        /* first, so that MHD's own start-up complaints come through it */
-        {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_log, NULL},
-        {MHD_OPTION_LISTEN_SOCKET, fd, NULL},
-        {MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections, NULL},
-        {MHD_OPTION_CONNECTION_TIMEOUT, cfg->connection_timeout_s, NULL},
-        {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)completed, NULL},
-        {cfg->http_threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, cfg->http_threads, NULL},
-        {MHD_OPTION_END, 0, NULL},
-    };
+    if (tls) {
+        if (tls_read(cfg->tls_cert_file, "tls_cert_file", &srv.tls_cert) != A2AD_OK ||
+            tls_read(cfg->tls_key_file, "tls_key_file", &srv.tls_key) != A2AD_OK) {
+            tls_forget();
+            close(fd);
+            return A2AD_ERR_CONFIG;
+        }
+        flags |= MHD_USE_TLS;
+    }
+    struct MHD_OptionItem opts[12];
+    size_t no = 0;
+    /* first, so that MHD's own start-up complaints come through it */
+    opts[no++] = (struct MHD_OptionItem){MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_log, NULL};
+    opts[no++] = (struct MHD_OptionItem){MHD_OPTION_LISTEN_SOCKET, fd, NULL};
+    opts[no++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections, NULL};
+    opts[no++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT, cfg->connection_timeout_s, NULL};
+    opts[no++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)completed, NULL};
+    if (cfg->http_threads > 1)
+        opts[no++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, cfg->http_threads, NULL};
+    if (tls) {
+        opts[no++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, srv.tls_cert};
+        opts[no++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, srv.tls_key};
+    }
+    opts[no] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
     srv.daemon = MHD_start_daemon(flags, 0, NULL, NULL, handle, NULL, MHD_OPTION_ARRAY, opts,
                                   MHD_OPTION_END);
     if (!srv.daemon) {
-        log_error("http: cannot start the HTTP server on %s", srv.base_url);
+        log_error("http: cannot start the HTTP server on %s%s", srv.base_url,
+                  tls ? " (is the TLS certificate or key not PEM, or do they not match?)" : "");
+        tls_forget();
         close(fd);
         return A2AD_ERR_IO;
     }
@@ -935,6 +990,7 @@ void http_stop(void) {
     }
     MHD_stop_daemon(srv.daemon);
     srv.daemon = NULL;
+    tls_forget();
     srv.stopping = false; /* for a later http_start (tests) */
     atomic_store(&http_stopping, false);
     if (srv.quiesced_fd >= 0) close(srv.quiesced_fd);

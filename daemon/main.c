@@ -118,6 +118,8 @@ static void note_restart_keys(const struct config *a, const struct config *b) {
         {"[server] max_body_bytes", a->max_body_bytes != b->max_body_bytes},
         {"[server] connection_timeout_s", a->connection_timeout_s != b->connection_timeout_s},
         {"[server] public_url", STR_CHANGED(public_url)},
+        {"[server] tls_cert_file", STR_CHANGED(tls_cert_file)},
+        {"[server] tls_key_file", STR_CHANGED(tls_key_file)},
         /* Credentials are read-only after start-up (HTTP threads read them
          * without a lock); never echoed, only named. */
         /* Tokens (file, inline hashes, plaintext) reload with auth_reload;

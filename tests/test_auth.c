@@ -817,6 +817,63 @@ START_TEST(tokens_file_reloads_on_sighup) {
 }
 END_TEST
 
+static size_t sink_body(char *p, size_t sz, size_t n, void *arg) {
+    (void)p;
+    *(size_t *)arg += sz * n;
+    return sz * n;
+}
+
+/* GET url with libcurl, verifying the server against ca (NULL = no TLS):
+ * the HTTP status, or -1 when the transfer failed (refused handshake). */
+static long get_status(const char *url, const char *ca) {
+    CURL *c = curl_easy_init();
+    size_t got = 0;
+    long code = -1;
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sink_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &got);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
+    if (ca) curl_easy_setopt(c, CURLOPT_CAINFO, ca);
+    if (curl_easy_perform(c) == CURLE_OK) curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+    curl_easy_cleanup(c);
+    return code;
+}
+
+/* TLS on the listener: HTTPS with the configured certificate (verified by
+ * the client against it), plain HTTP refused, the card's URL https, and a
+ * half-configured pair refused by a2ad -t. */
+START_TEST(tls_listener_serves_https) {
+    char cmd[900], cert[160], key[160], lines[1000];
+    snprintf(cert, sizeof cert, "%s/cert.pem", tmp);
+    snprintf(key, sizeof key, "%s/key.pem", tmp);
+    snprintf(cmd, sizeof cmd,
+             "openssl req -x509 -newkey rsa:2048 -nodes -keyout '%s' -out '%s' -subj /CN=127.0.0.1 "
+             "-addext subjectAltName=IP:127.0.0.1 -days 1 >/dev/null 2>&1",
+             key, cert);
+    ck_assert_int_eq(system(cmd), 0);
+    snprintf(lines, sizeof lines, "%s\ntls_cert_file = %s\ntls_key_file = %s", server_lines, cert, key);
+    struct daemon_opts o = {.plugins = "echo", .default_agent = "echo", .server_extra = lines};
+    start_or_fail(&o);
+    char url[120];
+    snprintf(url, sizeof url, "https://127.0.0.1:%u/healthz", dp.port);
+    ck_assert_int_eq(get_status(url, cert), 200);
+    ck_assert_int_eq(get_status(url, NULL), -1); /* not trusted without the CA */
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/healthz", dp.port);
+    ck_assert_int_eq(get_status(url, NULL), -1); /* no plain HTTP on that port */
+    char *log = daemon_log(&dp);
+    ck_assert_ptr_nonnull(strstr(log, "listening on https://127.0.0.1:"));
+    ck_assert_ptr_null(strstr(log, "PRIVATE KEY"));
+    free(log);
+    daemon_stop(&dp, 10000);
+    /* one of the two alone is a configuration error */
+    snprintf(lines, sizeof lines, "tls_cert_file = %s", cert);
+    char *out;
+    ck_assert_int_ne(check_config("127.0.0.1", lines, &out), 0);
+    ck_assert_msg(strstr(out, "tls_cert_file and tls_key_file go together"), "%s", out);
+    free(out);
+}
+END_TEST
+
 static char *read_text(const char *path) {
     FILE *f = fopen(path, "r");
     ck_assert_msg(f != NULL, "cannot read %s", path);
@@ -1227,6 +1284,7 @@ Suite *auth_suite(void) {
     tcase_add_test(tj, admin_api_takes_admin_credentials);
     tcase_add_test(tj, rest_binding_needs_credentials_and_scopes_tasks);
     tcase_add_test(tj, tokens_file_reloads_on_sighup);
+    tcase_add_test(tj, tls_listener_serves_https);
     tcase_add_test(tj, jwt_algorithm_confusion_refused);
     tcase_add_test(tj, jwt_config_errors);
     suite_add_tcase(s, tj);

@@ -153,9 +153,10 @@ bool daemon_start(struct daemon_proc *d, const struct daemon_opts *o) {
     if (d->pid < 0) return false;
     for (int i = 0; i < 500; i++) { /* up to ~10 s, ASan builds start slower */
         char *log = daemon_log(d);
-        char *at = strstr(log, "listening on http://127.0.0.1:");
+        char *at = strstr(log, "listening on http");
+        if (at) at = strstr(at, "://127.0.0.1:"); /* http or https */
         bool ready = strstr(log, " ready in ") != NULL;
-        if (at) d->port = (unsigned)strtoul(at + strlen("listening on http://127.0.0.1:"), NULL, 10);
+        if (at) d->port = (unsigned)strtoul(at + strlen("://127.0.0.1:"), NULL, 10);
         free(log);
         if (ready && d->port) return true;
         int st;

@@ -40,6 +40,10 @@ struct config {
     char *auth_bearer_tokens;      /* "" = no inbound authentication */
     size_t stream_buffer_bytes;    /* 1 MiB: unread SSE bytes per stream */
     unsigned stream_keepalive_s;   /* 15: SSE comment after idle seconds; 0 = none */
+    unsigned max_connections_per_ip; /* 64: open connections per client address; 0 = no limit */
+    unsigned request_timeout_s;    /* 10: whole request (headers and body) in; 0 = no limit */
+    unsigned rate_limit_per_s;     /* 100: requests per second per client address; 0 = off */
+    unsigned rate_burst;           /* 200: requests a client may send at once */
 
     /* [workers] */
     unsigned worker_threads;       /* 0 = number of cores */
@@ -61,6 +65,8 @@ struct config {
     unsigned cache_kib;            /* 128: SQLite page cache of the writer (KiB) */
     unsigned retention_s;          /* 3600: finished tasks kept this long */
     unsigned max_tasks;            /* 100000: tasks held at once */
+    unsigned max_json_depth;       /* 64: nesting of a stored JSON value (push config, metadata, message) */
+    unsigned write_timeout_ms;     /* 10000: a write not committed by then is answered 503; 0 = none */
 
     /* [webhooks] */
     unsigned webhook_timeout_ms;          /* 10000 */
@@ -77,6 +83,7 @@ struct config {
 
     /* [log] */
     a2ad_log_level log_level;      /* info */
+    unsigned log_client_lines_per_s; /* 20: lines caused by clients, per kind; then one summary */
 
     struct agent_config *agents;   /* [agent.NAME] sections, file order */
 };

@@ -31,9 +31,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "guard.h"
+#include "jsonlimit.h"
 #include "log.h"
+#include "logclient.h"
 #include "plugins.h"
 #include "rpc.h"
+#include "store.h"
 #include "streams.h"
 #include "tasks.h"
 #include "util.h"
@@ -151,7 +155,10 @@ static enum MHD_Result serve_health(struct MHD_Connection *c) {
     struct webhooks_stats ws;
     webhooks_get_stats(&ws);
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "status", "ok");
+    char store_problem[300];
+    bool broken = store_broken(store_problem, sizeof store_problem);
+    cJSON_AddStringToObject(o, "status", broken ? "error" : "ok");
+    if (broken) cJSON_AddStringToObject(o, "store", store_problem);
     cJSON *agents = cJSON_AddArrayToObject(o, "agents");
     for (size_t i = 0; i < plugins_count(); i++)
         cJSON_AddItemToArray(agents, cJSON_CreateString(plugins_at(i)->desc.name));
@@ -165,9 +172,10 @@ static enum MHD_Result serve_health(struct MHD_Connection *c) {
     cJSON_AddNumberToObject(w, "retried", (double)ws.retried);
     cJSON_AddNumberToObject(w, "givenUp", (double)ws.given_up);
     cJSON_AddNumberToObject(w, "parked", (double)ws.parked);
+    cJSON_AddNumberToObject(o, "connectionsCutSlow", (double)guard_cut_count());
     char *body = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
-    return send_json(c, MHD_HTTP_OK, body);
+    return send_json(c, broken ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_OK, body);
 }
 
 static bool is_card_path(const char *p) {
@@ -312,6 +320,31 @@ static enum MHD_Result start_stream(struct request *r) {
 
 /* ---- the access handler ------------------------------------------- */
 
+static void *conn_ctx(struct MHD_Connection *c) {
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+/* 429 with Retry-After: a JSON-RPC error for a POST, {"error"} otherwise. */
+static enum MHD_Result refuse_rate(struct MHD_Connection *c, const char *method, unsigned retry_s) {
+    char msg[200];
+    snprintf(msg, sizeof msg,
+             "rate limit: more than %u requests per second from this client ([server] "
+             "rate_limit_per_s, rate_burst %u); retry after %u s",
+             guard_rate_per_s(), guard_rate_burst(), retry_s);
+    char *body;
+    if (strcmp(method, "POST") == 0) {
+        body = rpc_error_body(RPC_INTERNAL_ERROR, msg);
+    } else {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "error", msg);
+        body = cJSON_PrintUnformatted(o);
+        cJSON_Delete(o);
+    }
+    return send_text(c, MHD_HTTP_TOO_MANY_REQUESTS, "application/json", body, retry_s);
+}
+
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url,
                               const char *method, const char *version, const char *upload,
                               size_t *upload_size, void **req_cls) {
@@ -319,7 +352,14 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     (void)version;
     struct request *r = *req_cls;
     if (!r) {
-        if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0) return serve_get(c, url);
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        unsigned retry_s = 0;
+        if (!guard_admit(ci ? ci->client_addr : NULL, &retry_s)) return refuse_rate(c, method, retry_s);
+        if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0) {
+            guard_request_received(conn_ctx(c));
+            return serve_get(c, url);
+        }
         if (strcmp(method, "POST") != 0)
             return send_http_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "use GET or POST");
         const char *rest;
@@ -340,6 +380,10 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
                      cl, srv.max_body);
             return send_json(c, MHD_HTTP_CONTENT_TOO_LARGE, rpc_error_body(RPC_INVALID_REQUEST, msg));
         }
+        char problem[300];
+        if (store_broken(problem, sizeof problem))
+            return send_text(c, MHD_HTTP_SERVICE_UNAVAILABLE, "application/json",
+                             rpc_error_body(RPC_INTERNAL_ERROR, problem), 30);
         r = calloc(1, sizeof *r);
         if (!r) return MHD_NO;
         atomic_init(&r->refs, 1);
@@ -374,6 +418,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         *upload_size = 0;
         return MHD_YES;
     }
+    guard_request_received(conn_ctx(c));
 
     if (r->reply.durable_task) { /* resumed: the task's row is settled */
         rpc_resume(&r->reply);
@@ -436,8 +481,8 @@ static enum MHD_Result answer(struct request *r) {
 static void completed(void *cls, struct MHD_Connection *c, void **req_cls,
                       enum MHD_RequestTerminationCode toe) {
     (void)cls;
-    (void)c;
     (void)toe;
+    guard_request_ended(conn_ctx(c));
     struct request *r = *req_cls;
     if (!r) return;
     *req_cls = NULL;
@@ -451,16 +496,33 @@ static void completed(void *cls, struct MHD_Connection *c, void **req_cls,
     request_release(r);
 }
 
+/* Most of what libmicrohttpd logs is caused by clients (refused and
+ * broken connections): rate-limited, one kind per message format. */
 static void mhd_log(void *cls, const char *fmt, va_list ap) {
     (void)cls;
     char line[512];
     vsnprintf(line, sizeof line, fmt, ap);
     line[strcspn(line, "\n")] = '\0';
-    log_write(A2AD_LOG_WARNING, "http", "%s", line);
+    log_client(fmt, A2AD_LOG_WARNING, "http", "%s", line);
+}
+
+static void notify_conn(void *cls, struct MHD_Connection *c, void **socket_context,
+                        enum MHD_ConnectionNotificationCode code) {
+    (void)cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *fd = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        const union MHD_ConnectionInfo *ca = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        if (fd) guard_conn_started(fd->connect_fd, ca ? ca->client_addr : NULL, socket_context);
+    } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        guard_conn_closed(*socket_context);
+        *socket_context = NULL;
+    }
 }
 
 a2ad_status http_start(const struct config *cfg) {
     srv.max_body = cfg->max_body_bytes;
+    log_client_init(cfg->log_client_lines_per_s);
+    jsonlimit_set_depth(cfg->max_json_depth);
     struct sockaddr_in sin = {0};
     struct sockaddr_in6 sin6 = {0};
     const struct sockaddr *sa;
@@ -513,18 +575,27 @@ a2ad_status http_start(const struct config *cfg) {
         {MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections, NULL},
         {MHD_OPTION_CONNECTION_TIMEOUT, cfg->connection_timeout_s, NULL},
         {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)completed, NULL},
+        {MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)notify_conn, NULL},
+        {MHD_OPTION_PER_IP_CONNECTION_LIMIT, cfg->max_connections_per_ip, NULL},
         {cfg->http_threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, cfg->http_threads, NULL},
         {MHD_OPTION_END, 0, NULL},
     };
+    if (guard_start(cfg) != A2AD_OK) {
+        close(fd);
+        return A2AD_ERR_IO;
+    }
     srv.daemon = MHD_start_daemon(flags, 0, NULL, NULL, handle, NULL, MHD_OPTION_ARRAY, opts,
                                   MHD_OPTION_END);
     if (!srv.daemon) {
         log_error("http: cannot start the HTTP server on %s", srv.base_url);
+        guard_stop();
         close(fd);
         return A2AD_ERR_IO;
     }
-    log_info("http: listening on %s (%u threads, max %u connections, body <= %zu bytes)",
-             srv.base_url, cfg->http_threads, cfg->max_connections, srv.max_body);
+    log_info("http: listening on %s (%u threads, max %u connections, %u per client address, "
+             "body <= %zu bytes, request in <= %u s, %u requests/s per client)",
+             srv.base_url, cfg->http_threads, cfg->max_connections, cfg->max_connections_per_ip,
+             srv.max_body, cfg->request_timeout_s, cfg->rate_limit_per_s);
     return A2AD_OK;
 }
 
@@ -582,6 +653,7 @@ void http_stop(void) {
     }
     MHD_stop_daemon(srv.daemon);
     srv.daemon = NULL;
+    guard_stop();
     srv.stopping = false; /* for a later http_start (tests) */
     if (srv.quiesced_fd >= 0) close(srv.quiesced_fd);
     srv.quiesced_fd = -1;

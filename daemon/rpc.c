@@ -22,6 +22,7 @@
 #include <cJSON.h>
 
 #include "hu.h"
+#include "jsonlimit.h"
 #include "log.h"
 #include "plugins.h"
 #include "push.h"
@@ -716,6 +717,7 @@ void rpc_handle(const struct rpc_request *rq, struct rpc_reply *out) {
         const cJSON *ver = cJSON_GetObjectItemCaseSensitive(req, "jsonrpc");
         const cJSON *method = cJSON_GetObjectItemCaseSensitive(req, "method");
         cJSON *params = cJSON_GetObjectItemCaseSensitive(req, "params");
+        char deep[300];
         const struct method *m = NULL;
         for (size_t i = 0; cJSON_IsString(method) && i < sizeof methods / sizeof methods[0]; i++)
             if (strcmp(method->valuestring, methods[i].name) == 0) m = &methods[i];
@@ -737,6 +739,8 @@ void rpc_handle(const struct rpc_request *rq, struct rpc_reply *out) {
             fail(&f, RPC_METHOD_NOT_FOUND, "method \"%.80s\" not found", method->valuestring);
         else if (params && !cJSON_IsNull(params) && !cJSON_IsObject(params))
             fail(&f, RPC_INVALID_PARAMS, "\"params\" must be an object");
+        else if (!jsonlimit_check(params, "params", deep, sizeof deep))
+            fail(&f, RPC_INVALID_PARAMS, "%s", deep);
         else {
             cJSON *empty = NULL;
             if (!cJSON_IsObject(params)) params = empty = cJSON_CreateObject();

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "rpc_int.h"
+#include "store.h"
 #include "tasks.h"
 #include "util.h"
 
@@ -96,6 +97,17 @@ bool rpc_push_set(struct call *c) {
                    "([webhooks] max_configs_per_task); delete one first"
                  : "task %s: cannot store the push notification config",
              task_id(t));
+        task_release(t);
+        return false;
+    }
+    /* Acknowledged only once on disk: a config that is not would vanish
+     * at a crash before the task's next event. */
+    if ((st = store_persist(t)) != A2AD_OK) {
+        push_config_delete(t, id);
+        c->f->http_status = 503;
+        c->f->retry_after_s = 5;
+        fail(c->f, RPC_INTERNAL_ERROR, "task %s: the push notification config was not stored: %s",
+             task_id(t), store_last_error());
         task_release(t);
         return false;
     }

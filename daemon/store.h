@@ -33,8 +33,13 @@
 #ifndef A2AD_STORE_H
 #define A2AD_STORE_H
 
+#include <stdbool.h>
+#include <stddef.h>
+
 #include "a2ad/agent.h"
 #include "config.h"
+
+struct task;
 
 /* Open (create) the database, register the store's task hooks, slot ops and
  * webhook outbox, and start the writer thread. Logs and returns A2AD_ERR_IO
@@ -50,6 +55,15 @@ a2ad_status store_recover(void);
 /* Write what is queued, stop the writer and close the database. Thread:
  * main, after workers and webhooks stopped. Safe if never opened. */
 void store_close(void);
+
+/* Write t's row now and wait until it is committed, failed, or timed out
+ * ([tasks] write_timeout_ms): A2AD_OK only once committed (always with the
+ * memory store). Thread: any but the store's; no task lock held. */
+a2ad_status store_persist(struct task *t);
+
+/* true once the database file was deleted or replaced under the running
+ * daemon; why gets the problem. Nothing is accepted from then on. */
+bool store_broken(char *why, size_t n);
 
 /* Why the last store call that failed on this thread failed ("the database
  * /x/a2ad.db: database is locked"); "" when none did. Thread-local. */

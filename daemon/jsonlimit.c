@@ -48,8 +48,8 @@ bool jsonlimit_check(const cJSON *params, const char *name, char *why, size_t n)
         v = deepest;
     }
     snprintf(why, n,
-             "%s%s nests %u levels deep; at most %u are accepted ([tasks] max_json_depth), "
-             "so that it can be stored and read back",
-             path, v && v->child ? "..." : "", depth, limit);
+             "%s nests %u levels deep at %s%s; at most %u are accepted ([tasks] "
+             "max_json_depth), so that it can be stored and read back",
+             name, depth, path, v && v->child ? "..." : "", limit);
     return false;
 }

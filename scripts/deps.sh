@@ -12,7 +12,7 @@ if [ "${1:-}" = "--interop" ]; then
   command -v npm >/dev/null 2>&1 || need="$need npm"
   [ -z "$need" ] && exit 0
 fi
-[ "${1:-}" = "--test" ] && need="$need check libsubunit-dev"
+[ "${1:-}" = "--test" ] && need="$need check libsubunit-dev clang libclang-rt-14-dev"
 missing=""
 for p in $need; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

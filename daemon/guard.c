@@ -34,13 +34,14 @@ struct bucket {
 struct conn {
     struct conn *prev, *next;
     int fd;
-    uint64_t began_ms; /* of the request being received; 0 = received */
+    uint64_t deadline_ms; /* for the request being received; 0 = received */
     bool cut;
     char who[INET6_ADDRSTRLEN];
 };
 
 static struct {
     unsigned rate, burst, timeout_s;
+    uint64_t idle_ms; /* [server] connection_timeout_s: a keep-alive wait */
     pthread_mutex_t lock; /* buckets */
     struct bucket *buckets;
     pthread_mutex_t conn_lock; /* conns; held while a socket is shut down */
@@ -132,7 +133,7 @@ void guard_conn_started(int fd, const struct sockaddr *client, void **ctx) {
     struct conn *c = calloc(1, sizeof *c);
     if (!c) return; /* untimed: only the idle timeout applies to it */
     c->fd = fd;
-    c->began_ms = util_now_ms();
+    c->deadline_ms = util_now_ms() + (uint64_t)g.timeout_s * 1000;
     addr_text(client, c->who, sizeof c->who);
     pthread_mutex_lock(&g.conn_lock);
     c->next = g.conns;
@@ -159,25 +160,28 @@ void guard_request_received(void *ctx) {
     struct conn *c = ctx;
     if (!c) return;
     pthread_mutex_lock(&g.conn_lock);
-    c->began_ms = 0;
+    c->deadline_ms = 0;
     pthread_mutex_unlock(&g.conn_lock);
 }
 
 void guard_request_ended(void *ctx) {
     struct conn *c = ctx;
     if (!c) return;
+    /* A keep-alive client may wait up to the idle timeout before its next
+     * request (libmicrohttpd closes it if nothing comes); a trickler is
+     * cut request_timeout_s after that. */
     pthread_mutex_lock(&g.conn_lock);
-    c->began_ms = util_now_ms();
+    c->deadline_ms = util_now_ms() + g.idle_ms + (uint64_t)g.timeout_s * 1000;
     pthread_mutex_unlock(&g.conn_lock);
 }
 
 static void sweep(void) {
-    uint64_t now = util_now_ms(), limit = (uint64_t)g.timeout_s * 1000;
+    uint64_t now = util_now_ms();
     char who[8][INET6_ADDRSTRLEN];
     size_t n = 0;
     pthread_mutex_lock(&g.conn_lock);
     for (struct conn *c = g.conns; c; c = c->next) {
-        if (c->cut || !c->began_ms || now - c->began_ms < limit) continue;
+        if (c->cut || !c->deadline_ms || now < c->deadline_ms) continue;
         /* The number is still this connection's (see guard_conn_closed):
          * shutdown ends the stream, and libmicrohttpd closes it. */
         shutdown(c->fd, SHUT_RDWR);
@@ -220,6 +224,7 @@ a2ad_status guard_start(const struct config *cfg) {
     g.rate = cfg->rate_limit_per_s;
     g.burst = cfg->rate_burst;
     g.timeout_s = cfg->request_timeout_s;
+    g.idle_ms = (uint64_t)cfg->connection_timeout_s * 1000;
     atomic_store(&g.cut, 0);
     if (g.rate && !g.buckets) {
         g.buckets = calloc((size_t)GUARD_SETS * GUARD_WAYS, sizeof *g.buckets);

@@ -5,15 +5,15 @@
  *
  * libmicrohttpd's connection timeout is an idle timeout: a client that
  * trickles one byte a second keeps its connection for ever (slow loris).
- * guard therefore keeps every open connection with the time its current
- * request began (connection start, or the end of the previous request on a
- * keep-alive connection) and a thread that shuts down the socket of one
- * still receiving after request_timeout_s; libmicrohttpd then sees the
- * end of the stream and closes the connection itself. A connection whose
- * request is fully received (answered, waiting for its task, streaming)
- * is left alone.
+ * guard therefore keeps every open connection with a deadline for its
+ * current request (request_timeout_s after the connection opened; after a
+ * request on a keep-alive connection, the idle timeout plus that) and a
+ * thread that shuts down the socket of one still receiving past it;
+ * libmicrohttpd then sees the end of the stream and closes the connection
+ * itself. A connection whose request is fully received (answered, waiting
+ * for its task, streaming) is left alone.
  *
- * Rate buckets live in a bounded table (GUARD_BUCKETS); a client pushed out
+ * Rate buckets live in a bounded table (2048 sets of 4); a client pushed out
  * of it by others comes back with a full bucket, which only errs on the
  * side of serving.
  */

@@ -995,6 +995,37 @@ static void *watch_thread(void *arg) {
     return NULL;
 }
 
+/* Queue t's row with a ticket in the slot's `created` place, so that
+ * tasks_on_durable / tasks_wait_durable wait for this row as they do for a
+ * new task's: the HTTP layer suspends the connection until it is settled. */
+a2ad_status store_persist_begin(struct task *t) {
+    if (!st.open) return A2AD_ERR_STATE;
+    task_lock(t);
+    struct op *row = task_op_locked(t, task_get_state_locked(t), task_seq_locked(t));
+    struct store_slot *s = row ? slot_of(t) : NULL;
+    struct ticket *tk = s ? calloc(1, sizeof *tk) : NULL;
+    if (!tk) {
+        task_unlock(t);
+        if (row) op_free(row);
+        set_error("out of memory writing task %s to the database", task_id(t));
+        return A2AD_ERR_NOMEM;
+    }
+    atomic_init(&tk->refs, 2);
+    tk->queued_ms = util_now_ms();
+    row->ticket = tk;
+    a2ad_status rc = queue_append(row, row, 1, true);
+    if (rc == A2AD_OK) {
+        ticket_release(s->created);
+        s->created = tk;
+    }
+    task_unlock(t);
+    if (rc != A2AD_OK) {
+        op_free(row);
+        ticket_release(tk);
+    }
+    return rc;
+}
+
 /* Write t's row now and wait until it is committed (or the write failed or
  * timed out): what a client is told is stored must be. */
 a2ad_status store_persist(struct task *t) {

@@ -61,6 +61,11 @@ void store_close(void);
  * memory store). Thread: any but the store's; no task lock held. */
 a2ad_status store_persist(struct task *t);
 
+/* The same without waiting: the row is queued and tasks_on_durable(t, ...)
+ * / tasks_wait_durable(t) follow it like a new task's row. A2AD_ERR_STATE
+ * with the memory store (nothing to wait for). */
+a2ad_status store_persist_begin(struct task *t);
+
 /* true once the database file was deleted or replaced under the running
  * daemon; why gets the problem. Nothing is accepted from then on. */
 bool store_broken(char *why, size_t n);

@@ -590,6 +590,61 @@ START_TEST(a_hanging_write_is_answered_503) {
 }
 END_TEST
 
+struct pending_set {
+    unsigned port;
+    char body[400];
+    long status;
+    atomic_bool done;
+};
+
+static void *pending_set_run(void *arg) {
+    struct pending_set *p = arg;
+    cJSON *r = rpc_on(p->port, "processor", false, &p->status, p->body);
+    cJSON_Delete(r);
+    atomic_store(&p->done, true);
+    return NULL;
+}
+
+/* A push config set waiting for the disk holds no HTTP thread: with one
+ * HTTP thread, /healthz is answered meanwhile. */
+START_TEST(a_push_set_waiting_for_the_disk_holds_no_thread) {
+    struct daemon_opts o = {.plugins = "processor", .server_extra = "http_threads = 1",
+                            .tasks_extra = "lock_timeout_ms = 60000\nwrite_timeout_ms = 4000",
+                            .extra = "[agent.processor]\nstep_ms = 60000"};
+    start_or_fail(&d1, &o);
+    char *t = working_task(d1.port);
+    test_nap_ms(300);
+    char db[320];
+    snprintf(db, sizeof db, "%s/a2ad.db", d1.dir);
+    sqlite3 *h = NULL;
+    ck_assert_int_eq(sqlite3_open(db, &h), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(h, "BEGIN EXCLUSIVE", NULL, NULL, NULL), SQLITE_OK);
+    static struct pending_set p;
+    memset(&p, 0, sizeof p);
+    p.port = d1.port;
+    snprintf(p.body, sizeof p.body,
+             "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tasks/pushNotificationConfig/set\",\"params\":{"
+             "\"taskId\":\"%s\",\"pushNotificationConfig\":{\"url\":\"http://127.0.0.1:9/x\"}}}", t);
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, pending_set_run, &p), 0);
+    test_nap_ms(300);
+    bool served_meanwhile = false;
+    for (int i = 0; i < 20 && !served_meanwhile; i++) {
+        struct http_resp hr;
+        bool ok = http_call(d1.port, NULL, "/healthz", NULL, &hr) && hr.status == 200;
+        http_resp_free(&hr);
+        served_meanwhile = ok && !atomic_load(&p.done);
+        if (!served_meanwhile) test_nap_ms(50);
+    }
+    pthread_join(th, NULL);
+    ck_assert_int_eq(sqlite3_exec(h, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(h);
+    ck_assert_msg(served_meanwhile, "/healthz was not served while the push set waited");
+    ck_assert_int_eq(p.status, 503);
+    free(t);
+}
+END_TEST
+
 /* ---- config and log ---- */
 
 START_TEST(config_reader_has_a_line_bound) {
@@ -658,6 +713,7 @@ Suite *hardening_suite(void) {
     tcase_add_test(tc, replaced_database_file_is_noticed);
     tcase_add_test(tc, database_files_are_private);
     tcase_add_test(tc, a_hanging_write_is_answered_503);
+    tcase_add_test(tc, a_push_set_waiting_for_the_disk_holds_no_thread);
     tcase_add_test(tc, config_reader_has_a_line_bound);
     tcase_add_test(tc, client_caused_log_lines_are_rate_limited);
     suite_add_tcase(s, tc);

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "logclient.h"
 #include "util.h"
 
 struct stream {
@@ -108,9 +109,10 @@ static bool push_frame(struct stream *s, const char *result, bool final) {
             free(s->buf);
             s->buf = NULL;
             s->cap = 0;
-            log_warn("task %s: SSE stream closed: the client reads too slowly (more than "
-                     "server.stream_buffer_bytes = %zu bytes unread)",
-                     task_id(s->task), all.max_buffer);
+            log_client("sse-slow-reader", A2AD_LOG_WARNING, NULL,
+                       "task %s: SSE stream closed: the client reads too slowly (more than "
+                       "server.stream_buffer_bytes = %zu bytes unread)",
+                       task_id(s->task), all.max_buffer);
         }
         if (final) s->ended = true;
         wake = s->parked;

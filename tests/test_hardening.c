@@ -241,6 +241,38 @@ START_TEST(request_time_limit_frees_a_full_listener) {
 }
 END_TEST
 
+/* Blocking sends of hour-long jobs from one address take only that
+ * address's connections: /healthz from another client is answered. */
+START_TEST(blocking_sends_do_not_starve_other_clients) {
+    struct daemon_opts o = {.plugins = "processor", .threads = 1,
+                            .server_extra = "max_connections_per_ip = 16\nmax_connections = 64",
+                            .extra = "[agent.processor]\nstep_ms = 60000"};
+    start_or_fail(&d1, &o);
+    static const char blocking[] =
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"message/send\",\"params\":{\"message\":{"
+        "\"kind\":\"message\",\"messageId\":\"m\",\"role\":\"user\","
+        "\"parts\":[{\"kind\":\"text\",\"text\":\"hi\"}]}}}";
+    char req[1024];
+    int len = snprintf(req, sizeof req,
+                       "POST /agents/processor HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                       "Content-Length: %zu\r\n\r\n%s", strlen(blocking), blocking);
+    enum { N = 100 };
+    int fds[N];
+    for (int i = 0; i < N; i++) fds[i] = tcp_from("127.0.0.1", d1.port, false);
+    for (int i = 0; i < N; i++)
+        if (fds[i] >= 0) send(fds[i], req, (size_t)len, MSG_NOSIGNAL);
+    test_nap_ms(500);
+    char resp[8192];
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(raw_request("127.0.0.2", d1.port, "GET", "/healthz", NULL, resp, sizeof resp), 200);
+    int open = 0;
+    for (int i = 0; i < N; i++) open += fds[i] >= 0 && !closed_by_peer(fds[i], 0);
+    ck_assert_int_le(open, 16); /* the rest were refused at once */
+    for (int i = 0; i < N; i++)
+        if (fds[i] >= 0) close(fds[i]);
+}
+END_TEST
+
 START_TEST(connections_per_address_are_limited) {
     struct daemon_opts o = {.plugins = "echo", .server_extra = "max_connections_per_ip = 4"};
     start_or_fail(&d1, &o);
@@ -704,6 +736,7 @@ Suite *hardening_suite(void) {
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, slow_loris_1100_sockets_cut_off_while_others_are_served);
     tcase_add_test(tc, request_time_limit_frees_a_full_listener);
+    tcase_add_test(tc, blocking_sends_do_not_starve_other_clients);
     tcase_add_test(tc, connections_per_address_are_limited);
     tcase_add_test(tc, rate_limit_answers_429_with_retry_after);
     tcase_add_test(tc, deep_push_config_is_refused_in_both_versions);

@@ -60,7 +60,8 @@ unsigned guard_rate_per_s(void) { return g.rate; }
 unsigned guard_rate_burst(void) { return g.burst; }
 unsigned long guard_cut_count(void) { return atomic_load(&g.cut); }
 
-/* The address as 16 bytes (IPv4 mapped into IPv6), false if neither. */
+/* The bucket key of an address: IPv4 mapped into IPv6, an IPv6 address's
+ * /64; false if neither. */
 static bool addr_key(const struct sockaddr *sa, unsigned char out[16]) {
     if (!sa) return false;
     if (sa->sa_family == AF_INET) {
@@ -71,6 +72,9 @@ static bool addr_key(const struct sockaddr *sa, unsigned char out[16]) {
     }
     if (sa->sa_family == AF_INET6) {
         memcpy(out, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+        /* One IPv6 client usually has a whole /64: one bucket for it. */
+        static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+        if (memcmp(out, mapped, 12) != 0) memset(out + 8, 0, 8);
         return true;
     }
     return false;

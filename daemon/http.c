@@ -15,6 +15,11 @@
  * stream has buffered, and when nothing is buffered it suspends the
  * connection from inside the callback (the stream's park) and returns 0;
  * the next frame resumes it (the stream's wake). No thread waits.
+ *
+ * Per-client limits: libmicrohttpd counts connections per address; guard.c
+ * adds the rate limit (checked at each request's first call) and the time
+ * limit for receiving a request (each connection's deadline, stopped once
+ * the request is in, restarted when it completes).
  */
 #include "http.h"
 

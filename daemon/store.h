@@ -28,7 +28,12 @@
  *
  * Finished tasks are deleted retention_s after they ended. A write that
  * fails (disk full, read-only or locked database) is logged; a submission
- * waiting for it gets A2AD_ERR_IO and store_last_error() says why.
+ * waiting for it gets A2AD_ERR_IO and store_last_error() says why. So does
+ * one whose write is not committed within write_timeout_ms (a watch thread
+ * settles it: a frozen disk must not hang requests). The database file is
+ * created 0600; a path that stops naming the open file (deleted, replaced)
+ * is noticed before the next commit and by the watch thread, and from then
+ * on nothing is accepted (store_broken).
  */
 #ifndef A2AD_STORE_H
 #define A2AD_STORE_H

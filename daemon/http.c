@@ -16,7 +16,7 @@
  * connection from inside the callback (the stream's park) and returns 0;
  * the next frame resumes it (the stream's wake). No thread waits.
  *
- * Per-client limits: libmicrohttpd counts connections per address; guard.c
+ * Per-client limits: libmicrohttpd counts connections per address; limits.c
  * adds the rate limit (checked at each request's first call) and the time
  * limit for receiving a request (each connection's deadline, stopped once
  * the request is in, restarted when it completes).
@@ -36,7 +36,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "guard.h"
+#include "limits.h"
 #include "jsonlimit.h"
 #include "log.h"
 #include "logclient.h"
@@ -177,7 +177,7 @@ static enum MHD_Result serve_health(struct MHD_Connection *c) {
     cJSON_AddNumberToObject(w, "retried", (double)ws.retried);
     cJSON_AddNumberToObject(w, "givenUp", (double)ws.given_up);
     cJSON_AddNumberToObject(w, "parked", (double)ws.parked);
-    cJSON_AddNumberToObject(o, "connectionsCutSlow", (double)guard_cut_count());
+    cJSON_AddNumberToObject(o, "connectionsCutSlow", (double)limits_cut_count());
     char *body = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     return send_json(c, broken ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_OK, body);
@@ -337,7 +337,7 @@ static enum MHD_Result refuse_rate(struct MHD_Connection *c, const char *method,
     snprintf(msg, sizeof msg,
              "rate limit: more than %u requests per second from this client ([server] "
              "rate_limit_per_s, rate_burst %u); retry after %u s",
-             guard_rate_per_s(), guard_rate_burst(), retry_s);
+             limits_rate_per_s(), limits_rate_burst(), retry_s);
     char *body;
     if (strcmp(method, "POST") == 0) {
         body = rpc_error_body(RPC_INTERNAL_ERROR, msg);
@@ -360,9 +360,9 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
         unsigned retry_s = 0;
-        if (!guard_admit(ci ? ci->client_addr : NULL, &retry_s)) return refuse_rate(c, method, retry_s);
+        if (!limits_admit(ci ? ci->client_addr : NULL, &retry_s)) return refuse_rate(c, method, retry_s);
         if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0) {
-            guard_request_received(conn_ctx(c));
+            limits_request_received(conn_ctx(c));
             return serve_get(c, url);
         }
         if (strcmp(method, "POST") != 0)
@@ -423,7 +423,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         *upload_size = 0;
         return MHD_YES;
     }
-    guard_request_received(conn_ctx(c));
+    limits_request_received(conn_ctx(c));
 
     if (r->reply.durable_task) { /* resumed: the task's row is settled */
         rpc_resume(&r->reply);
@@ -487,7 +487,7 @@ static void completed(void *cls, struct MHD_Connection *c, void **req_cls,
                       enum MHD_RequestTerminationCode toe) {
     (void)cls;
     (void)toe;
-    guard_request_ended(conn_ctx(c));
+    limits_request_ended(conn_ctx(c));
     struct request *r = *req_cls;
     if (!r) return;
     *req_cls = NULL;
@@ -517,9 +517,9 @@ static void notify_conn(void *cls, struct MHD_Connection *c, void **socket_conte
     if (code == MHD_CONNECTION_NOTIFY_STARTED) {
         const union MHD_ConnectionInfo *fd = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
         const union MHD_ConnectionInfo *ca = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-        if (fd) guard_conn_started(fd->connect_fd, ca ? ca->client_addr : NULL, socket_context);
+        if (fd) limits_conn_started(fd->connect_fd, ca ? ca->client_addr : NULL, socket_context);
     } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
-        guard_conn_closed(*socket_context);
+        limits_conn_closed(*socket_context);
         *socket_context = NULL;
     }
 }
@@ -585,7 +585,7 @@ a2ad_status http_start(const struct config *cfg) {
         {cfg->http_threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, cfg->http_threads, NULL},
         {MHD_OPTION_END, 0, NULL},
     };
-    if (guard_start(cfg) != A2AD_OK) {
+    if (limits_start(cfg) != A2AD_OK) {
         close(fd);
         return A2AD_ERR_IO;
     }
@@ -593,7 +593,7 @@ a2ad_status http_start(const struct config *cfg) {
                                   MHD_OPTION_END);
     if (!srv.daemon) {
         log_error("http: cannot start the HTTP server on %s", srv.base_url);
-        guard_stop();
+        limits_stop();
         close(fd);
         return A2AD_ERR_IO;
     }
@@ -658,7 +658,7 @@ void http_stop(void) {
     }
     MHD_stop_daemon(srv.daemon);
     srv.daemon = NULL;
-    guard_stop();
+    limits_stop();
     srv.stopping = false; /* for a later http_start (tests) */
     if (srv.quiesced_fd >= 0) close(srv.quiesced_fd);
     srv.quiesced_fd = -1;

@@ -1,11 +1,11 @@
-/* guard - per-client limits on the HTTP listener that libmicrohttpd does
+/* limits - per-client limits on the HTTP listener that libmicrohttpd does
  * not give: a token bucket per client address ([server] rate_limit_per_s,
  * rate_burst) and a total time limit for receiving a request's headers and
  * body ([server] request_timeout_s).
  *
  * libmicrohttpd's connection timeout is an idle timeout: a client that
  * trickles one byte a second keeps its connection for ever (slow loris).
- * guard therefore keeps every open connection with a deadline for its
+ * limits therefore keeps every open connection with a deadline for its
  * current request (request_timeout_s after the connection opened; after a
  * request on a keep-alive connection, the idle timeout plus that) and a
  * thread that shuts down the socket of one still receiving past it;
@@ -17,8 +17,8 @@
  * of it by others comes back with a full bucket, which only errs on the
  * side of serving.
  */
-#ifndef A2AD_GUARD_H
-#define A2AD_GUARD_H
+#ifndef A2AD_LIMITS_H
+#define A2AD_LIMITS_H
 
 #include <stdbool.h>
 #include <sys/socket.h>
@@ -29,27 +29,27 @@ struct config;
 
 /* Read the limits and start the timing thread (when request_timeout_s > 0).
  * Thread: main, before the HTTP server starts. */
-a2ad_status guard_start(const struct config *cfg);
+a2ad_status limits_start(const struct config *cfg);
 /* Stop the thread. Thread: main, after the HTTP server stopped. */
-void guard_stop(void);
+void limits_stop(void);
 
 /* libmicrohttpd's MHD_OPTION_NOTIFY_CONNECTION callback: opaque is the
  * connection, fd its socket; *ctx holds guard's record of it. */
-void guard_conn_started(int fd, const struct sockaddr *client, void **ctx);
-void guard_conn_closed(void *ctx);
+void limits_conn_started(int fd, const struct sockaddr *client, void **ctx);
+void limits_conn_closed(void *ctx);
 /* The request on this connection is fully received (the timer stops), or
  * ended (the next one's timer starts now). ctx NULL: nothing. */
-void guard_request_received(void *ctx);
-void guard_request_ended(void *ctx);
+void limits_request_received(void *ctx);
+void limits_request_ended(void *ctx);
 
 /* One request from client: true if its bucket has a token (taken), else
  * false with the seconds until it will in *retry_after_s (>= 1). */
-bool guard_admit(const struct sockaddr *client, unsigned *retry_after_s);
+bool limits_admit(const struct sockaddr *client, unsigned *retry_after_s);
 
 /* The configured limits, for messages. */
-unsigned guard_rate_per_s(void);
-unsigned guard_rate_burst(void);
+unsigned limits_rate_per_s(void);
+unsigned limits_rate_burst(void);
 /* Connections cut for taking longer than request_timeout_s, so far. */
-unsigned long guard_cut_count(void);
+unsigned long limits_cut_count(void);
 
 #endif

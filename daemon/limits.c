@@ -1,5 +1,5 @@
-/* guard - per-client rate limit and total request time. See guard.h. */
-#include "guard.h"
+/* limits - per-client rate limit and total request time. See limits.h. */
+#include "limits.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -56,9 +56,9 @@ static struct {
        .stop_lock = PTHREAD_MUTEX_INITIALIZER,
        .stop_cond = PTHREAD_COND_INITIALIZER};
 
-unsigned guard_rate_per_s(void) { return g.rate; }
-unsigned guard_rate_burst(void) { return g.burst; }
-unsigned long guard_cut_count(void) { return atomic_load(&g.cut); }
+unsigned limits_rate_per_s(void) { return g.rate; }
+unsigned limits_rate_burst(void) { return g.burst; }
+unsigned long limits_cut_count(void) { return atomic_load(&g.cut); }
 
 /* The bucket key of an address: IPv4 mapped into IPv6, an IPv6 address's
  * /64; false if neither. */
@@ -96,7 +96,7 @@ static size_t set_of(const unsigned char a[16]) {
     return h % GUARD_SETS;
 }
 
-bool guard_admit(const struct sockaddr *client, unsigned *retry_after_s) {
+bool limits_admit(const struct sockaddr *client, unsigned *retry_after_s) {
     unsigned char key[16];
     if (!g.rate || !g.buckets || !addr_key(client, key)) return true;
     uint64_t now = util_now_ms();
@@ -131,7 +131,7 @@ bool guard_admit(const struct sockaddr *client, unsigned *retry_after_s) {
 
 /* ---- connections -------------------------------------------------- */
 
-void guard_conn_started(int fd, const struct sockaddr *client, void **ctx) {
+void limits_conn_started(int fd, const struct sockaddr *client, void **ctx) {
     *ctx = NULL;
     if (!g.timeout_s) return;
     struct conn *c = calloc(1, sizeof *c);
@@ -149,7 +149,7 @@ void guard_conn_started(int fd, const struct sockaddr *client, void **ctx) {
 
 /* libmicrohttpd closes the socket after this returns: once c is unlisted,
  * the timing thread cannot touch its (soon reused) number. */
-void guard_conn_closed(void *ctx) {
+void limits_conn_closed(void *ctx) {
     struct conn *c = ctx;
     if (!c) return;
     pthread_mutex_lock(&g.conn_lock);
@@ -160,7 +160,7 @@ void guard_conn_closed(void *ctx) {
     free(c);
 }
 
-void guard_request_received(void *ctx) {
+void limits_request_received(void *ctx) {
     struct conn *c = ctx;
     if (!c) return;
     pthread_mutex_lock(&g.conn_lock);
@@ -168,7 +168,7 @@ void guard_request_received(void *ctx) {
     pthread_mutex_unlock(&g.conn_lock);
 }
 
-void guard_request_ended(void *ctx) {
+void limits_request_ended(void *ctx) {
     struct conn *c = ctx;
     if (!c) return;
     /* A keep-alive client may wait up to the idle timeout before its next
@@ -186,7 +186,7 @@ static void sweep(void) {
     pthread_mutex_lock(&g.conn_lock);
     for (struct conn *c = g.conns; c; c = c->next) {
         if (c->cut || !c->deadline_ms || now < c->deadline_ms) continue;
-        /* The number is still this connection's (see guard_conn_closed):
+        /* The number is still this connection's (see limits_conn_closed):
          * shutdown ends the stream, and libmicrohttpd closes it. */
         shutdown(c->fd, SHUT_RDWR);
         c->cut = true;
@@ -202,7 +202,7 @@ static void sweep(void) {
                    i < sizeof who / sizeof who[0] ? who[i] : "another client", g.timeout_s);
 }
 
-static void *guard_thread(void *arg) {
+static void *limits_thread(void *arg) {
     (void)arg;
     pthread_mutex_lock(&g.stop_lock);
     while (!g.stopping) {
@@ -224,7 +224,7 @@ static void *guard_thread(void *arg) {
     return NULL;
 }
 
-a2ad_status guard_start(const struct config *cfg) {
+a2ad_status limits_start(const struct config *cfg) {
     g.rate = cfg->rate_limit_per_s;
     g.burst = cfg->rate_burst;
     g.timeout_s = cfg->request_timeout_s;
@@ -235,7 +235,7 @@ a2ad_status guard_start(const struct config *cfg) {
         if (!g.buckets) return A2AD_ERR_NOMEM;
     }
     g.stopping = false;
-    int err = pthread_create(&g.thread, NULL, guard_thread, NULL);
+    int err = pthread_create(&g.thread, NULL, limits_thread, NULL);
     if (err) {
         log_error("http: cannot start the request timer thread: %s", strerror(err));
         return A2AD_ERR_IO;
@@ -244,7 +244,7 @@ a2ad_status guard_start(const struct config *cfg) {
     return A2AD_OK;
 }
 
-void guard_stop(void) {
+void limits_stop(void) {
     if (g.running) {
         pthread_mutex_lock(&g.stop_lock);
         g.stopping = true;

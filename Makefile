@@ -43,7 +43,7 @@ MANS        := $(MAN_SRC:docs/man/%.scd=$(BUILD)/man/%)
 SCDOC       := $(shell command -v scdoc 2>/dev/null)
 VERSION     := $(shell sed -n 's/^#define A2AD_VERSION "\(.*\)"/\1/p' daemon/main.c)
 
-.PHONY: all run test interop ui-test asan tsan check-header install uninstall clean deps help bench bench-peer man sdk-test
+.PHONY: all run test interop ui-test asan tsan check-header install uninstall clean deps help bench bench-peer man sdk-test fuzz fuzz-build fuzz-replay
 all: $(BUILD)/a2ad $(BUILD)/a2ctl $(BUILD)/a2ad-agent-host $(PLUGINS) $(MOCK_LIB) $(if $(SCDOC),$(MANS))
 
 help:
@@ -53,6 +53,7 @@ help:
 	@echo "make interop  the official A2A JS client (@a2a-js/sdk) against a2ad (needs node, npm)"
 	@echo "make ui-test  the web dashboard in headless chromium (needs chromium, node, npm)"
 	@echo "make asan     the test suite under AddressSanitizer + UBSan (build/asan)"
+	@echo "make fuzz     build the libFuzzer harnesses (clang) and run each FUZZ_SECONDS (60)"
 	@echo "make tsan     the test suite under ThreadSanitizer (build/tsan)"
 	@echo "make install  install to \$$DESTDIR\$$PREFIX (binary, plugins, plugin SDK, man pages, config, unit)"
 	@echo "make sdk-test install to a temporary folder, then build and test examples/out-of-tree from it"
@@ -134,7 +135,7 @@ run: all
 	$(BUILD)/a2ad -c conf/a2ad.conf
 
 # The suite finds the daemon, the plugins and the test plugins under A2AD_BUILD.
-test: all $(TPLUGINS) $(BUILD)/tests/a2ad-tests check-header
+test: all $(TPLUGINS) $(BUILD)/tests/a2ad-tests check-header fuzz-replay
 	A2AD_BUILD=$(BUILD) $(BUILD)/tests/a2ad-tests
 	tests/interop/run.sh $(BUILD)
 	tests/ui/run.sh $(BUILD)
@@ -176,6 +177,44 @@ asan:
 
 tsan:
 	$(MAKE) BUILD=build/tsan OPT=-O1 SAN="-fsanitize=thread" test
+
+# libFuzzer harnesses (fuzz/*.c, clang): each links the daemon's modules
+# built with the fuzzer's instrumentation. `make fuzz` runs each for
+# FUZZ_SECONDS on a copy of its seed corpus (fuzz/corpus/NAME, which new
+# inputs do not touch); `make fuzz-replay` (part of `make test`) runs every
+# corpus file once, so a crash saved there stays a regression test.
+FUZZ_SECONDS ?= 60
+FUZZ_CC      ?= clang
+FUZZ_DIR     := build/fuzz
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+FUZZ_CFLAGS   = -std=c11 -D_GNU_SOURCE -O1 -g -Iinclude -Idaemon $(FUZZ_SAN) $(PKG_CFLAGS)
+FUZZERS      := $(patsubst fuzz/fuzz_%.c,%,$(wildcard fuzz/fuzz_*.c))
+FUZZ_BINS    := $(FUZZERS:%=$(FUZZ_DIR)/fuzz_%)
+FUZZ_LIB_OBJ := $(patsubst daemon/%.c,$(FUZZ_DIR)/obj/%.o,$(filter-out daemon/main.c,$(DAEMON_SRC)))
+
+$(FUZZ_DIR)/obj/%.o: daemon/%.c $(wildcard daemon/*.h) include/a2ad/agent.h | $(DEPS_TEST_OK)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+$(FUZZ_DIR)/fuzz_%: fuzz/fuzz_%.c $(FUZZ_LIB_OBJ)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer $^ -o $@ $(PKG_LIBS) -ldl -lpthread -lm
+
+fuzz-build: $(FUZZ_BINS)
+
+fuzz: fuzz-build
+	@for f in $(FUZZERS); do \
+	  mkdir -p $(FUZZ_DIR)/work/$$f && \
+	  echo "fuzz: $$f for $(FUZZ_SECONDS) s" && \
+	  $(FUZZ_DIR)/fuzz_$$f -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
+	    -max_len=65536 -artifact_prefix=$(FUZZ_DIR)/work/$$f- -print_final_stats=1 \
+	    $(FUZZ_DIR)/work/$$f fuzz/corpus/$$f || exit 1; \
+	done
+
+fuzz-replay: fuzz-build
+	@for f in $(FUZZERS); do \
+	  $(FUZZ_DIR)/fuzz_$$f -runs=0 fuzz/corpus/$$f 2>$(FUZZ_DIR)/replay-$$f.log || \
+	    { tail -40 $(FUZZ_DIR)/replay-$$f.log; echo "fuzz-replay: $$f failed"; exit 1; }; \
+	  echo "fuzz-replay: $$f: $$(ls fuzz/corpus/$$f | wc -l) corpus inputs pass"; \
+	done
 
 # The public header must compile on its own, strictly.
 check-header:

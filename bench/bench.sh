@@ -89,6 +89,8 @@ cat > "$conf_run" <<EOF
 listen = 127.0.0.1
 port = $PORT
 default_agent = processor
+rate_limit_per_s = 0
+max_connections_per_ip = 0
 [plugins]
 dir = $BUILD/plugins
 load = echo, processor, threaded, failing
@@ -106,6 +108,8 @@ cat > "$conf_queue" <<EOF
 listen = 127.0.0.1
 port = $PORT
 default_agent = processor
+rate_limit_per_s = 0
+max_connections_per_ip = 0
 [workers]
 threads = 1
 queue_length = 10000

@@ -124,6 +124,10 @@ static const struct key_def keys[] = {
     K_SIZE("server", "stream_replay_bytes", stream_replay_bytes, 0, 64 * MIB, "64K"),
     K_SECRET("server", "admin_tokens", admin_tokens, check_tokens, ""),
     K_FLAG("server", "ui", ui_enabled, yes_no_words, "yes"),
+    K_UINT("server", "max_connections_per_ip", max_connections_per_ip, 0, 100000, "64"),
+    K_UINT("server", "request_timeout_s", request_timeout_s, 0, 3600, "10"),
+    K_UINT("server", "rate_limit_per_s", rate_limit_per_s, 0, 1000000, "100"),
+    K_UINT("server", "rate_burst", rate_burst, 1, 1000000, "200"),
 
     K_UINT("workers", "threads", worker_threads, 0, 1024, "0"),
     K_UINT("workers", "queue_length", queue_length, 1, 10000000, "10000"),
@@ -149,6 +153,8 @@ static const struct key_def keys[] = {
     K_UINT("tasks", "cache_kib", cache_kib, 64, 1048576, "128"),
     K_UINT("tasks", "retention_s", retention_s, 0, 31536000, "3600"),
     K_UINT("tasks", "max_tasks", max_tasks, 1, 100000000, "100000"),
+    K_UINT("tasks", "max_json_depth", max_json_depth, 4, 500, "64"),
+    K_UINT("tasks", "write_timeout_ms", write_timeout_ms, 0, 3600000, "10000"),
 
     K_UINT("webhooks", "timeout_ms", webhook_timeout_ms, 100, 600000, "10000"),
     K_UINT("webhooks", "connect_timeout_ms", webhook_connect_timeout_ms, 100, 600000, "3000"),
@@ -174,6 +180,7 @@ static const struct key_def keys[] = {
 
     K_LEVEL("log", "level", log_level, "info"),
     K_WORD("log", "format", log_format, log_format_words, "text"),
+    K_UINT("log", "client_lines_per_s", log_client_lines_per_s, 1, 1000000, "20"),
 };
 #define N_KEYS (sizeof keys / sizeof keys[0])
 
@@ -464,8 +471,6 @@ struct seen_agent {
 struct parse {
     struct config *cfg;
     FILE *file;
-    char *buf; /* getline's */
-    size_t cap;
     unsigned line;
     int io_errno;
     bool nomem;
@@ -624,23 +629,30 @@ static void scan_line(struct parse *p, const char *line) {
 static char *read_line(char *str, int num, void *stream) {
     struct parse *p = stream;
     if (p->err_line) return NULL; /* the first problem is the one reported */
+    /* At most num - 1 bytes are read, whatever the file holds: a line with
+     * no end (a2ad -t -c /dev/zero) is refused rather than grown in memory.
+     * inih would cut a long line and parse its tail as another line. */
     errno = 0;
-    ssize_t n = getline(&p->buf, &p->cap, p->file);
-    if (n < 0) {
-        if (!feof(p->file)) p->io_errno = errno ? errno : EIO;
+    size_t n = 0;
+    int ch = EOF;
+    while (n < (size_t)num - 1 && (ch = getc(p->file)) != EOF) {
+        str[n++] = (char)ch;
+        if (ch == '\n') break;
+    }
+    if (n == 0) {
+        if (ferror(p->file)) p->io_errno = errno ? errno : EIO;
         return NULL;
     }
+    str[n] = '\0';
     p->line++;
-    if (memchr(p->buf, '\0', (size_t)n)) {
+    if (str[n - 1] != '\n' && n == (size_t)num - 1 && getc(p->file) != EOF) {
+        fail(p, "line too long (a line longer than %d characters)", num - 2);
+        return NULL;
+    }
+    if (memchr(str, '\0', n)) {
         fail(p, "NUL byte in line: is this a text file?");
         return NULL;
     }
-    /* inih would cut the line and parse its tail as another line. */
-    if (n > num - 1) {
-        fail(p, "line longer than %d characters", num - 2);
-        return NULL;
-    }
-    memcpy(str, p->buf, (size_t)n + 1);
     scan_line(p, str);
     return p->err_line ? NULL : str;
 }
@@ -927,7 +939,6 @@ a2ad_status config_load(struct config *cfg, const char *path, char *err, size_t 
         snprintf(err, errlen, "%s: libinih could not parse the file (%d)", path, rc);
         st = A2AD_ERR_CONFIG;
     }
-    free(p->buf);
     free(p->opt_lines);
     free(p->seen);
     free(p);

@@ -65,6 +65,10 @@ struct config {
     size_t stream_replay_bytes;    /* 64 KiB: recent events kept per task for Last-Event-ID */
     char *admin_tokens;            /* "" = the admin API (/admin/v1/) is off */
     bool ui_enabled;               /* true: the dashboard at /ui/ */
+    unsigned max_connections_per_ip; /* 64: open connections per client address; 0 = no limit */
+    unsigned request_timeout_s;    /* 10: whole request (headers and body) in; 0 = no limit */
+    unsigned rate_limit_per_s;     /* 100: requests per second per client address; 0 = off */
+    unsigned rate_burst;           /* 200: requests a client may send at once */
 
     /* [workers] */
     unsigned worker_threads;       /* 0 = number of cores */
@@ -93,6 +97,8 @@ struct config {
     unsigned cache_kib;            /* 128: SQLite page cache of the writer (KiB) */
     unsigned retention_s;          /* 3600: finished tasks kept this long */
     unsigned max_tasks;            /* 100000: tasks held at once */
+    unsigned max_json_depth;       /* 64: nesting of a stored JSON value (push config, metadata, message) */
+    unsigned write_timeout_ms;     /* 10000: a write not committed by then is answered 503; 0 = none */
 
     /* [webhooks] */
     unsigned webhook_timeout_ms;          /* 10000 */
@@ -120,6 +126,7 @@ struct config {
     /* [log] */
     a2ad_log_level log_level;      /* info */
     char *log_format;              /* "text" or "json" (one object per line) */
+    unsigned log_client_lines_per_s; /* 20: lines caused by clients, per kind; then one summary */
 
     struct agent_config *agents;   /* [agent.NAME] sections, file order */
 };

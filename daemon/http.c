@@ -15,6 +15,11 @@
  * stream has buffered, and when nothing is buffered it suspends the
  * connection from inside the callback (the stream's park) and returns 0;
  * the next frame resumes it (the stream's wake). No thread waits.
+ *
+ * Per-client limits: libmicrohttpd counts connections per address; admission.c
+ * adds the rate limit (checked at each request's first call) and the time
+ * limit for receiving a request (each connection's deadline, stopped once
+ * the request is in, restarted when it completes).
  */
 #include "http.h"
 
@@ -36,12 +41,16 @@
 #include "auth.h"
 #include "a2a_v1.h"
 #include "admin.h"
+#include "jsonlimit.h"
+#include "admission.h"
 #include "log.h"
+#include "logclient.h"
 #include "metrics.h"
 #include "plugins.h"
 #include "rest.h"
 #include "readiness.h"
 #include "rpc.h"
+#include "store.h"
 #include "streams.h"
 #include "tasks.h"
 #include "util.h"
@@ -282,7 +291,10 @@ static enum MHD_Result serve_health(struct MHD_Connection *c) {
     struct webhooks_stats ws;
     webhooks_get_stats(&ws);
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "status", "ok");
+    char store_problem[300];
+    bool broken = store_broken(store_problem, sizeof store_problem);
+    cJSON_AddStringToObject(o, "status", broken ? "error" : "ok");
+    if (broken) cJSON_AddStringToObject(o, "store", store_problem);
     cJSON *agents = cJSON_AddArrayToObject(o, "agents");
     plugins_each(name_json, agents);
     plugins_each(agent_jobs_json, cJSON_AddObjectToObject(o, "agentJobs"));
@@ -296,9 +308,10 @@ static enum MHD_Result serve_health(struct MHD_Connection *c) {
     cJSON_AddNumberToObject(w, "retried", (double)ws.retried);
     cJSON_AddNumberToObject(w, "givenUp", (double)ws.given_up);
     cJSON_AddNumberToObject(w, "parked", (double)ws.parked);
+    cJSON_AddNumberToObject(o, "connectionsCutSlow", (double)admission_cut_count());
     char *body = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
-    return send_json(c, MHD_HTTP_OK, body);
+    return send_json(c, broken ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_OK, body);
 }
 
 static bool is_card_path(const char *p) {
@@ -580,6 +593,31 @@ static bool rest_begin(struct MHD_Connection *c, const char *url, const char *me
  * the connection, and probes and scrapers keep theirs open. */
 static struct request get_pending;
 
+static void *conn_ctx(struct MHD_Connection *c) {
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+/* 429 with Retry-After: a JSON-RPC error for a POST, {"error"} otherwise. */
+static enum MHD_Result refuse_rate(struct MHD_Connection *c, const char *method, unsigned retry_s) {
+    char msg[200];
+    snprintf(msg, sizeof msg,
+             "rate limit: more than %u requests per second from this client ([server] "
+             "rate_limit_per_s, rate_burst %u); retry after %u s",
+             admission_rate_per_s(), admission_rate_burst(), retry_s);
+    char *body;
+    if (strcmp(method, "POST") == 0) {
+        body = rpc_error_body(RPC_INTERNAL_ERROR, msg);
+    } else {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "error", msg);
+        body = cJSON_PrintUnformatted(o);
+        cJSON_Delete(o);
+    }
+    return send_text(c, MHD_HTTP_TOO_MANY_REQUESTS, "application/json", body, retry_s);
+}
+
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url,
                               const char *method, const char *version, const char *upload,
                               size_t *upload_size, void **req_cls) {
@@ -589,10 +627,18 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     metrics_http_begin(method, r ? r->arrived_us : 0);
     if (r == &get_pending) {
         *upload_size = 0; /* a GET body means nothing here */
+        admission_request_received(conn_ctx(c));
         return serve_get(c, url);
     }
     if (!r) {
-        if (admin_owns(url)) return admin_serve(c, method, url);
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        unsigned retry_s = 0;
+        if (!admission_admit(ci ? ci->client_addr : NULL, &retry_s)) return refuse_rate(c, method, retry_s);
+        if (admin_owns(url)) {
+            admission_request_received(conn_ctx(c));
+            return admin_serve(c, method, url);
+        }
         enum MHD_Result rr;
         if (rest_begin(c, url, method, req_cls, &rr)) return rr;
         if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0) {
@@ -651,6 +697,10 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
             auth_principal_release(who);
             return send_json(c, MHD_HTTP_CONTENT_TOO_LARGE, rpc_error_body(RPC_INVALID_REQUEST, msg));
         }
+        char problem[300];
+        if (store_broken(problem, sizeof problem))
+            return send_text(c, MHD_HTTP_SERVICE_UNAVAILABLE, "application/json",
+                             rpc_error_body(RPC_INTERNAL_ERROR, problem), 30);
         r = calloc(1, sizeof *r);
         if (!r) {
             auth_principal_release(who);
@@ -697,6 +747,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         *upload_size = 0;
         return MHD_YES;
     }
+    admission_request_received(conn_ctx(c));
 
     if (r->unauth) return send_unauthenticated(c, r->unauth, r->too_big ? NULL : r);
     if (r->reply.durable_task) { /* resumed: the task's row is settled */
@@ -790,8 +841,8 @@ static enum MHD_Result answer(struct request *r) {
 static void completed(void *cls, struct MHD_Connection *c, void **req_cls,
                       enum MHD_RequestTerminationCode toe) {
     (void)cls;
-    (void)c;
     (void)toe;
+    admission_request_ended(conn_ctx(c));
     struct request *r = *req_cls;
     *req_cls = NULL;
     if (!r || r == &get_pending) return;
@@ -805,12 +856,27 @@ static void completed(void *cls, struct MHD_Connection *c, void **req_cls,
     request_release(r);
 }
 
+/* Most of what libmicrohttpd logs is caused by clients (refused and
+ * broken connections): rate-limited, one kind per message format. */
 static void mhd_log(void *cls, const char *fmt, va_list ap) {
     (void)cls;
     char line[512];
     vsnprintf(line, sizeof line, fmt, ap);
     line[strcspn(line, "\n")] = '\0';
-    log_write(A2AD_LOG_WARNING, "http", "%s", line);
+    log_client(fmt, A2AD_LOG_WARNING, "http", "%s", line);
+}
+
+static void notify_conn(void *cls, struct MHD_Connection *c, void **socket_context,
+                        enum MHD_ConnectionNotificationCode code) {
+    (void)cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *fd = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        const union MHD_ConnectionInfo *ca = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        if (fd) admission_conn_started(fd->connect_fd, ca ? ca->client_addr : NULL, socket_context);
+    } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        admission_conn_closed(*socket_context);
+        *socket_context = NULL;
+    }
 }
 
 /* A PEM file for the listener, read whole (bounded: a certificate chain or
@@ -852,6 +918,8 @@ a2ad_status http_start(const struct config *cfg) {
     bool tls = cfg->tls_cert_file && *cfg->tls_cert_file;
     const char *scheme = tls ? "https" : "http";
     admin_init(cfg);
+    log_client_init(cfg->log_client_lines_per_s);
+    jsonlimit_set_depth(cfg->max_json_depth);
     struct sockaddr_in sin = {0};
     struct sockaddr_in6 sin6 = {0};
     const struct sockaddr *sa;
@@ -914,6 +982,8 @@ a2ad_status http_start(const struct config *cfg) {
     opts[no++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections, NULL};
     opts[no++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT, cfg->connection_timeout_s, NULL};
     opts[no++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)completed, NULL};
+    opts[no++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)notify_conn, NULL};
+    opts[no++] = (struct MHD_OptionItem){MHD_OPTION_PER_IP_CONNECTION_LIMIT, cfg->max_connections_per_ip, NULL};
     if (cfg->http_threads > 1)
         opts[no++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, cfg->http_threads, NULL};
     if (tls) {
@@ -921,17 +991,25 @@ a2ad_status http_start(const struct config *cfg) {
         opts[no++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, srv.tls_key};
     }
     opts[no] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+    if (admission_start(cfg) != A2AD_OK) {
+        tls_forget();
+        close(fd);
+        return A2AD_ERR_IO;
+    }
     srv.daemon = MHD_start_daemon(flags, 0, NULL, NULL, handle, NULL, MHD_OPTION_ARRAY, opts,
                                   MHD_OPTION_END);
     if (!srv.daemon) {
         log_error("http: cannot start the HTTP server on %s%s", srv.base_url,
                   tls ? " (is the TLS certificate or key not PEM, or do they not match?)" : "");
+        admission_stop();
         tls_forget();
         close(fd);
         return A2AD_ERR_IO;
     }
-    log_info("http: listening on %s (%u threads, max %u connections, body <= %zu bytes)",
-             srv.base_url, cfg->http_threads, cfg->max_connections, srv.max_body);
+    log_info("http: listening on %s (%u threads, max %u connections, %u per client address, "
+             "body <= %zu bytes, request in <= %u s, %u requests/s per client)",
+             srv.base_url, cfg->http_threads, cfg->max_connections, cfg->max_connections_per_ip,
+             srv.max_body, cfg->request_timeout_s, cfg->rate_limit_per_s);
     return A2AD_OK;
 }
 
@@ -991,6 +1069,7 @@ void http_stop(void) {
     MHD_stop_daemon(srv.daemon);
     srv.daemon = NULL;
     tls_forget();
+    admission_stop();
     srv.stopping = false; /* for a later http_start (tests) */
     atomic_store(&http_stopping, false);
     if (srv.quiesced_fd >= 0) close(srv.quiesced_fd);

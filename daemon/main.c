@@ -118,6 +118,13 @@ static void note_restart_keys(const struct config *a, const struct config *b) {
         {"[server] max_body_bytes", a->max_body_bytes != b->max_body_bytes},
         {"[server] connection_timeout_s", a->connection_timeout_s != b->connection_timeout_s},
         {"[server] public_url", STR_CHANGED(public_url)},
+        {"[server] max_connections_per_ip", a->max_connections_per_ip != b->max_connections_per_ip},
+        {"[server] request_timeout_s", a->request_timeout_s != b->request_timeout_s},
+        {"[server] rate_limit_per_s", a->rate_limit_per_s != b->rate_limit_per_s},
+        {"[server] rate_burst", a->rate_burst != b->rate_burst},
+        {"[tasks] max_json_depth", a->max_json_depth != b->max_json_depth},
+        {"[tasks] write_timeout_ms", a->write_timeout_ms != b->write_timeout_ms},
+        {"[log] client_lines_per_s", a->log_client_lines_per_s != b->log_client_lines_per_s},
         {"[server] tls_cert_file", STR_CHANGED(tls_cert_file)},
         {"[server] tls_key_file", STR_CHANGED(tls_key_file)},
         /* Credentials are read-only after start-up (HTTP threads read them

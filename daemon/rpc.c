@@ -34,6 +34,7 @@
 #include "auth.h"
 #include "guard.h"
 #include "hu.h"
+#include "jsonlimit.h"
 #include "log.h"
 #include "modes.h"
 #include "metrics.h"
@@ -442,7 +443,55 @@ struct rpc_resume {
     enum a2a_dialect d;
     bool stream, hu, bare;
     struct send_opts o;
+    /* a push config set waiting for its task's row (rpc_defer_push) */
+    bool push;
+    char *push_body;   /* the answer once committed */
+    char push_id[40];  /* the config, removed again if the write fails */
 };
+
+bool rpc_defer_push(struct call *c, struct task *t, char *body, const char *config_id) {
+    struct rpc_resume *p = calloc(1, sizeof *p);
+    if (p) p->id_json = cJSON_PrintUnformatted(c->id);
+    if (!p || !p->id_json || !body) {
+        if (p) free(p->id_json);
+        free(p);
+        free(body);
+        push_config_delete(t, config_id);
+        task_release(t);
+        c->f->http_status = 500;
+        return fail(c->f, RPC_INTERNAL_ERROR, "out of memory");
+    }
+    p->d = c->d;
+    p->push = true;
+    p->push_body = body;
+    snprintf(p->push_id, sizeof p->push_id, "%s", config_id);
+    c->out->durable_task = t;
+    c->out->resume = p;
+    return true;
+}
+
+/* A deferred push config set: its row is settled. */
+static void resume_push(struct rpc_reply *out, struct task *t, struct rpc_resume *p) {
+    a2ad_status st = tasks_wait_durable(t);
+    if (st == A2AD_OK) {
+        out->body = p->push_body;
+        p->push_body = NULL;
+    } else {
+        push_config_delete(t, p->push_id);
+        char msg[600];
+        snprintf(msg, sizeof msg, "task %s: the push notification config was not stored: %s",
+                 task_id(t), store_last_error());
+        cJSON *id = cJSON_Parse(p->id_json);
+        out->http_status = 503;
+        out->retry_after_s = 5;
+        out->body = error_body(id, RPC_INTERNAL_ERROR, msg, p->d);
+        cJSON_Delete(id);
+    }
+    task_release(t);
+    free(p->push_body);
+    free(p->id_json);
+    free(p);
+}
 
 static bool created_answer(struct call *c, struct task *t, bool stream, const struct send_opts *o,
                            bool hu);
@@ -803,6 +852,7 @@ void rpc_handle(const struct rpc_request *rq, struct rpc_reply *out) {
         const cJSON *ver = cJSON_GetObjectItemCaseSensitive(req, "jsonrpc");
         const cJSON *method = cJSON_GetObjectItemCaseSensitive(req, "method");
         cJSON *params = cJSON_GetObjectItemCaseSensitive(req, "params");
+        char deep[300];
         const struct method *m = NULL;
         for (size_t i = 0; cJSON_IsString(method) && i < sizeof methods / sizeof methods[0]; i++)
             if (strcmp(method->valuestring, methods[i].name) == 0) m = &methods[i];
@@ -823,6 +873,8 @@ void rpc_handle(const struct rpc_request *rq, struct rpc_reply *out) {
                  util_echo(echo, sizeof echo, method->valuestring, 80));
         else if (params && !cJSON_IsNull(params) && !cJSON_IsObject(params))
             fail(&f, RPC_INVALID_PARAMS, "\"params\" must be an object");
+        else if (!jsonlimit_check(params, "params", deep, sizeof deep))
+            fail(&f, RPC_INVALID_PARAMS, "%s", deep);
         else {
             cJSON *empty = NULL;
             if (!cJSON_IsObject(params)) params = empty = cJSON_CreateObject();
@@ -888,6 +940,10 @@ void rpc_resume(struct rpc_reply *out) {
         out->body = rpc_error_body(RPC_INTERNAL_ERROR, "internal error: no send to resume");
         return;
     }
+    if (p->push) {
+        resume_push(out, t, p);
+        return;
+    }
     cJSON *id = cJSON_Parse(p->id_json);
     cJSON *null_id = id ? NULL : cJSON_CreateNull();
     struct rpc_fail f = {0};
@@ -918,11 +974,12 @@ void rpc_resume(struct rpc_reply *out) {
 }
 
 void rpc_reply_clear(struct rpc_reply *out) {
-    if (out->durable_task) { /* never acknowledged: the task goes */
-        tasks_discard(out->durable_task);
+    if (out->durable_task) { /* never acknowledged: a new task goes */
+        if (!(out->resume && out->resume->push)) tasks_discard(out->durable_task);
         task_release(out->durable_task);
     }
     if (out->resume) free(out->resume->id_json);
+    if (out->resume) free(out->resume->push_body);
     free(out->resume);
     free(out->body);
     free(out->wait_id);

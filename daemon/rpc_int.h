@@ -43,6 +43,10 @@ bool rpc_fail(struct rpc_fail *f, int code, const char *fmt, ...) A2AD_PRINTF(3,
 
 /* {"jsonrpc":"2.0","id":ID,"result":RESULT} (result TAKEN; NULL = null). */
 char *rpc_result_body(const cJSON *id, cJSON *result);
+/* Answer a push config set with body (taken) once t's row, queued by
+ * store_persist_begin, is committed; else 503 and config_id is removed.
+ * Takes the reference to t. */
+bool rpc_defer_push(struct call *c, struct task *t, char *body, const char *config_id);
 
 /* The task named by params[key] (a string) at this endpoint, with a
  * reference; NULL after recording -32602 (missing) or -32001 (unknown). */

@@ -8,6 +8,7 @@
 #include "auth.h"
 #include "plugins.h"
 #include "rpc_int.h"
+#include "store.h"
 #include "tasks.h"
 #include "tenant.h"
 #include "util.h"
@@ -105,6 +106,27 @@ bool rpc_push_set(struct call *c) {
                    "([webhooks] max_configs_per_task); delete one first"
                  : "task %s: cannot store the push notification config",
              task_id(t));
+        task_release(t);
+        return false;
+    }
+    /* Acknowledged only once on disk: a config that is not would vanish
+     * at a crash before the task's next event. The HTTP layer waits for the
+     * commit without a thread, as for a new task (tasks_on_durable). */
+    bool defer = c->rq && c->rq->can_defer && tasks_durable();
+    if (defer && (st = store_persist_begin(t)) == A2AD_OK) {
+        cJSON *saved = push_configs_of(t, id);
+        cJSON *one = cJSON_GetArrayItem(saved, 0);
+        char *body = rpc_result_body(c->id, one ? config_out(task_id(t), one, c->d) : NULL);
+        cJSON_Delete(saved);
+        return rpc_defer_push(c, t, body, id);
+    }
+    if (!defer) st = store_persist(t);
+    if (st != A2AD_OK) {
+        push_config_delete(t, id);
+        c->f->http_status = 503;
+        c->f->retry_after_s = 5;
+        fail(c->f, RPC_INTERNAL_ERROR, "task %s: the push notification config was not stored: %s",
+             task_id(t), store_last_error());
         task_release(t);
         return false;
     }

@@ -26,6 +26,8 @@
  */
 #include "store.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdarg.h>
@@ -33,7 +35,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "crashloop.h"
 #include "log.h"
@@ -55,13 +59,16 @@
 #define UNPARK_BATCH 256
 /* Given-up webhooks recorded on one task at most (the count goes on). */
 #define GIVEN_UP_KEPT 20
+/* How often the watch thread checks the file and the write timeout. */
+#define WATCH_MS 100
 
 /* What a submission waits for: its CREATED row. */
 struct ticket {
     atomic_int refs;
     bool done;          /* under q.lock */
     a2ad_status status; /* under q.lock, once done */
-    char err[200];
+    char err[300];
+    uint64_t queued_ms; /* for [tasks] write_timeout_ms */
     /* tasks_on_durable: called by the writer once done (under q.lock) */
     void (*cb)(void *arg);
     void *cb_arg;
@@ -107,17 +114,22 @@ static struct {
     pthread_mutex_t lock;
     pthread_cond_t wake;    /* the writer: work, or stop */
     pthread_cond_t settled; /* submitters: a batch was written */
+    pthread_cond_t wake_watch; /* the watch thread: stop */
     struct op *head, *tail;
     size_t len;
     bool stopping;
-    /* The writer is calling a batch's tasks_on_durable callbacks (with
-     * q.lock released); store_forget_durable waits until it is done. */
-    bool firing;
+    /* Threads calling tasks_on_durable callbacks (with q.lock released):
+     * the writer for a batch, the watch thread for timed-out tickets;
+     * store_forget_durable waits until none is. */
+    unsigned firing;
+    /* The batch the writer is running (its tickets may time out). */
+    struct op *inflight;
     bool unpark; /* the delivery thread has room for parked rows */
     uint64_t taken, written; /* batches the writer took / finished (store_sync) */
 } q = {.lock = PTHREAD_MUTEX_INITIALIZER,
        .wake = PTHREAD_COND_INITIALIZER,
-       .settled = PTHREAD_COND_INITIALIZER};
+       .settled = PTHREAD_COND_INITIALIZER,
+       .wake_watch = PTHREAD_COND_INITIALIZER};
 
 /* Set by store_open, read-only afterwards; the connection and statements
  * belong to the writer thread once it runs. */
@@ -136,7 +148,20 @@ static struct {
     /* log throttling (writer thread) */
     uint64_t last_fail_log_ms;
     unsigned fails_unlogged;
+    /* The file as opened: a path that stops naming it (deleted, replaced)
+     * means every later commit would go to a file nobody will read. */
+    dev_t dev;
+    ino_t ino;
+    unsigned write_timeout_ms;
+    atomic_ullong batch_started_ms; /* the writer's current batch; 0 = idle */
+    pthread_t watcher;
+    bool watching;
 } st;
+
+/* Set once, never cleared while running: the store cannot be trusted. */
+static atomic_bool broken;
+static char broken_why[300]; /* written once, before broken is set */
+static pthread_mutex_t broken_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static _Thread_local char last_error[256];
 
@@ -160,6 +185,50 @@ static void set_error(const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(last_error, sizeof last_error, fmt, ap);
     va_end(ap);
+}
+
+/* ---- the file's health ---------------------------------------------- */
+
+static void mark_broken(const char *fmt, ...) A2AD_PRINTF(1, 2);
+static void mark_broken(const char *fmt, ...) {
+    pthread_mutex_lock(&broken_lock);
+    bool first = !atomic_load(&broken);
+    if (first) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(broken_why, sizeof broken_why, fmt, ap);
+        va_end(ap);
+        atomic_store(&broken, true);
+    }
+    pthread_mutex_unlock(&broken_lock);
+    if (first)
+        log_error("store: %s; nothing is accepted from now on (HTTP 503); restart a2ad", broken_why);
+}
+
+bool store_broken(char *why, size_t n) {
+    if (!atomic_load(&broken)) return false;
+    if (why && n) snprintf(why, n, "%s", broken_why);
+    return true;
+}
+
+/* Does the path still name the file we write? (A deleted file keeps
+ * taking commits through its open descriptor, and is gone at the next
+ * start with every job acknowledged meanwhile.) */
+static bool file_still_ours(void) {
+    if (atomic_load(&broken)) return false;
+    struct stat sb;
+    if (stat(st.path, &sb) != 0) {
+        if (errno == ENOENT)
+            mark_broken("the database file %s was deleted while a2ad ran", st.path);
+        else
+            return true; /* cannot tell (EACCES, EIO...): the write will say */
+        return false;
+    }
+    if (sb.st_dev != st.dev || sb.st_ino != st.ino) {
+        mark_broken("the database file %s was replaced by another file while a2ad ran", st.path);
+        return false;
+    }
+    return true;
 }
 
 /* ---- ops ------------------------------------------------------------ */
@@ -200,6 +269,18 @@ static void op_list_free(struct op *o) {
  * is refused when the queue is at its bound; everything else is always
  * taken, since it belongs to work already acknowledged. */
 static a2ad_status queue_append(struct op *first, struct op *last, size_t n, bool admission) {
+    if (admission && atomic_load(&broken)) {
+        set_error("%s; restart a2ad", broken_why);
+        return A2AD_ERR_IO;
+    }
+    uint64_t started = atomic_load(&st.batch_started_ms);
+    if (admission && started && st.write_timeout_ms &&
+        util_now_ms() - started > st.write_timeout_ms) {
+        set_error("the database %s has not finished a write for %llu ms ([tasks] "
+                  "write_timeout_ms = %u): is its disk frozen or stuck?",
+                  st.path, (unsigned long long)(util_now_ms() - started), st.write_timeout_ms);
+        return A2AD_ERR_IO;
+    }
     pthread_mutex_lock(&q.lock);
     if (q.stopping || (admission && q.len >= st.write_queue)) {
         bool stopping = q.stopping;
@@ -310,6 +391,7 @@ static a2ad_status store_observe(struct task *t, const struct task_event *ev) {
             return A2AD_ERR_NOMEM;
         }
         atomic_init(&tk->refs, 2);
+        tk->queued_ms = util_now_ms();
         ticket_release(s->created);
         s->created = tk;
         row->ticket = tk;
@@ -657,6 +739,10 @@ static void coalesce_task_rows(struct op *list) {
  * errno of a failure in *sys (the rollback would clear it). */
 static int write_batch(struct op *list, int *sys) {
     coalesce_task_rows(list);
+    if (!file_still_ours()) {
+        *sys = 0;
+        return SQLITE_NOTFOUND;
+    }
     int rc = exec("BEGIN IMMEDIATE");
     for (const struct op *o = list; rc == SQLITE_OK && o; o = o->next)
         if (!o->moot) rc = run_op(o);
@@ -795,6 +881,7 @@ static void *writer_thread(void *arg) {
         if (list) q.taken++;
         q.head = q.tail = NULL;
         q.len = 0;
+        q.inflight = list;
         bool stopping = q.stopping;
         bool unpark = q.unpark;
         q.unpark = false;
@@ -803,12 +890,16 @@ static void *writer_thread(void *arg) {
         if (list) {
             int sys = 0;
             uint64_t t0 = metrics_now_us();
+            atomic_store(&st.batch_started_ms, util_now_ms());
             int rc = write_batch(list, &sys);
+            atomic_store(&st.batch_started_ms, 0);
             metrics_store_commit(rc == SQLITE_OK, metrics_now_us() - t0);
-            char why[160] = "";
+            char why[320] = "";
             if (rc != SQLITE_OK) {
                 /* "disk I/O error" alone does not say which: add the system's word. */
-                if (sys && (rc == SQLITE_IOERR || rc == SQLITE_FULL || rc == SQLITE_CANTOPEN))
+                if (rc == SQLITE_NOTFOUND) /* write_batch: the file is gone */
+                    snprintf(why, sizeof why, "%s", broken_why);
+                else if (sys && (rc == SQLITE_IOERR || rc == SQLITE_FULL || rc == SQLITE_CANTOPEN))
                     snprintf(why, sizeof why, "%s (%s)", sqlite3_errstr(rc), strerror(sys));
                 else
                     snprintf(why, sizeof why, "%s", sqlite3_errstr(rc));
@@ -817,10 +908,11 @@ static void *writer_thread(void *arg) {
                 snprintf(probe.last_fail, sizeof probe.last_fail, "%s", why);
                 pthread_mutex_unlock(&probe.lock);
             }
-            bool gates = false;
+            bool gates = false, fire = false;
             pthread_mutex_lock(&q.lock);
+            q.inflight = NULL;
             for (struct op *o = list; o; o = o->next) {
-                if (o->ticket) {
+                if (o->ticket && !o->ticket->done) { /* else: timed out (watch_thread) */
                     o->ticket->done = true;
                     o->ticket->status = rc == SQLITE_OK ? A2AD_OK : A2AD_ERR_IO;
                     if (rc != SQLITE_OK)
@@ -830,7 +922,7 @@ static void *writer_thread(void *arg) {
                     o->cb = o->ticket->cb;
                     o->cb_arg = o->ticket->cb_arg;
                     o->ticket->cb = NULL;
-                    if (o->cb) q.firing = true;
+                    if (o->cb) fire = true;
                 }
                 /* A failed write still lets the webhook go: it is in memory,
                  * and holding it forever would help nobody. */
@@ -839,16 +931,16 @@ static void *writer_thread(void *arg) {
                     gates = true;
                 }
             }
-            bool firing = q.firing;
+            if (fire) q.firing++;
             q.written++;
             pthread_cond_broadcast(&q.settled);
             pthread_mutex_unlock(&q.lock);
             /* Resume the suspended submissions, no lock held. */
-            if (firing) {
+            if (fire) {
                 for (struct op *o = list; o; o = o->next)
                     if (o->cb) o->cb(o->cb_arg);
                 pthread_mutex_lock(&q.lock);
-                q.firing = false;
+                q.firing--;
                 pthread_cond_broadcast(&q.settled);
                 pthread_mutex_unlock(&q.lock);
             }
@@ -866,6 +958,133 @@ static void *writer_thread(void *arg) {
         if (unpark || maintenance) unpark_rows();
     }
     return NULL;
+}
+
+/* ---- the watch thread: a deleted file, a write that hangs --------------- */
+
+/* Time out the tickets of list (q.lock held); their callbacks go to cbs. */
+static size_t expire_tickets_locked(struct op *list, uint64_t now, void (**cbs)(void *),
+                                    void **args, size_t room) {
+    size_t n = 0;
+    for (struct op *o = list; o; o = o->next) {
+        struct ticket *tk = o->ticket;
+        if (!tk || tk->done || now - tk->queued_ms < st.write_timeout_ms) continue;
+        if (tk->cb && n == room) continue; /* the next round takes it */
+        tk->done = true;
+        tk->status = A2AD_ERR_IO;
+        snprintf(tk->err, sizeof tk->err,
+                 "the database %s did not commit the write within %u ms ([tasks] "
+                 "write_timeout_ms): is its disk frozen or stuck?",
+                 st.path, st.write_timeout_ms);
+        if (tk->cb) {
+            cbs[n] = tk->cb;
+            args[n++] = tk->cb_arg;
+            tk->cb = NULL;
+        }
+    }
+    return n;
+}
+
+static void *watch_thread(void *arg) {
+    (void)arg;
+    enum { ROOM = 256 };
+    void (*cbs[ROOM])(void *);
+    void *args[ROOM];
+    uint64_t last_file_check = 0;
+    pthread_mutex_lock(&q.lock);
+    while (!q.stopping) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += WATCH_MS * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&q.wake_watch, &q.lock, &ts);
+        if (q.stopping) break;
+        uint64_t now = util_now_ms();
+        size_t n = 0;
+        if (st.write_timeout_ms) {
+            n = expire_tickets_locked(q.inflight, now, cbs, args, ROOM);
+            n += expire_tickets_locked(q.head, now, cbs + n, args + n, ROOM - n);
+            if (n) q.firing++;
+            pthread_cond_broadcast(&q.settled);
+        }
+        pthread_mutex_unlock(&q.lock);
+        for (size_t i = 0; i < n; i++) cbs[i](args[i]);
+        if (now - last_file_check >= 500) {
+            file_still_ours();
+            last_file_check = now;
+        }
+        pthread_mutex_lock(&q.lock);
+        if (n) {
+            q.firing--;
+            pthread_cond_broadcast(&q.settled);
+        }
+    }
+    pthread_mutex_unlock(&q.lock);
+    return NULL;
+}
+
+/* Queue t's row with a ticket in the slot's `created` place, so that
+ * tasks_on_durable / tasks_wait_durable wait for this row as they do for a
+ * new task's: the HTTP layer suspends the connection until it is settled. */
+a2ad_status store_persist_begin(struct task *t) {
+    if (!st.open) return A2AD_ERR_STATE;
+    task_lock(t);
+    struct op *row = task_op_locked(t, task_get_state_locked(t), task_seq_locked(t));
+    struct store_slot *s = row ? slot_of(t) : NULL;
+    struct ticket *tk = s ? calloc(1, sizeof *tk) : NULL;
+    if (!tk) {
+        task_unlock(t);
+        if (row) op_free(row);
+        set_error("out of memory writing task %s to the database", task_id(t));
+        return A2AD_ERR_NOMEM;
+    }
+    atomic_init(&tk->refs, 2);
+    tk->queued_ms = util_now_ms();
+    row->ticket = tk;
+    a2ad_status rc = queue_append(row, row, 1, true);
+    if (rc == A2AD_OK) {
+        ticket_release(s->created);
+        s->created = tk;
+    }
+    task_unlock(t);
+    if (rc != A2AD_OK) {
+        op_free(row);
+        ticket_release(tk);
+    }
+    return rc;
+}
+
+/* Write t's row now and wait until it is committed (or the write failed or
+ * timed out): what a client is told is stored must be. */
+a2ad_status store_persist(struct task *t) {
+    if (!st.open) return A2AD_OK; /* the memory store promises nothing more */
+    task_lock(t);
+    struct op *row = task_op_locked(t, task_get_state_locked(t), task_seq_locked(t));
+    task_unlock(t);
+    struct ticket *tk = row ? calloc(1, sizeof *tk) : NULL;
+    if (!tk) {
+        if (row) op_free(row);
+        set_error("out of memory writing task %s to the database", task_id(t));
+        return A2AD_ERR_NOMEM;
+    }
+    atomic_init(&tk->refs, 2);
+    tk->queued_ms = util_now_ms();
+    row->ticket = tk;
+    if (queue_append(row, row, 1, true) != A2AD_OK) {
+        op_free(row); /* releases the op's reference */
+        ticket_release(tk);
+        return A2AD_ERR_IO;
+    }
+    pthread_mutex_lock(&q.lock);
+    while (!tk->done) pthread_cond_wait(&q.settled, &q.lock);
+    a2ad_status rc = tk->status;
+    if (rc != A2AD_OK) set_error("%s", tk->err);
+    pthread_mutex_unlock(&q.lock);
+    ticket_release(tk);
+    return rc;
 }
 
 /* ---- open, recover, close ----------------------------------------------- */
@@ -914,7 +1133,27 @@ a2ad_status store_open(const struct config *cfg) {
     st.path = strdup(cfg->db_path);
     st.write_queue = cfg->write_queue;
     st.retention_s = cfg->retention_s;
+    st.write_timeout_ms = cfg->write_timeout_ms;
     if (!st.path) return A2AD_ERR_NOMEM;
+    /* Created 0600 here rather than by SQLite (0644 less the umask): it
+     * holds the jobs' inputs and webhook credentials. SQLite gives the -wal
+     * and -shm files the main file's mode. */
+    int fd = open(st.path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    struct stat sb;
+    if (fd < 0 || fstat(fd, &sb) != 0) {
+        log_error("store: cannot open or create the database %s: %s", st.path, strerror(errno));
+        if (fd >= 0) close(fd);
+        free(st.path);
+        st.path = NULL;
+        return A2AD_ERR_IO;
+    }
+    close(fd);
+    st.dev = sb.st_dev;
+    st.ino = sb.st_ino;
+    atomic_store(&broken, false);
+    if (sb.st_mode & 077)
+        log_warn("store: the database %s can be read by other users (mode %03o); "
+                 "chmod 600 it", st.path, (unsigned)(sb.st_mode & 0777));
     if (sqlite3_open_v2(st.path, &st.db,
                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
                         NULL) != SQLITE_OK)
@@ -981,6 +1220,10 @@ a2ad_status store_open(const struct config *cfg) {
         return open_fail("start a writer for");
     }
     st.open = true;
+    st.watching = pthread_create(&st.watcher, NULL, watch_thread, NULL) == 0;
+    if (!st.watching)
+        log_warn("store: no watch thread: a deleted database file and [tasks] write_timeout_ms "
+                 "are not checked between writes");
     log_info("store: sqlite %s (synchronous = %s, write queue %u)", st.path, cfg->db_sync,
              st.write_queue);
     return A2AD_OK;
@@ -1202,7 +1445,9 @@ void store_close(void) {
     pthread_mutex_lock(&q.lock);
     q.stopping = true;
     pthread_cond_signal(&q.wake);
+    pthread_cond_signal(&q.wake_watch);
     pthread_mutex_unlock(&q.lock);
+    if (st.watching) pthread_join(st.watcher, NULL);
     pthread_join(st.writer, NULL);
     /* Whatever raced with the stop (nothing after a clean stop). */
     op_list_free(q.head);

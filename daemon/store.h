@@ -28,7 +28,12 @@
  *
  * Finished tasks are deleted retention_s after they ended. A write that
  * fails (disk full, read-only or locked database) is logged; a submission
- * waiting for it gets A2AD_ERR_IO and store_last_error() says why.
+ * waiting for it gets A2AD_ERR_IO and store_last_error() says why. So does
+ * one whose write is not committed within write_timeout_ms (a watch thread
+ * settles it: a frozen disk must not hang requests). The database file is
+ * created 0600; a path that stops naming the open file (deleted, replaced)
+ * is noticed before the next commit and by the watch thread, and from then
+ * on nothing is accepted (store_broken).
  */
 #ifndef A2AD_STORE_H
 #define A2AD_STORE_H
@@ -38,6 +43,8 @@
 
 #include "a2ad/agent.h"
 #include "config.h"
+
+struct task;
 
 /* Open (create) the database, register the store's task hooks, slot ops and
  * webhook outbox, and start the writer thread. Logs and returns A2AD_ERR_IO
@@ -65,6 +72,20 @@ void store_close(void);
  * why says so. true when no store is open. Thread: any; may wait up to
  * half a second for a lock. */
 bool store_writable(char *why, size_t n);
+
+/* Write t's row now and wait until it is committed, failed, or timed out
+ * ([tasks] write_timeout_ms): A2AD_OK only once committed (always with the
+ * memory store). Thread: any but the store's; no task lock held. */
+a2ad_status store_persist(struct task *t);
+
+/* The same without waiting: the row is queued and tasks_on_durable(t, ...)
+ * / tasks_wait_durable(t) follow it like a new task's row. A2AD_ERR_STATE
+ * with the memory store (nothing to wait for). */
+a2ad_status store_persist_begin(struct task *t);
+
+/* true once the database file was deleted or replaced under the running
+ * daemon; why gets the problem. Nothing is accepted from then on. */
+bool store_broken(char *why, size_t n);
 
 /* Why the last store call that failed on this thread failed ("the database
  * /x/a2ad.db: database is locked"); "" when none did. Thread-local. */

@@ -14,6 +14,7 @@
 
 #include "log.h"
 #include "replay.h"
+#include "logclient.h"
 #include "util.h"
 
 struct stream {
@@ -122,9 +123,10 @@ static bool push_frame(struct stream *s, uint64_t seq, const char *result, bool 
             free(s->buf);
             s->buf = NULL;
             s->cap = 0;
-            log_warn("task %s: SSE stream closed: the client reads too slowly (more than "
-                     "server.stream_buffer_bytes = %zu bytes unread)",
-                     task_id(s->task), all.max_buffer);
+            log_client("sse-slow-reader", A2AD_LOG_WARNING, NULL,
+                       "task %s: SSE stream closed: the client reads too slowly (more than "
+                       "server.stream_buffer_bytes = %zu bytes unread)",
+                       task_id(s->task), all.max_buffer);
         }
         if (final) s->ended = true;
         wake = s->parked;

@@ -304,6 +304,16 @@ void tasks_discard(struct task *t) {
     pthread_mutex_lock(&store.lock);
     bool held = store.by_id && hmap_get(store.by_id, t->id) == t;
     if (held) hmap_remove(store.by_id, t->id);
+    /* An ended task is also in the expiry FIFO, which holds no reference
+     * of its own (found by fuzz/fuzz_roundtrip): unlink it (rare, so a walk). */
+    for (struct task **p = &store.finished_head, *prev = NULL; held && *p;
+         prev = *p, p = &(*p)->finished_next)
+        if (*p == t) {
+            *p = t->finished_next;
+            if (store.finished_tail == t) store.finished_tail = prev;
+            t->finished_next = NULL;
+            break;
+        }
     pthread_mutex_unlock(&store.lock);
     if (held && store_discard) store_discard(t);
     if (held) task_release(t);

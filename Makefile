@@ -190,9 +190,15 @@ FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit
 FUZZ_CFLAGS   = -std=c11 -D_GNU_SOURCE -O1 -g -Iinclude -Idaemon $(FUZZ_SAN) $(PKG_CFLAGS)
 FUZZERS      := $(patsubst fuzz/fuzz_%.c,%,$(wildcard fuzz/fuzz_*.c))
 FUZZ_BINS    := $(FUZZERS:%=$(FUZZ_DIR)/fuzz_%)
-FUZZ_LIB_OBJ := $(patsubst daemon/%.c,$(FUZZ_DIR)/obj/%.o,$(filter-out daemon/main.c,$(DAEMON_SRC)))
+FUZZ_LIB_OBJ := $(patsubst daemon/%.c,$(FUZZ_DIR)/obj/%.o,$(filter-out daemon/main.c,$(DAEMON_SRC))) \
+                $(FUZZ_DIR)/obj/gen/ui_files.o
+# Kept between runs (they are only prerequisites of the harnesses).
+.SECONDARY: $(FUZZ_LIB_OBJ)
 
 $(FUZZ_DIR)/obj/%.o: daemon/%.c $(wildcard daemon/*.h) include/a2ad/agent.h | $(DEPS_TEST_OK)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+$(FUZZ_DIR)/obj/gen/ui_files.o: $(BUILD)/gen/ui_files.c daemon/ui_files.h
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
 $(FUZZ_DIR)/fuzz_%: fuzz/fuzz_%.c $(FUZZ_LIB_OBJ)

@@ -13,6 +13,7 @@
 #include "rpc.h"
 #include "streams.h"
 #include "tasks.h"
+#include "tenant.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -29,7 +30,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     tasks_init(0, 2000);
     push_init(10);
     streams_init(64 * 1024, 0);
-    struct rpc_settings rs = {.auth_bearer_tokens = "", .push_enabled = true};
+    tenant_init();
+    struct rpc_settings rs = {.push_enabled = true};
     rpc_init(&rs);
     hu_init(&cfg);
     config_free(&cfg);

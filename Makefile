@@ -6,7 +6,7 @@ DESTDIR ?=
 SAN     ?=
 OPT     ?= -O2
 
-PKGS     := libmicrohttpd libcurl libcjson inih sqlite3 libcrypto libjwt
+PKGS     := libmicrohttpd libcurl libcjson inih sqlite3 libcrypto libjwt libpq
 WARN     := -Wall -Wextra -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes -Wshadow
 CFLAGS_A := -std=c11 -D_GNU_SOURCE $(OPT) -g $(WARN) -Iinclude -Idaemon $(SAN) $(EXTRA_CFLAGS)
 LDFLAGS_A := $(SAN) $(EXTRA_LDFLAGS)

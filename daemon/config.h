@@ -63,9 +63,11 @@ struct config {
     bool plugin_errors_fatal;      /* true: a bad plugin stops start-up */
 
     /* [tasks] */
-    char *store;                   /* "sqlite" or "memory" */
+    char *store;                   /* "sqlite", "postgresql" or "memory" */
     char *db_path;                 /* sqlite: the database file */
     char *db_sync;                 /* sqlite: "full" (fsync each commit) or "normal" */
+    char *pg_dsn;                  /* postgresql: libpq connection string or URI */
+    char *pg_password_file;        /* postgresql: a file holding the password, or "" */
     unsigned write_queue;          /* 10000: writes waiting for the disk at most */
     unsigned lock_timeout_ms;      /* 5000: how long a write waits for a locked database */
     unsigned cache_kib;            /* 128: SQLite page cache of the writer (KiB) */
@@ -107,5 +109,7 @@ void config_free(struct config *cfg);
 
 /* Print every key with its current value as a config file (for `a2ad -t -v`). */
 void config_dump(const struct config *cfg, void *file /* FILE* */);
+/* dsn with its password replaced by "***" (into out, n bytes); returns out. */
+const char *config_dsn_masked(const char *dsn, char *out, size_t n);
 
 #endif

@@ -19,6 +19,7 @@
 #include "plugins.h"
 #include "push.h"
 #include "store.h"
+#include "store_pg.h"
 #include "rpc.h"
 #include "replay.h"
 #include "streams.h"
@@ -203,9 +204,12 @@ int main(int argc, char **argv) {
     rpc_init(&rs);
     hu_init(&cfg);
     /* The durable store: its hook runs after every observer (tasks.c). */
-    bool durable = strcmp(cfg.store, "sqlite") == 0;
-    if (durable && store_open(&cfg) != A2AD_OK) {
-        log_error("start-up stopped: fix [tasks] path (or set [tasks] store = memory)");
+    bool pg = strcmp(cfg.store, "postgresql") == 0;
+    bool durable = strcmp(cfg.store, "sqlite") == 0 || pg;
+    if (durable && (pg ? store_pg_open(&cfg) : store_open(&cfg)) != A2AD_OK) {
+        log_error(pg ? "start-up stopped: fix [tasks] dsn or the database (or set [tasks] store "
+                       "= memory)"
+                     : "start-up stopped: fix [tasks] path (or set [tasks] store = memory)");
         tasks_shutdown();
         hu_shutdown();
         auth_shutdown();
@@ -239,7 +243,7 @@ int main(int argc, char **argv) {
     workers_set_webhook_high_water(cfg.webhook_max_pending > 1 ? cfg.webhook_max_pending / 2 : 1);
     if (workers_start(cfg.worker_threads, cfg.queue_length) != A2AD_OK) goto out_webhooks;
     workers_keep_queued_at_stop(durable);
-    if (durable && store_recover() != A2AD_OK) goto out_workers;
+    if (durable && (pg ? store_pg_recover() : store_recover()) != A2AD_OK) goto out_workers;
     if (http_start(&cfg) != A2AD_OK) goto out_workers;
 
     log_info("a2ad %s ready in %llu ms: %zu agents, store %s", A2AD_VERSION,
@@ -287,9 +291,11 @@ out_webhooks:
     }
     /* After webhooks: their last outcomes are written too. */
     store_close();
+    store_pg_close();
     if (plugins_loaded) plugins_unload();
 out:
     store_close();
+    store_pg_close();
     tasks_shutdown();
     hu_shutdown();
     rpc_shutdown();

@@ -25,6 +25,7 @@
  * the next start every row is parked again anyway (store_open).
  */
 #include "store.h"
+#include "store_pg.h"
 
 #include <pthread.h>
 #include <sqlite3.h>
@@ -138,7 +139,10 @@ static _Thread_local char last_error[256];
 /* Outbox rows of the event this thread is emitting (see the top). */
 static _Thread_local struct op *staged_head, *staged_tail;
 
-const char *store_last_error(void) { return last_error; }
+/* Whichever store is in use set it (the other leaves its own empty). */
+const char *store_last_error(void) {
+    return *last_error ? last_error : store_pg_last_error();
+}
 
 static void set_error(const char *fmt, ...) {
     va_list ap;

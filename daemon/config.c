@@ -82,6 +82,7 @@ static const char *check_agent_or_empty(const char *v);
 static const char *check_dir(const char *v);
 static const char *check_load_list(const char *v);
 static const char *check_db_path(const char *v);
+static const char *check_node_name(const char *v);
 static const char *check_tokens(const char *v);
 
 static const char *const level_words[] = {"error", "warning", "info", "debug", NULL};
@@ -104,6 +105,7 @@ static const struct key_def keys[] = {
     K_UINT("server", "connection_timeout_s", connection_timeout_s, 1, 3600, "30"),
     K_STR("server", "public_url", public_url, check_url, ""),
     K_STR("server", "default_agent", default_agent, check_agent_or_empty, ""),
+    K_STR("server", "node_name", node_name, check_node_name, ""),
     K_SECRET("server", "auth_bearer_tokens", auth_bearer_tokens, check_tokens, ""),
     K_STR("server", "auth_tokens_file", auth_tokens_file, NULL, ""),
     K_STR("server", "auth_token_hashes", auth_token_hashes, NULL, ""),
@@ -132,6 +134,7 @@ static const struct key_def keys[] = {
     K_WORD("tasks", "sync", db_sync, sync_words, "full"),
     K_STR("tasks", "dsn", pg_dsn, NULL, ""),
     K_STR("tasks", "password_file", pg_password_file, NULL, ""),
+    K_UINT("tasks", "lease_s", lease_s, 2, 3600, "30"),
     K_UINT("tasks", "write_queue", write_queue, 1, 10000000, "10000"),
     K_UINT("tasks", "lock_timeout_ms", lock_timeout_ms, 0, 600000, "5000"),
     K_UINT("tasks", "cache_kib", cache_kib, 64, 1048576, "128"),
@@ -197,6 +200,12 @@ static const char *check_dir(const char *v) {
     return *v ? NULL
               : "must be a directory (relative to the working directory unless it starts "
                 "with '/')";
+}
+
+static const char *check_node_name(const char *v) {
+    return !*v || (strlen(v) <= 63 && valid_name(v, true))
+               ? NULL
+               : "must be empty (the host name) or up to 63 letters, digits, '_', '-' and '.'";
 }
 
 static const char *check_db_path(const char *v) {

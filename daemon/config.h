@@ -37,6 +37,7 @@ struct config {
     unsigned connection_timeout_s; /* 30 */
     char *public_url;              /* "" = http://listen:port */
     char *default_agent;           /* "" = the only agent, else none */
+    char *node_name;               /* "" = the host name (store = postgresql) */
     char *auth_bearer_tokens;      /* "" = none; plaintext, hashed at start-up (legacy) */
     char *auth_tokens_file;        /* "" = none: NAME sha256:HEX [admin] [agents=a,b] lines */
     char *auth_token_hashes;       /* "" = none: NAME:sha256:HEX entries */
@@ -68,6 +69,7 @@ struct config {
     char *db_sync;                 /* sqlite: "full" (fsync each commit) or "normal" */
     char *pg_dsn;                  /* postgresql: libpq connection string or URI */
     char *pg_password_file;        /* postgresql: a file holding the password, or "" */
+    unsigned lease_s;              /* postgresql: a node's jobs go to another after this */
     unsigned write_queue;          /* 10000: writes waiting for the disk at most */
     unsigned lock_timeout_ms;      /* 5000: how long a write waits for a locked database */
     unsigned cache_kib;            /* 128: SQLite page cache of the writer (KiB) */

@@ -34,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "store.h"
@@ -126,6 +127,9 @@ static struct {
     const char *keys[3];
     char *vals[3];
     char *path; /* "PostgreSQL HOST:PORT/DB" for messages: never the password */
+    char *node; /* [server] node_name, or the host name */
+    unsigned lease_ms;
+    uint64_t next_renew_ms, next_takeover_ms; /* writer thread */
     unsigned write_queue;
     unsigned retention_s;
     pthread_t writer;
@@ -669,19 +673,24 @@ struct recovery_counts {
 
 /* One unfinished task is back in memory: run it again, or end it. */
 static void recover_unfinished(struct task *t, enum task_state was, const char *agent_name,
-                               struct recovery_counts *c) {
+                               struct recovery_counts *c, const char *lost) {
+    char cause[160];
+    if (lost)
+        snprintf(cause, sizeof cause, "interrupted: node %s lost", lost);
+    else
+        snprintf(cause, sizeof cause, "interrupted: a2ad restarted");
     const struct agent *a = task_agent(t);
     char why[320];
     if (!a) {
-        snprintf(why, sizeof why, "interrupted: a2ad restarted and agent %s is no longer loaded",
-                 agent_name);
+        snprintf(why, sizeof why, "%s and agent %s is %s", cause, agent_name,
+                 lost ? "not loaded here" : "no longer loaded");
         task_finish(t, TASK_FAILED, why);
         c->orphaned++;
         return;
     }
     if (was == TASK_WORKING) {
         if (!a->desc.rerun_safe) {
-            task_finish(t, TASK_FAILED, "interrupted: a2ad restarted");
+            task_finish(t, TASK_FAILED, cause);
             c->interrupted++;
             return;
         }
@@ -711,7 +720,7 @@ static void recover_unfinished(struct task *t, enum task_state was, const char *
     }
     a2ad_status rc = workers_submit(t);
     if (rc != A2AD_OK) {
-        snprintf(why, sizeof why, "interrupted: a2ad restarted and could not queue the job again (%s)",
+        snprintf(why, sizeof why, "%s and the job could not be queued again (%s)", cause,
                  a2ad_status_name(rc));
         task_finish(t, TASK_FAILED, why);
     }
@@ -719,38 +728,62 @@ static void recover_unfinished(struct task *t, enum task_state was, const char *
 
 /* ---- PostgreSQL ----------------------------------------------------------- */
 
+struct recovery_counts;
+static void recover_row(const PGresult *r, int row, int64_t now, struct recovery_counts *c,
+                        size_t *bad, const char *lost);
+static a2ad_status register_node(char *why, size_t n);
+static bool run(PGconn *c, const char *sql, char *why, size_t n);
+
 /* Statements in flight before a Sync (see the top). */
 #define PIPE_CHUNK 256
 #define RECONNECT_MIN_MS 100
 #define RECONNECT_MAX_MS 5000
 
-enum stmt { S_UPSERT, S_DEL_TASK, S_ADD_OUTBOX, S_DEL_OUTBOX, S_EXPIRE, S_PARKED, S_COUNT };
+enum stmt {
+    S_UPSERT,
+    S_DEL_TASK,
+    S_ADD_OUTBOX,
+    S_DEL_OUTBOX,
+    S_EXPIRE,
+    S_PARKED,
+    S_RENEW,
+    S_DEAD,
+    S_COUNT
+};
 
-static const char *const stmt_name[S_COUNT] = {"a2ad_upsert", "a2ad_del_task",
-                                               "a2ad_add_outbox", "a2ad_del_outbox",
-                                               "a2ad_expire", "a2ad_parked"};
+static const char *const stmt_name[S_COUNT] = {
+    "a2ad_upsert", "a2ad_del_task", "a2ad_add_outbox", "a2ad_del_outbox",
+    "a2ad_expire", "a2ad_parked",   "a2ad_renew",      "a2ad_dead"};
+
+/* The database's clock, in ms: leases are compared on one clock only. */
+#define DB_NOW_MS "(extract(epoch from clock_timestamp()) * 1000)::bigint"
 
 static const char *const stmt_sql[S_COUNT] = {
-    [S_UPSERT] = "INSERT INTO a2ad_tasks (id, agent, state, seq, ended_ms, doc, ext)"
-                 " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO UPDATE SET"
+    /* A row another node took over (this one's lease expired) is not
+     * written by this one any more. */
+    [S_UPSERT] = "INSERT INTO a2ad_tasks (id, agent, state, seq, ended_ms, doc, ext, node)"
+                 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO UPDATE SET"
                  " agent = excluded.agent, state = excluded.state, seq = excluded.seq,"
                  " ended_ms = excluded.ended_ms, doc = excluded.doc, ext = excluded.ext"
-                 " WHERE excluded.seq >= a2ad_tasks.seq",
+                 " WHERE excluded.seq >= a2ad_tasks.seq AND a2ad_tasks.node = excluded.node",
     [S_DEL_TASK] = "DELETE FROM a2ad_tasks WHERE id = $1",
     /* A row written again takes a new n, as SQLite's INSERT OR REPLACE. */
     [S_ADD_OUTBOX] = "INSERT INTO a2ad_outbox (event_id, task_id, order_key, url, headers, body,"
-                     " essential, created_ms, parked) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+                     " essential, created_ms, parked, node)"
+                     " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
                      " ON CONFLICT (event_id) DO UPDATE SET"
                      " n = nextval(pg_get_serial_sequence('a2ad_outbox', 'n')),"
                      " task_id = excluded.task_id, order_key = excluded.order_key,"
                      " url = excluded.url, headers = excluded.headers, body = excluded.body,"
                      " essential = excluded.essential, created_ms = excluded.created_ms,"
-                     " parked = excluded.parked",
+                     " parked = excluded.parked, node = excluded.node",
     [S_DEL_OUTBOX] = "DELETE FROM a2ad_outbox WHERE event_id = $1",
     [S_EXPIRE] = "DELETE FROM a2ad_tasks WHERE id IN (SELECT id FROM a2ad_tasks"
                  " WHERE ended_ms < $1 LIMIT $2)",
     [S_PARKED] = "SELECT n, event_id, task_id, order_key, url, headers, body, created_ms"
-                 " FROM a2ad_outbox WHERE parked = 1 AND n > $1 ORDER BY n LIMIT $2",
+                 " FROM a2ad_outbox WHERE parked = 1 AND n > $1 AND node = $3 ORDER BY n LIMIT $2",
+    [S_RENEW] = "UPDATE a2ad_nodes SET lease_until_ms = " DB_NOW_MS " + $2 WHERE name = $1",
+    [S_DEAD] = "SELECT name FROM a2ad_nodes WHERE name <> $1 AND lease_until_ms < " DB_NOW_MS,
 };
 
 /* libpq's message, on one line, without the trailing newline. */
@@ -796,9 +829,9 @@ static bool prepare_all(PGconn *c, char *why, size_t n) {
 
 /* The parameters of one op's statement; numbers are written into nums. */
 struct params {
-    const char *v[9];
-    int len[9];
-    int fmt[9];
+    const char *v[10];
+    int len[10];
+    int fmt[10];
     char nums[3][24];
     int n;
 };
@@ -807,7 +840,7 @@ static enum stmt op_params(const struct op *o, struct params *p) {
     memset(p, 0, sizeof *p);
     switch (o->kind) {
     case OP_TASK:
-        p->n = 7;
+        p->n = 8;
         p->v[0] = o->id;
         p->v[1] = o->agent;
         p->v[2] = o->state;
@@ -824,9 +857,11 @@ static enum stmt op_params(const struct op *o, struct params *p) {
         p->v[6] = o->ext;
         p->len[6] = (int)strlen(o->ext);
         p->fmt[6] = 1;
+        p->v[7] = st.node;
         return S_UPSERT;
     case OP_OUTBOX_ADD:
-        p->n = 9;
+        p->n = 10;
+        p->v[9] = st.node;
         p->v[0] = o->id;
         p->v[1] = o->task_id;
         p->v[2] = o->order_key;
@@ -963,7 +998,9 @@ static void write_batch(struct op *list, struct failure *f) {
 /* An error that another try, on a connection that works, can fix. */
 static bool retryable(const struct failure *f) {
     const char *s = f->sqlstate;
-    return !st.conn || strncmp(s, "08", 2) == 0 || strncmp(s, "53", 2) == 0 ||
+    /* 08P01 (protocol violation) is a2ad's own bug: a retry would loop. */
+    return !st.conn || (strncmp(s, "08", 2) == 0 && strcmp(s, "08P01") != 0) ||
+           strncmp(s, "53", 2) == 0 ||
            strncmp(s, "57P", 3) == 0 || strcmp(s, "40001") == 0 || strcmp(s, "40P01") == 0;
 }
 
@@ -1127,8 +1164,8 @@ static void unpark_rows(void) {
     char a[24], b[24];
     snprintf(a, sizeof a, "%lld", (long long)st.unpark_after);
     snprintf(b, sizeof b, "%zu", room);
-    const char *v[2] = {a, b};
-    PGresult *r = PQexecPrepared(st.conn, stmt_name[S_PARKED], 2, v, NULL, NULL, 0);
+    const char *v[3] = {a, b, st.node};
+    PGresult *r = PQexecPrepared(st.conn, stmt_name[S_PARKED], 3, v, NULL, NULL, 0);
     st.round_trips++;
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         char why[200];
@@ -1158,6 +1195,154 @@ static void unpark_rows(void) {
         }
         st.unpark_after = strtoll(PQgetvalue(r, i, 0), NULL, 10);
     }
+    PQclear(r);
+}
+
+/* ---- nodes: leases and takeover (writer thread) ------------------------- */
+
+/* Renew this node's lease, every third of it. A lease found gone means
+ * another node took this one's jobs over (it was cut off longer than the
+ * lease): say so, and hold a lease again for what comes next. */
+static void renew_lease(void) {
+    uint64_t now = util_now_ms();
+    if (now < st.next_renew_ms) return;
+    st.next_renew_ms = now + st.lease_ms / 3;
+    char lease[24];
+    snprintf(lease, sizeof lease, "%u", st.lease_ms);
+    const char *v[2] = {st.node, lease};
+    PGresult *r = PQexecPrepared(st.conn, stmt_name[S_RENEW], 2, v, NULL, NULL, 0);
+    st.round_trips++;
+    char why[200];
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        one_line(why, sizeof why, PQresultErrorMessage(r));
+        log_warn("store: cannot renew node %s's lease in %s: %s", st.node, st.path, why);
+    } else if (!strcmp(PQcmdTuples(r), "0")) {
+        log_error("store: node %s's lease in %s had expired and another node took its jobs "
+                  "over; what this node still runs of them is no longer written",
+                  st.node, st.path);
+        if (register_node(why, sizeof why) != A2AD_OK)
+            log_warn("store: cannot register node %s again: %s", st.node, why);
+    }
+    PQclear(r);
+}
+
+/* The rows of a takeover in the order recovery wants: unfinished first in
+ * creation order, then finished ones oldest first. */
+static const PGresult *sort_rows;
+static int row_order(const void *a, const void *b) {
+    int i = *(const int *)a, j = *(const int *)b;
+    bool ei = !PQgetisnull(sort_rows, i, 4), ej = !PQgetisnull(sort_rows, j, 4);
+    if (ei != ej) return ei - ej;
+    long long x = ei ? strtoll(PQgetvalue(sort_rows, i, 4), NULL, 10) : 0;
+    long long y = ej ? strtoll(PQgetvalue(sort_rows, j, 4), NULL, 10) : 0;
+    if (x != y) return x < y ? -1 : 1;
+    x = strtoll(PQgetvalue(sort_rows, i, 7), NULL, 10);
+    y = strtoll(PQgetvalue(sort_rows, j, 7), NULL, 10);
+    return (x > y) - (x < y);
+}
+
+static PGresult *exec2(const char *sql, const char *a, const char *b) {
+    const char *v[2] = {a, b};
+    st.round_trips++;
+    return PQexecParams(st.conn, sql, b ? 2 : 1, NULL, v, NULL, NULL, 0);
+}
+
+/* Take over the jobs and undelivered webhooks of `dead`, whose lease
+ * expired. The node row is claimed with FOR UPDATE SKIP LOCKED (another
+ * live node at the same work skips it), its task rows likewise; then, once
+ * committed, its tasks are restored here and its unfinished jobs re-run
+ * (rerun_safe) or failed ("interrupted: node NAME lost"), and its
+ * webhooks are sent from here, in their order, behind nothing new. */
+static void take_node(const char *dead) {
+    char why[200] = "";
+    PGresult *tasks = NULL, *outbox = NULL, *r = NULL;
+    if (!run(st.conn, "BEGIN", why, sizeof why)) goto fail;
+    r = exec2("SELECT name FROM a2ad_nodes WHERE name = $1 AND lease_until_ms < " DB_NOW_MS
+              " FOR UPDATE SKIP LOCKED",
+              dead, NULL);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) goto fail_r;
+    if (PQntuples(r) == 0) { /* back in time, or another node is at it */
+        PQclear(r);
+        run(st.conn, "ROLLBACK", why, sizeof why);
+        return;
+    }
+    PQclear(r);
+    tasks = exec2("WITH c AS (SELECT id FROM a2ad_tasks WHERE node = $1 FOR UPDATE SKIP LOCKED)"
+                  " UPDATE a2ad_tasks t SET node = $2 FROM c WHERE t.id = c.id"
+                  " RETURNING t.id, t.agent, t.state, t.seq, t.ended_ms, t.doc, t.ext, t.n",
+                  dead, st.node);
+    if (PQresultStatus(tasks) != PGRES_TUPLES_OK) {
+        r = tasks;
+        tasks = NULL;
+        goto fail_r;
+    }
+    /* New numbers after every row of this node, in the old order: the
+     * unpark cursor (unpark_after) reaches them, oldest first. */
+    outbox = exec2("UPDATE a2ad_outbox o SET node = $2, parked = 1, n = s.m FROM"
+                   " (SELECT old, nextval(pg_get_serial_sequence('a2ad_outbox', 'n')) AS m FROM"
+                   " (SELECT n AS old FROM a2ad_outbox WHERE node = $1 ORDER BY n FOR UPDATE) x) s"
+                   " WHERE o.n = s.old RETURNING o.order_key",
+                   dead, st.node);
+    if (PQresultStatus(outbox) != PGRES_TUPLES_OK) {
+        r = outbox;
+        outbox = NULL;
+        goto fail_r;
+    }
+    r = exec2("DELETE FROM a2ad_nodes WHERE name = $1", dead, NULL);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) goto fail_r;
+    PQclear(r);
+    r = NULL;
+    if (!run(st.conn, "COMMIT", why, sizeof why)) goto fail;
+
+    for (int i = 0; i < PQntuples(outbox); i++) webhooks_park_existing(PQgetvalue(outbox, i, 0), 1);
+    int n = PQntuples(tasks);
+    int *order = calloc((size_t)n + 1, sizeof *order);
+    struct recovery_counts c = {0};
+    size_t bad = 0;
+    if (order) {
+        for (int i = 0; i < n; i++) order[i] = i;
+        sort_rows = tasks;
+        qsort(order, (size_t)n, sizeof *order, row_order);
+        int64_t now = (int64_t)util_wall_ms();
+        for (int i = 0; i < n; i++) recover_row(tasks, order[i], now, &c, &bad, dead);
+        free(order);
+    }
+    log_warn("store: node %s lost (its lease expired): node %s took over %d tasks (%zu finished, "
+             "%zu queued again, %zu re-run (rerun_safe), %zu interrupted, %zu of agents not "
+             "loaded here failed, %zu unreadable) and %d undelivered webhooks",
+             dead, st.node, n, c.finished, c.requeued, c.rerun, c.interrupted, c.orphaned, bad,
+             PQntuples(outbox));
+    PQclear(tasks);
+    PQclear(outbox);
+    outbox_room();
+    return;
+fail_r:
+    one_line(why, sizeof why, PQresultErrorMessage(r));
+    PQclear(r);
+fail:
+    PQclear(tasks);
+    PQclear(outbox);
+    log_warn("store: cannot take over node %s's jobs: %s", dead, why);
+    if (PQstatus(st.conn) == CONNECTION_OK && PQtransactionStatus(st.conn) != PQTRANS_IDLE) {
+        PGresult *rb = PQexec(st.conn, "ROLLBACK");
+        PQclear(rb);
+    }
+}
+
+/* Look for nodes whose lease expired, twice a lease. */
+static void take_over(void) {
+    uint64_t now = util_now_ms();
+    if (now < st.next_takeover_ms) return;
+    st.next_takeover_ms = now + (st.lease_ms / 2 > 500 ? st.lease_ms / 2 : 500);
+    const char *v[1] = {st.node};
+    PGresult *r = PQexecPrepared(st.conn, stmt_name[S_DEAD], 1, v, NULL, NULL, 0);
+    st.round_trips++;
+    if (PQresultStatus(r) == PGRES_TUPLES_OK)
+        for (int i = 0; i < PQntuples(r); i++) {
+            char *dead = strdup(PQgetvalue(r, i, 0));
+            if (dead) take_node(dead);
+            free(dead);
+        }
     PQclear(r);
 }
 
@@ -1247,6 +1432,9 @@ static void *writer_thread(void *arg) {
         bool maintenance = util_now_ms() >= next_maintenance;
         if (maintenance) {
             expire_rows();
+            renew_lease();
+            /* Not before this node's own recovery is over. */
+            if (atomic_load(&st.unpark_on)) take_over();
             next_maintenance = util_now_ms() + MAINTENANCE_MS;
         }
         if (unpark || maintenance) unpark_rows();
@@ -1278,6 +1466,16 @@ static const char schema_v1[] =
     " essential smallint NOT NULL, created_ms bigint NOT NULL,"
     " parked smallint NOT NULL DEFAULT 0);"
     "CREATE INDEX IF NOT EXISTS a2ad_outbox_parked ON a2ad_outbox (n) WHERE parked = 1;";
+
+/* Version 2: rows belong to a node, and nodes hold leases (see the top).
+ * Rows of version 1 (node '') go to the first node that starts. */
+static const char schema_v2[] =
+    "ALTER TABLE a2ad_tasks ADD COLUMN IF NOT EXISTS node text NOT NULL DEFAULT '';"
+    "ALTER TABLE a2ad_outbox ADD COLUMN IF NOT EXISTS node text NOT NULL DEFAULT '';"
+    "CREATE INDEX IF NOT EXISTS a2ad_tasks_node ON a2ad_tasks (node);"
+    "CREATE INDEX IF NOT EXISTS a2ad_outbox_node ON a2ad_outbox (node, n);"
+    "CREATE TABLE IF NOT EXISTS a2ad_nodes (name text PRIMARY KEY,"
+    " lease_until_ms bigint NOT NULL, started_ms bigint NOT NULL);";
 
 /* Run sql (one or more statements); false with why on failure. */
 static bool run(PGconn *c, const char *sql, char *why, size_t n) {
@@ -1317,6 +1515,7 @@ static a2ad_status schema_setup(PGconn *c) {
         return A2AD_ERR_STATE;
     }
     if (version < 1 && !run(c, schema_v1, why, sizeof why)) goto fail;
+    if (version < 2 && !run(c, schema_v2, why, sizeof why)) goto fail;
     /* Later versions migrate here, one step at a time, from `version`. */
     if (version < STORE_PG_SCHEMA) {
         char sql[200];
@@ -1356,6 +1555,38 @@ static char *read_password(const char *path) {
     return copy;
 }
 
+/* This node's lease row, and the rows of version 1 (no node) made ours.
+ * A row of the same name still under lease is this node's previous run
+ * (after a crash): node names must be unique among running nodes. */
+static a2ad_status register_node(char *why, size_t n) {
+    char lease[24];
+    snprintf(lease, sizeof lease, "%u", st.lease_ms);
+    const char *v[2] = {st.node, lease};
+    PGresult *r = PQexecParams(
+        st.conn,
+        "INSERT INTO a2ad_nodes (name, lease_until_ms, started_ms) VALUES ($1, " DB_NOW_MS
+        " + $2, " DB_NOW_MS ") ON CONFLICT (name) DO UPDATE SET lease_until_ms ="
+        " excluded.lease_until_ms, started_ms = excluded.started_ms",
+        2, NULL, v, NULL, NULL, 0);
+    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    if (!ok) one_line(why, n, PQresultErrorMessage(r));
+    PQclear(r);
+    if (!ok) return A2AD_ERR_IO;
+    r = PQexecParams(st.conn, "UPDATE a2ad_tasks SET node = $1 WHERE node = ''", 1, NULL, v, NULL,
+                     NULL, 0);
+    ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    if (!ok) one_line(why, n, PQresultErrorMessage(r));
+    PQclear(r);
+    if (!ok) return A2AD_ERR_IO;
+    r = PQexecParams(st.conn, "UPDATE a2ad_outbox SET node = $1 WHERE node = ''", 1, NULL, v,
+                     NULL, NULL, 0);
+    ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    if (!ok) one_line(why, n, PQresultErrorMessage(r));
+    PQclear(r);
+    st.round_trips += 3;
+    return ok ? A2AD_OK : A2AD_ERR_IO;
+}
+
 static void free_conninfo(void) {
     for (size_t i = 0; i < sizeof st.vals / sizeof st.vals[0]; i++) {
         if (st.vals[i]) memset(st.vals[i], 0, strlen(st.vals[i]));
@@ -1364,6 +1595,8 @@ static void free_conninfo(void) {
     }
     free(st.path);
     st.path = NULL;
+    free(st.node);
+    st.node = NULL;
 }
 
 static a2ad_status open_fail(a2ad_status rc) {
@@ -1377,6 +1610,14 @@ a2ad_status store_pg_open(const struct config *cfg) {
     if (st.open) return A2AD_ERR_STATE;
     st.write_queue = cfg->write_queue;
     st.retention_s = cfg->retention_s;
+    st.lease_ms = (cfg->lease_s ? cfg->lease_s : 30) * 1000u;
+    char name[256] = "a2ad";
+    if (cfg->node_name && *cfg->node_name)
+        snprintf(name, sizeof name, "%s", cfg->node_name);
+    else if (gethostname(name, sizeof name) != 0 || !*name)
+        snprintf(name, sizeof name, "a2ad");
+    name[sizeof name - 1] = '\0';
+    if (!(st.node = strdup(name))) return open_fail(A2AD_ERR_NOMEM);
     /* The dsn (a "key=value" string or a postgresql:// URI) is expanded
      * in place of dbname; password_file's password comes after it and so
      * wins. A password may also come from PGPASSWORD or ~/.pgpass (libpq). */
@@ -1407,10 +1648,20 @@ a2ad_status store_pg_open(const struct config *cfg) {
     }
     a2ad_status rc = schema_setup(st.conn);
     if (rc != A2AD_OK) return open_fail(rc);
-    /* Nothing is in memory yet: every undelivered row comes back through
-     * parking, in bounded batches (store_pg_recover counts them). */
-    if (!run(st.conn, "UPDATE a2ad_outbox SET parked = 1 WHERE parked = 0", why, sizeof why))
+    if (register_node(why, sizeof why) != A2AD_OK) {
+        log_error("store: cannot register node %s in %s: %s", st.node, st.path, why);
+        return open_fail(A2AD_ERR_IO);
+    }
+    /* Nothing is in memory yet: every undelivered row of this node comes
+     * back through parking, in bounded batches (store_pg_recover counts them). */
+    const char *nv[1] = {st.node};
+    PGresult *pr = PQexecParams(st.conn, "UPDATE a2ad_outbox SET parked = 1 WHERE parked = 0 AND node = $1",
+                                1, NULL, nv, NULL, NULL, 0);
+    if (PQresultStatus(pr) != PGRES_COMMAND_OK) {
+        one_line(why, sizeof why, PQresultErrorMessage(pr));
         log_warn("store: cannot mark the outbox of %s for delivery: %s", st.path, why);
+    }
+    PQclear(pr);
     if (!prepare_all(st.conn, why, sizeof why)) {
         log_error("store: cannot prepare statements on %s: %s", st.path, why);
         return open_fail(A2AD_ERR_IO);
@@ -1435,15 +1686,18 @@ a2ad_status store_pg_open(const struct config *cfg) {
         return open_fail(A2AD_ERR_IO);
     }
     st.open = true;
-    log_info("store: %s (server %d, schema version %d, write queue %u)", st.path,
-             PQserverVersion(st.conn), STORE_PG_SCHEMA, st.write_queue);
+    log_info("store: %s (server %d, schema version %d, write queue %u), node %s, lease %u s",
+             st.path, PQserverVersion(st.conn), STORE_PG_SCHEMA, st.write_queue, st.node,
+             st.lease_ms / 1000);
     return A2AD_OK;
 }
 
 /* Undelivered webhook rows (see store.c's recover_outbox). */
 static size_t recover_outbox(PGconn *c) {
-    PGresult *r = PQexec(c, "SELECT order_key, count(*) FROM a2ad_outbox WHERE parked = 1"
-                            " GROUP BY order_key");
+    const char *v[1] = {st.node};
+    PGresult *r = PQexecParams(c, "SELECT order_key, count(*) FROM a2ad_outbox WHERE parked = 1"
+                                  " AND node = $1 GROUP BY order_key",
+                               1, NULL, v, NULL, NULL, 0);
     size_t n = 0;
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         char why[200];
@@ -1464,26 +1718,27 @@ static size_t recover_outbox(PGconn *c) {
 }
 
 /* One row of the tasks query back in memory. */
-static void recover_row(const PGresult *r, int64_t now, struct recovery_counts *c, size_t *bad) {
-    const char *id = PQgetvalue(r, 0, 0);
-    const char *agent_name = PQgetvalue(r, 0, 1);
+static void recover_row(const PGresult *r, int row, int64_t now, struct recovery_counts *c,
+                        size_t *bad, const char *lost) {
+    const char *id = PQgetvalue(r, row, 0);
+    const char *agent_name = PQgetvalue(r, row, 1);
     enum task_state state;
-    if (!parse_state(PQgetvalue(r, 0, 2), &state)) {
+    if (!parse_state(PQgetvalue(r, row, 2), &state)) {
         log_warn("store: task %s has an unknown state; left out", id);
         (*bad)++;
         return;
     }
-    char *doc = column_bytes(r, 0, 5, NULL);
-    char *ext_text = column_bytes(r, 0, 6, NULL);
+    char *doc = column_bytes(r, row, 5, NULL);
+    char *ext_text = column_bytes(r, row, 6, NULL);
     struct task_restore tr = {
         .doc = doc ? cJSON_Parse(doc) : NULL,
         .agent = plugins_find(agent_name),
         .state = state == TASK_WORKING ? TASK_SUBMITTED : state,
-        .seq = strtoull(PQgetvalue(r, 0, 3), NULL, 10),
+        .seq = strtoull(PQgetvalue(r, row, 3), NULL, 10),
     };
     free(doc);
     if (task_state_terminal(state)) {
-        int64_t ended = strtoll(PQgetvalue(r, 0, 4), NULL, 10);
+        int64_t ended = strtoll(PQgetvalue(r, row, 4), NULL, 10);
         tr.ended_ago_ms = now > ended ? (uint64_t)(now - ended) : 0;
     }
     if (!tr.agent && state == TASK_WORKING) tr.state = TASK_WORKING;
@@ -1515,7 +1770,7 @@ static void recover_row(const PGresult *r, int64_t now, struct recovery_counts *
     if (task_state_terminal(state))
         c->finished++;
     else
-        recover_unfinished(t, state, agent_name, c);
+        recover_unfinished(t, state, agent_name, c, lost);
     task_release(t);
 }
 
@@ -1532,14 +1787,14 @@ a2ad_status store_pg_recover(void) {
     int64_t now = (int64_t)util_wall_ms();
     char cutoff[24];
     snprintf(cutoff, sizeof cutoff, "%lld", (long long)(now - (int64_t)st.retention_s * 1000));
-    const char *v[1] = {cutoff};
+    const char *v[2] = {cutoff, st.node};
     /* Unfinished first in creation order, then finished ones oldest first
      * (the order the expiry list wants); one row at a time in memory. */
     if (PQsendQueryParams(c,
                           "SELECT id, agent, state, seq, ended_ms, doc, ext FROM a2ad_tasks"
-                          " WHERE ended_ms IS NULL OR ended_ms >= $1"
+                          " WHERE node = $2 AND (ended_ms IS NULL OR ended_ms >= $1)"
                           " ORDER BY ended_ms IS NOT NULL, ended_ms, n",
-                          1, NULL, v, NULL, NULL, 0) != 1 ||
+                          2, NULL, v, NULL, NULL, 0) != 1 ||
         PQsetSingleRowMode(c) != 1) {
         one_line(why, sizeof why, PQerrorMessage(c));
         log_error("store: cannot read the tasks of %s: %s", st.path, why);
@@ -1553,7 +1808,7 @@ a2ad_status store_pg_recover(void) {
     while ((r = PQgetResult(c))) {
         ExecStatusType s = PQresultStatus(r);
         if (s == PGRES_SINGLE_TUPLE) {
-            recover_row(r, now, &counts, &bad);
+            recover_row(r, 0, now, &counts, &bad, NULL);
         } else if (s != PGRES_TUPLES_OK) {
             one_line(why, sizeof why, PQresultErrorMessage(r));
             failed = true;

@@ -415,6 +415,88 @@ START_TEST(pg_stopped_refuses_clearly_and_loses_nothing) {
 }
 END_TEST
 
+/* Two nodes on one database. A node's start does not touch the other's
+ * jobs; when alpha dies (kill -9) and its lease expires, beta takes its
+ * jobs over: the running one fails ("interrupted: node alpha lost"), the
+ * rerun_safe one runs again (attempt 2), the queued ones run on beta, and
+ * every webhook arrives in order with its stable event id. */
+START_TEST(pg_two_nodes_dead_node_jobs_taken_over) {
+    REQUIRE_PG();
+    char tasks[1000], ta[1200], tb[1200];
+    new_db("nodes", tasks, sizeof tasks);
+    snprintf(ta, sizeof ta, "%s\nlease_s = 2", tasks);
+    snprintf(tb, sizeof tb, "%s\nlease_s = 2", tasks);
+    rcv = receiver_start();
+    ck_assert_ptr_nonnull(rcv);
+    struct daemon_opts a = {.plugins = "processor,rerun", .store = "postgresql",
+                            .tasks_extra = ta, .threads = 2, .server_extra = "node_name = alpha",
+                            .extra = "[agent.processor]\nstep_ms = 300\n"};
+    struct daemon_opts b = a;
+    b.tasks_extra = tb;
+    b.server_extra = "node_name = beta";
+    start_or_fail(&d1, &a);
+    char *p = submit(d1.port, "processor", "long", receiver_port(rcv));
+    char *r = submit(d1.port, "rerun", "again", receiver_port(rcv));
+    ck_assert_ptr_nonnull(p);
+    ck_assert_ptr_nonnull(r);
+    struct tracker tr = {0};
+    track(&tr, p);
+    track(&tr, r);
+    /* Queued behind them on alpha (2 workers). */
+    for (int i = 0; i < 3; i++) {
+        char *q = submit(d1.port, "processor", "queued", receiver_port(rcv));
+        ck_assert_ptr_nonnull(q);
+        track(&tr, q);
+        free(q);
+    }
+    for (int i = 0; i < 500 && (tr.t[0].max_seq < 3 || tr.t[1].max_seq < 3); i++) {
+        test_nap_ms(20);
+        tracker_scan(&tr, rcv);
+    }
+    ck_assert(tr.t[0].max_seq >= 3 && tr.t[1].max_seq >= 3);
+    /* beta starts while alpha runs: it recovers nothing of alpha's. */
+    start_or_fail(&d2, &b);
+    char *log = daemon_log(&d2);
+    ck_assert_msg(strstr(log, "store: recovered 0 finished tasks, 0 queued again, 0 re-run"),
+                  "beta touched alpha's jobs at its start:\n%s", log);
+    free(log);
+    ck_assert_uint_eq(tracker_ended(&tr), 0);
+    daemon_kill9(&d1);
+
+    ck_assert_msg(tracker_wait_all(&tr, rcv, 60000), "only %zu of %zu jobs ended after the takeover",
+                  tracker_ended(&tr), tr.n);
+    tracker_assert_complete(&tr);
+    ck_assert_str_eq(tr.t[0].terminal, "failed");
+    ck_assert_str_eq(tr.t[1].terminal, "completed");
+    for (size_t i = 2; i < tr.n; i++) ck_assert_str_eq(tr.t[i].terminal, "completed");
+    cJSON *t = get_task(d2.port, "processor", p);
+    ck_assert_str_eq(json_str(t, "result.status.state"), "failed");
+    ck_assert_str_eq(json_str(t, "result.status.message.parts.0.text"),
+                     "interrupted: node alpha lost");
+    cJSON_Delete(t);
+    t = get_task(d2.port, "rerun", r);
+    ck_assert_str_eq(json_str(t, "result.status.state"), "completed");
+    const cJSON *attempt = json_at(t, "result.metadata.a2ad.attempt");
+    ck_assert(cJSON_IsNumber(attempt));
+    ck_assert_int_eq((int)attempt->valuedouble, 2);
+    cJSON_Delete(t);
+    char *owners = sql1("nodes", "SELECT string_agg(DISTINCT node, ',') FROM a2ad_tasks");
+    ck_assert_str_eq(owners, "beta");
+    free(owners);
+    char *nodes = sql1("nodes", "SELECT string_agg(name, ',') FROM a2ad_nodes");
+    ck_assert_str_eq(nodes, "beta");
+    free(nodes);
+    log = daemon_log(&d2);
+    ck_assert_msg(strstr(log, "node alpha lost (its lease expired): node beta took over 5 tasks"),
+                  "log:\n%s", log);
+    free(log);
+    free(p);
+    free(r);
+    free(tr.t);
+    ck_assert_int_eq(daemon_stop(&d2, 15000), 0);
+}
+END_TEST
+
 /* A database whose schema a newer a2ad wrote is refused, and left alone. */
 START_TEST(pg_newer_schema_is_refused) {
     REQUIRE_PG();
@@ -513,6 +595,7 @@ Suite *pg_suite(void) {
     tcase_add_test(tc, pg_kill9_mid_run_loses_no_acknowledged_job);
     tcase_add_test(tc, pg_running_jobs_fail_or_run_again_and_push_configs_survive);
     tcase_add_test(tc, pg_stopped_refuses_clearly_and_loses_nothing);
+    tcase_add_test(tc, pg_two_nodes_dead_node_jobs_taken_over);
     tcase_add_test(tc, pg_newer_schema_is_refused);
     tcase_add_test(tc, pg_password_is_used_and_never_shown);
     suite_add_tcase(s, tc);

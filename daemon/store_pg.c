@@ -778,8 +778,9 @@ static const char *const stmt_sql[S_COUNT] = {
                      " essential = excluded.essential, created_ms = excluded.created_ms,"
                      " parked = excluded.parked, node = excluded.node",
     [S_DEL_OUTBOX] = "DELETE FROM a2ad_outbox WHERE event_id = $1",
+    /* Nodes expiring at once skip each other's rows instead of waiting. */
     [S_EXPIRE] = "DELETE FROM a2ad_tasks WHERE id IN (SELECT id FROM a2ad_tasks"
-                 " WHERE ended_ms < $1 LIMIT $2)",
+                 " WHERE ended_ms < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
     [S_PARKED] = "SELECT n, event_id, task_id, order_key, url, headers, body, created_ms"
                  " FROM a2ad_outbox WHERE parked = 1 AND n > $1 AND node = $3 ORDER BY n LIMIT $2",
     [S_RENEW] = "UPDATE a2ad_nodes SET lease_until_ms = " DB_NOW_MS " + $2 WHERE name = $1",

@@ -297,6 +297,9 @@ static a2ad_status store_observe(struct task *t, const struct task_event *ev) {
     staged_head = staged_tail = NULL;
     size_t n = 0;
     for (struct op *o = first; o; o = o->next) n++;
+    /* The node that holds it, for tasks/get (several nodes, one database). */
+    if (ev->kind == TASK_EVENT_CREATED)
+        task_annotate_locked(t, "node", cJSON_CreateString(st.node));
     struct op *row = task_op_locked(t, ev->state, ev->seq);
     if (!row) {
         set_error("out of memory writing task %s to the database", task_id(t));
@@ -1768,10 +1771,17 @@ static void recover_row(const PGresult *r, int row, int64_t now, struct recovery
         (*bad)++;
         return;
     }
-    if (task_state_terminal(state))
+    if (lost) { /* taken over: this node holds it now */
+        task_lock(t);
+        task_annotate_locked(t, "node", cJSON_CreateString(st.node));
+        task_unlock(t);
+    }
+    if (task_state_terminal(state)) {
         c->finished++;
-    else
+        if (lost) persist(t);
+    } else {
         recover_unfinished(t, state, agent_name, c, lost);
+    }
     task_release(t);
 }
 

@@ -441,6 +441,9 @@ START_TEST(pg_two_nodes_dead_node_jobs_taken_over) {
     char *r = submit(d1.port, "rerun", "again", receiver_port(rcv));
     ck_assert_ptr_nonnull(p);
     ck_assert_ptr_nonnull(r);
+    cJSON *t = get_task(d1.port, "processor", p);
+    ck_assert_str_eq(json_str(t, "result.metadata.a2ad.node"), "alpha");
+    cJSON_Delete(t);
     struct tracker tr = {0};
     track(&tr, p);
     track(&tr, r);
@@ -471,10 +474,11 @@ START_TEST(pg_two_nodes_dead_node_jobs_taken_over) {
     ck_assert_str_eq(tr.t[0].terminal, "failed");
     ck_assert_str_eq(tr.t[1].terminal, "completed");
     for (size_t i = 2; i < tr.n; i++) ck_assert_str_eq(tr.t[i].terminal, "completed");
-    cJSON *t = get_task(d2.port, "processor", p);
+    t = get_task(d2.port, "processor", p);
     ck_assert_str_eq(json_str(t, "result.status.state"), "failed");
     ck_assert_str_eq(json_str(t, "result.status.message.parts.0.text"),
                      "interrupted: node alpha lost");
+    ck_assert_str_eq(json_str(t, "result.metadata.a2ad.node"), "beta");
     cJSON_Delete(t);
     t = get_task(d2.port, "rerun", r);
     ck_assert_str_eq(json_str(t, "result.status.state"), "completed");
@@ -498,6 +502,48 @@ START_TEST(pg_two_nodes_dead_node_jobs_taken_over) {
     free(r);
     free(tr.t);
     ck_assert_int_eq(daemon_stop(&d2, 15000), 0);
+}
+END_TEST
+
+/* A database of schema version 1 (before nodes) is upgraded at start and
+ * its tasks are the starting node's. */
+START_TEST(pg_version_1_database_is_upgraded) {
+    REQUIRE_PG();
+    char tasks[1000];
+    new_db("upgrade", tasks, sizeof tasks);
+    struct daemon_opts o = {.plugins = "echo", .store = "postgresql", .tasks_extra = tasks};
+    start_or_fail(&d1, &o);
+    long st = 0;
+    cJSON *r = rpc_call(d1.port, "/agents/echo",
+                        "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"message/send\",\"params\":{"
+                        "\"message\":{\"kind\":\"message\",\"messageId\":\"m\",\"role\":\"user\","
+                        "\"parts\":[{\"kind\":\"text\",\"text\":\"old\"}]}}}",
+                        &st);
+    ck_assert_int_eq(st, 200);
+    ck_assert_str_eq(json_str(r, "result.status.state"), "completed");
+    char *id = strdup(json_str(r, "result.id"));
+    cJSON_Delete(r);
+    ck_assert_int_eq(daemon_stop(&d1, 15000), 0);
+    /* Back to version 1's shape. */
+    free(sql1("upgrade", "ALTER TABLE a2ad_tasks DROP COLUMN node;"
+                         " ALTER TABLE a2ad_outbox DROP COLUMN node; DROP TABLE a2ad_nodes;"
+                         " UPDATE a2ad_schema_version SET version = 1;"));
+    o.server_extra = "node_name = upgraded";
+    start_or_fail(&d2, &o);
+    char *log = daemon_log(&d2);
+    ck_assert_msg(strstr(log, "schema version 2 (upgraded)"), "log:\n%s", log);
+    free(log);
+    cJSON *t = get_task(d2.port, "echo", id);
+    ck_assert_str_eq(json_str(t, "result.status.state"), "completed");
+    cJSON_Delete(t);
+    char *v = sql1("upgrade", "SELECT version FROM a2ad_schema_version");
+    ck_assert_str_eq(v, "2");
+    free(v);
+    char *owner = sql1("upgrade", "SELECT node FROM a2ad_tasks");
+    ck_assert_str_eq(owner, "upgraded");
+    free(owner);
+    ck_assert_int_eq(daemon_stop(&d2, 15000), 0);
+    free(id);
 }
 END_TEST
 
@@ -600,6 +646,7 @@ Suite *pg_suite(void) {
     tcase_add_test(tc, pg_running_jobs_fail_or_run_again_and_push_configs_survive);
     tcase_add_test(tc, pg_stopped_refuses_clearly_and_loses_nothing);
     tcase_add_test(tc, pg_two_nodes_dead_node_jobs_taken_over);
+    tcase_add_test(tc, pg_version_1_database_is_upgraded);
     tcase_add_test(tc, pg_newer_schema_is_refused);
     tcase_add_test(tc, pg_password_is_used_and_never_shown);
     suite_add_tcase(s, tc);

@@ -1376,6 +1376,11 @@ static bool reconnect(void) {
         if (c && prepare_all(c, why, sizeof why)) {
             st.conn = c;
             atomic_store(&st.down, false);
+            /* Every node's lease ran out while the database was away:
+             * renew ours now, and give the others time to renew theirs
+             * (their reconnect backoff included) before taking any over. */
+            st.next_renew_ms = 0;
+            st.next_takeover_ms = util_now_ms() + st.lease_ms + RECONNECT_MAX_MS;
             log_info("store: %s is reachable again: writing what waited, accepting jobs", st.path);
             return true;
         }

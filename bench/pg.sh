@@ -40,7 +40,9 @@ trap cleanup EXIT
 [ "${PG_BENCH_DEBUG:-0}" = 1 ] && trap "cat $WORK/pg.log; cleanup" EXIT
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 wait_port() { for ((i = 0; i < 100; i++)); do port_open "$1" && return 0; sleep 0.1; done; return 1; }
-PGPORT=$(( (RANDOM % 1000) + 55000 ))
+# A port nothing listens on, from the kernel (a fixed range collides with
+# ephemeral ports of other programs).
+PGPORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 
 "${AS[@]}" "$PGBIN/initdb" -D "$WORK/data" -U a2ad -A trust >/dev/null
 "${AS[@]}" "$PGBIN/pg_ctl" -D "$WORK/data" -l "$WORK/pg.log" -w \
@@ -61,7 +63,7 @@ load = echo
 [tasks]
 store = $store
 path = $WORK/a2ad.db
-dsn = host=127.0.0.1 port=$PGPORT dbname=postgres user=a2ad
+dsn = host=127.0.0.1 port=$PGPORT dbname=postgres user=a2ad ${PG_DSN_EXTRA:-}
 [log]
 level = info
 EOC

@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "support/daemon.h"
 #include "support/json.h"
 #include "support/pg.h"
@@ -609,6 +610,27 @@ START_TEST(pg_password_is_used_and_never_shown) {
 }
 END_TEST
 
+/* The dsn as a2ad -t -v shows it: every form of password hidden, the rest
+ * kept so the operator sees where it points. */
+START_TEST(dsn_password_is_masked_in_every_form) {
+    static const char *const cases[][2] = {
+        {"host=db port=5432 password=s3cret user=a", "host=db port=5432 password=*** user=a"},
+        {"password = 's3 cr\\'et' host=db", "password=*** host=db"},
+        {"postgresql://a2ad:s3cret@db:5432/a2ad", "postgresql://a2ad:***@db:5432/a2ad"},
+        {"postgres://a2ad@db/a2ad?password=s3cret&sslmode=require",
+         "postgres://a2ad@db/a2ad?password=***&sslmode=require"},
+        {"postgresql://db/a2ad?user=a&password=s3cret", "postgresql://db/a2ad?user=a&password=***"},
+        {"host=db dbname=a2ad", "host=db dbname=a2ad"},
+        {"postgresql://db:5432/x@y", "postgresql://db:5432/x@y"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char out[256];
+        ck_assert_str_eq(config_dsn_masked(cases[i][0], out, sizeof out), cases[i][1]);
+        ck_assert_ptr_null(strstr(out, "s3"));
+    }
+}
+END_TEST
+
 /* The SQLite store: a file a newer a2ad wrote is refused and left alone. */
 START_TEST(sqlite_newer_schema_is_refused) {
     struct daemon_opts o = {.plugins = "echo"};
@@ -650,10 +672,11 @@ Suite *pg_suite(void) {
     tcase_add_test(tc, pg_newer_schema_is_refused);
     tcase_add_test(tc, pg_password_is_used_and_never_shown);
     suite_add_tcase(s, tc);
-    TCase *sq = tcase_create("sqlite");
+    TCase *sq = tcase_create("offline"); /* no PostgreSQL needed */
     tcase_add_checked_fixture(sq, setup, teardown);
     tcase_set_timeout(sq, 60);
     tcase_add_test(sq, sqlite_newer_schema_is_refused);
+    tcase_add_test(sq, dsn_password_is_masked_in_every_form);
     suite_add_tcase(s, sq);
     return s;
 }

@@ -5,6 +5,8 @@
 #
 #   bench/pg.sh            (after `make`; needs Debian's postgresql, libcurl)
 #   PG_JOBS=2000 PG_CONNS=16 bench/pg.sh
+#   PG_TWO_NODES=0: without the two-node run (two a2ad on the database,
+#   half the jobs and connections each)
 #
 # Each store: a fresh a2ad (echo agent, default settings: sqlite sync = full,
 # PostgreSQL with its defaults, fsync and synchronous_commit on), N
@@ -93,6 +95,52 @@ EOC
   rm -f "$WORK"/a2ad.db*
 }
 
+# Two PostgreSQL nodes on the same database, each given half the jobs over
+# half the connections (a load balancer's round robin, in effect).
+run_two_nodes() {
+  local i pids=() outs=()
+  for i in 1 2; do
+    cat >"$WORK/n$i.conf" <<EOC
+[server]
+listen = 127.0.0.1
+port = $((PORT + i))
+node_name = n$i
+[plugins]
+dir = $BUILD/plugins
+load = echo
+[tasks]
+store = postgresql
+dsn = host=127.0.0.1 port=$PGPORT dbname=postgres user=a2ad ${PG_DSN_EXTRA:-}
+EOC
+    "$BUILD/a2ad" -c "$WORK/n$i.conf" >"$WORK/n$i.log" 2>&1 & pids+=($!)
+    PIDS+=($!)
+  done
+  for i in 1 2; do wait_port $((PORT + i)) || die "node n$i did not start: $(tail -3 "$WORK/n$i.log")"; done
+  curl -s "http://127.0.0.1:$SINK_PORT/reset" >/dev/null
+  for i in 1 2; do
+    "$BUILD/bench/load" "http://127.0.0.1:$((PORT + i))/agents/echo" $((N / 2)) $((C / 2)) \
+      "http://127.0.0.1:$SINK_PORT/hook" >"$WORK/load$i.out" & outs+=($!)
+  done
+  wait "${outs[@]}"
+  local l1 l2 acked start terminal last
+  l1=$(cat "$WORK/load1.out"); l2=$(cat "$WORK/load2.out")
+  acked=$(( $(sed 's/^acked=\([0-9]*\).*/\1/' <<<"$l1") + $(sed 's/^acked=\([0-9]*\).*/\1/' <<<"$l2") ))
+  start=$(printf '%s\n%s\n' "$l1" "$l2" | sed 's/.*start_ms=\([0-9]*\).*/\1/' | sort -n | head -1)
+  for ((i = 0; i < 1200; i++)); do
+    read -r _ _ terminal _ _ last <<<"$(curl -s "http://127.0.0.1:$SINK_PORT/stats")"
+    [ "$terminal" -ge "$acked" ] && break
+    sleep 0.1
+  done
+  kill "${pids[@]}"; wait "${pids[@]}" 2>/dev/null || true
+  awk -v n="$acked" -v t="$terminal" -v a="$start" -v b="$last" -v l1="$l1" -v l2="$l2" 'BEGIN {
+    split(l1, f, " "); for (i in f) { split(f[i], kv, "="); x[kv[1]] = kv[2] }
+    split(l2, f, " "); for (i in f) { split(f[i], kv, "="); y[kv[1]] = kv[2] }
+    printf "pg 2 nodes acked %5d  terminal %5d  end-to-end %7.0f jobs/s  ack p50 %6.2f / %6.2f ms  p99 %7.2f / %7.2f ms (node 1 / node 2)\n", n, t, t / ((b - a) / 1000), x["p50_ms"], y["p50_ms"], x["p99_ms"], y["p99_ms"] }'
+  "${AS[@]}" "$PGBIN/psql" -h "$WORK" -p "$PGPORT" -U a2ad -d postgres -qAtc \
+    "DROP TABLE a2ad_tasks, a2ad_outbox, a2ad_nodes, a2ad_schema_version" >/dev/null 2>&1 || true
+}
+
 echo "a2ad store comparison, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $N jobs (echo), $C connections, PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}')"
 run_store sqlite
 run_store postgresql
+[ "${PG_TWO_NODES:-1}" = 1 ] && run_two_nodes

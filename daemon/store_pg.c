@@ -1504,8 +1504,9 @@ static void *writer_thread(void *arg) {
         if (maintenance) {
             expire_rows();
             renew_lease();
-            /* Not before this node's own recovery is over. */
-            if (atomic_load(&st.unpark_on)) take_over();
+            /* Not before this node's own recovery is over, and not once
+             * its workers stop (the taken jobs could not run here). */
+            if (atomic_load(&st.unpark_on) && workers_has_room() != A2AD_ERR_STATE) take_over();
             next_maintenance = util_now_ms() + MAINTENANCE_MS;
         }
         if (unpark || maintenance) unpark_rows();

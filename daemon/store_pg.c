@@ -21,6 +21,12 @@
  * RECONNECT_MAX_MS) and writes them, in their order, once it is back.
  * Meanwhile new submissions are refused at once (st.down). Gates of
  * retained outbox rows stay closed: their webhooks wait in memory.
+ *
+ * Nodes. Every row has the node that holds it; a node writes, recovers and
+ * unparks only its own rows, and its writer renews its lease in a2ad_nodes
+ * (on the database's clock). renew_lease, take_over and take_node (writer
+ * thread, from the maintenance tick) move the rows of a node whose lease
+ * expired to this one, then restore its tasks here with the restart rules.
  */
 #include "store_pg.h"
 

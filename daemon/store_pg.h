@@ -17,7 +17,13 @@
  * the writer has reconnected (with backoff). Start-up fails when the
  * database cannot be reached, or holds a schema from a newer a2ad.
  *
- * Not yet: several nodes on one database (no claims, no leases).
+ * Several nodes may share one database, for failover: rows carry the node
+ * that holds them ([server] node_name), each node renews a lease
+ * ([tasks] lease_s), and a node whose lease expired has its jobs and
+ * undelivered webhooks taken over by another (claimed with SELECT ... FOR
+ * UPDATE SKIP LOCKED; re-run when rerun_safe, else failed "interrupted:
+ * node NAME lost"). Not yet: live nodes sharing work, or answering for
+ * each other's tasks (see docs/postgresql.md).
  */
 #ifndef A2AD_STORE_PG_H
 #define A2AD_STORE_PG_H

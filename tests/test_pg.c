@@ -548,6 +548,59 @@ START_TEST(pg_version_1_database_is_upgraded) {
 }
 END_TEST
 
+/* Retention: finished tasks leave the database retention_s after they
+ * ended, delivered webhooks right away; unfinished ones stay. */
+START_TEST(pg_retention_deletes_finished_tasks) {
+    REQUIRE_PG();
+    char tasks[1000], t2[1100];
+    new_db("retention", tasks, sizeof tasks);
+    snprintf(t2, sizeof t2, "%s\nretention_s = 1", tasks);
+    rcv = receiver_start();
+    ck_assert_ptr_nonnull(rcv);
+    struct daemon_opts o = {.plugins = "echo,processor", .store = "postgresql", .tasks_extra = t2,
+                            .extra = "[agent.processor]\nstep_ms = 3000\n"};
+    start_or_fail(&d1, &o);
+    struct tracker tr = {0};
+    for (int i = 0; i < 5; i++) {
+        char *id = submit(d1.port, "echo", "x", receiver_port(rcv));
+        ck_assert_ptr_nonnull(id);
+        track(&tr, id);
+        free(id);
+    }
+    char *slow = submit(d1.port, "processor", "slow", receiver_port(rcv));
+    ck_assert_ptr_nonnull(slow);
+    ck_assert(tracker_wait_all(&tr, rcv, 20000));
+    char *n = NULL;
+    for (int i = 0; i < 100; i++) {
+        free(n);
+        n = sql1("retention", "SELECT count(*) FROM a2ad_tasks");
+        if (!strcmp(n, "1")) break;
+        test_nap_ms(50);
+    }
+    ck_assert_str_eq(n, "1"); /* the running one only */
+    free(n);
+    char *left = sql1("retention", "SELECT id FROM a2ad_tasks");
+    ck_assert_str_eq(left, slow);
+    free(left);
+    /* The finished jobs' webhooks were all delivered: their rows are gone. */
+    char sql[200];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM a2ad_outbox WHERE task_id IS DISTINCT FROM '%s'",
+             slow);
+    left = NULL;
+    for (int i = 0; i < 100; i++) {
+        free(left);
+        left = sql1("retention", sql);
+        if (!strcmp(left, "0")) break;
+        test_nap_ms(50);
+    }
+    ck_assert_str_eq(left, "0");
+    free(left);
+    free(slow);
+    free(tr.t);
+    ck_assert_int_eq(daemon_stop(&d1, 15000), 0);
+}
+END_TEST
+
 /* A database whose schema a newer a2ad wrote is refused, and left alone. */
 START_TEST(pg_newer_schema_is_refused) {
     REQUIRE_PG();
@@ -668,6 +721,7 @@ Suite *pg_suite(void) {
     tcase_add_test(tc, pg_running_jobs_fail_or_run_again_and_push_configs_survive);
     tcase_add_test(tc, pg_stopped_refuses_clearly_and_loses_nothing);
     tcase_add_test(tc, pg_two_nodes_dead_node_jobs_taken_over);
+    tcase_add_test(tc, pg_retention_deletes_finished_tasks);
     tcase_add_test(tc, pg_version_1_database_is_upgraded);
     tcase_add_test(tc, pg_newer_schema_is_refused);
     tcase_add_test(tc, pg_password_is_used_and_never_shown);

@@ -83,6 +83,7 @@ static const char *check_agent_or_empty(const char *v);
 static const char *check_dir(const char *v);
 static const char *check_load_list(const char *v);
 static const char *check_db_path(const char *v);
+static const char *check_node_name(const char *v);
 static const char *check_tokens(const char *v);
 static const char *check_program_or_empty(const char *v);
 static const char *check_proxy(const char *v);
@@ -91,7 +92,7 @@ static const char *const level_words[] = {"error", "warning", "info", "debug", N
 /* Indexed by a2ad_importance. */
 static const char *const importance_words[] = {"error", "notice", "info", "debug", NULL};
 static const char *const errors_words[] = {"fatal", "skip", NULL};
-static const char *const store_words[] = {"sqlite", "memory", NULL};
+static const char *const store_words[] = {"sqlite", "postgresql", "memory", NULL};
 static const char *const sync_words[] = {"full", "normal", NULL};
 static const char *const yes_no_words[] = {"yes", "no", NULL};
 static const char *const log_format_words[] = {"text", "json", NULL};
@@ -109,6 +110,7 @@ static const struct key_def keys[] = {
     K_UINT("server", "connection_timeout_s", connection_timeout_s, 1, 3600, "30"),
     K_STR("server", "public_url", public_url, check_url, ""),
     K_STR("server", "default_agent", default_agent, check_agent_or_empty, ""),
+    K_STR("server", "node_name", node_name, check_node_name, ""),
     K_SECRET("server", "auth_bearer_tokens", auth_bearer_tokens, check_tokens, ""),
     K_STR("server", "auth_tokens_file", auth_tokens_file, NULL, ""),
     K_STR("server", "auth_token_hashes", auth_token_hashes, NULL, ""),
@@ -148,6 +150,9 @@ static const struct key_def keys[] = {
     K_WORD("tasks", "store", store, store_words, "sqlite"),
     K_STR("tasks", "path", db_path, check_db_path, "/var/lib/a2ad/a2ad.db"),
     K_WORD("tasks", "sync", db_sync, sync_words, "full"),
+    K_STR("tasks", "dsn", pg_dsn, NULL, ""),
+    K_STR("tasks", "password_file", pg_password_file, NULL, ""),
+    K_UINT("tasks", "lease_s", lease_s, 2, 3600, "30"),
     K_UINT("tasks", "write_queue", write_queue, 1, 10000000, "10000"),
     K_UINT("tasks", "lock_timeout_ms", lock_timeout_ms, 0, 600000, "5000"),
     K_UINT("tasks", "cache_kib", cache_kib, 64, 1048576, "128"),
@@ -237,6 +242,12 @@ static const char *check_dir(const char *v) {
     return *v ? NULL
               : "must be a directory (relative to the working directory unless it starts "
                 "with '/')";
+}
+
+static const char *check_node_name(const char *v) {
+    return !*v || (strlen(v) <= 63 && valid_name(v, true))
+               ? NULL
+               : "must be empty (the host name) or up to 63 letters, digits, '_', '-' and '.'";
 }
 
 static const char *check_db_path(const char *v) {
@@ -976,6 +987,51 @@ void config_free(struct config *cfg) {
     memset(cfg, 0, sizeof *cfg);
 }
 
+/* A connection string without its password: "password=..." (key=value or
+ * a URI's query) and a URI's "user:password@" show "***" instead. */
+const char *config_dsn_masked(const char *dsn, char *out, size_t n) {
+    size_t o = 0;
+    bool uri = strncmp(dsn, "postgresql://", 13) == 0 || strncmp(dsn, "postgres://", 11) == 0;
+    const char *at = uri ? strchr(dsn, '@') : NULL;
+    const char *slash = uri ? strchr(strstr(dsn, "://") + 3, '/') : NULL;
+    if (at && slash && slash < at) at = NULL;
+    const char *colon = NULL;
+    if (at)
+        for (const char *c = strstr(dsn, "://") + 3; c < at; c++)
+            if (*c == ':') {
+                colon = c;
+                break;
+            }
+    for (const char *s = dsn; *s && o + 4 < n;) {
+        if (colon && s == colon + 1) {
+            o += (size_t)snprintf(out + o, n - o, "***");
+            s = at;
+            continue;
+        }
+        if (strncasecmp(s, "password", 8) == 0 && (s == dsn || !isalnum((unsigned char)s[-1]))) {
+            const char *e = s + 8;
+            while (*e == ' ' || *e == '\t') e++;
+            if (*e == '=') {
+                e++;
+                while (*e == ' ' || *e == '\t') e++;
+                if (*e == '\'') {
+                    for (e++; *e && *e != '\''; e++)
+                        if (*e == '\\' && e[1]) e++;
+                    if (*e) e++;
+                } else {
+                    while (*e && *e != ' ' && *e != '\t' && *e != '&') e++;
+                }
+                o += (size_t)snprintf(out + o, n - o, "password=***");
+                s = e;
+                continue;
+            }
+        }
+        out[o++] = *s++;
+    }
+    out[o < n ? o : n - 1] = '\0';
+    return out;
+}
+
 void config_dump(const struct config *cfg, void *file) {
     FILE *out = file;
     fprintf(out, "# a2ad configuration: the values in effect\n");
@@ -989,6 +1045,9 @@ void config_dump(const struct config *cfg, void *file) {
         char buf[64];
         const char *v = format_value(cfg, k, buf, sizeof buf);
         /* A credential stays out of terminals and logs: say it is set. */
+        char dsn[512];
+        if (k->offset == offsetof(struct config, pg_dsn) && *v)
+            v = config_dsn_masked(v, dsn, sizeof dsn);
         if (k->secret && *v)
             fprintf(out, "# %s = (set, not shown)\n", k->name);
         else /* "key =" rather than "key = " for an empty value: no trailing blank. */

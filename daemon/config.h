@@ -50,6 +50,7 @@ struct config {
     unsigned connection_timeout_s; /* 30 */
     char *public_url;              /* "" = http://listen:port */
     char *default_agent;           /* "" = the only agent, else none */
+    char *node_name;               /* "" = the host name (store = postgresql) */
     char *auth_bearer_tokens;      /* "" = none; plaintext, hashed at start-up (legacy) */
     char *auth_tokens_file;        /* "" = none: NAME sha256:HEX [admin] [agents=a,b] lines */
     char *auth_token_hashes;       /* "" = none: NAME:sha256:HEX entries */
@@ -89,9 +90,12 @@ struct config {
     bool plugin_errors_fatal;      /* true: a bad plugin stops start-up */
 
     /* [tasks] */
-    char *store;                   /* "sqlite" or "memory" */
+    char *store;                   /* "sqlite", "postgresql" or "memory" */
     char *db_path;                 /* sqlite: the database file */
     char *db_sync;                 /* sqlite: "full" (fsync each commit) or "normal" */
+    char *pg_dsn;                  /* postgresql: libpq connection string or URI */
+    char *pg_password_file;        /* postgresql: a file holding the password, or "" */
+    unsigned lease_s;              /* postgresql: a node's jobs go to another after this */
     unsigned write_queue;          /* 10000: writes waiting for the disk at most */
     unsigned lock_timeout_ms;      /* 5000: how long a write waits for a locked database */
     unsigned cache_kib;            /* 128: SQLite page cache of the writer (KiB) */
@@ -147,5 +151,7 @@ void config_free(struct config *cfg);
 
 /* Print every key with its current value as a config file (for `a2ad -t -v`). */
 void config_dump(const struct config *cfg, void *file /* FILE* */);
+/* dsn with its password replaced by "***" (into out, n bytes); returns out. */
+const char *config_dsn_masked(const char *dsn, char *out, size_t n);
 
 #endif

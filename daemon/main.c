@@ -22,6 +22,7 @@
 #include "plugins.h"
 #include "push.h"
 #include "store.h"
+#include "store_pg.h"
 #include "rpc.h"
 #include "replay.h"
 #include "runner.h"
@@ -123,6 +124,10 @@ static void note_restart_keys(const struct config *a, const struct config *b) {
         {"[server] rate_limit_per_s", a->rate_limit_per_s != b->rate_limit_per_s},
         {"[server] rate_burst", a->rate_burst != b->rate_burst},
         {"[tasks] max_json_depth", a->max_json_depth != b->max_json_depth},
+        {"[tasks] dsn", STR_CHANGED(pg_dsn)},
+        {"[tasks] password_file", STR_CHANGED(pg_password_file)},
+        {"[tasks] lease_s", a->lease_s != b->lease_s},
+        {"[server] node_name", STR_CHANGED(node_name)},
         {"[tasks] write_timeout_ms", a->write_timeout_ms != b->write_timeout_ms},
         {"[log] client_lines_per_s", a->log_client_lines_per_s != b->log_client_lines_per_s},
         {"[server] tls_cert_file", STR_CHANGED(tls_cert_file)},
@@ -344,9 +349,12 @@ int main(int argc, char **argv) {
     rpc_init(&rs);
     hu_init(&cfg);
     /* The durable store: its hook runs after every observer (tasks.c). */
-    bool durable = strcmp(cfg.store, "sqlite") == 0;
-    if (durable && store_open(&cfg) != A2AD_OK) {
-        log_error("start-up stopped: fix [tasks] path (or set [tasks] store = memory)");
+    bool pg = strcmp(cfg.store, "postgresql") == 0;
+    bool durable = strcmp(cfg.store, "sqlite") == 0 || pg;
+    if (durable && (pg ? store_pg_open(&cfg) : store_open(&cfg)) != A2AD_OK) {
+        log_error(pg ? "start-up stopped: fix [tasks] dsn or the database (or set [tasks] store "
+                       "= memory)"
+                     : "start-up stopped: fix [tasks] path (or set [tasks] store = memory)");
         tasks_shutdown();
         hu_shutdown();
         auth_shutdown();
@@ -390,7 +398,7 @@ int main(int argc, char **argv) {
     workers_set_webhook_high_water(cfg.webhook_max_pending > 1 ? cfg.webhook_max_pending / 2 : 1);
     if (workers_start(cfg.worker_threads, cfg.queue_length) != A2AD_OK) goto out_webhooks;
     workers_keep_queued_at_stop(durable);
-    if (durable && store_recover() != A2AD_OK) goto out_workers;
+    if (durable && (pg ? store_pg_recover() : store_recover()) != A2AD_OK) goto out_workers;
     if (http_start(&cfg) != A2AD_OK) goto out_workers;
     /* After recovery and HTTP: a plugin dropped in from now on loads live. */
     plugins_watch_start();
@@ -442,6 +450,7 @@ out_webhooks:
     }
     /* After webhooks: their last outcomes are written too. */
     store_close();
+    store_pg_close();
     if (plugins_loaded) {
         plugins_unload();
     } else if (rc == 0) {
@@ -453,6 +462,7 @@ out_webhooks:
     }
 out:
     store_close();
+    store_pg_close();
     sign_unload();
     tasks_shutdown();
     hu_shutdown();

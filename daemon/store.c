@@ -25,6 +25,7 @@
  * the next start every row is parked again anyway (store_open).
  */
 #include "store.h"
+#include "store_pg.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -178,7 +179,10 @@ static struct {
 /* Outbox rows of the event this thread is emitting (see the top). */
 static _Thread_local struct op *staged_head, *staged_tail;
 
-const char *store_last_error(void) { return last_error; }
+/* Whichever store is in use set it (the other leaves its own empty). */
+const char *store_last_error(void) {
+    return *last_error ? last_error : store_pg_last_error();
+}
 
 static void set_error(const char *fmt, ...) {
     va_list ap;
@@ -1100,18 +1104,34 @@ static const char schema[] =
     " essential INTEGER NOT NULL, created_ms INTEGER NOT NULL,"
     " parked INTEGER NOT NULL DEFAULT 0);";
 
-/* Version 1 files had no parked column. */
-static int migrate(void) {
+/* Version 1 files had no parked column; version 3 added the schema_version
+ * table (the version is kept there and in user_version). */
+#define STORE_SQLITE_SCHEMA 3
+static int file_version(void) {
     sqlite3_stmt *s = NULL;
     int version = 0;
-    if (sqlite3_prepare_v2(st.db, "PRAGMA user_version", -1, &s, NULL) != SQLITE_OK) return 1;
-    if (sqlite3_step(s) == SQLITE_ROW) version = sqlite3_column_int(s, 0);
+    if (sqlite3_prepare_v2(st.db, "PRAGMA user_version", -1, &s, NULL) == SQLITE_OK &&
+        sqlite3_step(s) == SQLITE_ROW)
+        version = sqlite3_column_int(s, 0);
     sqlite3_finalize(s);
+    s = NULL;
+    if (sqlite3_prepare_v2(st.db, "SELECT max(version) FROM schema_version", -1, &s, NULL) ==
+            SQLITE_OK &&
+        sqlite3_step(s) == SQLITE_ROW && sqlite3_column_int(s, 0) > version)
+        version = sqlite3_column_int(s, 0);
+    sqlite3_finalize(s);
+    return version;
+}
+
+static int migrate(void) {
+    int version = file_version();
     if (version == 1 &&
         exec("ALTER TABLE outbox ADD COLUMN parked INTEGER NOT NULL DEFAULT 0") != SQLITE_OK)
         return 1;
     return exec("CREATE INDEX IF NOT EXISTS outbox_parked ON outbox(n) WHERE parked = 1;"
-                "PRAGMA user_version = 2;");
+                "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);"
+                "DELETE FROM schema_version; INSERT INTO schema_version VALUES (3);"
+                "PRAGMA user_version = 3;");
 }
 
 static a2ad_status open_fail(const char *what) {
@@ -1168,6 +1188,19 @@ a2ad_status store_open(const struct config *cfg) {
              "PRAGMA cache_size = -%u;",
              strcmp(cfg->db_sync, "normal") == 0 ? "NORMAL" : "FULL", cfg->cache_kib);
     if (exec(sql) != SQLITE_OK) return open_fail("set up");
+    /* A file of a newer a2ad is refused, never rewritten. */
+    int newer = file_version();
+    if (newer > STORE_SQLITE_SCHEMA) {
+        log_error("store: the database %s has schema version %d, written by a newer a2ad (this "
+                  "one reads versions up to %d): upgrade a2ad, or point [tasks] path at another "
+                  "file",
+                  st.path, newer, STORE_SQLITE_SCHEMA);
+        sqlite3_close(st.db);
+        st.db = NULL;
+        free(st.path);
+        st.path = NULL;
+        return A2AD_ERR_STATE;
+    }
     if (exec(schema) != SQLITE_OK) return open_fail("create the tables of");
     if (migrate() != SQLITE_OK) return open_fail("upgrade the tables of");
     if (prepare("INSERT INTO tasks (id, agent, state, seq, ended_ms, doc, ext)"

@@ -3,7 +3,7 @@
 # As root, installs what is missing; otherwise prints the exact command and fails.
 # deps.sh --interop: node and npm for tests/interop (the official A2A JS client).
 set -eu
-need="gcc make pkg-config libmicrohttpd-dev libcurl4-openssl-dev libcjson-dev libinih-dev libsqlite3-dev libssl-dev libjwt-dev scdoc"
+need="gcc make pkg-config libmicrohttpd-dev libcurl4-openssl-dev libcjson-dev libinih-dev libsqlite3-dev libssl-dev libjwt-dev libpq-dev scdoc"
 if [ "${1:-}" = "--interop" ]; then
   # Checked by command, not by package: NodeSource's nodejs bundles npm and
   # conflicts with Debian's npm package, so install only what is absent.
@@ -13,7 +13,8 @@ if [ "${1:-}" = "--interop" ]; then
   [ -z "$need" ] && exit 0
 fi
 # chromium: the dashboard test (tests/ui) drives the real page in it.
-[ "${1:-}" = "--test" ] && need="$need check libsubunit-dev chromium python3 openssl clang libclang-rt-14-dev"
+# postgresql: test_pg starts its own server (initdb, pg_ctl).
+[ "${1:-}" = "--test" ] && need="$need check libsubunit-dev chromium python3 openssl clang libclang-rt-14-dev postgresql"
 missing=""
 for p in $need; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -418,7 +418,7 @@ START_TEST(test_words) {
     expect_error_at("[plugins]\nerrors = maybe\n", 2, "[plugins] errors = maybe: must be fatal or skip");
     expect_error_at("[log]\nlevel = verbose\n", 2,
                     "[log] level = verbose: must be error, warning, info or debug");
-    expect_error_at("[tasks]\nstore = redis\n", 2, "[tasks] store = redis: must be sqlite or memory");
+    expect_error_at("[tasks]\nstore = redis\n", 2, "[tasks] store = redis: must be sqlite, postgresql or memory");
 }
 END_TEST
 

@@ -1,0 +1,1942 @@
+/* store_pg - the durable task store on PostgreSQL. See store_pg.h.
+ *
+ * Everything above the writer (tickets, gates, the queue, the slot, task
+ * rows, the outbox hooks, recovery of one task) is the SQLite store's
+ * (store.c), kept the same on purpose so both give the same guarantees; the
+ * writer, the schema, open, recover and close are PostgreSQL's own.
+ *
+ * Round trips. The writer drains its queue and writes the batch as one
+ * explicit transaction sent in a libpq pipeline: BEGIN, every statement,
+ * COMMIT, with a Sync every PIPE_CHUNK statements (a Sync does not end an
+ * explicit transaction; it only bounds what is in flight, so neither side
+ * blocks on a full socket). A batch of up to PIPE_CHUNK statements is one
+ * round trip; a task's several events in one batch are written once
+ * (coalesce_task_rows). The writer counts round trips and logs them at close.
+ *
+ * Connection loss. A failed batch whose connection is gone (or whose error
+ * is one a retry fixes: SQLSTATE classes 08, 53, 57P, 40001, 40P01) is not
+ * dropped: its submissions are refused (their tickets fail; tasks.c
+ * discards them), and every other op goes back to the head of the queue.
+ * The writer reconnects with backoff (RECONNECT_MIN_MS doubling to
+ * RECONNECT_MAX_MS) and writes them, in their order, once it is back.
+ * Meanwhile new submissions are refused at once (st.down). Gates of
+ * retained outbox rows stay closed: their webhooks wait in memory.
+ *
+ * Nodes. Every row has the node that holds it; a node writes, recovers and
+ * unparks only its own rows, and its writer renews its lease in a2ad_nodes
+ * (on the database's clock). renew_lease, take_over and take_node (writer
+ * thread, from the maintenance tick) move the rows of a node whose lease
+ * expired to this one, then restore its tasks here with the restart rules.
+ */
+#include "store_pg.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <libpq-fe.h>
+#include <stdint.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "store.h"
+#include "plugins.h"
+#include "tasks.h"
+#include "util.h"
+#include "webhooks.h"
+#include "workers.h"
+
+/* How often the writer deletes expired rows. */
+#define MAINTENANCE_MS 250
+/* Rows deleted per transaction, and the time one pass may take: a long
+ * backlog goes away over several passes rather than in one long stall. */
+#define EXPIRE_BATCH 500
+#define EXPIRE_PASS_MS 50
+/* Parked webhook rows handed back to memory per read, at most. */
+#define UNPARK_BATCH 256
+/* Given-up webhooks recorded on one task at most (the count goes on). */
+#define GIVEN_UP_KEPT 20
+
+/* What a submission waits for: its CREATED row. */
+struct ticket {
+    atomic_int refs;
+    bool done;          /* under q.lock */
+    a2ad_status status; /* under q.lock, once done */
+    char err[200];
+    /* tasks_on_durable: called by the writer once done (under q.lock) */
+    void (*cb)(void *arg);
+    void *cb_arg;
+};
+
+/* What a webhook delivery waits for: its outbox row. */
+struct gate {
+    atomic_int refs;
+    atomic_bool settled; /* committed, or the write failed (then sent anyway) */
+};
+
+enum op_kind { OP_TASK, OP_TASK_DEL, OP_OUTBOX_ADD, OP_OUTBOX_DEL };
+
+struct op {
+    struct op *next;
+    enum op_kind kind;
+    struct ticket *ticket; /* OP_TASK of a CREATED event */
+    void (*cb)(void *arg); /* the ticket's callback, taken by the writer */
+    void *cb_arg;
+    struct gate *gate;     /* OP_OUTBOX_ADD */
+    char *id;              /* task id (task ops), event id (outbox ops) */
+    /* OP_TASK */
+    char *agent, *state, *doc, *ext;
+    uint64_t seq;
+    int64_t ended_ms; /* wall clock; -1 = not ended */
+    /* OP_OUTBOX_ADD */
+    char *task_id, *order_key, *url, *headers;
+    char *body;
+    size_t len;
+    bool essential;
+    bool parked; /* OP_OUTBOX_ADD: kept in the outbox only (see the top) */
+    uint64_t created_ms;
+    bool moot; /* OP_TASK: a later op of the batch decides the row (coalesce) */
+};
+
+/* Per-task bookkeeping in TASK_EXT_STORE. */
+struct store_slot {
+    struct ticket *created; /* until its row is settled and waited for */
+    char *agent_name;       /* restored task whose agent is gone, else NULL */
+};
+
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t wake;    /* the writer: work, or stop */
+    pthread_cond_t settled; /* submitters: a batch was written */
+    struct op *head, *tail;
+    size_t len;
+    bool stopping;
+    /* The writer is calling a batch's tasks_on_durable callbacks (with
+     * q.lock released); store_forget_durable waits until it is done. */
+    bool firing;
+    bool unpark; /* the delivery thread has room for parked rows */
+} q = {.lock = PTHREAD_MUTEX_INITIALIZER,
+       .wake = PTHREAD_COND_INITIALIZER,
+       .settled = PTHREAD_COND_INITIALIZER};
+
+/* Set by store_pg_open, read-only afterwards; the connection belongs to
+ * the writer thread once it runs. */
+static struct {
+    bool open;
+    PGconn *conn;
+    /* How to connect: libpq keywords and values (the dsn, and the password
+     * of password_file when there is one); the values are ours. */
+    const char *keys[3];
+    char *vals[3];
+    char *path; /* "PostgreSQL HOST:PORT/DB" for messages: never the password */
+    char *node; /* [server] node_name, or the host name */
+    unsigned lease_ms;
+    uint64_t next_renew_ms, next_takeover_ms; /* writer thread */
+    unsigned write_queue;
+    unsigned retention_s;
+    pthread_t writer;
+    /* Unreachable: submissions are refused at once with down_why; the
+     * writer keeps the rest queued and reconnects with backoff. */
+    atomic_bool down;
+    pthread_mutex_t down_lock;
+    char down_why[200];
+    /* parking (writer thread): on once store_pg_recover counted the rows */
+    atomic_bool unpark_on;
+    int64_t unpark_after;
+    /* log throttling (writer thread) */
+    uint64_t last_fail_log_ms;
+    unsigned fails_unlogged;
+    /* counted by the writer, logged at close: what one job costs */
+    uint64_t round_trips, transactions, statements, created;
+} st = {.down_lock = PTHREAD_MUTEX_INITIALIZER};
+
+static _Thread_local char last_error[256];
+/* Outbox rows of the event this thread is emitting (see the top). */
+static _Thread_local struct op *staged_head, *staged_tail;
+
+const char *store_pg_last_error(void) { return last_error; }
+
+static void set_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- ops ------------------------------------------------------------ */
+
+static void ticket_release(struct ticket *t) {
+    if (t && atomic_fetch_sub(&t->refs, 1) == 1) free(t);
+}
+
+static void gate_release(struct gate *g) {
+    if (g && atomic_fetch_sub(&g->refs, 1) == 1) free(g);
+}
+
+static void op_free(struct op *o) {
+    ticket_release(o->ticket);
+    gate_release(o->gate);
+    free(o->id);
+    free(o->agent);
+    free(o->state);
+    free(o->doc);
+    free(o->ext);
+    free(o->task_id);
+    free(o->order_key);
+    free(o->url);
+    free(o->headers);
+    free(o->body);
+    free(o);
+}
+
+static void op_list_free(struct op *o) {
+    while (o) {
+        struct op *next = o->next;
+        op_free(o);
+        o = next;
+    }
+}
+
+/* Append a chain (first..last) in one step. `admission`: a new task, which
+ * is refused when the queue is at its bound; everything else is always
+ * taken, since it belongs to work already acknowledged. */
+static a2ad_status queue_append(struct op *first, struct op *last, size_t n, bool admission) {
+    pthread_mutex_lock(&q.lock);
+    bool down = admission && atomic_load(&st.down);
+    if (q.stopping || down || (admission && q.len >= st.write_queue)) {
+        bool stopping = q.stopping;
+        pthread_mutex_unlock(&q.lock);
+        if (stopping) {
+            set_error("the task store is closing");
+        } else if (down) {
+            pthread_mutex_lock(&st.down_lock);
+            set_error("%s is unreachable (%s); retry later", st.path, st.down_why);
+            pthread_mutex_unlock(&st.down_lock);
+        } else {
+            set_error("%s cannot keep up: %u writes are waiting ([tasks] write_queue); "
+                      "retry later", st.path, st.write_queue);
+        }
+        return A2AD_ERR_IO;
+    }
+    if (q.tail)
+        q.tail->next = first;
+    else
+        q.head = first;
+    q.tail = last;
+    q.len += n;
+    pthread_cond_signal(&q.wake);
+    pthread_mutex_unlock(&q.lock);
+    return A2AD_OK;
+}
+
+/* ---- the slot ----------------------------------------------------------- */
+
+static void slot_free(void *data) {
+    struct store_slot *s = data;
+    ticket_release(s->created);
+    free(s->agent_name);
+    free(s);
+}
+
+static const struct task_ext_ops slot_ops = {.name = "store", .free = slot_free};
+
+static struct store_slot *slot_of(struct task *t) {
+    struct store_slot *s = task_ext(t, TASK_EXT_STORE);
+    if (!s && (s = calloc(1, sizeof *s))) task_ext_set(t, TASK_EXT_STORE, s);
+    return s;
+}
+
+/* ---- task rows ------------------------------------------------------ */
+
+static const char *agent_name_of(struct task *t) {
+    const struct agent *a = task_agent(t);
+    if (a) return a->desc.name;
+    struct store_slot *s = task_ext(t, TASK_EXT_STORE);
+    return s && s->agent_name ? s->agent_name : "";
+}
+
+/* Every slot that can save itself, as {"name": saved, ...}. */
+static char *ext_json_locked(struct task *t) {
+    cJSON *o = cJSON_CreateObject();
+    if (!o) return NULL;
+    for (int i = 0; i < TASK_EXT_MAX; i++) {
+        const struct task_ext_ops *ops = tasks_ext_ops((enum task_ext_slot)i);
+        void *data = task_ext(t, (enum task_ext_slot)i);
+        if (!ops || !ops->save || !ops->name || !data) continue;
+        cJSON *saved = ops->save(data);
+        if (saved) cJSON_AddItemToObject(o, ops->name, saved);
+    }
+    char *text = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return text;
+}
+
+/* The task's row as it is now; the task lock is held. */
+static struct op *task_op_locked(struct task *t, enum task_state state, uint64_t seq) {
+    struct op *o = calloc(1, sizeof *o);
+    if (!o) return NULL;
+    o->kind = OP_TASK;
+    o->seq = seq;
+    o->ended_ms = task_state_terminal(state) ? (int64_t)util_wall_ms() : -1;
+    cJSON *doc = task_render_locked(t, -1);
+    o->doc = doc ? cJSON_PrintUnformatted(doc) : NULL;
+    cJSON_Delete(doc);
+    o->id = strdup(task_id(t));
+    o->agent = strdup(agent_name_of(t));
+    o->state = strdup(task_state_name(state));
+    o->ext = ext_json_locked(t);
+    if (!o->doc || !o->id || !o->agent || !o->state || !o->ext) {
+        op_free(o);
+        return NULL;
+    }
+    return o;
+}
+
+/* The last observer of every event: queue the outbox rows its webhooks
+ * parked on this thread, then the task row, as one chain. */
+static a2ad_status store_observe(struct task *t, const struct task_event *ev) {
+    struct op *first = staged_head, *last = staged_tail;
+    staged_head = staged_tail = NULL;
+    size_t n = 0;
+    for (struct op *o = first; o; o = o->next) n++;
+    /* The node that holds it, for tasks/get (several nodes, one database). */
+    if (ev->kind == TASK_EVENT_CREATED)
+        task_annotate_locked(t, "node", cJSON_CreateString(st.node));
+    struct op *row = task_op_locked(t, ev->state, ev->seq);
+    if (!row) {
+        set_error("out of memory writing task %s to the database", task_id(t));
+        log_error("store: %s", last_error);
+        op_list_free(first);
+        return A2AD_ERR_NOMEM;
+    }
+    bool created = ev->kind == TASK_EVENT_CREATED;
+    if (created) {
+        struct store_slot *s = slot_of(t);
+        struct ticket *tk = s ? calloc(1, sizeof *tk) : NULL;
+        if (!tk) {
+            set_error("out of memory writing task %s to the database", task_id(t));
+            op_free(row);
+            op_list_free(first);
+            return A2AD_ERR_NOMEM;
+        }
+        atomic_init(&tk->refs, 2);
+        ticket_release(s->created);
+        s->created = tk;
+        row->ticket = tk;
+    }
+    if (last)
+        last->next = row;
+    else
+        first = row;
+    a2ad_status rc = queue_append(first, row, n + 1, created);
+    if (rc != A2AD_OK) {
+        op_list_free(first);
+        if (!created)
+            log_error("store: task %s: event %llu not written: %s", task_id(t),
+                      (unsigned long long)ev->seq, last_error);
+    }
+    return rc;
+}
+
+/* The ticket of t's CREATED row with a reference, or NULL. */
+static struct ticket *created_ticket(struct task *t) {
+    task_lock(t);
+    struct store_slot *s = task_ext(t, TASK_EXT_STORE);
+    struct ticket *tk = s ? s->created : NULL;
+    if (tk) atomic_fetch_add(&tk->refs, 1);
+    task_unlock(t);
+    return tk;
+}
+
+/* tasks_create's wait: until the CREATED row is committed or failed. */
+static a2ad_status store_wait_created(struct task *t) {
+    struct ticket *tk = created_ticket(t);
+    if (!tk) return A2AD_OK; /* nothing was queued (cannot happen) */
+    pthread_mutex_lock(&q.lock);
+    while (!tk->done) pthread_cond_wait(&q.settled, &q.lock);
+    a2ad_status rc = tk->status;
+    if (rc != A2AD_OK) set_error("%s", tk->err);
+    pthread_mutex_unlock(&q.lock);
+    /* Settled: a queued task need not carry its ticket (~250 bytes). */
+    task_lock(t);
+    struct store_slot *s = task_ext(t, TASK_EXT_STORE);
+    if (s && s->created == tk) {
+        s->created = NULL;
+        ticket_release(tk);
+    }
+    task_unlock(t);
+    ticket_release(tk);
+    return rc;
+}
+
+/* tasks_on_durable: the writer calls cb once the row is settled. */
+static a2ad_status store_on_durable(struct task *t, void (*cb)(void *arg), void *arg) {
+    struct ticket *tk = created_ticket(t);
+    if (!tk) return A2AD_ERR_STATE;
+    pthread_mutex_lock(&q.lock);
+    bool pending = !tk->done && !tk->cb;
+    if (pending) {
+        tk->cb = cb;
+        tk->cb_arg = arg;
+    }
+    pthread_mutex_unlock(&q.lock);
+    ticket_release(tk);
+    return pending ? A2AD_OK : A2AD_ERR_STATE;
+}
+
+/* tasks_forget_durable: unregister, or wait until the writer's current
+ * round of callbacks is over, so the caller may free arg afterwards. */
+static bool store_forget_durable(struct task *t, void (*cb)(void *arg), void *arg) {
+    struct ticket *tk = created_ticket(t);
+    pthread_mutex_lock(&q.lock);
+    bool removed = tk && tk->cb == cb && tk->cb_arg == arg;
+    if (removed) tk->cb = NULL;
+    while (q.firing) pthread_cond_wait(&q.settled, &q.lock);
+    pthread_mutex_unlock(&q.lock);
+    ticket_release(tk);
+    return removed;
+}
+
+/* A task stored but then not acknowledged (e.g. the job queue filled up in
+ * between): its row must go, or the next start would run it. */
+static void store_discard(struct task *t) {
+    struct op *o = calloc(1, sizeof *o);
+    if (o && (o->id = strdup(task_id(t)))) {
+        o->kind = OP_TASK_DEL;
+        if (queue_append(o, o, 1, false) == A2AD_OK) return;
+    }
+    if (o) op_free(o);
+    log_error("store: task %s was refused but its row stays in %s; it would run after a restart",
+              task_id(t), st.path);
+}
+
+/* ---- the outbox ----------------------------------------------------- */
+
+static char *headers_json(const char *const *headers) {
+    cJSON *a = cJSON_CreateArray();
+    for (size_t i = 0; a && headers && headers[i]; i++)
+        cJSON_AddItemToArray(a, cJSON_CreateString(headers[i]));
+    char *text = a ? cJSON_PrintUnformatted(a) : NULL;
+    cJSON_Delete(a);
+    return text;
+}
+
+/* The row of a delivery, or NULL without memory. */
+static struct op *outbox_op_new(const struct webhook_post *p, const char *event_id) {
+    struct op *o = calloc(1, sizeof *o);
+    if (!o) return NULL;
+    o->kind = OP_OUTBOX_ADD;
+    o->id = strdup(event_id);
+    o->task_id = util_strdup(p->task_id);
+    o->order_key = strdup(p->order_key);
+    o->url = strdup(p->url);
+    o->headers = headers_json(p->headers);
+    o->body = malloc(p->len ? p->len : 1);
+    o->len = p->len;
+    o->essential = p->essential;
+    o->created_ms = p->created_ms ? p->created_ms : util_wall_ms();
+    if (!o->id || (p->task_id && !o->task_id) || !o->order_key || !o->url || !o->headers ||
+        !o->body) {
+        op_free(o);
+        return NULL;
+    }
+    if (p->len) memcpy(o->body, p->body, p->len);
+    return o;
+}
+
+/* Queue a row: with the task row of the event being emitted on this thread
+ * (the store observer queues it), else on its own. */
+static bool outbox_queue(struct op *o) {
+    if (tasks_emitting()) {
+        if (staged_tail)
+            staged_tail->next = o;
+        else
+            staged_head = o;
+        staged_tail = o;
+        return true;
+    }
+    return queue_append(o, o, 1, false) == A2AD_OK;
+}
+
+static void *outbox_add(const struct webhook_post *p, const char *event_id) {
+    struct op *o = outbox_op_new(p, event_id);
+    struct gate *g = calloc(1, sizeof *g);
+    if (!o || !g) goto nomem;
+    atomic_init(&g->refs, 2);
+    atomic_init(&g->settled, false);
+    o->gate = g;
+    if (!outbox_queue(o)) {
+        op_free(o); /* closing: the delivery goes out unrecorded */
+        return NULL;
+    }
+    return g;
+nomem:
+    log_error("store: out of memory recording webhook event %s; it is sent but not kept",
+              event_id);
+    if (o) op_free(o);
+    free(g);
+    return NULL;
+}
+
+/* A delivery that does not fit in memory: its row is all there is until the
+ * writer hands it back (unpark_rows). */
+static bool outbox_park(const struct webhook_post *p, const char *event_id) {
+    struct op *o = outbox_op_new(p, event_id);
+    if (!o) {
+        log_error("store: out of memory parking webhook event %s", event_id);
+        return false;
+    }
+    o->parked = true;
+    if (outbox_queue(o)) return true;
+    op_free(o);
+    return false;
+}
+
+/* The delivery thread has room for parked rows: wake the writer. */
+static void outbox_room(void) {
+    pthread_mutex_lock(&q.lock);
+    if (!q.unpark) {
+        q.unpark = true;
+        pthread_cond_signal(&q.wake);
+    }
+    pthread_mutex_unlock(&q.lock);
+}
+
+static bool outbox_sendable(void *gate) {
+    return atomic_load(&((struct gate *)gate)->settled);
+}
+
+static void outbox_forget(const char *event_id) {
+    struct op *o = calloc(1, sizeof *o);
+    if (o && (o->id = strdup(event_id))) {
+        o->kind = OP_OUTBOX_DEL;
+        if (queue_append(o, o, 1, false) == A2AD_OK) return;
+    }
+    if (o) op_free(o);
+    log_warn("store: webhook event %s delivered but its outbox row stays (%s); it may be "
+             "sent again after a restart", event_id, o ? "store closing" : "out of memory");
+}
+
+/* Record a given-up event on its task, where tasks/get shows it. */
+static void note_given_up(const char *task_id, const char *event_id, const char *why) {
+    struct task *t = task_id ? tasks_get(task_id) : NULL;
+    if (!t) return; /* already expired: the log line is all there is */
+    char ts[TIMESTAMP_LEN];
+    util_timestamp(ts);
+    task_lock(t);
+    const cJSON *old = task_annotation_locked(t, "webhooksGivenUp");
+    cJSON *list = cJSON_IsArray(old) ? cJSON_Duplicate(old, 1) : cJSON_CreateArray();
+    cJSON *e = cJSON_CreateObject();
+    if (list && e) {
+        cJSON_AddStringToObject(e, "eventId", event_id);
+        cJSON_AddStringToObject(e, "reason", why ? why : "");
+        cJSON_AddStringToObject(e, "at", ts);
+        cJSON_AddItemToArray(list, e);
+        e = NULL;
+        while (cJSON_GetArraySize(list) > GIVEN_UP_KEPT) cJSON_DeleteItemFromArray(list, 0);
+        const cJSON *n = task_annotation_locked(t, "webhooksGivenUpCount");
+        double count = (cJSON_IsNumber(n) ? n->valuedouble : 0) + 1;
+        task_annotate_locked(t, "webhooksGivenUp", list);
+        task_annotate_locked(t, "webhooksGivenUpCount", cJSON_CreateNumber(count));
+        list = NULL;
+        enum task_state s = task_get_state_locked(t);
+        struct op *row = task_op_locked(t, s, task_seq_locked(t));
+        if (row && queue_append(row, row, 1, false) != A2AD_OK) op_free(row);
+    }
+    cJSON_Delete(list);
+    cJSON_Delete(e);
+    task_unlock(t);
+    task_release(t);
+}
+
+static void outbox_done(void *gate, const char *event_id, const char *task_id, bool delivered,
+                        const char *why) {
+    gate_release(gate);
+    outbox_forget(event_id);
+    if (!delivered) note_given_up(task_id, event_id, why);
+}
+
+static void outbox_dropped(void *gate) { gate_release(gate); }
+
+static const struct webhooks_outbox outbox_ops = {.add = outbox_add,
+                                                  .sendable = outbox_sendable,
+                                                  .done = outbox_done,
+                                                  .dropped = outbox_dropped,
+                                                  .park = outbox_park,
+                                                  .room = outbox_room};
+
+/* ---- the writer ----------------------------------------------------- */
+
+
+/* Mark the OP_TASK rows of a batch that another op of the same batch makes
+ * moot, so that a task with many events in one transaction is written once.
+ * Running the batch with them skipped leaves the same rows as running all:
+ * the upsert writes a row only when its seq is >= the stored one, so of
+ * several upserts the last one with the highest seq is what stays (ops of
+ * one task are queued under its lock, so that is the last one anyway), and
+ * an OP_TASK_DEL removes the row whatever was upserted before it (the DEL
+ * itself is always run). Outbox ops are left alone: their rows are separate
+ * and their order relative to task rows does not matter inside one
+ * transaction. Tickets and gates are untouched: they are settled with the
+ * transaction's outcome whether or not their row was written. Without
+ * memory for the map, nothing is marked (every row is written). */
+static void coalesce_task_rows(struct op *list) {
+    size_t tasks = 0;
+    for (const struct op *o = list; o; o = o->next) tasks += o->kind == OP_TASK;
+    if (tasks < 2) return;
+    struct hmap *last = hmap_new(tasks); /* task id -> its winning OP_TASK so far */
+    if (!last) return;
+    for (struct op *o = list; o; o = o->next) {
+        if (o->kind == OP_TASK_DEL) {
+            struct op *prev = hmap_remove(last, o->id);
+            if (prev) prev->moot = true;
+            continue;
+        }
+        if (o->kind != OP_TASK) continue;
+        struct op *prev = hmap_get(last, o->id);
+        if (prev && prev->seq > o->seq) {
+            o->moot = true; /* the upsert would not overwrite prev's row */
+            continue;
+        }
+        if (hmap_put(last, o->id, o) != A2AD_OK) break; /* rest written as they are */
+        if (prev) prev->moot = true;
+    }
+    hmap_free(last);
+}
+
+
+static void log_write_failure(size_t n, const char *why) {
+    /* Disk full comes in bursts: one line a second, with a count. */
+    uint64_t now = util_now_ms();
+    if (now - st.last_fail_log_ms < 1000 && st.last_fail_log_ms) {
+        st.fails_unlogged++;
+        return;
+    }
+    log_error("store: cannot write %zu change%s to %s: %s (new jobs are refused until it "
+              "works again)%s",
+              n, n == 1 ? "" : "s", st.path, why, st.fails_unlogged ? "; earlier failures too" : "");
+    st.last_fail_log_ms = now;
+    st.fails_unlogged = 0;
+}
+
+/* ---- parked rows back to the webhook queue (writer thread) ----------- */
+
+/* Hand one parked delivery back to webhooks_post. */
+static a2ad_status unpark_post(const char *event_id, const char *task_id, const char *order_key,
+                               const char *url, const char *headers, const void *body,
+                               size_t len, uint64_t created_ms) {
+    cJSON *hj = cJSON_Parse(headers ? headers : "[]");
+    int nh = cJSON_GetArraySize(hj);
+    const char **list = calloc((size_t)nh + 1, sizeof *list);
+    for (int i = 0; list && i < nh; i++) {
+        const cJSON *h = cJSON_GetArrayItem(hj, i);
+        list[i] = cJSON_IsString(h) ? h->valuestring : "X-A2A-Bad-Header: 1";
+    }
+    char *copy = malloc(len ? len : 1);
+    if (copy && len) memcpy(copy, body, len);
+    struct webhook_post p = {.event_id = event_id, .task_id = task_id, .order_key = order_key,
+                             .url = url, .headers = list, .body = copy, .len = len,
+                             .essential = true, .created_ms = created_ms, .restored = true,
+                             .unparked = true};
+    a2ad_status rc = list && copy ? webhooks_post(&p) : (free(copy), A2AD_ERR_NOMEM);
+    free(list);
+    cJSON_Delete(hj);
+    return rc;
+}
+
+/* A batch with parked rows failed to commit: those deliveries exist nowhere
+ * else, so they go to memory now (they may overtake parked ones of their
+ * key; the database is failing anyway). */
+static void unpark_unwritten(const struct op *list) {
+    for (const struct op *o = list; o; o = o->next)
+        if (o->kind == OP_OUTBOX_ADD && o->parked &&
+            unpark_post(o->id, o->task_id, o->order_key, o->url, o->headers, o->body, o->len,
+                        o->created_ms) != A2AD_OK)
+            log_error("store: webhook event %s lost: neither written nor queued", o->id);
+}
+
+static bool parse_state(const char *name, enum task_state *out) {
+    for (int s = TASK_SUBMITTED; s <= TASK_REJECTED; s++)
+        if (strcmp(task_state_name((enum task_state)s), name) == 0) {
+            *out = (enum task_state)s;
+            return true;
+        }
+    return false;
+}
+
+/* Persist a restored task whose row must change without an event. */
+static void persist(struct task *t) {
+    task_lock(t);
+    struct op *row = task_op_locked(t, task_get_state_locked(t), task_seq_locked(t));
+    task_unlock(t);
+    if (row && queue_append(row, row, 1, false) != A2AD_OK) op_free(row);
+}
+
+struct recovery_counts {
+    size_t finished, requeued, rerun, interrupted, orphaned, rejected;
+};
+
+/* One unfinished task is back in memory: run it again, or end it. */
+static void recover_unfinished(struct task *t, enum task_state was, const char *agent_name,
+                               struct recovery_counts *c, const char *lost) {
+    char cause[160];
+    if (lost)
+        snprintf(cause, sizeof cause, "interrupted: node %s lost", lost);
+    else
+        snprintf(cause, sizeof cause, "interrupted: a2ad restarted");
+    const struct agent *a = task_agent(t);
+    char why[320];
+    if (!a) {
+        snprintf(why, sizeof why, "%s and agent %s is %s", cause, agent_name,
+                 lost ? "not loaded here" : "no longer loaded");
+        task_finish(t, TASK_FAILED, why);
+        c->orphaned++;
+        return;
+    }
+    if (was == TASK_WORKING) {
+        if (!a->desc.rerun_safe) {
+            task_finish(t, TASK_FAILED, cause);
+            c->interrupted++;
+            return;
+        }
+        task_lock(t);
+        const cJSON *n = task_annotation_locked(t, "attempt");
+        double attempt = (cJSON_IsNumber(n) ? n->valuedouble : 1) + 1;
+        task_annotate_locked(t, "attempt", cJSON_CreateNumber(attempt));
+        task_unlock(t);
+        persist(t);
+        c->rerun++;
+    } else {
+        c->requeued++;
+    }
+    /* The ack may have gone out before a rejection was stored: ask again. */
+    if (a->desc.validate) {
+        struct a2ad_validation v;
+        memset(&v, 0, sizeof v);
+        a2ad_status vs = a->desc.validate(a->state, task_query(t), &v);
+        if (vs != A2AD_OK) {
+            v.reason[sizeof v.reason - 1] = '\0';
+            snprintf(why, sizeof why, "Validation failed: %s",
+                     v.reason[0] ? v.reason : a2ad_status_name(vs));
+            task_finish(t, TASK_REJECTED, why);
+            c->rejected++;
+            return;
+        }
+    }
+    a2ad_status rc = workers_submit(t);
+    if (rc != A2AD_OK) {
+        snprintf(why, sizeof why, "%s and the job could not be queued again (%s)", cause,
+                 a2ad_status_name(rc));
+        task_finish(t, TASK_FAILED, why);
+    }
+}
+
+/* ---- PostgreSQL ----------------------------------------------------------- */
+
+struct recovery_counts;
+static void recover_row(const PGresult *r, int row, int64_t now, struct recovery_counts *c,
+                        size_t *bad, const char *lost);
+static a2ad_status register_node(char *why, size_t n);
+static bool run(PGconn *c, const char *sql, char *why, size_t n);
+
+/* Statements in flight before a Sync (see the top). */
+#define PIPE_CHUNK 256
+#define RECONNECT_MIN_MS 100
+#define RECONNECT_MAX_MS 5000
+
+enum stmt {
+    S_UPSERT,
+    S_DEL_TASK,
+    S_ADD_OUTBOX,
+    S_DEL_OUTBOX,
+    S_EXPIRE,
+    S_PARKED,
+    S_RENEW,
+    S_DEAD,
+    S_DEL_OUTBOX_MANY,
+    S_COUNT
+};
+
+static const char *const stmt_name[S_COUNT] = {
+    "a2ad_upsert", "a2ad_del_task", "a2ad_add_outbox", "a2ad_del_outbox",
+    "a2ad_expire", "a2ad_parked",   "a2ad_renew",      "a2ad_dead", "a2ad_del_outbox_many"};
+
+/* The database's clock, in ms: leases are compared on one clock only. */
+#define DB_NOW_MS "(extract(epoch from clock_timestamp()) * 1000)::bigint"
+
+static const char *const stmt_sql[S_COUNT] = {
+    /* A row another node took over (this one's lease expired) is not
+     * written by this one any more. */
+    [S_UPSERT] = "INSERT INTO a2ad_tasks (id, agent, state, seq, ended_ms, doc, ext, node)"
+                 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO UPDATE SET"
+                 " agent = excluded.agent, state = excluded.state, seq = excluded.seq,"
+                 " ended_ms = excluded.ended_ms, doc = excluded.doc, ext = excluded.ext"
+                 " WHERE excluded.seq >= a2ad_tasks.seq AND a2ad_tasks.node = excluded.node",
+    [S_DEL_TASK] = "DELETE FROM a2ad_tasks WHERE id = $1",
+    /* A row written again takes a new n, as SQLite's INSERT OR REPLACE. */
+    [S_ADD_OUTBOX] = "INSERT INTO a2ad_outbox (event_id, task_id, order_key, url, headers, body,"
+                     " essential, created_ms, parked, node)"
+                     " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+                     " ON CONFLICT (event_id) DO UPDATE SET"
+                     " n = nextval(pg_get_serial_sequence('a2ad_outbox', 'n')),"
+                     " task_id = excluded.task_id, order_key = excluded.order_key,"
+                     " url = excluded.url, headers = excluded.headers, body = excluded.body,"
+                     " essential = excluded.essential, created_ms = excluded.created_ms,"
+                     " parked = excluded.parked, node = excluded.node",
+    [S_DEL_OUTBOX] = "DELETE FROM a2ad_outbox WHERE event_id = $1",
+    /* Nodes expiring at once skip each other's rows instead of waiting. */
+    [S_EXPIRE] = "DELETE FROM a2ad_tasks WHERE id IN (SELECT id FROM a2ad_tasks"
+                 " WHERE ended_ms < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
+    [S_PARKED] = "SELECT n, event_id, task_id, order_key, url, headers, body, created_ms"
+                 " FROM a2ad_outbox WHERE parked = 1 AND n > $1 AND node = $3 ORDER BY n LIMIT $2",
+    [S_RENEW] = "UPDATE a2ad_nodes SET lease_until_ms = " DB_NOW_MS " + $2 WHERE name = $1",
+    [S_DEAD] = "SELECT name FROM a2ad_nodes WHERE name <> $1 AND lease_until_ms < " DB_NOW_MS,
+    [S_DEL_OUTBOX_MANY] = "DELETE FROM a2ad_outbox WHERE event_id = ANY ($1::text[])",
+};
+
+/* libpq's message, on one line, without the trailing newline. */
+static void one_line(char *out, size_t n, const char *msg) {
+    snprintf(out, n, "%s", msg && *msg ? msg : "unknown error");
+    char *w = out;
+    for (const char *c = out; *c; c++) {
+        char ch = *c == '\n' || *c == '\r' || *c == '\t' ? ' ' : *c;
+        if (ch == ' ' && w > out && w[-1] == ' ') continue;
+        *w++ = ch;
+    }
+    *w = '\0';
+    size_t len = strlen(out);
+    while (len && out[len - 1] == ' ') out[--len] = '\0';
+}
+
+static PGconn *connect_db(char *why, size_t n) {
+    PGconn *c = PQconnectdbParams(st.keys, (const char *const *)st.vals, 1);
+    if (!c) {
+        snprintf(why, n, "out of memory");
+        return NULL;
+    }
+    if (PQstatus(c) != CONNECTION_OK) {
+        one_line(why, n, PQerrorMessage(c));
+        PQfinish(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* Prepare the writer's statements on a new connection. */
+static bool prepare_all(PGconn *c, char *why, size_t n) {
+    for (int i = 0; i < S_COUNT; i++) {
+        PGresult *r = PQprepare(c, stmt_name[i], stmt_sql[i], 0, NULL);
+        st.round_trips++;
+        bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+        if (!ok) one_line(why, n, PQresultErrorMessage(r));
+        PQclear(r);
+        if (!ok) return false;
+    }
+    return true;
+}
+
+/* The parameters of one op's statement; numbers are written into nums. */
+struct params {
+    const char *v[10];
+    int len[10];
+    int fmt[10];
+    char nums[3][24];
+    int n;
+};
+
+static enum stmt op_params(const struct op *o, struct params *p) {
+    memset(p, 0, sizeof *p);
+    switch (o->kind) {
+    case OP_TASK:
+        p->n = 8;
+        p->v[0] = o->id;
+        p->v[1] = o->agent;
+        p->v[2] = o->state;
+        snprintf(p->nums[0], sizeof p->nums[0], "%llu", (unsigned long long)o->seq);
+        p->v[3] = p->nums[0];
+        if (o->ended_ms >= 0) {
+            snprintf(p->nums[1], sizeof p->nums[1], "%lld", (long long)o->ended_ms);
+            p->v[4] = p->nums[1];
+        }
+        /* bytea, sent as is: no encoding check can refuse a task's text */
+        p->v[5] = o->doc;
+        p->len[5] = (int)strlen(o->doc);
+        p->fmt[5] = 1;
+        p->v[6] = o->ext;
+        p->len[6] = (int)strlen(o->ext);
+        p->fmt[6] = 1;
+        p->v[7] = st.node;
+        return S_UPSERT;
+    case OP_OUTBOX_ADD:
+        p->n = 10;
+        p->v[9] = st.node;
+        p->v[0] = o->id;
+        p->v[1] = o->task_id;
+        p->v[2] = o->order_key;
+        p->v[3] = o->url;
+        p->v[4] = o->headers;
+        p->len[4] = (int)strlen(o->headers);
+        p->fmt[4] = 1;
+        p->v[5] = o->body;
+        p->len[5] = (int)o->len;
+        p->fmt[5] = 1;
+        p->v[6] = o->essential ? "1" : "0";
+        snprintf(p->nums[0], sizeof p->nums[0], "%llu", (unsigned long long)o->created_ms);
+        p->v[7] = p->nums[0];
+        p->v[8] = o->parked ? "1" : "0";
+        return S_ADD_OUTBOX;
+    case OP_OUTBOX_DEL:
+        p->n = 1;
+        p->v[0] = o->id;
+        return S_DEL_OUTBOX;
+    case OP_TASK_DEL:
+    default:
+        p->n = 1;
+        p->v[0] = o->id;
+        return S_DEL_TASK;
+    }
+}
+
+/* What went wrong in a batch. */
+struct failure {
+    bool failed;
+    char why[200];
+    char sqlstate[6];
+};
+
+static void fail_with(struct failure *f, const char *why, const char *sqlstate) {
+    if (f->failed) return; /* the first error is the cause */
+    f->failed = true;
+    one_line(f->why, sizeof f->why, why);
+    snprintf(f->sqlstate, sizeof f->sqlstate, "%s", sqlstate ? sqlstate : "");
+}
+
+/* Sync and read the results of the `inflight` statements sent since the
+ * last Sync. False when the connection broke (then its state is unknown). */
+static bool pipe_collect(int inflight, struct failure *f) {
+    if (PQpipelineSync(st.conn) != 1) {
+        fail_with(f, PQerrorMessage(st.conn), NULL);
+        return false;
+    }
+    st.round_trips++;
+    int nulls = 0;
+    for (;;) {
+        PGresult *r = PQgetResult(st.conn);
+        if (!r) {
+            /* Each statement's results end with one NULL; two in a row, or
+             * a broken connection, mean nothing more is coming. */
+            if (++nulls > 1 || PQstatus(st.conn) == CONNECTION_BAD) {
+                fail_with(f, PQerrorMessage(st.conn), "08000");
+                return false;
+            }
+            continue;
+        }
+        nulls = 0;
+        ExecStatusType s = PQresultStatus(r);
+        if (s == PGRES_PIPELINE_SYNC) {
+            PQclear(r);
+            return true;
+        }
+        if (s == PGRES_FATAL_ERROR || s == PGRES_NONFATAL_ERROR || s == PGRES_BAD_RESPONSE)
+            fail_with(f, PQresultErrorMessage(r), PQresultErrorField(r, PG_DIAG_SQLSTATE));
+        inflight--;
+        PQclear(r);
+    }
+}
+
+/* Delivered events' rows, deleted by one statement per batch (an array of
+ * ids) rather than one each: a third of the statements of a job. An add of
+ * an id waiting here sends the deletes first, so the order stays. */
+struct dels {
+    char *arr; /* the text[] literal being built: {"a","b" */
+    size_t len, cap, n;
+    struct hmap *ids;
+};
+
+static bool dels_add(struct dels *d, const char *id) {
+    size_t need = d->len + 2 * strlen(id) + 4;
+    if (need > d->cap) {
+        size_t cap = need * 2 > 4096 ? need * 2 : 4096;
+        char *a = realloc(d->arr, cap);
+        if (!a) return false;
+        d->arr = a;
+        d->cap = cap;
+    }
+    if (!d->ids && !(d->ids = hmap_new(64))) return false;
+    d->arr[d->len++] = d->n ? ',' : '{';
+    d->arr[d->len++] = '"';
+    for (const char *c = id; *c; c++) {
+        if (*c == '"' || *c == '\\') d->arr[d->len++] = '\\';
+        d->arr[d->len++] = *c;
+    }
+    d->arr[d->len++] = '"';
+    d->n++;
+    hmap_put(d->ids, id, d);
+    return true;
+}
+
+/* Send the collected deletes (if any) as one statement; false when libpq
+ * could not queue it. */
+static bool dels_send(struct dels *d, int *inflight) {
+    if (!d->n) return true;
+    d->arr[d->len++] = '}';
+    d->arr[d->len] = '\0';
+    const char *v[1] = {d->arr};
+    bool ok = PQsendQueryPrepared(st.conn, stmt_name[S_DEL_OUTBOX_MANY], 1, v, NULL, NULL, 0) == 1;
+    if (ok) {
+        (*inflight)++;
+        st.statements++;
+    }
+    d->len = d->n = 0;
+    hmap_free(d->ids);
+    d->ids = NULL;
+    return ok;
+}
+
+static bool send_text(const char *sql) {
+    return PQsendQueryParams(st.conn, sql, 0, NULL, NULL, NULL, NULL, 0) == 1;
+}
+
+/* Write a chain as one transaction (see the top). */
+static void write_batch(struct op *list, struct failure *f) {
+    memset(f, 0, sizeof *f);
+    coalesce_task_rows(list);
+    if (!st.conn) {
+        fail_with(f, "not connected", "08000");
+        return;
+    }
+    if (PQenterPipelineMode(st.conn) != 1) {
+        fail_with(f, PQerrorMessage(st.conn), "08000");
+        return;
+    }
+    bool alive = true;
+    int inflight = 0;
+    if (send_text("BEGIN"))
+        inflight++;
+    else
+        fail_with(f, PQerrorMessage(st.conn), "08000");
+    struct dels dels = {0};
+    for (const struct op *o = list; !f->failed && o; o = o->next) {
+        if (o->moot) continue;
+        if (o->kind == OP_OUTBOX_DEL && dels_add(&dels, o->id)) continue;
+        if (o->kind == OP_OUTBOX_ADD && dels.ids && hmap_get(dels.ids, o->id) &&
+            !dels_send(&dels, &inflight)) {
+            fail_with(f, PQerrorMessage(st.conn), "08000");
+            break;
+        }
+        struct params p;
+        enum stmt s = op_params(o, &p);
+        if (PQsendQueryPrepared(st.conn, stmt_name[s], p.n, p.v, p.len, p.fmt, 0) != 1) {
+            fail_with(f, PQerrorMessage(st.conn), "08000");
+            break;
+        }
+        st.statements++;
+        if (++inflight >= PIPE_CHUNK) {
+            alive = pipe_collect(inflight, f);
+            inflight = 0;
+            if (!alive) break;
+        }
+    }
+    if (alive && !f->failed && !dels_send(&dels, &inflight))
+        fail_with(f, PQerrorMessage(st.conn), "08000");
+    free(dels.arr);
+    hmap_free(dels.ids);
+    if (alive && !f->failed) {
+        if (send_text("COMMIT"))
+            inflight++;
+        else
+            fail_with(f, PQerrorMessage(st.conn), "08000");
+    }
+    if (alive && inflight) alive = pipe_collect(inflight, f);
+    if (alive && PQexitPipelineMode(st.conn) != 1) alive = false;
+    if (alive && PQtransactionStatus(st.conn) != PQTRANS_IDLE) {
+        /* An error left the transaction open (aborted): end it. */
+        PGresult *r = PQexec(st.conn, "ROLLBACK");
+        st.round_trips++;
+        PQclear(r);
+    }
+    if (!alive || PQstatus(st.conn) == CONNECTION_BAD) {
+        fail_with(f, PQerrorMessage(st.conn), "08000");
+        PQfinish(st.conn);
+        st.conn = NULL;
+    }
+    if (!f->failed) st.transactions++;
+}
+
+/* An error that another try, on a connection that works, can fix. */
+static bool retryable(const struct failure *f) {
+    const char *s = f->sqlstate;
+    /* 08P01 (protocol violation) is a2ad's own bug: a retry would loop. */
+    return !st.conn || (strncmp(s, "08", 2) == 0 && strcmp(s, "08P01") != 0) ||
+           strncmp(s, "53", 2) == 0 ||
+           strncmp(s, "57P", 3) == 0 || strcmp(s, "40001") == 0 || strcmp(s, "40P01") == 0;
+}
+
+/* Settle what waited on a batch: tickets with its outcome (why = NULL:
+ * committed), gates open. Calls the tasks_on_durable callbacks with no
+ * lock held. */
+static void settle(struct op *list, const char *why) {
+    bool gates = false;
+    pthread_mutex_lock(&q.lock);
+    for (struct op *o = list; o; o = o->next) {
+        if (o->ticket) {
+            o->ticket->done = true;
+            o->ticket->status = why ? A2AD_ERR_IO : A2AD_OK;
+            if (why)
+                snprintf(o->ticket->err, sizeof o->ticket->err,
+                         "the task could not be stored in %s: %s", st.path, why);
+            else
+                st.created++;
+            o->cb = o->ticket->cb;
+            o->cb_arg = o->ticket->cb_arg;
+            o->ticket->cb = NULL;
+            if (o->cb) q.firing = true;
+        }
+        /* A failed write still lets the webhook go, as in store.c. */
+        if (o->gate) {
+            atomic_store(&o->gate->settled, true);
+            gates = true;
+        }
+    }
+    bool firing = q.firing;
+    pthread_cond_broadcast(&q.settled);
+    pthread_mutex_unlock(&q.lock);
+    if (firing) {
+        for (struct op *o = list; o; o = o->next)
+            if (o->cb) o->cb(o->cb_arg);
+        pthread_mutex_lock(&q.lock);
+        q.firing = false;
+        pthread_cond_broadcast(&q.settled);
+        pthread_mutex_unlock(&q.lock);
+    }
+    if (gates) webhooks_wake();
+}
+
+/* Take the submissions (ticket ops) out of a chain, with the other rows
+ * of their tasks' CREATED events: they are refused, not retried. */
+static struct op *take_submissions(struct op **list, size_t *taken) {
+    struct op *out = NULL, **out_tail = &out;
+    struct hmap *ids = NULL;
+    for (struct op *o = *list; o; o = o->next)
+        if (o->ticket) {
+            if (!ids) ids = hmap_new(16);
+            if (ids) hmap_put(ids, o->id, o);
+        }
+    if (!ids) return NULL;
+    struct op **pp = list;
+    while (*pp) {
+        struct op *o = *pp;
+        const char *tid = o->kind == OP_OUTBOX_ADD ? o->task_id : o->id;
+        bool take = o->ticket || (o->kind == OP_OUTBOX_ADD && o->gate && tid &&
+                                  hmap_get(ids, tid) && !o->parked);
+        if (take) {
+            *pp = o->next;
+            o->next = NULL;
+            *out_tail = o;
+            out_tail = &o->next;
+            (*taken)++;
+        } else {
+            pp = &o->next;
+        }
+    }
+    hmap_free(ids);
+    return out;
+}
+
+/* PostgreSQL is gone: refuse new submissions, refuse those waiting (in
+ * `failed` and in the queue), and put the rest of `failed` back at the
+ * head of the queue, in order, for when it is back. */
+static void go_down(struct op *failed, const char *why) {
+    pthread_mutex_lock(&st.down_lock);
+    snprintf(st.down_why, sizeof st.down_why, "%s", why);
+    pthread_mutex_unlock(&st.down_lock);
+    if (!atomic_exchange(&st.down, true))
+        log_error("store: %s is unreachable (%s): new jobs are refused; what running jobs write "
+                  "waits in memory until it is back", st.path, why);
+    size_t n = 0;
+    struct op *refused = take_submissions(&failed, &n);
+    pthread_mutex_lock(&q.lock);
+    size_t queued_taken = 0;
+    struct op *more = take_submissions(&q.head, &queued_taken);
+    q.len -= queued_taken;
+    size_t back = 0;
+    struct op *last = NULL;
+    for (struct op *o = failed; o; o = o->next) {
+        back++;
+        last = o;
+    }
+    if (last) {
+        last->next = q.head;
+        q.head = failed;
+    }
+    q.tail = NULL;
+    for (struct op *o = q.head; o; o = o->next) q.tail = o;
+    q.len += back;
+    pthread_mutex_unlock(&q.lock);
+    char reason[260];
+    snprintf(reason, sizeof reason, "unreachable (%s)", why);
+    if (refused) settle(refused, reason);
+    if (more) settle(more, reason);
+    op_list_free(refused);
+    op_list_free(more);
+}
+
+/* Delete finished tasks past retention (see store.c's expire_rows). */
+static void expire_rows(void) {
+    int64_t cutoff = (int64_t)util_wall_ms() - (int64_t)st.retention_s * 1000;
+    uint64_t until = util_now_ms() + EXPIRE_PASS_MS;
+    long total = 0;
+    char c[24], b[24];
+    snprintf(c, sizeof c, "%lld", (long long)cutoff);
+    snprintf(b, sizeof b, "%d", EXPIRE_BATCH);
+    const char *v[2] = {c, b};
+    for (;;) {
+        PGresult *r = PQexecPrepared(st.conn, stmt_name[S_EXPIRE], 2, v, NULL, NULL, 0);
+        st.round_trips++;
+        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+            char why[200];
+            one_line(why, sizeof why, PQresultErrorMessage(r));
+            log_warn("store: cannot delete expired tasks from %s: %s", st.path, why);
+            PQclear(r);
+            break;
+        }
+        long n = atol(PQcmdTuples(r));
+        PQclear(r);
+        total += n;
+        if (n < EXPIRE_BATCH || util_now_ms() >= until) break;
+    }
+    if (total) log_debug("store: deleted %ld expired tasks", total);
+}
+
+/* A bytea column as a NUL-terminated copy (len in *n). */
+static char *column_bytes(const PGresult *r, int row, int col, size_t *n) {
+    size_t len = 0;
+    unsigned char *raw = PQunescapeBytea((const unsigned char *)PQgetvalue(r, row, col), &len);
+    char *copy = raw ? malloc(len + 1) : NULL;
+    if (copy) {
+        memcpy(copy, raw, len);
+        copy[len] = '\0';
+    }
+    PQfreemem(raw);
+    if (n) *n = len;
+    return copy;
+}
+
+/* Parked rows oldest first, as many as the webhook queue has room for (see
+ * store.c's unpark_rows). */
+static void unpark_rows(void) {
+    if (!atomic_load(&st.unpark_on)) return;
+    size_t room = webhooks_unpark_room();
+    if (!room) return;
+    if (room > UNPARK_BATCH) room = UNPARK_BATCH;
+    char a[24], b[24];
+    snprintf(a, sizeof a, "%lld", (long long)st.unpark_after);
+    snprintf(b, sizeof b, "%zu", room);
+    const char *v[3] = {a, b, st.node};
+    PGresult *r = PQexecPrepared(st.conn, stmt_name[S_PARKED], 3, v, NULL, NULL, 0);
+    st.round_trips++;
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        char why[200];
+        one_line(why, sizeof why, PQresultErrorMessage(r));
+        log_warn("store: cannot read parked webhook events from %s: %s", st.path, why);
+        PQclear(r);
+        return;
+    }
+    for (int i = 0; i < PQntuples(r); i++) {
+        const char *event_id = PQgetvalue(r, i, 1);
+        size_t len = 0;
+        char *headers = column_bytes(r, i, 5, NULL);
+        char *body = column_bytes(r, i, 6, &len);
+        a2ad_status ps =
+            headers && body
+                ? unpark_post(event_id, PQgetisnull(r, i, 2) ? NULL : PQgetvalue(r, i, 2),
+                              PQgetvalue(r, i, 3), PQgetvalue(r, i, 4), headers, body, len,
+                              strtoull(PQgetvalue(r, i, 7), NULL, 10))
+                : A2AD_ERR_NOMEM;
+        free(headers);
+        free(body);
+        if (ps != A2AD_OK) {
+            if (ps != A2AD_ERR_STATE)
+                log_error("store: parked webhook event %s not queued yet: %s", event_id,
+                          a2ad_status_name(ps));
+            break;
+        }
+        st.unpark_after = strtoll(PQgetvalue(r, i, 0), NULL, 10);
+    }
+    PQclear(r);
+}
+
+/* ---- nodes: leases and takeover (writer thread) ------------------------- */
+
+/* Renew this node's lease, every third of it. A lease found gone means
+ * another node took this one's jobs over (it was cut off longer than the
+ * lease): say so, and hold a lease again for what comes next. */
+static void renew_lease(void) {
+    uint64_t now = util_now_ms();
+    if (now < st.next_renew_ms) return;
+    st.next_renew_ms = now + st.lease_ms / 3;
+    char lease[24];
+    snprintf(lease, sizeof lease, "%u", st.lease_ms);
+    const char *v[2] = {st.node, lease};
+    PGresult *r = PQexecPrepared(st.conn, stmt_name[S_RENEW], 2, v, NULL, NULL, 0);
+    st.round_trips++;
+    char why[200];
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        one_line(why, sizeof why, PQresultErrorMessage(r));
+        log_warn("store: cannot renew node %s's lease in %s: %s", st.node, st.path, why);
+    } else if (!strcmp(PQcmdTuples(r), "0")) {
+        log_error("store: node %s's lease in %s had expired and another node took its jobs "
+                  "over; what this node still runs of them is no longer written",
+                  st.node, st.path);
+        if (register_node(why, sizeof why) != A2AD_OK)
+            log_warn("store: cannot register node %s again: %s", st.node, why);
+    }
+    PQclear(r);
+}
+
+/* The rows of a takeover in the order recovery wants: unfinished first in
+ * creation order, then finished ones oldest first. */
+static const PGresult *sort_rows;
+static int row_order(const void *a, const void *b) {
+    int i = *(const int *)a, j = *(const int *)b;
+    bool ei = !PQgetisnull(sort_rows, i, 4), ej = !PQgetisnull(sort_rows, j, 4);
+    if (ei != ej) return ei - ej;
+    long long x = ei ? strtoll(PQgetvalue(sort_rows, i, 4), NULL, 10) : 0;
+    long long y = ej ? strtoll(PQgetvalue(sort_rows, j, 4), NULL, 10) : 0;
+    if (x != y) return x < y ? -1 : 1;
+    x = strtoll(PQgetvalue(sort_rows, i, 7), NULL, 10);
+    y = strtoll(PQgetvalue(sort_rows, j, 7), NULL, 10);
+    return (x > y) - (x < y);
+}
+
+static PGresult *exec2(const char *sql, const char *a, const char *b) {
+    const char *v[2] = {a, b};
+    st.round_trips++;
+    return PQexecParams(st.conn, sql, b ? 2 : 1, NULL, v, NULL, NULL, 0);
+}
+
+/* Take over the jobs and undelivered webhooks of `dead`, whose lease
+ * expired. The node row is claimed with FOR UPDATE SKIP LOCKED (another
+ * live node at the same work skips it), its task rows likewise; then, once
+ * committed, its tasks are restored here and its unfinished jobs re-run
+ * (rerun_safe) or failed ("interrupted: node NAME lost"), and its
+ * webhooks are sent from here, in their order, behind nothing new. */
+static void take_node(const char *dead) {
+    char why[200] = "";
+    PGresult *tasks = NULL, *outbox = NULL, *r = NULL;
+    if (!run(st.conn, "BEGIN", why, sizeof why)) goto fail;
+    r = exec2("SELECT name FROM a2ad_nodes WHERE name = $1 AND lease_until_ms < " DB_NOW_MS
+              " FOR UPDATE SKIP LOCKED",
+              dead, NULL);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) goto fail_r;
+    if (PQntuples(r) == 0) { /* back in time, or another node is at it */
+        PQclear(r);
+        run(st.conn, "ROLLBACK", why, sizeof why);
+        return;
+    }
+    PQclear(r);
+    tasks = exec2("WITH c AS (SELECT id FROM a2ad_tasks WHERE node = $1 FOR UPDATE SKIP LOCKED)"
+                  " UPDATE a2ad_tasks t SET node = $2 FROM c WHERE t.id = c.id"
+                  " RETURNING t.id, t.agent, t.state, t.seq, t.ended_ms, t.doc, t.ext, t.n",
+                  dead, st.node);
+    if (PQresultStatus(tasks) != PGRES_TUPLES_OK) {
+        r = tasks;
+        tasks = NULL;
+        goto fail_r;
+    }
+    /* New numbers after every row of this node, in the old order: the
+     * unpark cursor (unpark_after) reaches them, oldest first. */
+    outbox = exec2("UPDATE a2ad_outbox o SET node = $2, parked = 1, n = s.m FROM"
+                   " (SELECT old, nextval(pg_get_serial_sequence('a2ad_outbox', 'n')) AS m FROM"
+                   " (SELECT n AS old FROM a2ad_outbox WHERE node = $1 ORDER BY n FOR UPDATE) x) s"
+                   " WHERE o.n = s.old RETURNING o.order_key",
+                   dead, st.node);
+    if (PQresultStatus(outbox) != PGRES_TUPLES_OK) {
+        r = outbox;
+        outbox = NULL;
+        goto fail_r;
+    }
+    r = exec2("DELETE FROM a2ad_nodes WHERE name = $1", dead, NULL);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) goto fail_r;
+    PQclear(r);
+    r = NULL;
+    if (!run(st.conn, "COMMIT", why, sizeof why)) goto fail;
+
+    for (int i = 0; i < PQntuples(outbox); i++) webhooks_park_existing(PQgetvalue(outbox, i, 0), 1);
+    int n = PQntuples(tasks);
+    int *order = calloc((size_t)n + 1, sizeof *order);
+    struct recovery_counts c = {0};
+    size_t bad = 0;
+    if (order) {
+        for (int i = 0; i < n; i++) order[i] = i;
+        sort_rows = tasks;
+        qsort(order, (size_t)n, sizeof *order, row_order);
+        int64_t now = (int64_t)util_wall_ms();
+        for (int i = 0; i < n; i++) recover_row(tasks, order[i], now, &c, &bad, dead);
+        free(order);
+    }
+    log_warn("store: node %s lost (its lease expired): node %s took over %d tasks (%zu finished, "
+             "%zu queued again, %zu re-run (rerun_safe), %zu interrupted, %zu of agents not "
+             "loaded here failed, %zu unreadable) and %d undelivered webhooks",
+             dead, st.node, n, c.finished, c.requeued, c.rerun, c.interrupted, c.orphaned, bad,
+             PQntuples(outbox));
+    PQclear(tasks);
+    PQclear(outbox);
+    outbox_room();
+    return;
+fail_r:
+    one_line(why, sizeof why, PQresultErrorMessage(r));
+    PQclear(r);
+fail:
+    PQclear(tasks);
+    PQclear(outbox);
+    log_warn("store: cannot take over node %s's jobs: %s", dead, why);
+    if (PQstatus(st.conn) == CONNECTION_OK && PQtransactionStatus(st.conn) != PQTRANS_IDLE) {
+        PGresult *rb = PQexec(st.conn, "ROLLBACK");
+        PQclear(rb);
+    }
+}
+
+/* Look for nodes whose lease expired, twice a lease. */
+static void take_over(void) {
+    uint64_t now = util_now_ms();
+    if (now < st.next_takeover_ms) return;
+    st.next_takeover_ms = now + (st.lease_ms / 2 > 500 ? st.lease_ms / 2 : 500);
+    const char *v[1] = {st.node};
+    PGresult *r = PQexecPrepared(st.conn, stmt_name[S_DEAD], 1, v, NULL, NULL, 0);
+    st.round_trips++;
+    if (PQresultStatus(r) == PGRES_TUPLES_OK)
+        for (int i = 0; i < PQntuples(r); i++) {
+            char *dead = strdup(PQgetvalue(r, i, 0));
+            if (dead) take_node(dead);
+            free(dead);
+        }
+    PQclear(r);
+}
+
+/* Wait on q.wake for up to ms, or until stopping. Returns stopping. */
+static bool nap(unsigned ms) {
+    pthread_mutex_lock(&q.lock);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    if (!q.stopping) pthread_cond_timedwait(&q.wake, &q.lock, &ts);
+    bool stopping = q.stopping;
+    pthread_mutex_unlock(&q.lock);
+    return stopping;
+}
+
+/* Reconnect with backoff; true once connected (false: stopping). */
+static bool reconnect(void) {
+    unsigned delay = RECONNECT_MIN_MS;
+    for (;;) {
+        char why[200];
+        PGconn *c = connect_db(why, sizeof why);
+        if (c && prepare_all(c, why, sizeof why)) {
+            st.conn = c;
+            atomic_store(&st.down, false);
+            /* Every node's lease ran out while the database was away:
+             * renew ours now, and give the others time to renew theirs
+             * (their reconnect backoff included) before taking any over. */
+            st.next_renew_ms = 0;
+            st.next_takeover_ms = util_now_ms() + st.lease_ms + RECONNECT_MAX_MS;
+            log_info("store: %s is reachable again: writing what waited, accepting jobs", st.path);
+            return true;
+        }
+        if (c) PQfinish(c);
+        pthread_mutex_lock(&st.down_lock);
+        snprintf(st.down_why, sizeof st.down_why, "%s", why);
+        pthread_mutex_unlock(&st.down_lock);
+        atomic_store(&st.down, true);
+        if (nap(delay)) return false;
+        delay = delay * 2 > RECONNECT_MAX_MS ? RECONNECT_MAX_MS : delay * 2;
+    }
+}
+
+static void *writer_thread(void *arg) {
+    (void)arg;
+    uint64_t next_maintenance = util_now_ms() + MAINTENANCE_MS;
+    for (;;) {
+        if (!st.conn && !reconnect()) break;
+        pthread_mutex_lock(&q.lock);
+        while (!q.head && !q.stopping && !q.unpark && util_now_ms() < next_maintenance) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += 200 * 1000000L;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&q.wake, &q.lock, &ts);
+        }
+        struct op *list = q.head;
+        size_t n = q.len;
+        q.head = q.tail = NULL;
+        q.len = 0;
+        bool stopping = q.stopping;
+        bool unpark = q.unpark;
+        q.unpark = false;
+        pthread_mutex_unlock(&q.lock);
+
+        if (list) {
+            struct failure f;
+            write_batch(list, &f);
+            if (f.failed && retryable(&f)) {
+                go_down(list, f.why);
+                if (!st.conn) continue; /* reconnect, then write them again */
+                /* A transient error on a live connection: try again soon. */
+                nap(RECONNECT_MIN_MS);
+                atomic_store(&st.down, false);
+                continue;
+            }
+            if (f.failed) log_write_failure(n, f.why);
+            settle(list, f.failed ? f.why : NULL);
+            if (f.failed) unpark_unwritten(list);
+            op_list_free(list);
+        } else if (stopping) {
+            break;
+        }
+        if (!st.conn) continue;
+        bool maintenance = util_now_ms() >= next_maintenance;
+        if (maintenance) {
+            expire_rows();
+            renew_lease();
+            /* Not before this node's own recovery is over, and not once
+             * its workers stop (the taken jobs could not run here). */
+            if (atomic_load(&st.unpark_on) && workers_has_room() != A2AD_ERR_STATE) take_over();
+            next_maintenance = util_now_ms() + MAINTENANCE_MS;
+        }
+        if (unpark || maintenance) unpark_rows();
+        if (PQstatus(st.conn) == CONNECTION_BAD) {
+            char why[200];
+            one_line(why, sizeof why, PQerrorMessage(st.conn));
+            PQfinish(st.conn);
+            st.conn = NULL;
+            go_down(NULL, why);
+        }
+    }
+    return NULL;
+}
+
+/* ---- open, recover, close ----------------------------------------------- */
+
+/* Version 1. Text that a task or a webhook carries goes in bytea: the
+ * database's encoding cannot refuse it. n orders unfinished tasks as they
+ * were created (recovery runs them in that order). */
+static const char schema_v1[] =
+    "CREATE TABLE IF NOT EXISTS a2ad_tasks ("
+    " n bigserial UNIQUE, id text PRIMARY KEY, agent text NOT NULL, state text NOT NULL,"
+    " seq bigint NOT NULL, ended_ms bigint, doc bytea NOT NULL, ext bytea NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS a2ad_tasks_ended ON a2ad_tasks (ended_ms)"
+    " WHERE ended_ms IS NOT NULL;"
+    "CREATE TABLE IF NOT EXISTS a2ad_outbox ("
+    " n bigserial PRIMARY KEY, event_id text NOT NULL UNIQUE, task_id text,"
+    " order_key text NOT NULL, url text NOT NULL, headers bytea NOT NULL, body bytea NOT NULL,"
+    " essential smallint NOT NULL, created_ms bigint NOT NULL,"
+    " parked smallint NOT NULL DEFAULT 0);"
+    "CREATE INDEX IF NOT EXISTS a2ad_outbox_parked ON a2ad_outbox (n) WHERE parked = 1;";
+
+/* Version 2: rows belong to a node, and nodes hold leases (see the top).
+ * Rows of version 1 (node '') go to the first node that starts. */
+static const char schema_v2[] =
+    "ALTER TABLE a2ad_tasks ADD COLUMN IF NOT EXISTS node text NOT NULL DEFAULT '';"
+    "ALTER TABLE a2ad_outbox ADD COLUMN IF NOT EXISTS node text NOT NULL DEFAULT '';"
+    "CREATE INDEX IF NOT EXISTS a2ad_tasks_node ON a2ad_tasks (node);"
+    "CREATE INDEX IF NOT EXISTS a2ad_outbox_node ON a2ad_outbox (node, n);"
+    "CREATE TABLE IF NOT EXISTS a2ad_nodes (name text PRIMARY KEY,"
+    " lease_until_ms bigint NOT NULL, started_ms bigint NOT NULL);";
+
+/* Run sql (one or more statements); false with why on failure. */
+static bool run(PGconn *c, const char *sql, char *why, size_t n) {
+    PGresult *r = PQexec(c, sql);
+    st.round_trips++;
+    ExecStatusType s = PQresultStatus(r);
+    bool ok = s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK;
+    if (!ok) one_line(why, n, PQresultErrorMessage(r));
+    PQclear(r);
+    return ok;
+}
+
+/* Create or upgrade the schema, under an advisory lock so that nodes
+ * starting together do not race; refuse one from a newer a2ad. */
+static a2ad_status schema_setup(PGconn *c) {
+    char why[200] = "";
+    if (!run(c, "BEGIN; SELECT pg_advisory_xact_lock(6873312036012041572);"
+                "CREATE TABLE IF NOT EXISTS a2ad_schema_version ("
+                " version integer NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())",
+             why, sizeof why))
+        goto fail;
+    PGresult *r = PQexec(c, "SELECT coalesce(max(version), 0) FROM a2ad_schema_version");
+    st.round_trips++;
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        one_line(why, sizeof why, PQresultErrorMessage(r));
+        PQclear(r);
+        goto fail;
+    }
+    int version = atoi(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    if (version > STORE_PG_SCHEMA) {
+        run(c, "ROLLBACK", why, sizeof why);
+        log_error("store: %s holds a2ad schema version %d, written by a newer a2ad (this one "
+                  "reads versions up to %d): upgrade a2ad, or point [tasks] dsn at another "
+                  "database",
+                  st.path, version, STORE_PG_SCHEMA);
+        return A2AD_ERR_STATE;
+    }
+    if (version < 1 && !run(c, schema_v1, why, sizeof why)) goto fail;
+    if (version < 2 && !run(c, schema_v2, why, sizeof why)) goto fail;
+    /* Later versions migrate here, one step at a time, from `version`. */
+    if (version < STORE_PG_SCHEMA) {
+        char sql[200];
+        snprintf(sql, sizeof sql,
+                 "DELETE FROM a2ad_schema_version; INSERT INTO a2ad_schema_version (version)"
+                 " VALUES (%d)", STORE_PG_SCHEMA);
+        if (!run(c, sql, why, sizeof why)) goto fail;
+        log_info("store: %s: schema version %d %s", st.path, STORE_PG_SCHEMA,
+                 version ? "(upgraded)" : "(created)");
+    }
+    if (!run(c, "COMMIT", why, sizeof why)) goto fail;
+    return A2AD_OK;
+fail:
+    log_error("store: cannot create the tables of %s: %s", st.path, why);
+    PGresult *rb = PQexec(c, "ROLLBACK");
+    PQclear(rb);
+    return A2AD_ERR_IO;
+}
+
+/* The password of [tasks] password_file: its first line. */
+static char *read_password(const char *path) {
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        log_error("store: cannot read [tasks] password_file %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    char buf[1024];
+    char *line = fgets(buf, sizeof buf, f);
+    fclose(f);
+    if (!line || !*line || *line == '\n' || *line == '\r') {
+        log_error("store: [tasks] password_file %s is empty", path);
+        return NULL;
+    }
+    buf[strcspn(buf, "\r\n")] = '\0';
+    char *copy = strdup(buf);
+    memset(buf, 0, sizeof buf);
+    return copy;
+}
+
+/* This node's lease row, and the rows of version 1 (no node) made ours.
+ * A row of the same name still under lease is this node's previous run
+ * (after a crash): node names must be unique among running nodes. */
+static a2ad_status register_node(char *why, size_t n) {
+    char lease[24];
+    snprintf(lease, sizeof lease, "%u", st.lease_ms);
+    const char *v[2] = {st.node, lease};
+    PGresult *r = PQexecParams(
+        st.conn,
+        "INSERT INTO a2ad_nodes (name, lease_until_ms, started_ms) VALUES ($1, " DB_NOW_MS
+        " + $2, " DB_NOW_MS ") ON CONFLICT (name) DO UPDATE SET lease_until_ms ="
+        " excluded.lease_until_ms, started_ms = excluded.started_ms",
+        2, NULL, v, NULL, NULL, 0);
+    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    if (!ok) one_line(why, n, PQresultErrorMessage(r));
+    PQclear(r);
+    if (!ok) return A2AD_ERR_IO;
+    r = PQexecParams(st.conn, "UPDATE a2ad_tasks SET node = $1 WHERE node = ''", 1, NULL, v, NULL,
+                     NULL, 0);
+    ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    if (!ok) one_line(why, n, PQresultErrorMessage(r));
+    PQclear(r);
+    if (!ok) return A2AD_ERR_IO;
+    r = PQexecParams(st.conn, "UPDATE a2ad_outbox SET node = $1 WHERE node = ''", 1, NULL, v,
+                     NULL, NULL, 0);
+    ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    if (!ok) one_line(why, n, PQresultErrorMessage(r));
+    PQclear(r);
+    st.round_trips += 3;
+    return ok ? A2AD_OK : A2AD_ERR_IO;
+}
+
+static void free_conninfo(void) {
+    for (size_t i = 0; i < sizeof st.vals / sizeof st.vals[0]; i++) {
+        if (st.vals[i]) memset(st.vals[i], 0, strlen(st.vals[i]));
+        free(st.vals[i]);
+        st.vals[i] = NULL;
+    }
+    free(st.path);
+    st.path = NULL;
+    free(st.node);
+    st.node = NULL;
+}
+
+static a2ad_status open_fail(a2ad_status rc) {
+    if (st.conn) PQfinish(st.conn);
+    st.conn = NULL;
+    free_conninfo();
+    return rc;
+}
+
+a2ad_status store_pg_open(const struct config *cfg) {
+    if (st.open) return A2AD_ERR_STATE;
+    st.write_queue = cfg->write_queue;
+    st.retention_s = cfg->retention_s;
+    st.lease_ms = (cfg->lease_s ? cfg->lease_s : 30) * 1000u;
+    char name[256] = "a2ad";
+    if (cfg->node_name && *cfg->node_name)
+        snprintf(name, sizeof name, "%s", cfg->node_name);
+    else if (gethostname(name, sizeof name) != 0 || !*name)
+        snprintf(name, sizeof name, "a2ad");
+    name[sizeof name - 1] = '\0';
+    if (!(st.node = strdup(name))) return open_fail(A2AD_ERR_NOMEM);
+    /* The dsn (a "key=value" string or a postgresql:// URI) is expanded
+     * in place of dbname; password_file's password comes after it and so
+     * wins. A password may also come from PGPASSWORD or ~/.pgpass (libpq). */
+    st.keys[0] = "dbname";
+    st.vals[0] = strdup(cfg->pg_dsn ? cfg->pg_dsn : "");
+    if (!st.vals[0]) return open_fail(A2AD_ERR_NOMEM);
+    if (cfg->pg_password_file && *cfg->pg_password_file) {
+        st.keys[1] = "password";
+        if (!(st.vals[1] = read_password(cfg->pg_password_file))) return open_fail(A2AD_ERR_IO);
+    }
+    st.path = strdup("PostgreSQL");
+    char why[200];
+    st.conn = connect_db(why, sizeof why);
+    if (!st.conn) {
+        log_error("store: cannot connect to PostgreSQL ([tasks] dsn): %s", why);
+        return open_fail(A2AD_ERR_IO);
+    }
+    char path[300];
+    const char *host = PQhost(st.conn);
+    snprintf(path, sizeof path, "PostgreSQL %s%s%s/%s", host && *host ? host : "localhost",
+             host && *host == '/' ? " port " : ":", PQport(st.conn), PQdb(st.conn));
+    free(st.path);
+    if (!(st.path = strdup(path))) return open_fail(A2AD_ERR_NOMEM);
+    if (PQserverVersion(st.conn) < 100000) {
+        log_error("store: %s is version %d; a2ad needs PostgreSQL 10 or later", st.path,
+                  PQserverVersion(st.conn));
+        return open_fail(A2AD_ERR_STATE);
+    }
+    a2ad_status rc = schema_setup(st.conn);
+    if (rc != A2AD_OK) return open_fail(rc);
+    if (register_node(why, sizeof why) != A2AD_OK) {
+        log_error("store: cannot register node %s in %s: %s", st.node, st.path, why);
+        return open_fail(A2AD_ERR_IO);
+    }
+    /* Nothing is in memory yet: every undelivered row of this node comes
+     * back through parking, in bounded batches (store_pg_recover counts them). */
+    const char *nv[1] = {st.node};
+    PGresult *pr = PQexecParams(st.conn, "UPDATE a2ad_outbox SET parked = 1 WHERE parked = 0 AND node = $1",
+                                1, NULL, nv, NULL, NULL, 0);
+    if (PQresultStatus(pr) != PGRES_COMMAND_OK) {
+        one_line(why, sizeof why, PQresultErrorMessage(pr));
+        log_warn("store: cannot mark the outbox of %s for delivery: %s", st.path, why);
+    }
+    PQclear(pr);
+    if (!prepare_all(st.conn, why, sizeof why)) {
+        log_error("store: cannot prepare statements on %s: %s", st.path, why);
+        return open_fail(A2AD_ERR_IO);
+    }
+    st.unpark_after = 0;
+    atomic_store(&st.unpark_on, false);
+    atomic_store(&st.down, false);
+
+    tasks_register_ext(TASK_EXT_STORE, &slot_ops);
+    tasks_set_store_hooks(store_observe, store_wait_created);
+    tasks_set_store_notify(store_on_durable, store_forget_durable);
+    tasks_set_store_discard(store_discard);
+    webhooks_set_outbox(&outbox_ops);
+    q.stopping = false;
+    int err = pthread_create(&st.writer, NULL, writer_thread, NULL);
+    if (err != 0) {
+        log_error("store: cannot start the writer thread: %s", strerror(err));
+        tasks_set_store_hooks(NULL, NULL);
+        tasks_set_store_notify(NULL, NULL);
+        tasks_set_store_discard(NULL);
+        webhooks_set_outbox(NULL);
+        return open_fail(A2AD_ERR_IO);
+    }
+    st.open = true;
+    log_info("store: %s (server %d, schema version %d, write queue %u), node %s, lease %u s",
+             st.path, PQserverVersion(st.conn), STORE_PG_SCHEMA, st.write_queue, st.node,
+             st.lease_ms / 1000);
+    return A2AD_OK;
+}
+
+/* Undelivered webhook rows (see store.c's recover_outbox). */
+static size_t recover_outbox(PGconn *c) {
+    const char *v[1] = {st.node};
+    PGresult *r = PQexecParams(c, "SELECT order_key, count(*) FROM a2ad_outbox WHERE parked = 1"
+                                  " AND node = $1 GROUP BY order_key",
+                               1, NULL, v, NULL, NULL, 0);
+    size_t n = 0;
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        char why[200];
+        one_line(why, sizeof why, PQresultErrorMessage(r));
+        log_error("store: cannot read the outbox of %s: %s; its events are sent, but may "
+                  "overtake each other", st.path, why);
+    } else {
+        for (int i = 0; i < PQntuples(r); i++) {
+            size_t count = strtoull(PQgetvalue(r, i, 1), NULL, 10);
+            webhooks_park_existing(PQgetvalue(r, i, 0), count);
+            n += count;
+        }
+    }
+    PQclear(r);
+    atomic_store(&st.unpark_on, true);
+    outbox_room();
+    return n;
+}
+
+/* One row of the tasks query back in memory. */
+static void recover_row(const PGresult *r, int row, int64_t now, struct recovery_counts *c,
+                        size_t *bad, const char *lost) {
+    const char *id = PQgetvalue(r, row, 0);
+    const char *agent_name = PQgetvalue(r, row, 1);
+    enum task_state state;
+    if (!parse_state(PQgetvalue(r, row, 2), &state)) {
+        log_warn("store: task %s has an unknown state; left out", id);
+        (*bad)++;
+        return;
+    }
+    char *doc = column_bytes(r, row, 5, NULL);
+    char *ext_text = column_bytes(r, row, 6, NULL);
+    struct task_restore tr = {
+        .doc = doc ? cJSON_Parse(doc) : NULL,
+        .agent = plugins_find(agent_name),
+        .state = state == TASK_WORKING ? TASK_SUBMITTED : state,
+        .seq = strtoull(PQgetvalue(r, row, 3), NULL, 10),
+    };
+    free(doc);
+    if (task_state_terminal(state)) {
+        int64_t ended = strtoll(PQgetvalue(r, row, 4), NULL, 10);
+        tr.ended_ago_ms = now > ended ? (uint64_t)(now - ended) : 0;
+    }
+    if (!tr.agent && state == TASK_WORKING) tr.state = TASK_WORKING;
+    cJSON *ext = ext_text ? cJSON_Parse(ext_text) : NULL;
+    free(ext_text);
+    for (int i = 0; i < TASK_EXT_MAX; i++) {
+        const struct task_ext_ops *ops = tasks_ext_ops((enum task_ext_slot)i);
+        const cJSON *saved =
+            ops && ops->name && ops->load ? cJSON_GetObjectItemCaseSensitive(ext, ops->name) : NULL;
+        if (saved) tr.ext[i] = ops->load(saved);
+    }
+    cJSON_Delete(ext);
+    struct store_slot *slot = calloc(1, sizeof *slot);
+    if (slot && !tr.agent) slot->agent_name = strdup(agent_name);
+    if (tr.ext[TASK_EXT_STORE]) slot_free(tr.ext[TASK_EXT_STORE]);
+    tr.ext[TASK_EXT_STORE] = slot;
+    struct task *t = NULL;
+    a2ad_status rc = tr.doc ? tasks_restore(&tr, &t) : A2AD_ERR_PARSE;
+    if (!tr.doc)
+        for (int i = 0; i < TASK_EXT_MAX; i++) {
+            const struct task_ext_ops *ops = tasks_ext_ops((enum task_ext_slot)i);
+            if (tr.ext[i] && ops && ops->free) ops->free(tr.ext[i]);
+        }
+    if (rc != A2AD_OK) {
+        log_warn("store: task %s cannot be restored: %s", id, a2ad_status_name(rc));
+        (*bad)++;
+        return;
+    }
+    if (lost) { /* taken over: this node holds it now */
+        task_lock(t);
+        task_annotate_locked(t, "node", cJSON_CreateString(st.node));
+        task_unlock(t);
+    }
+    if (task_state_terminal(state)) {
+        c->finished++;
+        if (lost) persist(t);
+    } else {
+        recover_unfinished(t, state, agent_name, c, lost);
+    }
+    task_release(t);
+}
+
+a2ad_status store_pg_recover(void) {
+    if (!st.open) return A2AD_ERR_STATE;
+    /* A connection of our own: the writer's belongs to its thread. */
+    char why[200];
+    PGconn *c = connect_db(why, sizeof why);
+    if (!c) {
+        log_error("store: cannot read %s: %s", st.path, why);
+        return A2AD_ERR_IO;
+    }
+    size_t webhooks = recover_outbox(c);
+    int64_t now = (int64_t)util_wall_ms();
+    char cutoff[24];
+    snprintf(cutoff, sizeof cutoff, "%lld", (long long)(now - (int64_t)st.retention_s * 1000));
+    const char *v[2] = {cutoff, st.node};
+    /* Unfinished first in creation order, then finished ones oldest first
+     * (the order the expiry list wants); one row at a time in memory. */
+    if (PQsendQueryParams(c,
+                          "SELECT id, agent, state, seq, ended_ms, doc, ext FROM a2ad_tasks"
+                          " WHERE node = $2 AND (ended_ms IS NULL OR ended_ms >= $1)"
+                          " ORDER BY ended_ms IS NOT NULL, ended_ms, n",
+                          2, NULL, v, NULL, NULL, 0) != 1 ||
+        PQsetSingleRowMode(c) != 1) {
+        one_line(why, sizeof why, PQerrorMessage(c));
+        log_error("store: cannot read the tasks of %s: %s", st.path, why);
+        PQfinish(c);
+        return A2AD_ERR_IO;
+    }
+    struct recovery_counts counts = {0};
+    size_t bad = 0;
+    bool failed = false;
+    PGresult *r;
+    while ((r = PQgetResult(c))) {
+        ExecStatusType s = PQresultStatus(r);
+        if (s == PGRES_SINGLE_TUPLE) {
+            recover_row(r, 0, now, &counts, &bad, NULL);
+        } else if (s != PGRES_TUPLES_OK) {
+            one_line(why, sizeof why, PQresultErrorMessage(r));
+            failed = true;
+        }
+        PQclear(r);
+    }
+    PQfinish(c);
+    if (failed) {
+        log_error("store: cannot read the tasks of %s: %s", st.path, why);
+        return A2AD_ERR_IO;
+    }
+    log_info("store: recovered %zu finished tasks, %zu queued again, %zu re-run (rerun_safe), "
+             "%zu interrupted, %zu of unloaded agents failed, %zu rejected on re-validation, "
+             "%zu unreadable; %zu webhooks to deliver",
+             counts.finished, counts.requeued, counts.rerun, counts.interrupted, counts.orphaned,
+             counts.rejected, bad, webhooks);
+    return A2AD_OK;
+}
+
+void store_pg_close(void) {
+    if (!st.open) return;
+    pthread_mutex_lock(&q.lock);
+    q.stopping = true;
+    pthread_cond_signal(&q.wake);
+    pthread_mutex_unlock(&q.lock);
+    pthread_join(st.writer, NULL);
+    /* What could not be written (PostgreSQL unreachable until the end). */
+    size_t lost = 0;
+    for (const struct op *o = q.head; o; o = o->next) lost++;
+    if (lost)
+        log_error("store: %zu changes not written: %s stayed unreachable until the stop", lost,
+                  st.path);
+    op_list_free(q.head);
+    q.head = q.tail = NULL;
+    q.len = 0;
+    log_info("store: %s: %llu tasks created in %llu transactions, %llu statements, "
+             "%llu round trips",
+             st.path, (unsigned long long)st.created, (unsigned long long)st.transactions,
+             (unsigned long long)st.statements, (unsigned long long)st.round_trips);
+    if (st.conn) PQfinish(st.conn);
+    st.conn = NULL;
+    webhooks_set_outbox(NULL);
+    free_conninfo();
+    st.open = false;
+    st.round_trips = st.transactions = st.statements = st.created = 0;
+}

@@ -1,0 +1,736 @@
+/* The PostgreSQL store against a real server that the suite starts itself
+ * (tests/support/pg.c), and the schema-version refusal of both stores.
+ * The same promises as the SQLite store's (test_durable.c): every job that
+ * got an ack ends, once, its webhooks all arrive in order with their stable
+ * event ids, across kill -9; a database that goes away refuses new jobs
+ * with a clear 503 and loses nothing acknowledged.
+ *
+ * Without PostgreSQL installed the PostgreSQL tests are skipped with a
+ * loud message, except under CI=true, where they fail. */
+#include <check.h>
+#include <cJSON.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "support/daemon.h"
+#include "support/json.h"
+#include "support/pg.h"
+#include "support/receiver.h"
+
+static struct pg_server srv;
+static bool pg_ok;
+static char pg_why[300];
+static char secret_file[280];
+
+static bool in_ci(void) {
+    const char *ci = getenv("CI");
+    return ci && !strcmp(ci, "true");
+}
+
+static void suite_setup(void) {
+    if (!pg_find(&srv, pg_why, sizeof pg_why)) {
+        fprintf(stderr, "\n*** test_pg: PostgreSQL tests SKIPPED: %s ***\n\n", pg_why);
+        return;
+    }
+    if (!pg_server_start(&srv)) {
+        snprintf(pg_why, sizeof pg_why, "the test server did not start (see %s/log)", srv.dir);
+        fprintf(stderr, "\n*** test_pg: %s ***\n\n", pg_why);
+        return;
+    }
+    /* The daemon's password, in a file only its owner reads. */
+    snprintf(secret_file, sizeof secret_file, "%s/a2ad-password", srv.dir);
+    FILE *f = fopen(secret_file, "w");
+    if (f) {
+        fprintf(f, "%s\n", PG_TEST_PASSWORD);
+        fclose(f);
+        chmod(secret_file, 0600);
+        pg_ok = true;
+    }
+}
+
+static void suite_teardown(void) { pg_server_destroy(&srv); }
+
+/* At the top of every PostgreSQL test. */
+#define REQUIRE_PG()                                                                     \
+    do {                                                                                 \
+        if (!pg_ok) {                                                                    \
+            ck_assert_msg(!in_ci(), "CI=true and PostgreSQL is unusable: %s", pg_why);   \
+            fprintf(stderr, "*** %s SKIPPED: %s ***\n", __func__, pg_why);               \
+            return;                                                                      \
+        }                                                                                \
+    } while (0)
+
+/* A fresh database for one test, and the [tasks] lines that use it. */
+static void new_db(const char *name, char *tasks, size_t n) {
+    char sql[200];
+    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s; CREATE DATABASE %s;", name, name);
+    char *out = pg_sql(&srv, "postgres", sql);
+    ck_assert_msg(out != NULL, "cannot create database %s", name);
+    free(out);
+    char dsn[200];
+    pg_dsn(&srv, name, dsn, sizeof dsn);
+    ck_assert_int_lt(snprintf(tasks, n, "dsn = %s\npassword_file = %s", dsn, secret_file), (int)n);
+}
+
+/* One value from SQL in a test's database (malloc'd, trailing newline cut). */
+static char *sql1(const char *db, const char *sql) {
+    char *out = pg_sql(&srv, db, sql);
+    ck_assert_msg(out != NULL, "SQL failed: %s", sql);
+    out[strcspn(out, "\n")] = '\0';
+    return out;
+}
+
+/* ---- the daemon, jobs, webhooks (as test_durable.c) ---- */
+
+static struct daemon_proc d1, d2;
+static struct receiver *rcv;
+
+static void setup(void) {
+    memset(&d1, 0, sizeof d1);
+    memset(&d2, 0, sizeof d2);
+    rcv = NULL;
+}
+
+static void teardown(void) {
+    daemon_cleanup(&d2);
+    daemon_cleanup(&d1);
+    receiver_stop(rcv);
+}
+
+static void start_or_fail(struct daemon_proc *d, const struct daemon_opts *o) {
+    if (!daemon_start(d, o)) {
+        char *log = daemon_log(d);
+        ck_abort_msg("daemon did not start; log:\n%s", log);
+    }
+}
+
+static const char *send_body(char *body, size_t n, const char *text, unsigned hook_port) {
+    snprintf(body, n,
+             "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"message/send\",\"params\":{"
+             "\"message\":{\"kind\":\"message\",\"messageId\":\"m\",\"role\":\"user\","
+             "\"parts\":[{\"kind\":\"text\",\"text\":\"%s\"}]},"
+             "\"configuration\":{\"blocking\":false,\"pushNotificationConfig\":"
+             "{\"url\":\"http://127.0.0.1:%u/hook\"}}}}",
+             text, hook_port);
+    return body;
+}
+
+/* message/send without blocking, webhook to hook_port: the task id when
+ * acknowledged (malloc'd), else NULL. */
+static char *submit(unsigned port, const char *agent, const char *text, unsigned hook_port) {
+    char body[1024], path[64];
+    snprintf(path, sizeof path, "/agents/%s", agent);
+    long st = 0;
+    cJSON *o = rpc_call(port, path, send_body(body, sizeof body, text, hook_port), &st);
+    char *id = NULL;
+    if (st == 200 && cJSON_IsString(json_at(o, "result.id"))) id = strdup(json_str(o, "result.id"));
+    cJSON_Delete(o);
+    return id;
+}
+
+static cJSON *call(unsigned port, const char *agent, const char *method, const char *params) {
+    char body[600], path[64];
+    snprintf(path, sizeof path, "/agents/%s", agent);
+    snprintf(body, sizeof body, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"%s\",\"params\":%s}",
+             method, params);
+    return rpc_call(port, path, body, NULL);
+}
+
+static cJSON *get_task(unsigned port, const char *agent, const char *id) {
+    char params[120];
+    snprintf(params, sizeof params, "{\"id\":\"%s\"}", id);
+    return call(port, agent, "tasks/get", params);
+}
+
+struct tracked {
+    char id[40];
+    uint64_t seen;
+    unsigned max_seq, terminal_seq, terminals, out_of_order;
+    char terminal[16];
+};
+
+struct tracker {
+    struct tracked *t;
+    size_t n, scanned;
+};
+
+static void track(struct tracker *tr, const char *id) {
+    tr->t = realloc(tr->t, (tr->n + 1) * sizeof *tr->t);
+    memset(&tr->t[tr->n], 0, sizeof tr->t[0]);
+    snprintf(tr->t[tr->n].id, sizeof tr->t[0].id, "%s", id);
+    tr->n++;
+}
+
+static bool terminal_state(const char *s) {
+    return !strcmp(s, "completed") || !strcmp(s, "failed") || !strcmp(s, "canceled") ||
+           !strcmp(s, "rejected");
+}
+
+/* Event ids are TASKID.SEQ.N: stable across restarts, so a repeat is
+ * recognised and the order per task checked. */
+static void tracker_scan(struct tracker *tr, struct receiver *r) {
+    for (;;) {
+        const struct received *rec = receiver_get(r, tr->scanned);
+        if (!rec) break;
+        tr->scanned++;
+        char *eid = received_header(rec, "X-A2A-Event-Id");
+        ck_assert_msg(eid != NULL, "a webhook without X-A2A-Event-Id");
+        char *dot = strchr(eid, '.');
+        ck_assert_ptr_nonnull(dot);
+        *dot = '\0';
+        unsigned seq = (unsigned)strtoul(dot + 1, NULL, 10);
+        struct tracked *t = NULL;
+        for (size_t i = 0; i < tr->n && !t; i++)
+            if (!strcmp(tr->t[i].id, eid)) t = &tr->t[i];
+        free(eid);
+        if (!t || seq >= 64) continue;
+        if (t->seen & (UINT64_C(1) << seq)) continue; /* a repeat: allowed */
+        if (seq < t->max_seq) t->out_of_order++;
+        if (seq > t->max_seq) t->max_seq = seq;
+        t->seen |= UINT64_C(1) << seq;
+        cJSON *o = cJSON_Parse(rec->body);
+        const char *state = json_str(o, "status.state");
+        if (terminal_state(state)) {
+            t->terminals++;
+            t->terminal_seq = seq;
+            snprintf(t->terminal, sizeof t->terminal, "%s", state);
+        }
+        cJSON_Delete(o);
+    }
+}
+
+static size_t tracker_ended(const struct tracker *tr) {
+    size_t n = 0;
+    for (size_t i = 0; i < tr->n; i++) n += tr->t[i].terminal_seq != 0;
+    return n;
+}
+
+static bool tracker_wait_all(struct tracker *tr, struct receiver *r, unsigned timeout_ms) {
+    for (unsigned waited = 0;; waited += 100) {
+        tracker_scan(tr, r);
+        if (tracker_ended(tr) == tr->n) return true;
+        if (waited >= timeout_ms) return false;
+        test_nap_ms(100);
+    }
+}
+
+static void tracker_assert_complete(const struct tracker *tr) {
+    for (size_t i = 0; i < tr->n; i++) {
+        const struct tracked *t = &tr->t[i];
+        ck_assert_msg(t->terminal_seq, "task %s: no terminal webhook", t->id);
+        ck_assert_msg(t->terminals == 1, "task %s: %u different terminal events", t->id,
+                      t->terminals);
+        ck_assert_msg(t->out_of_order == 0, "task %s: %u events out of order", t->id,
+                      t->out_of_order);
+        ck_assert_msg(t->max_seq == t->terminal_seq, "task %s: events after the terminal one",
+                      t->id);
+        uint64_t want = ((UINT64_C(1) << (t->terminal_seq + 1)) - 1) & ~UINT64_C(3);
+        ck_assert_msg(t->seen == want, "task %s: events missing (seen %llx, want %llx)", t->id,
+                      (unsigned long long)t->seen, (unsigned long long)want);
+    }
+}
+
+/* ---- tests ---- */
+
+/* kill -9 in the middle of a few hundred jobs, restart on the same
+ * database: every acknowledged job ends, exactly one outcome each, every
+ * event arrives in order; the clean stop reports the round trips. */
+START_TEST(pg_kill9_mid_run_loses_no_acknowledged_job) {
+    REQUIRE_PG();
+    char tasks[1000];
+    new_db("kill9", tasks, sizeof tasks);
+    rcv = receiver_start();
+    ck_assert_ptr_nonnull(rcv);
+    struct daemon_opts o = {.plugins = "echo,processor", .store = "postgresql",
+                            .tasks_extra = tasks, .extra = "[agent.processor]\nstep_ms = 2\n"};
+    start_or_fail(&d1, &o);
+    struct tracker tr = {0};
+    enum { JOBS = 200 };
+    for (int i = 0; i < JOBS; i++) {
+        char text[32];
+        snprintf(text, sizeof text, "job %d", i);
+        char *id = submit(d1.port, i % 5 == 0 ? "processor" : "echo", text, receiver_port(rcv));
+        ck_assert_msg(id != NULL, "job %d not acknowledged", i);
+        track(&tr, id);
+        free(id);
+    }
+    receiver_wait(rcv, 30, 10000);
+    daemon_kill9(&d1);
+    tracker_scan(&tr, rcv);
+    size_t ended_before = tracker_ended(&tr);
+    /* Every acknowledged job has its row. */
+    char *rows = sql1("kill9", "SELECT count(*) FROM a2ad_tasks");
+    ck_assert_int_eq(atoi(rows), JOBS);
+    free(rows);
+
+    start_or_fail(&d2, &o);
+    ck_assert_msg(tracker_wait_all(&tr, rcv, 90000), "only %zu of %d jobs ended",
+                  tracker_ended(&tr), JOBS);
+    tracker_assert_complete(&tr);
+    ck_assert_uint_lt(ended_before, JOBS); /* the kill did land mid-run */
+    /* tasks/get after the restart: the stored outcome. */
+    cJSON *t = get_task(d2.port, "echo", tr.t[1].id);
+    ck_assert_str_eq(json_str(t, "result.status.state"), "completed");
+    cJSON_Delete(t);
+    ck_assert_int_eq(daemon_stop(&d2, 15000), 0);
+    char *log = daemon_log(&d2);
+    ck_assert_ptr_nonnull(strstr(log, "store: recovered"));
+    ck_assert_ptr_nonnull(strstr(log, "round trips"));
+    free(log);
+    /* Delivered events leave the outbox. */
+    char *left = sql1("kill9", "SELECT count(*) FROM a2ad_outbox");
+    ck_assert_int_eq(atoi(left), 0);
+    free(left);
+    free(tr.t);
+}
+END_TEST
+
+/* A running job at a crash: failed ("interrupted: a2ad restarted") unless
+ * rerun_safe (run again, attempt 2); its push config survives, and its
+ * terminal webhook arrives. */
+START_TEST(pg_running_jobs_fail_or_run_again_and_push_configs_survive) {
+    REQUIRE_PG();
+    char tasks[1000];
+    new_db("rerun", tasks, sizeof tasks);
+    rcv = receiver_start();
+    ck_assert_ptr_nonnull(rcv);
+    struct daemon_opts o = {.plugins = "processor,rerun", .store = "postgresql",
+                            .tasks_extra = tasks, .extra = "[agent.processor]\nstep_ms = 300\n"};
+    start_or_fail(&d1, &o);
+    char *p = submit(d1.port, "processor", "long", receiver_port(rcv));
+    char *r = submit(d1.port, "rerun", "again", receiver_port(rcv));
+    ck_assert_ptr_nonnull(p);
+    ck_assert_ptr_nonnull(r);
+    struct tracker tr = {0};
+    track(&tr, p);
+    track(&tr, r);
+    for (int i = 0; i < 500 && (tr.t[0].max_seq < 3 || tr.t[1].max_seq < 3); i++) {
+        test_nap_ms(20);
+        tracker_scan(&tr, rcv);
+    }
+    ck_assert(tr.t[0].max_seq >= 3 && tr.t[1].max_seq >= 3);
+    ck_assert_uint_eq(tracker_ended(&tr), 0);
+    daemon_kill9(&d1);
+
+    start_or_fail(&d2, &o);
+    ck_assert_msg(tracker_wait_all(&tr, rcv, 30000), "terminal webhooks missing");
+    tracker_assert_complete(&tr);
+    ck_assert_str_eq(tr.t[0].terminal, "failed");
+    ck_assert_str_eq(tr.t[1].terminal, "completed");
+    cJSON *t = get_task(d2.port, "processor", p);
+    ck_assert_str_eq(json_str(t, "result.status.state"), "failed");
+    ck_assert_str_eq(json_str(t, "result.status.message.parts.0.text"),
+                     "interrupted: a2ad restarted");
+    cJSON_Delete(t);
+    t = get_task(d2.port, "rerun", r);
+    ck_assert_str_eq(json_str(t, "result.status.state"), "completed");
+    ck_assert_str_eq(json_str(t, "result.status.message.parts.0.text"), "done: again");
+    const cJSON *attempt = json_at(t, "result.metadata.a2ad.attempt");
+    ck_assert(cJSON_IsNumber(attempt));
+    ck_assert_int_eq((int)attempt->valuedouble, 2);
+    cJSON_Delete(t);
+    char params[120], url[80];
+    snprintf(params, sizeof params, "{\"id\":\"%s\"}", p);
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/hook", receiver_port(rcv));
+    t = call(d2.port, "processor", "tasks/pushNotificationConfig/list", params);
+    char *text = cJSON_PrintUnformatted(t);
+    ck_assert_msg(strstr(text, url) != NULL, "push config lost after the restart: %s", text);
+    free(text);
+    cJSON_Delete(t);
+    free(p);
+    free(r);
+    free(tr.t);
+    ck_assert_int_eq(daemon_stop(&d2, 15000), 0);
+}
+END_TEST
+
+/* PostgreSQL stopped under a2ad: new jobs get 503 with Retry-After and a
+ * message naming the cause; jobs already acknowledged finish and nothing
+ * of theirs is lost once it is back; then jobs are taken again. */
+START_TEST(pg_stopped_refuses_clearly_and_loses_nothing) {
+    REQUIRE_PG();
+    char tasks[1000];
+    new_db("outage", tasks, sizeof tasks);
+    rcv = receiver_start();
+    ck_assert_ptr_nonnull(rcv);
+    struct daemon_opts o = {.plugins = "processor", .store = "postgresql", .tasks_extra = tasks,
+                            .threads = 4, .extra = "[agent.processor]\nstep_ms = 100\n"};
+    start_or_fail(&d1, &o);
+    struct tracker tr = {0};
+    for (int i = 0; i < 12; i++) {
+        char *id = submit(d1.port, "processor", "x", receiver_port(rcv));
+        ck_assert_msg(id != NULL, "job %d not acknowledged", i);
+        track(&tr, id);
+        free(id);
+    }
+    ck_assert(pg_stop(&srv));
+    char body[1024];
+    send_body(body, sizeof body, "refused", receiver_port(rcv));
+    const char *hdrs[] = {"Content-Type: application/json", NULL};
+    struct http_resp h;
+    ck_assert(http_call_headers(d1.port, "POST", "/agents/processor", body, hdrs, &h));
+    ck_assert_int_eq(h.status, 503);
+    ck_assert_msg(strcasestr(h.headers, "Retry-After:") != NULL, "no Retry-After: %s", h.headers);
+    ck_assert_msg(strstr(h.body, "PostgreSQL") && strstr(h.body, "unreachable"),
+                  "the 503 does not name the cause: %s", h.body);
+    http_resp_free(&h);
+    /* Reads still work from memory meanwhile. */
+    cJSON *t = get_task(d1.port, "processor", tr.t[0].id);
+    ck_assert_ptr_nonnull(json_at(t, "result.status.state"));
+    cJSON_Delete(t);
+    test_nap_ms(1500); /* the running jobs go on writing events into memory */
+    ck_assert(pg_start(&srv));
+    char *id = NULL;
+    for (int i = 0; i < 200 && !id; i++) {
+        id = submit(d1.port, "processor", "after", receiver_port(rcv));
+        if (!id) test_nap_ms(100);
+    }
+    ck_assert_msg(id != NULL, "jobs still refused after PostgreSQL came back");
+    track(&tr, id);
+    free(id);
+    ck_assert_msg(tracker_wait_all(&tr, rcv, 60000), "only %zu of %zu jobs ended",
+                  tracker_ended(&tr), tr.n);
+    tracker_assert_complete(&tr);
+    /* Every acknowledged job is in the database, finished. */
+    char want[32];
+    snprintf(want, sizeof want, "%zu", tr.n);
+    char *n = NULL;
+    for (int i = 0; i < 100; i++) {
+        free(n);
+        n = sql1("outage", "SELECT count(*) FROM a2ad_tasks WHERE ended_ms IS NOT NULL");
+        if (!strcmp(n, want)) break;
+        test_nap_ms(50);
+    }
+    ck_assert_str_eq(n, want);
+    free(n);
+    ck_assert_int_eq(daemon_stop(&d1, 15000), 0);
+    char *log = daemon_log(&d1);
+    ck_assert_ptr_nonnull(strstr(log, "is reachable again"));
+    free(log);
+    free(tr.t);
+}
+END_TEST
+
+/* Two nodes on one database. A node's start does not touch the other's
+ * jobs; when alpha dies (kill -9) and its lease expires, beta takes its
+ * jobs over: the running one fails ("interrupted: node alpha lost"), the
+ * rerun_safe one runs again (attempt 2), the queued ones run on beta, and
+ * every webhook arrives in order with its stable event id. */
+START_TEST(pg_two_nodes_dead_node_jobs_taken_over) {
+    REQUIRE_PG();
+    char tasks[1000], ta[1200], tb[1200];
+    new_db("nodes", tasks, sizeof tasks);
+    /* Short, for the test; long enough that a busy machine (sanitizers)
+     * renews it in time. */
+    snprintf(ta, sizeof ta, "%s\nlease_s = 3", tasks);
+    snprintf(tb, sizeof tb, "%s\nlease_s = 3", tasks);
+    rcv = receiver_start();
+    ck_assert_ptr_nonnull(rcv);
+    struct daemon_opts a = {.plugins = "processor,rerun", .store = "postgresql",
+                            .tasks_extra = ta, .threads = 2, .server_extra = "node_name = alpha",
+                            .extra = "[agent.processor]\nstep_ms = 300\n"};
+    struct daemon_opts b = a;
+    b.tasks_extra = tb;
+    b.server_extra = "node_name = beta";
+    start_or_fail(&d1, &a);
+    char *p = submit(d1.port, "processor", "long", receiver_port(rcv));
+    char *r = submit(d1.port, "rerun", "again", receiver_port(rcv));
+    ck_assert_ptr_nonnull(p);
+    ck_assert_ptr_nonnull(r);
+    cJSON *t = get_task(d1.port, "processor", p);
+    ck_assert_str_eq(json_str(t, "result.metadata.a2ad.node"), "alpha");
+    cJSON_Delete(t);
+    struct tracker tr = {0};
+    track(&tr, p);
+    track(&tr, r);
+    /* Queued behind them on alpha (2 workers). */
+    for (int i = 0; i < 3; i++) {
+        char *q = submit(d1.port, "processor", "queued", receiver_port(rcv));
+        ck_assert_ptr_nonnull(q);
+        track(&tr, q);
+        free(q);
+    }
+    for (int i = 0; i < 500 && (tr.t[0].max_seq < 3 || tr.t[1].max_seq < 3); i++) {
+        test_nap_ms(20);
+        tracker_scan(&tr, rcv);
+    }
+    ck_assert(tr.t[0].max_seq >= 3 && tr.t[1].max_seq >= 3);
+    /* beta starts while alpha runs: it recovers nothing of alpha's. */
+    start_or_fail(&d2, &b);
+    char *log = daemon_log(&d2);
+    ck_assert_msg(strstr(log, "store: recovered 0 finished tasks, 0 queued again, 0 re-run"),
+                  "beta touched alpha's jobs at its start:\n%s", log);
+    free(log);
+    ck_assert_uint_eq(tracker_ended(&tr), 0);
+    daemon_kill9(&d1);
+
+    ck_assert_msg(tracker_wait_all(&tr, rcv, 60000), "only %zu of %zu jobs ended after the takeover",
+                  tracker_ended(&tr), tr.n);
+    tracker_assert_complete(&tr);
+    ck_assert_str_eq(tr.t[0].terminal, "failed");
+    ck_assert_str_eq(tr.t[1].terminal, "completed");
+    for (size_t i = 2; i < tr.n; i++) ck_assert_str_eq(tr.t[i].terminal, "completed");
+    t = get_task(d2.port, "processor", p);
+    ck_assert_str_eq(json_str(t, "result.status.state"), "failed");
+    ck_assert_str_eq(json_str(t, "result.status.message.parts.0.text"),
+                     "interrupted: node alpha lost");
+    ck_assert_str_eq(json_str(t, "result.metadata.a2ad.node"), "beta");
+    cJSON_Delete(t);
+    t = get_task(d2.port, "rerun", r);
+    ck_assert_str_eq(json_str(t, "result.status.state"), "completed");
+    const cJSON *attempt = json_at(t, "result.metadata.a2ad.attempt");
+    ck_assert(cJSON_IsNumber(attempt));
+    ck_assert_int_eq((int)attempt->valuedouble, 2);
+    cJSON_Delete(t);
+    char *owners = sql1("nodes", "SELECT string_agg(DISTINCT node, ',') FROM a2ad_tasks");
+    ck_assert_str_eq(owners, "beta");
+    free(owners);
+    char *nodes = sql1("nodes", "SELECT string_agg(name, ',') FROM a2ad_nodes");
+    ck_assert_str_eq(nodes, "beta");
+    free(nodes);
+    log = daemon_log(&d2);
+    if (!strstr(log, "node alpha lost (its lease expired): node beta took over "))
+        fprintf(stderr, "beta's log:\n%s\n", log);
+    ck_assert_msg(strstr(log, "node alpha lost (its lease expired): node beta took over "),
+                  "beta's log does not tell the takeover (above)");
+    free(log);
+    free(p);
+    free(r);
+    free(tr.t);
+    ck_assert_int_eq(daemon_stop(&d2, 15000), 0);
+}
+END_TEST
+
+/* A database of schema version 1 (before nodes) is upgraded at start and
+ * its tasks are the starting node's. */
+START_TEST(pg_version_1_database_is_upgraded) {
+    REQUIRE_PG();
+    char tasks[1000];
+    new_db("upgrade", tasks, sizeof tasks);
+    struct daemon_opts o = {.plugins = "echo", .store = "postgresql", .tasks_extra = tasks};
+    start_or_fail(&d1, &o);
+    long st = 0;
+    cJSON *r = rpc_call(d1.port, "/agents/echo",
+                        "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"message/send\",\"params\":{"
+                        "\"message\":{\"kind\":\"message\",\"messageId\":\"m\",\"role\":\"user\","
+                        "\"parts\":[{\"kind\":\"text\",\"text\":\"old\"}]}}}",
+                        &st);
+    ck_assert_int_eq(st, 200);
+    ck_assert_str_eq(json_str(r, "result.status.state"), "completed");
+    char *id = strdup(json_str(r, "result.id"));
+    cJSON_Delete(r);
+    ck_assert_int_eq(daemon_stop(&d1, 15000), 0);
+    /* Back to version 1's shape. */
+    free(sql1("upgrade", "ALTER TABLE a2ad_tasks DROP COLUMN node;"
+                         " ALTER TABLE a2ad_outbox DROP COLUMN node; DROP TABLE a2ad_nodes;"
+                         " UPDATE a2ad_schema_version SET version = 1;"));
+    o.server_extra = "node_name = upgraded";
+    start_or_fail(&d2, &o);
+    char *log = daemon_log(&d2);
+    ck_assert_msg(strstr(log, "schema version 2 (upgraded)"), "log:\n%s", log);
+    free(log);
+    cJSON *t = get_task(d2.port, "echo", id);
+    ck_assert_str_eq(json_str(t, "result.status.state"), "completed");
+    cJSON_Delete(t);
+    char *v = sql1("upgrade", "SELECT version FROM a2ad_schema_version");
+    ck_assert_str_eq(v, "2");
+    free(v);
+    char *owner = sql1("upgrade", "SELECT node FROM a2ad_tasks");
+    ck_assert_str_eq(owner, "upgraded");
+    free(owner);
+    ck_assert_int_eq(daemon_stop(&d2, 15000), 0);
+    free(id);
+}
+END_TEST
+
+/* Retention: finished tasks leave the database retention_s after they
+ * ended, delivered webhooks right away; unfinished ones stay. */
+START_TEST(pg_retention_deletes_finished_tasks) {
+    REQUIRE_PG();
+    char tasks[1000], t2[1100];
+    new_db("retention", tasks, sizeof tasks);
+    snprintf(t2, sizeof t2, "%s\nretention_s = 1", tasks);
+    rcv = receiver_start();
+    ck_assert_ptr_nonnull(rcv);
+    struct daemon_opts o = {.plugins = "echo,processor", .store = "postgresql", .tasks_extra = t2,
+                            .extra = "[agent.processor]\nstep_ms = 3000\n"};
+    start_or_fail(&d1, &o);
+    struct tracker tr = {0};
+    for (int i = 0; i < 5; i++) {
+        char *id = submit(d1.port, "echo", "x", receiver_port(rcv));
+        ck_assert_ptr_nonnull(id);
+        track(&tr, id);
+        free(id);
+    }
+    char *slow = submit(d1.port, "processor", "slow", receiver_port(rcv));
+    ck_assert_ptr_nonnull(slow);
+    ck_assert(tracker_wait_all(&tr, rcv, 20000));
+    char *n = NULL;
+    for (int i = 0; i < 100; i++) {
+        free(n);
+        n = sql1("retention", "SELECT count(*) FROM a2ad_tasks");
+        if (!strcmp(n, "1")) break;
+        test_nap_ms(50);
+    }
+    ck_assert_str_eq(n, "1"); /* the running one only */
+    free(n);
+    char *left = sql1("retention", "SELECT id FROM a2ad_tasks");
+    ck_assert_str_eq(left, slow);
+    free(left);
+    /* The finished jobs' webhooks were all delivered: their rows are gone. */
+    char sql[200];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM a2ad_outbox WHERE task_id IS DISTINCT FROM '%s'",
+             slow);
+    left = NULL;
+    for (int i = 0; i < 100; i++) {
+        free(left);
+        left = sql1("retention", sql);
+        if (!strcmp(left, "0")) break;
+        test_nap_ms(50);
+    }
+    ck_assert_str_eq(left, "0");
+    free(left);
+    free(slow);
+    free(tr.t);
+    ck_assert_int_eq(daemon_stop(&d1, 15000), 0);
+}
+END_TEST
+
+/* A database whose schema a newer a2ad wrote is refused, and left alone. */
+START_TEST(pg_newer_schema_is_refused) {
+    REQUIRE_PG();
+    char tasks[1000];
+    new_db("newer", tasks, sizeof tasks);
+    free(sql1("newer", "CREATE TABLE a2ad_schema_version (version integer NOT NULL,"
+                       " updated_at timestamptz NOT NULL DEFAULT now());"
+                       " INSERT INTO a2ad_schema_version (version) VALUES (99);"));
+    struct daemon_opts o = {.plugins = "echo", .store = "postgresql", .tasks_extra = tasks};
+    ck_assert(!daemon_start(&d1, &o));
+    char *log = daemon_log(&d1);
+    ck_assert_msg(strstr(log, "schema version 99, written by a newer a2ad"), "log:\n%s", log);
+    free(log);
+    char *tables = sql1("newer", "SELECT count(*) FROM pg_tables WHERE tablename = 'a2ad_tasks'");
+    ck_assert_str_eq(tables, "0");
+    free(tables);
+}
+END_TEST
+
+/* The password works from password_file and from the dsn, and is never
+ * shown: not by a2ad -t -v, not in the log. A wrong one stops start-up
+ * with libpq's reason. */
+START_TEST(pg_password_is_used_and_never_shown) {
+    REQUIRE_PG();
+    char tasks[1000];
+    new_db("secret", tasks, sizeof tasks);
+    char uri[400];
+    snprintf(uri, sizeof uri, "dsn = postgresql://a2ad:%s@127.0.0.1:%u/secret?connect_timeout=3",
+             PG_TEST_PASSWORD, srv.port);
+    struct daemon_opts o = {.plugins = "echo", .store = "postgresql", .tasks_extra = uri};
+    start_or_fail(&d1, &o);
+    ck_assert_int_eq(daemon_run_args(&d1, "-tv", 10000), 0);
+    ck_assert_int_eq(daemon_stop(&d1, 15000), 0);
+    char *log = daemon_log(&d1);
+    ck_assert_msg(strstr(log, PG_TEST_PASSWORD) == NULL, "the password is shown:\n%s", log);
+    ck_assert_msg(strstr(log, "dsn = postgresql://a2ad:***@127.0.0.1:"), "log:\n%s", log);
+    free(log);
+
+    /* password_file (the other tests use it too) */
+    o.tasks_extra = tasks;
+    start_or_fail(&d2, &o);
+    ck_assert_int_eq(daemon_run_args(&d2, "-tv", 10000), 0);
+    ck_assert_int_eq(daemon_stop(&d2, 15000), 0);
+    log = daemon_log(&d2);
+    ck_assert_msg(strstr(log, PG_TEST_PASSWORD) == NULL, "the password is shown:\n%s", log);
+    free(log);
+    daemon_cleanup(&d2);
+    memset(&d2, 0, sizeof d2);
+
+    snprintf(uri, sizeof uri, "dsn = host=127.0.0.1 port=%u dbname=secret user=a2ad "
+             "password=wrong-password-123", srv.port);
+    o.tasks_extra = uri;
+    ck_assert(!daemon_start(&d2, &o));
+    log = daemon_log(&d2);
+    ck_assert_msg(strstr(log, "cannot connect to PostgreSQL") &&
+                      strstr(log, "password authentication failed"),
+                  "log:\n%s", log);
+    ck_assert(strstr(log, "wrong-password-123") == NULL);
+    free(log);
+}
+END_TEST
+
+/* The dsn as a2ad -t -v shows it: every form of password hidden, the rest
+ * kept so the operator sees where it points. */
+START_TEST(dsn_password_is_masked_in_every_form) {
+    static const char *const cases[][2] = {
+        {"host=db port=5432 password=s3cret user=a", "host=db port=5432 password=*** user=a"},
+        {"password = 's3 cr\\'et' host=db", "password=*** host=db"},
+        {"postgresql://a2ad:s3cret@db:5432/a2ad", "postgresql://a2ad:***@db:5432/a2ad"},
+        {"postgres://a2ad@db/a2ad?password=s3cret&sslmode=require",
+         "postgres://a2ad@db/a2ad?password=***&sslmode=require"},
+        {"postgresql://db/a2ad?user=a&password=s3cret", "postgresql://db/a2ad?user=a&password=***"},
+        {"host=db dbname=a2ad", "host=db dbname=a2ad"},
+        {"postgresql://db:5432/x@y", "postgresql://db:5432/x@y"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char out[256];
+        ck_assert_str_eq(config_dsn_masked(cases[i][0], out, sizeof out), cases[i][1]);
+        ck_assert_ptr_null(strstr(out, "s3"));
+    }
+}
+END_TEST
+
+/* The SQLite store: a file a newer a2ad wrote is refused and left alone. */
+START_TEST(sqlite_newer_schema_is_refused) {
+    struct daemon_opts o = {.plugins = "echo"};
+    start_or_fail(&d1, &o);
+    ck_assert_int_eq(daemon_stop(&d1, 15000), 0);
+    char path[400];
+    snprintf(path, sizeof path, "%s/a2ad.db", d1.dir);
+    sqlite3 *db = NULL;
+    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_stmt *s = NULL;
+    ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT version FROM schema_version", -1, &s, NULL),
+                     SQLITE_OK);
+    ck_assert_int_eq(sqlite3_step(s), SQLITE_ROW);
+    ck_assert_int_eq(sqlite3_column_int(s, 0), 3);
+    sqlite3_finalize(s);
+    ck_assert_int_eq(sqlite3_exec(db, "UPDATE schema_version SET version = 42", NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    o.db_path = path;
+    ck_assert(!daemon_start(&d2, &o));
+    char *log = daemon_log(&d2);
+    ck_assert_msg(strstr(log, "has schema version 42, written by a newer a2ad"), "log:\n%s", log);
+    free(log);
+}
+END_TEST
+
+Suite *pg_suite(void);
+Suite *pg_suite(void) {
+    Suite *s = suite_create("pg");
+    TCase *tc = tcase_create("postgresql");
+    tcase_add_unchecked_fixture(tc, suite_setup, suite_teardown);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 180);
+    tcase_add_test(tc, pg_kill9_mid_run_loses_no_acknowledged_job);
+    tcase_add_test(tc, pg_running_jobs_fail_or_run_again_and_push_configs_survive);
+    tcase_add_test(tc, pg_stopped_refuses_clearly_and_loses_nothing);
+    tcase_add_test(tc, pg_two_nodes_dead_node_jobs_taken_over);
+    tcase_add_test(tc, pg_retention_deletes_finished_tasks);
+    tcase_add_test(tc, pg_version_1_database_is_upgraded);
+    tcase_add_test(tc, pg_newer_schema_is_refused);
+    tcase_add_test(tc, pg_password_is_used_and_never_shown);
+    suite_add_tcase(s, tc);
+    TCase *sq = tcase_create("offline"); /* no PostgreSQL needed */
+    tcase_add_checked_fixture(sq, setup, teardown);
+    tcase_set_timeout(sq, 60);
+    tcase_add_test(sq, sqlite_newer_schema_is_refused);
+    tcase_add_test(sq, dsn_password_is_masked_in_every_form);
+    suite_add_tcase(s, sq);
+    return s;
+}

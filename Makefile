@@ -156,7 +156,7 @@ interop: all
 
 # Benchmarks: bench/bench.sh starts everything on 127.0.0.1 and prints a
 # table; it installs nothing and says what is missing.
-BENCH_BIN := $(BUILD)/bench/sink $(BUILD)/bench/startup
+BENCH_BIN := $(BUILD)/bench/sink $(BUILD)/bench/startup $(BUILD)/tests/plugins/burst.so
 $(BUILD)/bench/sink: bench/sink.c | $(DEPS_OK)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_A) $(shell pkg-config --cflags libmicrohttpd 2>/dev/null) $< -o $@ \

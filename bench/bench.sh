@@ -364,6 +364,15 @@ row "ack p99 <= 5 ms at $CONNS connections while webhooks flow" "$(mark "$A_P99 
 row "idle RSS <= 8 MB" "$(mark "$IDLE_RSS <= 8192")" "($IDLE_RSS kB)"
 row "<= 2 KB of RSS per queued job" "$(mark "$PER_JOB <= 2048 && $PER_JOB > 0")" "($PER_JOB bytes)"
 row "start-up to ready <= 50 ms" "$(mark "$STARTUP_MS <= 50")" "($STARTUP_MS ms)"
+# What isolation costs, in the same run: one agent in a worker thread, in a
+# child process (isolation = process) and as a Python exec agent.
+echo
+echo "== isolation: thread vs process vs exec (bench/runners.py) =="
+if command -v python3 >/dev/null 2>&1; then
+  python3 "$(dirname "$0")/runners.py" "$BUILD" || echo "runners.py failed (see above)"
+else
+  echo "skipped: python3 not installed"
+fi
 echo
 echo "whole run: $(calc %.0f "($(ms_now) - $BENCH_T0) / 1000") s"
 exit 0

@@ -59,6 +59,8 @@ run_store() { # STORE -> one result line
 [server]
 listen = 127.0.0.1
 port = $PORT
+rate_limit_per_s = 0
+max_connections_per_ip = 0
 [plugins]
 dir = $BUILD/plugins
 load = echo
@@ -104,6 +106,8 @@ run_two_nodes() {
 [server]
 listen = 127.0.0.1
 port = $((PORT + i))
+rate_limit_per_s = 0
+max_connections_per_ip = 0
 node_name = n$i
 [plugins]
 dir = $BUILD/plugins

@@ -41,7 +41,7 @@ def start(mode):
         extra = "[agent.burst]\nisolation = %s\n" % mode
     conf = os.path.join(d, "a2ad.conf")
     with open(conf, "w") as f:
-        f.write("[server]\nlisten = 127.0.0.1\nport = 0\n[workers]\nthreads = 2\n"
+        f.write("[server]\nlisten = 127.0.0.1\nport = 0\nrate_limit_per_s = 0\nmax_connections_per_ip = 0\n[workers]\nthreads = 2\n"
                 "[plugins]\ndir = %s/plugins\n[tasks]\nstore = %s\npath = %s/a2ad.db\n"
                 "[log]\nlevel = warning\n%s" % (d, STORE, d, extra))
     log = open(os.path.join(d, "log"), "w+")

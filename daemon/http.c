@@ -101,6 +101,7 @@ static enum MHD_Result queue_response(struct MHD_Connection *c, unsigned status,
     return MHD_queue_response(c, status, r);
 }
 
+/* status 401 adds the challenge WWW-Authenticate: Bearer. */
 static enum MHD_Result send_text(struct MHD_Connection *c, unsigned status, const char *type,
                                  char *body /* taken */, unsigned retry_after_s) {
     size_t len = body ? strlen(body) : 0;
@@ -112,6 +113,8 @@ static enum MHD_Result send_text(struct MHD_Connection *c, unsigned status, cons
         return MHD_NO;
     }
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+    if (status == MHD_HTTP_UNAUTHORIZED)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
     if (retry_after_s) {
         char v[16];
         snprintf(v, sizeof v, "%u", retry_after_s);
@@ -201,18 +204,7 @@ static enum MHD_Result send_unauthenticated(struct MHD_Connection *c, const char
     }
     cJSON_Delete(req);
     if (!body) body = auth_unauthenticated_body(why);
-    struct MHD_Response *resp = MHD_create_response_from_buffer(
-        body ? strlen(body) : 0, body ? body : (char *)"",
-        body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
-    if (!resp) {
-        free(body);
-        return MHD_NO;
-    }
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
-    enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_UNAUTHORIZED, resp);
-    MHD_destroy_response(resp);
-    return ret;
+    return send_text(c, MHD_HTTP_UNAUTHORIZED, "application/json", body, 0);
 }
 
 /* The name route_agent last looked up on this thread, for its 404. */
@@ -518,21 +510,9 @@ static bool rest_begin(struct MHD_Connection *c, const char *url, const char *me
         auth_identify(MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
                       MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-API-Key"), &who,
                       &why) != A2AD_OK) {
-        char *body = rest_error_body(MHD_HTTP_UNAUTHORIZED, why);
-        struct MHD_Response *resp = MHD_create_response_from_buffer(
-            body ? strlen(body) : 0, body ? body : (char *)"",
-            body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
-        if (!resp) {
-            free(body);
-            plugins_put(a);
-            *ret = MHD_NO;
-            return true;
-        }
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/a2a+json");
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
-        *ret = MHD_queue_response(c, MHD_HTTP_UNAUTHORIZED, resp);
-        MHD_destroy_response(resp);
         plugins_put(a);
+        *ret = send_text(c, MHD_HTTP_UNAUTHORIZED, "application/a2a+json",
+                         rest_error_body(MHD_HTTP_UNAUTHORIZED, why), 0);
         return true;
     }
     /* An agent the caller may not use looks unknown to it. */

@@ -74,15 +74,18 @@ cat > "$tmp/tour.py" <<'PY'
 import json, os, re, sys
 
 README = "README.md"
+# Other pages with <!-- tour: transcript --> blocks, and the one that may hold
+# the configuration reference.
+PAGES = ["docs/configuration.md"]
 ELL = "\u2026"
 FIXED = {"state", "kind", "role", "jsonrpc", "protocolBinding", "transport", "protocolVersion",
          "status", "name", "mimeType", "scheme", "url", "preferredTransport", "uri"}
 MARK = re.compile(r"^<!-- tour: (receiver|run|output|transcript)((?: [a-z]+(?:=\S+)?)*) -->$")
 
 
-def blocks():
+def blocks(page=README):
     """The marked fenced blocks: (kind, attrs, line of the fence, body)."""
-    lines = open(README, encoding="utf-8").read().split("\n")
+    lines = open(page, encoding="utf-8").read().split("\n")
     out, i = [], 0
     while i < len(lines):
         m = MARK.match(lines[i])
@@ -91,7 +94,7 @@ def blocks():
             continue
         kind, attrs = m.group(1), m.group(2).split()
         if i + 1 >= len(lines) or not lines[i + 1].startswith("```"):
-            sys.exit("README.md:%d: a tour marker must be followed by a fenced block" % (i + 1))
+            sys.exit("%s:%d: a tour marker must be followed by a fenced block" % (page, i + 1))
         start, j = i + 2, i + 2
         while j < len(lines) and lines[j] != "```":
             j += 1
@@ -318,14 +321,20 @@ def norm_log(line):
 
 
 def check(tmp, port, hook_port):
-    bs = [(k, a, l, subst(b, tmp, port, hook_port) if k == "output" else b) for k, a, l, b in blocks()]
+    bs = [(README, k, a, l, subst(b, tmp, port, hook_port) if k == "output" else b) for k, a, l, b in blocks()]
+    for page in PAGES:
+        if os.path.exists(page):
+            for k, a, l, b in blocks(page):
+                if k != "transcript":
+                    sys.exit("%s:%d: only README.md's tour has run and output blocks" % (page, l))
+                bs.append((page, k, a, l, b))
     failures, run_n, checked = 0, 0, 0
     last_run = None
     task = open(os.path.join(tmp, "TASK")).read().strip()
     hook_lines = open(os.path.join(tmp, "hook.log"), encoding="utf-8").read().split("\n")
     prose = open(README, encoding="utf-8").read().split("\n")
     global ALT_STATES
-    for kind, attrs, line, body in bs:
+    for page, kind, attrs, line, body in bs:
         errs, real = [], ""
         ALT_STATES = set()
         for a in attrs:
@@ -411,7 +420,7 @@ def check(tmp, port, hook_port):
             what = "output" if kind == "output" else kind
             src = (" (of the commands at README.md:%d)" % last_run[1]
                    if kind == "output" and last_run and "hook" not in attrs and "log" not in attrs else "")
-            print("README.md:%d: the tour's %s block%s differs from the real one:" % (line, what, src))
+            print("%s:%d: the tour's %s block%s differs from the real one:" % (page, line, what, src))
             for e in errs:
                 print("    " + e)
             if real:
@@ -431,11 +440,15 @@ def config(defaults_file):
         elif sec and " = " in l + " " and not l.startswith("#"):
             k, _, v = l.partition(" =")
             real[(sec, k.strip())] = v.strip()
-    lines = open(README, encoding="utf-8").read().split("\n")
+    page = README
+    for p in PAGES:
+        if os.path.exists(p) and re.search(r"^# Configuration reference$", open(p, encoding="utf-8").read(), re.M):
+            page = p
+    lines = open(page, encoding="utf-8").read().split("\n")
     shown, sec, in_ref = {}, None, False
     for n, l in enumerate(lines, 1):
-        if l.startswith("## "):
-            in_ref = l == "## Configuration reference"
+        if l.startswith("## ") or l.startswith("# "):
+            in_ref = l in ("## Configuration reference", "# Configuration reference")
         if not in_ref:
             continue
         m = re.match(r"^### `\[(\w+)\]`$", l)
@@ -456,17 +469,19 @@ def config(defaults_file):
         errs.append("a2ad -t -v printed only %d keys" % len(real))
     for sk, v in sorted(real.items()):
         if sk not in shown:
-            errs.append("[%s] %s (default %r) is not in the README's table of [%s]" % (sk[0], sk[1], v, sk[0]))
+            errs.append("%s: [%s] %s (default %r) is not in the table of [%s]" % (page, sk[0], sk[1], v, sk[0]))
         elif shown[sk][0].lower() != v.lower():
-            errs.append("README.md:%d: [%s] %s: the table says the default is %r, a2ad -t -v says %r"
-                        % (shown[sk][1], sk[0], sk[1], shown[sk][0], v))
+            errs.append("%s:%d: [%s] %s: the table says the default is %r, a2ad -t -v says %r"
+                        % (page, shown[sk][1], sk[0], sk[1], shown[sk][0], v))
     for sk, (v, n) in sorted(shown.items()):
         if sk not in real:
-            errs.append("README.md:%d: [%s] %s is in the table but a2ad -t -v has no such key" % (n, sk[0], sk[1]))
+            errs.append("%s:%d: [%s] %s is in the table but a2ad -t -v has no such key" % (page, n, sk[0], sk[1]))
     for e in errs:
         print("readme_tour.sh: configuration reference: " + e)
-    print("readme_tour.sh: %d keys of a2ad -t -v checked against README.md's configuration reference, %d problems"
-          % (len(real), len(errs)))
+    if not shown:
+        errs.append("%s: no configuration reference tables found" % page)
+    print("readme_tour.sh: %d keys of a2ad -t -v checked against %s's configuration reference, %d problems"
+          % (len(real), page, len(errs)))
     return not errs
 
 

@@ -13,7 +13,7 @@ if [ "${1:-}" = "--interop" ]; then
   [ -z "$need" ] && exit 0
 fi
 # chromium: the dashboard test (tests/ui) drives the real page in it.
-[ "${1:-}" = "--test" ] && need="$need check libsubunit-dev chromium python3"
+[ "${1:-}" = "--test" ] && need="$need check libsubunit-dev chromium python3 curl"
 missing=""
 for p in $need; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

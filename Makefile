@@ -43,7 +43,7 @@ MANS        := $(MAN_SRC:docs/man/%.scd=$(BUILD)/man/%)
 SCDOC       := $(shell command -v scdoc 2>/dev/null)
 VERSION     := $(shell sed -n 's/^#define A2AD_VERSION "\(.*\)"/\1/p' daemon/main.c)
 
-.PHONY: all run test interop ui-test asan tsan check-header install uninstall clean deps help bench bench-peer man sdk-test fuzz fuzz-build fuzz-replay
+.PHONY: all run test tour-test interop ui-test asan tsan check-header install uninstall clean deps help bench bench-peer man sdk-test fuzz fuzz-build fuzz-replay
 all: $(BUILD)/a2ad $(BUILD)/a2ctl $(BUILD)/a2ad-agent-host $(PLUGINS) $(MOCK_LIB) $(if $(SCDOC),$(MANS))
 
 help:
@@ -56,6 +56,7 @@ help:
 	@echo "make fuzz     build the libFuzzer harnesses (clang) and run each FUZZ_SECONDS (60)"
 	@echo "make tsan     the test suite under ThreadSanitizer (build/tsan)"
 	@echo "make install  install to \$$DESTDIR\$$PREFIX (binary, plugins, plugin SDK, man pages, config, unit)"
+	@echo "make tour-test run the README's tour against the daemon; check its configuration reference"
 	@echo "make sdk-test install to a temporary folder, then build and test examples/out-of-tree from it"
 	@echo "make bench    benchmark on loopback (needs wrk, curl; about 1.5 min), see bench/README.md"
 	@echo "make bench-peer  the same, plus the A2A JS SDK peer in ../shared/peer (needs node), and ratios"
@@ -140,6 +141,12 @@ test: all $(TPLUGINS) $(BUILD)/tests/a2ad-tests check-header fuzz-replay
 	tests/interop/run.sh $(BUILD)
 	tests/ui/run.sh $(BUILD)
 	SAN="$(SAN)" tests/sdk.sh $(BUILD)
+	tests/readme_tour.sh $(BUILD)
+
+# The README's tour run against the daemon, and its configuration reference
+# against `a2ad -t -v` (needs curl, python3).
+tour-test: all
+	tests/readme_tour.sh $(BUILD)
 
 # The web dashboard (/ui/) in Debian's headless chromium (needs node, npm).
 ui-test: all

@@ -14,7 +14,7 @@ if [ "${1:-}" = "--interop" ]; then
 fi
 # chromium: the dashboard test (tests/ui) drives the real page in it.
 # postgresql: test_pg starts its own server (initdb, pg_ctl).
-[ "${1:-}" = "--test" ] && need="$need check libsubunit-dev chromium python3 openssl clang libclang-rt-14-dev postgresql"
+[ "${1:-}" = "--test" ] && need="$need check libsubunit-dev chromium python3 openssl clang libclang-rt-14-dev postgresql curl"
 missing=""
 for p in $need; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

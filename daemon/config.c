@@ -963,11 +963,7 @@ const struct agent_config *config_agent(const struct config *cfg, const char *na
     return NULL;
 }
 
-void config_free(struct config *cfg) {
-    if (!cfg) return;
-    for (size_t i = 0; i < N_KEYS; i++)
-        if (keys[i].type == KT_STRING) free(*(char **)field(cfg, &keys[i]));
-    struct agent_config *a = cfg->agents;
+void config_agents_free(struct agent_config *a) {
     while (a) {
         struct agent_config *next = a->next;
         for (size_t i = 0; i < a->n_opts; i++) {
@@ -983,6 +979,13 @@ void config_free(struct config *cfg) {
         free(a);
         a = next;
     }
+}
+
+void config_free(struct config *cfg) {
+    if (!cfg) return;
+    for (size_t i = 0; i < N_KEYS; i++)
+        if (keys[i].type == KT_STRING) free(*(char **)field(cfg, &keys[i]));
+    config_agents_free(cfg->agents);
     /* Zeroed, so a second config_free finds nothing to free. */
     memset(cfg, 0, sizeof *cfg);
 }

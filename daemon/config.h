@@ -148,6 +148,8 @@ a2ad_status config_load(struct config *cfg, const char *path, char *err, size_t 
 const struct agent_config *config_agent(const struct config *cfg, const char *name);
 
 void config_free(struct config *cfg);
+/* Free a list of [agent.NAME] sections and everything they own. */
+void config_agents_free(struct agent_config *a);
 
 /* Print every key with its current value as a config file (for `a2ad -t -v`). */
 void config_dump(const struct config *cfg, void *file /* FILE* */);

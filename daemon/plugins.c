@@ -284,25 +284,11 @@ struct psettings {
     struct agent_config *agents;
 };
 
-static void agents_free(struct agent_config *a) {
-    while (a) {
-        struct agent_config *next = a->next;
-        for (size_t i = 0; i < a->n_opts; i++) {
-            free((char *)a->opts[i].key);
-            free((char *)a->opts[i].value);
-        }
-        free(a->opts);
-        free(a->name);
-        free(a);
-        a = next;
-    }
-}
-
 static void settings_free(struct psettings *s) {
     free(s->dir);
     free(s->load);
     free(s->default_agent);
-    agents_free(s->agents);
+    config_agents_free(s->agents);
     memset(s, 0, sizeof *s);
 }
 
@@ -325,6 +311,9 @@ static a2ad_status settings_copy(struct psettings *s, const struct config *cfg) 
         tail = &c->next;
         *c = *a;
         c->next = NULL;
+        /* Only the name, the options and the numbers are kept here; the
+         * runner's strings stay with the configuration they came from. */
+        c->isolation = c->exec = c->description = c->version = NULL;
         c->name = strdup(a->name ? a->name : "");
         c->opts = a->n_opts ? calloc(a->n_opts, sizeof *c->opts) : NULL;
         c->n_opts = 0;

@@ -173,7 +173,7 @@ static bool admit(void) {
 }
 
 static struct store_backend backend = {.db_word = "the database ", .why_max = 120,
-                                       .admit = admit};
+                                       .admit = admit, .crash_rules = true};
 
 void store_sync(void) {
     if (!st.open) return;
@@ -632,13 +632,8 @@ a2ad_status store_open(const struct config *cfg) {
 
     backend.path = st.path;
     backend.write_queue = st.write_queue;
-    store_core_attach(&backend);
-    int err = pthread_create(&st.writer, NULL, writer_thread, NULL);
-    if (err != 0) {
-        log_error("store: cannot start the writer thread: %s", strerror(err));
-        store_core_detach();
+    if (store_core_start(&backend, &st.writer, writer_thread) != A2AD_OK)
         return open_fail("start a writer for");
-    }
     st.open = true;
     st.watching = pthread_create(&st.watcher, NULL, watch_thread, NULL) == 0;
     if (!st.watching)
@@ -689,78 +684,6 @@ static bool parse_state(const char *name, enum task_state *out) {
     return false;
 }
 
-struct recovery_counts {
-    size_t finished, requeued, rerun, interrupted, orphaned, rejected;
-};
-
-/* One unfinished task is back in memory: run it again, or end it. */
-static void recover_unfinished(struct task *t, enum task_state was, const char *agent_name,
-                               struct recovery_counts *c) {
-    const struct agent *a = task_agent(t);
-    char why[320];
-    if (!a) {
-        snprintf(why, sizeof why, "interrupted: a2ad restarted and agent %s is no longer loaded",
-                 agent_name);
-        task_finish(t, TASK_FAILED, why);
-        c->orphaned++;
-        return;
-    }
-    const char *disabled = runner_disabled(a->desc.name);
-    if (disabled) {
-        task_finish(t, TASK_FAILED, disabled);
-        c->interrupted++;
-        return;
-    }
-    if (was == TASK_WORKING) {
-        if (!a->desc.rerun_safe) {
-            task_finish(t, TASK_FAILED, "interrupted: a2ad restarted");
-            c->interrupted++;
-            return;
-        }
-        task_lock(t);
-        const cJSON *n = task_annotation_locked(t, "attempt");
-        double ran = cJSON_IsNumber(n) ? n->valuedouble : 1;
-        task_unlock(t);
-        /* `working` was committed before each run, so every one of those
-         * runs was cut short: a job that kills a2ad is not run for ever. */
-        if (ran >= runner_max_attempts()) {
-            snprintf(why, sizeof why, "gave up after %.0f attempts: the agent crashed", ran);
-            log_error("store: task %s of agent %s: %s (or a2ad was killed while it ran)",
-                      task_id(t), a->desc.name, why);
-            task_finish(t, TASK_FAILED, why);
-            c->interrupted++;
-            return;
-        }
-        task_lock(t);
-        task_annotate_locked(t, "attempt", cJSON_CreateNumber(ran + 1));
-        task_unlock(t);
-        store_core_persist(t);
-        c->rerun++;
-    } else {
-        c->requeued++;
-    }
-    /* The ack may have gone out before a rejection was stored: ask again. */
-    if (a->desc.validate) {
-        struct a2ad_validation v;
-        memset(&v, 0, sizeof v);
-        a2ad_status vs = a->desc.validate(a->state, task_query(t), &v);
-        if (vs != A2AD_OK) {
-            v.reason[sizeof v.reason - 1] = '\0';
-            snprintf(why, sizeof why, "Validation failed: %s",
-                     v.reason[0] ? v.reason : a2ad_status_name(vs));
-            task_finish(t, TASK_REJECTED, why);
-            c->rejected++;
-            return;
-        }
-    }
-    a2ad_status rc = workers_submit(t);
-    if (rc != A2AD_OK) {
-        snprintf(why, sizeof why, "interrupted: a2ad restarted and could not queue the job again (%s)",
-                 a2ad_status_name(rc));
-        task_finish(t, TASK_FAILED, why);
-    }
-}
-
 a2ad_status store_recover(void) {
     if (!st.open) return A2AD_ERR_STATE;
     /* A connection of our own: the writer's belongs to its thread. */
@@ -799,48 +722,18 @@ a2ad_status store_recover(void) {
             bad++;
             continue;
         }
-        struct task_restore r = {
-            .doc = cJSON_Parse((const char *)sqlite3_column_text(s, 5)),
-            .agent = plugins_find(agent_name),
-            .state = state == TASK_WORKING ? TASK_SUBMITTED : state,
-            .seq = (uint64_t)sqlite3_column_int64(s, 3),
-        };
-        if (task_state_terminal(state)) {
-            int64_t ended = sqlite3_column_int64(s, 4);
-            r.ended_ago_ms = now > ended ? (uint64_t)(now - ended) : 0;
-        }
-        /* An agent that is gone cannot run it; its task is failed below,
-         * from state working so the failure is a normal transition. */
-        if (!r.agent && state == TASK_WORKING) r.state = TASK_WORKING;
-        cJSON *ext = cJSON_Parse((const char *)sqlite3_column_text(s, 6));
-        for (int i = 0; i < TASK_EXT_MAX; i++) {
-            const struct task_ext_ops *ops = tasks_ext_ops((enum task_ext_slot)i);
-            const cJSON *saved = ops && ops->name && ops->load
-                                     ? cJSON_GetObjectItemCaseSensitive(ext, ops->name)
-                                     : NULL;
-            if (saved) r.ext[i] = ops->load(saved);
-        }
-        cJSON_Delete(ext);
-        struct store_slot *slot = calloc(1, sizeof *slot);
-        if (slot && !r.agent) slot->agent_name = strdup(agent_name);
-        if (r.ext[TASK_EXT_STORE]) store_core_slot_free(r.ext[TASK_EXT_STORE]);
-        r.ext[TASK_EXT_STORE] = slot;
-        struct task *t = NULL;
-        a2ad_status rc = r.doc ? tasks_restore(&r, &t) : A2AD_ERR_PARSE;
-        if (!r.doc)
-            for (int i = 0; i < TASK_EXT_MAX; i++) {
-                const struct task_ext_ops *ops = tasks_ext_ops((enum task_ext_slot)i);
-                if (r.ext[i] && ops && ops->free) ops->free(r.ext[i]);
-            }
-        if (rc != A2AD_OK) {
-            log_warn("store: task %s cannot be restored: %s", id, a2ad_status_name(rc));
+        struct task *t = store_core_restore(
+            id, agent_name, state, (uint64_t)sqlite3_column_int64(s, 3),
+            sqlite3_column_int64(s, 4), (const char *)sqlite3_column_text(s, 5),
+            (const char *)sqlite3_column_text(s, 6), now);
+        if (!t) {
             bad++;
             continue;
         }
         if (task_state_terminal(state))
             c.finished++;
         else
-            recover_unfinished(t, state, agent_name, &c);
+            store_core_recover_task(t, state, agent_name, &c, NULL);
         task_release(t);
     }
     sqlite3_finalize(s);

@@ -8,6 +8,8 @@
 
 #include "log.h"
 #include "plugins.h"
+#include "runner.h"
+#include "workers.h"
 #include "webhooks.h"
 
 /* Given-up webhooks recorded on one task at most (the count goes on). */
@@ -18,7 +20,7 @@ struct store_queue store_q = {.lock = PTHREAD_MUTEX_INITIALIZER,
                               .settled = PTHREAD_COND_INITIALIZER,
                               .wake_watch = PTHREAD_COND_INITIALIZER};
 
-/* The attached back end (store_core_attach); NULL when none. */
+/* The back end in use (store_core_start); NULL before. */
 static const struct store_backend *be;
 
 /* log throttling (writer thread) */
@@ -531,9 +533,10 @@ void store_core_persist(struct task *t) {
     if (row && store_core_append(row, row, 1, false) != A2AD_OK) store_core_op_free(row);
 }
 
-/* ---- attach, stop ---------------------------------------------------- */
+/* ---- start, stop ----------------------------------------------------- */
 
-void store_core_attach(const struct store_backend *backend) {
+a2ad_status store_core_start(const struct store_backend *backend, pthread_t *writer,
+                             void *(*writer_main)(void *)) {
     be = backend;
     last_fail_log_ms = 0;
     fails_unlogged = 0;
@@ -543,13 +546,14 @@ void store_core_attach(const struct store_backend *backend) {
     tasks_set_store_discard(store_discard);
     webhooks_set_outbox(&outbox_ops);
     store_q.stopping = false;
-}
-
-void store_core_detach(void) {
+    int err = pthread_create(writer, NULL, writer_main, NULL);
+    if (err == 0) return A2AD_OK;
+    log_error("store: cannot start the writer thread: %s", strerror(err));
     tasks_set_store_hooks(NULL, NULL);
     tasks_set_store_notify(NULL, NULL);
     tasks_set_store_discard(NULL);
     webhooks_set_outbox(NULL);
+    return A2AD_ERR_IO;
 }
 
 void store_core_stop(void) {
@@ -653,3 +657,117 @@ size_t store_core_done(struct op *list, size_t n, const char *why) {
     return committed;
 }
 
+/* ---- recovery of one task ------------------------------------------- */
+
+struct task *store_core_restore(const char *id, const char *agent_name, enum task_state state,
+                                uint64_t seq, int64_t ended_ms, const char *doc,
+                                const char *ext_text, int64_t now) {
+    struct task_restore r = {
+        .doc = doc ? cJSON_Parse(doc) : NULL,
+        .agent = plugins_find(agent_name),
+        .state = state == TASK_WORKING ? TASK_SUBMITTED : state,
+        .seq = seq,
+    };
+    if (task_state_terminal(state))
+        r.ended_ago_ms = now > ended_ms ? (uint64_t)(now - ended_ms) : 0;
+    /* An agent that is gone cannot run it; its task is failed by
+     * store_core_recover_task, from state working so the failure is a
+     * normal transition. */
+    if (!r.agent && state == TASK_WORKING) r.state = TASK_WORKING;
+    cJSON *ext = ext_text ? cJSON_Parse(ext_text) : NULL;
+    for (int i = 0; i < TASK_EXT_MAX; i++) {
+        const struct task_ext_ops *ops = tasks_ext_ops((enum task_ext_slot)i);
+        const cJSON *saved =
+            ops && ops->name && ops->load ? cJSON_GetObjectItemCaseSensitive(ext, ops->name) : NULL;
+        if (saved) r.ext[i] = ops->load(saved);
+    }
+    cJSON_Delete(ext);
+    struct store_slot *slot = calloc(1, sizeof *slot);
+    if (slot && !r.agent) slot->agent_name = strdup(agent_name);
+    if (r.ext[TASK_EXT_STORE]) store_core_slot_free(r.ext[TASK_EXT_STORE]);
+    r.ext[TASK_EXT_STORE] = slot;
+    struct task *t = NULL;
+    a2ad_status rc = r.doc ? tasks_restore(&r, &t) : A2AD_ERR_PARSE;
+    if (!r.doc)
+        for (int i = 0; i < TASK_EXT_MAX; i++) {
+            const struct task_ext_ops *ops = tasks_ext_ops((enum task_ext_slot)i);
+            if (r.ext[i] && ops && ops->free) ops->free(r.ext[i]);
+        }
+    if (rc != A2AD_OK) {
+        log_warn("store: task %s cannot be restored: %s", id, a2ad_status_name(rc));
+        return NULL;
+    }
+    return t;
+}
+
+void store_core_recover_task(struct task *t, enum task_state was, const char *agent_name,
+                             struct recovery_counts *c, const char *lost) {
+    char cause[160];
+    if (lost)
+        snprintf(cause, sizeof cause, "interrupted: node %s lost", lost);
+    else
+        snprintf(cause, sizeof cause, "interrupted: a2ad restarted");
+    const struct agent *a = task_agent(t);
+    char why[320];
+    if (!a) {
+        snprintf(why, sizeof why, "%s and agent %s is %s", cause, agent_name,
+                 lost ? "not loaded here" : "no longer loaded");
+        task_finish(t, TASK_FAILED, why);
+        c->orphaned++;
+        return;
+    }
+    const char *disabled = be->crash_rules ? runner_disabled(a->desc.name) : NULL;
+    if (disabled) {
+        task_finish(t, TASK_FAILED, disabled);
+        c->interrupted++;
+        return;
+    }
+    if (was == TASK_WORKING) {
+        if (!a->desc.rerun_safe) {
+            task_finish(t, TASK_FAILED, cause);
+            c->interrupted++;
+            return;
+        }
+        task_lock(t);
+        const cJSON *n = task_annotation_locked(t, "attempt");
+        double ran = cJSON_IsNumber(n) ? n->valuedouble : 1;
+        task_unlock(t);
+        /* `working` was committed before each run, so every one of those
+         * runs was cut short: a job that kills a2ad is not run for ever. */
+        if (be->crash_rules && ran >= runner_max_attempts()) {
+            snprintf(why, sizeof why, "gave up after %.0f attempts: the agent crashed", ran);
+            log_error("store: task %s of agent %s: %s (or a2ad was killed while it ran)",
+                      task_id(t), a->desc.name, why);
+            task_finish(t, TASK_FAILED, why);
+            c->interrupted++;
+            return;
+        }
+        task_lock(t);
+        task_annotate_locked(t, "attempt", cJSON_CreateNumber(ran + 1));
+        task_unlock(t);
+        store_core_persist(t);
+        c->rerun++;
+    } else {
+        c->requeued++;
+    }
+    /* The ack may have gone out before a rejection was stored: ask again. */
+    if (a->desc.validate) {
+        struct a2ad_validation v;
+        memset(&v, 0, sizeof v);
+        a2ad_status vs = a->desc.validate(a->state, task_query(t), &v);
+        if (vs != A2AD_OK) {
+            v.reason[sizeof v.reason - 1] = '\0';
+            snprintf(why, sizeof why, "Validation failed: %s",
+                     v.reason[0] ? v.reason : a2ad_status_name(vs));
+            task_finish(t, TASK_REJECTED, why);
+            c->rejected++;
+            return;
+        }
+    }
+    a2ad_status rc = workers_submit(t);
+    if (rc != A2AD_OK) {
+        snprintf(why, sizeof why, "%s and could not queue the job again (%s)", cause,
+                 a2ad_status_name(rc));
+        task_finish(t, TASK_FAILED, why);
+    }
+}

@@ -10,7 +10,7 @@
  * into ops, settling a written batch, handing parked deliveries back, and
  * batch coalescing. A back end keeps its connection, its writer thread (it
  * calls store_core_take and store_core_done), its schema, open, recover
- * and close. Only one back end is attached at a time.
+ * and close. Only one back end is in use at a time.
  */
 #ifndef A2AD_STORE_CORE_H
 #define A2AD_STORE_CORE_H
@@ -95,7 +95,7 @@ struct store_queue {
 };
 extern struct store_queue store_q;
 
-/* What the attached back end tells the core (store_core_attach). */
+/* What the back end tells the core (store_core_start). */
 struct store_backend {
     const char *path;    /* for messages: the file, or "PostgreSQL HOST:PORT/DB" */
     const char *db_word; /* said before path where it names the database: "the database " or "" */
@@ -106,6 +106,9 @@ struct store_backend {
     /* Called before a new task is queued: false (after store_core_set_error)
      * refuses it. NULL: always admitted while the queue has room. */
     bool (*admit)(void);
+    /* Recovery applies crashloop.c's rules: a disabled agent's jobs fail,
+     * and a rerun_safe job is not run again past [workers] max_attempts. */
+    bool crash_rules;
 };
 
 /* Set the thread's store error (store_last_error). */
@@ -132,11 +135,12 @@ struct store_slot *store_core_slot(struct task *t);
 /* The task's row as it is now; the task lock is held. NULL without memory. */
 struct op *store_core_task_op_locked(struct task *t, enum task_state state, uint64_t seq);
 
-/* Register the slot, the task hooks and the webhook outbox for be (kept
- * by pointer while attached), and open the queue. Thread: main, at open. */
-void store_core_attach(const struct store_backend *be);
-/* Undo store_core_attach's hooks (the writer could not start). */
-void store_core_detach(void);
+/* Register the slot, the task hooks and the webhook outbox for backend
+ * (kept by pointer while open), open the queue and start the writer
+ * thread; A2AD_ERR_IO (logged, nothing registered) when it cannot start.
+ * Thread: main, at open. */
+a2ad_status store_core_start(const struct store_backend *backend, pthread_t *writer,
+                             void *(*writer_main)(void *));
 /* Tell the writer (and a watch thread) to stop; join them afterwards. */
 void store_core_stop(void);
 /* After the writer stopped: free what is still queued; returns how many. */
@@ -163,5 +167,28 @@ a2ad_status store_core_unpark_post(const char *event_id, const char *task_id,
 
 /* Queue t's row without waiting (recovery: its new state or attempt). */
 void store_core_persist(struct task *t);
+
+/* What recovery did, for its log line. */
+struct recovery_counts {
+    size_t finished, requeued, rerun, interrupted, orphaned, rejected;
+};
+
+/* A stored task row back in memory (tasks_restore), with its slots loaded
+ * from ext_text; ended_ms is read only for a finished state. NULL (logged)
+ * when it cannot be restored. Reference as tasks_restore's. */
+struct task *store_core_restore(const char *id, const char *agent_name, enum task_state state,
+                                uint64_t seq, int64_t ended_ms, const char *doc,
+                                const char *ext_text, int64_t now);
+
+/* One unfinished task is back in memory (was: its stored state, an
+ * interrupted one as TASK_WORKING): run it again, or end it. The restart
+ * rules: a queued job runs again; a running one fails "interrupted: a2ad
+ * restarted" (or "interrupted: node NAME lost" when lost names the node
+ * whose rows were taken over) unless its agent is rerun_safe, then it runs
+ * again with metadata.a2ad.attempt counting the runs; a job whose agent is
+ * gone fails; validation is asked again. Thread: main (recovery) or the
+ * PostgreSQL writer (takeover). */
+void store_core_recover_task(struct task *t, enum task_state was, const char *agent_name,
+                             struct recovery_counts *c, const char *lost);
 
 #endif

@@ -99,6 +99,8 @@ static bool admit(void) {
     return false;
 }
 
+/* No crash-loop rules (crashloop.c) at recovery yet: they came after this
+ * store was written, and adding them changes what a restart does to a job. */
 static struct store_backend backend = {.db_word = "", .ticket_err_max = 200, .admit = admit};
 
 /* ---- recovery of one task ---------------------------------------------- */
@@ -110,65 +112,6 @@ static bool parse_state(const char *name, enum task_state *out) {
             return true;
         }
     return false;
-}
-
-struct recovery_counts {
-    size_t finished, requeued, rerun, interrupted, orphaned, rejected;
-};
-
-/* One unfinished task is back in memory: run it again, or end it. */
-static void recover_unfinished(struct task *t, enum task_state was, const char *agent_name,
-                               struct recovery_counts *c, const char *lost) {
-    char cause[160];
-    if (lost)
-        snprintf(cause, sizeof cause, "interrupted: node %s lost", lost);
-    else
-        snprintf(cause, sizeof cause, "interrupted: a2ad restarted");
-    const struct agent *a = task_agent(t);
-    char why[320];
-    if (!a) {
-        snprintf(why, sizeof why, "%s and agent %s is %s", cause, agent_name,
-                 lost ? "not loaded here" : "no longer loaded");
-        task_finish(t, TASK_FAILED, why);
-        c->orphaned++;
-        return;
-    }
-    if (was == TASK_WORKING) {
-        if (!a->desc.rerun_safe) {
-            task_finish(t, TASK_FAILED, cause);
-            c->interrupted++;
-            return;
-        }
-        task_lock(t);
-        const cJSON *n = task_annotation_locked(t, "attempt");
-        double attempt = (cJSON_IsNumber(n) ? n->valuedouble : 1) + 1;
-        task_annotate_locked(t, "attempt", cJSON_CreateNumber(attempt));
-        task_unlock(t);
-        store_core_persist(t);
-        c->rerun++;
-    } else {
-        c->requeued++;
-    }
-    /* The ack may have gone out before a rejection was stored: ask again. */
-    if (a->desc.validate) {
-        struct a2ad_validation v;
-        memset(&v, 0, sizeof v);
-        a2ad_status vs = a->desc.validate(a->state, task_query(t), &v);
-        if (vs != A2AD_OK) {
-            v.reason[sizeof v.reason - 1] = '\0';
-            snprintf(why, sizeof why, "Validation failed: %s",
-                     v.reason[0] ? v.reason : a2ad_status_name(vs));
-            task_finish(t, TASK_REJECTED, why);
-            c->rejected++;
-            return;
-        }
-    }
-    a2ad_status rc = workers_submit(t);
-    if (rc != A2AD_OK) {
-        snprintf(why, sizeof why, "%s and the job could not be queued again (%s)", cause,
-                 a2ad_status_name(rc));
-        task_finish(t, TASK_FAILED, why);
-    }
 }
 
 /* ---- PostgreSQL ----------------------------------------------------------- */
@@ -1135,13 +1078,8 @@ a2ad_status store_pg_open(const struct config *cfg) {
     backend.path = st.path;
     backend.node = st.node;
     backend.write_queue = st.write_queue;
-    store_core_attach(&backend);
-    int err = pthread_create(&st.writer, NULL, writer_thread, NULL);
-    if (err != 0) {
-        log_error("store: cannot start the writer thread: %s", strerror(err));
-        store_core_detach();
+    if (store_core_start(&backend, &st.writer, writer_thread) != A2AD_OK)
         return open_fail(A2AD_ERR_IO);
-    }
     st.open = true;
     log_info("store: %s (server %d, schema version %d, write queue %u), node %s, lease %u s",
              st.path, PQserverVersion(st.conn), STORE_PG_SCHEMA, st.write_queue, st.node,
@@ -1187,40 +1125,13 @@ static void recover_row(const PGresult *r, int row, int64_t now, struct recovery
     }
     char *doc = column_bytes(r, row, 5, NULL);
     char *ext_text = column_bytes(r, row, 6, NULL);
-    struct task_restore tr = {
-        .doc = doc ? cJSON_Parse(doc) : NULL,
-        .agent = plugins_find(agent_name),
-        .state = state == TASK_WORKING ? TASK_SUBMITTED : state,
-        .seq = strtoull(PQgetvalue(r, row, 3), NULL, 10),
-    };
+    struct task *t = store_core_restore(id, agent_name, state,
+                                        strtoull(PQgetvalue(r, row, 3), NULL, 10),
+                                        strtoll(PQgetvalue(r, row, 4), NULL, 10), doc, ext_text,
+                                        now);
     free(doc);
-    if (task_state_terminal(state)) {
-        int64_t ended = strtoll(PQgetvalue(r, row, 4), NULL, 10);
-        tr.ended_ago_ms = now > ended ? (uint64_t)(now - ended) : 0;
-    }
-    if (!tr.agent && state == TASK_WORKING) tr.state = TASK_WORKING;
-    cJSON *ext = ext_text ? cJSON_Parse(ext_text) : NULL;
     free(ext_text);
-    for (int i = 0; i < TASK_EXT_MAX; i++) {
-        const struct task_ext_ops *ops = tasks_ext_ops((enum task_ext_slot)i);
-        const cJSON *saved =
-            ops && ops->name && ops->load ? cJSON_GetObjectItemCaseSensitive(ext, ops->name) : NULL;
-        if (saved) tr.ext[i] = ops->load(saved);
-    }
-    cJSON_Delete(ext);
-    struct store_slot *slot = calloc(1, sizeof *slot);
-    if (slot && !tr.agent) slot->agent_name = strdup(agent_name);
-    if (tr.ext[TASK_EXT_STORE]) store_core_slot_free(tr.ext[TASK_EXT_STORE]);
-    tr.ext[TASK_EXT_STORE] = slot;
-    struct task *t = NULL;
-    a2ad_status rc = tr.doc ? tasks_restore(&tr, &t) : A2AD_ERR_PARSE;
-    if (!tr.doc)
-        for (int i = 0; i < TASK_EXT_MAX; i++) {
-            const struct task_ext_ops *ops = tasks_ext_ops((enum task_ext_slot)i);
-            if (tr.ext[i] && ops && ops->free) ops->free(tr.ext[i]);
-        }
-    if (rc != A2AD_OK) {
-        log_warn("store: task %s cannot be restored: %s", id, a2ad_status_name(rc));
+    if (!t) {
         (*bad)++;
         return;
     }
@@ -1233,7 +1144,7 @@ static void recover_row(const PGresult *r, int row, int64_t now, struct recovery
         c->finished++;
         if (lost) store_core_persist(t);
     } else {
-        recover_unfinished(t, state, agent_name, c, lost);
+        store_core_recover_task(t, state, agent_name, c, lost);
     }
     task_release(t);
 }

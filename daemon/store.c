@@ -340,7 +340,8 @@ static void *writer_thread(void *arg) {
                 else
                     snprintf(why, sizeof why, "%s", sqlite3_errstr(rc));
                 pthread_mutex_lock(&probe.lock);
-                snprintf(probe.last_fail, sizeof probe.last_fail, "%s", why);
+                snprintf(probe.last_fail, sizeof probe.last_fail, "%.*s",
+                         (int)sizeof probe.last_fail - 1, why);
                 pthread_mutex_unlock(&probe.lock);
             }
             store_core_done(list, n, rc == SQLITE_OK ? NULL : why);

@@ -1,12 +1,17 @@
 /* store - the durable task store. See store.h for what it promises.
  *
+ * This file is the SQLite back end: the connection, the schema, the writer
+ * thread, the watch thread, open, recover and close. What the PostgreSQL
+ * store (store_pg.c) does the same way (ops, the queue, tickets, gates,
+ * the outbox hooks, the store observer, settling a batch) is store_core.c.
+ *
  * Threads. Producers (HTTP threads creating tasks, workers emitting events,
  * the webhook thread reporting deliveries) only build an `op` in memory and
- * append it to the queue under q.lock. The writer thread alone touches the
- * database: it takes the whole queue, runs it in one transaction, then
- * settles what waited on it (submissions, webhook gates) and, with q.lock
- * released, calls the tasks_on_durable callbacks (they resume suspended
- * HTTP connections). No lock is held while SQLite does I/O.
+ * append it to the queue under store_q.lock. The writer thread alone
+ * touches the database: it takes the whole queue, runs it in one
+ * transaction, then settles what waited on it (submissions, webhook gates)
+ * and, with store_q.lock released, calls the tasks_on_durable callbacks
+ * (they resume suspended HTTP connections). No lock is held while SQLite does I/O.
  *
  * Within one event, the push observer's webhooks reach outbox_add before the
  * store observer runs (it is called last by tasks.c); outbox_add parks their
@@ -25,7 +30,7 @@
  * the next start every row is parked again anyway (store_open).
  */
 #include "store.h"
-#include "store_pg.h"
+#include "store_core.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -58,79 +63,8 @@
 #define EXPIRE_PASS_MS 50
 /* Parked webhook rows handed back to memory per read, at most. */
 #define UNPARK_BATCH 256
-/* Given-up webhooks recorded on one task at most (the count goes on). */
-#define GIVEN_UP_KEPT 20
 /* How often the watch thread checks the file and the write timeout. */
 #define WATCH_MS 100
-
-/* What a submission waits for: its CREATED row. */
-struct ticket {
-    atomic_int refs;
-    bool done;          /* under q.lock */
-    a2ad_status status; /* under q.lock, once done */
-    char err[300];
-    uint64_t queued_ms; /* for [tasks] write_timeout_ms */
-    /* tasks_on_durable: called by the writer once done (under q.lock) */
-    void (*cb)(void *arg);
-    void *cb_arg;
-};
-
-/* What a webhook delivery waits for: its outbox row. */
-struct gate {
-    atomic_int refs;
-    atomic_bool settled; /* committed, or the write failed (then sent anyway) */
-};
-
-enum op_kind { OP_TASK, OP_TASK_DEL, OP_OUTBOX_ADD, OP_OUTBOX_DEL };
-
-struct op {
-    struct op *next;
-    enum op_kind kind;
-    struct ticket *ticket; /* OP_TASK of a CREATED event */
-    void (*cb)(void *arg); /* the ticket's callback, taken by the writer */
-    void *cb_arg;
-    struct gate *gate;     /* OP_OUTBOX_ADD */
-    char *id;              /* task id (task ops), event id (outbox ops) */
-    /* OP_TASK */
-    char *agent, *state, *doc, *ext;
-    uint64_t seq;
-    int64_t ended_ms; /* wall clock; -1 = not ended */
-    /* OP_OUTBOX_ADD */
-    char *task_id, *order_key, *url, *headers;
-    char *body;
-    size_t len;
-    bool essential;
-    bool parked; /* OP_OUTBOX_ADD: kept in the outbox only (see the top) */
-    uint64_t created_ms;
-    bool moot; /* OP_TASK: a later op of the batch decides the row (coalesce) */
-};
-
-/* Per-task bookkeeping in TASK_EXT_STORE. */
-struct store_slot {
-    struct ticket *created; /* until its row is settled and waited for */
-    char *agent_name;       /* restored task whose agent is gone, else NULL */
-};
-
-static struct {
-    pthread_mutex_t lock;
-    pthread_cond_t wake;    /* the writer: work, or stop */
-    pthread_cond_t settled; /* submitters: a batch was written */
-    pthread_cond_t wake_watch; /* the watch thread: stop */
-    struct op *head, *tail;
-    size_t len;
-    bool stopping;
-    /* Threads calling tasks_on_durable callbacks (with q.lock released):
-     * the writer for a batch, the watch thread for timed-out tickets;
-     * store_forget_durable waits until none is. */
-    unsigned firing;
-    /* The batch the writer is running (its tickets may time out). */
-    struct op *inflight;
-    bool unpark; /* the delivery thread has room for parked rows */
-    uint64_t taken, written; /* batches the writer took / finished (store_sync) */
-} q = {.lock = PTHREAD_MUTEX_INITIALIZER,
-       .wake = PTHREAD_COND_INITIALIZER,
-       .settled = PTHREAD_COND_INITIALIZER,
-       .wake_watch = PTHREAD_COND_INITIALIZER};
 
 /* Set by store_open, read-only afterwards; the connection and statements
  * belong to the writer thread once it runs. */
@@ -146,9 +80,6 @@ static struct {
     /* parking (writer thread): on once store_recover counted the rows */
     atomic_bool unpark_on;
     int64_t unpark_after;
-    /* log throttling (writer thread) */
-    uint64_t last_fail_log_ms;
-    unsigned fails_unlogged;
     /* The file as opened: a path that stops naming it (deleted, replaced)
      * means every later commit would go to a file nobody will read. */
     dev_t dev;
@@ -164,8 +95,6 @@ static atomic_bool broken;
 static char broken_why[300]; /* written once, before broken is set */
 static pthread_mutex_t broken_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static _Thread_local char last_error[256];
-
 /* Readiness (store_writable): the last probe's answer and the last failed
  * write's reason. The lock is never held across I/O. */
 static struct {
@@ -176,20 +105,9 @@ static struct {
     char why[200];
     char last_fail[160];
 } probe = {.lock = PTHREAD_MUTEX_INITIALIZER};
-/* Outbox rows of the event this thread is emitting (see the top). */
-static _Thread_local struct op *staged_head, *staged_tail;
 
 /* Whichever store is in use set it (the other leaves its own empty). */
-const char *store_last_error(void) {
-    return *last_error ? last_error : store_pg_last_error();
-}
-
-static void set_error(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(last_error, sizeof last_error, fmt, ap);
-    va_end(ap);
-}
+const char *store_last_error(void) { return store_core_last_error(); }
 
 /* ---- the file's health ---------------------------------------------- */
 
@@ -235,420 +153,37 @@ static bool file_still_ours(void) {
     return true;
 }
 
-/* ---- ops ------------------------------------------------------------ */
+/* ---- the queue ---------------------------------------------------- */
 
-static void ticket_release(struct ticket *t) {
-    if (t && atomic_fetch_sub(&t->refs, 1) == 1) free(t);
-}
-
-static void gate_release(struct gate *g) {
-    if (g && atomic_fetch_sub(&g->refs, 1) == 1) free(g);
-}
-
-static void op_free(struct op *o) {
-    ticket_release(o->ticket);
-    gate_release(o->gate);
-    free(o->id);
-    free(o->agent);
-    free(o->state);
-    free(o->doc);
-    free(o->ext);
-    free(o->task_id);
-    free(o->order_key);
-    free(o->url);
-    free(o->headers);
-    free(o->body);
-    free(o);
-}
-
-static void op_list_free(struct op *o) {
-    while (o) {
-        struct op *next = o->next;
-        op_free(o);
-        o = next;
-    }
-}
-
-/* Append a chain (first..last) in one step. `admission`: a new task, which
- * is refused when the queue is at its bound; everything else is always
- * taken, since it belongs to work already acknowledged. */
-static a2ad_status queue_append(struct op *first, struct op *last, size_t n, bool admission) {
-    if (admission && atomic_load(&broken)) {
-        set_error("%s; restart a2ad", broken_why);
-        return A2AD_ERR_IO;
+/* New tasks are refused once the file is gone, or while a write hangs. */
+static bool admit(void) {
+    if (atomic_load(&broken)) {
+        store_core_set_error("%s; restart a2ad", broken_why);
+        return false;
     }
     uint64_t started = atomic_load(&st.batch_started_ms);
-    if (admission && started && st.write_timeout_ms &&
-        util_now_ms() - started > st.write_timeout_ms) {
-        set_error("the database %s has not finished a write for %llu ms ([tasks] "
-                  "write_timeout_ms = %u): is its disk frozen or stuck?",
-                  st.path, (unsigned long long)(util_now_ms() - started), st.write_timeout_ms);
-        return A2AD_ERR_IO;
+    if (started && st.write_timeout_ms && util_now_ms() - started > st.write_timeout_ms) {
+        store_core_set_error("the database %s has not finished a write for %llu ms ([tasks] "
+                             "write_timeout_ms = %u): is its disk frozen or stuck?",
+                             st.path, (unsigned long long)(util_now_ms() - started),
+                             st.write_timeout_ms);
+        return false;
     }
-    pthread_mutex_lock(&q.lock);
-    if (q.stopping || (admission && q.len >= st.write_queue)) {
-        bool stopping = q.stopping;
-        pthread_mutex_unlock(&q.lock);
-        if (stopping)
-            set_error("the task store is closing");
-        else
-            set_error("the database %s cannot keep up: %u writes are waiting "
-                      "([tasks] write_queue); retry later", st.path, st.write_queue);
-        return A2AD_ERR_IO;
-    }
-    if (q.tail)
-        q.tail->next = first;
-    else
-        q.head = first;
-    q.tail = last;
-    q.len += n;
-    pthread_cond_signal(&q.wake);
-    pthread_mutex_unlock(&q.lock);
-    return A2AD_OK;
+    return true;
 }
 
-/* ---- the slot ----------------------------------------------------------- */
-
-static void slot_free(void *data) {
-    struct store_slot *s = data;
-    ticket_release(s->created);
-    free(s->agent_name);
-    free(s);
-}
-
-static const struct task_ext_ops slot_ops = {.name = "store", .free = slot_free};
-
-static struct store_slot *slot_of(struct task *t) {
-    struct store_slot *s = task_ext(t, TASK_EXT_STORE);
-    if (!s && (s = calloc(1, sizeof *s))) task_ext_set(t, TASK_EXT_STORE, s);
-    return s;
-}
-
-/* ---- task rows ------------------------------------------------------ */
-
-static const char *agent_name_of(struct task *t) {
-    const struct agent *a = task_agent(t);
-    if (a) return a->desc.name;
-    struct store_slot *s = task_ext(t, TASK_EXT_STORE);
-    return s && s->agent_name ? s->agent_name : "";
-}
-
-/* Every slot that can save itself, as {"name": saved, ...}. */
-static char *ext_json_locked(struct task *t) {
-    cJSON *o = cJSON_CreateObject();
-    if (!o) return NULL;
-    for (int i = 0; i < TASK_EXT_MAX; i++) {
-        const struct task_ext_ops *ops = tasks_ext_ops((enum task_ext_slot)i);
-        void *data = task_ext(t, (enum task_ext_slot)i);
-        if (!ops || !ops->save || !ops->name || !data) continue;
-        cJSON *saved = ops->save(data);
-        if (saved) cJSON_AddItemToObject(o, ops->name, saved);
-    }
-    char *text = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    return text;
-}
-
-/* The task's row as it is now; the task lock is held. */
-static struct op *task_op_locked(struct task *t, enum task_state state, uint64_t seq) {
-    struct op *o = calloc(1, sizeof *o);
-    if (!o) return NULL;
-    o->kind = OP_TASK;
-    o->seq = seq;
-    o->ended_ms = task_state_terminal(state) ? (int64_t)util_wall_ms() : -1;
-    cJSON *doc = task_render_locked(t, -1);
-    o->doc = doc ? cJSON_PrintUnformatted(doc) : NULL;
-    cJSON_Delete(doc);
-    o->id = strdup(task_id(t));
-    o->agent = strdup(agent_name_of(t));
-    o->state = strdup(task_state_name(state));
-    o->ext = ext_json_locked(t);
-    if (!o->doc || !o->id || !o->agent || !o->state || !o->ext) {
-        op_free(o);
-        return NULL;
-    }
-    return o;
-}
-
-/* The last observer of every event: queue the outbox rows its webhooks
- * parked on this thread, then the task row, as one chain. */
-static a2ad_status store_observe(struct task *t, const struct task_event *ev) {
-    struct op *first = staged_head, *last = staged_tail;
-    staged_head = staged_tail = NULL;
-    size_t n = 0;
-    for (struct op *o = first; o; o = o->next) n++;
-    struct op *row = task_op_locked(t, ev->state, ev->seq);
-    if (!row) {
-        set_error("out of memory writing task %s to the database", task_id(t));
-        log_error("store: %s", last_error);
-        op_list_free(first);
-        return A2AD_ERR_NOMEM;
-    }
-    bool created = ev->kind == TASK_EVENT_CREATED;
-    if (created) {
-        struct store_slot *s = slot_of(t);
-        struct ticket *tk = s ? calloc(1, sizeof *tk) : NULL;
-        if (!tk) {
-            set_error("out of memory writing task %s to the database", task_id(t));
-            op_free(row);
-            op_list_free(first);
-            return A2AD_ERR_NOMEM;
-        }
-        atomic_init(&tk->refs, 2);
-        tk->queued_ms = util_now_ms();
-        ticket_release(s->created);
-        s->created = tk;
-        row->ticket = tk;
-    }
-    if (last)
-        last->next = row;
-    else
-        first = row;
-    a2ad_status rc = queue_append(first, row, n + 1, created);
-    if (rc != A2AD_OK) {
-        op_list_free(first);
-        if (!created)
-            log_error("store: task %s: event %llu not written: %s", task_id(t),
-                      (unsigned long long)ev->seq, last_error);
-    }
-    return rc;
-}
-
-/* The ticket of t's CREATED row with a reference, or NULL. */
-static struct ticket *created_ticket(struct task *t) {
-    task_lock(t);
-    struct store_slot *s = task_ext(t, TASK_EXT_STORE);
-    struct ticket *tk = s ? s->created : NULL;
-    if (tk) atomic_fetch_add(&tk->refs, 1);
-    task_unlock(t);
-    return tk;
-}
-
-/* tasks_create's wait: until the CREATED row is committed or failed. */
-static a2ad_status store_wait_created(struct task *t) {
-    struct ticket *tk = created_ticket(t);
-    if (!tk) return A2AD_OK; /* nothing was queued (cannot happen) */
-    pthread_mutex_lock(&q.lock);
-    while (!tk->done) pthread_cond_wait(&q.settled, &q.lock);
-    a2ad_status rc = tk->status;
-    if (rc != A2AD_OK) set_error("%s", tk->err);
-    pthread_mutex_unlock(&q.lock);
-    /* Settled: a queued task need not carry its ticket (~250 bytes). */
-    task_lock(t);
-    struct store_slot *s = task_ext(t, TASK_EXT_STORE);
-    if (s && s->created == tk) {
-        s->created = NULL;
-        ticket_release(tk);
-    }
-    task_unlock(t);
-    ticket_release(tk);
-    return rc;
-}
+static struct store_backend backend = {.db_word = "the database ", .why_max = 120,
+                                       .admit = admit, .crash_rules = true};
 
 void store_sync(void) {
     if (!st.open) return;
-    pthread_mutex_lock(&q.lock);
+    pthread_mutex_lock(&store_q.lock);
     /* What is queued now goes out in the batch after the one being written. */
-    uint64_t target = q.taken + (q.head ? 1 : 0);
-    while (q.written < target && !q.stopping) pthread_cond_wait(&q.settled, &q.lock);
-    pthread_mutex_unlock(&q.lock);
+    uint64_t target = store_q.taken + (store_q.head ? 1 : 0);
+    while (store_q.written < target && !store_q.stopping)
+        pthread_cond_wait(&store_q.settled, &store_q.lock);
+    pthread_mutex_unlock(&store_q.lock);
 }
-
-/* tasks_on_durable: the writer calls cb once the row is settled. */
-static a2ad_status store_on_durable(struct task *t, void (*cb)(void *arg), void *arg) {
-    struct ticket *tk = created_ticket(t);
-    if (!tk) return A2AD_ERR_STATE;
-    pthread_mutex_lock(&q.lock);
-    bool pending = !tk->done && !tk->cb;
-    if (pending) {
-        tk->cb = cb;
-        tk->cb_arg = arg;
-    }
-    pthread_mutex_unlock(&q.lock);
-    ticket_release(tk);
-    return pending ? A2AD_OK : A2AD_ERR_STATE;
-}
-
-/* tasks_forget_durable: unregister, or wait until the writer's current
- * round of callbacks is over, so the caller may free arg afterwards. */
-static bool store_forget_durable(struct task *t, void (*cb)(void *arg), void *arg) {
-    struct ticket *tk = created_ticket(t);
-    pthread_mutex_lock(&q.lock);
-    bool removed = tk && tk->cb == cb && tk->cb_arg == arg;
-    if (removed) tk->cb = NULL;
-    while (q.firing) pthread_cond_wait(&q.settled, &q.lock);
-    pthread_mutex_unlock(&q.lock);
-    ticket_release(tk);
-    return removed;
-}
-
-/* A task stored but then not acknowledged (e.g. the job queue filled up in
- * between): its row must go, or the next start would run it. */
-static void store_discard(struct task *t) {
-    struct op *o = calloc(1, sizeof *o);
-    if (o && (o->id = strdup(task_id(t)))) {
-        o->kind = OP_TASK_DEL;
-        if (queue_append(o, o, 1, false) == A2AD_OK) return;
-    }
-    if (o) op_free(o);
-    log_error("store: task %s was refused but its row stays in %s; it would run after a restart",
-              task_id(t), st.path);
-}
-
-/* ---- the outbox ----------------------------------------------------- */
-
-static char *headers_json(const char *const *headers) {
-    cJSON *a = cJSON_CreateArray();
-    for (size_t i = 0; a && headers && headers[i]; i++)
-        cJSON_AddItemToArray(a, cJSON_CreateString(headers[i]));
-    char *text = a ? cJSON_PrintUnformatted(a) : NULL;
-    cJSON_Delete(a);
-    return text;
-}
-
-/* The row of a delivery, or NULL without memory. */
-static struct op *outbox_op_new(const struct webhook_post *p, const char *event_id) {
-    struct op *o = calloc(1, sizeof *o);
-    if (!o) return NULL;
-    o->kind = OP_OUTBOX_ADD;
-    o->id = strdup(event_id);
-    o->task_id = util_strdup(p->task_id);
-    o->order_key = strdup(p->order_key);
-    o->url = strdup(p->url);
-    o->headers = headers_json(p->headers);
-    o->body = malloc(p->len ? p->len : 1);
-    o->len = p->len;
-    o->essential = p->essential;
-    o->created_ms = p->created_ms ? p->created_ms : util_wall_ms();
-    if (!o->id || (p->task_id && !o->task_id) || !o->order_key || !o->url || !o->headers ||
-        !o->body) {
-        op_free(o);
-        return NULL;
-    }
-    if (p->len) memcpy(o->body, p->body, p->len);
-    return o;
-}
-
-/* Queue a row: with the task row of the event being emitted on this thread
- * (the store observer queues it), else on its own. */
-static bool outbox_queue(struct op *o) {
-    if (tasks_emitting()) {
-        if (staged_tail)
-            staged_tail->next = o;
-        else
-            staged_head = o;
-        staged_tail = o;
-        return true;
-    }
-    return queue_append(o, o, 1, false) == A2AD_OK;
-}
-
-static void *outbox_add(const struct webhook_post *p, const char *event_id) {
-    struct op *o = outbox_op_new(p, event_id);
-    struct gate *g = calloc(1, sizeof *g);
-    if (!o || !g) goto nomem;
-    atomic_init(&g->refs, 2);
-    atomic_init(&g->settled, false);
-    o->gate = g;
-    if (!outbox_queue(o)) {
-        op_free(o); /* closing: the delivery goes out unrecorded */
-        return NULL;
-    }
-    return g;
-nomem:
-    log_error("store: out of memory recording webhook event %s; it is sent but not kept",
-              event_id);
-    if (o) op_free(o);
-    free(g);
-    return NULL;
-}
-
-/* A delivery that does not fit in memory: its row is all there is until the
- * writer hands it back (unpark_rows). */
-static bool outbox_park(const struct webhook_post *p, const char *event_id) {
-    struct op *o = outbox_op_new(p, event_id);
-    if (!o) {
-        log_error("store: out of memory parking webhook event %s", event_id);
-        return false;
-    }
-    o->parked = true;
-    if (outbox_queue(o)) return true;
-    op_free(o);
-    return false;
-}
-
-/* The delivery thread has room for parked rows: wake the writer. */
-static void outbox_room(void) {
-    pthread_mutex_lock(&q.lock);
-    if (!q.unpark) {
-        q.unpark = true;
-        pthread_cond_signal(&q.wake);
-    }
-    pthread_mutex_unlock(&q.lock);
-}
-
-static bool outbox_sendable(void *gate) {
-    return atomic_load(&((struct gate *)gate)->settled);
-}
-
-static void outbox_forget(const char *event_id) {
-    struct op *o = calloc(1, sizeof *o);
-    if (o && (o->id = strdup(event_id))) {
-        o->kind = OP_OUTBOX_DEL;
-        if (queue_append(o, o, 1, false) == A2AD_OK) return;
-    }
-    if (o) op_free(o);
-    log_warn("store: webhook event %s delivered but its outbox row stays (%s); it may be "
-             "sent again after a restart", event_id, o ? "store closing" : "out of memory");
-}
-
-/* Record a given-up event on its task, where tasks/get shows it. */
-static void note_given_up(const char *task_id, const char *event_id, const char *why) {
-    struct task *t = task_id ? tasks_get(task_id) : NULL;
-    if (!t) return; /* already expired: the log line is all there is */
-    char ts[TIMESTAMP_LEN];
-    util_timestamp(ts);
-    task_lock(t);
-    const cJSON *old = task_annotation_locked(t, "webhooksGivenUp");
-    cJSON *list = cJSON_IsArray(old) ? cJSON_Duplicate(old, 1) : cJSON_CreateArray();
-    cJSON *e = cJSON_CreateObject();
-    if (list && e) {
-        cJSON_AddStringToObject(e, "eventId", event_id);
-        cJSON_AddStringToObject(e, "reason", why ? why : "");
-        cJSON_AddStringToObject(e, "at", ts);
-        cJSON_AddItemToArray(list, e);
-        e = NULL;
-        while (cJSON_GetArraySize(list) > GIVEN_UP_KEPT) cJSON_DeleteItemFromArray(list, 0);
-        const cJSON *n = task_annotation_locked(t, "webhooksGivenUpCount");
-        double count = (cJSON_IsNumber(n) ? n->valuedouble : 0) + 1;
-        task_annotate_locked(t, "webhooksGivenUp", list);
-        task_annotate_locked(t, "webhooksGivenUpCount", cJSON_CreateNumber(count));
-        list = NULL;
-        enum task_state s = task_get_state_locked(t);
-        struct op *row = task_op_locked(t, s, task_seq_locked(t));
-        if (row && queue_append(row, row, 1, false) != A2AD_OK) op_free(row);
-    }
-    cJSON_Delete(list);
-    cJSON_Delete(e);
-    task_unlock(t);
-    task_release(t);
-}
-
-static void outbox_done(void *gate, const char *event_id, const char *task_id, bool delivered,
-                        const char *why) {
-    gate_release(gate);
-    outbox_forget(event_id);
-    if (!delivered) note_given_up(task_id, event_id, why);
-}
-
-static void outbox_dropped(void *gate) { gate_release(gate); }
-
-static const struct webhooks_outbox outbox_ops = {.add = outbox_add,
-                                                  .sendable = outbox_sendable,
-                                                  .done = outbox_done,
-                                                  .dropped = outbox_dropped,
-                                                  .park = outbox_park,
-                                                  .room = outbox_room};
 
 /* ---- the writer ----------------------------------------------------- */
 
@@ -703,46 +238,10 @@ static int run_op(const struct op *o) {
 
 static int exec(const char *sql) { return sqlite3_exec(st.db, sql, NULL, NULL, NULL); }
 
-/* Mark the OP_TASK rows of a batch that another op of the same batch makes
- * moot, so that a task with many events in one transaction is written once.
- * Running the batch with them skipped leaves the same rows as running all:
- * the upsert writes a row only when its seq is >= the stored one, so of
- * several upserts the last one with the highest seq is what stays (ops of
- * one task are queued under its lock, so that is the last one anyway), and
- * an OP_TASK_DEL removes the row whatever was upserted before it (the DEL
- * itself is always run). Outbox ops are left alone: their rows are separate
- * and their order relative to task rows does not matter inside one
- * transaction. Tickets and gates are untouched: they are settled with the
- * transaction's outcome whether or not their row was written. Without
- * memory for the map, nothing is marked (every row is written). */
-static void coalesce_task_rows(struct op *list) {
-    size_t tasks = 0;
-    for (const struct op *o = list; o; o = o->next) tasks += o->kind == OP_TASK;
-    if (tasks < 2) return;
-    struct hmap *last = hmap_new(tasks); /* task id -> its winning OP_TASK so far */
-    if (!last) return;
-    for (struct op *o = list; o; o = o->next) {
-        if (o->kind == OP_TASK_DEL) {
-            struct op *prev = hmap_remove(last, o->id);
-            if (prev) prev->moot = true;
-            continue;
-        }
-        if (o->kind != OP_TASK) continue;
-        struct op *prev = hmap_get(last, o->id);
-        if (prev && prev->seq > o->seq) {
-            o->moot = true; /* the upsert would not overwrite prev's row */
-            continue;
-        }
-        if (hmap_put(last, o->id, o) != A2AD_OK) break; /* rest written as they are */
-        if (prev) prev->moot = true;
-    }
-    hmap_free(last);
-}
-
 /* Run a chain in one transaction; returns an SQLite code, and the system's
  * errno of a failure in *sys (the rollback would clear it). */
 static int write_batch(struct op *list, int *sys) {
-    coalesce_task_rows(list);
+    store_core_coalesce(list);
     if (!file_still_ours()) {
         *sys = 0;
         return SQLITE_NOTFOUND;
@@ -754,20 +253,6 @@ static int write_batch(struct op *list, int *sys) {
     *sys = rc != SQLITE_OK ? sqlite3_system_errno(st.db) : 0;
     if (rc != SQLITE_OK && !sqlite3_get_autocommit(st.db)) exec("ROLLBACK");
     return rc;
-}
-
-static void log_write_failure(size_t n, const char *why) {
-    /* Disk full comes in bursts: one line a second, with a count. */
-    uint64_t now = util_now_ms();
-    if (now - st.last_fail_log_ms < 1000 && st.last_fail_log_ms) {
-        st.fails_unlogged++;
-        return;
-    }
-    log_error("store: cannot write %zu change%s to %s: %s (new jobs are refused until it "
-              "works again)%s",
-              n, n == 1 ? "" : "s", st.path, why, st.fails_unlogged ? "; earlier failures too" : "");
-    st.last_fail_log_ms = now;
-    st.fails_unlogged = 0;
 }
 
 /* Delete finished tasks past retention, a batch per transaction, until
@@ -798,29 +283,6 @@ static void expire_rows(void) {
 
 /* ---- parked rows back to the webhook queue (writer thread) ----------- */
 
-/* Hand one parked delivery back to webhooks_post. */
-static a2ad_status unpark_post(const char *event_id, const char *task_id, const char *order_key,
-                               const char *url, const char *headers, const void *body,
-                               size_t len, uint64_t created_ms) {
-    cJSON *hj = cJSON_Parse(headers ? headers : "[]");
-    int nh = cJSON_GetArraySize(hj);
-    const char **list = calloc((size_t)nh + 1, sizeof *list);
-    for (int i = 0; list && i < nh; i++) {
-        const cJSON *h = cJSON_GetArrayItem(hj, i);
-        list[i] = cJSON_IsString(h) ? h->valuestring : "X-A2A-Bad-Header: 1";
-    }
-    char *copy = malloc(len ? len : 1);
-    if (copy && len) memcpy(copy, body, len);
-    struct webhook_post p = {.event_id = event_id, .task_id = task_id, .order_key = order_key,
-                             .url = url, .headers = list, .body = copy, .len = len,
-                             .essential = true, .created_ms = created_ms, .restored = true,
-                             .unparked = true};
-    a2ad_status rc = list && copy ? webhooks_post(&p) : (free(copy), A2AD_ERR_NOMEM);
-    free(list);
-    cJSON_Delete(hj);
-    return rc;
-}
-
 /* Parked rows oldest first, as many as the webhook queue has room for (at
  * most UNPARK_BATCH). A row that cannot be handed back (no memory) stops
  * the batch and is tried again next time. */
@@ -835,7 +297,7 @@ static void unpark_rows(void) {
     int rc;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         const char *event_id = (const char *)sqlite3_column_text(s, 1);
-        a2ad_status ps = unpark_post(
+        a2ad_status ps = store_core_unpark_post(
             event_id, (const char *)sqlite3_column_text(s, 2),
             (const char *)sqlite3_column_text(s, 3), (const char *)sqlite3_column_text(s, 4),
             (const char *)sqlite3_column_text(s, 5), sqlite3_column_blob(s, 6),
@@ -854,43 +316,13 @@ static void unpark_rows(void) {
     sqlite3_reset(s);
 }
 
-/* A batch with parked rows failed to commit: those deliveries exist nowhere
- * else, so they go to memory now (they may overtake parked ones of their
- * key; the disk is failing anyway). */
-static void unpark_unwritten(const struct op *list) {
-    for (const struct op *o = list; o; o = o->next)
-        if (o->kind == OP_OUTBOX_ADD && o->parked &&
-            unpark_post(o->id, o->task_id, o->order_key, o->url, o->headers, o->body, o->len,
-                        o->created_ms) != A2AD_OK)
-            log_error("store: webhook event %s lost: neither written nor queued", o->id);
-}
-
 static void *writer_thread(void *arg) {
     (void)arg;
     uint64_t next_maintenance = util_now_ms() + MAINTENANCE_MS;
     for (;;) {
-        pthread_mutex_lock(&q.lock);
-        while (!q.head && !q.stopping && !q.unpark && util_now_ms() < next_maintenance) {
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_nsec += 200 * 1000000L;
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-            }
-            pthread_cond_timedwait(&q.wake, &q.lock, &ts);
-        }
-        struct op *list = q.head;
-        size_t n = q.len;
-        if (list) q.taken++;
-        q.head = q.tail = NULL;
-        q.len = 0;
-        q.inflight = list;
-        bool stopping = q.stopping;
-        bool unpark = q.unpark;
-        q.unpark = false;
-        pthread_mutex_unlock(&q.lock);
-
+        size_t n;
+        bool stopping, unpark;
+        struct op *list = store_core_take(next_maintenance, &n, &stopping, &unpark);
         if (list) {
             int sys = 0;
             uint64_t t0 = metrics_now_us();
@@ -907,50 +339,12 @@ static void *writer_thread(void *arg) {
                     snprintf(why, sizeof why, "%s (%s)", sqlite3_errstr(rc), strerror(sys));
                 else
                     snprintf(why, sizeof why, "%s", sqlite3_errstr(rc));
-                log_write_failure(n, why);
                 pthread_mutex_lock(&probe.lock);
-                snprintf(probe.last_fail, sizeof probe.last_fail, "%s", why);
+                snprintf(probe.last_fail, sizeof probe.last_fail, "%.*s",
+                         (int)sizeof probe.last_fail - 1, why);
                 pthread_mutex_unlock(&probe.lock);
             }
-            bool gates = false, fire = false;
-            pthread_mutex_lock(&q.lock);
-            q.inflight = NULL;
-            for (struct op *o = list; o; o = o->next) {
-                if (o->ticket && !o->ticket->done) { /* else: timed out (watch_thread) */
-                    o->ticket->done = true;
-                    o->ticket->status = rc == SQLITE_OK ? A2AD_OK : A2AD_ERR_IO;
-                    if (rc != SQLITE_OK)
-                        snprintf(o->ticket->err, sizeof o->ticket->err,
-                                 "the task could not be stored in the database %s: %.120s",
-                                 st.path, why);
-                    o->cb = o->ticket->cb;
-                    o->cb_arg = o->ticket->cb_arg;
-                    o->ticket->cb = NULL;
-                    if (o->cb) fire = true;
-                }
-                /* A failed write still lets the webhook go: it is in memory,
-                 * and holding it forever would help nobody. */
-                if (o->gate) {
-                    atomic_store(&o->gate->settled, true);
-                    gates = true;
-                }
-            }
-            if (fire) q.firing++;
-            q.written++;
-            pthread_cond_broadcast(&q.settled);
-            pthread_mutex_unlock(&q.lock);
-            /* Resume the suspended submissions, no lock held. */
-            if (fire) {
-                for (struct op *o = list; o; o = o->next)
-                    if (o->cb) o->cb(o->cb_arg);
-                pthread_mutex_lock(&q.lock);
-                q.firing--;
-                pthread_cond_broadcast(&q.settled);
-                pthread_mutex_unlock(&q.lock);
-            }
-            if (gates) webhooks_wake();
-            if (rc != SQLITE_OK) unpark_unwritten(list);
-            op_list_free(list);
+            store_core_done(list, n, rc == SQLITE_OK ? NULL : why);
         } else if (stopping) {
             break;
         }
@@ -966,7 +360,7 @@ static void *writer_thread(void *arg) {
 
 /* ---- the watch thread: a deleted file, a write that hangs --------------- */
 
-/* Time out the tickets of list (q.lock held); their callbacks go to cbs. */
+/* Time out the tickets of list (store_q.lock held); their callbacks go to cbs. */
 static size_t expire_tickets_locked(struct op *list, uint64_t now, void (**cbs)(void *),
                                     void **args, size_t room) {
     size_t n = 0;
@@ -995,8 +389,8 @@ static void *watch_thread(void *arg) {
     void (*cbs[ROOM])(void *);
     void *args[ROOM];
     uint64_t last_file_check = 0;
-    pthread_mutex_lock(&q.lock);
-    while (!q.stopping) {
+    pthread_mutex_lock(&store_q.lock);
+    while (!store_q.stopping) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_nsec += WATCH_MS * 1000000L;
@@ -1004,29 +398,29 @@ static void *watch_thread(void *arg) {
             ts.tv_sec++;
             ts.tv_nsec -= 1000000000L;
         }
-        pthread_cond_timedwait(&q.wake_watch, &q.lock, &ts);
-        if (q.stopping) break;
+        pthread_cond_timedwait(&store_q.wake_watch, &store_q.lock, &ts);
+        if (store_q.stopping) break;
         uint64_t now = util_now_ms();
         size_t n = 0;
         if (st.write_timeout_ms) {
-            n = expire_tickets_locked(q.inflight, now, cbs, args, ROOM);
-            n += expire_tickets_locked(q.head, now, cbs + n, args + n, ROOM - n);
-            if (n) q.firing++;
-            pthread_cond_broadcast(&q.settled);
+            n = expire_tickets_locked(store_q.inflight, now, cbs, args, ROOM);
+            n += expire_tickets_locked(store_q.head, now, cbs + n, args + n, ROOM - n);
+            if (n) store_q.firing++;
+            pthread_cond_broadcast(&store_q.settled);
         }
-        pthread_mutex_unlock(&q.lock);
+        pthread_mutex_unlock(&store_q.lock);
         for (size_t i = 0; i < n; i++) cbs[i](args[i]);
         if (now - last_file_check >= 500) {
             file_still_ours();
             last_file_check = now;
         }
-        pthread_mutex_lock(&q.lock);
+        pthread_mutex_lock(&store_q.lock);
         if (n) {
-            q.firing--;
-            pthread_cond_broadcast(&q.settled);
+            store_q.firing--;
+            pthread_cond_broadcast(&store_q.settled);
         }
     }
-    pthread_mutex_unlock(&q.lock);
+    pthread_mutex_unlock(&store_q.lock);
     return NULL;
 }
 
@@ -1036,27 +430,27 @@ static void *watch_thread(void *arg) {
 a2ad_status store_persist_begin(struct task *t) {
     if (!st.open) return A2AD_ERR_STATE;
     task_lock(t);
-    struct op *row = task_op_locked(t, task_get_state_locked(t), task_seq_locked(t));
-    struct store_slot *s = row ? slot_of(t) : NULL;
+    struct op *row = store_core_task_op_locked(t, task_get_state_locked(t), task_seq_locked(t));
+    struct store_slot *s = row ? store_core_slot(t) : NULL;
     struct ticket *tk = s ? calloc(1, sizeof *tk) : NULL;
     if (!tk) {
         task_unlock(t);
-        if (row) op_free(row);
-        set_error("out of memory writing task %s to the database", task_id(t));
+        if (row) store_core_op_free(row);
+        store_core_set_error("out of memory writing task %s to the database", task_id(t));
         return A2AD_ERR_NOMEM;
     }
     atomic_init(&tk->refs, 2);
     tk->queued_ms = util_now_ms();
     row->ticket = tk;
-    a2ad_status rc = queue_append(row, row, 1, true);
+    a2ad_status rc = store_core_append(row, row, 1, true);
     if (rc == A2AD_OK) {
-        ticket_release(s->created);
+        store_core_ticket_release(s->created);
         s->created = tk;
     }
     task_unlock(t);
     if (rc != A2AD_OK) {
-        op_free(row);
-        ticket_release(tk);
+        store_core_op_free(row);
+        store_core_ticket_release(tk);
     }
     return rc;
 }
@@ -1066,28 +460,28 @@ a2ad_status store_persist_begin(struct task *t) {
 a2ad_status store_persist(struct task *t) {
     if (!st.open) return A2AD_OK; /* the memory store promises nothing more */
     task_lock(t);
-    struct op *row = task_op_locked(t, task_get_state_locked(t), task_seq_locked(t));
+    struct op *row = store_core_task_op_locked(t, task_get_state_locked(t), task_seq_locked(t));
     task_unlock(t);
     struct ticket *tk = row ? calloc(1, sizeof *tk) : NULL;
     if (!tk) {
-        if (row) op_free(row);
-        set_error("out of memory writing task %s to the database", task_id(t));
+        if (row) store_core_op_free(row);
+        store_core_set_error("out of memory writing task %s to the database", task_id(t));
         return A2AD_ERR_NOMEM;
     }
     atomic_init(&tk->refs, 2);
     tk->queued_ms = util_now_ms();
     row->ticket = tk;
-    if (queue_append(row, row, 1, true) != A2AD_OK) {
-        op_free(row); /* releases the op's reference */
-        ticket_release(tk);
+    if (store_core_append(row, row, 1, true) != A2AD_OK) {
+        store_core_op_free(row); /* releases the op's reference */
+        store_core_ticket_release(tk);
         return A2AD_ERR_IO;
     }
-    pthread_mutex_lock(&q.lock);
-    while (!tk->done) pthread_cond_wait(&q.settled, &q.lock);
+    pthread_mutex_lock(&store_q.lock);
+    while (!tk->done) pthread_cond_wait(&store_q.settled, &store_q.lock);
     a2ad_status rc = tk->status;
-    if (rc != A2AD_OK) set_error("%s", tk->err);
-    pthread_mutex_unlock(&q.lock);
-    ticket_release(tk);
+    if (rc != A2AD_OK) store_core_set_error("%s", tk->err);
+    pthread_mutex_unlock(&store_q.lock);
+    store_core_ticket_release(tk);
     return rc;
 }
 
@@ -1237,21 +631,10 @@ a2ad_status store_open(const struct config *cfg) {
     st.unpark_after = 0;
     atomic_store(&st.unpark_on, false);
 
-    tasks_register_ext(TASK_EXT_STORE, &slot_ops);
-    tasks_set_store_hooks(store_observe, store_wait_created);
-    tasks_set_store_notify(store_on_durable, store_forget_durable);
-    tasks_set_store_discard(store_discard);
-    webhooks_set_outbox(&outbox_ops);
-    q.stopping = false;
-    int err = pthread_create(&st.writer, NULL, writer_thread, NULL);
-    if (err != 0) {
-        log_error("store: cannot start the writer thread: %s", strerror(err));
-        tasks_set_store_hooks(NULL, NULL);
-        tasks_set_store_notify(NULL, NULL);
-        tasks_set_store_discard(NULL);
-        webhooks_set_outbox(NULL);
+    backend.path = st.path;
+    backend.write_queue = st.write_queue;
+    if (store_core_start(&backend, &st.writer, writer_thread) != A2AD_OK)
         return open_fail("start a writer for");
-    }
     st.open = true;
     st.watching = pthread_create(&st.watcher, NULL, watch_thread, NULL) == 0;
     if (!st.watching)
@@ -1276,7 +659,7 @@ static size_t recover_outbox(sqlite3 *db) {
         log_error("store: cannot read the outbox of %s: %s; its events are sent, but may "
                   "overtake each other", st.path, sqlite3_errmsg(db));
         atomic_store(&st.unpark_on, true);
-        outbox_room();
+        store_core_outbox_room();
         return 0;
     }
     while (sqlite3_step(s) == SQLITE_ROW) {
@@ -1288,7 +671,7 @@ static size_t recover_outbox(sqlite3 *db) {
     }
     sqlite3_finalize(s);
     atomic_store(&st.unpark_on, true);
-    outbox_room();
+    store_core_outbox_room();
     return n;
 }
 
@@ -1300,86 +683,6 @@ static bool parse_state(const char *name, enum task_state *out) {
             return true;
         }
     return false;
-}
-
-/* Persist a restored task whose row must change without an event. */
-static void persist(struct task *t) {
-    task_lock(t);
-    struct op *row = task_op_locked(t, task_get_state_locked(t), task_seq_locked(t));
-    task_unlock(t);
-    if (row && queue_append(row, row, 1, false) != A2AD_OK) op_free(row);
-}
-
-struct recovery_counts {
-    size_t finished, requeued, rerun, interrupted, orphaned, rejected;
-};
-
-/* One unfinished task is back in memory: run it again, or end it. */
-static void recover_unfinished(struct task *t, enum task_state was, const char *agent_name,
-                               struct recovery_counts *c) {
-    const struct agent *a = task_agent(t);
-    char why[320];
-    if (!a) {
-        snprintf(why, sizeof why, "interrupted: a2ad restarted and agent %s is no longer loaded",
-                 agent_name);
-        task_finish(t, TASK_FAILED, why);
-        c->orphaned++;
-        return;
-    }
-    const char *disabled = runner_disabled(a->desc.name);
-    if (disabled) {
-        task_finish(t, TASK_FAILED, disabled);
-        c->interrupted++;
-        return;
-    }
-    if (was == TASK_WORKING) {
-        if (!a->desc.rerun_safe) {
-            task_finish(t, TASK_FAILED, "interrupted: a2ad restarted");
-            c->interrupted++;
-            return;
-        }
-        task_lock(t);
-        const cJSON *n = task_annotation_locked(t, "attempt");
-        double ran = cJSON_IsNumber(n) ? n->valuedouble : 1;
-        task_unlock(t);
-        /* `working` was committed before each run, so every one of those
-         * runs was cut short: a job that kills a2ad is not run for ever. */
-        if (ran >= runner_max_attempts()) {
-            snprintf(why, sizeof why, "gave up after %.0f attempts: the agent crashed", ran);
-            log_error("store: task %s of agent %s: %s (or a2ad was killed while it ran)",
-                      task_id(t), a->desc.name, why);
-            task_finish(t, TASK_FAILED, why);
-            c->interrupted++;
-            return;
-        }
-        task_lock(t);
-        task_annotate_locked(t, "attempt", cJSON_CreateNumber(ran + 1));
-        task_unlock(t);
-        persist(t);
-        c->rerun++;
-    } else {
-        c->requeued++;
-    }
-    /* The ack may have gone out before a rejection was stored: ask again. */
-    if (a->desc.validate) {
-        struct a2ad_validation v;
-        memset(&v, 0, sizeof v);
-        a2ad_status vs = a->desc.validate(a->state, task_query(t), &v);
-        if (vs != A2AD_OK) {
-            v.reason[sizeof v.reason - 1] = '\0';
-            snprintf(why, sizeof why, "Validation failed: %s",
-                     v.reason[0] ? v.reason : a2ad_status_name(vs));
-            task_finish(t, TASK_REJECTED, why);
-            c->rejected++;
-            return;
-        }
-    }
-    a2ad_status rc = workers_submit(t);
-    if (rc != A2AD_OK) {
-        snprintf(why, sizeof why, "interrupted: a2ad restarted and could not queue the job again (%s)",
-                 a2ad_status_name(rc));
-        task_finish(t, TASK_FAILED, why);
-    }
 }
 
 a2ad_status store_recover(void) {
@@ -1420,48 +723,18 @@ a2ad_status store_recover(void) {
             bad++;
             continue;
         }
-        struct task_restore r = {
-            .doc = cJSON_Parse((const char *)sqlite3_column_text(s, 5)),
-            .agent = plugins_find(agent_name),
-            .state = state == TASK_WORKING ? TASK_SUBMITTED : state,
-            .seq = (uint64_t)sqlite3_column_int64(s, 3),
-        };
-        if (task_state_terminal(state)) {
-            int64_t ended = sqlite3_column_int64(s, 4);
-            r.ended_ago_ms = now > ended ? (uint64_t)(now - ended) : 0;
-        }
-        /* An agent that is gone cannot run it; its task is failed below,
-         * from state working so the failure is a normal transition. */
-        if (!r.agent && state == TASK_WORKING) r.state = TASK_WORKING;
-        cJSON *ext = cJSON_Parse((const char *)sqlite3_column_text(s, 6));
-        for (int i = 0; i < TASK_EXT_MAX; i++) {
-            const struct task_ext_ops *ops = tasks_ext_ops((enum task_ext_slot)i);
-            const cJSON *saved = ops && ops->name && ops->load
-                                     ? cJSON_GetObjectItemCaseSensitive(ext, ops->name)
-                                     : NULL;
-            if (saved) r.ext[i] = ops->load(saved);
-        }
-        cJSON_Delete(ext);
-        struct store_slot *slot = calloc(1, sizeof *slot);
-        if (slot && !r.agent) slot->agent_name = strdup(agent_name);
-        if (r.ext[TASK_EXT_STORE]) slot_free(r.ext[TASK_EXT_STORE]);
-        r.ext[TASK_EXT_STORE] = slot;
-        struct task *t = NULL;
-        a2ad_status rc = r.doc ? tasks_restore(&r, &t) : A2AD_ERR_PARSE;
-        if (!r.doc)
-            for (int i = 0; i < TASK_EXT_MAX; i++) {
-                const struct task_ext_ops *ops = tasks_ext_ops((enum task_ext_slot)i);
-                if (r.ext[i] && ops && ops->free) ops->free(r.ext[i]);
-            }
-        if (rc != A2AD_OK) {
-            log_warn("store: task %s cannot be restored: %s", id, a2ad_status_name(rc));
+        struct task *t = store_core_restore(
+            id, agent_name, state, (uint64_t)sqlite3_column_int64(s, 3),
+            sqlite3_column_int64(s, 4), (const char *)sqlite3_column_text(s, 5),
+            (const char *)sqlite3_column_text(s, 6), now);
+        if (!t) {
             bad++;
             continue;
         }
         if (task_state_terminal(state))
             c.finished++;
         else
-            recover_unfinished(t, state, agent_name, &c);
+            store_core_recover_task(t, state, agent_name, &c, NULL);
         task_release(t);
     }
     sqlite3_finalize(s);
@@ -1475,17 +748,11 @@ a2ad_status store_recover(void) {
 
 void store_close(void) {
     if (!st.open) return;
-    pthread_mutex_lock(&q.lock);
-    q.stopping = true;
-    pthread_cond_signal(&q.wake);
-    pthread_cond_signal(&q.wake_watch);
-    pthread_mutex_unlock(&q.lock);
+    store_core_stop();
     if (st.watching) pthread_join(st.watcher, NULL);
     pthread_join(st.writer, NULL);
     /* Whatever raced with the stop (nothing after a clean stop). */
-    op_list_free(q.head);
-    q.head = q.tail = NULL;
-    q.len = 0;
+    store_core_drop_queue();
     sqlite3_finalize(st.upsert_task);
     sqlite3_finalize(st.add_outbox);
     sqlite3_finalize(st.del_outbox);
@@ -1508,9 +775,9 @@ void store_close(void) {
 
 bool store_writable(char *why, size_t n) {
     if (!st.open) return true;
-    pthread_mutex_lock(&q.lock);
-    bool full = q.len >= st.write_queue;
-    pthread_mutex_unlock(&q.lock);
+    pthread_mutex_lock(&store_q.lock);
+    bool full = store_q.len >= st.write_queue;
+    pthread_mutex_unlock(&store_q.lock);
     if (full) {
         snprintf(why, n, "the database %s cannot keep up: %u writes are waiting ([tasks] "
                  "write_queue)", st.path, st.write_queue);

@@ -1,9 +1,9 @@
 /* store_pg - the durable task store on PostgreSQL. See store_pg.h.
  *
  * Everything above the writer (tickets, gates, the queue, the slot, task
- * rows, the outbox hooks, recovery of one task) is the SQLite store's
- * (store.c), kept the same on purpose so both give the same guarantees; the
- * writer, the schema, open, recover and close are PostgreSQL's own.
+ * rows, the outbox hooks, settling a batch) is store_core.c, shared with
+ * the SQLite store so both give the same guarantees; the writer, the
+ * schema, open, recover and close are PostgreSQL's own.
  *
  * Round trips. The writer drains its queue and writes the batch as one
  * explicit transaction sent in a libpq pipeline: BEGIN, every statement,
@@ -44,6 +44,7 @@
 
 #include "log.h"
 #include "store.h"
+#include "store_core.h"
 #include "plugins.h"
 #include "tasks.h"
 #include "util.h"
@@ -58,70 +59,6 @@
 #define EXPIRE_PASS_MS 50
 /* Parked webhook rows handed back to memory per read, at most. */
 #define UNPARK_BATCH 256
-/* Given-up webhooks recorded on one task at most (the count goes on). */
-#define GIVEN_UP_KEPT 20
-
-/* What a submission waits for: its CREATED row. */
-struct ticket {
-    atomic_int refs;
-    bool done;          /* under q.lock */
-    a2ad_status status; /* under q.lock, once done */
-    char err[200];
-    /* tasks_on_durable: called by the writer once done (under q.lock) */
-    void (*cb)(void *arg);
-    void *cb_arg;
-};
-
-/* What a webhook delivery waits for: its outbox row. */
-struct gate {
-    atomic_int refs;
-    atomic_bool settled; /* committed, or the write failed (then sent anyway) */
-};
-
-enum op_kind { OP_TASK, OP_TASK_DEL, OP_OUTBOX_ADD, OP_OUTBOX_DEL };
-
-struct op {
-    struct op *next;
-    enum op_kind kind;
-    struct ticket *ticket; /* OP_TASK of a CREATED event */
-    void (*cb)(void *arg); /* the ticket's callback, taken by the writer */
-    void *cb_arg;
-    struct gate *gate;     /* OP_OUTBOX_ADD */
-    char *id;              /* task id (task ops), event id (outbox ops) */
-    /* OP_TASK */
-    char *agent, *state, *doc, *ext;
-    uint64_t seq;
-    int64_t ended_ms; /* wall clock; -1 = not ended */
-    /* OP_OUTBOX_ADD */
-    char *task_id, *order_key, *url, *headers;
-    char *body;
-    size_t len;
-    bool essential;
-    bool parked; /* OP_OUTBOX_ADD: kept in the outbox only (see the top) */
-    uint64_t created_ms;
-    bool moot; /* OP_TASK: a later op of the batch decides the row (coalesce) */
-};
-
-/* Per-task bookkeeping in TASK_EXT_STORE. */
-struct store_slot {
-    struct ticket *created; /* until its row is settled and waited for */
-    char *agent_name;       /* restored task whose agent is gone, else NULL */
-};
-
-static struct {
-    pthread_mutex_t lock;
-    pthread_cond_t wake;    /* the writer: work, or stop */
-    pthread_cond_t settled; /* submitters: a batch was written */
-    struct op *head, *tail;
-    size_t len;
-    bool stopping;
-    /* The writer is calling a batch's tasks_on_durable callbacks (with
-     * q.lock released); store_forget_durable waits until it is done. */
-    bool firing;
-    bool unpark; /* the delivery thread has room for parked rows */
-} q = {.lock = PTHREAD_MUTEX_INITIALIZER,
-       .wake = PTHREAD_COND_INITIALIZER,
-       .settled = PTHREAD_COND_INITIALIZER};
 
 /* Set by store_pg_open, read-only afterwards; the connection belongs to
  * the writer thread once it runs. */
@@ -147,517 +84,26 @@ static struct {
     /* parking (writer thread): on once store_pg_recover counted the rows */
     atomic_bool unpark_on;
     int64_t unpark_after;
-    /* log throttling (writer thread) */
-    uint64_t last_fail_log_ms;
-    unsigned fails_unlogged;
     /* counted by the writer, logged at close: what one job costs */
     uint64_t round_trips, transactions, statements, created;
 } st = {.down_lock = PTHREAD_MUTEX_INITIALIZER};
 
-static _Thread_local char last_error[256];
-/* Outbox rows of the event this thread is emitting (see the top). */
-static _Thread_local struct op *staged_head, *staged_tail;
+const char *store_pg_last_error(void) { return store_core_last_error(); }
 
-const char *store_pg_last_error(void) { return last_error; }
-
-static void set_error(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(last_error, sizeof last_error, fmt, ap);
-    va_end(ap);
-}
-
-/* ---- ops ------------------------------------------------------------ */
-
-static void ticket_release(struct ticket *t) {
-    if (t && atomic_fetch_sub(&t->refs, 1) == 1) free(t);
-}
-
-static void gate_release(struct gate *g) {
-    if (g && atomic_fetch_sub(&g->refs, 1) == 1) free(g);
-}
-
-static void op_free(struct op *o) {
-    ticket_release(o->ticket);
-    gate_release(o->gate);
-    free(o->id);
-    free(o->agent);
-    free(o->state);
-    free(o->doc);
-    free(o->ext);
-    free(o->task_id);
-    free(o->order_key);
-    free(o->url);
-    free(o->headers);
-    free(o->body);
-    free(o);
-}
-
-static void op_list_free(struct op *o) {
-    while (o) {
-        struct op *next = o->next;
-        op_free(o);
-        o = next;
-    }
-}
-
-/* Append a chain (first..last) in one step. `admission`: a new task, which
- * is refused when the queue is at its bound; everything else is always
- * taken, since it belongs to work already acknowledged. */
-static a2ad_status queue_append(struct op *first, struct op *last, size_t n, bool admission) {
-    pthread_mutex_lock(&q.lock);
-    bool down = admission && atomic_load(&st.down);
-    if (q.stopping || down || (admission && q.len >= st.write_queue)) {
-        bool stopping = q.stopping;
-        pthread_mutex_unlock(&q.lock);
-        if (stopping) {
-            set_error("the task store is closing");
-        } else if (down) {
-            pthread_mutex_lock(&st.down_lock);
-            set_error("%s is unreachable (%s); retry later", st.path, st.down_why);
-            pthread_mutex_unlock(&st.down_lock);
-        } else {
-            set_error("%s cannot keep up: %u writes are waiting ([tasks] write_queue); "
-                      "retry later", st.path, st.write_queue);
-        }
-        return A2AD_ERR_IO;
-    }
-    if (q.tail)
-        q.tail->next = first;
-    else
-        q.head = first;
-    q.tail = last;
-    q.len += n;
-    pthread_cond_signal(&q.wake);
-    pthread_mutex_unlock(&q.lock);
-    return A2AD_OK;
-}
-
-/* ---- the slot ----------------------------------------------------------- */
-
-static void slot_free(void *data) {
-    struct store_slot *s = data;
-    ticket_release(s->created);
-    free(s->agent_name);
-    free(s);
-}
-
-static const struct task_ext_ops slot_ops = {.name = "store", .free = slot_free};
-
-static struct store_slot *slot_of(struct task *t) {
-    struct store_slot *s = task_ext(t, TASK_EXT_STORE);
-    if (!s && (s = calloc(1, sizeof *s))) task_ext_set(t, TASK_EXT_STORE, s);
-    return s;
-}
-
-/* ---- task rows ------------------------------------------------------ */
-
-static const char *agent_name_of(struct task *t) {
-    const struct agent *a = task_agent(t);
-    if (a) return a->desc.name;
-    struct store_slot *s = task_ext(t, TASK_EXT_STORE);
-    return s && s->agent_name ? s->agent_name : "";
-}
-
-/* Every slot that can save itself, as {"name": saved, ...}. */
-static char *ext_json_locked(struct task *t) {
-    cJSON *o = cJSON_CreateObject();
-    if (!o) return NULL;
-    for (int i = 0; i < TASK_EXT_MAX; i++) {
-        const struct task_ext_ops *ops = tasks_ext_ops((enum task_ext_slot)i);
-        void *data = task_ext(t, (enum task_ext_slot)i);
-        if (!ops || !ops->save || !ops->name || !data) continue;
-        cJSON *saved = ops->save(data);
-        if (saved) cJSON_AddItemToObject(o, ops->name, saved);
-    }
-    char *text = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    return text;
-}
-
-/* The task's row as it is now; the task lock is held. */
-static struct op *task_op_locked(struct task *t, enum task_state state, uint64_t seq) {
-    struct op *o = calloc(1, sizeof *o);
-    if (!o) return NULL;
-    o->kind = OP_TASK;
-    o->seq = seq;
-    o->ended_ms = task_state_terminal(state) ? (int64_t)util_wall_ms() : -1;
-    cJSON *doc = task_render_locked(t, -1);
-    o->doc = doc ? cJSON_PrintUnformatted(doc) : NULL;
-    cJSON_Delete(doc);
-    o->id = strdup(task_id(t));
-    o->agent = strdup(agent_name_of(t));
-    o->state = strdup(task_state_name(state));
-    o->ext = ext_json_locked(t);
-    if (!o->doc || !o->id || !o->agent || !o->state || !o->ext) {
-        op_free(o);
-        return NULL;
-    }
-    return o;
-}
-
-/* The last observer of every event: queue the outbox rows its webhooks
- * parked on this thread, then the task row, as one chain. */
-static a2ad_status store_observe(struct task *t, const struct task_event *ev) {
-    struct op *first = staged_head, *last = staged_tail;
-    staged_head = staged_tail = NULL;
-    size_t n = 0;
-    for (struct op *o = first; o; o = o->next) n++;
-    /* The node that holds it, for tasks/get (several nodes, one database). */
-    if (ev->kind == TASK_EVENT_CREATED)
-        task_annotate_locked(t, "node", cJSON_CreateString(st.node));
-    struct op *row = task_op_locked(t, ev->state, ev->seq);
-    if (!row) {
-        set_error("out of memory writing task %s to the database", task_id(t));
-        log_error("store: %s", last_error);
-        op_list_free(first);
-        return A2AD_ERR_NOMEM;
-    }
-    bool created = ev->kind == TASK_EVENT_CREATED;
-    if (created) {
-        struct store_slot *s = slot_of(t);
-        struct ticket *tk = s ? calloc(1, sizeof *tk) : NULL;
-        if (!tk) {
-            set_error("out of memory writing task %s to the database", task_id(t));
-            op_free(row);
-            op_list_free(first);
-            return A2AD_ERR_NOMEM;
-        }
-        atomic_init(&tk->refs, 2);
-        ticket_release(s->created);
-        s->created = tk;
-        row->ticket = tk;
-    }
-    if (last)
-        last->next = row;
-    else
-        first = row;
-    a2ad_status rc = queue_append(first, row, n + 1, created);
-    if (rc != A2AD_OK) {
-        op_list_free(first);
-        if (!created)
-            log_error("store: task %s: event %llu not written: %s", task_id(t),
-                      (unsigned long long)ev->seq, last_error);
-    }
-    return rc;
-}
-
-/* The ticket of t's CREATED row with a reference, or NULL. */
-static struct ticket *created_ticket(struct task *t) {
-    task_lock(t);
-    struct store_slot *s = task_ext(t, TASK_EXT_STORE);
-    struct ticket *tk = s ? s->created : NULL;
-    if (tk) atomic_fetch_add(&tk->refs, 1);
-    task_unlock(t);
-    return tk;
-}
-
-/* tasks_create's wait: until the CREATED row is committed or failed. */
-static a2ad_status store_wait_created(struct task *t) {
-    struct ticket *tk = created_ticket(t);
-    if (!tk) return A2AD_OK; /* nothing was queued (cannot happen) */
-    pthread_mutex_lock(&q.lock);
-    while (!tk->done) pthread_cond_wait(&q.settled, &q.lock);
-    a2ad_status rc = tk->status;
-    if (rc != A2AD_OK) set_error("%s", tk->err);
-    pthread_mutex_unlock(&q.lock);
-    /* Settled: a queued task need not carry its ticket (~250 bytes). */
-    task_lock(t);
-    struct store_slot *s = task_ext(t, TASK_EXT_STORE);
-    if (s && s->created == tk) {
-        s->created = NULL;
-        ticket_release(tk);
-    }
-    task_unlock(t);
-    ticket_release(tk);
-    return rc;
-}
-
-/* tasks_on_durable: the writer calls cb once the row is settled. */
-static a2ad_status store_on_durable(struct task *t, void (*cb)(void *arg), void *arg) {
-    struct ticket *tk = created_ticket(t);
-    if (!tk) return A2AD_ERR_STATE;
-    pthread_mutex_lock(&q.lock);
-    bool pending = !tk->done && !tk->cb;
-    if (pending) {
-        tk->cb = cb;
-        tk->cb_arg = arg;
-    }
-    pthread_mutex_unlock(&q.lock);
-    ticket_release(tk);
-    return pending ? A2AD_OK : A2AD_ERR_STATE;
-}
-
-/* tasks_forget_durable: unregister, or wait until the writer's current
- * round of callbacks is over, so the caller may free arg afterwards. */
-static bool store_forget_durable(struct task *t, void (*cb)(void *arg), void *arg) {
-    struct ticket *tk = created_ticket(t);
-    pthread_mutex_lock(&q.lock);
-    bool removed = tk && tk->cb == cb && tk->cb_arg == arg;
-    if (removed) tk->cb = NULL;
-    while (q.firing) pthread_cond_wait(&q.settled, &q.lock);
-    pthread_mutex_unlock(&q.lock);
-    ticket_release(tk);
-    return removed;
-}
-
-/* A task stored but then not acknowledged (e.g. the job queue filled up in
- * between): its row must go, or the next start would run it. */
-static void store_discard(struct task *t) {
-    struct op *o = calloc(1, sizeof *o);
-    if (o && (o->id = strdup(task_id(t)))) {
-        o->kind = OP_TASK_DEL;
-        if (queue_append(o, o, 1, false) == A2AD_OK) return;
-    }
-    if (o) op_free(o);
-    log_error("store: task %s was refused but its row stays in %s; it would run after a restart",
-              task_id(t), st.path);
-}
-
-/* ---- the outbox ----------------------------------------------------- */
-
-static char *headers_json(const char *const *headers) {
-    cJSON *a = cJSON_CreateArray();
-    for (size_t i = 0; a && headers && headers[i]; i++)
-        cJSON_AddItemToArray(a, cJSON_CreateString(headers[i]));
-    char *text = a ? cJSON_PrintUnformatted(a) : NULL;
-    cJSON_Delete(a);
-    return text;
-}
-
-/* The row of a delivery, or NULL without memory. */
-static struct op *outbox_op_new(const struct webhook_post *p, const char *event_id) {
-    struct op *o = calloc(1, sizeof *o);
-    if (!o) return NULL;
-    o->kind = OP_OUTBOX_ADD;
-    o->id = strdup(event_id);
-    o->task_id = util_strdup(p->task_id);
-    o->order_key = strdup(p->order_key);
-    o->url = strdup(p->url);
-    o->headers = headers_json(p->headers);
-    o->body = malloc(p->len ? p->len : 1);
-    o->len = p->len;
-    o->essential = p->essential;
-    o->created_ms = p->created_ms ? p->created_ms : util_wall_ms();
-    if (!o->id || (p->task_id && !o->task_id) || !o->order_key || !o->url || !o->headers ||
-        !o->body) {
-        op_free(o);
-        return NULL;
-    }
-    if (p->len) memcpy(o->body, p->body, p->len);
-    return o;
-}
-
-/* Queue a row: with the task row of the event being emitted on this thread
- * (the store observer queues it), else on its own. */
-static bool outbox_queue(struct op *o) {
-    if (tasks_emitting()) {
-        if (staged_tail)
-            staged_tail->next = o;
-        else
-            staged_head = o;
-        staged_tail = o;
-        return true;
-    }
-    return queue_append(o, o, 1, false) == A2AD_OK;
-}
-
-static void *outbox_add(const struct webhook_post *p, const char *event_id) {
-    struct op *o = outbox_op_new(p, event_id);
-    struct gate *g = calloc(1, sizeof *g);
-    if (!o || !g) goto nomem;
-    atomic_init(&g->refs, 2);
-    atomic_init(&g->settled, false);
-    o->gate = g;
-    if (!outbox_queue(o)) {
-        op_free(o); /* closing: the delivery goes out unrecorded */
-        return NULL;
-    }
-    return g;
-nomem:
-    log_error("store: out of memory recording webhook event %s; it is sent but not kept",
-              event_id);
-    if (o) op_free(o);
-    free(g);
-    return NULL;
-}
-
-/* A delivery that does not fit in memory: its row is all there is until the
- * writer hands it back (unpark_rows). */
-static bool outbox_park(const struct webhook_post *p, const char *event_id) {
-    struct op *o = outbox_op_new(p, event_id);
-    if (!o) {
-        log_error("store: out of memory parking webhook event %s", event_id);
-        return false;
-    }
-    o->parked = true;
-    if (outbox_queue(o)) return true;
-    op_free(o);
+/* New tasks are refused at once while PostgreSQL is unreachable. */
+static bool admit(void) {
+    if (!atomic_load(&st.down)) return true;
+    pthread_mutex_lock(&st.down_lock);
+    store_core_set_error("%s is unreachable (%s); retry later", st.path, st.down_why);
+    pthread_mutex_unlock(&st.down_lock);
     return false;
 }
 
-/* The delivery thread has room for parked rows: wake the writer. */
-static void outbox_room(void) {
-    pthread_mutex_lock(&q.lock);
-    if (!q.unpark) {
-        q.unpark = true;
-        pthread_cond_signal(&q.wake);
-    }
-    pthread_mutex_unlock(&q.lock);
-}
+/* No crash-loop rules (crashloop.c) at recovery yet: they came after this
+ * store was written, and adding them changes what a restart does to a job. */
+static struct store_backend backend = {.db_word = "", .ticket_err_max = 200, .admit = admit};
 
-static bool outbox_sendable(void *gate) {
-    return atomic_load(&((struct gate *)gate)->settled);
-}
-
-static void outbox_forget(const char *event_id) {
-    struct op *o = calloc(1, sizeof *o);
-    if (o && (o->id = strdup(event_id))) {
-        o->kind = OP_OUTBOX_DEL;
-        if (queue_append(o, o, 1, false) == A2AD_OK) return;
-    }
-    if (o) op_free(o);
-    log_warn("store: webhook event %s delivered but its outbox row stays (%s); it may be "
-             "sent again after a restart", event_id, o ? "store closing" : "out of memory");
-}
-
-/* Record a given-up event on its task, where tasks/get shows it. */
-static void note_given_up(const char *task_id, const char *event_id, const char *why) {
-    struct task *t = task_id ? tasks_get(task_id) : NULL;
-    if (!t) return; /* already expired: the log line is all there is */
-    char ts[TIMESTAMP_LEN];
-    util_timestamp(ts);
-    task_lock(t);
-    const cJSON *old = task_annotation_locked(t, "webhooksGivenUp");
-    cJSON *list = cJSON_IsArray(old) ? cJSON_Duplicate(old, 1) : cJSON_CreateArray();
-    cJSON *e = cJSON_CreateObject();
-    if (list && e) {
-        cJSON_AddStringToObject(e, "eventId", event_id);
-        cJSON_AddStringToObject(e, "reason", why ? why : "");
-        cJSON_AddStringToObject(e, "at", ts);
-        cJSON_AddItemToArray(list, e);
-        e = NULL;
-        while (cJSON_GetArraySize(list) > GIVEN_UP_KEPT) cJSON_DeleteItemFromArray(list, 0);
-        const cJSON *n = task_annotation_locked(t, "webhooksGivenUpCount");
-        double count = (cJSON_IsNumber(n) ? n->valuedouble : 0) + 1;
-        task_annotate_locked(t, "webhooksGivenUp", list);
-        task_annotate_locked(t, "webhooksGivenUpCount", cJSON_CreateNumber(count));
-        list = NULL;
-        enum task_state s = task_get_state_locked(t);
-        struct op *row = task_op_locked(t, s, task_seq_locked(t));
-        if (row && queue_append(row, row, 1, false) != A2AD_OK) op_free(row);
-    }
-    cJSON_Delete(list);
-    cJSON_Delete(e);
-    task_unlock(t);
-    task_release(t);
-}
-
-static void outbox_done(void *gate, const char *event_id, const char *task_id, bool delivered,
-                        const char *why) {
-    gate_release(gate);
-    outbox_forget(event_id);
-    if (!delivered) note_given_up(task_id, event_id, why);
-}
-
-static void outbox_dropped(void *gate) { gate_release(gate); }
-
-static const struct webhooks_outbox outbox_ops = {.add = outbox_add,
-                                                  .sendable = outbox_sendable,
-                                                  .done = outbox_done,
-                                                  .dropped = outbox_dropped,
-                                                  .park = outbox_park,
-                                                  .room = outbox_room};
-
-/* ---- the writer ----------------------------------------------------- */
-
-
-/* Mark the OP_TASK rows of a batch that another op of the same batch makes
- * moot, so that a task with many events in one transaction is written once.
- * Running the batch with them skipped leaves the same rows as running all:
- * the upsert writes a row only when its seq is >= the stored one, so of
- * several upserts the last one with the highest seq is what stays (ops of
- * one task are queued under its lock, so that is the last one anyway), and
- * an OP_TASK_DEL removes the row whatever was upserted before it (the DEL
- * itself is always run). Outbox ops are left alone: their rows are separate
- * and their order relative to task rows does not matter inside one
- * transaction. Tickets and gates are untouched: they are settled with the
- * transaction's outcome whether or not their row was written. Without
- * memory for the map, nothing is marked (every row is written). */
-static void coalesce_task_rows(struct op *list) {
-    size_t tasks = 0;
-    for (const struct op *o = list; o; o = o->next) tasks += o->kind == OP_TASK;
-    if (tasks < 2) return;
-    struct hmap *last = hmap_new(tasks); /* task id -> its winning OP_TASK so far */
-    if (!last) return;
-    for (struct op *o = list; o; o = o->next) {
-        if (o->kind == OP_TASK_DEL) {
-            struct op *prev = hmap_remove(last, o->id);
-            if (prev) prev->moot = true;
-            continue;
-        }
-        if (o->kind != OP_TASK) continue;
-        struct op *prev = hmap_get(last, o->id);
-        if (prev && prev->seq > o->seq) {
-            o->moot = true; /* the upsert would not overwrite prev's row */
-            continue;
-        }
-        if (hmap_put(last, o->id, o) != A2AD_OK) break; /* rest written as they are */
-        if (prev) prev->moot = true;
-    }
-    hmap_free(last);
-}
-
-
-static void log_write_failure(size_t n, const char *why) {
-    /* Disk full comes in bursts: one line a second, with a count. */
-    uint64_t now = util_now_ms();
-    if (now - st.last_fail_log_ms < 1000 && st.last_fail_log_ms) {
-        st.fails_unlogged++;
-        return;
-    }
-    log_error("store: cannot write %zu change%s to %s: %s (new jobs are refused until it "
-              "works again)%s",
-              n, n == 1 ? "" : "s", st.path, why, st.fails_unlogged ? "; earlier failures too" : "");
-    st.last_fail_log_ms = now;
-    st.fails_unlogged = 0;
-}
-
-/* ---- parked rows back to the webhook queue (writer thread) ----------- */
-
-/* Hand one parked delivery back to webhooks_post. */
-static a2ad_status unpark_post(const char *event_id, const char *task_id, const char *order_key,
-                               const char *url, const char *headers, const void *body,
-                               size_t len, uint64_t created_ms) {
-    cJSON *hj = cJSON_Parse(headers ? headers : "[]");
-    int nh = cJSON_GetArraySize(hj);
-    const char **list = calloc((size_t)nh + 1, sizeof *list);
-    for (int i = 0; list && i < nh; i++) {
-        const cJSON *h = cJSON_GetArrayItem(hj, i);
-        list[i] = cJSON_IsString(h) ? h->valuestring : "X-A2A-Bad-Header: 1";
-    }
-    char *copy = malloc(len ? len : 1);
-    if (copy && len) memcpy(copy, body, len);
-    struct webhook_post p = {.event_id = event_id, .task_id = task_id, .order_key = order_key,
-                             .url = url, .headers = list, .body = copy, .len = len,
-                             .essential = true, .created_ms = created_ms, .restored = true,
-                             .unparked = true};
-    a2ad_status rc = list && copy ? webhooks_post(&p) : (free(copy), A2AD_ERR_NOMEM);
-    free(list);
-    cJSON_Delete(hj);
-    return rc;
-}
-
-/* A batch with parked rows failed to commit: those deliveries exist nowhere
- * else, so they go to memory now (they may overtake parked ones of their
- * key; the database is failing anyway). */
-static void unpark_unwritten(const struct op *list) {
-    for (const struct op *o = list; o; o = o->next)
-        if (o->kind == OP_OUTBOX_ADD && o->parked &&
-            unpark_post(o->id, o->task_id, o->order_key, o->url, o->headers, o->body, o->len,
-                        o->created_ms) != A2AD_OK)
-            log_error("store: webhook event %s lost: neither written nor queued", o->id);
-}
+/* ---- recovery of one task ---------------------------------------------- */
 
 static bool parse_state(const char *name, enum task_state *out) {
     for (int s = TASK_SUBMITTED; s <= TASK_REJECTED; s++)
@@ -666,73 +112,6 @@ static bool parse_state(const char *name, enum task_state *out) {
             return true;
         }
     return false;
-}
-
-/* Persist a restored task whose row must change without an event. */
-static void persist(struct task *t) {
-    task_lock(t);
-    struct op *row = task_op_locked(t, task_get_state_locked(t), task_seq_locked(t));
-    task_unlock(t);
-    if (row && queue_append(row, row, 1, false) != A2AD_OK) op_free(row);
-}
-
-struct recovery_counts {
-    size_t finished, requeued, rerun, interrupted, orphaned, rejected;
-};
-
-/* One unfinished task is back in memory: run it again, or end it. */
-static void recover_unfinished(struct task *t, enum task_state was, const char *agent_name,
-                               struct recovery_counts *c, const char *lost) {
-    char cause[160];
-    if (lost)
-        snprintf(cause, sizeof cause, "interrupted: node %s lost", lost);
-    else
-        snprintf(cause, sizeof cause, "interrupted: a2ad restarted");
-    const struct agent *a = task_agent(t);
-    char why[320];
-    if (!a) {
-        snprintf(why, sizeof why, "%s and agent %s is %s", cause, agent_name,
-                 lost ? "not loaded here" : "no longer loaded");
-        task_finish(t, TASK_FAILED, why);
-        c->orphaned++;
-        return;
-    }
-    if (was == TASK_WORKING) {
-        if (!a->desc.rerun_safe) {
-            task_finish(t, TASK_FAILED, cause);
-            c->interrupted++;
-            return;
-        }
-        task_lock(t);
-        const cJSON *n = task_annotation_locked(t, "attempt");
-        double attempt = (cJSON_IsNumber(n) ? n->valuedouble : 1) + 1;
-        task_annotate_locked(t, "attempt", cJSON_CreateNumber(attempt));
-        task_unlock(t);
-        persist(t);
-        c->rerun++;
-    } else {
-        c->requeued++;
-    }
-    /* The ack may have gone out before a rejection was stored: ask again. */
-    if (a->desc.validate) {
-        struct a2ad_validation v;
-        memset(&v, 0, sizeof v);
-        a2ad_status vs = a->desc.validate(a->state, task_query(t), &v);
-        if (vs != A2AD_OK) {
-            v.reason[sizeof v.reason - 1] = '\0';
-            snprintf(why, sizeof why, "Validation failed: %s",
-                     v.reason[0] ? v.reason : a2ad_status_name(vs));
-            task_finish(t, TASK_REJECTED, why);
-            c->rejected++;
-            return;
-        }
-    }
-    a2ad_status rc = workers_submit(t);
-    if (rc != A2AD_OK) {
-        snprintf(why, sizeof why, "%s and the job could not be queued again (%s)", cause,
-                 a2ad_status_name(rc));
-        task_finish(t, TASK_FAILED, why);
-    }
 }
 
 /* ---- PostgreSQL ----------------------------------------------------------- */
@@ -1004,7 +383,7 @@ static bool send_text(const char *sql) {
 /* Write a chain as one transaction (see the top). */
 static void write_batch(struct op *list, struct failure *f) {
     memset(f, 0, sizeof *f);
-    coalesce_task_rows(list);
+    store_core_coalesce(list);
     if (!st.conn) {
         fail_with(f, "not connected", "08000");
         return;
@@ -1076,44 +455,10 @@ static bool retryable(const struct failure *f) {
            strncmp(s, "57P", 3) == 0 || strcmp(s, "40001") == 0 || strcmp(s, "40P01") == 0;
 }
 
-/* Settle what waited on a batch: tickets with its outcome (why = NULL:
- * committed), gates open. Calls the tasks_on_durable callbacks with no
- * lock held. */
+/* Settle what waited on a batch (store_core_settle), counting the tasks
+ * committed (logged at close). */
 static void settle(struct op *list, const char *why) {
-    bool gates = false;
-    pthread_mutex_lock(&q.lock);
-    for (struct op *o = list; o; o = o->next) {
-        if (o->ticket) {
-            o->ticket->done = true;
-            o->ticket->status = why ? A2AD_ERR_IO : A2AD_OK;
-            if (why)
-                snprintf(o->ticket->err, sizeof o->ticket->err,
-                         "the task could not be stored in %s: %s", st.path, why);
-            else
-                st.created++;
-            o->cb = o->ticket->cb;
-            o->cb_arg = o->ticket->cb_arg;
-            o->ticket->cb = NULL;
-            if (o->cb) q.firing = true;
-        }
-        /* A failed write still lets the webhook go, as in store.c. */
-        if (o->gate) {
-            atomic_store(&o->gate->settled, true);
-            gates = true;
-        }
-    }
-    bool firing = q.firing;
-    pthread_cond_broadcast(&q.settled);
-    pthread_mutex_unlock(&q.lock);
-    if (firing) {
-        for (struct op *o = list; o; o = o->next)
-            if (o->cb) o->cb(o->cb_arg);
-        pthread_mutex_lock(&q.lock);
-        q.firing = false;
-        pthread_cond_broadcast(&q.settled);
-        pthread_mutex_unlock(&q.lock);
-    }
-    if (gates) webhooks_wake();
+    st.created += store_core_settle(list, why);
 }
 
 /* Take the submissions (ticket ops) out of a chain, with the other rows
@@ -1159,10 +504,11 @@ static void go_down(struct op *failed, const char *why) {
                   "waits in memory until it is back", st.path, why);
     size_t n = 0;
     struct op *refused = take_submissions(&failed, &n);
-    pthread_mutex_lock(&q.lock);
+    pthread_mutex_lock(&store_q.lock);
+    store_q.inflight = NULL; /* failed: back in the queue, or refused below */
     size_t queued_taken = 0;
-    struct op *more = take_submissions(&q.head, &queued_taken);
-    q.len -= queued_taken;
+    struct op *more = take_submissions(&store_q.head, &queued_taken);
+    store_q.len -= queued_taken;
     size_t back = 0;
     struct op *last = NULL;
     for (struct op *o = failed; o; o = o->next) {
@@ -1170,19 +516,19 @@ static void go_down(struct op *failed, const char *why) {
         last = o;
     }
     if (last) {
-        last->next = q.head;
-        q.head = failed;
+        last->next = store_q.head;
+        store_q.head = failed;
     }
-    q.tail = NULL;
-    for (struct op *o = q.head; o; o = o->next) q.tail = o;
-    q.len += back;
-    pthread_mutex_unlock(&q.lock);
+    store_q.tail = NULL;
+    for (struct op *o = store_q.head; o; o = o->next) store_q.tail = o;
+    store_q.len += back;
+    pthread_mutex_unlock(&store_q.lock);
     char reason[260];
     snprintf(reason, sizeof reason, "unreachable (%s)", why);
     if (refused) settle(refused, reason);
     if (more) settle(more, reason);
-    op_list_free(refused);
-    op_list_free(more);
+    store_core_op_list_free(refused);
+    store_core_op_list_free(more);
 }
 
 /* Delete finished tasks past retention (see store.c's expire_rows). */
@@ -1253,9 +599,10 @@ static void unpark_rows(void) {
         char *body = column_bytes(r, i, 6, &len);
         a2ad_status ps =
             headers && body
-                ? unpark_post(event_id, PQgetisnull(r, i, 2) ? NULL : PQgetvalue(r, i, 2),
-                              PQgetvalue(r, i, 3), PQgetvalue(r, i, 4), headers, body, len,
-                              strtoull(PQgetvalue(r, i, 7), NULL, 10))
+                ? store_core_unpark_post(
+                      event_id, PQgetisnull(r, i, 2) ? NULL : PQgetvalue(r, i, 2),
+                      PQgetvalue(r, i, 3), PQgetvalue(r, i, 4), headers, body, len,
+                      strtoull(PQgetvalue(r, i, 7), NULL, 10))
                 : A2AD_ERR_NOMEM;
         free(headers);
         free(body);
@@ -1386,7 +733,7 @@ static void take_node(const char *dead) {
              PQntuples(outbox));
     PQclear(tasks);
     PQclear(outbox);
-    outbox_room();
+    store_core_outbox_room();
     return;
 fail_r:
     one_line(why, sizeof why, PQresultErrorMessage(r));
@@ -1418,9 +765,9 @@ static void take_over(void) {
     PQclear(r);
 }
 
-/* Wait on q.wake for up to ms, or until stopping. Returns stopping. */
+/* Wait on store_q.wake for up to ms, or until stopping. Returns stopping. */
 static bool nap(unsigned ms) {
-    pthread_mutex_lock(&q.lock);
+    pthread_mutex_lock(&store_q.lock);
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     ts.tv_sec += ms / 1000;
@@ -1429,9 +776,9 @@ static bool nap(unsigned ms) {
         ts.tv_sec++;
         ts.tv_nsec -= 1000000000L;
     }
-    if (!q.stopping) pthread_cond_timedwait(&q.wake, &q.lock, &ts);
-    bool stopping = q.stopping;
-    pthread_mutex_unlock(&q.lock);
+    if (!store_q.stopping) pthread_cond_timedwait(&store_q.wake, &store_q.lock, &ts);
+    bool stopping = store_q.stopping;
+    pthread_mutex_unlock(&store_q.lock);
     return stopping;
 }
 
@@ -1467,26 +814,9 @@ static void *writer_thread(void *arg) {
     uint64_t next_maintenance = util_now_ms() + MAINTENANCE_MS;
     for (;;) {
         if (!st.conn && !reconnect()) break;
-        pthread_mutex_lock(&q.lock);
-        while (!q.head && !q.stopping && !q.unpark && util_now_ms() < next_maintenance) {
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_nsec += 200 * 1000000L;
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-            }
-            pthread_cond_timedwait(&q.wake, &q.lock, &ts);
-        }
-        struct op *list = q.head;
-        size_t n = q.len;
-        q.head = q.tail = NULL;
-        q.len = 0;
-        bool stopping = q.stopping;
-        bool unpark = q.unpark;
-        q.unpark = false;
-        pthread_mutex_unlock(&q.lock);
-
+        size_t n;
+        bool stopping, unpark;
+        struct op *list = store_core_take(next_maintenance, &n, &stopping, &unpark);
         if (list) {
             struct failure f;
             write_batch(list, &f);
@@ -1498,10 +828,7 @@ static void *writer_thread(void *arg) {
                 atomic_store(&st.down, false);
                 continue;
             }
-            if (f.failed) log_write_failure(n, f.why);
-            settle(list, f.failed ? f.why : NULL);
-            if (f.failed) unpark_unwritten(list);
-            op_list_free(list);
+            st.created += store_core_done(list, n, f.failed ? f.why : NULL);
         } else if (stopping) {
             break;
         }
@@ -1748,21 +1075,11 @@ a2ad_status store_pg_open(const struct config *cfg) {
     atomic_store(&st.unpark_on, false);
     atomic_store(&st.down, false);
 
-    tasks_register_ext(TASK_EXT_STORE, &slot_ops);
-    tasks_set_store_hooks(store_observe, store_wait_created);
-    tasks_set_store_notify(store_on_durable, store_forget_durable);
-    tasks_set_store_discard(store_discard);
-    webhooks_set_outbox(&outbox_ops);
-    q.stopping = false;
-    int err = pthread_create(&st.writer, NULL, writer_thread, NULL);
-    if (err != 0) {
-        log_error("store: cannot start the writer thread: %s", strerror(err));
-        tasks_set_store_hooks(NULL, NULL);
-        tasks_set_store_notify(NULL, NULL);
-        tasks_set_store_discard(NULL);
-        webhooks_set_outbox(NULL);
+    backend.path = st.path;
+    backend.node = st.node;
+    backend.write_queue = st.write_queue;
+    if (store_core_start(&backend, &st.writer, writer_thread) != A2AD_OK)
         return open_fail(A2AD_ERR_IO);
-    }
     st.open = true;
     log_info("store: %s (server %d, schema version %d, write queue %u), node %s, lease %u s",
              st.path, PQserverVersion(st.conn), STORE_PG_SCHEMA, st.write_queue, st.node,
@@ -1791,7 +1108,7 @@ static size_t recover_outbox(PGconn *c) {
     }
     PQclear(r);
     atomic_store(&st.unpark_on, true);
-    outbox_room();
+    store_core_outbox_room();
     return n;
 }
 
@@ -1808,40 +1125,13 @@ static void recover_row(const PGresult *r, int row, int64_t now, struct recovery
     }
     char *doc = column_bytes(r, row, 5, NULL);
     char *ext_text = column_bytes(r, row, 6, NULL);
-    struct task_restore tr = {
-        .doc = doc ? cJSON_Parse(doc) : NULL,
-        .agent = plugins_find(agent_name),
-        .state = state == TASK_WORKING ? TASK_SUBMITTED : state,
-        .seq = strtoull(PQgetvalue(r, row, 3), NULL, 10),
-    };
+    struct task *t = store_core_restore(id, agent_name, state,
+                                        strtoull(PQgetvalue(r, row, 3), NULL, 10),
+                                        strtoll(PQgetvalue(r, row, 4), NULL, 10), doc, ext_text,
+                                        now);
     free(doc);
-    if (task_state_terminal(state)) {
-        int64_t ended = strtoll(PQgetvalue(r, row, 4), NULL, 10);
-        tr.ended_ago_ms = now > ended ? (uint64_t)(now - ended) : 0;
-    }
-    if (!tr.agent && state == TASK_WORKING) tr.state = TASK_WORKING;
-    cJSON *ext = ext_text ? cJSON_Parse(ext_text) : NULL;
     free(ext_text);
-    for (int i = 0; i < TASK_EXT_MAX; i++) {
-        const struct task_ext_ops *ops = tasks_ext_ops((enum task_ext_slot)i);
-        const cJSON *saved =
-            ops && ops->name && ops->load ? cJSON_GetObjectItemCaseSensitive(ext, ops->name) : NULL;
-        if (saved) tr.ext[i] = ops->load(saved);
-    }
-    cJSON_Delete(ext);
-    struct store_slot *slot = calloc(1, sizeof *slot);
-    if (slot && !tr.agent) slot->agent_name = strdup(agent_name);
-    if (tr.ext[TASK_EXT_STORE]) slot_free(tr.ext[TASK_EXT_STORE]);
-    tr.ext[TASK_EXT_STORE] = slot;
-    struct task *t = NULL;
-    a2ad_status rc = tr.doc ? tasks_restore(&tr, &t) : A2AD_ERR_PARSE;
-    if (!tr.doc)
-        for (int i = 0; i < TASK_EXT_MAX; i++) {
-            const struct task_ext_ops *ops = tasks_ext_ops((enum task_ext_slot)i);
-            if (tr.ext[i] && ops && ops->free) ops->free(tr.ext[i]);
-        }
-    if (rc != A2AD_OK) {
-        log_warn("store: task %s cannot be restored: %s", id, a2ad_status_name(rc));
+    if (!t) {
         (*bad)++;
         return;
     }
@@ -1852,9 +1142,9 @@ static void recover_row(const PGresult *r, int row, int64_t now, struct recovery
     }
     if (task_state_terminal(state)) {
         c->finished++;
-        if (lost) persist(t);
+        if (lost) store_core_persist(t);
     } else {
-        recover_unfinished(t, state, agent_name, c, lost);
+        store_core_recover_task(t, state, agent_name, c, lost);
     }
     task_release(t);
 }
@@ -1915,20 +1205,13 @@ a2ad_status store_pg_recover(void) {
 
 void store_pg_close(void) {
     if (!st.open) return;
-    pthread_mutex_lock(&q.lock);
-    q.stopping = true;
-    pthread_cond_signal(&q.wake);
-    pthread_mutex_unlock(&q.lock);
+    store_core_stop();
     pthread_join(st.writer, NULL);
     /* What could not be written (PostgreSQL unreachable until the end). */
-    size_t lost = 0;
-    for (const struct op *o = q.head; o; o = o->next) lost++;
+    size_t lost = store_core_drop_queue();
     if (lost)
         log_error("store: %zu changes not written: %s stayed unreachable until the stop", lost,
                   st.path);
-    op_list_free(q.head);
-    q.head = q.tail = NULL;
-    q.len = 0;
     log_info("store: %s: %llu tasks created in %llu transactions, %llu statements, "
              "%llu round trips",
              st.path, (unsigned long long)st.created, (unsigned long long)st.transactions,

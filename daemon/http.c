@@ -526,7 +526,8 @@ static bool rest_begin(struct MHD_Connection *c, const char *url, const char *me
                       &why) != A2AD_OK) {
         plugins_put(a);
         *ret = send_text(c, MHD_HTTP_UNAUTHORIZED, t.v03 ? "application/json" : "application/a2a+json",
-                         t.v03 ? rest03_error_body(RPC_INVALID_REQUEST, why)
+                         t.v03 ? rest03_error_body(strcmp(t.method, "agent/getAuthenticatedExtendedCard") == 0
+                                                       ? RPC_EXTENDED_CARD_NOT_CONFIGURED : RPC_INVALID_REQUEST, why)
                                : rest_error_body(MHD_HTTP_UNAUTHORIZED, why), 0);
         return true;
     }

@@ -182,7 +182,12 @@ static cJSON *send_params(const cJSON *body, char *err, size_t errlen) {
         copy_member(c, "acceptedOutputModes", conf, "acceptedOutputModes", "accepted_output_modes");
         copy_member(c, "pushNotificationConfig", conf, "pushNotification", "push_notification");
         copy_member(c, "historyLength", conf, "historyLength", "history_length");
-        copy_member(c, "blocking", conf, "blocking", NULL);
+        /* proto3: an absent bool is false, so a configuration without
+         * blocking asks for a non-blocking send (as the official 0.3 servers
+         * read it); without a configuration the JSON-RPC default stands. */
+        const cJSON *blocking = member(conf, "blocking", NULL);
+        if (blocking) cJSON_AddItemToObject(c, "blocking", cJSON_Duplicate(blocking, 1));
+        else cJSON_AddFalseToObject(c, "blocking");
     } else if (conf) {
         copy_member(p, "configuration", body, "configuration", NULL);
     }
@@ -406,6 +411,61 @@ static cJSON *config_out(const cJSON *c) {
     return o;
 }
 
+/* A 0.3 card in 0.3's proto: the members the proto has (the JSON-RPC card
+ * adds 1.0's), security schemes as {httpAuthSecurityScheme: ...} and
+ * requirements as {schemes: {NAME: {list: [...]}}}. */
+static cJSON *card_out(const cJSON *c) {
+    static const char *const keys[] = {
+        "protocolVersion", "name", "description", "url", "preferredTransport",
+        "additionalInterfaces", "provider", "version", "documentationUrl", "defaultInputModes",
+        "defaultOutputModes", "skills", "supportsAuthenticatedExtendedCard", "signatures", "iconUrl"};
+    cJSON *o = cJSON_CreateObject();
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) copy_member(o, keys[i], c, keys[i], NULL);
+    const cJSON *caps = member(c, "capabilities", NULL);
+    cJSON *k = cJSON_AddObjectToObject(o, "capabilities");
+    copy_member(k, "streaming", caps, "streaming", NULL);
+    copy_member(k, "pushNotifications", caps, "pushNotifications", NULL);
+    copy_member(k, "extensions", caps, "extensions", NULL);
+    const cJSON *schemes = member(c, "securitySchemes", NULL), *x;
+    if (cJSON_IsObject(schemes)) {
+        static const struct {
+            const char *type, *member;
+        } kinds[] = {{"http", "httpAuthSecurityScheme"}, {"apiKey", "apiKeySecurityScheme"},
+                     {"oauth2", "oauth2SecurityScheme"}, {"openIdConnect", "openIdConnectSecurityScheme"},
+                     {"mutualTLS", "mtlsSecurityScheme"}};
+        cJSON *ss = cJSON_AddObjectToObject(o, "securitySchemes");
+        cJSON_ArrayForEach(x, schemes) {
+            const cJSON *type = member(x, "type", NULL);
+            const char *m = NULL;
+            for (size_t i = 0; cJSON_IsString(type) && i < sizeof kinds / sizeof kinds[0]; i++)
+                if (strcmp(type->valuestring, kinds[i].type) == 0) m = kinds[i].member;
+            if (!m) continue;
+            cJSON *v = cJSON_Duplicate(x, 1);
+            cJSON_DeleteItemFromObjectCaseSensitive(v, "type");
+            cJSON *in = cJSON_DetachItemFromObjectCaseSensitive(v, "in");
+            if (in) cJSON_AddItemToObject(v, "location", in);
+            cJSON *w = cJSON_CreateObject();
+            cJSON_AddItemToObject(w, m, v);
+            cJSON_AddItemToObject(ss, x->string, w);
+        }
+    }
+    const cJSON *sec = member(c, "security", NULL);
+    if (cJSON_IsArray(sec)) {
+        cJSON *a = cJSON_AddArrayToObject(o, "security");
+        cJSON_ArrayForEach(x, sec) {
+            cJSON *req = cJSON_CreateObject(), *names = cJSON_AddObjectToObject(req, "schemes");
+            const cJSON *y;
+            cJSON_ArrayForEach(y, x) {
+                cJSON *l = cJSON_CreateObject();
+                cJSON_AddItemToObject(l, "list", cJSON_Duplicate(y, 1));
+                cJSON_AddItemToObject(names, y->string, l);
+            }
+            cJSON_AddItemToArray(a, req);
+        }
+    }
+    return o;
+}
+
 static cJSON *result_out(const struct rest_target *t, const cJSON *r) {
     const char *m = t->method;
     if (t->empty_result || cJSON_IsNull(r)) return cJSON_CreateObject(); /* google.protobuf.Empty */
@@ -419,7 +479,7 @@ static cJSON *result_out(const struct rest_target *t, const cJSON *r) {
         return o;
     }
     if (strncmp(m, "tasks/pushNotificationConfig/", 29) == 0) return config_out(r);
-    return cJSON_Duplicate(r, 1); /* the card: the same members in 0.3's proto */
+    return card_out(r);
 }
 
 /* HTTP status of a JSON-RPC error code, as the official 0.3 server

@@ -217,10 +217,22 @@ START_TEST(rest03_streams_are_proto_stream_responses) {
     }
     sse_close(s);
     ck_assert_uint_eq(n, 2);
+    /* :subscribe (GET too) to the ended task, without Last-Event-ID */
+    struct http_resp h;
+    snprintf(path, sizeof path, "/v1/tasks/%s:subscribe", task);
+    ck_assert(http_call(dp.port, NULL, path, NULL, &h));
+    ck_assert_int_eq(h.status, 200);
+    ck_assert_ptr_nonnull(strcasestr(h.headers, "Content-Type: text/event-stream"));
+    ck_assert_msg(strstr(h.body, "data: {\"task\":{\"id\"") && strstr(h.body, "TASK_STATE_COMPLETED"), "%s", h.body);
+    http_resp_free(&h);
+    cJSON *r;
     /* a running task: subscribe, cancel, the stream ends CANCELLED */
-    cJSON *r = rest("POST", MSG03("x") ",\"configuration\":{\"blocking\":false}}", "/agents/slow/v1/message:send");
+    /* a configuration without blocking is non-blocking (proto3: absent = false) */
+    r = rest("POST", MSG03("x") ",\"configuration\":{\"acceptedOutputModes\":[\"text/plain\"]}}", "/agents/slow/v1/message:send");
     ck_assert_int_eq(last_status, 200);
     snprintf(task, sizeof task, "%s", json_str(r, "task.id"));
+    ck_assert_str_ne(json_str(r, "task.status.state"), "TASK_STATE_CANCELLED");
+    ck_assert_str_ne(json_str(r, "task.status.state"), "TASK_STATE_COMPLETED");
     cJSON_Delete(r);
     snprintf(path, sizeof path, "/agents/slow/v1/tasks/%s:subscribe", task);
     s = sse_open(dp.port, path, "", NULL);
@@ -274,6 +286,11 @@ START_TEST(rest03_authentication) {
     r = rest(NULL, NULL, "/v1/card");
     ck_assert_int_eq(last_status, 200);
     ck_assert_str_eq(json_str(r, "name"), "echo");
+    /* the card in 0.3's proto: schemes and requirements in its shapes */
+    ck_assert_str_eq(json_str(r, "securitySchemes.bearer.httpAuthSecurityScheme.scheme"), "bearer");
+    ck_assert_ptr_null(json_at(r, "securitySchemes.bearer.type"));
+    ck_assert(cJSON_IsArray(json_at(r, "security.0.schemes.bearer.list")));
+    ck_assert_ptr_null(json_at(r, "supportedInterfaces"));
     cJSON_Delete(r);
 }
 END_TEST

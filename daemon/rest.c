@@ -20,6 +20,7 @@ static bool match_plain(const char *m, const char *path, struct rest_target *t, 
 
 bool rest_match(const char *m, const char *path, struct rest_target *t, bool *bad_method) {
     if (rest03_match(m, path, t, bad_method)) return true;
+    if (strncmp(path, "/v1/", 4) == 0) return false; /* 0.3's; not the 1.0 tenant "v1" */
     if (match_plain(m, path, t, bad_method)) return true;
     /* /{tenant}/<route> */
     if (path[0] != '/') return false;

@@ -157,8 +157,12 @@ START_TEST(rest03_resources_shapes_and_statuses) {
     expect_error(rest("PUT", NULL, "/v1/tasks/%s", t), 405, -32601, "PUT");
     expect_error(rest(NULL, NULL, "/v1/message:send"), 405, -32601, NULL);
     expect_error(rest(NULL, NULL, "/agents/ghost/v1/tasks/x"), 404, -32600, "echo, modes");
-    /* the 0.3 card lists the binding in additionalInterfaces */
+    /* no ListTasks in 0.3's binding (and /v1 is not a 1.0 tenant) */
     struct http_resp h;
+    ck_assert(http_call(dp.port, NULL, "/v1/tasks", NULL, &h));
+    ck_assert_int_eq(h.status, 404);
+    http_resp_free(&h);
+    /* the 0.3 card lists the binding in additionalInterfaces */
     http_call(dp.port, NULL, "/agents/modes/.well-known/agent-card.json", NULL, &h);
     cJSON *card = cJSON_Parse(h.body);
     http_resp_free(&h);

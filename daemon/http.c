@@ -48,6 +48,7 @@
 #include "metrics.h"
 #include "plugins.h"
 #include "rest.h"
+#include "rest03.h"
 #include "readiness.h"
 #include "rpc.h"
 #include "store.h"
@@ -68,6 +69,7 @@ struct request {
     const char *unauth;        /* static reason: refused with 401 once the (small) body is read */
     struct rpc_reply reply;
     struct rest_target *rest;  /* an HTTP+JSON request (rest.h), else NULL */
+    struct rest03_sse *sse03;  /* its 0.3 stream filter (rest03.h), else NULL */
     bool at_root;              /* POST / rather than /agents/NAME */
     bool suspended;            /* waiting for its task, or for its row */
     struct request *prev, *next; /* in the waiting list while suspended */
@@ -401,6 +403,7 @@ static void request_release(struct request *r) {
     rpc_reply_clear(&r->reply);
     auth_principal_release(r->principal);
     free(r->rest);
+    rest03_sse_free(r->sse03);
     plugins_put(r->agent);
     free(r->body);
     free(r);
@@ -465,6 +468,16 @@ static void sse_wake(void *arg) { MHD_resume_connection(arg); }
 static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
     (void)pos;
     struct request *r = cls;
+    if (r->sse03) { /* 0.3 HTTP+JSON: the frames in 0.3's proto shapes */
+        size_t k;
+        while ((k = rest03_sse_take(r->sse03, buf, max)) == 0) {
+            ssize_t n = stream_read(r->reply.stream, buf, max);
+            if (n == -1) return MHD_CONTENT_READER_END_OF_STREAM;
+            if (n < 0 || !rest03_sse_feed(r->sse03, buf, (size_t)n)) return MHD_CONTENT_READER_END_WITH_ERROR;
+            if (n == 0) return 0; /* parked */
+        }
+        return (ssize_t)k;
+    }
     ssize_t n = stream_read(r->reply.stream, buf, max);
     if (n == -1) return MHD_CONTENT_READER_END_OF_STREAM;
     if (n < 0) return MHD_CONTENT_READER_END_WITH_ERROR;
@@ -472,6 +485,7 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
 }
 
 static enum MHD_Result start_stream(struct request *r) {
+    if (r->rest && r->rest->v03 && !(r->sse03 = rest03_sse_new())) return MHD_NO;
     struct MHD_Response *resp =
         MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, sse_read, r, NULL);
     if (!resp) return MHD_NO;
@@ -511,8 +525,10 @@ static bool rest_begin(struct MHD_Connection *c, const char *url, const char *me
                       MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-API-Key"), &who,
                       &why) != A2AD_OK) {
         plugins_put(a);
-        *ret = send_text(c, MHD_HTTP_UNAUTHORIZED, "application/a2a+json",
-                         rest_error_body(MHD_HTTP_UNAUTHORIZED, why), 0);
+        *ret = send_text(c, MHD_HTTP_UNAUTHORIZED, t.v03 ? "application/json" : "application/a2a+json",
+                         t.v03 ? rest03_error_body(strcmp(t.method, "agent/getAuthenticatedExtendedCard") == 0
+                                                       ? RPC_EXTENDED_CARD_NOT_CONFIGURED : RPC_INVALID_REQUEST, why)
+                               : rest_error_body(MHD_HTTP_UNAUTHORIZED, why), 0);
         return true;
     }
     /* An agent the caller may not use looks unknown to it. */
@@ -538,7 +554,11 @@ static bool rest_begin(struct MHD_Connection *c, const char *url, const char *me
     if (status) {
         plugins_put(a);
         auth_principal_release(who);
-        *ret = send_text(c, status, "application/a2a+json", rest_error_body((int)status, msg), 0);
+        *ret = send_text(c, status, t.v03 ? "application/json" : "application/a2a+json",
+                         t.v03 ? rest03_error_body(status == MHD_HTTP_NOT_FOUND ? RPC_INVALID_REQUEST
+                                                   : status == MHD_HTTP_METHOD_NOT_ALLOWED ? RPC_METHOD_NOT_FOUND
+                                                   : RPC_INVALID_REQUEST, msg)
+                               : rest_error_body((int)status, msg), 0);
         return true;
     }
     struct request *r = calloc(1, sizeof *r);
@@ -753,7 +773,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         rest_body = rest_request(r->rest, r->body ? r->body : "", r->len, query_arg, c, &status, &err);
         if (!rest_body)
             return send_text(c, err ? (unsigned)status : MHD_HTTP_INTERNAL_SERVER_ERROR,
-                             "application/a2a+json", err, 0);
+                             r->rest->v03 ? "application/json" : "application/a2a+json", err, 0);
     }
     const char *a2a_version = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "A2A-Version");
     struct rpc_request rq = {
@@ -761,7 +781,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         .agent = r->agent,
         .body = rest_body ? rest_body : r->body ? r->body : "",
         .len = rest_body ? strlen(rest_body) : r->len,
-        .a2a_version = r->rest && (!a2a_version || !*a2a_version) ? "1.0" : a2a_version,
+        .a2a_version = r->rest && r->rest->v03 ? "0.3"
+                       : r->rest && (!a2a_version || !*a2a_version) ? "1.0" : a2a_version,
         .bare_stream = r->rest != NULL,
         .extensions = ext ? ext : MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-A2A-Extensions"),
         .authorization = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
@@ -783,7 +804,7 @@ static enum MHD_Result answer(struct request *r) {
     if (r->reply.wait_task) return start_wait(r);
     if (r->reply.stream) return start_stream(r);
     if (r->rest) rest_reply(r->rest, &r->reply);
-    const char *type = r->rest ? "application/a2a+json" : "application/json";
+    const char *type = r->rest && !r->rest->v03 ? "application/a2a+json" : "application/json";
     char *body = r->reply.body;
     r->reply.body = NULL;
     if (r->reply.auth_challenge) {

@@ -1,6 +1,7 @@
 /* rest - the HTTP+JSON binding of A2A 1.0 as a translation to JSON-RPC
  * 1.0. See rest.h. */
 #include "rest.h"
+#include "rest03.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,8 @@ static bool copy_segment(char *out, size_t n, const char *s, size_t len) {
 static bool match_plain(const char *m, const char *path, struct rest_target *t, bool *bad_method);
 
 bool rest_match(const char *m, const char *path, struct rest_target *t, bool *bad_method) {
+    if (rest03_match(m, path, t, bad_method)) return true;
+    if (strncmp(path, "/v1/", 4) == 0) return false; /* 0.3's; not the 1.0 tenant "v1" */
     if (match_plain(m, path, t, bad_method)) return true;
     /* /{tenant}/<route> */
     if (path[0] != '/') return false;
@@ -133,6 +136,7 @@ static void add_query(cJSON *params, const char *key, const char *snake, bool nu
 
 char *rest_request(const struct rest_target *t, const char *body, size_t len,
                    const char *(*query)(void *, const char *), void *arg, int *status, char **err) {
+    if (t->v03) return rest03_request(t, body, len, query, arg, status, err);
     *err = NULL;
     *status = 200;
     bool wants_body = strcmp(t->method, "SendMessage") == 0 ||
@@ -236,6 +240,10 @@ static int status_of(int code, const char **name) {
 }
 
 void rest_reply(const struct rest_target *t, struct rpc_reply *out) {
+    if (t->v03) {
+        rest03_reply(t, out);
+        return;
+    }
     cJSON *o = out->body ? cJSON_Parse(out->body) : NULL;
     free(out->body);
     out->body = NULL;

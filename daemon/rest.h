@@ -41,6 +41,7 @@
 struct rest_target {
     const char *method;     /* the JSON-RPC 1.0 method */
     bool empty_result;      /* Delete: the body is {} */
+    bool v03;               /* A2A 0.3's binding (/v1/..., rest03.h): a JSON-RPC 0.3 method */
     char task_id[256];      /* from the path, "" = none */
     char config_id[260];    /* from the path, "" = none */
     char tenant[260];       /* the path prefix /{tenant}/..., "" = none */

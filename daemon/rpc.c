@@ -1015,9 +1015,8 @@ char *rpc_agent_card(const struct agent *agent, const char *base_url, enum a2a_d
     cJSON *ifs = cJSON_AddArrayToObject(c, "supportedInterfaces");
     cJSON_AddItemToArray(ifs, interface(base_url, "JSONRPC", "1.0"));
     cJSON_AddItemToArray(ifs, interface(base_url, "JSONRPC", "0.3"));
-    /* A2A 1.0's HTTP+JSON binding on the same URL (rest.c). Not in 0.3's
-     * additionalInterfaces: 0.3's own HTTP+JSON (/v1/..., the 0.3 proto
-     * shapes) is not served, and a 0.3 client would speak that. */
+    /* A2A 1.0's HTTP+JSON binding on the same URL (rest.c); 0.3's own
+     * (rest03.c) in 0.3's additionalInterfaces: its clients add /v1/... */
     cJSON_AddItemToArray(ifs, interface(base_url, "HTTP+JSON", "1.0"));
     if (v03) {
         cJSON_AddStringToObject(c, "url", base_url);
@@ -1026,6 +1025,10 @@ char *rpc_agent_card(const struct agent *agent, const char *base_url, enum a2a_d
         cJSON *i = cJSON_CreateObject();
         cJSON_AddStringToObject(i, "url", base_url);
         cJSON_AddStringToObject(i, "transport", "JSONRPC");
+        cJSON_AddItemToArray(add, i);
+        i = cJSON_CreateObject();
+        cJSON_AddStringToObject(i, "url", base_url);
+        cJSON_AddStringToObject(i, "transport", "HTTP+JSON");
         cJSON_AddItemToArray(add, i);
     }
     cJSON_AddStringToObject(c, "version", d->version ? d->version : "0.0.0");

@@ -147,7 +147,7 @@ START_TEST(rest_resources_statuses_and_bodies) {
     ck_assert_str_eq(json_str(card, "supportedInterfaces.2.protocolBinding"), "HTTP+JSON");
     ck_assert_str_eq(json_str(card, "supportedInterfaces.2.protocolVersion"), "1.0");
     ck_assert_ptr_nonnull(strstr(json_str(card, "supportedInterfaces.2.url"), "/agents/modes"));
-    ck_assert_int_eq(cJSON_GetArraySize(json_at(card, "additionalInterfaces")), 1); /* 0.3: JSON-RPC only */
+    ck_assert_int_eq(cJSON_GetArraySize(json_at(card, "additionalInterfaces")), 2); /* 0.3: JSON-RPC, HTTP+JSON (/v1) */
     cJSON_Delete(card);
 }
 END_TEST

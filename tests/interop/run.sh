@@ -3,7 +3,8 @@
 # (@a2a-js/sdk 0.3.14 for protocol 0.3, 1.3.0 for protocol 1.0) against the
 # real a2ad in BUILD (default: build). Run by `make test` and `make interop`.
 # sdkrest.test.mjs drives the same scenarios through the 1.x client's
-# HTTP+JSON (REST) transport.
+# HTTP+JSON (REST) transport, sdkrest03.test.mjs through the 0.3 client's
+# (0.3's /v1/... binding).
 #
 # Needs node and npm. When they are missing, scripts/deps.sh --interop
 # installs Debian's (as root); only if that is impossible is the test skipped,

@@ -4,7 +4,8 @@
  * in order with A2A's append/lastChunk flags; tasks/get, ListTasks and the
  * stored task after a restart show one assembled artifact; misuse and the
  * size bound are refused; under isolation = process the events are the
- * same. Plus the ABI: a plugin built against this header on an older host
+ * same, and a Python exec agent (add_artifact_chunk) streams them too.
+ * Plus the ABI: a plugin built against this header on an older host
  * (a shorter host table) gets A2AD_ERR_ABI, and an old plugin still loads. */
 #include <check.h>
 #include <curl/curl.h>
@@ -12,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <limits.h>
 
 #include <a2ad/agent.h>
 
@@ -75,16 +78,17 @@ static void note_chunk(const cJSON *a, const cJSON *append, const cJSON *last, c
              cJSON_IsTrue(append) ? 'a' : '-', cJSON_IsTrue(last) ? 'L' : '-');
 }
 
-/* Stream "text N" and return the chunks seen (note_chunk form); the task id in tid. */
-static void stream_chunks(unsigned port, bool v1, int n, char *out, size_t outn, char *tid, size_t tidn) {
+/* Stream `query` to path and return the chunks seen (note_chunk form); the task id in tid. */
+static void stream_query(unsigned port, const char *path, const char *query, bool v1, char *out,
+                         size_t outn, char *tid, size_t tidn) {
     char body[600];
     if (v1)
         snprintf(body, sizeof body, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"SendStreamingMessage\",\"params\":{\"message\":"
-                 "{\"messageId\":\"m\",\"role\":\"ROLE_USER\",\"parts\":[{\"text\":\"text %d\"}]}}}", n);
+                 "{\"messageId\":\"m\",\"role\":\"ROLE_USER\",\"parts\":[{\"text\":\"%s\"}]}}}", query);
     else
         snprintf(body, sizeof body, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"message/stream\",\"params\":{\"message\":"
-                 "{\"kind\":\"message\",\"messageId\":\"m\",\"role\":\"user\",\"parts\":[{\"kind\":\"text\",\"text\":\"text %d\"}]}}}", n);
-    struct sse *s = sse_open(port, "/", body, v1 ? h1 : NULL);
+                 "{\"kind\":\"message\",\"messageId\":\"m\",\"role\":\"user\",\"parts\":[{\"kind\":\"text\",\"text\":\"%s\"}]}}}", query);
+    struct sse *s = sse_open(port, path, body, v1 ? h1 : NULL);
     ck_assert_ptr_nonnull(s);
     out[0] = '\0';
     tid[0] = '\0';
@@ -115,6 +119,13 @@ static void stream_chunks(unsigned port, bool v1, int n, char *out, size_t outn,
     ck_assert_msg(r == 0, "stream broke after \"%s\"", out);
     ck_assert_msg(completed, "the stream did not end with completed: %s", out);
     sse_close(s);
+}
+
+/* Stream "text N" to the default agent (chunker). */
+static void stream_chunks(unsigned port, bool v1, int n, char *out, size_t outn, char *tid, size_t tidn) {
+    char q[32];
+    snprintf(q, sizeof q, "text %d", n);
+    stream_query(port, "/", q, v1, out, outn, tid, tidn);
 }
 
 /* tasks/get (0.3) of t: its one artifact, assembled. */
@@ -256,6 +267,26 @@ START_TEST(process_isolation_gives_the_same_events) {
 }
 END_TEST
 
+/* An exec agent in Python (python/a2ad_agent.py's add_artifact_chunk). */
+START_TEST(a_python_exec_agent_streams_chunks) {
+    ck_assert_msg(access("/usr/bin/python3", X_OK) == 0, "no /usr/bin/python3: apt-get install python3");
+    char cwd[PATH_MAX], extra[PATH_MAX + 100];
+    ck_assert_ptr_nonnull(getcwd(cwd, sizeof cwd));
+    snprintf(extra, sizeof extra, "[agent.pydemo]\nexec = /usr/bin/python3 %s/examples/python/demo_agent.py\n", cwd);
+    struct daemon_opts o = {.plugins = "chunker", .threads = 2, .extra = extra};
+    if (!daemon_start(&dp, &o)) {
+        char *log = daemon_log(&dp);
+        ck_abort_msg("daemon did not start; log:\n%s", log);
+    }
+    for (int v = 0; v < 2; v++) {
+        char got[400], t[64];
+        stream_query(dp.port, "/agents/pydemo", "chunks", v == 1, got, sizeof got, t, sizeof t);
+        ck_assert_str_eq(got, "part1;-- part2;a- part3;aL");
+        assert_assembled(dp.port, t, "part1;part2;part3;");
+    }
+}
+END_TEST
+
 START_TEST(an_old_plugin_loads_next_to_the_chunker) {
     start_or_fail(&dp, NULL, NULL);
     cJSON *r = rpc_call(dp.port, "/agents/old",
@@ -300,6 +331,7 @@ Suite *chunks_suite(void) {
     tcase_add_test(tc, a_webhook_receives_the_chunks_in_order);
     tcase_add_test(tc, the_assembled_artifact_survives_a_restart);
     tcase_add_test(tc, process_isolation_gives_the_same_events);
+    tcase_add_test(tc, a_python_exec_agent_streams_chunks);
     tcase_add_test(tc, an_old_plugin_loads_next_to_the_chunker);
     tcase_add_test(tc, on_an_older_host_the_wrapper_answers_abi);
     suite_add_tcase(s, tc);

@@ -36,6 +36,19 @@ static a2ad_status chunker_run(void *state, const char *query, a2ad_ctx ctx) {
             st = a2ad_add_artifact_chunk(ctx, "blob.bin", NULL, b + 100, 156, 1, 1);
         return st == A2AD_OK ? a2ad_result(ctx, "sent") : a2ad_fail(ctx, a2ad_status_name(st));
     }
+    if (strncmp(query, "fill ", 5) == 0) {
+        char *end;
+        long n = strtol(query + 5, &end, 10), k = strtol(end, NULL, 10);
+        if (n < 1 || k < 1 || k > (1L << 20)) return a2ad_fail(ctx, "fill N K: N >= 1, 1 <= K <= 1M");
+        char *buf = malloc((size_t)k);
+        if (!buf) return a2ad_fail(ctx, "out of memory");
+        memset(buf, 'x', (size_t)k);
+        a2ad_status st = A2AD_OK;
+        for (long i = 0; i < n && st == A2AD_OK; i++)
+            st = a2ad_add_artifact_chunk(ctx, "fill.txt", "text/plain", buf, (size_t)k, i > 0, i == n - 1);
+        free(buf);
+        return st == A2AD_OK ? a2ad_result(ctx, "filled") : a2ad_fail(ctx, a2ad_status_name(st));
+    }
     if (strcmp(query, "misuse") == 0) {
         char out[200];
         a2ad_status none = a2ad_add_artifact_chunk(ctx, "x", "text/plain", "a", 1, 1, 0);

@@ -266,9 +266,9 @@ cJSON *a2a_event(struct task *t, const struct task_event *ev, enum a2a_dialect d
     } else {
         cJSON_AddItemToObject(e, "artifact", d == A2A_V10 ? v1_artifact(ev->artifact)
                                                           : cJSON_Duplicate(ev->artifact, 1));
-        /* a2ad sends each artifact whole, in one event */
-        cJSON_AddBoolToObject(e, "append", 0);
-        cJSON_AddBoolToObject(e, "lastChunk", 1);
+        /* add_artifact: one event, whole; add_artifact_chunk: one per chunk */
+        cJSON_AddBoolToObject(e, "append", ev->append);
+        cJSON_AddBoolToObject(e, "lastChunk", ev->last_chunk);
     }
     if (d == A2A_V03) return e;
     cJSON *w = cJSON_CreateObject();

@@ -139,6 +139,7 @@ static const struct key_def keys[] = {
     K_STR("workers", "agent_host", agent_host, check_program_or_empty, ""),
     K_SIZE("workers", "protocol_line_max", protocol_line_max, 4 * KIB, 256 * MIB, "4M"),
     K_UINT("workers", "cancel_grace_ms", cancel_grace_ms, 0, 600000, "5000"),
+    K_SIZE("workers", "max_artifact_bytes", max_artifact_bytes, 1, 1024 * MIB, "64M"),
     K_UINT("workers", "max_attempts", max_attempts, 1, 100, "3"),
     K_UINT("workers", "crash_loop_max", crash_loop_max, 0, 1000, "5"),
     K_UINT("workers", "crash_loop_window_s", crash_loop_window_s, 1, 31536000, "3600"),

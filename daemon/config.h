@@ -80,6 +80,7 @@ struct config {
     char *agent_host;              /* "" = a2ad-agent-host next to the a2ad binary */
     size_t protocol_line_max;      /* 4M: longest agent-protocol line (bytes) */
     unsigned cancel_grace_ms;      /* 5000: a cancelled child is killed after this */
+    size_t max_artifact_bytes;     /* 64M: one artifact assembled from chunks */
     unsigned max_attempts;         /* 3: runs of a rerun_safe job interrupted by a crash */
     unsigned crash_loop_max;       /* 5: restarts with an agent's jobs running that disable it; 0 = off */
     unsigned crash_loop_window_s;  /* 3600: ... counted within this window */

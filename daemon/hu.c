@@ -403,7 +403,14 @@ static a2ad_status hu_observe(struct task *t, const struct task_event *ev) {
         snprintf(j->order_key, n, "%s|hu", task_id(t));
     }
     if (ev->kind == TASK_EVENT_ARTIFACT) {
-        post(t, j, j->status_url, artifact_body(j, ev), false);
+        /* The SDK has no chunks: a chunked artifact is posted once, whole,
+         * at its last chunk. */
+        if (!ev->last_chunk) return A2AD_OK;
+        struct task_event whole = *ev;
+        whole.artifact = ev->whole;
+        whole.data = ev->whole_data;
+        whole.len = ev->whole_len;
+        post(t, j, j->status_url, artifact_body(j, &whole), false);
     } else if (!ev->terminal) {
         /* Only update_progress events carry an importance; the start of the
          * job is not an update the SDK would send. */

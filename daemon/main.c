@@ -338,6 +338,7 @@ int main(int argc, char **argv) {
     install_signals();
     runner_install_crash_handler();
     tasks_init(cfg.retention_s, cfg.max_tasks);
+    tasks_set_max_artifact_bytes(cfg.max_artifact_bytes);
     push_init(cfg.webhook_max_configs);
     auth_register_owner_slot();
     log_info("auth: %s", auth_enabled() ? "credentials required on every JSON-RPC method"

@@ -241,26 +241,42 @@ static void handle_line(struct run *r, const char *line, size_t len) {
         const cJSON *text = cJSON_GetObjectItemCaseSensitive(m, "text");
         const cJSON *b64 = cJSON_GetObjectItemCaseSensitive(m, "base64");
         const cJSON *data = cJSON_GetObjectItemCaseSensitive(m, "data");
+        const cJSON *append = cJSON_GetObjectItemCaseSensitive(m, "append");
+        const cJSON *last = cJSON_GetObjectItemCaseSensitive(m, "lastChunk");
         const char *nm = cJSON_IsString(name) ? name->valuestring : NULL;
         const char *mt = cJSON_IsString(mime) ? mime->valuestring : NULL;
+        /* With append or lastChunk present it is one chunk of an artifact. */
+        bool chunk = append || last;
+        char *json = NULL;
+        unsigned char *bytes = NULL;
+        const void *p = NULL;
+        size_t n = 0;
         if (cJSON_IsString(text)) {
-            ctx.host->add_artifact(ctx, nm, mt ? mt : "text/plain", text->valuestring,
-                                   strlen(text->valuestring));
+            p = text->valuestring;
+            n = strlen(text->valuestring);
+            if (!mt) mt = "text/plain";
         } else if (cJSON_IsString(b64)) {
-            size_t n = 0;
-            unsigned char *bytes = util_base64_decode(b64->valuestring, &n);
-            if (bytes)
-                ctx.host->add_artifact(ctx, nm, mt, bytes, n);
-            else
+            if (!(bytes = util_base64_decode(b64->valuestring, &n)))
                 protocol_error(r, "bad base64 in artifact ", nm ? nm : "");
-            free(bytes);
+            p = bytes;
         } else if (data) {
-            char *json = cJSON_PrintUnformatted(data);
-            if (json) ctx.host->add_artifact(ctx, nm, mt ? mt : "application/json", json, strlen(json));
-            free(json);
+            if ((json = cJSON_PrintUnformatted(data))) n = strlen(json);
+            p = json;
+            if (!mt) mt = "application/json";
         } else {
             protocol_error(r, "no text, base64 or data in artifact ", nm ? nm : "");
         }
+        if (p && !chunk) {
+            ctx.host->add_artifact(ctx, nm, mt, p, n);
+        } else if (p) {
+            /* The child cannot get the answer back: a refused chunk fails the job. */
+            a2ad_status st = ctx.host->add_artifact_chunk(ctx, nm, mt, p, n, cJSON_IsTrue(append),
+                                                          cJSON_IsTrue(last));
+            if (st != A2AD_OK && st != A2AD_ERR_ENDED)
+                protocol_error(r, "artifact chunk refused: ", a2ad_status_name(st));
+        }
+        free(json);
+        free(bytes);
     } else if (strcmp(t, "result") == 0 || strcmp(t, "done") == 0) {
         const cJSON *text = cJSON_GetObjectItemCaseSensitive(m, "text");
         if (!r->done && cJSON_IsString(text)) r->result = strdup(text->valuestring);

@@ -38,6 +38,7 @@ struct task {
     cJSON *history;        /* array of messages */
     cJSON *artifacts;      /* array, or NULL before the first */
     cJSON *metadata;       /* params.metadata, or NULL */
+    struct chunked *chunked; /* artifacts streamed in chunks, by name */
     struct waiter *waiters;
     uint64_t seq;          /* events so far */
     void *ext[TASK_EXT_MAX];
@@ -47,6 +48,23 @@ struct task {
     uint64_t created_us, started_us; /* monotonic; for the metrics and the job-end line */
     struct task *finished_next; /* guarded by store.lock */
 };
+
+/* An artifact streamed in chunks: its bytes so far, so the task's copy can
+ * be rebuilt whole (text stays text, bytes one base64 file part). The bytes
+ * are dropped at the last chunk; the entry stays so a late chunk is refused. */
+struct chunked {
+    struct chunked *next;
+    char *name, *mime;
+    char aid[UUID_STR_LEN];
+    unsigned char *buf;
+    size_t len, cap;
+    bool closed;
+};
+
+/* [workers] max_artifact_bytes; set at start-up. */
+static size_t max_artifact_bytes = (size_t)64 << 20;
+
+void tasks_set_max_artifact_bytes(size_t n) { max_artifact_bytes = n; }
 
 static struct {
     pthread_mutex_t lock;
@@ -178,6 +196,13 @@ static void task_free(struct task *t) {
     cJSON_Delete(t->history);
     cJSON_Delete(t->artifacts);
     cJSON_Delete(t->metadata);
+    for (struct chunked *c = t->chunked, *n; c; c = n) {
+        n = c->next;
+        free(c->name);
+        free(c->mime);
+        free(c->buf);
+        free(c);
+    }
     for (struct waiter *w = t->waiters, *n; w; w = n) {
         n = w->next;
         free(w);
@@ -716,27 +741,25 @@ static bool mime_is_text(const char *mime) {
            (n > 5 && (strcmp(mime + n - 5, "+json") == 0 || strcmp(mime + n - 4, "+xml") == 0));
 }
 
-a2ad_status task_artifact(struct task *t, const char *name, const char *mime_type,
-                          const void *data, size_t len) {
-    if (!name || !*name || (!data && len)) return A2AD_ERR_INVALID;
-    if (!mime_type || !*mime_type) mime_type = "application/octet-stream";
-
-    char aid[UUID_STR_LEN];
-    util_uuid(aid);
+/* The A2A Artifact for these bytes. A chunked artifact never becomes a data
+ * part: its chunks are not JSON objects on their own, and the assembled text
+ * must be the concatenation of the chunks' texts. */
+static cJSON *artifact_build(const char *aid, const char *name, const char *mime_type,
+                             const void *data, size_t len, bool allow_data) {
     cJSON *a = cJSON_CreateObject();
     cJSON *parts = a ? cJSON_AddArrayToObject(a, "parts") : NULL;
     cJSON *part = cJSON_CreateObject();
     if (!parts || !part) {
         cJSON_Delete(a);
         cJSON_Delete(part);
-        return A2AD_ERR_NOMEM;
+        return NULL;
     }
     cJSON_AddStringToObject(a, "artifactId", aid);
     cJSON_AddStringToObject(a, "name", name);
     cJSON_AddItemToArray(parts, part);
     /* JSON is data, not text: A2A carries it as a data part, so clients get
      * the object instead of a string to parse again. */
-    cJSON *json = strcasecmp(mime_type, "application/json") == 0 && len
+    cJSON *json = allow_data && strcasecmp(mime_type, "application/json") == 0 && len
                       ? cJSON_ParseWithLength(data, len)
                       : NULL;
     if (json && !cJSON_IsObject(json)) { /* A2A's DataPart.data is an object */
@@ -750,7 +773,7 @@ a2ad_status task_artifact(struct task *t, const char *name, const char *mime_typ
         char *text = malloc(len + 1);
         if (!text) {
             cJSON_Delete(a);
-            return A2AD_ERR_NOMEM;
+            return NULL;
         }
         if (len) memcpy(text, data, len);
         text[len] = '\0';
@@ -764,7 +787,7 @@ a2ad_status task_artifact(struct task *t, const char *name, const char *mime_typ
             free(b64);
             cJSON_Delete(file);
             cJSON_Delete(a);
-            return A2AD_ERR_NOMEM;
+            return NULL;
         }
         cJSON_AddStringToObject(part, "kind", "file");
         cJSON_AddStringToObject(file, "name", name);
@@ -778,6 +801,18 @@ a2ad_status task_artifact(struct task *t, const char *name, const char *mime_typ
         cJSON_AddStringToObject(md, "mimeType", mime_type);
         cJSON_AddNumberToObject(md, "size", (double)len);
     }
+    return a;
+}
+
+a2ad_status task_artifact(struct task *t, const char *name, const char *mime_type,
+                          const void *data, size_t len) {
+    if (!name || !*name || (!data && len)) return A2AD_ERR_INVALID;
+    if (!mime_type || !*mime_type) mime_type = "application/octet-stream";
+
+    char aid[UUID_STR_LEN];
+    util_uuid(aid);
+    cJSON *a = artifact_build(aid, name, mime_type, data, len, true);
+    if (!a) return A2AD_ERR_NOMEM;
 
     pthread_mutex_lock(&t->lock);
     a2ad_status st = A2AD_ERR_STATE;
@@ -789,6 +824,7 @@ a2ad_status task_artifact(struct task *t, const char *name, const char *mime_typ
             struct task_event ev = {
                 .kind = TASK_EVENT_ARTIFACT, .state = t->state, .artifact = a,
                 .artifact_name = name, .artifact_mime = mime_type, .data = data, .len = len,
+                .last_chunk = true, .whole = a, .whole_data = data, .whole_len = len,
                 .progress = NAN, .importance = -1,
             };
             a = NULL;
@@ -800,6 +836,109 @@ a2ad_status task_artifact(struct task *t, const char *name, const char *mime_typ
     }
     pthread_mutex_unlock(&t->lock);
     cJSON_Delete(a);
+    return st;
+}
+
+static struct chunked *chunked_find(struct task *t, const char *name) {
+    for (struct chunked *c = t->chunked; c; c = c->next)
+        if (strcmp(c->name, name) == 0) return c;
+    return NULL;
+}
+
+a2ad_status task_artifact_chunk(struct task *t, const char *name, const char *mime_type,
+                                const void *data, size_t len, bool append, bool last_chunk) {
+    if (!name || !*name || (!data && len)) return A2AD_ERR_INVALID;
+    if (!mime_type || !*mime_type) mime_type = "application/octet-stream";
+
+    pthread_mutex_lock(&t->lock);
+    a2ad_status st = A2AD_OK;
+    cJSON *chunk = NULL, *whole = NULL;
+    struct chunked *c = NULL;
+    if (task_state_terminal(t->state)) {
+        st = A2AD_ERR_ENDED;
+        goto out;
+    }
+    c = chunked_find(t, name);
+    /* append continues the open artifact of that name; a new one (append
+     * false) may not start while one of that name is still open. */
+    if (append ? !c || c->closed : c && !c->closed) {
+        st = A2AD_ERR_STATE;
+        goto out;
+    }
+    if (!c) {
+        if (!(c = calloc(1, sizeof *c)) || !(c->name = strdup(name))) {
+            free(c);
+            st = A2AD_ERR_NOMEM;
+            goto out;
+        }
+        c->next = t->chunked;
+        t->chunked = c;
+    }
+    if (!append) { /* a new artifact (again, if this name was used before) */
+        char *mime = strdup(mime_type);
+        if (!mime) {
+            st = A2AD_ERR_NOMEM;
+            goto out;
+        }
+        free(c->mime);
+        c->mime = mime;
+        util_uuid(c->aid);
+        c->len = 0;
+        c->closed = false;
+    }
+    if (len > max_artifact_bytes || c->len > max_artifact_bytes - len) {
+        st = A2AD_ERR_FULL;
+        goto out;
+    }
+    if (c->len + len > c->cap) {
+        size_t cap = c->cap ? c->cap : 4096;
+        while (cap < c->len + len) cap = cap > SIZE_MAX / 2 ? c->len + len : cap * 2;
+        unsigned char *b = realloc(c->buf, cap);
+        if (!b) {
+            st = A2AD_ERR_NOMEM;
+            goto out;
+        }
+        c->buf = b;
+        c->cap = cap;
+    }
+    if (len) memcpy(c->buf + c->len, data, len);
+    c->len += len;
+    /* The assembled copy is rebuilt from all the bytes: a UTF-8 character
+     * split between chunks is whole again, and tasks/get shows one part. */
+    chunk = artifact_build(c->aid, name, c->mime, data, len, false);
+    whole = artifact_build(c->aid, name, c->mime, c->buf, c->len, false);
+    if (!t->artifacts) t->artifacts = cJSON_CreateArray();
+    if (!chunk || !whole || !t->artifacts) {
+        c->len -= len;
+        st = A2AD_ERR_NOMEM;
+        goto out;
+    }
+    cJSON *old = NULL, *x;
+    cJSON_ArrayForEach(x, t->artifacts) {
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(x, "artifactId");
+        if (cJSON_IsString(id) && strcmp(id->valuestring, c->aid) == 0) old = x;
+    }
+    if (old) cJSON_ReplaceItemViaPointer(t->artifacts, old, whole);
+    else cJSON_AddItemToArray(t->artifacts, whole);
+    if (t->state == TASK_SUBMITTED) set_status_locked(t, TASK_WORKING, NULL);
+    struct task_event ev = {
+        .kind = TASK_EVENT_ARTIFACT, .state = t->state, .artifact = chunk,
+        .artifact_name = name, .artifact_mime = c->mime, .data = data, .len = len,
+        .append = append, .last_chunk = last_chunk, .whole = whole,
+        .whole_data = c->buf, .whole_len = c->len, .progress = NAN, .importance = -1,
+    };
+    whole = NULL;
+    emit_locked(t, &ev);
+    if (last_chunk) {
+        c->closed = true;
+        free(c->buf);
+        c->buf = NULL;
+        c->len = c->cap = 0;
+    }
+out:
+    pthread_mutex_unlock(&t->lock);
+    cJSON_Delete(chunk);
+    cJSON_Delete(whole);
     return st;
 }
 

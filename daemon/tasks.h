@@ -107,6 +107,11 @@ struct task_event {
     const char *artifact_name, *artifact_mime; /* ARTIFACT: as the agent gave them */
     const void *data;         /* ARTIFACT: the raw bytes */
     size_t len;
+    bool append;              /* ARTIFACT: this chunk continues the artifact */
+    bool last_chunk;          /* ARTIFACT: the artifact is complete (always, unchunked) */
+    const cJSON *whole;       /* ARTIFACT: the assembled artifact so far, as tasks/get shows it */
+    const void *whole_data;   /* ARTIFACT: its bytes so far */
+    size_t whole_len;
 };
 
 /* Called for every event of every task, with the task locked, in event
@@ -269,6 +274,19 @@ a2ad_status task_start(struct task *t);
 /* A progress update (see a2ad_host.update_progress for the argument rules). */
 a2ad_status task_progress(struct task *t, const char *message, double progress,
                           a2ad_importance importance);
+/* One chunk of an artifact (bytes copied). append false starts an artifact
+ * named `name` (A2AD_ERR_STATE while one of that name is still open);
+ * append true continues it (A2AD_ERR_STATE when none is open, i.e. after
+ * its last chunk). The task keeps the assembled artifact; observers get the
+ * chunk in ev->artifact and the whole in ev->whole. A2AD_ERR_FULL when the
+ * assembled size would pass tasks_set_max_artifact_bytes; A2AD_ERR_ENDED
+ * once the task has ended. */
+a2ad_status task_artifact_chunk(struct task *t, const char *name, const char *mime_type,
+                                const void *data, size_t len, bool append, bool last_chunk);
+
+/* [workers] max_artifact_bytes. Thread: main, before any task. */
+void tasks_set_max_artifact_bytes(size_t n);
+
 /* An artifact (bytes copied). */
 a2ad_status task_artifact(struct task *t, const char *name, const char *mime_type,
                           const void *data, size_t len);

@@ -126,6 +126,17 @@ static a2ad_status host_add_artifact(a2ad_ctx ctx, const char *name, const char 
     return st;
 }
 
+static a2ad_status host_add_artifact_chunk(a2ad_ctx ctx, const char *name,
+                                           const char *mime_type, const void *data, size_t len,
+                                           int append, int last_chunk) {
+    struct slot *s = slot_acquire(ctx);
+    if (!s) return A2AD_ERR_ENDED;
+    a2ad_status st =
+        task_artifact_chunk(s->task, name, mime_type, data, len, append != 0, last_chunk != 0);
+    slot_release(s);
+    return st;
+}
+
 static int host_cancelled(a2ad_ctx ctx) {
     struct slot *s = slot_acquire(ctx);
     if (!s) return 1;
@@ -195,6 +206,7 @@ static const struct a2ad_host host_table = {
     .struct_size = sizeof(struct a2ad_host),
     .update_progress = host_update_progress,
     .add_artifact = host_add_artifact,
+    .add_artifact_chunk = host_add_artifact_chunk,
     .cancelled = host_cancelled,
     .vlog = host_vlog,
     .set_result = host_result,

@@ -174,6 +174,27 @@ class BackgroundContext:
             m["mimeType"] = mime
         self._wire.send(m)
 
+    async def add_artifact_chunk(self, name, content, data_type="text/plain", *,
+                                 append=False, last_chunk=False, mime_type=None):
+        self.add_artifact_chunk_sync(name, content, data_type, append=append,
+                                     last_chunk=last_chunk, mime_type=mime_type)
+
+    def add_artifact_chunk_sync(self, name, content, data_type="text/plain", *,
+                                append=False, last_chunk=False, mime_type=None):
+        """One chunk of an artifact streamed in pieces (A2A append/lastChunk):
+        append=False starts it, append=True adds to it, last_chunk=True ends
+        it. content: str or bytes. tasks/get shows the assembled artifact."""
+        mime = mime_type or data_type
+        m = {"type": "artifact", "name": str(name), "append": bool(append),
+             "lastChunk": bool(last_chunk)}
+        if isinstance(content, (bytes, bytearray, memoryview)):
+            m["base64"] = base64.b64encode(bytes(content)).decode()
+            m["mimeType"] = "application/octet-stream" if mime == "text/plain" else mime
+        else:
+            m["text"] = str(content)
+            m["mimeType"] = mime
+        self._wire.send(m)
+
     # -- logging --
     def log(self, message, level="info"):
         self._wire.send({"type": "log", "level": level, "message": str(message)})

@@ -612,6 +612,31 @@ START_TEST(message_metadata_fallback) {
 }
 END_TEST
 
+/* The SDK has no chunks: a chunked artifact is posted once, assembled, at
+ * its last chunk. */
+START_TEST(chunked_artifact_is_posted_once_whole) {
+    struct daemon_opts o = {.plugins = "chunker"};
+    start_or_fail(&o);
+    cJSON_Delete(hu_send("/", "text 3", "job-c", IN_PARAMS, NULL));
+    long res_i = wait_path("/results", 10000);
+    ck_assert_int_ge(res_i, 2);
+    int artifacts = 0;
+    for (size_t i = 0; i < (size_t)res_i; i++) {
+        if (strcmp(receiver_get(rcv, i)->path, "/status") != 0) continue;
+        cJSON *b = post_at(i, "/status", "key-job-c");
+        if (strcmp(jstr(b, "update_type"), "artifact") == 0) {
+            artifacts++;
+            ck_assert_str_eq(jstr(b, "artifact_data.name"), "story.txt");
+            ck_assert_str_eq(jstr(b, "artifact_data.content"), "part1;part2;part3;");
+            ck_assert_str_eq(jstr(b, "artifact_data.data_type"), "text/plain");
+        }
+        cJSON_Delete(b);
+    }
+    ck_assert_int_eq(artifacts, 1);
+    ck_assert_int_eq(daemon_stop(&dp, 10000), 0);
+}
+END_TEST
+
 START_TEST(binary_artifact_goes_as_base64) {
     struct daemon_opts o = {.plugins = "threaded", .extra = "[agent.threaded]\nthreads = 2\n"};
     start_or_fail(&o);
@@ -748,6 +773,7 @@ Suite *hu_suite(void) {
     tcase_add_test(tc, cancel_stops_the_job_with_a_failed_update);
     tcase_add_test(tc, message_metadata_fallback);
     tcase_add_test(tc, binary_artifact_goes_as_base64);
+    tcase_add_test(tc, chunked_artifact_is_posted_once_whole);
     tcase_add_test(tc, header_activation_and_refusals);
     tcase_add_test(tc, min_importance_filters_progress_only);
     suite_add_tcase(s, tc);

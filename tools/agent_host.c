@@ -119,13 +119,19 @@ static char *b64(const unsigned char *d, size_t n) {
     return o;
 }
 
-static a2ad_status h_artifact(a2ad_ctx ctx, const char *name, const char *mime_type,
-                              const void *data, size_t len) {
+/* chunk < 0: a whole artifact; else bit 0 = append, bit 1 = last chunk. The
+ * daemon checks the chunk's order and size (a refusal fails the job). */
+static a2ad_status send_artifact(a2ad_ctx ctx, const char *name, const char *mime_type,
+                                 const void *data, size_t len, int chunk) {
     if (!job_ctx(ctx)) return A2AD_ERR_ENDED;
     if (!name || !*name || (!data && len)) return A2AD_ERR_INVALID;
     if (atomic_load(&cancelled)) return A2AD_ERR_ENDED;
     cJSON *m = msg("artifact");
     cJSON_AddStringToObject(m, "name", name);
+    if (chunk >= 0) {
+        cJSON_AddBoolToObject(m, "append", chunk & 1);
+        cJSON_AddBoolToObject(m, "lastChunk", (chunk & 2) != 0);
+    }
     cJSON_AddStringToObject(m, "mimeType",
                             mime_type && *mime_type ? mime_type : "application/octet-stream");
     /* Bytes travel as base64 unless they are plain UTF-8 text. */
@@ -150,6 +156,16 @@ static a2ad_status h_artifact(a2ad_ctx ctx, const char *name, const char *mime_t
     }
     emit(m);
     return A2AD_OK;
+}
+
+static a2ad_status h_artifact(a2ad_ctx ctx, const char *name, const char *mime_type,
+                              const void *data, size_t len) {
+    return send_artifact(ctx, name, mime_type, data, len, -1);
+}
+
+static a2ad_status h_artifact_chunk(a2ad_ctx ctx, const char *name, const char *mime_type,
+                                    const void *data, size_t len, int append, int last_chunk) {
+    return send_artifact(ctx, name, mime_type, data, len, (append ? 1 : 0) | (last_chunk ? 2 : 0));
 }
 
 static int h_cancelled(a2ad_ctx ctx) {
@@ -194,6 +210,7 @@ static const struct a2ad_host host_table = {
     .struct_size = sizeof(struct a2ad_host),
     .update_progress = h_progress,
     .add_artifact = h_artifact,
+    .add_artifact_chunk = h_artifact_chunk,
     .cancelled = h_cancelled,
     .vlog = h_vlog,
     .set_result = h_result,

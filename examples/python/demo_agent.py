@@ -10,6 +10,7 @@ The query decides what it does (the tests use each):
     fail ...   raises an exception: the job fails with its text
     slow ...   reports progress until cancelled (or 60 s pass)
     reject ... is refused by validate_message
+    chunks     streams "story.txt" in 3 chunks (add_artifact_chunk)
     anything else: progress (async and from a thread), a text and a JSON
     artifact, and a result naming the task.
 """
@@ -43,6 +44,11 @@ class DemoAgent(AsyncAgent):
                 await ctx.update_progress("step %d" % i, i / 600, importance=UpdateImportance.DEBUG)
                 await asyncio.sleep(0.1)
             return "slow done"
+        if query == "chunks":
+            for i in range(1, 4):
+                await ctx.add_artifact_chunk("story.txt", "part%d;" % i, "text/plain",
+                                             append=i > 1, last_chunk=i == 3)
+            return "chunked"
         await ctx.update_progress("starting", 0.1, importance=UpdateImportance.INFO)
         t = threading.Thread(target=ctx.update_progress_sync,
                              args=("from a thread", 0.5), kwargs={"importance": UpdateImportance.NOTICE})

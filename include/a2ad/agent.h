@@ -160,6 +160,25 @@ struct a2ad_host {
      * (A2AD_ERR_INVALID); A2AD_ERR_ENDED once the job has ended. The
      * maximum duration keeps counting while the job waits. */
     a2ad_status (*request_input)(a2ad_ctx ctx, const char *message, uint32_t kind);
+
+    /* Optional (added compatibly; a2ad_add_artifact_chunk answers
+     * A2AD_ERR_ABI on an older host, A2AD_HOST_HAS(ctx.host,
+     * add_artifact_chunk) tests for it). Stream one artifact in pieces, as
+     * A2A's append/lastChunk: append 0 starts an artifact called name (its
+     * mime_type holds for every chunk), append nonzero adds to the open one
+     * of that name, last_chunk nonzero completes it. Each chunk is one
+     * artifact-update event in streams and push notifications; tasks/get
+     * shows the assembled artifact. Text chunks should split on UTF-8
+     * character boundaries (a chunk that is not valid UTF-8 travels as
+     * bytes; the assembled artifact is text again). A2AD_ERR_STATE: append
+     * with no open artifact of that name (none started, or its last chunk
+     * was sent), or a new one while one of that name is open;
+     * A2AD_ERR_FULL: the assembled artifact would pass [workers]
+     * max_artifact_bytes (the chunk is dropped, the job goes on: fail it or
+     * stop sending); A2AD_ERR_ENDED once the job has ended. */
+    a2ad_status (*add_artifact_chunk)(a2ad_ctx ctx, const char *name, const char *mime_type,
+                                      const void *data, size_t len, int append,
+                                      int last_chunk);
 };
 
 #define A2AD_INPUT_REQUIRED 0u
@@ -323,6 +342,15 @@ static inline a2ad_status a2ad_add_artifact(a2ad_ctx ctx, const char *name,
                                             size_t len) {
     return A2AD_HOST_HAS(ctx.host, add_artifact)
                ? ctx.host->add_artifact(ctx, name, mime_type, data, len)
+               : A2AD_ERR_ABI;
+}
+
+static inline a2ad_status a2ad_add_artifact_chunk(a2ad_ctx ctx, const char *name,
+                                                  const char *mime_type, const void *data,
+                                                  size_t len, int append, int last_chunk) {
+    return A2AD_HOST_HAS(ctx.host, add_artifact_chunk)
+               ? ctx.host->add_artifact_chunk(ctx, name, mime_type, data, len, append,
+                                              last_chunk)
                : A2AD_ERR_ABI;
 }
 

@@ -23,6 +23,8 @@ struct mock_host {
     size_t n_progress, cap_progress;
     struct mock_artifact *artifacts;
     size_t n_artifacts, cap_artifacts;
+    unsigned char *chunk_open; /* per artifact: streamed in chunks, last one not yet sent */
+    size_t cap_chunk_open;
     struct mock_log *logs;
     size_t n_logs, cap_logs;
 
@@ -78,6 +80,28 @@ static a2ad_status mock_update_progress(a2ad_ctx ctx, const char *message, doubl
     return A2AD_OK;
 }
 
+/* Record an artifact (bytes taken); open: streamed in chunks, more to come.
+ * The caller holds the lock. */
+static void artifact_push_locked(struct mock_host *m, const char *name, const char *mime_type,
+                                 unsigned char *bytes, size_t len, bool open) {
+    size_t cap = m->cap_artifacts;
+    m->artifacts = grow(m->artifacts, &m->cap_artifacts, m->n_artifacts, sizeof *m->artifacts);
+    if (m->cap_artifacts != cap || !m->chunk_open) {
+        unsigned char *flags = realloc(m->chunk_open, m->cap_artifacts);
+        if (!flags) abort();
+        memset(flags + m->cap_chunk_open, 0, m->cap_artifacts - m->cap_chunk_open);
+        m->chunk_open = flags;
+        m->cap_chunk_open = m->cap_artifacts;
+    }
+    m->chunk_open[m->n_artifacts] = open;
+    m->artifacts[m->n_artifacts++] = (struct mock_artifact){
+        .name = copy_or_null(name),
+        .mime_type = copy_or_null(mime_type),
+        .data = bytes,
+        .len = len,
+    };
+}
+
 static a2ad_status mock_add_artifact(a2ad_ctx ctx, const char *name, const char *mime_type,
                                      const void *data, size_t len) {
     struct mock_host *m = from_ctx(ctx);
@@ -92,15 +116,44 @@ static a2ad_status mock_add_artifact(a2ad_ctx ctx, const char *name, const char 
         free(bytes);
         return A2AD_ERR_ENDED;
     }
-    m->artifacts = grow(m->artifacts, &m->cap_artifacts, m->n_artifacts, sizeof *m->artifacts);
-    m->artifacts[m->n_artifacts++] = (struct mock_artifact){
-        .name = copy_or_null(name),
-        .mime_type = copy_or_null(mime_type),
-        .data = bytes,
-        .len = len,
-    };
+    artifact_push_locked(m, name, mime_type, bytes, len, false);
     pthread_mutex_unlock(&m->lock);
     return A2AD_OK;
+}
+
+/* The host's rules: append = 0 starts an artifact (none of that name may be
+ * open), append = 1 adds to the open one, last_chunk closes it; the record
+ * holds the bytes so far. */
+static a2ad_status mock_add_artifact_chunk(a2ad_ctx ctx, const char *name, const char *mime_type,
+                                           const void *data, size_t len, int append,
+                                           int last_chunk) {
+    struct mock_host *m = from_ctx(ctx);
+    if (!name || !name[0] || (!data && len > 0)) return A2AD_ERR_INVALID;
+    pthread_mutex_lock(&m->lock);
+    a2ad_status st = A2AD_OK;
+    size_t open = m->n_artifacts;
+    for (size_t i = 0; i < m->n_artifacts; i++)
+        if (m->chunk_open[i] && strcmp(m->artifacts[i].name, name) == 0) open = i;
+    if (m->ended) {
+        st = A2AD_ERR_ENDED;
+    } else if (append ? open == m->n_artifacts : open != m->n_artifacts) {
+        st = A2AD_ERR_STATE;
+    } else if (append) {
+        struct mock_artifact *a = &m->artifacts[open];
+        unsigned char *grown = realloc(a->data, a->len + len + 1);
+        if (!grown) abort();
+        if (len) memcpy(grown + a->len, data, len);
+        a->data = grown;
+        a->len += len;
+        m->chunk_open[open] = !last_chunk;
+    } else {
+        unsigned char *bytes = malloc(len ? len : 1);
+        if (!bytes) abort();
+        if (len) memcpy(bytes, data, len);
+        artifact_push_locked(m, name, mime_type, bytes, len, !last_chunk);
+    }
+    pthread_mutex_unlock(&m->lock);
+    return st;
 }
 
 static int mock_cancelled(a2ad_ctx ctx) {
@@ -169,6 +222,7 @@ struct mock_host *mock_host_new(void) {
         .vlog = mock_vlog,
         .set_result = mock_set_result,
         .set_failure = mock_set_failure,
+        .add_artifact_chunk = mock_add_artifact_chunk,
     };
     pthread_mutex_init(&m->lock, NULL);
     return m;
@@ -185,6 +239,7 @@ void mock_host_free(struct mock_host *m) {
     for (size_t i = 0; i < m->n_logs; i++) free(m->logs[i].text);
     free(m->progress);
     free(m->artifacts);
+    free(m->chunk_open);
     free(m->logs);
     free(m->result);
     free(m->fail_reason);

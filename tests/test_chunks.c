@@ -17,6 +17,7 @@
 #include <limits.h>
 
 #include <a2ad/agent.h>
+#include <a2ad/mock.h>
 
 #include "support/daemon.h"
 #include "support/json.h"
@@ -319,6 +320,26 @@ START_TEST(on_an_older_host_the_wrapper_answers_abi) {
 }
 END_TEST
 
+/* A plugin author's unit test meets the same rules on the SDK's mock host:
+ * chunks assemble into one artifact, misuse is refused. */
+START_TEST(the_mock_host_assembles_chunks_like_the_daemon) {
+    struct mock_host *m = mock_host_new();
+    a2ad_ctx ctx = mock_host_ctx(m);
+    ck_assert_int_eq(a2ad_add_artifact_chunk(ctx, "out", "text/plain", "ab", 2, 1, 0), A2AD_ERR_STATE);
+    ck_assert_int_eq(a2ad_add_artifact_chunk(ctx, "out", "text/plain", "ab", 2, 0, 0), A2AD_OK);
+    ck_assert_int_eq(a2ad_add_artifact_chunk(ctx, "out", "text/plain", "cd", 2, 0, 0), A2AD_ERR_STATE);
+    ck_assert_int_eq(a2ad_add_artifact_chunk(ctx, "out", "text/plain", "cd", 2, 1, 0), A2AD_OK);
+    ck_assert_int_eq(a2ad_add_artifact_chunk(ctx, "out", "text/plain", "e", 1, 1, 1), A2AD_OK);
+    ck_assert_int_eq(a2ad_add_artifact_chunk(ctx, "out", "text/plain", "f", 1, 1, 0), A2AD_ERR_STATE);
+    ck_assert_uint_eq(mock_host_artifact_count(m), 1);
+    struct mock_artifact a = mock_host_artifact_at(m, 0);
+    ck_assert_uint_eq(a.len, 5);
+    ck_assert(memcmp(a.data, "abcde", 5) == 0);
+    ck_assert_str_eq(a.name, "out");
+    mock_host_free(m);
+}
+END_TEST
+
 Suite *chunks_suite(void);
 Suite *chunks_suite(void) {
     Suite *s = suite_create("chunks");
@@ -326,6 +347,7 @@ Suite *chunks_suite(void) {
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, sse_clients_see_the_chunks_in_order_and_tasks_get_the_whole);
+    tcase_add_test(tc, the_mock_host_assembles_chunks_like_the_daemon);
     tcase_add_test(tc, bytes_in_chunks_assemble_to_one_file_part);
     tcase_add_test(tc, misuse_and_the_size_bound_are_refused);
     tcase_add_test(tc, a_webhook_receives_the_chunks_in_order);

@@ -4,8 +4,10 @@
  * liba2ad-mock.a: `pkg-config --cflags --libs a2ad-mock`.
  *
  * It checks arguments the way the real host does (NaN with no message, bad
- * importance, empty artifact name -> A2AD_ERR_INVALID) and copies everything
- * it is given, as the ABI's ownership rule requires. Every call is
+ * importance, empty artifact name -> A2AD_ERR_INVALID; artifacts sent in
+ * chunks are assembled into one record, with the host's A2AD_ERR_STATE
+ * rules) and copies everything it is given, as the ABI's ownership rule
+ * requires. Every call is
  * thread-safe: plugins may call it from threads they start themselves.
  *
  * Usage:

@@ -97,6 +97,9 @@ load = echo, processor, threaded, failing
 [tasks]
 store = $STORE_KIND
 path = $WORK/a2ad.db
+[webhooks]
+# the sink is on loopback, which the SSRF guard refuses by default
+allow_networks = 127.0.0.0/8
 [agent.processor]
 step_ms = 0
 EOF

@@ -330,8 +330,11 @@ void tasks_discard(struct task *t) {
     bool held = store.by_id && hmap_get(store.by_id, t->id) == t;
     if (held) hmap_remove(store.by_id, t->id);
     /* An ended task is also in the expiry FIFO, which holds no reference
-     * of its own (found by fuzz/fuzz_roundtrip): unlink it (rare, so a walk). */
-    for (struct task **p = &store.finished_head, *prev = NULL; held && *p;
+     * of its own (found by fuzz/fuzz_roundtrip): unlink it (rare, so a walk).
+     * Only then: a walk for every discarded submission (each 503) held the
+     * store lock across up to max_tasks entries and stalled the workers. */
+    bool in_fifo = held && (t->finished_next || store.finished_tail == t);
+    for (struct task **p = &store.finished_head, *prev = NULL; in_fifo && *p;
          prev = *p, p = &(*p)->finished_next)
         if (*p == t) {
             *p = t->finished_next;

@@ -16,37 +16,45 @@ static bool copy_segment(char *out, size_t n, const char *s, size_t len) {
     return true;
 }
 
-static bool match_plain(const char *m, const char *path, struct rest_target *t, bool *bad_method);
+/* The JSON-RPC method behind each resource of one protocol version's
+ * binding; NULL: that version has no such resource (the path is not
+ * REST). The two bindings differ only in these names and the card's path. */
+struct rest_names {
+    const char *card_path;
+    const char *send, *stream, *card, *list, *get, *cancel, *subscribe;
+    const char *config_set, *config_list, *config_get, *config_delete;
+};
 
-bool rest_match(const char *m, const char *path, struct rest_target *t, bool *bad_method) {
-    if (rest03_match(m, path, t, bad_method)) return true;
-    if (strncmp(path, "/v1/", 4) == 0) return false; /* 0.3's; not the 1.0 tenant "v1" */
-    if (match_plain(m, path, t, bad_method)) return true;
-    /* /{tenant}/<route> */
-    if (path[0] != '/') return false;
-    size_t n = strcspn(path + 1, "/");
-    char tenant[sizeof t->tenant];
-    if (!path[1 + n] || !copy_segment(tenant, sizeof tenant, path + 1, n) ||
-        !match_plain(m, path + 1 + n, t, bad_method))
-        return false;
-    memcpy(t->tenant, tenant, sizeof tenant);
-    return true;
-}
+static const struct rest_names names_v10 = {
+    "/extendedAgentCard", "SendMessage", "SendStreamingMessage", "GetExtendedAgentCard",
+    "ListTasks", "GetTask", "CancelTask", "SubscribeToTask",
+    "CreateTaskPushNotificationConfig", "ListTaskPushNotificationConfigs",
+    "GetTaskPushNotificationConfig", "DeleteTaskPushNotificationConfig",
+};
 
-static bool match_plain(const char *m, const char *path, struct rest_target *t, bool *bad_method) {
+/* 0.3's paths are under /v1/ (stripped before matching); it has no list. */
+static const struct rest_names names_v03 = {
+    "/card", "message/send", "message/stream", "agent/getAuthenticatedExtendedCard",
+    NULL, "tasks/get", "tasks/cancel", "tasks/resubscribe",
+    "tasks/pushNotificationConfig/set", "tasks/pushNotificationConfig/list",
+    "tasks/pushNotificationConfig/get", "tasks/pushNotificationConfig/delete",
+};
+
+static bool match_plain(const char *m, const char *path, const struct rest_names *n,
+                        struct rest_target *t, bool *bad_method) {
     memset(t, 0, sizeof *t);
     *bad_method = false;
     bool get = strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0, post = strcmp(m, "POST") == 0,
          del = strcmp(m, "DELETE") == 0;
     const char *method = NULL;
     if (strcmp(path, "/message:send") == 0) {
-        method = post ? "SendMessage" : NULL;
+        method = post ? n->send : NULL;
     } else if (strcmp(path, "/message:stream") == 0) {
-        method = post ? "SendStreamingMessage" : NULL;
-    } else if (strcmp(path, "/extendedAgentCard") == 0) {
-        method = get ? "GetExtendedAgentCard" : NULL;
-    } else if (strcmp(path, "/tasks") == 0) {
-        method = get ? "ListTasks" : NULL;
+        method = post ? n->stream : NULL;
+    } else if (strcmp(path, n->card_path) == 0) {
+        method = get ? n->card : NULL;
+    } else if (n->list && strcmp(path, "/tasks") == 0) {
+        method = get ? n->list : NULL;
     } else if (strncmp(path, "/tasks/", 7) == 0) {
         const char *id = path + 7;
         size_t idn = strcspn(id, "/");
@@ -56,11 +64,11 @@ static bool match_plain(const char *m, const char *path, struct rest_target *t, 
             size_t bare = colon ? (size_t)(colon - id) : idn;
             if (!copy_segment(t->task_id, sizeof t->task_id, id, bare)) return false;
             if (!colon)
-                method = get ? "GetTask" : NULL;
+                method = get ? n->get : NULL;
             else if (strcmp(colon, ":cancel") == 0)
-                method = post ? "CancelTask" : NULL;
+                method = post ? n->cancel : NULL;
             else if (strcmp(colon, ":subscribe") == 0)
-                method = get || post ? "SubscribeToTask" : NULL;
+                method = get || post ? n->subscribe : NULL;
             else
                 return false;
         } else {
@@ -70,13 +78,11 @@ static bool match_plain(const char *m, const char *path, struct rest_target *t, 
                 return false;
             rest += cn;
             if (*rest == '\0') {
-                method = post ? "CreateTaskPushNotificationConfig"
-                              : get ? "ListTaskPushNotificationConfigs" : NULL;
+                method = post ? n->config_set : get ? n->config_list : NULL;
             } else if (*rest == '/' && !strchr(rest + 1, '/')) {
                 if (!copy_segment(t->config_id, sizeof t->config_id, rest + 1, strlen(rest + 1)))
                     return false;
-                method = get ? "GetTaskPushNotificationConfig"
-                             : del ? "DeleteTaskPushNotificationConfig" : NULL;
+                method = get ? n->config_get : del ? n->config_delete : NULL;
                 t->empty_result = del;
             } else {
                 return false;
@@ -86,7 +92,23 @@ static bool match_plain(const char *m, const char *path, struct rest_target *t, 
         return false;
     }
     t->method = method;
+    t->v03 = n == &names_v03;
     *bad_method = method == NULL;
+    return true;
+}
+
+bool rest_match(const char *m, const char *path, struct rest_target *t, bool *bad_method) {
+    /* /v1/ is 0.3's binding, never the 1.0 tenant "v1" */
+    if (strncmp(path, "/v1/", 4) == 0) return match_plain(m, path + 3, &names_v03, t, bad_method);
+    if (match_plain(m, path, &names_v10, t, bad_method)) return true;
+    /* /{tenant}/<route> */
+    if (path[0] != '/') return false;
+    size_t n = strcspn(path + 1, "/");
+    char tenant[sizeof t->tenant];
+    if (!path[1 + n] || !copy_segment(tenant, sizeof tenant, path + 1, n) ||
+        !match_plain(m, path + 1 + n, &names_v10, t, bad_method))
+        return false;
+    memcpy(t->tenant, tenant, sizeof tenant);
     return true;
 }
 

@@ -36,10 +36,6 @@
 
 #include "rest.h"
 
-/* As rest_match, for the /v1/... paths (sets t->v03). */
-bool rest03_match(const char *http_method, const char *path, struct rest_target *t,
-                  bool *bad_method);
-
 /* As rest_request: the JSON-RPC 0.3 request text for t. */
 char *rest03_request(const struct rest_target *t, const char *body, size_t len,
                      const char *(*query)(void *arg, const char *key), void *arg, int *status,

@@ -97,6 +97,17 @@ static bool match_plain(const char *m, const char *path, const struct rest_names
     return true;
 }
 
+char *rest_jsonrpc_text(const char *method, cJSON *params) {
+    cJSON *req = cJSON_CreateObject();
+    cJSON_AddStringToObject(req, "jsonrpc", "2.0");
+    cJSON_AddNumberToObject(req, "id", 0);
+    cJSON_AddStringToObject(req, "method", method);
+    cJSON_AddItemToObject(req, "params", params);
+    char *text = cJSON_PrintUnformatted(req);
+    cJSON_Delete(req);
+    return text;
+}
+
 bool rest_match(const char *m, const char *path, struct rest_target *t, bool *bad_method) {
     /* /v1/ is 0.3's binding, never the 1.0 tenant "v1" */
     if (strncmp(path, "/v1/", 4) == 0) return match_plain(m, path + 3, &names_v03, t, bad_method);
@@ -228,14 +239,7 @@ char *rest_request(const struct rest_target *t, const char *body, size_t len,
         add_query(params, "pageSize", "page_size", true, false, query, arg);
         add_query(params, "pageToken", "page_token", false, false, query, arg);
     }
-    cJSON *req = cJSON_CreateObject();
-    cJSON_AddStringToObject(req, "jsonrpc", "2.0");
-    cJSON_AddNumberToObject(req, "id", 0);
-    cJSON_AddStringToObject(req, "method", m);
-    cJSON_AddItemToObject(req, "params", params);
-    char *text = cJSON_PrintUnformatted(req);
-    cJSON_Delete(req);
-    return text;
+    return rest_jsonrpc_text(m, params);
 }
 
 /* The HTTP status and google.rpc status name of a JSON-RPC error code, as

@@ -36,6 +36,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include <cJSON.h>
+
 #include "rpc.h"
 
 struct rest_target {
@@ -57,6 +59,10 @@ bool rest_match(const char *http_method, const char *path, struct rest_target *t
  * body (may be empty), query(arg, key) reads a query argument (NULL when
  * absent). NULL with *err set (a REST error body, malloc'd) and *status
  * when the body is not a JSON object. */
+/* The JSON-RPC request text {"jsonrpc","id":0,"method","params"} that a
+ * REST request of either version becomes; params is TAKEN. */
+char *rest_jsonrpc_text(const char *method, cJSON *params);
+
 char *rest_request(const struct rest_target *t, const char *body, size_t len,
                    const char *(*query)(void *arg, const char *key), void *arg, int *status,
                    char **err);

@@ -195,14 +195,7 @@ char *rest03_request(const struct rest_target *t, const char *body, size_t len,
         }
     }
     cJSON_Delete(in);
-    cJSON *req = cJSON_CreateObject();
-    cJSON_AddStringToObject(req, "jsonrpc", "2.0");
-    cJSON_AddNumberToObject(req, "id", 0);
-    cJSON_AddStringToObject(req, "method", m);
-    cJSON_AddItemToObject(req, "params", params);
-    char *text = cJSON_PrintUnformatted(req);
-    cJSON_Delete(req);
-    return text;
+    return rest_jsonrpc_text(m, params);
 }
 
 /* ---- 0.3 JSON-RPC -> 0.3 proto JSON ------------------------------------ */

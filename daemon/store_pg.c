@@ -882,6 +882,24 @@ static const char schema_v2[] =
     "CREATE TABLE IF NOT EXISTS a2ad_nodes (name text PRIMARY KEY,"
     " lease_until_ms bigint NOT NULL, started_ms bigint NOT NULL);";
 
+/* Version 3: nodes share work and answer for each other (cluster.c).
+ * offered: a queued job its node cannot start yet, which a node with a
+ * free worker may claim; a2ad_controls: a request (cancel, push config,
+ * watch) from one node to the node that holds a task, and its answer;
+ * a2ad_events: the stream events of watched tasks, read by the nodes that
+ * stream them. */
+static const char schema_v3[] =
+    "ALTER TABLE a2ad_tasks ADD COLUMN IF NOT EXISTS offered boolean NOT NULL DEFAULT false;"
+    "CREATE INDEX IF NOT EXISTS a2ad_tasks_offered ON a2ad_tasks (agent, n) WHERE offered;"
+    "CREATE TABLE IF NOT EXISTS a2ad_controls (id bigserial PRIMARY KEY, task_id text NOT NULL,"
+    " from_node text NOT NULL, to_node text NOT NULL, kind text NOT NULL, body bytea NOT NULL,"
+    " done boolean NOT NULL DEFAULT false, status integer, result bytea,"
+    " created_ms bigint NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS a2ad_controls_pending ON a2ad_controls (to_node, id)"
+    " WHERE NOT done;"
+    "CREATE TABLE IF NOT EXISTS a2ad_events (task_id text NOT NULL, seq bigint NOT NULL,"
+    " event bytea NOT NULL, created_ms bigint NOT NULL, PRIMARY KEY (task_id, seq));";
+
 /* Run sql (one or more statements); false with why on failure. */
 static bool run(PGconn *c, const char *sql, char *why, size_t n) {
     PGresult *r = PQexec(c, sql);
@@ -921,6 +939,7 @@ static a2ad_status schema_setup(PGconn *c) {
     }
     if (version < 1 && !run(c, schema_v1, why, sizeof why)) goto fail;
     if (version < 2 && !run(c, schema_v2, why, sizeof why)) goto fail;
+    if (version < 3 && !run(c, schema_v3, why, sizeof why)) goto fail;
     /* Later versions migrate here, one step at a time, from `version`. */
     if (version < STORE_PG_SCHEMA) {
         char sql[200];

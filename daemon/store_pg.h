@@ -38,6 +38,6 @@ void store_pg_close(void);
 /* Why the last PostgreSQL store call on this thread failed; "" if none. */
 const char *store_pg_last_error(void);
 /* The schema version this a2ad writes (and the newest it reads). */
-#define STORE_PG_SCHEMA 2
+#define STORE_PG_SCHEMA 3
 
 #endif

@@ -526,19 +526,20 @@ START_TEST(pg_version_1_database_is_upgraded) {
     cJSON_Delete(r);
     ck_assert_int_eq(daemon_stop(&d1, 15000), 0);
     /* Back to version 1's shape. */
-    free(sql1("upgrade", "ALTER TABLE a2ad_tasks DROP COLUMN node;"
+    free(sql1("upgrade", "ALTER TABLE a2ad_tasks DROP COLUMN node, DROP COLUMN offered;"
+                         " DROP TABLE a2ad_controls, a2ad_events;"
                          " ALTER TABLE a2ad_outbox DROP COLUMN node; DROP TABLE a2ad_nodes;"
                          " UPDATE a2ad_schema_version SET version = 1;"));
     o.server_extra = "node_name = upgraded";
     start_or_fail(&d2, &o);
     char *log = daemon_log(&d2);
-    ck_assert_msg(strstr(log, "schema version 2 (upgraded)"), "log:\n%s", log);
+    ck_assert_msg(strstr(log, "schema version 3 (upgraded)"), "log:\n%s", log);
     free(log);
     cJSON *t = get_task(d2.port, "echo", id);
     ck_assert_str_eq(json_str(t, "result.status.state"), "completed");
     cJSON_Delete(t);
     char *v = sql1("upgrade", "SELECT version FROM a2ad_schema_version");
-    ck_assert_str_eq(v, "2");
+    ck_assert_str_eq(v, "3");
     free(v);
     char *owner = sql1("upgrade", "SELECT node FROM a2ad_tasks");
     ck_assert_str_eq(owner, "upgraded");

@@ -109,7 +109,19 @@ struct store_backend {
     /* Recovery applies crashloop.c's rules: a disabled agent's jobs fail,
      * and a rerun_safe job is not run again past [workers] max_attempts. */
     bool crash_rules;
+    /* store_writable for this back end (readiness); NULL: the core's own
+     * checks only (the queue's bound). */
+    bool (*writable)(char *why, size_t n);
 };
+
+/* true from store_core_start until store_core_drop_queue: a back end is
+ * open, so store_sync and store_persist have a writer to wait for. */
+bool store_core_running(void);
+
+/* store_writable when the SQLite store is not the one open: true without
+ * a back end; else false (with why) while the write queue is at its bound
+ * or the back end's writable says so. */
+bool store_core_writable(char *why, size_t n);
 
 /* Set the thread's store error (store_last_error). */
 void store_core_set_error(const char *fmt, ...) A2AD_PRINTF(1, 2);

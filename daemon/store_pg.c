@@ -99,9 +99,20 @@ static bool admit(void) {
     return false;
 }
 
+/* Readiness: false while PostgreSQL is unreachable, so a load balancer
+ * sends submissions to a node whose database answers. */
+static bool writable(char *why, size_t n) {
+    if (!atomic_load(&st.down)) return true;
+    pthread_mutex_lock(&st.down_lock);
+    snprintf(why, n, "%s is unreachable (%s)", st.path, st.down_why);
+    pthread_mutex_unlock(&st.down_lock);
+    return false;
+}
+
 /* No crash-loop rules (crashloop.c) at recovery yet: they came after this
  * store was written, and adding them changes what a restart does to a job. */
-static struct store_backend backend = {.db_word = "", .ticket_err_max = 200, .admit = admit};
+static struct store_backend backend = {
+    .db_word = "", .ticket_err_max = 200, .admit = admit, .writable = writable};
 
 /* ---- recovery of one task ---------------------------------------------- */
 

@@ -109,10 +109,16 @@ static bool writable(char *why, size_t n) {
     return false;
 }
 
-/* No crash-loop rules (crashloop.c) at recovery yet: they came after this
- * store was written, and adding them changes what a restart does to a job. */
-static struct store_backend backend = {
-    .db_word = "", .ticket_err_max = 200, .admit = admit, .writable = writable};
+/* The crash rules at recovery and takeover: a rerun_safe job that kills
+ * every node running it is given up after [workers] max_attempts, instead
+ * of being passed from node to node until none is left. (An agent is
+ * disabled only by its own node's crash file, which the PostgreSQL store
+ * has not: crashloop.c keeps it next to the SQLite file.) */
+static struct store_backend backend = {.db_word = "",
+                                       .ticket_err_max = 200,
+                                       .admit = admit,
+                                       .writable = writable,
+                                       .crash_rules = true};
 
 /* ---- recovery of one task ---------------------------------------------- */
 

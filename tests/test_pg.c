@@ -14,7 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -347,6 +349,66 @@ START_TEST(pg_running_jobs_fail_or_run_again_and_push_configs_survive) {
     free(r);
     free(tr.t);
     ck_assert_int_eq(daemon_stop(&d2, 15000), 0);
+}
+END_TEST
+
+static bool died_of(struct daemon_proc *dp, int sig) {
+    for (int i = 0; i < 1500 && dp->pid > 0; i++) {
+        int status;
+        if (waitpid(dp->pid, &status, WNOHANG) == dp->pid) {
+            dp->pid = 0;
+            return WIFSIGNALED(status) && WTERMSIG(status) == sig;
+        }
+        test_nap_ms(20);
+    }
+    return false;
+}
+
+/* A rerun_safe job that kills every node that runs it (isolation =
+ * thread) is taken over from node to node only [workers] max_attempts
+ * times, then failed: it cannot take the whole cluster down in turn. */
+START_TEST(pg_poison_job_is_not_passed_from_node_to_node_for_ever) {
+    REQUIRE_PG();
+    char tasks[1000], t2[1200];
+    new_db("poison", tasks, sizeof tasks);
+    snprintf(t2, sizeof t2, "%s\nlease_s = 2", tasks);
+    struct daemon_opts a = {.plugins = "hazard,echo", .store = "postgresql", .tasks_extra = t2,
+                            .threads = 1, .server_extra = "node_name = alpha",
+                            .workers_extra = "max_attempts = 2\ncrash_loop_max = 0"};
+    struct daemon_opts b = a;
+    b.server_extra = "node_name = beta";
+    start_or_fail(&d1, &a);
+    start_or_fail(&d2, &b);
+    rcv = receiver_start();
+    ck_assert_ptr_nonnull(rcv);
+    char *id = submit(d1.port, "hazard", "segv-later", receiver_port(rcv));
+    ck_assert_ptr_nonnull(id);
+    ck_assert_msg(died_of(&d1, SIGSEGV), "alpha did not die of the job");
+    /* beta takes it over once alpha's lease expired: attempt 2 kills it. */
+    ck_assert_msg(died_of(&d2, SIGSEGV), "beta did not run (and die of) the job");
+    char *log = daemon_log(&d2);
+    char want[200];
+    snprintf(want, sizeof want, "running task %s (attempt 2", id);
+    ck_assert_msg(strstr(log, want), "beta's log:\n%s", log);
+    free(log);
+    /* alpha again: it takes beta over, and gives the job up. */
+    daemon_cleanup(&d1);
+    start_or_fail(&d1, &a);
+    cJSON *t = NULL;
+    for (int i = 0; i < 300; i++) {
+        cJSON_Delete(t);
+        t = get_task(d1.port, "hazard", id);
+        const char *state = json_str(t, "result.status.state");
+        if (state && !strcmp(state, "failed")) break;
+        test_nap_ms(50);
+    }
+    ck_assert_str_eq(json_str(t, "result.status.state"), "failed");
+    ck_assert_str_eq(json_str(t, "result.status.message.parts.0.text"),
+                     "gave up after 2 attempts: the agent crashed");
+    cJSON_Delete(t);
+    ck_assert_int_eq(kill(d1.pid, 0), 0);
+    free(id);
+    ck_assert_int_eq(daemon_stop(&d1, 15000), 0);
 }
 END_TEST
 
@@ -802,6 +864,7 @@ Suite *pg_suite(void) {
     tcase_add_test(tc, pg_running_jobs_fail_or_run_again_and_push_configs_survive);
     tcase_add_test(tc, pg_stopped_refuses_clearly_and_loses_nothing);
     tcase_add_test(tc, pg_push_config_set_is_committed_before_its_answer);
+    tcase_add_test(tc, pg_poison_job_is_not_passed_from_node_to_node_for_ever);
     tcase_add_test(tc, pg_two_nodes_dead_node_jobs_taken_over);
     tcase_add_test(tc, pg_retention_deletes_finished_tasks);
     tcase_add_test(tc, pg_version_1_database_is_upgraded);

@@ -43,7 +43,7 @@ cleanup() {
 trap cleanup EXIT
 [ "${PG_BENCH_DEBUG:-0}" = 1 ] && trap "cat $WORK/pg.log; cleanup" EXIT
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-wait_port() { for ((i = 0; i < 100; i++)); do port_open "$1" && return 0; sleep 0.1; done; return 1; }
+wait_port() { local i; for ((i = 0; i < 100; i++)); do port_open "$1" && return 0; sleep 0.1; done; return 1; }
 # A port nothing listens on, from the kernel (a fixed range collides with
 # ephemeral ports of other programs).
 PGPORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -107,13 +107,13 @@ EOC
   kill "${pids[@]}"; wait "${pids[@]}" 2>/dev/null || true
   # "N tasks created in T transactions, S statements, R round trips", summed over the nodes
   local rt
-  rt=$(cat "$WORK"/n*.log | grep -o '[0-9]* tasks created in [0-9]* transactions, [0-9]* statements, [0-9]* round trips' |
+  rt=$(cat "$WORK"/n*.log | { grep -o '[0-9]* tasks created in [0-9]* transactions, [0-9]* statements, [0-9]* round trips' || true; } |
        awk '{c += $1; t += $5; s += $7; r += $9} END {if (NR) print c, t, s, r}')
   awk -v s="$store" -v k="$k" -v l="$line" -v n="$acked" -v t="$terminal" -v a="$start" -v b="$last" \
       -v rt="$rt" -v cpu="$((cpu1 - cpu0))" -v hz="$(getconf CLK_TCK)" -v m0="$m0" -v m1="$m1" 'BEGIN {
     split(l, f, " "); for (i in f) { split(f[i], kv, "="); v[kv[1]] = kv[2] }
     split(m0, x, " "); split(m1, y, " ")
-    printf "%-10s %d node%s  acked %5d  terminal %5d  end-to-end %6.0f jobs/s  ack p50 %6.2f ms  p99 %7.2f ms  a2ad CPU %4.0f us/job  machine %3.0f%% busy", s, k, k > 1 ? "s" : " ", n, t, t / ((b - a) / 1000), v["p50_ms"], v["p99_ms"], n ? cpu / hz * 1e6 / n : 0, (y[2] > x[2]) ? 100 * (y[1] - x[1]) / (y[2] - x[2]) : 0
+    printf "%-10s %d node%s  acked %5d  terminal %5d  end-to-end %6.0f jobs/s  ack p50 %6.2f ms  p99 %7.2f ms  a2ad CPU %4.0f us/job  machine %3.0f%% busy", s, k, (k > 1 ? "s" : " "), n, t, t / ((b - a) / 1000), v["p50_ms"], v["p99_ms"], n ? cpu / hz * 1e6 / n : 0, ((y[2] > x[2]) ? 100 * (y[1] - x[1]) / (y[2] - x[2]) : 0)
     if (rt != "") { split(rt, r, " "); printf "  | PostgreSQL: %.2f round trips, %.2f statements per job (%d round trips, %d transactions)", r[4] / r[1], r[3] / r[1], r[4], r[2] }
     printf "\n" }'
   rm -f "$WORK"/a2ad.db* "$WORK"/n*.log

@@ -302,6 +302,14 @@ static bool in_list(const char *list, const char *id) {
     return false;
 }
 
+/* The value of a /metrics sample (the line starting "series "), -1 if none. */
+static double sample(const char *page, const char *series) {
+    size_t n = strlen(series);
+    for (const char *p = page; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+        if (!strncmp(p, series, n) && p[n] == ' ') return strtod(p + n + 1, NULL);
+    return -1;
+}
+
 /* ---- the test ---- */
 
 START_TEST(cluster_three_nodes_one_killed_every_job_ends_once) {
@@ -514,6 +522,19 @@ START_TEST(cluster_three_nodes_one_killed_every_job_ends_once) {
         free(out);
         if (empty) break;
         test_nap_ms(100);
+    }
+    /* What an operator watches on each survivor: its commits (the
+     * PostgreSQL store's group commits count too) and an empty backlog. */
+    for (int k = 0; k < NODES; k++) {
+        if (k == VICTIM) continue;
+        struct http_resp m;
+        ck_assert(http_call(node[k].port, "GET", "/metrics", NULL, &m));
+        ck_assert_int_eq(m.status, 200);
+        ck_assert_msg(sample(m.body, "a2ad_store_commit_seconds_count") > 0,
+                      "n%d: no store commits in /metrics", k + 1);
+        ck_assert(sample(m.body, "a2ad_store_commit_failures_total") == 0);
+        ck_assert(sample(m.body, "a2ad_outbox_backlog") == 0);
+        http_resp_free(&m);
     }
     bool told = false;
     char lost[64];

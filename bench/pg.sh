@@ -43,6 +43,9 @@ cleanup() {
 trap cleanup EXIT
 [ "${PG_BENCH_DEBUG:-0}" = 1 ] && trap "cat $WORK/pg.log; cleanup" EXIT
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+for p in $((PORT + 1)) $((PORT + 2)) $((PORT + 3)) "$SINK_PORT"; do
+  port_open "$p" && die "port $p on 127.0.0.1 is taken (set BENCH_PORT, which uses the next 3, and SINK_PORT)"
+done
 wait_port() { local i; for ((i = 0; i < 100; i++)); do port_open "$1" && return 0; sleep 0.1; done; return 1; }
 # A port nothing listens on, from the kernel (a fixed range collides with
 # ephemeral ports of other programs).

@@ -15,8 +15,9 @@
 # balancer). ack p50/p99: the message/send answers, all nodes together.
 # end-to-end jobs/s: N / (last terminal webhook received - first send).
 # PostgreSQL lines also show a2ad's own count of round trips and statements
-# per job (logged by each node at stop, summed), and every line the CPU the
-# a2ad processes used per job and how busy the machine was (from /proc).
+# per job (logged by each node at stop, summed) and the CPU the PostgreSQL
+# server used per job; every line the CPU the a2ad processes used per job
+# and how busy the whole machine was meanwhile (from /proc).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -60,6 +61,9 @@ wait_port "$SINK_PORT" || die "the sink did not start"
 
 # cpu_ticks PID...: utime + stime of these processes, in clock ticks.
 cpu_ticks() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done; echo $t; }
+# The PostgreSQL server's processes: the postmaster and its children (the
+# nodes' backends live from their start to their stop, so both samples see them).
+pg_pids() { local pm; pm=$(head -1 "$WORK/data/postmaster.pid"); echo "$pm" $(ps -o pid= --ppid "$pm"); }
 # busy_ticks / all_ticks: the machine's non-idle and total ticks (/proc/stat).
 machine_ticks() { awk '/^cpu / {t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t}' /proc/stat; }
 
@@ -96,8 +100,8 @@ EOC
     wait_port $((PORT + i)) || die "a2ad ($store, node n$i) did not start: $(tail -3 "$WORK/n$i.log")"
   done
   curl -s "http://127.0.0.1:$SINK_PORT/reset" >/dev/null
-  local cpu0 m0 line start acked terminal last cpu1 m1
-  cpu0=$(cpu_ticks "${pids[@]}"); m0=$(machine_ticks)
+  local cpu0 m0 pg0 line start acked terminal last cpu1 m1 pg1
+  cpu0=$(cpu_ticks "${pids[@]}"); m0=$(machine_ticks); pg0=$(cpu_ticks $(pg_pids))
   line=$("$BUILD/bench/load" "$urls" "$N" "$C" "http://127.0.0.1:$SINK_PORT/hook")
   start=$(sed 's/.*start_ms=\([0-9]*\).*/\1/' <<<"$line")
   acked=$(sed 's/^acked=\([0-9]*\).*/\1/' <<<"$line")
@@ -106,18 +110,18 @@ EOC
     [ "$terminal" -ge "$acked" ] && break
     sleep 0.1
   done
-  cpu1=$(cpu_ticks "${pids[@]}"); m1=$(machine_ticks)
+  cpu1=$(cpu_ticks "${pids[@]}"); m1=$(machine_ticks); pg1=$(cpu_ticks $(pg_pids))
   kill "${pids[@]}"; wait "${pids[@]}" 2>/dev/null || true
   # "N tasks created in T transactions, S statements, R round trips", summed over the nodes
   local rt
   rt=$(cat "$WORK"/n*.log | { grep -o '[0-9]* tasks created in [0-9]* transactions, [0-9]* statements, [0-9]* round trips' || true; } |
        awk '{c += $1; t += $5; s += $7; r += $9} END {if (NR) print c, t, s, r}')
   awk -v s="$store" -v k="$k" -v l="$line" -v n="$acked" -v t="$terminal" -v a="$start" -v b="$last" \
-      -v rt="$rt" -v cpu="$((cpu1 - cpu0))" -v hz="$(getconf CLK_TCK)" -v m0="$m0" -v m1="$m1" 'BEGIN {
+      -v rt="$rt" -v cpu="$((cpu1 - cpu0))" -v pgcpu="$((pg1 - pg0))" -v hz="$(getconf CLK_TCK)" -v m0="$m0" -v m1="$m1" 'BEGIN {
     split(l, f, " "); for (i in f) { split(f[i], kv, "="); v[kv[1]] = kv[2] }
     split(m0, x, " "); split(m1, y, " ")
     printf "%-10s %d node%s  acked %5d  terminal %5d  end-to-end %6.0f jobs/s  ack p50 %6.2f ms  p99 %7.2f ms  a2ad CPU %4.0f us/job  machine %3.0f%% busy", s, k, (k > 1 ? "s" : " "), n, t, t / ((b - a) / 1000), v["p50_ms"], v["p99_ms"], n ? cpu / hz * 1e6 / n : 0, ((y[2] > x[2]) ? 100 * (y[1] - x[1]) / (y[2] - x[2]) : 0)
-    if (rt != "") { split(rt, r, " "); printf "  | PostgreSQL: %.2f round trips, %.2f statements per job (%d round trips, %d transactions)", r[4] / r[1], r[3] / r[1], r[4], r[2] }
+    if (rt != "") { split(rt, r, " "); printf "  | PostgreSQL: %.2f round trips, %.2f statements per job (%d round trips, %d transactions), server CPU %.0f us/job", r[4] / r[1], r[3] / r[1], r[4], r[2], n ? pgcpu / hz * 1e6 / n : 0 }
     printf "\n" }'
   rm -f "$WORK"/a2ad.db* "$WORK"/n*.log
   [ "$store" = postgresql ] && "${AS[@]}" "$PGBIN/psql" -h "$WORK" -p "$PGPORT" -U a2ad -d postgres -qAtc \

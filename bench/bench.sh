@@ -381,7 +381,7 @@ fi
 echo
 echo "== stores: sqlite (1 node) vs postgresql (1, 2, 3 nodes) (bench/pg.sh) =="
 if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
-  BUILD=$BUILD "$(dirname "$0")/pg.sh" || echo "pg.sh failed (see above)"
+  BUILD=$BUILD BENCH_PORT=$((PORT + 4)) SINK_PORT=$((SINK_PORT + 4)) "$ROOT/bench/pg.sh" || echo "pg.sh failed (see above)"
 else
   echo "skipped: PostgreSQL's initdb is not installed (sudo apt-get install -y postgresql)"
 fi

@@ -314,7 +314,8 @@ static double sample(const char *page, const char *series) {
 
 START_TEST(cluster_three_nodes_one_killed_every_job_ends_once) {
     REQUIRE_PG();
-    char *out = pg_sql(&srv, "postgres", "DROP DATABASE IF EXISTS cluster; CREATE DATABASE cluster;");
+    char *out = pg_sql(&srv, "postgres",
+                       "DROP DATABASE IF EXISTS cluster; CREATE DATABASE cluster;");
     ck_assert_msg(out != NULL, "cannot create database cluster");
     free(out);
     char dsn[200], tasks[600];
@@ -433,7 +434,8 @@ START_TEST(cluster_three_nodes_one_killed_every_job_ends_once) {
     snprintf(want_nodes, sizeof want_nodes, "n1,n3\n");
     ck_assert_str_eq(out, want_nodes);
     free(out);
-    out = sql_all("SELECT count(*) FROM a2ad_tasks WHERE ended_ms IS NULL OR node NOT IN ('n1', 'n3')");
+    out = sql_all("SELECT count(*) FROM a2ad_tasks"
+                  " WHERE ended_ms IS NULL OR node NOT IN ('n1', 'n3')");
     ck_assert_str_eq(out, "0\n");
     free(out);
     char *rows = sql_all("SELECT id || '|' || node || '|' || state FROM a2ad_tasks ORDER BY id");
@@ -454,7 +456,8 @@ START_TEST(cluster_three_nodes_one_killed_every_job_ends_once) {
         ck_assert(k >= 0 && k < NODES && k != VICTIM);
         char params[120];
         snprintf(params, sizeof params,
-                 "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tasks/get\",\"params\":{\"id\":\"%s\"}}",
+                 "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tasks/get\","
+                 "\"params\":{\"id\":\"%s\"}}",
                  line);
         cJSON *t = rpc_call(node[k].port, "/agents/ledger", params, NULL);
         ck_assert_msg(!strcmp(json_str(t, "result.status.state"), "completed"),
@@ -505,7 +508,8 @@ START_TEST(cluster_three_nodes_one_killed_every_job_ends_once) {
     for (const char *p = pending_ids; *p; p++) pending_n += *p == ',';
     pending_n += *pending_ids != '\0';
     fprintf(stderr,
-            "cluster: %d jobs (%u acknowledged by %s, %u sent again to the next node), %s killed with %zu unfinished jobs%s "
+            "cluster: %d jobs (%u acknowledged by %s, %u sent again to the next node), %s "
+            "killed with %zu unfinished jobs%s "
             "(%u of its runs never ended); %u jobs ran twice (each first on %s, then on a "
             "survivor after the kill); %u repeated webhook deliveries; %zu webhooks of jobs "
             "written on %s without an acknowledgement\n",

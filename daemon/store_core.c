@@ -535,6 +535,12 @@ void store_core_persist(struct task *t) {
 
 /* ---- start, stop ----------------------------------------------------- */
 
+/* A durable back end is open: store.c's calls that wait for a commit
+ * (store_sync, store_persist) serve both back ends, not only SQLite. */
+static atomic_bool core_open;
+
+bool store_core_open(void) { return atomic_load(&core_open); }
+
 a2ad_status store_core_start(const struct store_backend *backend, pthread_t *writer,
                              void *(*writer_main)(void *)) {
     be = backend;
@@ -547,7 +553,10 @@ a2ad_status store_core_start(const struct store_backend *backend, pthread_t *wri
     webhooks_set_outbox(&outbox_ops);
     store_q.stopping = false;
     int err = pthread_create(writer, NULL, writer_main, NULL);
-    if (err == 0) return A2AD_OK;
+    if (err == 0) {
+        atomic_store(&core_open, true);
+        return A2AD_OK;
+    }
     log_error("store: cannot start the writer thread: %s", strerror(err));
     tasks_set_store_hooks(NULL, NULL);
     tasks_set_store_notify(NULL, NULL);
@@ -557,6 +566,7 @@ a2ad_status store_core_start(const struct store_backend *backend, pthread_t *wri
 }
 
 void store_core_stop(void) {
+    atomic_store(&core_open, false);
     pthread_mutex_lock(&store_q.lock);
     store_q.stopping = true;
     pthread_cond_signal(&store_q.wake);

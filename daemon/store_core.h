@@ -141,6 +141,8 @@ struct op *store_core_task_op_locked(struct task *t, enum task_state state, uint
  * Thread: main, at open. */
 a2ad_status store_core_start(const struct store_backend *backend, pthread_t *writer,
                              void *(*writer_main)(void *));
+/* A back end is started and not stopping (either store). */
+bool store_core_open(void);
 /* Tell the writer (and a watch thread) to stop; join them afterwards. */
 void store_core_stop(void);
 /* After the writer stopped: free what is still queued; returns how many. */

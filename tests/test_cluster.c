@@ -32,6 +32,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "support/daemon.h"
@@ -559,6 +560,165 @@ START_TEST(cluster_three_nodes_one_killed_every_job_ends_once) {
 }
 END_TEST
 
+/* ---- two nodes, one job: what a node that dies leaves to the other ---- */
+
+/* A fresh database and node k (n1, n2, ...) on it with the given agents
+ * and [agent.*] lines, lease_s = 2. */
+static void start_node(int k, const char *db, const char *plugins, const char *extra) {
+    static char server[NODES][64], tasks[NODES][600];
+    char dsn[200];
+    pg_dsn(&srv, db, dsn, sizeof dsn);
+    snprintf(tasks[k], sizeof tasks[k], "dsn = %s\npassword_file = %s\nlease_s = 2", dsn,
+             secret_file);
+    snprintf(server[k], sizeof server[k], "node_name = n%d", k + 1);
+    struct daemon_opts o = {.plugins = plugins, .store = "postgresql", .tasks_extra = tasks[k],
+                            .server_extra = server[k], .extra = extra};
+    if (!daemon_start(&node[k], &o)) {
+        char *log = daemon_log(&node[k]);
+        ck_abort_msg("node n%d did not start; log:\n%s", k + 1, log);
+    }
+}
+
+static void new_db(const char *db) {
+    char sql[160];
+    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s; CREATE DATABASE %s;", db, db);
+    char *out = pg_sql(&srv, "postgres", sql);
+    ck_assert_msg(out != NULL, "cannot create database %s", db);
+    free(out);
+}
+
+static cJSON *call(int k, const char *agent, const char *method, const char *params, long *st) {
+    char body[800], path[64];
+    snprintf(path, sizeof path, "/agents/%s", agent);
+    snprintf(body, sizeof body, "{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"%s\",\"params\":%s}",
+             method, params);
+    return rpc_call(node[k].port, path, body, st);
+}
+
+/* Until the task's row is held by node k and in state `state` (bounded). */
+static bool wait_row(const char *db, const char *id, int k, const char *state) {
+    char sql[200], want[64];
+    snprintf(sql, sizeof sql, "SELECT node || '|' || state FROM a2ad_tasks WHERE id = '%s'", id);
+    snprintf(want, sizeof want, "n%d|%s\n", k + 1, state);
+    for (int i = 0; i < 300; i++) {
+        char *out = pg_sql(&srv, db, sql);
+        bool done = out && !strcmp(out, want);
+        free(out);
+        if (done) return true;
+        test_nap_ms(50);
+    }
+    return false;
+}
+
+/* n1 dies (SIGKILL, from inside the agent) the moment a job starts, before
+ * the job can write anything: the job's `working` state is committed
+ * before agent code runs, so n2 knows it had started and runs it again as
+ * attempt 2 (a job not rerun_safe would fail: "interrupted: node n1
+ * lost"), never as a fresh queued job. */
+START_TEST(cluster_node_dead_as_job_starts_job_runs_again_as_attempt_2) {
+    REQUIRE_PG();
+    new_db("crashstart");
+    snprintf(work, sizeof work, "/tmp/a2ad-cluster-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(work));
+    char e1[300], e2[300];
+    snprintf(e1, sizeof e1, "[agent.ledger]\nfile = %s/ledger\nnode = n1\ncrash = boom\n", work);
+    snprintf(e2, sizeof e2, "[agent.ledger]\nfile = %s/ledger\nnode = n2\n", work);
+    start_node(0, "crashstart", "ledger", e1);
+    start_node(1, "crashstart", "ledger", e2);
+    long st = 0;
+    cJSON *r = call(0, "ledger", "message/send",
+                    "{\"message\":{\"kind\":\"message\",\"messageId\":\"b\",\"role\":\"user\","
+                    "\"parts\":[{\"kind\":\"text\",\"text\":\"boom\"}]},"
+                    "\"configuration\":{\"blocking\":false}}",
+                    &st);
+    cJSON_Delete(r);
+    /* The answer may be lost with n1 (the job can start before it is
+     * sent); the row was committed before either. */
+    char *id = pg_sql(&srv, "crashstart", "SELECT id FROM a2ad_tasks");
+    ck_assert_msg(id && strlen(id) > 30, "the job has no row (answer %ld)", st);
+    id[strcspn(id, "\n")] = '\0';
+    int status = 0;
+    pid_t gone = 0;
+    for (int i = 0; i < 200 && gone == 0; i++) {
+        gone = waitpid(node[0].pid, &status, WNOHANG);
+        if (gone == 0) test_nap_ms(25);
+    }
+    ck_assert_msg(gone == node[0].pid && WIFSIGNALED(status), "n1 did not die at the job's start");
+    node[0].pid = 0;
+    ck_assert_msg(wait_row("crashstart", id, 1, "completed"), "n2 did not take the job over");
+    char params[100];
+    snprintf(params, sizeof params, "{\"id\":\"%s\"}", id);
+    r = call(1, "ledger", "tasks/get", params, NULL);
+    ck_assert_str_eq(json_str(r, "result.status.state"), "completed");
+    ck_assert_str_eq(json_str(r, "result.status.message.parts.0.text"), "done: boom");
+    ck_assert_str_eq(json_str(r, "result.metadata.a2ad.node"), "n2");
+    ck_assert_int_eq(json_int(r, "result.metadata.a2ad.attempt"), 2);
+    cJSON_Delete(r);
+    char path[128];
+    snprintf(path, sizeof path, "%s/ledger", work);
+    struct ledger l = {0};
+    ledger_read(path, &l);
+    ck_assert_uint_eq(l.n, 2);
+    ck_assert_str_eq(l.r[0].node, "n1");
+    ck_assert_uint_eq(l.r[0].attempt, 1);
+    ck_assert(!l.r[0].ended);
+    ck_assert_str_eq(l.r[1].node, "n2");
+    ck_assert_uint_eq(l.r[1].attempt, 2);
+    ck_assert(l.r[1].ended);
+    ck_assert_str_eq(l.r[0].task, id);
+    free(l.r);
+    free(id);
+    ck_assert_int_eq(daemon_stop(&node[1], 15000), 0);
+}
+END_TEST
+
+/* A push config set on a running job is answered once it is stored: the
+ * node dies right after the answer, and the node that takes the job over
+ * lists the config and sends the job's end to it. */
+START_TEST(cluster_push_config_set_then_node_dies_config_kept) {
+    REQUIRE_PG();
+    new_db("pushcfg");
+    rcv = receiver_start();
+    ck_assert_ptr_nonnull(rcv);
+    start_node(0, "pushcfg", "slow", NULL);
+    start_node(1, "pushcfg", "slow", NULL);
+    long st = 0;
+    cJSON *r = call(0, "slow", "message/send",
+                    "{\"message\":{\"kind\":\"message\",\"messageId\":\"s\",\"role\":\"user\","
+                    "\"parts\":[{\"kind\":\"text\",\"text\":\"wait\"}]},"
+                    "\"configuration\":{\"blocking\":false}}",
+                    &st);
+    ck_assert_int_eq(st, 200);
+    char id[48];
+    snprintf(id, sizeof id, "%s", json_str(r, "result.id"));
+    cJSON_Delete(r);
+    ck_assert(wait_row("pushcfg", id, 0, "working"));
+    char params[300], url[80];
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/late", receiver_port(rcv));
+    snprintf(params, sizeof params,
+             "{\"taskId\":\"%s\",\"pushNotificationConfig\":{\"url\":\"%s\"}}", id, url);
+    r = call(0, "slow", "tasks/pushNotificationConfig/set", params, &st);
+    char *text = cJSON_PrintUnformatted(r);
+    ck_assert_msg(st == 200 && json_at(r, "result") != NULL, "set answered %ld: %s", st, text);
+    free(text);
+    cJSON_Delete(r);
+    daemon_kill9(&node[0]);
+    ck_assert_msg(wait_row("pushcfg", id, 1, "failed"), "n2 did not take the job over");
+    snprintf(params, sizeof params, "{\"id\":\"%s\"}", id);
+    r = call(1, "slow", "tasks/pushNotificationConfig/list", params, NULL);
+    text = cJSON_PrintUnformatted(r);
+    ck_assert_msg(strstr(text, url) != NULL, "the config is gone after the takeover: %s", text);
+    free(text);
+    cJSON_Delete(r);
+    ck_assert_msg(receiver_wait(rcv, 1, 10000), "no webhook at the late config");
+    cJSON *o = cJSON_Parse(receiver_get(rcv, 0)->body);
+    ck_assert_str_eq(json_str(o, "status.state"), "failed");
+    ck_assert_str_eq(json_str(o, "status.message.parts.0.text"), "interrupted: node n1 lost");
+    cJSON_Delete(o);
+    ck_assert_int_eq(daemon_stop(&node[1], 15000), 0);
+}
+END_TEST
+
 Suite *cluster_suite(void);
 Suite *cluster_suite(void) {
     Suite *s = suite_create("cluster");
@@ -567,6 +727,8 @@ Suite *cluster_suite(void) {
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 170);
     tcase_add_test(tc, cluster_three_nodes_one_killed_every_job_ends_once);
+    tcase_add_test(tc, cluster_node_dead_as_job_starts_job_runs_again_as_attempt_2);
+    tcase_add_test(tc, cluster_push_config_set_then_node_dies_config_kept);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -12,6 +12,9 @@
  *   file = PATH      the ledger (required)
  *   node = NAME      the name written on each line (default "-")
  *   run_ms = 30      how long a job works, in milliseconds (0..60000)
+ *   crash = TEXT     a job whose text is TEXT kills the whole daemon (SIGKILL)
+ *                    right after its start line: a node that dies as a job
+ *                    starts (default: none)
  */
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
@@ -19,6 +22,7 @@
 #include <a2ad/agent.h>
 
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +33,7 @@ struct ledger {
     int fd;
     unsigned run_ms;
     char node[64];
+    char crash[64];
 };
 
 static a2ad_status ledger_init(const struct a2ad_host *host, a2ad_ctx log_ctx,
@@ -46,13 +51,15 @@ static a2ad_status ledger_init(const struct a2ad_host *host, a2ad_ctx log_ctx,
             file = v;
         } else if (!strcmp(opts[i].key, "node") && *v && !strpbrk(v, " \n")) {
             snprintf(l->node, sizeof l->node, "%s", v);
+        } else if (!strcmp(opts[i].key, "crash") && *v) {
+            snprintf(l->crash, sizeof l->crash, "%s", v);
         } else if (!strcmp(opts[i].key, "run_ms") && *v >= '0' && *v <= '9') {
             char *end;
             unsigned long ms = strtoul(v, &end, 10);
             if (*end || ms > 60000) goto bad;
             l->run_ms = (unsigned)ms;
         } else {
-            a2ad_log(log_ctx, A2AD_LOG_ERROR, "bad option %s = \"%s\" (known: file, node, run_ms)",
+            a2ad_log(log_ctx, A2AD_LOG_ERROR, "bad option %s = \"%s\" (known: file, node, run_ms, crash)",
                      opts[i].key, v);
             goto bad;
         }
@@ -95,6 +102,7 @@ static void ledger_write(const struct ledger *l, const char *what, const char *t
 static a2ad_status ledger_job(void *state, const struct a2ad_job *job, a2ad_ctx ctx) {
     struct ledger *l = state;
     ledger_write(l, "start", job->task_id, job->attempt);
+    if (l->crash[0] && !strcmp(job->query, l->crash)) raise(SIGKILL);
     a2ad_update_progress(ctx, "started", 0.5, A2AD_INFO);
     for (unsigned left = l->run_ms; left > 0 && !a2ad_cancelled(ctx);) {
         unsigned ms = left < 10 ? left : 10;

@@ -43,6 +43,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "store.h"
 #include "store_core.h"
 #include "plugins.h"
@@ -836,7 +837,9 @@ static void *writer_thread(void *arg) {
         struct op *list = store_core_take(next_maintenance, &n, &stopping, &unpark);
         if (list) {
             struct failure f;
+            uint64_t t0 = metrics_now_us();
             write_batch(list, &f);
+            metrics_store_commit(!f.failed, metrics_now_us() - t0);
             if (f.failed && retryable(&f)) {
                 go_down(list, f.why);
                 if (!st.conn) continue; /* reconnect, then write them again */

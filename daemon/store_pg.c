@@ -124,6 +124,7 @@ static a2ad_status register_node(char *why, size_t n);
 static bool run(PGconn *c, const char *sql, char *why, size_t n);
 static void share_work(bool maintenance);
 static void share_reset(void);
+static void share_leave(void);
 
 /* Statements in flight before a Sync (see the top). */
 #define PIPE_CHUNK 256
@@ -1027,6 +1028,23 @@ static void share_claim(struct share_ids *mine) {
     PQclear(r);
 }
 
+/* At stop (the writer joined, the workers stopped): this node's queued jobs
+ * go on offer, so that the nodes still running run them now rather than
+ * after this one's restart (which withdraws what is left: share_reset). */
+static void share_leave(void) {
+    if (!share_enabled() || !st.conn || atomic_load(&st.down)) return;
+    const char *v[1] = {st.node};
+    PGresult *r = PQexecParams(st.conn, "UPDATE a2ad_tasks SET offered = true WHERE node = $1"
+                               " AND state = 'submitted' AND NOT offered", 1, NULL, v, NULL,
+                               NULL, 0);
+    st.round_trips++;
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+        share_warn("offering the queued jobs at stop", r);
+    else if (atoi(PQcmdTuples(r)) > 0)
+        log_info("store: %s queued jobs offered to the other nodes at stop", PQcmdTuples(r));
+    PQclear(r);
+}
+
 /* After every batch: the round of offers and checks; on the maintenance
  * tick (or when a worker went idle while jobs were on offer): forget the
  * offered jobs taken, then claim. Not before this node's own recovery is
@@ -1417,6 +1435,7 @@ void store_pg_close(void) {
     store_core_stop();
     pthread_join(st.writer, NULL);
     /* What could not be written (PostgreSQL unreachable until the end). */
+    share_leave();
     share_stop();
     size_t lost = store_core_drop_queue();
     if (lost)

@@ -406,6 +406,72 @@ START_TEST(share_jobs_no_keeps_jobs_here) {
 }
 END_TEST
 
+/* A cancel on the node that offered a queued job withdraws the offer
+ * first: the job is canceled and never runs anywhere. The jobs still
+ * queued when alpha stops stay offered, and beta, started later, runs
+ * them (alpha's lease has not expired: no takeover). */
+START_TEST(share_cancelled_offer_never_runs_and_stopped_node_jobs_run_elsewhere) {
+    REQUIRE_PG();
+    rcv = receiver_start();
+    ck_assert_ptr_nonnull(rcv);
+    static char tasks[1200], agent[600];
+    new_db("share4", NULL, tasks, sizeof tasks);
+    snprintf(agent, sizeof agent, "[agent.runlog]\nworkers = 1\nfile = %s\nms = 400\n",
+             runs_file);
+    struct daemon_opts a = {.plugins = "runlog", .store = "postgresql", .tasks_extra = tasks,
+                            .threads = 2, .server_extra = "node_name = alpha", .extra = agent};
+    struct daemon_opts b = a;
+    b.server_extra = "node_name = beta";
+    start_or_fail(&d1, &a);
+    long alpha_pid = d1.pid;
+    enum { JOBS = 5 };
+    struct tracker tr = {0};
+    for (int i = 0; i < JOBS; i++) {
+        char text[32];
+        snprintf(text, sizeof text, "late-%d", i);
+        char *id = submit(d1.port, text, false, receiver_port(rcv));
+        ck_assert_ptr_nonnull(id);
+        snprintf(tr.t[tr.n++].id, sizeof tr.t[0].id, "%s", id);
+        free(id);
+    }
+    /* Offered (one worker, five jobs), then canceled here. */
+    char *offered = NULL;
+    for (int i = 0; i < 100; i++) {
+        free(offered);
+        offered = sql1("share4", "SELECT count(*) FROM a2ad_tasks WHERE offered");
+        if (atoi(offered) >= 3) break;
+        test_nap_ms(20);
+    }
+    ck_assert_msg(atoi(offered) >= 3, "only %s jobs offered", offered);
+    free(offered);
+    cJSON *c = call(d1.port, "tasks/cancel", tr.t[JOBS - 1].id);
+    ck_assert_str_eq(json_str(c, "result.status.state"), "canceled");
+    cJSON_Delete(c);
+    ck_assert_int_eq(daemon_stop(&d1, 15000), 0);
+    start_or_fail(&d2, &b);
+    ck_assert_msg(tracker_wait_all(&tr, rcv, 30000), "only %zu of %d jobs ended",
+                  tracker_ended(&tr), JOBS);
+    tracker_assert_complete(&tr);
+    ck_assert_str_eq(tr.t[JOBS - 1].terminal, "canceled");
+    ck_assert_int_eq(runs_of("late-4", NULL), 0);
+    unsigned on_beta = 0;
+    for (int i = 0; i < JOBS - 1; i++) {
+        char text[32];
+        snprintf(text, sizeof text, "late-%d", i);
+        long pid = 0;
+        ck_assert_int_eq(runs_of(text, &pid), 1);
+        ck_assert_str_eq(tr.t[i].terminal, "completed");
+        ck_assert(pid == alpha_pid || pid == d2.pid);
+        on_beta += pid == d2.pid;
+    }
+    ck_assert_uint_ge(on_beta, 2);
+    char *log = daemon_log(&d2);
+    ck_assert_msg(!strstr(log, "lease expired"), "beta took alpha over:\n%s", log);
+    free(log);
+    ck_assert_int_eq(daemon_stop(&d2, 15000), 0);
+}
+END_TEST
+
 Suite *share_suite(void);
 Suite *share_suite(void) {
     Suite *s = suite_create("share");
@@ -416,6 +482,7 @@ Suite *share_suite(void) {
     tcase_add_test(tc, share_free_node_runs_queued_jobs);
     tcase_add_test(tc, share_job_with_client_here_is_not_moved);
     tcase_add_test(tc, share_jobs_no_keeps_jobs_here);
+    tcase_add_test(tc, share_cancelled_offer_never_runs_and_stopped_node_jobs_run_elsewhere);
     suite_add_tcase(s, tc);
     return s;
 }

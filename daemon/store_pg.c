@@ -27,6 +27,11 @@
  * (on the database's clock). renew_lease, take_over and take_node (writer
  * thread, from the maintenance tick) move the rows of a node whose lease
  * expired to this one, then restore its tasks here with the restart rules.
+ *
+ * Work sharing (share.h). The writer also runs, after each batch, the round
+ * of offers and claim checks share.c collected (one statement), and on its
+ * maintenance tick forgets the offered jobs another node took and claims
+ * offered jobs for the agents with free workers here (share_work).
  */
 #include "store_pg.h"
 

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "util.h"
 #include "store_core.h"
 #include "tasks.h"
 #include "workers.h"
@@ -15,6 +16,13 @@
 /* store_slot.share bits (the task lock held). */
 #define SHARE_HERE 1    /* a client is connected here: never offered */
 #define SHARE_OFFERED 2 /* offered; not started, checked or forgotten since */
+#define SHARE_WAITING 4 /* queued here, offered once it waited share_after_ms */
+
+/* A job that waits here, not offered yet. */
+struct waiting {
+    struct task *task; /* a reference */
+    uint64_t since_ms; /* monotonic */
+};
 
 static struct {
     pthread_mutex_t lock;
@@ -22,10 +30,13 @@ static struct {
     atomic_bool on;
     char *node;
     struct hmap *offered;        /* id -> task (a reference): offered from here */
+    struct hmap *waiting;        /* id -> struct waiting: to offer after after_ms */
+    unsigned after_ms;           /* [tasks] share_after_ms */
+    atomic_size_t peers;         /* other live nodes (the writer counts them) */
     struct share_ids to_offer;   /* offers the writer has not run yet */
     struct share_check *checks;  /* checks the writer has not taken yet */
     bool marker;                 /* an OP_SHARE is queued and not yet taken */
-    atomic_size_t n_offered;     /* hmap_count(offered), read without the lock */
+    atomic_size_t n_offered;     /* offered + waiting, read without the lock */
     atomic_bool hot;             /* the last claim found jobs: claim again soon */
     atomic_bool claim_soon;
     /* counted for the log line at close */
@@ -89,6 +100,25 @@ static void ids_each(const struct share_ids *a, void (*fn)(const char *id, void 
     }
 }
 
+/* sh.lock held. */
+static void recount_locked(void) {
+    atomic_store(&sh.n_offered, (sh.offered ? hmap_count(sh.offered) : 0) +
+                                    (sh.waiting ? hmap_count(sh.waiting) : 0));
+}
+
+/* Drop id from the waiting map (its reference released); true when there. */
+static bool unwait(const char *id) {
+    pthread_mutex_lock(&sh.lock);
+    struct waiting *w = sh.waiting ? hmap_remove(sh.waiting, id) : NULL;
+    recount_locked();
+    pthread_mutex_unlock(&sh.lock);
+    if (w) {
+        task_release(w->task);
+        free(w);
+    }
+    return w != NULL;
+}
+
 /* ---- the writer's wake-up ------------------------------------------------ */
 
 /* Queue one OP_SHARE unless one is waiting; sh.lock held. */
@@ -114,42 +144,71 @@ static void marker_send(struct op *o) {
 /* ---- the workers' hooks -------------------------------------------------- */
 
 /* Offer a job that waits here, unless a client is connected to it. */
+/* Offer t now (the task lock and sh.lock held); false without memory. */
+static bool offer_locked(struct task *t, struct store_slot *s) {
+    size_t len = sh.to_offer.len, n = sh.to_offer.n;
+    if (!sh.offered || hmap_get(sh.offered, task_id(t)) ||
+        !share_ids_add(&sh.to_offer, task_id(t)))
+        return false;
+    if (hmap_put(sh.offered, task_id(t), t) != A2AD_OK) {
+        sh.to_offer.len = len; /* not offered after all */
+        sh.to_offer.n = n;
+        return false;
+    }
+    task_retain(t);
+    recount_locked();
+    s->share |= SHARE_OFFERED;
+    atomic_fetch_add(&sh.offers, 1);
+    return true;
+}
+
+/* A job that waits here: offered now (share_after_ms = 0, and other nodes
+ * are alive), or put aside, to be offered if it still waits after
+ * share_after_ms while other nodes are alive (a backlog from before a node
+ * joined is offered too). Never when a client is connected to it here. */
 static void on_queued(struct task *t) {
     if (!atomic_load(&sh.on)) return;
     /* Under the task lock, so that a check (share_hold) sees the flag only
      * once the offer waits for the writer: the round then withdraws it. */
     task_lock(t);
     struct store_slot *s = store_core_slot(t);
-    bool offer = s && !(s->share & (SHARE_HERE | SHARE_OFFERED)) &&
+    bool offer = s && !(s->share & (SHARE_HERE | SHARE_OFFERED | SHARE_WAITING)) &&
                  !task_ext(t, TASK_EXT_STREAMS) && task_get_state_locked(t) == TASK_SUBMITTED;
     struct op *m = NULL;
     if (offer) {
         pthread_mutex_lock(&sh.lock);
-        size_t len = sh.to_offer.len, n = sh.to_offer.n;
-        offer = sh.offered && !hmap_get(sh.offered, task_id(t)) &&
-                share_ids_add(&sh.to_offer, task_id(t));
-        if (offer && hmap_put(sh.offered, task_id(t), t) != A2AD_OK) {
-            sh.to_offer.len = len; /* not offered after all */
-            sh.to_offer.n = n;
-            offer = false;
-        }
-        if (offer) {
-            task_retain(t);
-            atomic_store(&sh.n_offered, hmap_count(sh.offered));
-            s->share |= SHARE_OFFERED;
+        if (sh.after_ms || !atomic_load(&sh.peers)) {
+            struct waiting *w = malloc(sizeof *w);
+            offer = w && sh.waiting && !hmap_get(sh.waiting, task_id(t)) &&
+                    hmap_put(sh.waiting, task_id(t), w) == A2AD_OK;
+            if (offer) {
+                w->task = t;
+                w->since_ms = util_now_ms();
+                task_retain(t);
+                s->share |= SHARE_WAITING;
+                recount_locked();
+            } else {
+                free(w);
+            }
+        } else if (offer_locked(t, s)) {
             m = marker_locked();
         }
         pthread_mutex_unlock(&sh.lock);
     }
     task_unlock(t);
-    if (!offer) return;
-    atomic_fetch_add(&sh.offers, 1);
     marker_send(m);
 }
 
 static bool on_start(struct task *t) {
     if (!atomic_load(&sh.n_offered)) return true; /* nothing offered: the common case */
-    return share_hold(t);
+    task_lock(t);
+    struct store_slot *s = task_ext(t, TASK_EXT_STORE);
+    unsigned char was = s ? s->share : 0;
+    if (s && !(was & SHARE_OFFERED)) s->share &= (unsigned char)~SHARE_WAITING;
+    task_unlock(t);
+    if (was & SHARE_OFFERED) return share_hold(t);
+    if (was & SHARE_WAITING) unwait(task_id(t)); /* started in time: never offered */
+    return true;
 }
 
 static void on_idle(void) {
@@ -168,7 +227,7 @@ static const struct workers_share hooks = {
 static bool unoffer(const char *id) {
     pthread_mutex_lock(&sh.lock);
     struct task *t = sh.offered ? hmap_remove(sh.offered, id) : NULL;
-    atomic_store(&sh.n_offered, sh.offered ? hmap_count(sh.offered) : 0);
+    recount_locked();
     pthread_mutex_unlock(&sh.lock);
     if (t) task_release(t);
     return t != NULL;
@@ -179,8 +238,10 @@ bool share_hold(struct task *t) {
     task_lock(t);
     struct store_slot *s = store_core_slot(t);
     bool offered = s && (s->share & SHARE_OFFERED);
-    if (s && !offered) s->share |= SHARE_HERE;
+    bool waiting = s && (s->share & SHARE_WAITING);
+    if (s && !offered) s->share = SHARE_HERE; /* a waiting one is not offered now */
     task_unlock(t);
+    if (waiting && !offered) unwait(task_id(t));
     if (!offered) return true;
 
     struct share_check c = {0};
@@ -210,17 +271,19 @@ bool share_hold(struct task *t) {
 
 /* ---- start, stop ------------------------------------------------------- */
 
-void share_start(const char *node) {
+void share_start(const char *node, unsigned after_ms) {
     pthread_mutex_lock(&sh.lock);
     free(sh.node);
     sh.node = strdup(node);
+    sh.after_ms = after_ms;
     if (!sh.offered) sh.offered = hmap_new(256);
+    if (!sh.waiting) sh.waiting = hmap_new(256);
     sh.marker = false;
     pthread_mutex_unlock(&sh.lock);
     atomic_store(&sh.offers, 0);
     atomic_store(&sh.claims, 0);
     atomic_store(&sh.taken, 0);
-    if (!sh.node || !sh.offered) {
+    if (!sh.node || !sh.offered || !sh.waiting) {
         log_error("share: out of memory: jobs are not shared with other nodes");
         return;
     }
@@ -236,19 +299,29 @@ static void release_offered(const char *key, void *value, void *arg) {
     task_release(value);
 }
 
+static void release_waiting(const char *key, void *value, void *arg) {
+    (void)key;
+    (void)arg;
+    struct waiting *w = value;
+    task_release(w->task);
+    free(w);
+}
+
 void share_stop(void) {
     if (!atomic_exchange(&sh.on, false)) return;
     pthread_mutex_lock(&sh.lock);
     for (struct share_check *c = sh.checks; c; c = c->next) c->result = SHARE_UNKNOWN;
     sh.checks = NULL;
     pthread_cond_broadcast(&sh.answered);
-    struct hmap *m = sh.offered;
-    sh.offered = NULL;
+    struct hmap *m = sh.offered, *w = sh.waiting;
+    sh.offered = sh.waiting = NULL;
     atomic_store(&sh.n_offered, 0);
     share_ids_free(&sh.to_offer);
     pthread_mutex_unlock(&sh.lock);
     if (m) hmap_each(m, release_offered, NULL);
     hmap_free(m);
+    if (w) hmap_each(w, release_waiting, NULL);
+    hmap_free(w);
     log_info("store: work sharing: %zu jobs offered to other nodes, %zu taken by them, %zu "
              "claimed from them",
              atomic_load(&sh.offers), atomic_load(&sh.taken), atomic_load(&sh.claims));
@@ -403,5 +476,51 @@ void share_claimed(size_t n, size_t want) {
     pthread_mutex_lock(&sh.lock);
     struct op *m = marker_locked();
     pthread_mutex_unlock(&sh.lock);
+    marker_send(m);
+}
+
+void share_set_peers(size_t peers) { atomic_store(&sh.peers, peers); }
+
+struct promote_acc {
+    struct waiting **v;
+    size_t n;
+    uint64_t before;
+};
+
+static void promote_entry(const char *key, void *value, void *arg) {
+    (void)key;
+    struct promote_acc *a = arg;
+    struct waiting *w = value;
+    if (w->since_ms <= a->before) a->v[a->n++] = w;
+}
+
+void share_promote(void) {
+    uint64_t now = util_now_ms();
+    pthread_mutex_lock(&sh.lock);
+    size_t count = sh.waiting ? hmap_count(sh.waiting) : 0;
+    struct promote_acc a = {.v = count ? malloc(count * sizeof *a.v) : NULL,
+                            .before = now > sh.after_ms ? now - sh.after_ms : 0};
+    if (a.v) hmap_each(sh.waiting, promote_entry, &a);
+    for (size_t i = 0; i < a.n; i++) hmap_remove(sh.waiting, task_id(a.v[i]->task));
+    recount_locked();
+    pthread_mutex_unlock(&sh.lock);
+    bool peers = atomic_load(&sh.peers) > 0;
+    struct op *m = NULL;
+    for (size_t i = 0; i < a.n; i++) {
+        struct task *t = a.v[i]->task;
+        task_lock(t);
+        struct store_slot *s = task_ext(t, TASK_EXT_STORE);
+        if (s && (s->share & SHARE_WAITING)) {
+            s->share &= (unsigned char)~SHARE_WAITING;
+            pthread_mutex_lock(&sh.lock);
+            if (peers && task_get_state_locked(t) == TASK_SUBMITTED && offer_locked(t, s) && !m)
+                m = marker_locked();
+            pthread_mutex_unlock(&sh.lock);
+        }
+        task_unlock(t);
+        task_release(t);
+        free(a.v[i]);
+    }
+    free(a.v);
     marker_send(m);
 }

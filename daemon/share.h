@@ -36,8 +36,10 @@
 struct task;
 
 /* Turn sharing on for node `node` (copied): registers the workers' hooks.
- * Thread: main, at the store's open, before jobs run. */
-void share_start(const char *node);
+ * A job is offered once it waited after_ms here ([tasks] share_after_ms;
+ * 0 = as soon as it cannot start). Thread: main, at the store's open,
+ * before jobs run. */
+void share_start(const char *node, unsigned after_ms);
 /* After the writer stopped: checks still waiting are answered "not here"
  * (their jobs are not started), offered tasks are let go; the counts are
  * logged. Thread: main, at the store's close. */
@@ -98,5 +100,9 @@ bool share_offered_ids(struct share_ids *out);
 void share_taken(const char *id);
 /* A claim round took n jobs (asked for `want`). */
 void share_claimed(size_t n, size_t want);
+/* How many other live nodes there are: none, and nothing is offered. */
+void share_set_peers(size_t peers);
+/* Offer the jobs that waited share_after_ms here and still wait. */
+void share_promote(void);
 
 #endif

@@ -1050,18 +1050,41 @@ static void share_leave(void) {
     PQclear(r);
 }
 
+/* How many other nodes hold a lease, once a second: alone, a node offers
+ * nothing and claims nothing (one statement a second is all sharing costs). */
+static size_t share_peers(void) {
+    static uint64_t next_ms;
+    static size_t peers;
+    uint64_t now = util_now_ms();
+    if (now < next_ms) return peers;
+    next_ms = now + 1000;
+    const char *v[1] = {st.node};
+    PGresult *r = PQexecParams(st.conn, "SELECT count(*) FROM a2ad_nodes WHERE name <> $1"
+                               " AND lease_until_ms >= " DB_NOW_MS, 1, NULL, v, NULL, NULL, 0);
+    st.round_trips++;
+    if (PQresultStatus(r) == PGRES_TUPLES_OK)
+        peers = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+    else
+        share_warn("counting the other nodes", r);
+    PQclear(r);
+    share_set_peers(peers);
+    return peers;
+}
+
 /* After every batch: the round of offers and checks; on the maintenance
- * tick (or when a worker went idle while jobs were on offer): forget the
- * offered jobs taken, then claim. Not before this node's own recovery is
- * over (its jobs first), nor while its workers stop. */
+ * tick (or when a worker went idle while jobs were on offer): offer the
+ * jobs that waited long enough, forget the offered jobs taken, then
+ * claim. Not before this node's own recovery is over (its jobs first), nor
+ * while its workers stop. */
 static void share_work(bool maintenance) {
     if (!share_enabled()) return;
+    if (maintenance && share_peers()) share_promote();
     share_round();
     if (!atomic_load(&st.unpark_on) || !share_claim_due(maintenance)) return;
     struct share_ids mine;
     if (!share_offered_ids(&mine)) return;
     if (maintenance && mine.n) share_forget(&mine);
-    share_claim(&mine);
+    if (share_peers()) share_claim(&mine);
     share_ids_free(&mine);
 }
 
@@ -1306,7 +1329,7 @@ a2ad_status store_pg_open(const struct config *cfg) {
     atomic_store(&st.unpark_on, false);
     atomic_store(&st.down, false);
 
-    if (cfg->share_jobs) share_start(st.node);
+    if (cfg->share_jobs) share_start(st.node, cfg->share_after_ms);
     backend.path = st.path;
     backend.node = st.node;
     backend.write_queue = st.write_queue;

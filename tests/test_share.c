@@ -64,19 +64,21 @@ static void suite_teardown(void) { pg_server_destroy(&srv); }
         }                                                                                \
     } while (0)
 
-static struct daemon_proc d1, d2;
+static struct daemon_proc d1, d2, d3;
 static struct receiver *rcv;
 static char runs_file[300];
 
 static void setup(void) {
     memset(&d1, 0, sizeof d1);
     memset(&d2, 0, sizeof d2);
+    memset(&d3, 0, sizeof d3);
     rcv = NULL;
     snprintf(runs_file, sizeof runs_file, "/tmp/a2ad-share-runs-%ld", (long)getpid());
     unlink(runs_file);
 }
 
 static void teardown(void) {
+    daemon_cleanup(&d3);
     daemon_cleanup(&d2);
     daemon_cleanup(&d1);
     receiver_stop(rcv);
@@ -409,7 +411,8 @@ END_TEST
 /* A cancel on the node that offered a queued job withdraws the offer
  * first: the job is canceled and never runs anywhere. The jobs still
  * queued when alpha stops stay offered, and beta, started later, runs
- * them (alpha's lease has not expired: no takeover). */
+ * them (alpha's lease has not expired: no takeover). Alpha offers only
+ * while another node lives: gamma, which claims nothing (share_jobs = no). */
 START_TEST(share_cancelled_offer_never_runs_and_stopped_node_jobs_run_elsewhere) {
     REQUIRE_PG();
     rcv = receiver_start();
@@ -422,6 +425,12 @@ START_TEST(share_cancelled_offer_never_runs_and_stopped_node_jobs_run_elsewhere)
                             .threads = 2, .server_extra = "node_name = alpha", .extra = agent};
     struct daemon_opts b = a;
     b.server_extra = "node_name = beta";
+    static char tg[1300];
+    snprintf(tg, sizeof tg, "%sshare_jobs = no\n", tasks);
+    struct daemon_opts g = a;
+    g.server_extra = "node_name = gamma";
+    g.tasks_extra = tg;
+    start_or_fail(&d3, &g);
     start_or_fail(&d1, &a);
     long alpha_pid = d1.pid;
     enum { JOBS = 5 };
@@ -436,7 +445,7 @@ START_TEST(share_cancelled_offer_never_runs_and_stopped_node_jobs_run_elsewhere)
     }
     /* Offered (one worker, five jobs), then canceled here. */
     char *offered = NULL;
-    for (int i = 0; i < 100; i++) {
+    for (int i = 0; i < 250; i++) {
         free(offered);
         offered = sql1("share4", "SELECT count(*) FROM a2ad_tasks WHERE offered");
         if (atoi(offered) >= 3) break;
@@ -448,6 +457,7 @@ START_TEST(share_cancelled_offer_never_runs_and_stopped_node_jobs_run_elsewhere)
     ck_assert_str_eq(json_str(c, "result.status.state"), "canceled");
     cJSON_Delete(c);
     ck_assert_int_eq(daemon_stop(&d1, 15000), 0);
+    ck_assert_int_eq(daemon_stop(&d3, 15000), 0);
     start_or_fail(&d2, &b);
     ck_assert_msg(tracker_wait_all(&tr, rcv, 30000), "only %zu of %d jobs ended",
                   tracker_ended(&tr), JOBS);
@@ -472,6 +482,56 @@ START_TEST(share_cancelled_offer_never_runs_and_stopped_node_jobs_run_elsewhere)
 }
 END_TEST
 
+/* A backlog built while alpha was alone is shared once beta joins: beta
+ * runs part of it (share_after_ms = 0: offered as soon as another node
+ * lives), and every job still runs once, in order. */
+START_TEST(share_node_that_joins_takes_part_of_the_backlog) {
+    REQUIRE_PG();
+    rcv = receiver_start();
+    ck_assert_ptr_nonnull(rcv);
+    static char tasks[1200], ta[1300], agent[600];
+    new_db("share5", NULL, tasks, sizeof tasks);
+    snprintf(ta, sizeof ta, "%sshare_after_ms = 0\n", tasks);
+    snprintf(agent, sizeof agent, "[agent.runlog]\nworkers = 1\nfile = %s\nms = 150\n",
+             runs_file);
+    struct daemon_opts a = {.plugins = "runlog", .store = "postgresql", .tasks_extra = ta,
+                            .threads = 2, .server_extra = "node_name = alpha", .extra = agent};
+    struct daemon_opts b = a;
+    b.server_extra = "node_name = beta";
+    b.tasks_extra = tasks;
+    start_or_fail(&d1, &a);
+    enum { JOBS = 20 };
+    struct tracker tr = {0};
+    for (int i = 0; i < JOBS; i++) {
+        char text[32];
+        snprintf(text, sizeof text, "backlog-%d", i);
+        char *id = submit(d1.port, text, false, receiver_port(rcv));
+        ck_assert_ptr_nonnull(id);
+        snprintf(tr.t[tr.n++].id, sizeof tr.t[0].id, "%s", id);
+        free(id);
+    }
+    char *offered = sql1("share5", "SELECT count(*) FROM a2ad_tasks WHERE offered");
+    ck_assert_str_eq(offered, "0"); /* alone: nobody to offer to */
+    free(offered);
+    start_or_fail(&d2, &b);
+    ck_assert_msg(tracker_wait_all(&tr, rcv, 60000), "only %zu of %d jobs ended",
+                  tracker_ended(&tr), JOBS);
+    tracker_assert_complete(&tr);
+    unsigned on_beta = 0;
+    for (int i = 0; i < JOBS; i++) {
+        char text[32];
+        snprintf(text, sizeof text, "backlog-%d", i);
+        long pid = 0;
+        ck_assert_int_eq(runs_of(text, &pid), 1);
+        on_beta += pid == d2.pid;
+    }
+    fprintf(stderr, "share: beta, joining late, ran %u of alpha's %d queued jobs\n", on_beta, JOBS);
+    ck_assert_uint_gt(on_beta, 0);
+    ck_assert_int_eq(daemon_stop(&d1, 15000), 0);
+    ck_assert_int_eq(daemon_stop(&d2, 15000), 0);
+}
+END_TEST
+
 Suite *share_suite(void);
 Suite *share_suite(void) {
     Suite *s = suite_create("share");
@@ -483,6 +543,7 @@ Suite *share_suite(void) {
     tcase_add_test(tc, share_job_with_client_here_is_not_moved);
     tcase_add_test(tc, share_jobs_no_keeps_jobs_here);
     tcase_add_test(tc, share_cancelled_offer_never_runs_and_stopped_node_jobs_run_elsewhere);
+    tcase_add_test(tc, share_node_that_joins_takes_part_of_the_backlog);
     suite_add_tcase(s, tc);
     return s;
 }

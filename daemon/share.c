@@ -36,7 +36,6 @@ static struct {
     struct share_ids to_offer;   /* offers the writer has not run yet */
     struct share_check *checks;  /* checks the writer has not taken yet */
     bool marker;                 /* an OP_SHARE is queued and not yet taken */
-    atomic_size_t n_offered;     /* offered + waiting, read without the lock */
     atomic_bool hot;             /* the last claim found jobs: claim again soon */
     atomic_bool claim_soon;
     /* counted for the log line at close */
@@ -100,17 +99,10 @@ static void ids_each(const struct share_ids *a, void (*fn)(const char *id, void 
     }
 }
 
-/* sh.lock held. */
-static void recount_locked(void) {
-    atomic_store(&sh.n_offered, (sh.offered ? hmap_count(sh.offered) : 0) +
-                                    (sh.waiting ? hmap_count(sh.waiting) : 0));
-}
-
 /* Drop id from the waiting map (its reference released); true when there. */
 static bool unwait(const char *id) {
     pthread_mutex_lock(&sh.lock);
     struct waiting *w = sh.waiting ? hmap_remove(sh.waiting, id) : NULL;
-    recount_locked();
     pthread_mutex_unlock(&sh.lock);
     if (w) {
         task_release(w->task);
@@ -156,7 +148,6 @@ static bool offer_locked(struct task *t, struct store_slot *s) {
         return false;
     }
     task_retain(t);
-    recount_locked();
     s->share |= SHARE_OFFERED;
     atomic_fetch_add(&sh.offers, 1);
     return true;
@@ -186,7 +177,6 @@ static void on_queued(struct task *t) {
                 w->since_ms = util_now_ms();
                 task_retain(t);
                 s->share |= SHARE_WAITING;
-                recount_locked();
             } else {
                 free(w);
             }
@@ -199,12 +189,16 @@ static void on_queued(struct task *t) {
     marker_send(m);
 }
 
+/* A worker is about to start t. It is marked as started here first, under
+ * the task lock, so that an offer racing with the start (on_queued runs
+ * after the job is queued, share_promote any time) sees it and stays off:
+ * an offer is made, or the start sees it and checks, never both unseen. */
 static bool on_start(struct task *t) {
-    if (!atomic_load(&sh.n_offered)) return true; /* nothing offered: the common case */
+    if (!atomic_load(&sh.on)) return true;
     task_lock(t);
-    struct store_slot *s = task_ext(t, TASK_EXT_STORE);
+    struct store_slot *s = store_core_slot(t);
     unsigned char was = s ? s->share : 0;
-    if (s && !(was & SHARE_OFFERED)) s->share &= (unsigned char)~SHARE_WAITING;
+    if (s && !(was & SHARE_OFFERED)) s->share = SHARE_HERE;
     task_unlock(t);
     if (was & SHARE_OFFERED) return share_hold(t);
     if (was & SHARE_WAITING) unwait(task_id(t)); /* started in time: never offered */
@@ -227,7 +221,6 @@ static const struct workers_share hooks = {
 static bool unoffer(const char *id) {
     pthread_mutex_lock(&sh.lock);
     struct task *t = sh.offered ? hmap_remove(sh.offered, id) : NULL;
-    recount_locked();
     pthread_mutex_unlock(&sh.lock);
     if (t) task_release(t);
     return t != NULL;
@@ -315,7 +308,6 @@ void share_stop(void) {
     pthread_cond_broadcast(&sh.answered);
     struct hmap *m = sh.offered, *w = sh.waiting;
     sh.offered = sh.waiting = NULL;
-    atomic_store(&sh.n_offered, 0);
     share_ids_free(&sh.to_offer);
     pthread_mutex_unlock(&sh.lock);
     if (m) hmap_each(m, release_offered, NULL);
@@ -502,7 +494,6 @@ void share_promote(void) {
                             .before = now > sh.after_ms ? now - sh.after_ms : 0};
     if (a.v) hmap_each(sh.waiting, promote_entry, &a);
     for (size_t i = 0; i < a.n; i++) hmap_remove(sh.waiting, task_id(a.v[i]->task));
-    recount_locked();
     pthread_mutex_unlock(&sh.lock);
     bool peers = atomic_load(&sh.peers) > 0;
     struct op *m = NULL;

@@ -392,7 +392,9 @@ void workers_agent_removed(const char *agent, const char *why) {
     for (size_t i = 0; i < n; i++) {
         const struct agent *a = task_agent(queued[i]);
         metrics_queued(a, -1);
-        task_finish(queued[i], TASK_FAILED, reason);
+        /* An offered job another node claimed is not ended here. */
+        if (!share || share->before_start(queued[i]))
+            task_finish(queued[i], TASK_FAILED, reason);
         task_release(queued[i]);
         plugins_put(a);
     }

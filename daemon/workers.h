@@ -94,7 +94,7 @@ void workers_load(size_t *queued, size_t *running);
  * were still inside a plugin at the end (they are detached, not joined). */
 size_t workers_stop(unsigned grace_s);
 
-/* Work sharing between nodes (store_share.c). `queued`: a job just queued
+/* Work sharing between nodes (share.c). `queued`: a job just queued
  * that cannot start at once (no free slot of its agent, or no free thread);
  * `before_start`: a worker is about to start a job: false = do not run it
  * (another node took it; the task is forgotten here); `idle`: an agent's

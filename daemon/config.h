@@ -97,6 +97,8 @@ struct config {
     char *pg_dsn;                  /* postgresql: libpq connection string or URI */
     char *pg_password_file;        /* postgresql: a file holding the password, or "" */
     unsigned lease_s;              /* postgresql: a node's jobs go to another after this */
+    bool share_jobs;               /* postgresql: offer jobs that wait, claim others' (share.h) */
+    unsigned share_after_ms;       /* 100: how long a job waits here before it is offered */
     unsigned write_queue;          /* 10000: writes waiting for the disk at most */
     unsigned lock_timeout_ms;      /* 5000: how long a write waits for a locked database */
     unsigned cache_kib;            /* 128: SQLite page cache of the writer (KiB) */

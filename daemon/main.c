@@ -127,6 +127,8 @@ static void note_restart_keys(const struct config *a, const struct config *b) {
         {"[tasks] dsn", STR_CHANGED(pg_dsn)},
         {"[tasks] password_file", STR_CHANGED(pg_password_file)},
         {"[tasks] lease_s", a->lease_s != b->lease_s},
+        {"[tasks] share_jobs", a->share_jobs != b->share_jobs},
+        {"[tasks] share_after_ms", a->share_after_ms != b->share_after_ms},
         {"[server] node_name", STR_CHANGED(node_name)},
         {"[tasks] write_timeout_ms", a->write_timeout_ms != b->write_timeout_ms},
         {"[log] client_lines_per_s", a->log_client_lines_per_s != b->log_client_lines_per_s},

@@ -44,7 +44,9 @@ struct gate {
     atomic_bool settled; /* committed, or the write failed (then sent anyway) */
 };
 
-enum op_kind { OP_TASK, OP_TASK_DEL, OP_OUTBOX_ADD, OP_OUTBOX_DEL };
+/* OP_SHARE (share.c) only wakes the writer for offers and claim checks; it
+ * is queued moot, so no batch writes anything for it. */
+enum op_kind { OP_TASK, OP_TASK_DEL, OP_OUTBOX_ADD, OP_OUTBOX_DEL, OP_SHARE };
 
 struct op {
     struct op *next;
@@ -72,6 +74,7 @@ struct op {
 struct store_slot {
     struct ticket *created; /* until its row is settled and waited for */
     char *agent_name;       /* restored task whose agent is gone, else NULL */
+    unsigned char share;    /* share.c: SHARE_HERE, SHARE_OFFERED (task lock) */
 };
 
 /* The write queue: every thread appends (store_core_append), the back

@@ -311,4 +311,10 @@ a2ad_status task_on_terminal(struct task *t, void (*cb)(void *arg), void *arg);
  * it already fired (or never existed). */
 a2ad_status task_forget_waiter(struct task *t, void (*cb)(void *arg), void *arg);
 
+/* Drop an unfinished task from memory without any event: another node
+ * holds it now (it claimed the queued job). Its waiters fire (they see the
+ * task as it is); the store's reference is released, not the caller's.
+ * Nothing when it is not held. Thread: any. */
+void tasks_forget(struct task *t);
+
 #endif

@@ -11,6 +11,7 @@
 
 #include "log.h"
 #include "plugins.h"
+#include "share.h"
 #include "streams.h"
 #include "tasks.h"
 #include "util.h"
@@ -379,6 +380,17 @@ char *metrics_render(void) {
     add(&o, "a2ad_sse_streams %zu\n", streams_count());
     head(&o, "a2ad_tasks", "gauge", "Tasks held in memory (running and retained)");
     add(&o, "a2ad_tasks %zu\n", tasks_count());
+
+    if (share_enabled()) { /* PostgreSQL with several nodes (share.h) */
+        size_t offered, taken, claimed;
+        share_counts(&offered, &taken, &claimed);
+        head(&o, "a2ad_shared_jobs_total", "counter",
+             "Work sharing: jobs of this node offered to others, of those taken by another node, "
+             "and jobs this node claimed from others");
+        add(&o, "a2ad_shared_jobs_total{event=\"offered\"} %zu\n", offered);
+        add(&o, "a2ad_shared_jobs_total{event=\"taken\"} %zu\n", taken);
+        add(&o, "a2ad_shared_jobs_total{event=\"claimed\"} %zu\n", claimed);
+    }
 
     head(&o, "a2ad_http_requests_total", "counter", "HTTP responses by request method and status");
     for (int k = 0; k < N_METHODS; k++)

@@ -286,6 +286,12 @@ void share_start(const char *node, unsigned after_ms) {
 
 bool share_enabled(void) { return atomic_load(&sh.on); }
 
+void share_counts(size_t *offered, size_t *taken, size_t *claimed) {
+    *offered = atomic_load(&sh.offers);
+    *taken = atomic_load(&sh.taken);
+    *claimed = atomic_load(&sh.claims);
+}
+
 static void release_offered(const char *key, void *value, void *arg) {
     (void)key;
     (void)arg;

@@ -45,6 +45,9 @@ void share_start(const char *node, unsigned after_ms);
  * logged. Thread: main, at the store's close. */
 void share_stop(void);
 bool share_enabled(void);
+/* Since the start: jobs of this node offered, of those the ones another
+ * node took, and jobs this node claimed from others (GET /metrics). */
+void share_counts(size_t *offered, size_t *taken, size_t *claimed);
 
 /* This node needs the task to stay here (a client is connected to it, or
  * is about to change it): a task not offered is never offered from now on

@@ -324,6 +324,18 @@ START_TEST(share_free_node_runs_queued_jobs) {
     char *left = sql1("share1", "SELECT count(*) FROM a2ad_tasks WHERE offered");
     ck_assert_str_eq(left, "0");
     free(left);
+    /* An operator sees it in /metrics: beta claimed what it ran, alpha
+     * had them taken. */
+    struct http_resp h;
+    char metric[80];
+    ck_assert(http_call(d2.port, "GET", "/metrics", NULL, &h));
+    snprintf(metric, sizeof metric, "a2ad_shared_jobs_total{event=\"claimed\"} %u\n", on_beta);
+    ck_assert_msg(strstr(h.body, metric), "beta's /metrics lacks %s", metric);
+    http_resp_free(&h);
+    ck_assert(http_call(d1.port, "GET", "/metrics", NULL, &h));
+    snprintf(metric, sizeof metric, "a2ad_shared_jobs_total{event=\"taken\"} %u\n", on_beta);
+    ck_assert_msg(strstr(h.body, metric), "alpha's /metrics lacks %s", metric);
+    http_resp_free(&h);
     ck_assert_int_eq(daemon_stop(&d1, 15000), 0);
     ck_assert_int_eq(daemon_stop(&d2, 15000), 0);
     char *log = daemon_log(&d1);

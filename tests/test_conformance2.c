@@ -246,8 +246,10 @@ static void rfc3339(time_t t, int ms, int offset_min, int frac, char *out, size_
     else
         snprintf(zone, sizeof zone, "%c%02d:%02d", offset_min < 0 ? '-' : '+', abs(offset_min) / 60,
                  abs(offset_min) % 60);
-    snprintf(out, n, "%04d-%02d-%02dT%02d:%02d:%02d%s%s", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, f, zone);
+    /* The length is checked, not assumed: gcc cannot bound the fields. */
+    int w = snprintf(out, n, "%04d-%02d-%02dT%02d:%02d:%02d%s%s", tm.tm_year + 1900,
+                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, f, zone);
+    ck_assert(w > 0 && (size_t)w < n);
 }
 
 START_TEST(list_tasks_accepts_rfc3339_offsets_and_fractions) {

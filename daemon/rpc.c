@@ -32,6 +32,7 @@
 #include <cJSON.h>
 
 #include "auth.h"
+#include "cluster.h"
 #include "guard.h"
 #include "hu.h"
 #include "jsonlimit.h"
@@ -257,6 +258,7 @@ struct task *rpc_lookup_task(struct call *c, const char *key) {
         return NULL;
     }
     struct task *t = tasks_get(tid->valuestring);
+    if (!t && cluster_active() && !rpc_remote_read(c, tid->valuestring, &t)) return NULL;
     if (t && (!agent_owns(c->agent, t) || !auth_may_see(caller(c), t) || !tenant_matches(t, c->tenant))) {
         task_release(t);
         t = NULL;
@@ -707,6 +709,7 @@ static bool m_get(struct call *c) {
 static bool m_cancel(struct call *c) {
     struct task *t = rpc_lookup_task(c, "id");
     if (!t) return false;
+    if (rpc_remote(t) && !(t = rpc_remote_cancel(c, t))) return c->out->body != NULL;
     if (task_cancel(t) != A2AD_OK) {
         enum task_state s = task_get_state(t);
         /* 1.0: "Cancel Task operations are idempotent": a canceled task
@@ -746,7 +749,16 @@ static bool m_subscribe(struct call *c) {
         task_release(t);
         return false;
     }
-    return send_answer(c, t, true, &o);
+    if (!rpc_remote(t)) return send_answer(c, t, true, &o);
+    if (!rpc_remote_watch(c, t)) {
+        task_release(t);
+        return false;
+    }
+    task_retain(t);
+    bool ok = send_answer(c, t, true, &o);
+    if (ok && c->out->stream) rpc_remote_follow(t);
+    task_release(t);
+    return ok;
 }
 
 /* ---- extended card ------------------------------------------------------ */

@@ -44,7 +44,10 @@ struct gate {
     atomic_bool settled; /* committed, or the write failed (then sent anyway) */
 };
 
-enum op_kind { OP_TASK, OP_TASK_DEL, OP_OUTBOX_ADD, OP_OUTBOX_DEL };
+enum op_kind { OP_TASK, OP_TASK_DEL, OP_OUTBOX_ADD, OP_OUTBOX_DEL,
+               /* a stream event of a watched task (cluster.c): id = task id, seq,
+                * body/len = the A2A 0.3 event, created_ms */
+               OP_EVENT };
 
 struct op {
     struct op *next;

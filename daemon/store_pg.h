@@ -37,6 +37,14 @@ a2ad_status store_pg_recover(void);
 void store_pg_close(void);
 /* Why the last PostgreSQL store call on this thread failed; "" if none. */
 const char *store_pg_last_error(void);
+/* For cluster.c's own connections, while open: the libpq keywords and
+ * values to connect with (NULL-terminated, as PQconnectdbParams with
+ * expand_dbname = 1 wants; never logged), this node's name, and the
+ * database as messages name it ("PostgreSQL HOST:PORT/DB"). */
+const char *const *store_pg_conn_keys(void);
+const char *const *store_pg_conn_values(void);
+const char *store_pg_node(void);
+const char *store_pg_path(void);
 /* The schema version this a2ad writes (and the newest it reads). */
 #define STORE_PG_SCHEMA 3
 

@@ -622,8 +622,8 @@ static int do_control(const char *tid, const char *kind, const cJSON *body, cJSO
             if (store_persist(t) != A2AD_OK)
                 log_warn("cluster: task %s canceled, its row not written yet: %s", tid,
                          store_last_error());
-        } else if (task_get_state(t) != TASK_CANCELED) {
-            out = CLUSTER_REFUSED;
+        } else {
+            out = CLUSTER_REFUSED; /* the asker says why, from the row (1.0: idempotent) */
         }
     } else if (strcmp(kind, "push-set") == 0) {
         const cJSON *d = cJSON_GetObjectItemCaseSensitive(body, "dialect");

@@ -428,7 +428,7 @@ static void *watch_thread(void *arg) {
  * tasks_on_durable / tasks_wait_durable wait for this row as they do for a
  * new task's: the HTTP layer suspends the connection until it is settled. */
 a2ad_status store_persist_begin(struct task *t) {
-    if (!st.open) return A2AD_ERR_STATE;
+    if (!st.open && !store_core_running()) return A2AD_ERR_STATE; /* or PostgreSQL */
     task_lock(t);
     struct op *row = store_core_task_op_locked(t, task_get_state_locked(t), task_seq_locked(t));
     struct store_slot *s = row ? store_core_slot(t) : NULL;
@@ -458,7 +458,7 @@ a2ad_status store_persist_begin(struct task *t) {
 /* Write t's row now and wait until it is committed (or the write failed or
  * timed out): what a client is told is stored must be. */
 a2ad_status store_persist(struct task *t) {
-    if (!st.open) return A2AD_OK; /* the memory store promises nothing more */
+    if (!st.open && !store_core_running()) return A2AD_OK; /* memory promises nothing more */
     task_lock(t);
     struct op *row = store_core_task_op_locked(t, task_get_state_locked(t), task_seq_locked(t));
     task_unlock(t);

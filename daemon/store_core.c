@@ -771,3 +771,5 @@ void store_core_recover_task(struct task *t, enum task_state was, const char *ag
         task_finish(t, TASK_FAILED, why);
     }
 }
+
+bool store_core_running(void) { return be != NULL; }

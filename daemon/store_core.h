@@ -144,6 +144,8 @@ struct op *store_core_task_op_locked(struct task *t, enum task_state state, uint
  * Thread: main, at open. */
 a2ad_status store_core_start(const struct store_backend *backend, pthread_t *writer,
                              void *(*writer_main)(void *));
+/* True once a back end started (either store): store_persist works for both. */
+bool store_core_running(void);
 /* Tell the writer (and a watch thread) to stop; join them afterwards. */
 void store_core_stop(void);
 /* After the writer stopped: free what is still queued; returns how many. */

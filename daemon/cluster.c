@@ -254,6 +254,19 @@ static void query_failed(PGconn *c, const PGresult *r) {
     set_err("%s: %s; retry later", cl.path, why);
 }
 
+/* A read on a pooled connection; one that broke meanwhile (the database
+ * restarted) is replaced once. NULL (cluster_last_error set, *c NULL) when
+ * no connection came. */
+static PGresult *pool_read(PGconn **c, uint64_t until, const char *sql, int n,
+                           const char *const *v) {
+    PGresult *r = PQexecParams(*c, sql, n, NULL, v, NULL, NULL, 0);
+    if (PQresultStatus(r) == PGRES_TUPLES_OK || PQstatus(*c) != CONNECTION_BAD) return r;
+    PQclear(r);
+    pool_put(*c);
+    if (!(*c = pool_get(until))) return NULL;
+    return PQexecParams(*c, sql, n, NULL, v, NULL, NULL, 0);
+}
+
 /* ---- rows as detached tasks --------------------------------------------- */
 
 static char *column_bytes(const PGresult *r, int row, int col) {
@@ -316,11 +329,12 @@ static struct task *detach_row(const PGresult *r, int row) {
 
 a2ad_status cluster_read(const char *id, struct task **out, char *holder, size_t hn) {
     *out = NULL;
-    PGconn *c = pool_get(util_now_ms() + cl.timeout_ms);
+    uint64_t until = util_now_ms() + cl.timeout_ms;
+    PGconn *c = pool_get(until);
     if (!c) return A2AD_ERR_IO;
     const char *v[1] = {id};
-    PGresult *r = PQexecParams(c, "SELECT " ROW_COLUMNS " FROM a2ad_tasks WHERE id = $1", 1, NULL,
-                               v, NULL, NULL, 0);
+    PGresult *r = pool_read(&c, until, "SELECT " ROW_COLUMNS " FROM a2ad_tasks WHERE id = $1", 1, v);
+    if (!r) return A2AD_ERR_IO;
     a2ad_status st = A2AD_OK;
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         query_failed(c, r);
@@ -343,15 +357,17 @@ a2ad_status cluster_list(size_t max, struct task ***out, size_t *n) {
     *out = NULL;
     *n = 0;
     if (!max || max > cl.max_list) max = cl.max_list;
-    PGconn *c = pool_get(util_now_ms() + cl.timeout_ms);
+    uint64_t until = util_now_ms() + cl.timeout_ms;
+    PGconn *c = pool_get(until);
     if (!c) return A2AD_ERR_IO;
     char lim[24];
     snprintf(lim, sizeof lim, "%zu", max);
     const char *v[2] = {cl.node, lim};
-    PGresult *r = PQexecParams(c,
-                               "SELECT " ROW_COLUMNS " FROM a2ad_tasks WHERE node <> $1"
-                               " ORDER BY n DESC LIMIT $2",
-                               2, NULL, v, NULL, NULL, 0);
+    PGresult *r = pool_read(&c, until,
+                            "SELECT " ROW_COLUMNS " FROM a2ad_tasks WHERE node <> $1"
+                            " ORDER BY n DESC LIMIT $2",
+                            2, v);
+    if (!r) return A2AD_ERR_IO;
     a2ad_status st = A2AD_OK;
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         query_failed(c, r);
@@ -405,11 +421,15 @@ static int control_once(const char *id, const char *kind, const char *body, uint
         return -1;
     }
     const char *v1[1] = {id};
-    PGresult *r = PQexecParams(c,
-                               "SELECT t.node, coalesce(n.lease_until_ms >= " DB_NOW_MS
-                               ", false) FROM a2ad_tasks t LEFT JOIN a2ad_nodes n ON"
-                               " n.name = t.node WHERE t.id = $1",
-                               1, NULL, v1, NULL, NULL, 0);
+    PGresult *r = pool_read(&c, until,
+                            "SELECT t.node, coalesce(n.lease_until_ms >= " DB_NOW_MS
+                            ", false) FROM a2ad_tasks t LEFT JOIN a2ad_nodes n ON"
+                            " n.name = t.node WHERE t.id = $1",
+                            1, v1);
+    if (!r) {
+        *st = A2AD_ERR_IO;
+        return -1;
+    }
     if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) == 0) {
         *st = PQresultStatus(r) == PGRES_TUPLES_OK ? A2AD_ERR_NOT_FOUND : A2AD_ERR_IO;
         if (*st == A2AD_ERR_IO) query_failed(c, r);

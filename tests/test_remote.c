@@ -186,6 +186,24 @@ START_TEST(remote_reads_answer_from_every_node) {
     }
     ck_assert(seen_a && seen_b);
     cJSON_Delete(t);
+    /* the HTTP+JSON bindings on beta: A2A 1.0 and 0.3 */
+    char path[200];
+    struct http_resp h;
+    snprintf(path, sizeof path, "/agents/processor/tasks/%s", id);
+    ck_assert(http_call(b.port, NULL, path, NULL, &h));
+    ck_assert_int_eq(h.status, 200);
+    t = cJSON_Parse(h.body);
+    ck_assert_str_eq(json_str(t, "id"), id);
+    ck_assert_str_eq(json_str(t, "status.state"), "TASK_STATE_WORKING");
+    cJSON_Delete(t);
+    http_resp_free(&h);
+    snprintf(path, sizeof path, "/agents/processor/v1/tasks/%s", id);
+    ck_assert(http_call(b.port, NULL, path, NULL, &h));
+    ck_assert_int_eq(h.status, 200);
+    t = cJSON_Parse(h.body);
+    ck_assert_str_eq(json_str(t, "id"), id);
+    cJSON_Delete(t);
+    http_resp_free(&h);
     /* An id no node holds is still not found */
     long st = 0;
     t = call(b.port, "tasks/get", "{\"id\":\"no-such-task\"}", &st);
@@ -323,6 +341,12 @@ START_TEST(remote_resubscribe_streams_events_in_order) {
              "{\"id\":\"%s\"}}", id);
     struct sse *s = sse_open(b.port, "/agents/processor", body, NULL);
     ck_assert_ptr_nonnull(s);
+    /* and an A2A 1.0 subscriber at the same time */
+    char body2[300];
+    snprintf(body2, sizeof body2,
+             "{\"jsonrpc\":\"2.0\",\"id\":\"s1\",\"method\":\"SubscribeToTask\",\"params\":"
+             "{\"id\":\"%s\"}}", id);
+    struct sse *s2 = sse_open(b.port, "/agents/processor", body2, NULL);
     ck_assert_int_eq(sse_status(s, 10000), 200);
     unsigned long last_seq = 0;
     int frames = 0, progress = 0, artifacts = 0, finals = 0;
@@ -358,12 +382,81 @@ START_TEST(remote_resubscribe_streams_events_in_order) {
         cJSON_Delete(f);
     }
     sse_close(s);
+    ck_assert_msg(s2 != NULL && sse_status(s2, 10000) == 200, "SubscribeToTask on beta");
+    int frames2 = 0;
+    for (; frames2 < 40; frames2++) {
+        int r = sse_next(s2, &data, 10000);
+        if (r == 0) break;
+        ck_assert_msg(r == 1, "the 1.0 stream broke after %d frames:\n%s", frames2, sse_body(s2));
+        free(data);
+        data = NULL;
+    }
+    ck_assert_ptr_nonnull(strstr(sse_body(s2), "TASK_STATE_COMPLETED"));
+    ck_assert_ptr_nonnull(strstr(sse_body(s2), "statusUpdate"));
+    sse_close(s2);
     ck_assert_int_eq(finals, 1);
     ck_assert_int_eq(artifacts, 1);
     /* the progress after the task was first read (it already had some) */
     ck_assert_msg(progress >= 5, "only %d progress events came through beta", progress);
     ck_assert_msg(last_final, "the final event was not the last frame");
     free(id);
+}
+END_TEST
+
+/* ---- the database away ---------------------------------------------------- */
+
+/* While PostgreSQL is stopped, beta answers for alpha's task with 503 and
+ * Retry-After naming the cause, and for its own from memory; once it is
+ * back, reads come from the row again and a cancel reaches alpha (whose
+ * LISTEN connection came back too). */
+START_TEST(remote_database_away_answers_503_then_recovers) {
+    REQUIRE_PG();
+    rcv = receiver_start();
+    two_nodes("r_away", NULL, 1000, 2);
+    char *id = submit(a.port, "far");
+    char *mine = submit(b.port, "near");
+    ck_assert(wait_state(a.port, id, "working"));
+    ck_assert(pg_stop(&srv));
+    char body[300];
+    snprintf(body, sizeof body,
+             "{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"tasks/get\",\"params\":{\"id\":\"%s\"}}",
+             id);
+    struct http_resp h;
+    ck_assert(http_call(b.port, "POST", "/agents/processor", body, &h));
+    bool ok503 = h.status == 503 && strcasestr(h.headers, "Retry-After:") &&
+                 strstr(h.body, "unreachable");
+    char *copy = strdup(h.body);
+    http_resp_free(&h);
+    cJSON *t = get03(b.port, mine);
+    const char *state = json_str(t, "result.status.state");
+    bool local_ok = !strcmp(state, "working") || !strcmp(state, "submitted");
+    cJSON_Delete(t);
+    ck_assert(pg_start(&srv));
+    ck_assert_msg(ok503, "tasks/get on beta with the database away: %s", copy);
+    free(copy);
+    ck_assert_msg(local_ok, "beta's own task did not answer from memory");
+    /* back: the read works again (the pool reconnects, after its backoff) */
+    bool back = false;
+    for (int i = 0; i < 500 && !back; i++) {
+        t = get03(b.port, id);
+        back = json_at(t, "result") != NULL;
+        cJSON_Delete(t);
+        if (!back) test_nap_ms(20);
+    }
+    ck_assert_msg(back, "beta never read alpha's task again");
+    char p[200];
+    snprintf(p, sizeof p, "{\"id\":\"%s\"}", id);
+    long st = 0;
+    bool canceled = false;
+    for (int i = 0; i < 50 && !canceled; i++) {
+        t = call(b.port, "tasks/cancel", p, &st);
+        canceled = st == 200 && !strcmp(json_str(t, "result.status.state"), "canceled");
+        cJSON_Delete(t);
+        if (!canceled) test_nap_ms(200);
+    }
+    ck_assert_msg(canceled, "a cancel through beta never reached alpha after the restart");
+    free(id);
+    free(mine);
 }
 END_TEST
 
@@ -415,6 +508,7 @@ Suite *remote_suite(void) {
     tcase_add_test(tc, remote_push_configs_set_get_list_delete);
     tcase_add_test(tc, remote_resubscribe_streams_events_in_order);
     tcase_add_test(tc, remote_control_to_a_stopped_node_fails_clearly);
+    tcase_add_test(tc, remote_database_away_answers_503_then_recovers);
     suite_add_tcase(s, tc);
     return s;
 }

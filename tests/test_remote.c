@@ -400,6 +400,9 @@ START_TEST(remote_resubscribe_streams_events_in_order) {
     ck_assert_msg(progress >= 5, "only %d progress events came through beta", progress);
     ck_assert_msg(last_final, "the final event was not the last frame");
     free(id);
+    /* both stop cleanly (sanitizer builds: nothing leaked, no error) */
+    ck_assert_int_eq(daemon_stop(&b, 15000), 0);
+    ck_assert_int_eq(daemon_stop(&a, 15000), 0);
 }
 END_TEST
 
@@ -467,7 +470,7 @@ START_TEST(remote_control_to_a_stopped_node_fails_clearly) {
     rcv = receiver_start();
     two_nodes("r_stopped", "cluster_timeout_ms = 1000\n", 1000, 2);
     char *id = submit(a.port, "frozen");
-    ck_assert(wait_state(a.port, id, "working"));
+    ck_assert(wait_state(b.port, id, "working")); /* its row says so */
     ck_assert_int_eq(kill(a.pid, SIGSTOP), 0);
     a_stopped = true;
     char p[200];

@@ -638,13 +638,16 @@ static int do_control(const char *tid, const char *kind, const cJSON *body, cJSO
     int out = CLUSTER_DONE;
     if (strcmp(kind, "cancel") == 0) {
         if (task_cancel(t) == A2AD_OK) {
-            /* answered once the canceled row is committed: the asker reads it */
+            /* answered once the canceled row is committed, if it can be */
             if (store_persist(t) != A2AD_OK)
                 log_warn("cluster: task %s canceled, its row not written yet: %s", tid,
                          store_last_error());
         } else {
-            out = CLUSTER_REFUSED; /* the asker says why, from the row (1.0: idempotent) */
+            out = CLUSTER_REFUSED; /* the asker says why (1.0: idempotent) */
         }
+        /* the task as it is here: the row may lag while the database is away */
+        *result = cJSON_CreateObject();
+        cJSON_AddItemToObject(*result, "task", task_render(t, -1));
     } else if (strcmp(kind, "push-set") == 0) {
         const cJSON *d = cJSON_GetObjectItemCaseSensitive(body, "dialect");
         enum a2a_dialect dialect =

@@ -33,6 +33,13 @@ bool rpc_remote_read(struct call *c, const char *id, struct task **out) {
     return false;
 }
 
+/* status.state of a rendered (0.3) Task. */
+static const char *json_state(const cJSON *doc) {
+    const cJSON *s = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(doc, "status"), "state");
+    return cJSON_IsString(s) ? s->valuestring : "unknown";
+}
+
 /* The holder's outcome CLUSTER_FAILED: its message. */
 static bool holder_failed(struct call *c, const cJSON *res) {
     const cJSON *m = cJSON_GetObjectItemCaseSensitive(res, "message");
@@ -77,23 +84,29 @@ struct task *rpc_remote_cancel(struct call *c, struct task *t) {
     cJSON *res = NULL;
     bool ok;
     struct task *local = control(c, t, "cancel", NULL, &o, &res, id, &ok);
+    if (!ok) {
+        cJSON_Delete(res);
+        return local;
+    }
+    /* The task as its holder has it now (the row may lag while the
+     * database is away), else the row. */
+    cJSON *doc = cJSON_DetachItemFromObjectCaseSensitive(res, "task");
     cJSON_Delete(res);
-    if (!ok) return local;
-    /* The holder answers once the canceled row is committed: read it. */
-    struct task *now = NULL;
-    a2ad_status st = cluster_read(id, &now, NULL, 0);
-    if (st != A2AD_OK) {
-        remote_failure(c, st, id);
-        return NULL;
+    if (!cJSON_IsObject(doc)) {
+        cJSON_Delete(doc);
+        struct task *now = NULL;
+        a2ad_status st = cluster_read(id, &now, NULL, 0);
+        if (st != A2AD_OK) return remote_failure(c, st, id), NULL;
+        doc = task_render(now, -1);
+        task_release(now);
     }
-    enum task_state s = task_get_state(now);
-    if (o == CLUSTER_REFUSED && !(c->d == A2A_V10 && s == TASK_CANCELED)) {
-        fail(c->f, RPC_TASK_NOT_CANCELABLE, "task %s is %s and cannot be canceled", id,
-             task_state_name(s));
+    const char *state = json_state(doc);
+    if (o == CLUSTER_REFUSED && !(c->d == A2A_V10 && !strcmp(state, "canceled"))) {
+        fail(c->f, RPC_TASK_NOT_CANCELABLE, "task %s is %s and cannot be canceled", id, state);
+        cJSON_Delete(doc);
     } else {
-        c->out->body = rpc_result_body(c->id, a2a_task_in(task_render(now, -1), c->d));
+        c->out->body = rpc_result_body(c->id, a2a_task_in(doc, c->d));
     }
-    task_release(now);
     return NULL;
 }
 

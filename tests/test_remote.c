@@ -152,8 +152,16 @@ static bool wait_state(unsigned port, const char *id, const char *state) {
 
 /* Both nodes stop cleanly: in sanitizer builds, no leak and no report. */
 static void stop_both(void) {
-    ck_assert_int_eq(daemon_stop(&b, 15000), 0);
-    ck_assert_int_eq(daemon_stop(&a, 15000), 0);
+    struct daemon_proc *d[2] = {&b, &a};
+    for (int i = 0; i < 2; i++) {
+        int rc = daemon_stop(d[i], 15000);
+        if (rc != 0) {
+            char *log = daemon_log(d[i]);
+            fprintf(stderr, "---- node %s's log ----\n%s\n----\n", i ? "alpha" : "beta", log);
+            free(log);
+            ck_abort_msg("node %s stopped with %d (its log is on stderr)", i ? "alpha" : "beta", rc);
+        }
+    }
 }
 
 /* ---- reads -------------------------------------------------------------- */
@@ -472,8 +480,8 @@ START_TEST(remote_database_away_answers_503_then_recovers) {
     }
     if (!canceled) {
         char *la = daemon_log(&a), *lb = daemon_log(&b);
-        ck_abort_msg("a cancel through beta never reached alpha after the restart: %s\n"
-                     "alpha:\n%s\nbeta:\n%s", last, la, lb);
+        fprintf(stderr, "---- alpha ----\n%s\n---- beta ----\n%s\n----\n", la, lb);
+        ck_abort_msg("a cancel through beta never reached alpha after the restart: %.300s", last);
     }
     free(last);
     ck_assert(wait_state(a.port, id, "canceled"));

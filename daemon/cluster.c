@@ -41,6 +41,7 @@
 #include "store_pg.h"
 #include "streams.h"
 #include "util.h"
+#include "workers.h"
 
 #define RECONNECT_MIN_MS 100
 #define RECONNECT_MAX_MS 5000
@@ -685,6 +686,24 @@ static int do_control(const char *tid, const char *kind, const cJSON *body, cJSO
                      store_last_error());
     } else if (strcmp(kind, "watch") == 0) {
         out = do_watch(t, body, result);
+    } else if (strcmp(kind, "message") == 0) { /* the next turn of the conversation */
+        const cJSON *m = cJSON_GetObjectItemCaseSensitive(body, "message");
+        const cJSON *h = cJSON_GetObjectItemCaseSensitive(body, "history");
+        cJSON *msg = cJSON_IsObject(m) ? cJSON_Duplicate(m, 1) : NULL;
+        cJSON *copy = msg ? cJSON_Duplicate(m, 1) : NULL;
+        if (!copy || task_add_message(t, msg) != A2AD_OK) { /* msg taken either way */
+            if (!copy) cJSON_Delete(msg);
+            out = CLUSTER_REFUSED;
+        } else {
+            workers_deliver_message(t, copy);
+            if (store_persist(t) != A2AD_OK) /* the asker reads the row it wrote */
+                log_warn("cluster: task %s: the message is not written yet: %s", tid,
+                         store_last_error());
+        }
+        cJSON_Delete(copy);
+        *result = cJSON_CreateObject();
+        cJSON_AddItemToObject(*result, "task",
+                              task_render(t, cJSON_IsNumber(h) ? h->valueint : -1));
     } else {
         out = CLUSTER_FAILED;
         *result = message_result("unknown control %s", kind);

@@ -361,6 +361,7 @@ static bool send_answer(struct call *c, struct task *t, bool stream, const struc
 static bool continue_task(struct call *c, cJSON *message, const cJSON *task_ref, bool stream,
                           const struct send_opts *o) {
     struct task *t = tasks_get(task_ref->valuestring);
+    if (!t && cluster_active() && !rpc_remote_read(c, task_ref->valuestring, &t)) return false;
     if (t && (!agent_owns(c->agent, t) || !auth_may_see(caller(c), t) || !tenant_matches(t, c->tenant))) {
         task_release(t);
         t = NULL;
@@ -387,6 +388,8 @@ static bool continue_task(struct call *c, cJSON *message, const cJSON *task_ref,
         task_release(t);
         return false;
     }
+    if (rpc_remote(t))
+        return rpc_remote_continue(c, message, t, stream, o->history, o->blocking, o->has_push);
     if (o->has_push) {
         char pid[PUSH_ID_MAX + 1];
         struct push_config inline_cfg = o->push;

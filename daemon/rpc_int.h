@@ -91,5 +91,10 @@ struct task *rpc_remote_push_delete(struct call *c, struct task *t, const char *
  * rpc_remote_follow pushes them to it. */
 bool rpc_remote_watch(struct call *c, struct task *t);
 void rpc_remote_follow(struct task *t);
+/* message/send or a stream naming a detached t (reference taken): the
+ * message is delivered by its holder (a control); non-blocking sends and
+ * streams only. False after recording a failure. */
+bool rpc_remote_continue(struct call *c, const cJSON *message, struct task *t, bool stream,
+                         int history, bool blocking, bool has_push);
 
 #endif

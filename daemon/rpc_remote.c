@@ -7,6 +7,7 @@
 
 #include "cluster.h"
 #include "rpc_int.h"
+#include "streams.h"
 #include "tasks.h"
 #include "util.h"
 
@@ -178,4 +179,72 @@ bool rpc_remote_watch(struct call *c, struct task *t) {
 void rpc_remote_follow(struct task *t) {
     enum task_state s = task_get_state(t);
     if (!task_state_terminal(s) && !task_state_interrupted(s)) cluster_follow(t, row_seq(t));
+}
+
+bool rpc_remote_continue(struct call *c, const cJSON *message, struct task *t, bool stream,
+                         int history, bool blocking, bool has_push) {
+    if (has_push || (!stream && blocking)) {
+        fail(c->f, has_push ? RPC_INVALID_PARAMS : RPC_UNSUPPORTED_OPERATION,
+             has_push ? "task %s is held by another node: set its push notification config with "
+                        "tasks/pushNotificationConfig/set, not in the message"
+                      : "task %s is held by another node: continue it with "
+                        "configuration.blocking = false, or with a stream (only the node that "
+                        "holds it can wait for its answer)",
+             task_id(t));
+        task_release(t);
+        return false;
+    }
+    /* A stream watches before the job hears the message, so it misses none
+     * of the events the answer causes. */
+    if (stream && !rpc_remote_watch(c, t)) {
+        task_release(t);
+        return false;
+    }
+    char id[UUID_STR_LEN];
+    enum cluster_outcome o = CLUSTER_FAILED;
+    cJSON *res = NULL;
+    cJSON *body = cJSON_CreateObject();
+    cJSON_AddItemToObject(body, "message", cJSON_Duplicate(message, 1));
+    cJSON_AddNumberToObject(body, "history", history);
+    bool ok;
+    struct task *local = control(c, t, "message", body, &o, &res, id, &ok);
+    cJSON_Delete(body);
+    if (local) { /* moved here meanwhile: rare; the client sends it again */
+        task_release(local);
+        cJSON_Delete(res);
+        c->f->http_status = 503;
+        c->f->retry_after_s = 1;
+        return fail(c->f, RPC_INTERNAL_ERROR, "task %s moved to this node meanwhile; send again",
+                    id);
+    }
+    if (!ok) {
+        cJSON_Delete(res);
+        return false;
+    }
+    if (o == CLUSTER_REFUSED) {
+        cJSON_Delete(res);
+        return fail(c->f, c->d == A2A_V10 ? RPC_UNSUPPORTED_OPERATION : RPC_INVALID_REQUEST,
+                    "task %s ended meanwhile and cannot be continued", id);
+    }
+    if (!stream) {
+        cJSON *doc = cJSON_DetachItemFromObjectCaseSensitive(res, "task");
+        cJSON_Delete(res);
+        c->out->body = rpc_result_body(c->id, a2a_task_result(doc, c->d));
+        return true;
+    }
+    cJSON_Delete(res);
+    /* The stream starts from the row the holder wrote with the message. */
+    struct task *now = NULL;
+    a2ad_status st = cluster_read(id, &now, NULL, 0);
+    if (st != A2AD_OK) return remote_failure(c, st, id);
+    char *idj = c->bare ? NULL : cJSON_PrintUnformatted(c->id);
+    c->out->stream = idj || c->bare ? stream_open(now, c->d, idj, history) : NULL;
+    free(idj);
+    if (c->out->stream) rpc_remote_follow(now);
+    task_release(now);
+    if (!c->out->stream) {
+        c->f->http_status = 500;
+        return fail(c->f, RPC_INTERNAL_ERROR, "out of memory");
+    }
+    return true;
 }

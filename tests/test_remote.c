@@ -101,7 +101,7 @@ static void two_nodes(const char *name, const char *tasks_more, unsigned step_ms
     snprintf(tasks, sizeof tasks, "dsn = %s\npassword_file = %s\n%s", dsn, secret_file,
              tasks_more ? tasks_more : "");
     snprintf(extra, sizeof extra, "[agent.processor]\nstep_ms = %u\n", step_ms);
-    struct daemon_opts o = {.plugins = "processor", .store = "postgresql", .tasks_extra = tasks,
+    struct daemon_opts o = {.plugins = "processor,asker", .store = "postgresql", .tasks_extra = tasks,
                             .threads = threads, .server_extra = "node_name = alpha",
                             .extra = extra};
     start_or_fail(&a, &o);
@@ -115,11 +115,17 @@ static double now_ms(void) {
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-static cJSON *call(unsigned port, const char *method, const char *params, long *status) {
-    char body[2000];
+static cJSON *call_agent(unsigned port, const char *agent, const char *method,
+                        const char *params, long *status) {
+    char body[2000], path[64];
     snprintf(body, sizeof body, "{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"%s\",\"params\":%s}",
              method, params);
-    return rpc_call(port, "/agents/processor", body, status);
+    snprintf(path, sizeof path, "/agents/%s", agent);
+    return rpc_call(port, path, body, status);
+}
+
+static cJSON *call(unsigned port, const char *method, const char *params, long *status) {
+    return call_agent(port, "processor", method, params, status);
 }
 
 /* A job on port with a webhook to the receiver; its id (malloc'd). */
@@ -441,6 +447,71 @@ START_TEST(remote_resubscribe_streams_events_in_order) {
 }
 END_TEST
 
+/* ---- the next turn of a conversation --------------------------------------- */
+
+/* A task of alpha waits for input; the answer is sent through beta (as a
+ * stream, and a blocking send gets a clear refusal): alpha's job hears it
+ * and the stream on beta carries its answer to the end. */
+START_TEST(remote_message_continues_a_task_of_another_node) {
+    REQUIRE_PG();
+    rcv = receiver_start();
+    two_nodes("r_turns", NULL, 100, 2);
+    long st = 0;
+    cJSON *t = call_agent(a.port, "asker", "message/send",
+                          "{\"message\":{\"kind\":\"message\",\"messageId\":\"m1\",\"role\":"
+                          "\"user\",\"parts\":[{\"kind\":\"text\",\"text\":\"hi\"}]},"
+                          "\"configuration\":{\"blocking\":false}}", &st);
+    ck_assert_int_eq(st, 200);
+    char *id = strdup(json_str(t, "result.id"));
+    cJSON_Delete(t);
+    bool waiting = false;
+    for (int i = 0; i < 500 && !waiting; i++) {
+        char p[200];
+        snprintf(p, sizeof p, "{\"id\":\"%s\"}", id);
+        t = call_agent(b.port, "asker", "tasks/get", p, NULL);
+        waiting = !strcmp(json_str(t, "result.status.state"), "input-required");
+        cJSON_Delete(t);
+        if (!waiting) test_nap_ms(20);
+    }
+    ck_assert_msg(waiting, "beta never read alpha's task as input-required");
+    char p[600];
+    /* blocking: only the holder can wait for the answer */
+    snprintf(p, sizeof p,
+             "{\"message\":{\"kind\":\"message\",\"messageId\":\"m2\",\"role\":\"user\","
+             "\"taskId\":\"%s\",\"parts\":[{\"kind\":\"text\",\"text\":\"Ada\"}]}}", id);
+    t = call_agent(b.port, "asker", "message/send", p, &st);
+    ck_assert_int_eq(json_int(t, "error.code"), -32004);
+    ck_assert_ptr_nonnull(strstr(json_str(t, "error.message"), "blocking = false"));
+    cJSON_Delete(t);
+    /* a stream through beta */
+    char body[800];
+    snprintf(body, sizeof body,
+             "{\"jsonrpc\":\"2.0\",\"id\":\"ms\",\"method\":\"message/stream\",\"params\":%s}", p);
+    struct sse *s = sse_open(b.port, "/agents/asker", body, NULL);
+    ck_assert_ptr_nonnull(s);
+    ck_assert_int_eq(sse_status(s, 10000), 200);
+    char *data = NULL;
+    int frames = 0;
+    for (; frames < 20; frames++) {
+        int r = sse_next(s, &data, 10000);
+        if (r == 0) break;
+        ck_assert_msg(r == 1, "the stream broke after %d frames:\n%s", frames, sse_body(s));
+        free(data);
+        data = NULL;
+    }
+    ck_assert_msg(strstr(sse_body(s), "Hello, Ada") && strstr(sse_body(s), "\"completed\""),
+                  "stream: %s", sse_body(s));
+    sse_close(s);
+    /* on alpha, the job heard the answer */
+    snprintf(p, sizeof p, "{\"id\":\"%s\"}", id);
+    t = call_agent(a.port, "asker", "tasks/get", p, NULL);
+    ck_assert_str_eq(json_str(t, "result.status.state"), "completed");
+    cJSON_Delete(t);
+    free(id);
+    stop_both();
+}
+END_TEST
+
 /* ---- the database away ---------------------------------------------------- */
 
 /* While PostgreSQL is stopped, beta answers for alpha's task with 503 and
@@ -561,6 +632,7 @@ Suite *remote_suite(void) {
     tcase_add_test(tc, remote_resubscribe_streams_events_in_order);
     tcase_add_test(tc, remote_control_to_a_stopped_node_fails_clearly);
     tcase_add_test(tc, remote_database_away_answers_503_then_recovers);
+    tcase_add_test(tc, remote_message_continues_a_task_of_another_node);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -6,7 +6,7 @@
  *
  * - reads (tasks/get, push-config get/list, ListTasks) from the row, as a
  *   detached task (tasks_detached): as fresh as the holder's last commit;
- * - controls (cancel, push-config set/delete, watch) as a row in
+ * - controls (cancel, push-config set/delete, message, watch) as a row in
  *   a2ad_controls and pg_notify('a2ad_node_<holder>'): the holder's LISTEN
  *   thread runs it locally, writes its outcome and notifies the asker,
  *   which waits at most [tasks] cluster_timeout_ms; a holder that answers
@@ -74,7 +74,8 @@ enum cluster_outcome {
 };
 
 /* Run a control (kind "cancel", "push-set" {"dialect","config"},
- * "push-delete" {"id"}, "watch" {"after"}) on the node that holds task id,
+ * "push-delete" {"id"}, "message" {"message","history"}, "watch"
+ * {"after"}) on the node that holds task id,
  * and wait for its outcome (at most cluster_timeout_ms). A2AD_OK: *outcome
  * and *result (new, or NULL) are set. A2AD_ERR_STATE: this node holds it
  * now (do it locally). A2AD_ERR_NOT_FOUND: no row. A2AD_ERR_IO: the

@@ -376,6 +376,15 @@ if command -v python3 >/dev/null 2>&1; then
 else
   echo "skipped: python3 not installed"
 fi
+# The stores side by side: SQLite on one node, PostgreSQL on 1, 2 and 3
+# nodes sharing one database (bench/pg.sh starts its own server).
+echo
+echo "== stores: sqlite (1 node) vs postgresql (1, 2, 3 nodes) (bench/pg.sh) =="
+if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  BUILD=$BUILD BENCH_PORT=$((PORT + 4)) SINK_PORT=$((SINK_PORT + 4)) "$ROOT/bench/pg.sh" || echo "pg.sh failed (see above)"
+else
+  echo "skipped: PostgreSQL's initdb is not installed (sudo apt-get install -y postgresql)"
+fi
 echo
 echo "whole run: $(calc %.0f "($(ms_now) - $BENCH_T0) / 1000") s"
 exit 0

@@ -1,7 +1,9 @@
 /* load - submit exactly N non-blocking A2A jobs over C keep-alive
  * connections and time each acknowledgement (bench/pg.sh).
  *
- *   load URL N C HOOK_URL
+ *   load URL[,URL...] N C HOOK_URL
+ * Several URLs (nodes): job i goes to the (i mod count)-th, as a round-robin
+ * load balancer would send it.
  * prints: "acked=A refused=R other=O start_ms=S seconds=X p50_ms=P p99_ms=Q"
  * (start_ms: CLOCK_REALTIME, comparable with bench/sink's times). */
 #include <curl/curl.h>
@@ -12,7 +14,9 @@
 #include <string.h>
 #include <time.h>
 
-static const char *url, *hook;
+#define MAX_URLS 8
+static const char *urls[MAX_URLS], *hook;
+static int n_urls;
 static int total;
 static atomic_int next, acked, refused, other;
 static double *lat_ms;
@@ -49,7 +53,7 @@ static void *worker(void *arg) {
                  "\"blocking\":false,\"pushNotificationConfig\":{\"url\":\"%s\"}}}}",
                  i, i, i, hook);
         resp[0] = '\0';
-        curl_easy_setopt(c, CURLOPT_URL, url);
+        curl_easy_setopt(c, CURLOPT_URL, urls[i % n_urls]);
         curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
         curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sink_body);
@@ -78,10 +82,13 @@ static int cmp(const void *a, const void *b) {
 
 int main(int argc, char **argv) {
     if (argc != 5) {
-        fprintf(stderr, "usage: load URL N CONNECTIONS HOOK_URL\n");
+        fprintf(stderr, "usage: load URL[,URL...] N CONNECTIONS HOOK_URL\n");
         return 2;
     }
-    url = argv[1];
+    for (char *save = NULL, *u = strtok_r(argv[1], ",", &save); u && n_urls < MAX_URLS;
+         u = strtok_r(NULL, ",", &save))
+        urls[n_urls++] = u;
+    if (n_urls == 0) return 2;
     total = atoi(argv[2]);
     int conns = atoi(argv[3]);
     hook = argv[4];

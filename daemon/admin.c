@@ -20,6 +20,7 @@
 
 #include "log.h"
 #include "plugins.h"
+#include "share.h"
 #include "tasks.h"
 #include "ui_files.h"
 #include "util.h"
@@ -564,6 +565,10 @@ static enum MHD_Result task_route(struct MHD_Connection *c, const char *method, 
         if (!post) {
             task_release(t);
             return send_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "use POST");
+        }
+        if (!share_hold(t)) {
+            task_release(t);
+            return send_error(c, MHD_HTTP_NOT_FOUND, "task %s was claimed by another node", id);
         }
         if (task_cancel(t) != A2AD_OK) {
             enum task_state s = task_get_state(t);

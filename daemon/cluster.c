@@ -36,6 +36,7 @@
 #include "push.h"
 #include "replay.h"
 #include "rpc_int.h"
+#include "share.h"
 #include "store.h"
 #include "store_core.h"
 #include "store_pg.h"
@@ -635,6 +636,10 @@ static int do_watch(struct task *t, const cJSON *body, cJSON **result) {
 /* Run one control on the task held here. */
 static int do_control(const char *tid, const char *kind, const cJSON *body, cJSON **result) {
     struct task *t = tasks_get(tid);
+    if (t && !share_hold(t)) { /* an offered job another node claimed: ask it */
+        task_release(t);
+        t = NULL;
+    }
     if (!t) return CLUSTER_MOVED;
     int out = CLUSTER_DONE;
     if (strcmp(kind, "cancel") == 0) {

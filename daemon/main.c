@@ -130,6 +130,8 @@ static void note_restart_keys(const struct config *a, const struct config *b) {
         {"[tasks] lease_s", a->lease_s != b->lease_s},
         {"[tasks] cluster_connections", a->cluster_connections != b->cluster_connections},
         {"[tasks] cluster_timeout_ms", a->cluster_timeout_ms != b->cluster_timeout_ms},
+        {"[tasks] share_jobs", a->share_jobs != b->share_jobs},
+        {"[tasks] share_after_ms", a->share_after_ms != b->share_after_ms},
         {"[server] node_name", STR_CHANGED(node_name)},
         {"[tasks] write_timeout_ms", a->write_timeout_ms != b->write_timeout_ms},
         {"[log] client_lines_per_s", a->log_client_lines_per_s != b->log_client_lines_per_s},

@@ -43,6 +43,7 @@
 #include "push.h"
 #include "replay.h"
 #include "rpc_int.h"
+#include "share.h"
 #include "store.h"
 #include "streams.h"
 #include "tasks.h"
@@ -361,6 +362,10 @@ static bool send_answer(struct call *c, struct task *t, bool stream, const struc
 static bool continue_task(struct call *c, cJSON *message, const cJSON *task_ref, bool stream,
                           const struct send_opts *o) {
     struct task *t = tasks_get(task_ref->valuestring);
+    if (t && !share_hold(t)) { /* another node claimed the queued job */
+        task_release(t);
+        t = NULL;
+    }
     if (!t && cluster_active() && !rpc_remote_read(c, task_ref->valuestring, &t)) return false;
     if (t && (!agent_owns(c->agent, t) || !auth_may_see(caller(c), t) || !tenant_matches(t, c->tenant))) {
         task_release(t);
@@ -669,6 +674,7 @@ static bool created_answer(struct call *c, struct task *t, bool stream, const st
     if (!rejected) {
         /* while still submitted; a stream is its own answer */
         if (hu && !s) ack = hu_ack(t, o.history, v.estimated_duration_s);
+        if (s || blocking) share_hold(t); /* its client waits here: not offered */
         st = workers_submit(t);
         if (st != A2AD_OK) {
             cJSON_Delete(ack);
@@ -712,6 +718,10 @@ static bool m_get(struct call *c) {
 static bool m_cancel(struct call *c) {
     struct task *t = rpc_lookup_task(c, "id");
     if (!t) return false;
+    if (!share_hold(t)) { /* another node claimed the queued job: ask again */
+        task_release(t);
+        if (!(t = rpc_lookup_task(c, "id"))) return false;
+    }
     if (rpc_remote(t) && !(t = rpc_remote_cancel(c, t))) return c->out->body != NULL;
     if (task_cancel(t) != A2AD_OK) {
         enum task_state s = task_get_state(t);
@@ -732,6 +742,10 @@ static bool m_cancel(struct call *c) {
 static bool m_subscribe(struct call *c) {
     struct task *t = rpc_lookup_task(c, "id");
     if (!t) return false;
+    if (!share_hold(t)) { /* another node claimed the queued job: ask again */
+        task_release(t);
+        if (!(t = rpc_lookup_task(c, "id"))) return false;
+    }
     struct send_opts o = {.history = -1};
     if (c->rq && c->rq->last_event_id) {
         if (!replay_parse_id(c->rq->last_event_id, task_id(t), &o.after)) {

@@ -176,7 +176,7 @@ static struct store_backend backend = {.db_word = "the database ", .why_max = 12
                                        .admit = admit, .crash_rules = true};
 
 void store_sync(void) {
-    if (!st.open) return;
+    if (!store_core_running()) return;
     pthread_mutex_lock(&store_q.lock);
     /* What is queued now goes out in the batch after the one being written. */
     uint64_t target = store_q.taken + (store_q.head ? 1 : 0);
@@ -428,7 +428,7 @@ static void *watch_thread(void *arg) {
  * tasks_on_durable / tasks_wait_durable wait for this row as they do for a
  * new task's: the HTTP layer suspends the connection until it is settled. */
 a2ad_status store_persist_begin(struct task *t) {
-    if (!st.open && !store_core_running()) return A2AD_ERR_STATE; /* or PostgreSQL */
+    if (!store_core_running()) return A2AD_ERR_STATE;
     task_lock(t);
     struct op *row = store_core_task_op_locked(t, task_get_state_locked(t), task_seq_locked(t));
     struct store_slot *s = row ? store_core_slot(t) : NULL;
@@ -458,7 +458,7 @@ a2ad_status store_persist_begin(struct task *t) {
 /* Write t's row now and wait until it is committed (or the write failed or
  * timed out): what a client is told is stored must be. */
 a2ad_status store_persist(struct task *t) {
-    if (!st.open && !store_core_running()) return A2AD_OK; /* memory promises nothing more */
+    if (!store_core_running()) return A2AD_OK; /* the memory store promises nothing more */
     task_lock(t);
     struct op *row = store_core_task_op_locked(t, task_get_state_locked(t), task_seq_locked(t));
     task_unlock(t);
@@ -774,7 +774,7 @@ void store_close(void) {
 #define FAILED_WRITE_MS 5000
 
 bool store_writable(char *why, size_t n) {
-    if (!st.open) return true;
+    if (!st.open) return store_core_writable(why, n);
     pthread_mutex_lock(&store_q.lock);
     bool full = store_q.len >= st.write_queue;
     pthread_mutex_unlock(&store_q.lock);

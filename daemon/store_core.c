@@ -22,6 +22,7 @@ struct store_queue store_q = {.lock = PTHREAD_MUTEX_INITIALIZER,
 
 /* The back end in use (store_core_start); NULL before. */
 static const struct store_backend *be;
+static atomic_bool running;
 
 /* log throttling (writer thread) */
 static uint64_t last_fail_log_ms;
@@ -547,7 +548,10 @@ a2ad_status store_core_start(const struct store_backend *backend, pthread_t *wri
     webhooks_set_outbox(&outbox_ops);
     store_q.stopping = false;
     int err = pthread_create(writer, NULL, writer_main, NULL);
-    if (err == 0) return A2AD_OK;
+    if (err == 0) {
+        atomic_store(&running, true);
+        return A2AD_OK;
+    }
     log_error("store: cannot start the writer thread: %s", strerror(err));
     tasks_set_store_hooks(NULL, NULL);
     tasks_set_store_notify(NULL, NULL);
@@ -564,7 +568,23 @@ void store_core_stop(void) {
     pthread_mutex_unlock(&store_q.lock);
 }
 
+bool store_core_running(void) { return atomic_load(&running); }
+
+bool store_core_writable(char *why, size_t n) {
+    if (!store_core_running()) return true;
+    pthread_mutex_lock(&store_q.lock);
+    bool full = store_q.len >= be->write_queue;
+    pthread_mutex_unlock(&store_q.lock);
+    if (full) {
+        snprintf(why, n, "%s%s cannot keep up: %u writes are waiting ([tasks] write_queue)",
+                 be->db_word, be->path, be->write_queue);
+        return false;
+    }
+    return !be->writable || be->writable(why, n);
+}
+
 size_t store_core_drop_queue(void) {
+    atomic_store(&running, false);
     size_t n = 0;
     for (const struct op *o = store_q.head; o; o = o->next) n++;
     store_core_op_list_free(store_q.head);
@@ -772,4 +792,3 @@ void store_core_recover_task(struct task *t, enum task_state was, const char *ag
     }
 }
 
-bool store_core_running(void) { return be != NULL; }

@@ -44,10 +44,11 @@ struct gate {
     atomic_bool settled; /* committed, or the write failed (then sent anyway) */
 };
 
-enum op_kind { OP_TASK, OP_TASK_DEL, OP_OUTBOX_ADD, OP_OUTBOX_DEL,
-               /* a stream event of a watched task (cluster.c): id = task id, seq,
-                * body/len = the A2A 0.3 event, created_ms */
-               OP_EVENT };
+/* OP_SHARE (share.c) only wakes the writer for offers and claim checks; it
+ * is queued moot, so no batch writes anything for it. OP_EVENT: a stream
+ * event of a watched task (cluster.c): id = task id, seq, body/len = the
+ * A2A 0.3 event, created_ms. */
+enum op_kind { OP_TASK, OP_TASK_DEL, OP_OUTBOX_ADD, OP_OUTBOX_DEL, OP_SHARE, OP_EVENT };
 
 struct op {
     struct op *next;
@@ -75,6 +76,7 @@ struct op {
 struct store_slot {
     struct ticket *created; /* until its row is settled and waited for */
     char *agent_name;       /* restored task whose agent is gone, else NULL */
+    unsigned char share;    /* share.c: SHARE_HERE, SHARE_OFFERED (task lock) */
 };
 
 /* The write queue: every thread appends (store_core_append), the back
@@ -112,7 +114,19 @@ struct store_backend {
     /* Recovery applies crashloop.c's rules: a disabled agent's jobs fail,
      * and a rerun_safe job is not run again past [workers] max_attempts. */
     bool crash_rules;
+    /* store_writable for this back end (readiness); NULL: the core's own
+     * checks only (the queue's bound). */
+    bool (*writable)(char *why, size_t n);
 };
+
+/* true from store_core_start until store_core_drop_queue: a back end is
+ * open, so store_sync and store_persist have a writer to wait for. */
+bool store_core_running(void);
+
+/* store_writable when the SQLite store is not the one open: true without
+ * a back end; else false (with why) while the write queue is at its bound
+ * or the back end's writable says so. */
+bool store_core_writable(char *why, size_t n);
 
 /* Set the thread's store error (store_last_error). */
 void store_core_set_error(const char *fmt, ...) A2AD_PRINTF(1, 2);
@@ -144,8 +158,6 @@ struct op *store_core_task_op_locked(struct task *t, enum task_state state, uint
  * Thread: main, at open. */
 a2ad_status store_core_start(const struct store_backend *backend, pthread_t *writer,
                              void *(*writer_main)(void *));
-/* True once a back end started (either store): store_persist works for both. */
-bool store_core_running(void);
 /* Tell the writer (and a watch thread) to stop; join them afterwards. */
 void store_core_stop(void);
 /* After the writer stopped: free what is still queued; returns how many. */

@@ -27,6 +27,11 @@
  * (on the database's clock). renew_lease, take_over and take_node (writer
  * thread, from the maintenance tick) move the rows of a node whose lease
  * expired to this one, then restore its tasks here with the restart rules.
+ *
+ * Work sharing (share.h). The writer also runs, after each batch, the round
+ * of offers and claim checks share.c collected (one statement), and on its
+ * maintenance tick forgets the offered jobs another node took and claims
+ * offered jobs for the agents with free workers here (share_work).
  */
 #include "store_pg.h"
 
@@ -43,9 +48,11 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "store.h"
 #include "store_core.h"
 #include "plugins.h"
+#include "share.h"
 #include "tasks.h"
 #include "util.h"
 #include "webhooks.h"
@@ -99,9 +106,26 @@ static bool admit(void) {
     return false;
 }
 
-/* No crash-loop rules (crashloop.c) at recovery yet: they came after this
- * store was written, and adding them changes what a restart does to a job. */
-static struct store_backend backend = {.db_word = "", .ticket_err_max = 200, .admit = admit};
+/* Readiness: false while PostgreSQL is unreachable, so a load balancer
+ * sends submissions to a node whose database answers. */
+static bool writable(char *why, size_t n) {
+    if (!atomic_load(&st.down)) return true;
+    pthread_mutex_lock(&st.down_lock);
+    snprintf(why, n, "%s is unreachable (%s)", st.path, st.down_why);
+    pthread_mutex_unlock(&st.down_lock);
+    return false;
+}
+
+/* The crash rules at recovery and takeover: a rerun_safe job that kills
+ * every node running it is given up after [workers] max_attempts, instead
+ * of being passed from node to node until none is left. (An agent is
+ * disabled only by its own node's crash file, which the PostgreSQL store
+ * has not: crashloop.c keeps it next to the SQLite file.) */
+static struct store_backend backend = {.db_word = "",
+                                       .ticket_err_max = 200,
+                                       .admit = admit,
+                                       .writable = writable,
+                                       .crash_rules = true};
 
 /* ---- recovery of one task ---------------------------------------------- */
 
@@ -121,6 +145,9 @@ static void recover_row(const PGresult *r, int row, int64_t now, struct recovery
                         size_t *bad, const char *lost);
 static a2ad_status register_node(char *why, size_t n);
 static bool run(PGconn *c, const char *sql, char *why, size_t n);
+static void share_work(bool maintenance);
+static void share_reset(void);
+static void share_leave(void);
 
 /* Statements in flight before a Sync (see the top). */
 #define PIPE_CHUNK 256
@@ -403,6 +430,9 @@ static bool send_text(const char *sql) {
 static void write_batch(struct op *list, struct failure *f) {
     memset(f, 0, sizeof *f);
     store_core_coalesce(list);
+    bool any = false;
+    for (const struct op *o = list; o && !any; o = o->next) any = !o->moot;
+    if (!any) return; /* share.c's wake-ups only: nothing to write */
     if (!st.conn) {
         fail_with(f, "not connected", "08000");
         return;
@@ -706,7 +736,7 @@ static void take_node(const char *dead) {
     }
     PQclear(r);
     tasks = exec2("WITH c AS (SELECT id FROM a2ad_tasks WHERE node = $1 FOR UPDATE SKIP LOCKED)"
-                  " UPDATE a2ad_tasks t SET node = $2 FROM c WHERE t.id = c.id"
+                  " UPDATE a2ad_tasks t SET node = $2, offered = false FROM c WHERE t.id = c.id"
                   " RETURNING t.id, t.agent, t.state, t.seq, t.ended_ms, t.doc, t.ext, t.n",
                   dead, st.node);
     if (PQresultStatus(tasks) != PGRES_TUPLES_OK) {
@@ -838,7 +868,9 @@ static void *writer_thread(void *arg) {
         struct op *list = store_core_take(next_maintenance, &n, &stopping, &unpark);
         if (list) {
             struct failure f;
+            uint64_t t0 = metrics_now_us();
             write_batch(list, &f);
+            metrics_store_commit(!f.failed, metrics_now_us() - t0);
             if (f.failed && retryable(&f)) {
                 go_down(list, f.why);
                 if (!st.conn) continue; /* reconnect, then write them again */
@@ -861,6 +893,7 @@ static void *writer_thread(void *arg) {
             if (atomic_load(&st.unpark_on) && workers_has_room() != A2AD_ERR_STATE) take_over();
             next_maintenance = util_now_ms() + MAINTENANCE_MS;
         }
+        share_work(maintenance);
         if (unpark || maintenance) unpark_rows();
         if (PQstatus(st.conn) == CONNECTION_BAD) {
             char why[200];
@@ -871,6 +904,227 @@ static void *writer_thread(void *arg) {
         }
     }
     return NULL;
+}
+
+/* ---- part "share": offers, claim checks and claims (writer thread) ------ */
+
+/* Offers and claim checks of one round, as one statement after the batch
+ * (so after the commit of the rows they name). A check withdraws this
+ * node's offer and says who holds the row: when a claimer holds the row
+ * locked, the UPDATE waits for its commit and then sees its node. */
+static const char share_round_sql[] =
+    "WITH c AS (UPDATE a2ad_tasks SET offered = (offered AND node <> $1)"
+    " WHERE id = ANY ($3::text[]) RETURNING id, node),"
+    " o AS (UPDATE a2ad_tasks SET offered = true WHERE id = ANY ($2::text[]) AND node = $1"
+    " AND state = 'submitted' AND NOT offered RETURNING id)"
+    " SELECT id, node FROM c";
+
+/* Offered jobs of other nodes for the agents with free workers here, oldest
+ * first, as many as each has free workers; only jobs whose outbox is empty
+ * (the old holder's webhooks of the task are all delivered, so the new
+ * holder's come after them), never this node's own offers back. Nodes
+ * claiming at once skip each other's rows. */
+static const char share_claim_sql[] =
+    "UPDATE a2ad_tasks t SET node = $1, offered = false FROM"
+    " (SELECT y.id FROM unnest($2::text[], $3::int[]) AS f(agent, free)"
+    " CROSS JOIN LATERAL (SELECT x.id FROM a2ad_tasks x WHERE x.offered"
+    " AND x.state = 'submitted' AND x.agent = f.agent AND x.node <> $1"
+    " AND NOT (x.id = ANY ($4::text[]))"
+    " AND NOT EXISTS (SELECT 1 FROM a2ad_outbox o WHERE o.task_id = x.id)"
+    " ORDER BY x.n LIMIT f.free FOR UPDATE SKIP LOCKED) y) c"
+    " WHERE t.id = c.id RETURNING t.id, t.agent, t.seq, t.doc, t.ext";
+
+static uint64_t share_logged_ms;
+
+static void share_warn(const char *what, const PGresult *r) {
+    uint64_t now = util_now_ms();
+    if (share_logged_ms && now - share_logged_ms < 10000) return;
+    share_logged_ms = now;
+    char why[200];
+    one_line(why, sizeof why, r ? PQresultErrorMessage(r) : PQerrorMessage(st.conn));
+    log_warn("store: %s on %s failed: %s (tried again; logged at most every 10 s)", what,
+             st.path, why);
+}
+
+/* This node's rows are not offered when it starts: it runs them itself
+ * (recovery), and no check guards them. */
+static void share_reset(void) {
+    const char *v[1] = {st.node};
+    PGresult *r = PQexecParams(st.conn, "UPDATE a2ad_tasks SET offered = false WHERE node = $1"
+                               " AND offered", 1, NULL, v, NULL, NULL, 0);
+    st.round_trips++;
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) share_warn("withdrawing old offers", r);
+    PQclear(r);
+}
+
+static void share_round(void) {
+    if (!share_round_pending()) return;
+    struct share_ids offers, checks;
+    struct share_check *taken;
+    if (!share_round_take(&offers, &checks, &taken)) return;
+    const char *o = share_ids_text(&offers), *c = share_ids_text(&checks);
+    PGresult *r = NULL;
+    if (o && c) {
+        const char *v[3] = {st.node, o, c};
+        r = PQexecParams(st.conn, share_round_sql, 3, NULL, v, NULL, NULL, 0);
+        st.round_trips++;
+    }
+    if (PQresultStatus(r) == PGRES_TUPLES_OK) {
+        for (int i = 0; i < PQntuples(r); i++)
+            share_round_answer(taken, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1));
+        share_round_done(taken);
+    } else {
+        share_warn("offering jobs and checking claims", r);
+        share_round_failed(&offers, taken);
+    }
+    PQclear(r);
+    share_ids_free(&offers);
+    share_ids_free(&checks);
+}
+
+/* Forget this node's offered jobs that another node took. */
+static void share_forget(struct share_ids *mine) {
+    const char *v[2] = {share_ids_text(mine), st.node};
+    if (!v[0]) return;
+    PGresult *r = PQexecParams(st.conn, "SELECT id FROM a2ad_tasks WHERE id = ANY ($1::text[])"
+                               " AND node <> $2", 2, NULL, v, NULL, NULL, 0);
+    st.round_trips++;
+    if (PQresultStatus(r) == PGRES_TUPLES_OK)
+        for (int i = 0; i < PQntuples(r); i++) share_taken(PQgetvalue(r, i, 0));
+    else
+        share_warn("looking up offered jobs", r);
+    PQclear(r);
+}
+
+/* One claimed row back in memory here, queued as recovery queues a job. */
+static void share_restore(const PGresult *r, int row, int64_t now) {
+    const char *id = PQgetvalue(r, row, 0), *agent = PQgetvalue(r, row, 1);
+    uint64_t seq = strtoull(PQgetvalue(r, row, 2), NULL, 10);
+    char *doc = column_bytes(r, row, 3, NULL), *ext = column_bytes(r, row, 4, NULL);
+    struct task *t = store_core_restore(id, agent, TASK_SUBMITTED, seq, -1, doc, ext, now);
+    if (!t) {
+        /* A stale copy here (this node's lease had expired and the job went
+         * elsewhere before it came back): the row is what counts. */
+        struct task *old = tasks_get(id);
+        if (old) {
+            workers_withdraw(old);
+            tasks_forget(old);
+            task_release(old);
+            t = store_core_restore(id, agent, TASK_SUBMITTED, seq, -1, doc, ext, now);
+        }
+    }
+    free(doc);
+    free(ext);
+    if (!t) {
+        log_error("store: claimed job %s (agent %s) cannot be restored here; offered again", id,
+                  agent);
+        const char *v[1] = {id};
+        PGresult *u = PQexecParams(st.conn, "UPDATE a2ad_tasks SET offered = true WHERE id = $1",
+                                   1, NULL, v, NULL, NULL, 0);
+        st.round_trips++;
+        PQclear(u);
+        return;
+    }
+    task_lock(t);
+    task_annotate_locked(t, "node", cJSON_CreateString(st.node));
+    task_unlock(t);
+    struct recovery_counts c = {0};
+    store_core_recover_task(t, TASK_SUBMITTED, agent, &c, NULL);
+    task_release(t);
+}
+
+/* Claim offered jobs for the agents with free workers here. */
+static void share_claim(struct share_ids *mine) {
+    struct workers_free idle[16];
+    size_t n = workers_idle(idle, sizeof idle / sizeof idle[0]);
+    if (!n) return;
+    struct share_ids agents = {0};
+    char counts[16 * 24] = "{";
+    size_t want = 0, used = 1;
+    for (size_t i = 0; i < n; i++) {
+        if (!share_ids_add(&agents, idle[i].agent)) {
+            share_ids_free(&agents);
+            return;
+        }
+        used += (size_t)snprintf(counts + used, sizeof counts - used, "%s%zu", i ? "," : "",
+                                 idle[i].count);
+        want += idle[i].count;
+    }
+    snprintf(counts + used, sizeof counts - used, "}");
+    const char *v[4] = {st.node, share_ids_text(&agents), counts, share_ids_text(mine)};
+    if (!v[1] || !v[3]) {
+        share_ids_free(&agents);
+        return;
+    }
+    PGresult *r = PQexecParams(st.conn, share_claim_sql, 4, NULL, v, NULL, NULL, 0);
+    st.round_trips++;
+    share_ids_free(&agents);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        share_warn("claiming offered jobs", r);
+        PQclear(r);
+        return;
+    }
+    int64_t now = (int64_t)util_wall_ms();
+    for (int i = 0; i < PQntuples(r); i++) share_restore(r, i, now);
+    if (PQntuples(r))
+        log_debug("store: claimed %d offered jobs from other nodes", PQntuples(r));
+    share_claimed((size_t)PQntuples(r), want);
+    PQclear(r);
+}
+
+/* At stop (the writer joined, the workers stopped): this node's queued jobs
+ * go on offer, so that the nodes still running run them now rather than
+ * after this one's restart (which withdraws what is left: share_reset). */
+static void share_leave(void) {
+    if (!share_enabled() || !st.conn || atomic_load(&st.down)) return;
+    const char *v[1] = {st.node};
+    PGresult *r = PQexecParams(st.conn, "UPDATE a2ad_tasks SET offered = true WHERE node = $1"
+                               " AND state = 'submitted' AND NOT offered", 1, NULL, v, NULL,
+                               NULL, 0);
+    st.round_trips++;
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+        share_warn("offering the queued jobs at stop", r);
+    else if (atoi(PQcmdTuples(r)) > 0)
+        log_info("store: %s queued jobs offered to the other nodes at stop", PQcmdTuples(r));
+    PQclear(r);
+}
+
+/* How many other nodes hold a lease, once a second: alone, a node offers
+ * nothing and claims nothing (one statement a second is all sharing costs). */
+static size_t share_peers(void) {
+    static uint64_t next_ms;
+    static size_t peers;
+    uint64_t now = util_now_ms();
+    if (now < next_ms) return peers;
+    next_ms = now + 1000;
+    const char *v[1] = {st.node};
+    PGresult *r = PQexecParams(st.conn, "SELECT count(*) FROM a2ad_nodes WHERE name <> $1"
+                               " AND lease_until_ms >= " DB_NOW_MS, 1, NULL, v, NULL, NULL, 0);
+    st.round_trips++;
+    if (PQresultStatus(r) == PGRES_TUPLES_OK)
+        peers = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+    else
+        share_warn("counting the other nodes", r);
+    PQclear(r);
+    share_set_peers(peers);
+    return peers;
+}
+
+/* After every batch: the round of offers and checks; on the maintenance
+ * tick (or when a worker went idle while jobs were on offer): offer the
+ * jobs that waited long enough, forget the offered jobs taken, then
+ * claim. Not before this node's own recovery is over (its jobs first), nor
+ * while its workers stop. */
+static void share_work(bool maintenance) {
+    if (!share_enabled()) return;
+    if (maintenance && share_peers()) share_promote();
+    share_round();
+    if (!atomic_load(&st.unpark_on) || !share_claim_due(maintenance)) return;
+    struct share_ids mine;
+    if (!share_offered_ids(&mine)) return;
+    if (maintenance && mine.n) share_forget(&mine);
+    if (share_peers()) share_claim(&mine);
+    share_ids_free(&mine);
 }
 
 /* ---- open, recover, close ----------------------------------------------- */
@@ -1095,6 +1349,7 @@ a2ad_status store_pg_open(const struct config *cfg) {
         log_error("store: cannot register node %s in %s: %s", st.node, st.path, why);
         return open_fail(A2AD_ERR_IO);
     }
+    share_reset();
     /* Nothing is in memory yet: every undelivered row of this node comes
      * back through parking, in bounded batches (store_pg_recover counts them). */
     const char *nv[1] = {st.node};
@@ -1113,6 +1368,7 @@ a2ad_status store_pg_open(const struct config *cfg) {
     atomic_store(&st.unpark_on, false);
     atomic_store(&st.down, false);
 
+    if (cfg->share_jobs) share_start(st.node, cfg->share_after_ms);
     backend.path = st.path;
     backend.node = st.node;
     backend.write_queue = st.write_queue;
@@ -1246,6 +1502,8 @@ void store_pg_close(void) {
     store_core_stop();
     pthread_join(st.writer, NULL);
     /* What could not be written (PostgreSQL unreachable until the end). */
+    share_leave();
+    share_stop();
     size_t lost = store_core_drop_queue();
     if (lost)
         log_error("store: %zu changes not written: %s stayed unreachable until the stop", lost,

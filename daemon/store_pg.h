@@ -22,9 +22,9 @@
  * ([tasks] lease_s), and a node whose lease expired has its jobs and
  * undelivered webhooks taken over by another (claimed with SELECT ... FOR
  * UPDATE SKIP LOCKED; re-run when rerun_safe, else failed "interrupted:
- * node NAME lost"). Nodes answer for each other's tasks through cluster.c
- * (a2ad_controls, a2ad_events, LISTEN/NOTIFY). Not yet: live nodes
- * sharing work (see docs/postgresql.md).
+ * node NAME lost"). Live nodes share queued jobs ([tasks] share_jobs,
+ * share.h) and answer for each other's tasks through cluster.c
+ * (a2ad_controls, a2ad_events, LISTEN/NOTIFY; see docs/postgresql.md).
  */
 #ifndef A2AD_STORE_PG_H
 #define A2AD_STORE_PG_H

@@ -1134,3 +1134,20 @@ bool task_is_detached(struct task *t) {
     pthread_mutex_unlock(&store.lock);
     return !held;
 }
+
+void tasks_forget(struct task *t) {
+    /* Task lock first (the only order): a finished task is in the expiry
+     * list, which holds no reference of its own, so it stays. */
+    pthread_mutex_lock(&t->lock);
+    bool held = false;
+    if (!task_state_terminal(t->state)) {
+        pthread_mutex_lock(&store.lock);
+        held = store.by_id && hmap_get(store.by_id, t->id) == t;
+        if (held) hmap_remove(store.by_id, t->id);
+        pthread_mutex_unlock(&store.lock);
+    }
+    /* A waiter must not wait for events that will happen elsewhere. */
+    if (held) fire_waiters_locked(t);
+    pthread_mutex_unlock(&t->lock);
+    if (held) task_release(t);
+}

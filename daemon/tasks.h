@@ -320,5 +320,10 @@ a2ad_status tasks_detached(const struct task_restore *in, struct task **out);
 /* True when t is not the task this node holds under its id (a detached
  * copy, or a task dropped meanwhile). Thread: any. */
 bool task_is_detached(struct task *t);
+/* Drop an unfinished task from memory without any event: another node
+ * holds it now (it claimed the queued job). Its waiters fire (they see the
+ * task as it is); the store's reference is released, not the caller's.
+ * Nothing when it is not held. Thread: any. */
+void tasks_forget(struct task *t);
 
 #endif

@@ -285,6 +285,9 @@ static bool lane_full_locked(const struct lane *l) {
     return l && l->queue_length && l->count >= l->queue_length;
 }
 
+/* Work sharing (workers_set_share); NULL = off. Set before jobs run. */
+static const struct workers_share *share;
+
 static const char *task_agent_name(struct task *task) {
     const struct agent *a = task_agent(task);
     return a && a->desc.name ? a->desc.name : "";
@@ -306,6 +309,7 @@ a2ad_status workers_submit(struct task *task) {
         st = A2AD_ERR_FULL;
     else if (l->count == l->cap && !lane_grow_locked(l))
         st = A2AD_ERR_NOMEM;
+    bool waits = false;
     if (st == A2AD_OK) {
         task_retain(task);
         plugins_pin(task_agent(task)); /* its code stays until the job ended */
@@ -313,9 +317,13 @@ a2ad_status workers_submit(struct task *task) {
         l->count++;
         pool.count++;
         pthread_cond_signal(&pool.work);
+        /* No free slot of its own, or no free thread: it waits here. */
+        waits = share && (l->running + l->count > lane_cap(l) ||
+                          pool.running + pool.count > pool.n_slots);
     }
     pthread_mutex_unlock(&pool.lock);
     if (st == A2AD_OK) metrics_queued(task_agent(task), 1);
+    if (waits) share->queued(task);
     return st;
 }
 
@@ -384,7 +392,9 @@ void workers_agent_removed(const char *agent, const char *why) {
     for (size_t i = 0; i < n; i++) {
         const struct agent *a = task_agent(queued[i]);
         metrics_queued(a, -1);
-        task_finish(queued[i], TASK_FAILED, reason);
+        /* An offered job another node claimed is not ended here. */
+        if (!share || share->before_start(queued[i]))
+            task_finish(queued[i], TASK_FAILED, reason);
         task_release(queued[i]);
         plugins_put(a);
     }
@@ -465,6 +475,8 @@ static void wait_for_webhook_room(void) {
 
 static void run_job(struct slot *s, struct task *task) {
     const struct agent *agent = task_agent(task);
+    /* An offered job may have been claimed by another node meanwhile. */
+    if (share && !share->before_start(task)) return;
     if (task_start(task) != A2AD_OK) return; /* canceled while queued */
 
     pthread_mutex_lock(&s->lock);
@@ -541,9 +553,11 @@ static void *worker_main(void *arg) {
         pthread_mutex_lock(&pool.lock);
         l->running--;
         pool.running--;
+        bool idle = l->count == 0;
         pthread_cond_broadcast(&pool.idle);
         pthread_cond_signal(&pool.work); /* the lane may be runnable again */
         pthread_mutex_unlock(&pool.lock);
+        if (idle && share) share->idle();
     }
     return NULL;
 }
@@ -748,4 +762,53 @@ size_t workers_stop(unsigned grace_s) {
         pthread_mutex_unlock(&pool.lock);
     }
     return still_busy;
+}
+
+/* ---- work sharing ------------------------------------------------------ */
+
+void workers_set_share(const struct workers_share *s) { share = s; }
+
+size_t workers_idle(struct workers_free *out, size_t max) {
+    size_t hw = atomic_load(&webhook_high_water), n = 0;
+    if (hw) {
+        struct webhooks_stats ws;
+        webhooks_get_stats(&ws);
+        if (ws.pending > hw) return 0; /* jobs wait for the receivers here */
+    }
+    pthread_mutex_lock(&pool.lock);
+    size_t threads = pool.n_slots > pool.running + pool.count
+                         ? pool.n_slots - pool.running - pool.count
+                         : 0;
+    for (struct lane *l = pool.lanes; l && n < max && threads && !pool.stopping; l = l->next) {
+        unsigned cap = lane_cap(l);
+        if (!l->live || l->removed || l->count || l->running >= cap) continue;
+        size_t free_slots = cap - l->running;
+        out[n].count = free_slots < threads ? free_slots : threads;
+        snprintf(out[n].agent, sizeof out[n].agent, "%s", l->name);
+        n++;
+    }
+    pthread_mutex_unlock(&pool.lock);
+    return n;
+}
+
+bool workers_withdraw(struct task *task) {
+    pthread_mutex_lock(&pool.lock);
+    struct lane *l = lane_find_locked(task_agent_name(task));
+    bool found = false;
+    for (size_t i = 0; l && i < l->count; i++) {
+        if (l->ring[(l->head + i) % l->cap] != task) continue;
+        for (size_t j = i; j + 1 < l->count; j++)
+            l->ring[(l->head + j) % l->cap] = l->ring[(l->head + j + 1) % l->cap];
+        l->count--;
+        pool.count--;
+        found = true;
+        break;
+    }
+    pthread_mutex_unlock(&pool.lock);
+    if (!found) return false;
+    const struct agent *a = task_agent(task);
+    metrics_queued(a, -1);
+    task_release(task);
+    plugins_put(a);
+    return true;
 }

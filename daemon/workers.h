@@ -94,4 +94,30 @@ void workers_load(size_t *queued, size_t *running);
  * were still inside a plugin at the end (they are detached, not joined). */
 size_t workers_stop(unsigned grace_s);
 
+/* Work sharing between nodes (share.c). `queued`: a job just queued
+ * that cannot start at once (no free slot of its agent, or no free thread);
+ * `before_start`: a worker is about to start a job: false = do not run it
+ * (another node took it; the task is forgotten here); `idle`: an agent's
+ * queue went empty when a job ended. Called with no lock held. NULL = off.
+ * Thread: main, before jobs run. */
+struct workers_share {
+    void (*queued)(struct task *task);
+    bool (*before_start)(struct task *task);
+    void (*idle)(void);
+};
+void workers_set_share(const struct workers_share *share);
+
+/* An agent with free workers and nothing queued here. */
+struct workers_free {
+    char agent[64];
+    size_t count; /* jobs it could start now */
+};
+/* Fill out with up to max such agents; returns how many. None while
+ * stopping or while webhooks hold jobs back. Thread: any. */
+size_t workers_idle(struct workers_free *out, size_t max);
+
+/* Take a queued job out of its queue (another node runs it): true when it
+ * was still queued; its queue reference and pin are dropped. Thread: any. */
+bool workers_withdraw(struct task *task);
+
 #endif

@@ -9,11 +9,14 @@
  * loud message, except under CI=true, where they fail. */
 #include <check.h>
 #include <cJSON.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -349,6 +352,133 @@ START_TEST(pg_running_jobs_fail_or_run_again_and_push_configs_survive) {
 }
 END_TEST
 
+static bool died_of(struct daemon_proc *dp, int sig) {
+    for (int i = 0; i < 1500 && dp->pid > 0; i++) {
+        int status;
+        if (waitpid(dp->pid, &status, WNOHANG) == dp->pid) {
+            dp->pid = 0;
+            return WIFSIGNALED(status) && WTERMSIG(status) == sig;
+        }
+        test_nap_ms(20);
+    }
+    return false;
+}
+
+/* A rerun_safe job that kills every node that runs it (isolation =
+ * thread) is taken over from node to node only [workers] max_attempts
+ * times, then failed: it cannot take the whole cluster down in turn. */
+START_TEST(pg_poison_job_is_not_passed_from_node_to_node_for_ever) {
+    REQUIRE_PG();
+    char tasks[1000], t2[1200];
+    new_db("poison", tasks, sizeof tasks);
+    snprintf(t2, sizeof t2, "%s\nlease_s = 2", tasks);
+    struct daemon_opts a = {.plugins = "hazard,echo", .store = "postgresql", .tasks_extra = t2,
+                            .threads = 1, .server_extra = "node_name = alpha",
+                            .workers_extra = "max_attempts = 2\ncrash_loop_max = 0"};
+    struct daemon_opts b = a;
+    b.server_extra = "node_name = beta";
+    start_or_fail(&d1, &a);
+    start_or_fail(&d2, &b);
+    rcv = receiver_start();
+    ck_assert_ptr_nonnull(rcv);
+    char *id = submit(d1.port, "hazard", "segv-later", receiver_port(rcv));
+    ck_assert_ptr_nonnull(id);
+    ck_assert_msg(died_of(&d1, SIGSEGV), "alpha did not die of the job");
+    /* beta takes it over once alpha's lease expired: attempt 2 kills it. */
+    ck_assert_msg(died_of(&d2, SIGSEGV), "beta did not run (and die of) the job");
+    char *log = daemon_log(&d2);
+    char want[200];
+    snprintf(want, sizeof want, "running task %s (attempt 2", id);
+    ck_assert_msg(strstr(log, want), "beta's log:\n%s", log);
+    free(log);
+    /* alpha again: it takes beta over, and gives the job up. */
+    daemon_cleanup(&d1);
+    start_or_fail(&d1, &a);
+    cJSON *t = NULL;
+    for (int i = 0; i < 300; i++) {
+        cJSON_Delete(t);
+        t = get_task(d1.port, "hazard", id);
+        const char *state = json_str(t, "result.status.state");
+        if (state && !strcmp(state, "failed")) break;
+        test_nap_ms(50);
+    }
+    ck_assert_str_eq(json_str(t, "result.status.state"), "failed");
+    ck_assert_str_eq(json_str(t, "result.status.message.parts.0.text"),
+                     "gave up after 2 attempts: the agent crashed");
+    cJSON_Delete(t);
+    ck_assert_int_eq(kill(d1.pid, 0), 0);
+    free(id);
+    ck_assert_int_eq(daemon_stop(&d1, 15000), 0);
+}
+END_TEST
+
+/* Holds the row of a task locked for a while, so that the node's writes
+ * of that row wait. */
+struct row_lock {
+    const char *db;
+    char sql[300];
+};
+static void *hold_row_lock(void *arg) {
+    struct row_lock *l = arg;
+    free(pg_sql(&srv, l->db, l->sql));
+    return NULL;
+}
+
+/* pushNotificationConfig/set is answered only once the config is committed
+ * in PostgreSQL: while the task's row is locked by another session the set
+ * waits; killed right after its answer, the node restarts with the config. */
+START_TEST(pg_push_config_set_is_committed_before_its_answer) {
+    REQUIRE_PG();
+    char tasks[1000];
+    new_db("pushset", tasks, sizeof tasks);
+    rcv = receiver_start();
+    ck_assert_ptr_nonnull(rcv);
+    struct daemon_opts o = {.plugins = "processor", .store = "postgresql", .tasks_extra = tasks,
+                            .extra = "[agent.processor]\nstep_ms = 300\n"};
+    start_or_fail(&d1, &o);
+    char *id = submit(d1.port, "processor", "long", receiver_port(rcv));
+    ck_assert_ptr_nonnull(id);
+    /* The set's write now waits for this lock (released after 1.5 s). */
+    struct row_lock lk = {.db = "pushset"};
+    snprintf(lk.sql, sizeof lk.sql,
+             "BEGIN; SELECT 1 FROM a2ad_tasks WHERE id = '%s' FOR UPDATE; SELECT pg_sleep(1.5);"
+             " COMMIT;", id);
+    pthread_t locker;
+    ck_assert_int_eq(pthread_create(&locker, NULL, hold_row_lock, &lk), 0);
+    bool held = false;
+    for (int i = 0; i < 200 && !held; i++) {
+        char *w = sql1("pushset", "SELECT count(*) FROM pg_stat_activity WHERE query LIKE"
+                                  " '%pg_sleep(1.5)%' AND state = 'active' AND pid <> pg_backend_pid()");
+        held = w && strcmp(w, "0") != 0;
+        free(w);
+        if (!held) test_nap_ms(10);
+    }
+    ck_assert_msg(held, "the row lock was not taken");
+    char params[400];
+    snprintf(params, sizeof params,
+             "{\"taskId\":\"%s\",\"pushNotificationConfig\":{\"id\":\"second\","
+             "\"url\":\"http://127.0.0.1:%u/second\"}}",
+             id, receiver_port(rcv));
+    cJSON *r = call(d1.port, "processor", "tasks/pushNotificationConfig/set", params);
+    ck_assert_msg(json_at(r, "result") != NULL, "set failed");
+    cJSON_Delete(r);
+    daemon_kill9(&d1);
+    pthread_join(locker, NULL);
+    char *n = sql1("pushset", "SELECT count(*) FROM a2ad_tasks WHERE position('/second'::bytea in ext) > 0");
+    ck_assert_str_eq(n, "1");
+    free(n);
+    start_or_fail(&d2, &o);
+    snprintf(params, sizeof params, "{\"id\":\"%s\"}", id);
+    r = call(d2.port, "processor", "tasks/pushNotificationConfig/list", params);
+    char *text = cJSON_PrintUnformatted(r);
+    ck_assert_msg(strstr(text, "/second") != NULL, "the acknowledged config is gone: %s", text);
+    free(text);
+    cJSON_Delete(r);
+    free(id);
+    ck_assert_int_eq(daemon_stop(&d2, 15000), 0);
+}
+END_TEST
+
 /* PostgreSQL stopped under a2ad: new jobs get 503 with Retry-After and a
  * message naming the cause; jobs already acknowledged finish and nothing
  * of theirs is lost once it is back; then jobs are taken again. */
@@ -379,6 +509,15 @@ START_TEST(pg_stopped_refuses_clearly_and_loses_nothing) {
     ck_assert_msg(strstr(h.body, "PostgreSQL") && strstr(h.body, "unreachable"),
                   "the 503 does not name the cause: %s", h.body);
     http_resp_free(&h);
+    /* Readiness follows: a load balancer stops sending jobs here. */
+    bool unready = false;
+    for (int i = 0; i < 100 && !unready; i++) {
+        ck_assert(http_call(d1.port, "GET", "/readyz", NULL, &h));
+        unready = h.status == 503 && strstr(h.body, "PostgreSQL") && strstr(h.body, "unreachable");
+        http_resp_free(&h);
+        if (!unready) test_nap_ms(50);
+    }
+    ck_assert_msg(unready, "/readyz does not say PostgreSQL is unreachable");
     /* Reads still work from memory meanwhile. */
     cJSON *t = get_task(d1.port, "processor", tr.t[0].id);
     ck_assert_ptr_nonnull(json_at(t, "result.status.state"));
@@ -391,6 +530,9 @@ START_TEST(pg_stopped_refuses_clearly_and_loses_nothing) {
         if (!id) test_nap_ms(100);
     }
     ck_assert_msg(id != NULL, "jobs still refused after PostgreSQL came back");
+    ck_assert(http_call(d1.port, "GET", "/readyz", NULL, &h));
+    ck_assert_msg(h.status == 200, "/readyz after PostgreSQL came back: %ld %s", h.status, h.body);
+    http_resp_free(&h);
     track(&tr, id);
     free(id);
     ck_assert_msg(tracker_wait_all(&tr, rcv, 60000), "only %zu of %zu jobs ended",
@@ -721,6 +863,8 @@ Suite *pg_suite(void) {
     tcase_add_test(tc, pg_kill9_mid_run_loses_no_acknowledged_job);
     tcase_add_test(tc, pg_running_jobs_fail_or_run_again_and_push_configs_survive);
     tcase_add_test(tc, pg_stopped_refuses_clearly_and_loses_nothing);
+    tcase_add_test(tc, pg_push_config_set_is_committed_before_its_answer);
+    tcase_add_test(tc, pg_poison_job_is_not_passed_from_node_to_node_for_ever);
     tcase_add_test(tc, pg_two_nodes_dead_node_jobs_taken_over);
     tcase_add_test(tc, pg_retention_deletes_finished_tasks);
     tcase_add_test(tc, pg_version_1_database_is_upgraded);

@@ -154,6 +154,8 @@ static const struct key_def keys[] = {
     K_STR("tasks", "dsn", pg_dsn, NULL, ""),
     K_STR("tasks", "password_file", pg_password_file, NULL, ""),
     K_UINT("tasks", "lease_s", lease_s, 2, 3600, "30"),
+    K_UINT("tasks", "cluster_connections", cluster_connections, 1, 64, "4"),
+    K_UINT("tasks", "cluster_timeout_ms", cluster_timeout_ms, 100, 600000, "5000"),
     K_FLAG("tasks", "share_jobs", share_jobs, yes_no_words, "yes"),
     K_UINT("tasks", "share_after_ms", share_after_ms, 0, 3600000, "100"),
     K_UINT("tasks", "write_queue", write_queue, 1, 10000000, "10000"),

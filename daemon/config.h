@@ -97,6 +97,8 @@ struct config {
     char *pg_dsn;                  /* postgresql: libpq connection string or URI */
     char *pg_password_file;        /* postgresql: a file holding the password, or "" */
     unsigned lease_s;              /* postgresql: a node's jobs go to another after this */
+    unsigned cluster_connections;  /* postgresql: connections for reads/controls of other nodes' tasks */
+    unsigned cluster_timeout_ms;   /* postgresql: how long a control waits for the holding node */
     bool share_jobs;               /* postgresql: offer jobs that wait, claim others' (share.h) */
     unsigned share_after_ms;       /* 100: how long a job waits here before it is offered */
     unsigned write_queue;          /* 10000: writes waiting for the disk at most */

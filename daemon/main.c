@@ -23,6 +23,7 @@
 #include "push.h"
 #include "store.h"
 #include "store_pg.h"
+#include "cluster.h"
 #include "rpc.h"
 #include "replay.h"
 #include "runner.h"
@@ -127,6 +128,8 @@ static void note_restart_keys(const struct config *a, const struct config *b) {
         {"[tasks] dsn", STR_CHANGED(pg_dsn)},
         {"[tasks] password_file", STR_CHANGED(pg_password_file)},
         {"[tasks] lease_s", a->lease_s != b->lease_s},
+        {"[tasks] cluster_connections", a->cluster_connections != b->cluster_connections},
+        {"[tasks] cluster_timeout_ms", a->cluster_timeout_ms != b->cluster_timeout_ms},
         {"[tasks] share_jobs", a->share_jobs != b->share_jobs},
         {"[tasks] share_after_ms", a->share_after_ms != b->share_after_ms},
         {"[server] node_name", STR_CHANGED(node_name)},
@@ -365,6 +368,7 @@ int main(int argc, char **argv) {
         config_free(&cfg);
         return 1;
     }
+    if (pg) cluster_init(); /* its observer, before any task exists */
     struct webhooks_options wo = {
         .timeout_ms = cfg.webhook_timeout_ms,
         .connect_timeout_ms = cfg.webhook_connect_timeout_ms,
@@ -402,6 +406,7 @@ int main(int argc, char **argv) {
     if (workers_start(cfg.worker_threads, cfg.queue_length) != A2AD_OK) goto out_webhooks;
     workers_keep_queued_at_stop(durable);
     if (durable && (pg ? store_pg_recover() : store_recover()) != A2AD_OK) goto out_workers;
+    if (pg && cluster_start(&cfg) != A2AD_OK) goto out_workers;
     if (http_start(&cfg) != A2AD_OK) goto out_workers;
     /* After recovery and HTTP: a plugin dropped in from now on loads live. */
     plugins_watch_start();
@@ -452,6 +457,7 @@ out_webhooks:
                  (unsigned long long)ws.given_up);
     }
     /* After webhooks: their last outcomes are written too. */
+    cluster_stop();
     store_close();
     store_pg_close();
     if (plugins_loaded) {
@@ -464,6 +470,7 @@ out_webhooks:
         _exit(0);
     }
 out:
+    cluster_stop();
     store_close();
     store_pg_close();
     sign_unload();

@@ -32,6 +32,7 @@
 #include <cJSON.h>
 
 #include "auth.h"
+#include "cluster.h"
 #include "guard.h"
 #include "hu.h"
 #include "jsonlimit.h"
@@ -258,6 +259,7 @@ struct task *rpc_lookup_task(struct call *c, const char *key) {
         return NULL;
     }
     struct task *t = tasks_get(tid->valuestring);
+    if (!t && cluster_active() && !rpc_remote_read(c, tid->valuestring, &t)) return NULL;
     if (t && (!agent_owns(c->agent, t) || !auth_may_see(caller(c), t) || !tenant_matches(t, c->tenant))) {
         task_release(t);
         t = NULL;
@@ -364,6 +366,7 @@ static bool continue_task(struct call *c, cJSON *message, const cJSON *task_ref,
         task_release(t);
         t = NULL;
     }
+    if (!t && cluster_active() && !rpc_remote_read(c, task_ref->valuestring, &t)) return false;
     if (t && (!agent_owns(c->agent, t) || !auth_may_see(caller(c), t) || !tenant_matches(t, c->tenant))) {
         task_release(t);
         t = NULL;
@@ -390,6 +393,8 @@ static bool continue_task(struct call *c, cJSON *message, const cJSON *task_ref,
         task_release(t);
         return false;
     }
+    if (rpc_remote(t))
+        return rpc_remote_continue(c, message, t, stream, o->history, o->blocking, o->has_push);
     if (o->has_push) {
         char pid[PUSH_ID_MAX + 1];
         struct push_config inline_cfg = o->push;
@@ -717,6 +722,7 @@ static bool m_cancel(struct call *c) {
         task_release(t);
         if (!(t = rpc_lookup_task(c, "id"))) return false;
     }
+    if (rpc_remote(t) && !(t = rpc_remote_cancel(c, t))) return c->out->body != NULL;
     if (task_cancel(t) != A2AD_OK) {
         enum task_state s = task_get_state(t);
         /* 1.0: "Cancel Task operations are idempotent": a canceled task
@@ -760,7 +766,16 @@ static bool m_subscribe(struct call *c) {
         task_release(t);
         return false;
     }
-    return send_answer(c, t, true, &o);
+    if (!rpc_remote(t)) return send_answer(c, t, true, &o);
+    if (!rpc_remote_watch(c, t)) {
+        task_release(t);
+        return false;
+    }
+    task_retain(t);
+    bool ok = send_answer(c, t, true, &o);
+    if (ok && c->out->stream) rpc_remote_follow(t);
+    task_release(t);
+    return ok;
 }
 
 /* ---- extended card ------------------------------------------------------ */

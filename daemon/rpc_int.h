@@ -69,5 +69,32 @@ bool rpc_push_get(struct call *c);
 bool rpc_push_list(struct call *c);
 bool rpc_push_delete(struct call *c);
 bool rpc_list_tasks(struct call *c);
+/* A stored config as the dialect's TaskPushNotificationConfig (no token). */
+cJSON *rpc_config_out(const char *task, const cJSON *e, enum a2a_dialect d);
+
+/* rpc_remote.c: a task held by another node ([tasks] store = postgresql,
+ * cluster.h). */
+/* rpc_lookup_task's fallback: *out = the row as a detached task, or NULL
+ * (not found); false after recording a 503 (the database unreachable). */
+bool rpc_remote_read(struct call *c, const char *id, struct task **out);
+/* t is another node's task (a detached copy). */
+bool rpc_remote(struct task *t);
+/* Cancel, push config set (config: the parsed object) and delete, on a
+ * detached t (reference taken), as a control to its holder. NULL when
+ * answered (c->out->body set) or failed (recorded); else the task this
+ * node holds now (it moved here meanwhile), to go on with locally. */
+struct task *rpc_remote_cancel(struct call *c, struct task *t);
+struct task *rpc_remote_push_set(struct call *c, struct task *t, const cJSON *config);
+struct task *rpc_remote_push_delete(struct call *c, struct task *t, const char *config_id);
+/* Before a stream opens on a detached t: the holder starts writing its
+ * events; false after recording the failure. After it opened:
+ * rpc_remote_follow pushes them to it. */
+bool rpc_remote_watch(struct call *c, struct task *t);
+void rpc_remote_follow(struct task *t);
+/* message/send or a stream naming a detached t (reference taken): the
+ * message is delivered by its holder (a control); non-blocking sends and
+ * streams only. False after recording a failure. */
+bool rpc_remote_continue(struct call *c, const cJSON *message, struct task *t, bool stream,
+                         int history, bool blocking, bool has_push);
 
 #endif

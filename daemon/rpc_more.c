@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "auth.h"
+#include "cluster.h"
 #include "plugins.h"
 #include "rpc_int.h"
 #include "store.h"
@@ -91,6 +92,7 @@ bool rpc_push_set(struct call *c) {
         task_release(t);
         return false;
     }
+    if (rpc_remote(t) && !(t = rpc_remote_push_set(c, t, p))) return c->out->body != NULL;
     /* A task that has ended: the config is stored and answered like any
      * other (as the official Python SDK does). The specification forbids
      * nothing here ("MUST persist until task completion or explicit
@@ -233,6 +235,8 @@ bool rpc_push_delete(struct call *c) {
                     config_key(c));
     struct task *t = rpc_lookup_task(c, task_key(c, false));
     if (!t) return false;
+    if (rpc_remote(t) && !(t = rpc_remote_push_delete(c, t, cid->valuestring)))
+        return c->out->body != NULL;
     /* Idempotent: deleting a config that is not there is not an error. */
     push_config_delete(t, cid->valuestring);
     c->out->body = rpc_result_body(c->id, NULL);
@@ -356,6 +360,25 @@ bool rpc_list_tasks(struct call *c) {
         c->f->http_status = 500;
         return fail(c->f, RPC_INTERNAL_ERROR, "out of memory");
     }
+    if (cluster_active()) { /* and the rows held by other nodes */
+        struct task **more = NULL, **grown;
+        size_t m = 0;
+        if (cluster_list(0, &more, &m) != A2AD_OK) {
+            for (size_t i = 0; i < n; i++) task_release(all[i]);
+            free(all);
+            c->f->http_status = 503;
+            c->f->retry_after_s = 5;
+            return fail(c->f, RPC_INTERNAL_ERROR, "%s", cluster_last_error());
+        }
+        if (m && (grown = realloc(all, (n + m) * sizeof *all))) {
+            all = grown;
+            memcpy(all + n, more, m * sizeof *more);
+            n += m;
+        } else {
+            for (size_t i = 0; i < m; i++) task_release(more[i]);
+        }
+        free(more);
+    }
     struct listed *v = malloc((n ? n : 1) * sizeof *v);
     size_t kept = 0;
     for (size_t i = 0; i < n; i++) {
@@ -397,4 +420,8 @@ bool rpc_list_tasks(struct call *c) {
     cJSON_AddNumberToObject(r, "totalSize", (double)kept);
     c->out->body = rpc_result_body(c->id, r);
     return true;
+}
+
+cJSON *rpc_config_out(const char *task, const cJSON *e, enum a2a_dialect d) {
+    return config_out(task, e, d);
 }

@@ -791,3 +791,4 @@ void store_core_recover_task(struct task *t, enum task_state was, const char *ag
         task_finish(t, TASK_FAILED, why);
     }
 }
+

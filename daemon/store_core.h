@@ -45,8 +45,10 @@ struct gate {
 };
 
 /* OP_SHARE (share.c) only wakes the writer for offers and claim checks; it
- * is queued moot, so no batch writes anything for it. */
-enum op_kind { OP_TASK, OP_TASK_DEL, OP_OUTBOX_ADD, OP_OUTBOX_DEL, OP_SHARE };
+ * is queued moot, so no batch writes anything for it. OP_EVENT: a stream
+ * event of a watched task (cluster.c): id = task id, seq, body/len = the
+ * A2A 0.3 event, created_ms. */
+enum op_kind { OP_TASK, OP_TASK_DEL, OP_OUTBOX_ADD, OP_OUTBOX_DEL, OP_SHARE, OP_EVENT };
 
 struct op {
     struct op *next;

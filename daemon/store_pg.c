@@ -164,12 +164,14 @@ enum stmt {
     S_RENEW,
     S_DEAD,
     S_DEL_OUTBOX_MANY,
+    S_EVENT,
     S_COUNT
 };
 
 static const char *const stmt_name[S_COUNT] = {
     "a2ad_upsert", "a2ad_del_task", "a2ad_add_outbox", "a2ad_del_outbox",
-    "a2ad_expire", "a2ad_parked",   "a2ad_renew",      "a2ad_dead", "a2ad_del_outbox_many"};
+    "a2ad_expire", "a2ad_parked",   "a2ad_renew",      "a2ad_dead", "a2ad_del_outbox_many",
+    "a2ad_event"};
 
 /* The database's clock, in ms: leases are compared on one clock only. */
 #define DB_NOW_MS "(extract(epoch from clock_timestamp()) * 1000)::bigint"
@@ -202,6 +204,12 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_RENEW] = "UPDATE a2ad_nodes SET lease_until_ms = " DB_NOW_MS " + $2 WHERE name = $1",
     [S_DEAD] = "SELECT name FROM a2ad_nodes WHERE name <> $1 AND lease_until_ms < " DB_NOW_MS,
     [S_DEL_OUTBOX_MANY] = "DELETE FROM a2ad_outbox WHERE event_id = ANY ($1::text[])",
+    /* cluster.c: the event and its notification commit with the batch
+     * (a notification is delivered at commit), so a streaming node that
+     * hears it finds the row. */
+    [S_EVENT] = "WITH e AS (INSERT INTO a2ad_events (task_id, seq, event, created_ms)"
+                " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING)"
+                " SELECT pg_notify('a2ad_events', $1)",
 };
 
 /* libpq's message, on one line, without the trailing newline. */
@@ -299,6 +307,17 @@ static enum stmt op_params(const struct op *o, struct params *p) {
         p->n = 1;
         p->v[0] = o->id;
         return S_DEL_OUTBOX;
+    case OP_EVENT:
+        p->n = 4;
+        p->v[0] = o->id;
+        snprintf(p->nums[0], sizeof p->nums[0], "%llu", (unsigned long long)o->seq);
+        p->v[1] = p->nums[0];
+        p->v[2] = o->body;
+        p->len[2] = (int)o->len;
+        p->fmt[2] = 1;
+        snprintf(p->nums[1], sizeof p->nums[1], "%llu", (unsigned long long)o->created_ms);
+        p->v[3] = p->nums[1];
+        return S_EVENT;
     case OP_TASK_DEL:
     default:
         p->n = 1;
@@ -1500,3 +1519,10 @@ void store_pg_close(void) {
     st.open = false;
     st.round_trips = st.transactions = st.statements = st.created = 0;
 }
+
+/* ---- for cluster.c ------------------------------------------------------ */
+
+const char *const *store_pg_conn_keys(void) { return st.keys; }
+const char *const *store_pg_conn_values(void) { return (const char *const *)st.vals; }
+const char *store_pg_node(void) { return st.node; }
+const char *store_pg_path(void) { return st.path; }

@@ -23,8 +23,8 @@
  * undelivered webhooks taken over by another (claimed with SELECT ... FOR
  * UPDATE SKIP LOCKED; re-run when rerun_safe, else failed "interrupted:
  * node NAME lost"). Live nodes share queued jobs ([tasks] share_jobs,
- * share.h). Not yet: answering for each other's tasks (see
- * docs/postgresql.md).
+ * share.h) and answer for each other's tasks through cluster.c
+ * (a2ad_controls, a2ad_events, LISTEN/NOTIFY; see docs/postgresql.md).
  */
 #ifndef A2AD_STORE_PG_H
 #define A2AD_STORE_PG_H
@@ -38,6 +38,14 @@ a2ad_status store_pg_recover(void);
 void store_pg_close(void);
 /* Why the last PostgreSQL store call on this thread failed; "" if none. */
 const char *store_pg_last_error(void);
+/* For cluster.c's own connections, while open: the libpq keywords and
+ * values to connect with (NULL-terminated, as PQconnectdbParams with
+ * expand_dbname = 1 wants; never logged), this node's name, and the
+ * database as messages name it ("PostgreSQL HOST:PORT/DB"). */
+const char *const *store_pg_conn_keys(void);
+const char *const *store_pg_conn_values(void);
+const char *store_pg_node(void);
+const char *store_pg_path(void);
 /* The schema version this a2ad writes (and the newest it reads). */
 #define STORE_PG_SCHEMA 3
 

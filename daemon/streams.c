@@ -395,3 +395,57 @@ size_t streams_count(void) {
     pthread_mutex_unlock(&all.lock);
     return n;
 }
+
+/* ---- streams of another node's task (cluster.c) ------------------------ */
+
+bool streams_push_event(struct task *t, uint64_t seq, const char *event03) {
+    cJSON *ev = cJSON_Parse(event03);
+    if (!ev) return false;
+    const cJSON *fin = cJSON_GetObjectItemCaseSensitive(ev, "final");
+    bool final = cJSON_IsTrue(fin);
+    char *text[2] = {NULL, NULL};
+    task_lock(t);
+    struct stream_list *l = task_ext(t, TASK_EXT_STREAMS);
+    for (struct stream **pp = l ? &l->head : NULL; pp && *pp;) {
+        struct stream *s = *pp;
+        if (!text[s->dialect]) {
+            cJSON *e = a2a_event_in(ev, s->dialect);
+            text[s->dialect] = e ? cJSON_PrintUnformatted(e) : NULL;
+            cJSON_Delete(e);
+        }
+        bool wake = false;
+        if (text[s->dialect]) {
+            wake = push_frame(s, seq, text[s->dialect], final);
+        } else {
+            pthread_mutex_lock(&s->lock);
+            s->cut = s->ended = true;
+            wake = s->parked;
+            s->parked = false;
+            pthread_mutex_unlock(&s->lock);
+        }
+        if (wake && s->wake) s->wake(s->arg);
+        pthread_mutex_lock(&s->lock);
+        bool ended = s->ended;
+        pthread_mutex_unlock(&s->lock);
+        if (ended) {
+            *pp = s->next;
+            s->linked = false;
+            stream_unref(s);
+        } else {
+            pp = &s->next;
+        }
+    }
+    task_unlock(t);
+    free(text[0]);
+    free(text[1]);
+    cJSON_Delete(ev);
+    return final;
+}
+
+bool streams_linked(struct task *t) {
+    task_lock(t);
+    struct stream_list *l = task_ext(t, TASK_EXT_STREAMS);
+    bool any = l && l->head;
+    task_unlock(t);
+    return any;
+}

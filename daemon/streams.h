@@ -79,4 +79,12 @@ void streams_end_all(void);
 /* Streams open now. */
 size_t streams_count(void);
 
+/* A task of another node (a detached task, cluster.c) has no events here:
+ * push one, the A2A 0.3 event as replay.c renders it (its "final" ends the
+ * streams), to t's streams, rendered in each one's dialect; true when it was the
+ * final one. Thread: any, no task lock held. */
+bool streams_push_event(struct task *t, uint64_t seq, const char *event03);
+/* Whether t still has a stream that takes events. Thread: any. */
+bool streams_linked(struct task *t);
+
 #endif

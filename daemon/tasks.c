@@ -1079,6 +1079,62 @@ a2ad_status task_forget_waiter(struct task *t, void (*cb)(void *arg), void *arg)
     return st;
 }
 
+/* ---- detached tasks (cluster.c) ----------------------------------------- */
+
+a2ad_status tasks_detached(const struct task_restore *in, struct task **out) {
+    *out = NULL;
+    cJSON *doc = in->doc;
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(doc, "id");
+    const cJSON *ctx = cJSON_GetObjectItemCaseSensitive(doc, "contextId");
+    const cJSON *status = cJSON_GetObjectItemCaseSensitive(doc, "status");
+    const cJSON *ts = cJSON_GetObjectItemCaseSensitive(status, "timestamp");
+    cJSON *history = cJSON_DetachItemFromObjectCaseSensitive(doc, "history");
+    struct task *t = calloc(1, sizeof *t);
+    if (!t) {
+        for (int i = 0; i < TASK_EXT_MAX; i++) ext_free((enum task_ext_slot)i, in->ext[i]);
+        cJSON_Delete(history);
+        cJSON_Delete(doc);
+        return A2AD_ERR_NOMEM;
+    }
+    memcpy(t->ext, in->ext, sizeof t->ext);
+    pthread_mutex_init(&t->lock, NULL);
+    atomic_init(&t->refs, 1); /* the caller's only: no map holds it */
+    a2ad_status st = A2AD_ERR_PARSE;
+    if (!cJSON_IsString(id) || strlen(id->valuestring) >= sizeof t->id || !cJSON_IsString(ctx) ||
+        strlen(ctx->valuestring) >= sizeof t->context_id || !cJSON_IsArray(history) ||
+        !cJSON_IsString(ts) || strlen(ts->valuestring) >= sizeof t->timestamp)
+        goto fail;
+    strcpy(t->id, id->valuestring);
+    strcpy(t->context_id, ctx->valuestring);
+    strcpy(t->timestamp, ts->valuestring);
+    t->agent = in->agent;
+    plugins_hold(t->agent);
+    t->state = in->state;
+    t->seq = in->seq;
+    t->history = history;
+    history = NULL;
+    t->status_message = cJSON_DetachItemFromObjectCaseSensitive((cJSON *)status, "message");
+    t->artifacts = cJSON_DetachItemFromObjectCaseSensitive(doc, "artifacts");
+    t->metadata = cJSON_DetachItemFromObjectCaseSensitive(doc, "metadata");
+    st = A2AD_ERR_NOMEM;
+    if (!(t->query = tasks_message_text(cJSON_GetArrayItem(t->history, 0)))) goto fail;
+    cJSON_Delete(doc);
+    *out = t;
+    return A2AD_OK;
+fail:
+    cJSON_Delete(history);
+    cJSON_Delete(doc);
+    task_free(t);
+    return st;
+}
+
+bool task_is_detached(struct task *t) {
+    pthread_mutex_lock(&store.lock);
+    bool held = store.by_id && hmap_get(store.by_id, t->id) == t;
+    pthread_mutex_unlock(&store.lock);
+    return !held;
+}
+
 void tasks_forget(struct task *t) {
     /* Task lock first (the only order): a finished task is in the expiry
      * list, which holds no reference of its own, so it stays. */

@@ -311,6 +311,15 @@ a2ad_status task_on_terminal(struct task *t, void (*cb)(void *arg), void *arg);
  * it already fired (or never existed). */
 a2ad_status task_forget_waiter(struct task *t, void (*cb)(void *arg), void *arg);
 
+/* A task of another node (cluster.c), built from its stored row like
+ * tasks_restore, but entered nowhere (not in the map, not in the expiry
+ * order): renderers and access checks work on it as on any task, no event
+ * must be emitted on it, and it is freed on its last task_release. *out
+ * holds the only reference. Errors as tasks_restore's. Thread: any. */
+a2ad_status tasks_detached(const struct task_restore *in, struct task **out);
+/* True when t is not the task this node holds under its id (a detached
+ * copy, or a task dropped meanwhile). Thread: any. */
+bool task_is_detached(struct task *t);
 /* Drop an unfinished task from memory without any event: another node
  * holds it now (it claimed the queued job). Its waiters fire (they see the
  * task as it is); the store's reference is released, not the caller's.

@@ -747,6 +747,8 @@ size_t workers_stop(unsigned grace_s) {
         free(pool.slots);
         pool.slots = NULL;
         pool.n_slots = 0;
+        /* the PostgreSQL writer still asks workers_has_room */
+        pthread_mutex_lock(&pool.lock);
         while (pool.lanes) {
             struct lane *next = pool.lanes->next;
             free(pool.lanes->ring);
@@ -757,6 +759,7 @@ size_t workers_stop(unsigned grace_s) {
         pool.n_live = 0;
         pool.count = 0;
         pool.started = false;
+        pthread_mutex_unlock(&pool.lock);
     }
     return still_busy;
 }

@@ -123,6 +123,7 @@ EOC
     printf "%-10s %d node%s  acked %5d  terminal %5d  end-to-end %6.0f jobs/s  ack p50 %6.2f ms  p99 %7.2f ms  a2ad CPU %4.0f us/job  machine %3.0f%% busy", s, k, (k > 1 ? "s" : " "), n, t, t / ((b - a) / 1000), v["p50_ms"], v["p99_ms"], n ? cpu / hz * 1e6 / n : 0, ((y[2] > x[2]) ? 100 * (y[1] - x[1]) / (y[2] - x[2]) : 0)
     if (rt != "") { split(rt, r, " "); printf "  | PostgreSQL: %.2f round trips, %.2f statements per job (%d round trips, %d transactions), server CPU %.0f us/job", r[4] / r[1], r[3] / r[1], r[4], r[2], n ? pgcpu / hz * 1e6 / n : 0 }
     printf "\n" }'
+  if [ "${PG_BENCH_DEBUG:-0}" = 1 ]; then grep -h "work sharing\|tasks created" "$WORK"/n*.log >&2 || true; fi
   rm -f "$WORK"/a2ad.db* "$WORK"/n*.log
   [ "$store" = postgresql ] && "${AS[@]}" "$PGBIN/psql" -h "$WORK" -p "$PGPORT" -U a2ad -d postgres -qAtc \
     "DROP TABLE IF EXISTS a2ad_tasks, a2ad_outbox, a2ad_nodes, a2ad_controls, a2ad_events, a2ad_schema_version" >/dev/null 2>&1

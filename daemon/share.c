@@ -33,6 +33,7 @@ static struct {
     struct hmap *waiting;        /* id -> struct waiting: to offer after after_ms */
     unsigned after_ms;           /* [tasks] share_after_ms */
     atomic_size_t peers;         /* other live nodes (the writer counts them) */
+    atomic_size_t peer_room;     /* their free workers, as they last said */
     struct share_ids to_offer;   /* offers the writer has not run yet */
     struct share_check *checks;  /* checks the writer has not taken yet */
     bool marker;                 /* an OP_SHARE is queued and not yet taken */
@@ -153,10 +154,10 @@ static bool offer_locked(struct task *t, struct store_slot *s) {
     return true;
 }
 
-/* A job that waits here: offered now (share_after_ms = 0, and other nodes
- * are alive), or put aside, to be offered if it still waits after
- * share_after_ms while other nodes are alive (a backlog from before a node
- * joined is offered too). Never when a client is connected to it here. */
+/* A job that waits here: offered now (share_after_ms = 0, and another
+ * node has free workers), or put aside, to be offered if it still waits
+ * after share_after_ms while another node has free workers (a backlog from
+ * before a node joined, or while all were busy, is offered too). Never when a client is connected to it here. */
 static void on_queued(struct task *t) {
     if (!atomic_load(&sh.on)) return;
     /* Under the task lock, so that a check (share_hold) sees the flag only
@@ -168,7 +169,7 @@ static void on_queued(struct task *t) {
     struct op *m = NULL;
     if (offer) {
         pthread_mutex_lock(&sh.lock);
-        if (sh.after_ms || !atomic_load(&sh.peers)) {
+        if (sh.after_ms || !atomic_load(&sh.peer_room)) {
             struct waiting *w = malloc(sizeof *w);
             offer = w && sh.waiting && !hmap_get(sh.waiting, task_id(t)) &&
                     hmap_put(sh.waiting, task_id(t), w) == A2AD_OK;
@@ -477,7 +478,10 @@ void share_claimed(size_t n, size_t want) {
     marker_send(m);
 }
 
-void share_set_peers(size_t peers) { atomic_store(&sh.peers, peers); }
+void share_set_peers(size_t peers, size_t room) {
+    atomic_store(&sh.peers, peers);
+    atomic_store(&sh.peer_room, peers ? room : 0);
+}
 
 struct promote_acc {
     struct waiting **v;
@@ -493,6 +497,8 @@ static void promote_entry(const char *key, void *value, void *arg) {
 }
 
 void share_promote(void) {
+    /* Nobody has room: they wait here, and are offered once someone has. */
+    if (!atomic_load(&sh.peer_room)) return;
     uint64_t now = util_now_ms();
     pthread_mutex_lock(&sh.lock);
     size_t count = sh.waiting ? hmap_count(sh.waiting) : 0;

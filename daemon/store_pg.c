@@ -1097,16 +1097,30 @@ static size_t share_peers(void) {
     uint64_t now = util_now_ms();
     if (now < next_ms) return peers;
     next_ms = now + 1000;
-    const char *v[1] = {st.node};
-    PGresult *r = PQexecParams(st.conn, "SELECT count(*) FROM a2ad_nodes WHERE name <> $1"
-                               " AND lease_until_ms >= " DB_NOW_MS, 1, NULL, v, NULL, NULL, 0);
+    /* This node's free workers go out with the same round trip: a node
+     * offers its waiting jobs only while another one has room for them
+     * (offers nobody can take would only cost claim checks). */
+    struct workers_free idle[16];
+    size_t n_idle = workers_idle(idle, sizeof idle / sizeof idle[0]), free_here = 0;
+    for (size_t i = 0; i < n_idle; i++) free_here += idle[i].count;
+    char free_text[24];
+    snprintf(free_text, sizeof free_text, "%zu", free_here);
+    const char *v[2] = {st.node, free_text};
+    PGresult *r = PQexecParams(st.conn,
+                               "WITH me AS (UPDATE a2ad_nodes SET free_workers = $2 WHERE name = $1)"
+                               " SELECT count(*), coalesce(sum(free_workers), 0) FROM a2ad_nodes"
+                               " WHERE name <> $1 AND lease_until_ms >= " DB_NOW_MS,
+                               2, NULL, v, NULL, NULL, 0);
     st.round_trips++;
-    if (PQresultStatus(r) == PGRES_TUPLES_OK)
+    size_t room = 0;
+    if (PQresultStatus(r) == PGRES_TUPLES_OK) {
         peers = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
-    else
+        room = strtoull(PQgetvalue(r, 0, 1), NULL, 10);
+    } else {
         share_warn("counting the other nodes", r);
+    }
     PQclear(r);
-    share_set_peers(peers);
+    share_set_peers(peers, room);
     return peers;
 }
 
@@ -1170,6 +1184,7 @@ static const char schema_v3[] =
     " created_ms bigint NOT NULL);"
     "CREATE INDEX IF NOT EXISTS a2ad_controls_pending ON a2ad_controls (to_node, id)"
     " WHERE NOT done;"
+    "ALTER TABLE a2ad_nodes ADD COLUMN IF NOT EXISTS free_workers integer NOT NULL DEFAULT 0;"
     "CREATE TABLE IF NOT EXISTS a2ad_events (task_id text NOT NULL, seq bigint NOT NULL,"
     " event bytea NOT NULL, created_ms bigint NOT NULL, PRIMARY KEY (task_id, seq));";
 

@@ -433,7 +433,7 @@ END_TEST
  * first: the job is canceled and never runs anywhere. The jobs still
  * queued when alpha stops stay offered, and beta, started later, runs
  * them (alpha's lease has not expired: no takeover). Alpha offers only
- * while another node lives: gamma, which claims nothing (share_jobs = no). */
+ * while another node has free workers: gamma, which has no runlog agent. */
 START_TEST(share_cancelled_offer_never_runs_and_stopped_node_jobs_run_elsewhere) {
     REQUIRE_PG();
     rcv = receiver_start();
@@ -446,11 +446,12 @@ START_TEST(share_cancelled_offer_never_runs_and_stopped_node_jobs_run_elsewhere)
                             .threads = 2, .server_extra = "node_name = alpha", .extra = agent};
     struct daemon_opts b = a;
     b.server_extra = "node_name = beta";
-    static char tg[1300];
-    snprintf(tg, sizeof tg, "%sshare_jobs = no\n", tasks);
+    /* gamma has free workers (so alpha offers) but not the agent of the
+     * jobs (so nobody claims them while alpha runs). */
     struct daemon_opts g = a;
     g.server_extra = "node_name = gamma";
-    g.tasks_extra = tg;
+    g.plugins = "echo";
+    g.extra = NULL;
     start_or_fail(&d3, &g);
     start_or_fail(&d1, &a);
     long alpha_pid = d1.pid;

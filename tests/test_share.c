@@ -453,6 +453,17 @@ START_TEST(share_cancelled_offer_never_runs_and_stopped_node_jobs_run_elsewhere)
     g.plugins = "echo";
     g.extra = NULL;
     start_or_fail(&d3, &g);
+    /* gamma says it has free workers (once a second). */
+    char *room = NULL;
+    for (int i = 0; i < 250; i++) {
+        free(room);
+        room = sql1("share4", "SELECT coalesce(max(free_workers), 0) FROM a2ad_nodes"
+                              " WHERE name = 'gamma'");
+        if (atoi(room) > 0) break;
+        test_nap_ms(20);
+    }
+    ck_assert_msg(atoi(room) > 0, "gamma never said it has free workers");
+    free(room);
     start_or_fail(&d1, &a);
     long alpha_pid = d1.pid;
     enum { JOBS = 5 };

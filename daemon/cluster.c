@@ -126,19 +126,6 @@ static void set_err(const char *fmt, ...) {
 const char *cluster_last_error(void) { return last_err; }
 bool cluster_active(void) { return atomic_load(&cl.on); }
 
-/* libpq's message on one line. */
-static void one_line(char *out, size_t n, const char *msg) {
-    snprintf(out, n, "%s", msg && *msg ? msg : "unknown error");
-    char *w = out;
-    for (const char *c = out; *c; c++) {
-        char ch = *c == '\n' || *c == '\r' || *c == '\t' ? ' ' : *c;
-        if (ch == ' ' && w > out && w[-1] == ' ') continue;
-        *w++ = ch;
-    }
-    *w = '\0';
-    size_t len = strlen(out);
-    while (len && out[len - 1] == ' ') out[--len] = '\0';
-}
 
 /* A node's notification channel. Node names are at most 63 bytes and so
  * are channel names: a long name is cut and keeps a hash of the whole. */
@@ -170,7 +157,7 @@ static PGconn *connect_db(char *why, size_t n) {
         return NULL;
     }
     if (PQstatus(c) != CONNECTION_OK) {
-        one_line(why, n, PQerrorMessage(c));
+        util_one_line(why, n, PQerrorMessage(c));
         PQfinish(c);
         return NULL;
     }
@@ -252,7 +239,7 @@ static void pool_put(PGconn *c) {
 /* A query failed: say why, and drop a broken connection. */
 static void query_failed(PGconn *c, const PGresult *r) {
     char why[200];
-    one_line(why, sizeof why, r ? PQresultErrorMessage(r) : PQerrorMessage(c));
+    util_one_line(why, sizeof why, r ? PQresultErrorMessage(r) : PQerrorMessage(c));
     set_err("%s: %s; retry later", cl.path, why);
 }
 
@@ -728,7 +715,7 @@ static void run_controls(void) {
                                1, NULL, v, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK) {
         char why[200];
-        one_line(why, sizeof why, PQresultErrorMessage(r));
+        util_one_line(why, sizeof why, PQresultErrorMessage(r));
         log_warn("cluster: cannot read the requests of other nodes from %s: %s", cl.path, why);
         PQclear(r);
         return;
@@ -757,7 +744,7 @@ static void run_controls(void) {
                                    4, NULL, w, len, fmt, 0);
         if (PQresultStatus(u) != PGRES_TUPLES_OK) {
             char why[200];
-            one_line(why, sizeof why, PQresultErrorMessage(u));
+            util_one_line(why, sizeof why, PQresultErrorMessage(u));
             log_warn("cluster: cannot answer node %s's request on task %s: %s",
                      PQgetvalue(r, i, 2), PQgetvalue(r, i, 1), why);
         }
@@ -910,7 +897,7 @@ static bool listen_connect(char *why, size_t n) {
     PQfreemem(ident);
     PGresult *r = PQexec(c, sql);
     bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-    if (!ok) one_line(why, n, PQresultErrorMessage(r));
+    if (!ok) util_one_line(why, n, PQresultErrorMessage(r));
     PQclear(r);
     if (!ok) {
         PQfinish(c);
@@ -987,7 +974,7 @@ static void *listen_main(void *arg) {
         if (atomic_load(&cl.stopping)) break;
         if (!PQconsumeInput(cl.lconn)) {
             char why[200];
-            one_line(why, sizeof why, PQerrorMessage(cl.lconn));
+            util_one_line(why, sizeof why, PQerrorMessage(cl.lconn));
             drop_listen(why);
             continue;
         }
@@ -1030,7 +1017,7 @@ static void *listen_main(void *arg) {
         }
         if (PQstatus(cl.lconn) == CONNECTION_BAD) {
             char why[200];
-            one_line(why, sizeof why, PQerrorMessage(cl.lconn));
+            util_one_line(why, sizeof why, PQerrorMessage(cl.lconn));
             drop_listen(why);
         }
     }

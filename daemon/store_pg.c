@@ -212,19 +212,6 @@ static const char *const stmt_sql[S_COUNT] = {
                 " SELECT pg_notify('a2ad_events', $1)",
 };
 
-/* libpq's message, on one line, without the trailing newline. */
-static void one_line(char *out, size_t n, const char *msg) {
-    snprintf(out, n, "%s", msg && *msg ? msg : "unknown error");
-    char *w = out;
-    for (const char *c = out; *c; c++) {
-        char ch = *c == '\n' || *c == '\r' || *c == '\t' ? ' ' : *c;
-        if (ch == ' ' && w > out && w[-1] == ' ') continue;
-        *w++ = ch;
-    }
-    *w = '\0';
-    size_t len = strlen(out);
-    while (len && out[len - 1] == ' ') out[--len] = '\0';
-}
 
 static PGconn *connect_db(char *why, size_t n) {
     PGconn *c = PQconnectdbParams(st.keys, (const char *const *)st.vals, 1);
@@ -233,7 +220,7 @@ static PGconn *connect_db(char *why, size_t n) {
         return NULL;
     }
     if (PQstatus(c) != CONNECTION_OK) {
-        one_line(why, n, PQerrorMessage(c));
+        util_one_line(why, n, PQerrorMessage(c));
         PQfinish(c);
         return NULL;
     }
@@ -246,7 +233,7 @@ static bool prepare_all(PGconn *c, char *why, size_t n) {
         PGresult *r = PQprepare(c, stmt_name[i], stmt_sql[i], 0, NULL);
         st.round_trips++;
         bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-        if (!ok) one_line(why, n, PQresultErrorMessage(r));
+        if (!ok) util_one_line(why, n, PQresultErrorMessage(r));
         PQclear(r);
         if (!ok) return false;
     }
@@ -336,7 +323,7 @@ struct failure {
 static void fail_with(struct failure *f, const char *why, const char *sqlstate) {
     if (f->failed) return; /* the first error is the cause */
     f->failed = true;
-    one_line(f->why, sizeof f->why, why);
+    util_one_line(f->why, sizeof f->why, why);
     snprintf(f->sqlstate, sizeof f->sqlstate, "%s", sqlstate ? sqlstate : "");
 }
 
@@ -594,7 +581,7 @@ static void expire_rows(void) {
         st.round_trips++;
         if (PQresultStatus(r) != PGRES_COMMAND_OK) {
             char why[200];
-            one_line(why, sizeof why, PQresultErrorMessage(r));
+            util_one_line(why, sizeof why, PQresultErrorMessage(r));
             log_warn("store: cannot delete expired tasks from %s: %s", st.path, why);
             PQclear(r);
             break;
@@ -636,7 +623,7 @@ static void unpark_rows(void) {
     st.round_trips++;
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         char why[200];
-        one_line(why, sizeof why, PQresultErrorMessage(r));
+        util_one_line(why, sizeof why, PQresultErrorMessage(r));
         log_warn("store: cannot read parked webhook events from %s: %s", st.path, why);
         PQclear(r);
         return;
@@ -682,7 +669,7 @@ static void renew_lease(void) {
     st.round_trips++;
     char why[200];
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-        one_line(why, sizeof why, PQresultErrorMessage(r));
+        util_one_line(why, sizeof why, PQresultErrorMessage(r));
         log_warn("store: cannot renew node %s's lease in %s: %s", st.node, st.path, why);
     } else if (!strcmp(PQcmdTuples(r), "0")) {
         log_error("store: node %s's lease in %s had expired and another node took its jobs "
@@ -785,7 +772,7 @@ static void take_node(const char *dead) {
     store_core_outbox_room();
     return;
 fail_r:
-    one_line(why, sizeof why, PQresultErrorMessage(r));
+    util_one_line(why, sizeof why, PQresultErrorMessage(r));
     PQclear(r);
 fail:
     PQclear(tasks);
@@ -897,7 +884,7 @@ static void *writer_thread(void *arg) {
         if (unpark || maintenance) unpark_rows();
         if (PQstatus(st.conn) == CONNECTION_BAD) {
             char why[200];
-            one_line(why, sizeof why, PQerrorMessage(st.conn));
+            util_one_line(why, sizeof why, PQerrorMessage(st.conn));
             PQfinish(st.conn);
             st.conn = NULL;
             go_down(NULL, why);
@@ -941,7 +928,7 @@ static void share_warn(const char *what, const PGresult *r) {
     if (share_logged_ms && now - share_logged_ms < 10000) return;
     share_logged_ms = now;
     char why[200];
-    one_line(why, sizeof why, r ? PQresultErrorMessage(r) : PQerrorMessage(st.conn));
+    util_one_line(why, sizeof why, r ? PQresultErrorMessage(r) : PQerrorMessage(st.conn));
     log_warn("store: %s on %s failed: %s (tried again; logged at most every 10 s)", what,
              st.path, why);
 }
@@ -1194,7 +1181,7 @@ static bool run(PGconn *c, const char *sql, char *why, size_t n) {
     st.round_trips++;
     ExecStatusType s = PQresultStatus(r);
     bool ok = s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK;
-    if (!ok) one_line(why, n, PQresultErrorMessage(r));
+    if (!ok) util_one_line(why, n, PQresultErrorMessage(r));
     PQclear(r);
     return ok;
 }
@@ -1211,7 +1198,7 @@ static a2ad_status schema_setup(PGconn *c) {
     PGresult *r = PQexec(c, "SELECT coalesce(max(version), 0) FROM a2ad_schema_version");
     st.round_trips++;
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        one_line(why, sizeof why, PQresultErrorMessage(r));
+        util_one_line(why, sizeof why, PQresultErrorMessage(r));
         PQclear(r);
         goto fail;
     }
@@ -1281,19 +1268,19 @@ static a2ad_status register_node(char *why, size_t n) {
         " excluded.lease_until_ms, started_ms = excluded.started_ms",
         2, NULL, v, NULL, NULL, 0);
     bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-    if (!ok) one_line(why, n, PQresultErrorMessage(r));
+    if (!ok) util_one_line(why, n, PQresultErrorMessage(r));
     PQclear(r);
     if (!ok) return A2AD_ERR_IO;
     r = PQexecParams(st.conn, "UPDATE a2ad_tasks SET node = $1 WHERE node = ''", 1, NULL, v, NULL,
                      NULL, 0);
     ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-    if (!ok) one_line(why, n, PQresultErrorMessage(r));
+    if (!ok) util_one_line(why, n, PQresultErrorMessage(r));
     PQclear(r);
     if (!ok) return A2AD_ERR_IO;
     r = PQexecParams(st.conn, "UPDATE a2ad_outbox SET node = $1 WHERE node = ''", 1, NULL, v,
                      NULL, NULL, 0);
     ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-    if (!ok) one_line(why, n, PQresultErrorMessage(r));
+    if (!ok) util_one_line(why, n, PQresultErrorMessage(r));
     PQclear(r);
     st.round_trips += 3;
     return ok ? A2AD_OK : A2AD_ERR_IO;
@@ -1371,7 +1358,7 @@ a2ad_status store_pg_open(const struct config *cfg) {
     PGresult *pr = PQexecParams(st.conn, "UPDATE a2ad_outbox SET parked = 1 WHERE parked = 0 AND node = $1",
                                 1, NULL, nv, NULL, NULL, 0);
     if (PQresultStatus(pr) != PGRES_COMMAND_OK) {
-        one_line(why, sizeof why, PQresultErrorMessage(pr));
+        util_one_line(why, sizeof why, PQresultErrorMessage(pr));
         log_warn("store: cannot mark the outbox of %s for delivery: %s", st.path, why);
     }
     PQclear(pr);
@@ -1405,7 +1392,7 @@ static size_t recover_outbox(PGconn *c) {
     size_t n = 0;
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         char why[200];
-        one_line(why, sizeof why, PQresultErrorMessage(r));
+        util_one_line(why, sizeof why, PQresultErrorMessage(r));
         log_error("store: cannot read the outbox of %s: %s; its events are sent, but may "
                   "overtake each other", st.path, why);
     } else {
@@ -1480,7 +1467,7 @@ a2ad_status store_pg_recover(void) {
                           " ORDER BY ended_ms IS NOT NULL, ended_ms, n",
                           2, NULL, v, NULL, NULL, 0) != 1 ||
         PQsetSingleRowMode(c) != 1) {
-        one_line(why, sizeof why, PQerrorMessage(c));
+        util_one_line(why, sizeof why, PQerrorMessage(c));
         log_error("store: cannot read the tasks of %s: %s", st.path, why);
         PQfinish(c);
         return A2AD_ERR_IO;
@@ -1494,7 +1481,7 @@ a2ad_status store_pg_recover(void) {
         if (s == PGRES_SINGLE_TUPLE) {
             recover_row(r, 0, now, &counts, &bad, NULL);
         } else if (s != PGRES_TUPLES_OK) {
-            one_line(why, sizeof why, PQresultErrorMessage(r));
+            util_one_line(why, sizeof why, PQresultErrorMessage(r));
             failed = true;
         }
         PQclear(r);

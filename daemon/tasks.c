@@ -463,7 +463,10 @@ nomem_owned:
     return A2AD_ERR_NOMEM;
 }
 
-a2ad_status tasks_restore(const struct task_restore *in, struct task **out) {
+/* A task built from a stored row (tasks_restore, tasks_detached), holding
+ * refs references and entered nowhere yet. in's doc and slot data are
+ * taken, also on failure. */
+static a2ad_status task_from_doc(const struct task_restore *in, int refs, struct task **out) {
     *out = NULL;
     cJSON *doc = in->doc;
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(doc, "id");
@@ -474,16 +477,18 @@ a2ad_status tasks_restore(const struct task_restore *in, struct task **out) {
     struct task *t = calloc(1, sizeof *t);
     a2ad_status st = A2AD_ERR_PARSE;
     if (!t) {
-        st = A2AD_ERR_NOMEM;
-        goto fail;
+        for (int i = 0; i < TASK_EXT_MAX; i++) ext_free((enum task_ext_slot)i, in->ext[i]);
+        cJSON_Delete(history);
+        cJSON_Delete(doc);
+        return A2AD_ERR_NOMEM;
     }
     memcpy(t->ext, in->ext, sizeof t->ext);
     pthread_mutex_init(&t->lock, NULL);
-    atomic_init(&t->refs, 2);
+    atomic_init(&t->refs, refs);
     if (!cJSON_IsString(id) || strlen(id->valuestring) >= sizeof t->id || !cJSON_IsString(ctx) ||
         strlen(ctx->valuestring) >= sizeof t->context_id || !cJSON_IsArray(history) ||
         !cJSON_IsString(ts) || strlen(ts->valuestring) >= sizeof t->timestamp)
-        goto fail_owned;
+        goto fail;
     strcpy(t->id, id->valuestring);
     strcpy(t->context_id, ctx->valuestring);
     strcpy(t->timestamp, ts->valuestring);
@@ -498,31 +503,36 @@ a2ad_status tasks_restore(const struct task_restore *in, struct task **out) {
     t->metadata = cJSON_DetachItemFromObjectCaseSensitive(doc, "metadata");
     /* The query is the first message's text, as at creation. */
     st = A2AD_ERR_NOMEM;
-    if (!(t->query = tasks_message_text(cJSON_GetArrayItem(t->history, 0)))) goto fail_owned;
+    if (!(t->query = tasks_message_text(cJSON_GetArrayItem(t->history, 0)))) goto fail;
     if (task_state_terminal(t->state)) {
         uint64_t now = util_now_ms();
         t->ended_ms = now > in->ended_ago_ms ? now - in->ended_ago_ms : 0;
     }
+    cJSON_Delete(doc);
+    *out = t;
+    return A2AD_OK;
+fail:
+    cJSON_Delete(history);
+    cJSON_Delete(doc);
+    task_free(t);
+    return st;
+}
+
+a2ad_status tasks_restore(const struct task_restore *in, struct task **out) {
+    struct task *t;
+    a2ad_status st = task_from_doc(in, 2, &t);
+    if (st != A2AD_OK) return st;
     pthread_mutex_lock(&store.lock);
     if (!store.by_id) store.by_id = hmap_new(1024);
     st = hmap_get(store.by_id, t->id) ? A2AD_ERR_STATE : hmap_put(store.by_id, t->id, t);
     if (st == A2AD_OK && task_state_terminal(t->state)) finished_append_locked(t);
     pthread_mutex_unlock(&store.lock);
-    if (st != A2AD_OK) goto fail_owned;
-    cJSON_Delete(doc);
+    if (st != A2AD_OK) {
+        task_free(t);
+        return st;
+    }
     *out = t;
     return A2AD_OK;
-
-fail:
-    for (int i = 0; i < TASK_EXT_MAX; i++) ext_free((enum task_ext_slot)i, in->ext[i]);
-    cJSON_Delete(history);
-    cJSON_Delete(doc);
-    return st;
-fail_owned:
-    cJSON_Delete(history);
-    cJSON_Delete(doc);
-    task_free(t);
-    return st;
 }
 
 void task_annotate_locked(struct task *t, const char *key, cJSON *value) {
@@ -1082,50 +1092,7 @@ a2ad_status task_forget_waiter(struct task *t, void (*cb)(void *arg), void *arg)
 /* ---- detached tasks (cluster.c) ----------------------------------------- */
 
 a2ad_status tasks_detached(const struct task_restore *in, struct task **out) {
-    *out = NULL;
-    cJSON *doc = in->doc;
-    const cJSON *id = cJSON_GetObjectItemCaseSensitive(doc, "id");
-    const cJSON *ctx = cJSON_GetObjectItemCaseSensitive(doc, "contextId");
-    const cJSON *status = cJSON_GetObjectItemCaseSensitive(doc, "status");
-    const cJSON *ts = cJSON_GetObjectItemCaseSensitive(status, "timestamp");
-    cJSON *history = cJSON_DetachItemFromObjectCaseSensitive(doc, "history");
-    struct task *t = calloc(1, sizeof *t);
-    if (!t) {
-        for (int i = 0; i < TASK_EXT_MAX; i++) ext_free((enum task_ext_slot)i, in->ext[i]);
-        cJSON_Delete(history);
-        cJSON_Delete(doc);
-        return A2AD_ERR_NOMEM;
-    }
-    memcpy(t->ext, in->ext, sizeof t->ext);
-    pthread_mutex_init(&t->lock, NULL);
-    atomic_init(&t->refs, 1); /* the caller's only: no map holds it */
-    a2ad_status st = A2AD_ERR_PARSE;
-    if (!cJSON_IsString(id) || strlen(id->valuestring) >= sizeof t->id || !cJSON_IsString(ctx) ||
-        strlen(ctx->valuestring) >= sizeof t->context_id || !cJSON_IsArray(history) ||
-        !cJSON_IsString(ts) || strlen(ts->valuestring) >= sizeof t->timestamp)
-        goto fail;
-    strcpy(t->id, id->valuestring);
-    strcpy(t->context_id, ctx->valuestring);
-    strcpy(t->timestamp, ts->valuestring);
-    t->agent = in->agent;
-    plugins_hold(t->agent);
-    t->state = in->state;
-    t->seq = in->seq;
-    t->history = history;
-    history = NULL;
-    t->status_message = cJSON_DetachItemFromObjectCaseSensitive((cJSON *)status, "message");
-    t->artifacts = cJSON_DetachItemFromObjectCaseSensitive(doc, "artifacts");
-    t->metadata = cJSON_DetachItemFromObjectCaseSensitive(doc, "metadata");
-    st = A2AD_ERR_NOMEM;
-    if (!(t->query = tasks_message_text(cJSON_GetArrayItem(t->history, 0)))) goto fail;
-    cJSON_Delete(doc);
-    *out = t;
-    return A2AD_OK;
-fail:
-    cJSON_Delete(history);
-    cJSON_Delete(doc);
-    task_free(t);
-    return st;
+    return task_from_doc(in, 1, out); /* the caller's only: no map holds it */
 }
 
 bool task_is_detached(struct task *t) {

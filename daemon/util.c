@@ -358,3 +358,16 @@ void hmap_each(const struct hmap *m, void (*fn)(const char *key, void *value, vo
     for (size_t i = 0; i < m->n_buckets; i++)
         for (struct hentry *e = m->buckets[i]; e; e = e->next) fn(e->key, e->value, arg);
 }
+
+void util_one_line(char *out, size_t n, const char *msg) {
+    snprintf(out, n, "%s", msg && *msg ? msg : "unknown error");
+    char *w = out;
+    for (const char *c = out; *c; c++) {
+        char ch = *c == '\n' || *c == '\r' || *c == '\t' ? ' ' : *c;
+        if (ch == ' ' && w > out && w[-1] == ' ') continue;
+        *w++ = ch;
+    }
+    *w = '\0';
+    size_t len = strlen(out);
+    while (len && out[len - 1] == ' ') out[--len] = '\0';
+}

@@ -56,4 +56,9 @@ size_t hmap_count(const struct hmap *m);
 void hmap_each(const struct hmap *m, void (*fn)(const char *key, void *value, void *arg),
                void *arg);
 
+/* A library's error message (libpq's end with a newline, some span
+ * lines) on one line: whitespace runs become one space, the end trimmed;
+ * "unknown error" when msg is NULL or empty. Cut to n bytes. */
+void util_one_line(char *out, size_t n, const char *msg);
+
 #endif

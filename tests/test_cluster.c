@@ -37,52 +37,11 @@
 
 #include "support/daemon.h"
 #include "support/json.h"
-#include "support/pg.h"
+#include "support/pgtest.h"
 #include "support/receiver.h"
 
 enum { NODES = 3, VICTIM = 1, JOBS = 2000, CLIENTS = 6, RUN_MS = 30, WORKERS = 4 };
 
-static struct pg_server srv;
-static bool pg_ok;
-static char pg_why[300];
-static char secret_file[280];
-
-static bool in_ci(void) {
-    const char *ci = getenv("CI");
-    return ci && !strcmp(ci, "true");
-}
-
-static void suite_setup(void) {
-    curl_global_init(CURL_GLOBAL_DEFAULT); /* before the client threads */
-    if (!pg_find(&srv, pg_why, sizeof pg_why)) {
-        fprintf(stderr, "\n*** test_cluster: PostgreSQL tests SKIPPED: %s ***\n\n", pg_why);
-        return;
-    }
-    if (!pg_server_start(&srv)) {
-        snprintf(pg_why, sizeof pg_why, "the test server did not start (see %s/log)", srv.dir);
-        fprintf(stderr, "\n*** test_cluster: %s ***\n\n", pg_why);
-        return;
-    }
-    snprintf(secret_file, sizeof secret_file, "%s/a2ad-password", srv.dir);
-    FILE *f = fopen(secret_file, "w");
-    if (f) {
-        fprintf(f, "%s\n", PG_TEST_PASSWORD);
-        fclose(f);
-        chmod(secret_file, 0600);
-        pg_ok = true;
-    }
-}
-
-static void suite_teardown(void) { pg_server_destroy(&srv); }
-
-#define REQUIRE_PG()                                                                     \
-    do {                                                                                 \
-        if (!pg_ok) {                                                                    \
-            ck_assert_msg(!in_ci(), "CI=true and PostgreSQL is unusable: %s", pg_why);   \
-            fprintf(stderr, "*** %s SKIPPED: %s ***\n", __func__, pg_why);               \
-            return;                                                                      \
-        }                                                                                \
-    } while (0)
 
 static struct daemon_proc node[NODES];
 static struct receiver *rcv;
@@ -111,7 +70,7 @@ static uint64_t mono_ns(void) {
 }
 
 static char *sql_all(const char *sql) {
-    char *out = pg_sql(&srv, "cluster", sql);
+    char *out = pg_sql(&pgtest_srv, "cluster", sql);
     ck_assert_msg(out != NULL, "SQL failed: %s", sql);
     return out;
 }
@@ -315,13 +274,13 @@ static double sample(const char *page, const char *series) {
 
 START_TEST(cluster_three_nodes_one_killed_every_job_ends_once) {
     REQUIRE_PG();
-    char *out = pg_sql(&srv, "postgres",
+    char *out = pg_sql(&pgtest_srv, "postgres",
                        "DROP DATABASE IF EXISTS cluster; CREATE DATABASE cluster;");
     ck_assert_msg(out != NULL, "cannot create database cluster");
     free(out);
     char dsn[200], tasks[600];
-    pg_dsn(&srv, "cluster", dsn, sizeof dsn);
-    snprintf(tasks, sizeof tasks, "dsn = %s\npassword_file = %s\nlease_s = 2", dsn, secret_file);
+    pg_dsn(&pgtest_srv, "cluster", dsn, sizeof dsn);
+    snprintf(tasks, sizeof tasks, "dsn = %s\npassword_file = %s\nlease_s = 2", dsn, pgtest_secret_file);
     snprintf(work, sizeof work, "/tmp/a2ad-cluster-XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(work));
     char ledger_path[128];
@@ -567,9 +526,9 @@ END_TEST
 static void start_node(int k, const char *db, const char *plugins, const char *extra) {
     static char server[NODES][64], tasks[NODES][600];
     char dsn[200];
-    pg_dsn(&srv, db, dsn, sizeof dsn);
+    pg_dsn(&pgtest_srv, db, dsn, sizeof dsn);
     snprintf(tasks[k], sizeof tasks[k], "dsn = %s\npassword_file = %s\nlease_s = 2", dsn,
-             secret_file);
+             pgtest_secret_file);
     snprintf(server[k], sizeof server[k], "node_name = n%d", k + 1);
     struct daemon_opts o = {.plugins = plugins, .store = "postgresql", .tasks_extra = tasks[k],
                             .server_extra = server[k], .extra = extra};
@@ -582,7 +541,7 @@ static void start_node(int k, const char *db, const char *plugins, const char *e
 static void new_db(const char *db) {
     char sql[160];
     snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s; CREATE DATABASE %s;", db, db);
-    char *out = pg_sql(&srv, "postgres", sql);
+    char *out = pg_sql(&pgtest_srv, "postgres", sql);
     ck_assert_msg(out != NULL, "cannot create database %s", db);
     free(out);
 }
@@ -601,7 +560,7 @@ static bool wait_row(const char *db, const char *id, int k, const char *state) {
     snprintf(sql, sizeof sql, "SELECT node || '|' || state FROM a2ad_tasks WHERE id = '%s'", id);
     snprintf(want, sizeof want, "n%d|%s\n", k + 1, state);
     for (int i = 0; i < 300; i++) {
-        char *out = pg_sql(&srv, db, sql);
+        char *out = pg_sql(&pgtest_srv, db, sql);
         bool done = out && !strcmp(out, want);
         free(out);
         if (done) return true;
@@ -634,7 +593,7 @@ START_TEST(cluster_node_dead_as_job_starts_job_runs_again_as_attempt_2) {
     cJSON_Delete(r);
     /* The answer may be lost with n1 (the job can start before it is
      * sent); the row was committed before either. */
-    char *id = pg_sql(&srv, "crashstart", "SELECT id FROM a2ad_tasks");
+    char *id = pg_sql(&pgtest_srv, "crashstart", "SELECT id FROM a2ad_tasks");
     ck_assert_msg(id && strlen(id) > 30, "the job has no row (answer %ld)", st);
     id[strcspn(id, "\n")] = '\0';
     int status = 0;
@@ -723,7 +682,7 @@ Suite *cluster_suite(void);
 Suite *cluster_suite(void) {
     Suite *s = suite_create("cluster");
     TCase *tc = tcase_create("three_nodes");
-    tcase_add_unchecked_fixture(tc, suite_setup, suite_teardown);
+    tcase_add_unchecked_fixture(tc, pgtest_suite_setup, pgtest_suite_teardown);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 170);
     tcase_add_test(tc, cluster_three_nodes_one_killed_every_job_ends_once);

@@ -22,71 +22,12 @@
 #include "config.h"
 #include "support/daemon.h"
 #include "support/json.h"
-#include "support/pg.h"
+#include "support/pgtest.h"
 #include "support/receiver.h"
 
-static struct pg_server srv;
-static bool pg_ok;
-static char pg_why[300];
-static char secret_file[280];
 
-static bool in_ci(void) {
-    const char *ci = getenv("CI");
-    return ci && !strcmp(ci, "true");
-}
-
-static void suite_setup(void) {
-    if (!pg_find(&srv, pg_why, sizeof pg_why)) {
-        fprintf(stderr, "\n*** test_pg: PostgreSQL tests SKIPPED: %s ***\n\n", pg_why);
-        return;
-    }
-    if (!pg_server_start(&srv)) {
-        snprintf(pg_why, sizeof pg_why, "the test server did not start (see %s/log)", srv.dir);
-        fprintf(stderr, "\n*** test_pg: %s ***\n\n", pg_why);
-        return;
-    }
-    /* The daemon's password, in a file only its owner reads. */
-    snprintf(secret_file, sizeof secret_file, "%s/a2ad-password", srv.dir);
-    FILE *f = fopen(secret_file, "w");
-    if (f) {
-        fprintf(f, "%s\n", PG_TEST_PASSWORD);
-        fclose(f);
-        chmod(secret_file, 0600);
-        pg_ok = true;
-    }
-}
-
-static void suite_teardown(void) { pg_server_destroy(&srv); }
-
-/* At the top of every PostgreSQL test. */
-#define REQUIRE_PG()                                                                     \
-    do {                                                                                 \
-        if (!pg_ok) {                                                                    \
-            ck_assert_msg(!in_ci(), "CI=true and PostgreSQL is unusable: %s", pg_why);   \
-            fprintf(stderr, "*** %s SKIPPED: %s ***\n", __func__, pg_why);               \
-            return;                                                                      \
-        }                                                                                \
-    } while (0)
-
-/* A fresh database for one test, and the [tasks] lines that use it. */
-static void new_db(const char *name, char *tasks, size_t n) {
-    char sql[200];
-    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s; CREATE DATABASE %s;", name, name);
-    char *out = pg_sql(&srv, "postgres", sql);
-    ck_assert_msg(out != NULL, "cannot create database %s", name);
-    free(out);
-    char dsn[200];
-    pg_dsn(&srv, name, dsn, sizeof dsn);
-    ck_assert_int_lt(snprintf(tasks, n, "dsn = %s\npassword_file = %s", dsn, secret_file), (int)n);
-}
-
-/* One value from SQL in a test's database (malloc'd, trailing newline cut). */
-static char *sql1(const char *db, const char *sql) {
-    char *out = pg_sql(&srv, db, sql);
-    ck_assert_msg(out != NULL, "SQL failed: %s", sql);
-    out[strcspn(out, "\n")] = '\0';
-    return out;
-}
+static void new_db(const char *name, char *tasks, size_t n) { pgtest_new_db(name, NULL, tasks, n); }
+static char *sql1(const char *db, const char *sql) { return pgtest_sql1(db, sql); }
 
 /* ---- the daemon, jobs, webhooks (as test_durable.c) ---- */
 
@@ -420,7 +361,7 @@ struct row_lock {
 };
 static void *hold_row_lock(void *arg) {
     struct row_lock *l = arg;
-    free(pg_sql(&srv, l->db, l->sql));
+    free(pg_sql(&pgtest_srv, l->db, l->sql));
     return NULL;
 }
 
@@ -498,7 +439,7 @@ START_TEST(pg_stopped_refuses_clearly_and_loses_nothing) {
         track(&tr, id);
         free(id);
     }
-    ck_assert(pg_stop(&srv));
+    ck_assert(pg_stop(&pgtest_srv));
     char body[1024];
     send_body(body, sizeof body, "refused", receiver_port(rcv));
     const char *hdrs[] = {"Content-Type: application/json", NULL};
@@ -523,7 +464,7 @@ START_TEST(pg_stopped_refuses_clearly_and_loses_nothing) {
     ck_assert_ptr_nonnull(json_at(t, "result.status.state"));
     cJSON_Delete(t);
     test_nap_ms(1500); /* the running jobs go on writing events into memory */
-    ck_assert(pg_start(&srv));
+    ck_assert(pg_start(&pgtest_srv));
     char *id = NULL;
     for (int i = 0; i < 200 && !id; i++) {
         id = submit(d1.port, "processor", "after", receiver_port(rcv));
@@ -772,7 +713,7 @@ START_TEST(pg_password_is_used_and_never_shown) {
     new_db("secret", tasks, sizeof tasks);
     char uri[400];
     snprintf(uri, sizeof uri, "dsn = postgresql://a2ad:%s@127.0.0.1:%u/secret?connect_timeout=3",
-             PG_TEST_PASSWORD, srv.port);
+             PG_TEST_PASSWORD, pgtest_srv.port);
     struct daemon_opts o = {.plugins = "echo", .store = "postgresql", .tasks_extra = uri};
     start_or_fail(&d1, &o);
     ck_assert_int_eq(daemon_run_args(&d1, "-tv", 10000), 0);
@@ -794,7 +735,7 @@ START_TEST(pg_password_is_used_and_never_shown) {
     memset(&d2, 0, sizeof d2);
 
     snprintf(uri, sizeof uri, "dsn = host=127.0.0.1 port=%u dbname=secret user=a2ad "
-             "password=wrong-password-123", srv.port);
+             "password=wrong-password-123", pgtest_srv.port);
     o.tasks_extra = uri;
     ck_assert(!daemon_start(&d2, &o));
     log = daemon_log(&d2);
@@ -857,7 +798,7 @@ Suite *pg_suite(void);
 Suite *pg_suite(void) {
     Suite *s = suite_create("pg");
     TCase *tc = tcase_create("postgresql");
-    tcase_add_unchecked_fixture(tc, suite_setup, suite_teardown);
+    tcase_add_unchecked_fixture(tc, pgtest_suite_setup, pgtest_suite_teardown);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 180);
     tcase_add_test(tc, pg_kill9_mid_run_loses_no_acknowledged_job);

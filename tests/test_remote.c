@@ -18,50 +18,10 @@
 
 #include "support/daemon.h"
 #include "support/json.h"
-#include "support/pg.h"
+#include "support/pgtest.h"
 #include "support/receiver.h"
 #include "support/sse.h"
 
-static struct pg_server srv;
-static bool pg_ok;
-static char pg_why[300];
-static char secret_file[280];
-
-static bool in_ci(void) {
-    const char *ci = getenv("CI");
-    return ci && !strcmp(ci, "true");
-}
-
-static void suite_setup(void) {
-    if (!pg_find(&srv, pg_why, sizeof pg_why)) {
-        fprintf(stderr, "\n*** test_remote: PostgreSQL tests SKIPPED: %s ***\n\n", pg_why);
-        return;
-    }
-    if (!pg_server_start(&srv)) {
-        snprintf(pg_why, sizeof pg_why, "the test server did not start (see %s/log)", srv.dir);
-        fprintf(stderr, "\n*** test_remote: %s ***\n\n", pg_why);
-        return;
-    }
-    snprintf(secret_file, sizeof secret_file, "%s/a2ad-password", srv.dir);
-    FILE *f = fopen(secret_file, "w");
-    if (f) {
-        fprintf(f, "%s\n", PG_TEST_PASSWORD);
-        fclose(f);
-        chmod(secret_file, 0600);
-        pg_ok = true;
-    }
-}
-
-static void suite_teardown(void) { pg_server_destroy(&srv); }
-
-#define REQUIRE_PG()                                                                     \
-    do {                                                                                 \
-        if (!pg_ok) {                                                                    \
-            ck_assert_msg(!in_ci(), "CI=true and PostgreSQL is unusable: %s", pg_why);   \
-            fprintf(stderr, "*** %s SKIPPED: %s ***\n", __func__, pg_why);               \
-            return;                                                                      \
-        }                                                                                \
-    } while (0)
 
 static struct daemon_proc a, b;
 static struct receiver *rcv;
@@ -92,13 +52,13 @@ static void start_or_fail(struct daemon_proc *d, const struct daemon_opts *o) {
 static void two_nodes(const char *name, const char *tasks_more, unsigned step_ms, unsigned threads) {
     char sql[200];
     snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s; CREATE DATABASE %s;", name, name);
-    char *out = pg_sql(&srv, "postgres", sql);
+    char *out = pg_sql(&pgtest_srv, "postgres", sql);
     ck_assert_msg(out != NULL, "cannot create database %s", name);
     free(out);
     char dsn[200];
-    pg_dsn(&srv, name, dsn, sizeof dsn);
+    pg_dsn(&pgtest_srv, name, dsn, sizeof dsn);
     static char tasks[1200], extra[100];
-    snprintf(tasks, sizeof tasks, "dsn = %s\npassword_file = %s\n%s", dsn, secret_file,
+    snprintf(tasks, sizeof tasks, "dsn = %s\npassword_file = %s\n%s", dsn, pgtest_secret_file,
              tasks_more ? tasks_more : "");
     snprintf(extra, sizeof extra, "[agent.processor]\nstep_ms = %u\n", step_ms);
     struct daemon_opts o = {.plugins = "processor,asker", .store = "postgresql", .tasks_extra = tasks,
@@ -525,7 +485,7 @@ START_TEST(remote_database_away_answers_503_then_recovers) {
     char *id = submit(a.port, "far");
     char *mine = submit(b.port, "near");
     ck_assert(wait_state(a.port, id, "working"));
-    ck_assert(pg_stop(&srv));
+    ck_assert(pg_stop(&pgtest_srv));
     char body[300];
     snprintf(body, sizeof body,
              "{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"tasks/get\",\"params\":{\"id\":\"%s\"}}",
@@ -540,7 +500,7 @@ START_TEST(remote_database_away_answers_503_then_recovers) {
     const char *state = json_str(t, "result.status.state");
     bool local_ok = !strcmp(state, "working") || !strcmp(state, "submitted");
     cJSON_Delete(t);
-    ck_assert(pg_start(&srv));
+    ck_assert(pg_start(&pgtest_srv));
     ck_assert_msg(ok503, "tasks/get on beta with the database away: %s", copy);
     free(copy);
     ck_assert_msg(local_ok, "beta's own task did not answer from memory");
@@ -623,7 +583,7 @@ Suite *remote_suite(void);
 Suite *remote_suite(void) {
     Suite *s = suite_create("remote");
     TCase *tc = tcase_create("two nodes");
-    tcase_add_unchecked_fixture(tc, suite_setup, suite_teardown);
+    tcase_add_unchecked_fixture(tc, pgtest_suite_setup, pgtest_suite_teardown);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, remote_reads_answer_from_every_node);

@@ -19,50 +19,10 @@
 
 #include "support/daemon.h"
 #include "support/json.h"
-#include "support/pg.h"
+#include "support/pgtest.h"
 #include "support/receiver.h"
 #include "support/sse.h"
 
-static struct pg_server srv;
-static bool pg_ok;
-static char pg_why[300];
-static char secret_file[280];
-
-static bool in_ci(void) {
-    const char *ci = getenv("CI");
-    return ci && !strcmp(ci, "true");
-}
-
-static void suite_setup(void) {
-    if (!pg_find(&srv, pg_why, sizeof pg_why)) {
-        fprintf(stderr, "\n*** test_share: PostgreSQL tests SKIPPED: %s ***\n\n", pg_why);
-        return;
-    }
-    if (!pg_server_start(&srv)) {
-        snprintf(pg_why, sizeof pg_why, "the test server did not start (see %s/log)", srv.dir);
-        fprintf(stderr, "\n*** test_share: %s ***\n\n", pg_why);
-        return;
-    }
-    snprintf(secret_file, sizeof secret_file, "%s/a2ad-password", srv.dir);
-    FILE *f = fopen(secret_file, "w");
-    if (f) {
-        fprintf(f, "%s\n", PG_TEST_PASSWORD);
-        fclose(f);
-        chmod(secret_file, 0600);
-        pg_ok = true;
-    }
-}
-
-static void suite_teardown(void) { pg_server_destroy(&srv); }
-
-#define REQUIRE_PG()                                                                     \
-    do {                                                                                 \
-        if (!pg_ok) {                                                                    \
-            ck_assert_msg(!in_ci(), "CI=true and PostgreSQL is unusable: %s", pg_why);   \
-            fprintf(stderr, "*** %s SKIPPED: %s ***\n", __func__, pg_why);               \
-            return;                                                                      \
-        }                                                                                \
-    } while (0)
 
 static struct daemon_proc d1, d2, d3;
 static struct receiver *rcv;
@@ -93,25 +53,11 @@ static void start_or_fail(struct daemon_proc *d, const struct daemon_opts *o) {
 }
 
 /* A fresh database, and the [tasks] lines that use it (plus extra). */
+/* The [tasks] lines end with a newline, for the tests to append to. */
 static void new_db(const char *name, const char *extra, char *tasks, size_t n) {
-    char sql[200];
-    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s; CREATE DATABASE %s;", name, name);
-    char *out = pg_sql(&srv, "postgres", sql);
-    ck_assert_msg(out != NULL, "cannot create database %s", name);
-    free(out);
-    char dsn[200];
-    pg_dsn(&srv, name, dsn, sizeof dsn);
-    ck_assert_int_lt(snprintf(tasks, n, "dsn = %s\npassword_file = %s\n%s", dsn, secret_file,
-                              extra ? extra : ""),
-                     (int)n);
+    pgtest_new_db(name, extra ? extra : "", tasks, n);
 }
-
-static char *sql1(const char *db, const char *sql) {
-    char *out = pg_sql(&srv, db, sql);
-    ck_assert_msg(out != NULL, "SQL failed: %s", sql);
-    out[strcspn(out, "\n")] = '\0';
-    return out;
-}
+static char *sql1(const char *db, const char *sql) { return pgtest_sql1(db, sql); }
 
 /* message/send to runlog, webhook to hook_port: the task id when
  * acknowledged (malloc'd), else NULL. */
@@ -569,7 +515,7 @@ Suite *share_suite(void);
 Suite *share_suite(void) {
     Suite *s = suite_create("share");
     TCase *tc = tcase_create("share");
-    tcase_add_unchecked_fixture(tc, suite_setup, suite_teardown);
+    tcase_add_unchecked_fixture(tc, pgtest_suite_setup, pgtest_suite_teardown);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 180);
     tcase_add_test(tc, share_free_node_runs_queued_jobs);

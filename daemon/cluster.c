@@ -150,20 +150,6 @@ static void deadline_ts(struct timespec *ts, uint64_t ms) {
     }
 }
 
-static PGconn *connect_db(char *why, size_t n) {
-    PGconn *c = PQconnectdbParams(store_pg_conn_keys(), store_pg_conn_values(), 1);
-    if (!c) {
-        snprintf(why, n, "out of memory");
-        return NULL;
-    }
-    if (PQstatus(c) != CONNECTION_OK) {
-        util_one_line(why, n, PQerrorMessage(c));
-        PQfinish(c);
-        return NULL;
-    }
-    return c;
-}
-
 /* ---- the pool ------------------------------------------------------------ */
 
 /* A connection, waiting until `until` (monotonic ms) for a free one. NULL
@@ -202,7 +188,7 @@ static PGconn *pool_get(uint64_t until) {
     cl.n_open++;
     pthread_mutex_unlock(&cl.plock);
     char why[200];
-    PGconn *c = connect_db(why, sizeof why);
+    PGconn *c = store_pg_connect(why, sizeof why);
     pthread_mutex_lock(&cl.plock);
     if (!c) {
         cl.n_open--;
@@ -889,7 +875,7 @@ static void mark_dirty(const char *tid) {
 /* ---- the LISTEN thread --------------------------------------------------- */
 
 static bool listen_connect(char *why, size_t n) {
-    PGconn *c = connect_db(why, n);
+    PGconn *c = store_pg_connect(why, n);
     if (!c) return false;
     char *ident = PQescapeIdentifier(c, cl.chan, strlen(cl.chan));
     char sql[200];

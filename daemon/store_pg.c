@@ -213,7 +213,7 @@ static const char *const stmt_sql[S_COUNT] = {
 };
 
 
-static PGconn *connect_db(char *why, size_t n) {
+PGconn *store_pg_connect(char *why, size_t n) {
     PGconn *c = PQconnectdbParams(st.keys, (const char *const *)st.vals, 1);
     if (!c) {
         snprintf(why, n, "out of memory");
@@ -823,7 +823,7 @@ static bool reconnect(void) {
     unsigned delay = RECONNECT_MIN_MS;
     for (;;) {
         char why[200];
-        PGconn *c = connect_db(why, sizeof why);
+        PGconn *c = store_pg_connect(why, sizeof why);
         if (c && prepare_all(c, why, sizeof why)) {
             st.conn = c;
             atomic_store(&st.down, false);
@@ -1329,7 +1329,7 @@ a2ad_status store_pg_open(const struct config *cfg) {
     }
     st.path = strdup("PostgreSQL");
     char why[200];
-    st.conn = connect_db(why, sizeof why);
+    st.conn = store_pg_connect(why, sizeof why);
     if (!st.conn) {
         log_error("store: cannot connect to PostgreSQL ([tasks] dsn): %s", why);
         return open_fail(A2AD_ERR_IO);
@@ -1449,7 +1449,7 @@ a2ad_status store_pg_recover(void) {
     if (!st.open) return A2AD_ERR_STATE;
     /* A connection of our own: the writer's belongs to its thread. */
     char why[200];
-    PGconn *c = connect_db(why, sizeof why);
+    PGconn *c = store_pg_connect(why, sizeof why);
     if (!c) {
         log_error("store: cannot read %s: %s", st.path, why);
         return A2AD_ERR_IO;
@@ -1524,7 +1524,5 @@ void store_pg_close(void) {
 
 /* ---- for cluster.c ------------------------------------------------------ */
 
-const char *const *store_pg_conn_keys(void) { return st.keys; }
-const char *const *store_pg_conn_values(void) { return (const char *const *)st.vals; }
 const char *store_pg_node(void) { return st.node; }
 const char *store_pg_path(void) { return st.path; }

@@ -38,12 +38,12 @@ a2ad_status store_pg_recover(void);
 void store_pg_close(void);
 /* Why the last PostgreSQL store call on this thread failed; "" if none. */
 const char *store_pg_last_error(void);
-/* For cluster.c's own connections, while open: the libpq keywords and
- * values to connect with (NULL-terminated, as PQconnectdbParams with
- * expand_dbname = 1 wants; never logged), this node's name, and the
- * database as messages name it ("PostgreSQL HOST:PORT/DB"). */
-const char *const *store_pg_conn_keys(void);
-const char *const *store_pg_conn_values(void);
+/* A new connection to the store's database, as the writer's (cluster.c
+ * opens its own with it); NULL with why (libpq's message, on one line).
+ * Thread: any, once store_pg_open succeeded. */
+struct pg_conn *store_pg_connect(char *why, size_t n);
+/* This node's name, and the database as messages name it ("PostgreSQL
+ * HOST:PORT/DB"). */
 const char *store_pg_node(void);
 const char *store_pg_path(void);
 /* The schema version this a2ad writes (and the newest it reads). */

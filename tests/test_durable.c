@@ -20,6 +20,7 @@
 #include "support/daemon.h"
 #include "support/json.h"
 #include "support/receiver.h"
+#include "support/tracker.h"
 
 /* A port nothing listens on (yet): connections to it are refused. */
 static unsigned free_port(void) {
@@ -63,31 +64,6 @@ static cJSON *get_task(unsigned port, const char *agent, const char *id) {
     return rpc_call(port, path, body, NULL);
 }
 
-/* ---- what the receiver saw, per task ---- */
-
-struct tracked {
-    char id[40];
-    uint64_t seen;          /* bit s: event seq s arrived */
-    unsigned max_seq;
-    unsigned terminal_seq;  /* 0 = no terminal event yet */
-    char terminal[16];
-    unsigned terminals;     /* distinct terminal events */
-    unsigned out_of_order;  /* new events older than one already seen */
-};
-
-struct tracker {
-    struct tracked *t;
-    size_t n;
-    size_t scanned; /* receiver records looked at */
-};
-
-static void track(struct tracker *tr, const char *id) {
-    tr->t = realloc(tr->t, (tr->n + 1) * sizeof *tr->t);
-    memset(&tr->t[tr->n], 0, sizeof tr->t[0]);
-    snprintf(tr->t[tr->n].id, sizeof tr->t[0].id, "%s", id);
-    tr->n++;
-}
-
 /* n processor jobs (text "x") with their webhook at hook, all tracked. */
 static void submit_tracked(struct tracker *tr, unsigned port, unsigned hook, int n) {
     for (int i = 0; i < n; i++) {
@@ -96,84 +72,6 @@ static void submit_tracked(struct tracker *tr, unsigned port, unsigned hook, int
         track(tr, id);
         free(id);
     }
-}
-
-static bool terminal_state(const char *s) {
-    return !strcmp(s, "completed") || !strcmp(s, "failed") || !strcmp(s, "canceled") ||
-           !strcmp(s, "rejected");
-}
-
-/* Look at the records that arrived since the last call. */
-static void tracker_scan(struct tracker *tr, struct receiver *r) {
-    for (;;) {
-        const struct received *rec = receiver_get(r, tr->scanned);
-        if (!rec) break;
-        tr->scanned++;
-        char *eid = received_header(rec, "X-A2A-Event-Id");
-        ck_assert_msg(eid != NULL, "a webhook without X-A2A-Event-Id");
-        /* TASKID.SEQ.N */
-        char *dot = strchr(eid, '.');
-        ck_assert_ptr_nonnull(dot);
-        *dot = '\0';
-        unsigned seq = (unsigned)strtoul(dot + 1, NULL, 10);
-        struct tracked *t = NULL;
-        for (size_t i = 0; i < tr->n && !t; i++)
-            if (!strcmp(tr->t[i].id, eid)) t = &tr->t[i];
-        free(eid);
-        if (!t || seq >= 64) continue;
-        if (t->seen & (UINT64_C(1) << seq)) continue; /* a repeat: allowed */
-        if (seq < t->max_seq) t->out_of_order++;
-        if (seq > t->max_seq) t->max_seq = seq;
-        t->seen |= UINT64_C(1) << seq;
-        cJSON *o = cJSON_Parse(rec->body);
-        const char *state = json_str(o, "status.state");
-        if (terminal_state(state)) {
-            t->terminals++;
-            t->terminal_seq = seq;
-            snprintf(t->terminal, sizeof t->terminal, "%s", state);
-        }
-        cJSON_Delete(o);
-    }
-}
-
-static size_t tracker_ended(const struct tracker *tr) {
-    size_t n = 0;
-    for (size_t i = 0; i < tr->n; i++) n += tr->t[i].terminal_seq != 0;
-    return n;
-}
-
-/* Wait (bounded) until every tracked task had its terminal webhook. */
-static bool tracker_wait_all(struct tracker *tr, struct receiver *r, unsigned timeout_ms) {
-    for (unsigned waited = 0;; waited += 100) {
-        tracker_scan(tr, r);
-        if (tracker_ended(tr) == tr->n) return true;
-        if (waited >= timeout_ms) return false;
-        test_nap_ms(100);
-    }
-}
-
-/* Every task: one terminal event, nothing out of order, and every event
- * from the first webhook (seq 2; seq 1 is the creation) to the terminal
- * one arrived. */
-static void tracker_assert_complete(const struct tracker *tr) {
-    for (size_t i = 0; i < tr->n; i++) {
-        const struct tracked *t = &tr->t[i];
-        ck_assert_msg(t->terminal_seq, "task %s: no terminal webhook", t->id);
-        ck_assert_msg(t->terminals == 1, "task %s: %u different terminal events", t->id,
-                      t->terminals);
-        ck_assert_msg(t->out_of_order == 0, "task %s: %u events out of order", t->id,
-                      t->out_of_order);
-        ck_assert_msg(t->max_seq == t->terminal_seq, "task %s: events after the terminal one",
-                      t->id);
-        uint64_t want = ((UINT64_C(1) << (t->terminal_seq + 1)) - 1) & ~UINT64_C(3);
-        ck_assert_msg(t->seen == want, "task %s: events missing (seen %llx, want %llx)", t->id,
-                      (unsigned long long)t->seen, (unsigned long long)want);
-    }
-}
-
-static void tracker_free(struct tracker *tr) {
-    free(tr->t);
-    memset(tr, 0, sizeof *tr);
 }
 
 static struct daemon_proc d1, d2;

@@ -24,6 +24,7 @@
 #include "support/json.h"
 #include "support/pgtest.h"
 #include "support/receiver.h"
+#include "support/tracker.h"
 
 
 static void new_db(const char *name, char *tasks, size_t n) { pgtest_new_db(name, NULL, tasks, n); }
@@ -91,93 +92,6 @@ static cJSON *get_task(unsigned port, const char *agent, const char *id) {
     return call(port, agent, "tasks/get", params);
 }
 
-struct tracked {
-    char id[40];
-    uint64_t seen;
-    unsigned max_seq, terminal_seq, terminals, out_of_order;
-    char terminal[16];
-};
-
-struct tracker {
-    struct tracked *t;
-    size_t n, scanned;
-};
-
-static void track(struct tracker *tr, const char *id) {
-    tr->t = realloc(tr->t, (tr->n + 1) * sizeof *tr->t);
-    memset(&tr->t[tr->n], 0, sizeof tr->t[0]);
-    snprintf(tr->t[tr->n].id, sizeof tr->t[0].id, "%s", id);
-    tr->n++;
-}
-
-static bool terminal_state(const char *s) {
-    return !strcmp(s, "completed") || !strcmp(s, "failed") || !strcmp(s, "canceled") ||
-           !strcmp(s, "rejected");
-}
-
-/* Event ids are TASKID.SEQ.N: stable across restarts, so a repeat is
- * recognised and the order per task checked. */
-static void tracker_scan(struct tracker *tr, struct receiver *r) {
-    for (;;) {
-        const struct received *rec = receiver_get(r, tr->scanned);
-        if (!rec) break;
-        tr->scanned++;
-        char *eid = received_header(rec, "X-A2A-Event-Id");
-        ck_assert_msg(eid != NULL, "a webhook without X-A2A-Event-Id");
-        char *dot = strchr(eid, '.');
-        ck_assert_ptr_nonnull(dot);
-        *dot = '\0';
-        unsigned seq = (unsigned)strtoul(dot + 1, NULL, 10);
-        struct tracked *t = NULL;
-        for (size_t i = 0; i < tr->n && !t; i++)
-            if (!strcmp(tr->t[i].id, eid)) t = &tr->t[i];
-        free(eid);
-        if (!t || seq >= 64) continue;
-        if (t->seen & (UINT64_C(1) << seq)) continue; /* a repeat: allowed */
-        if (seq < t->max_seq) t->out_of_order++;
-        if (seq > t->max_seq) t->max_seq = seq;
-        t->seen |= UINT64_C(1) << seq;
-        cJSON *o = cJSON_Parse(rec->body);
-        const char *state = json_str(o, "status.state");
-        if (terminal_state(state)) {
-            t->terminals++;
-            t->terminal_seq = seq;
-            snprintf(t->terminal, sizeof t->terminal, "%s", state);
-        }
-        cJSON_Delete(o);
-    }
-}
-
-static size_t tracker_ended(const struct tracker *tr) {
-    size_t n = 0;
-    for (size_t i = 0; i < tr->n; i++) n += tr->t[i].terminal_seq != 0;
-    return n;
-}
-
-static bool tracker_wait_all(struct tracker *tr, struct receiver *r, unsigned timeout_ms) {
-    for (unsigned waited = 0;; waited += 100) {
-        tracker_scan(tr, r);
-        if (tracker_ended(tr) == tr->n) return true;
-        if (waited >= timeout_ms) return false;
-        test_nap_ms(100);
-    }
-}
-
-static void tracker_assert_complete(const struct tracker *tr) {
-    for (size_t i = 0; i < tr->n; i++) {
-        const struct tracked *t = &tr->t[i];
-        ck_assert_msg(t->terminal_seq, "task %s: no terminal webhook", t->id);
-        ck_assert_msg(t->terminals == 1, "task %s: %u different terminal events", t->id,
-                      t->terminals);
-        ck_assert_msg(t->out_of_order == 0, "task %s: %u events out of order", t->id,
-                      t->out_of_order);
-        ck_assert_msg(t->max_seq == t->terminal_seq, "task %s: events after the terminal one",
-                      t->id);
-        uint64_t want = ((UINT64_C(1) << (t->terminal_seq + 1)) - 1) & ~UINT64_C(3);
-        ck_assert_msg(t->seen == want, "task %s: events missing (seen %llx, want %llx)", t->id,
-                      (unsigned long long)t->seen, (unsigned long long)want);
-    }
-}
 
 /* ---- tests ---- */
 
@@ -230,7 +144,7 @@ START_TEST(pg_kill9_mid_run_loses_no_acknowledged_job) {
     char *left = sql1("kill9", "SELECT count(*) FROM a2ad_outbox");
     ck_assert_int_eq(atoi(left), 0);
     free(left);
-    free(tr.t);
+    tracker_free(&tr);
 }
 END_TEST
 
@@ -288,7 +202,7 @@ START_TEST(pg_running_jobs_fail_or_run_again_and_push_configs_survive) {
     cJSON_Delete(t);
     free(p);
     free(r);
-    free(tr.t);
+    tracker_free(&tr);
     ck_assert_int_eq(daemon_stop(&d2, 15000), 0);
 }
 END_TEST
@@ -495,7 +409,7 @@ START_TEST(pg_stopped_refuses_clearly_and_loses_nothing) {
     char *log = daemon_log(&d1);
     ck_assert_ptr_nonnull(strstr(log, "is reachable again"));
     free(log);
-    free(tr.t);
+    tracker_free(&tr);
 }
 END_TEST
 
@@ -584,7 +498,7 @@ START_TEST(pg_two_nodes_dead_node_jobs_taken_over) {
     free(log);
     free(p);
     free(r);
-    free(tr.t);
+    tracker_free(&tr);
     ck_assert_int_eq(daemon_stop(&d2, 15000), 0);
 }
 END_TEST
@@ -680,7 +594,7 @@ START_TEST(pg_retention_deletes_finished_tasks) {
     ck_assert_str_eq(left, "0");
     free(left);
     free(slow);
-    free(tr.t);
+    tracker_free(&tr);
     ck_assert_int_eq(daemon_stop(&d1, 15000), 0);
 }
 END_TEST

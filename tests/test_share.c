@@ -21,6 +21,7 @@
 #include "support/json.h"
 #include "support/pgtest.h"
 #include "support/receiver.h"
+#include "support/tracker.h"
 #include "support/sse.h"
 
 
@@ -105,86 +106,6 @@ static unsigned runs_of(const char *text, long *pid) {
     return n;
 }
 
-struct tracked {
-    char id[40];
-    uint64_t seen;
-    unsigned max_seq, terminal_seq, terminals, out_of_order;
-    char terminal[16];
-};
-
-struct tracker {
-    struct tracked t[64];
-    size_t n, scanned;
-};
-
-static bool terminal_state(const char *s) {
-    return !strcmp(s, "completed") || !strcmp(s, "failed") || !strcmp(s, "canceled") ||
-           !strcmp(s, "rejected");
-}
-
-/* Event ids are TASKID.SEQ.N: the order per task is checked on them. */
-static void tracker_scan(struct tracker *tr, struct receiver *r) {
-    for (;;) {
-        const struct received *rec = receiver_get(r, tr->scanned);
-        if (!rec) break;
-        tr->scanned++;
-        char *eid = received_header(rec, "X-A2A-Event-Id");
-        ck_assert_msg(eid != NULL, "a webhook without X-A2A-Event-Id");
-        char *dot = strchr(eid, '.');
-        ck_assert_ptr_nonnull(dot);
-        *dot = '\0';
-        unsigned seq = (unsigned)strtoul(dot + 1, NULL, 10);
-        struct tracked *t = NULL;
-        for (size_t i = 0; i < tr->n && !t; i++)
-            if (!strcmp(tr->t[i].id, eid)) t = &tr->t[i];
-        free(eid);
-        if (!t || seq >= 64) continue;
-        if (t->seen & (UINT64_C(1) << seq)) continue; /* a repeat: allowed */
-        if (seq < t->max_seq) t->out_of_order++;
-        if (seq > t->max_seq) t->max_seq = seq;
-        t->seen |= UINT64_C(1) << seq;
-        cJSON *o = cJSON_Parse(rec->body);
-        const char *state = json_str(o, "status.state");
-        if (terminal_state(state)) {
-            t->terminals++;
-            t->terminal_seq = seq;
-            snprintf(t->terminal, sizeof t->terminal, "%s", state);
-        }
-        cJSON_Delete(o);
-    }
-}
-
-static size_t tracker_ended(const struct tracker *tr) {
-    size_t n = 0;
-    for (size_t i = 0; i < tr->n; i++) n += tr->t[i].terminal_seq != 0;
-    return n;
-}
-
-static bool tracker_wait_all(struct tracker *tr, struct receiver *r, unsigned timeout_ms) {
-    for (unsigned waited = 0;; waited += 100) {
-        tracker_scan(tr, r);
-        if (tracker_ended(tr) == tr->n) return true;
-        if (waited >= timeout_ms) return false;
-        test_nap_ms(100);
-    }
-}
-
-/* One terminal event each, every event once, in event-id order. */
-static void tracker_assert_complete(const struct tracker *tr) {
-    for (size_t i = 0; i < tr->n; i++) {
-        const struct tracked *t = &tr->t[i];
-        ck_assert_msg(t->terminal_seq, "task %s: no terminal webhook", t->id);
-        ck_assert_msg(t->terminals == 1, "task %s: %u different terminal events", t->id,
-                      t->terminals);
-        ck_assert_msg(t->out_of_order == 0, "task %s: %u events out of order", t->id,
-                      t->out_of_order);
-        ck_assert_msg(t->max_seq == t->terminal_seq, "task %s: events after the terminal one",
-                      t->id);
-        uint64_t want = ((UINT64_C(1) << (t->terminal_seq + 1)) - 1) & ~UINT64_C(3);
-        ck_assert_msg(t->seen == want, "task %s: events missing (seen %llx, want %llx)", t->id,
-                      (unsigned long long)t->seen, (unsigned long long)want);
-    }
-}
 
 /* Two nodes, one worker each for runlog: alpha and beta. */
 static void two_nodes(const char *db, const char *alpha_tasks_extra, unsigned run_ms) {
@@ -220,7 +141,7 @@ START_TEST(share_free_node_runs_queued_jobs) {
         snprintf(text, sizeof text, "job-%d", i);
         char *id = submit(d1.port, text, false, receiver_port(rcv));
         ck_assert_msg(id != NULL, "job %d not acknowledged", i);
-        snprintf(tr.t[tr.n++].id, sizeof tr.t[0].id, "%s", id);
+        track(&tr, id);
         free(id);
     }
     ck_assert_msg(tracker_wait_all(&tr, rcv, 60000), "only %zu of %d jobs ended",
@@ -293,6 +214,7 @@ START_TEST(share_free_node_runs_queued_jobs) {
     snprintf(want, sizeof want, "%u claimed from them", on_beta);
     ck_assert_msg(strstr(log, want), "beta's log does not say %s:\n%s", want, log);
     free(log);
+    tracker_free(&tr);
 }
 END_TEST
 
@@ -358,7 +280,7 @@ START_TEST(share_jobs_no_keeps_jobs_here) {
         snprintf(text, sizeof text, "kept-%d", i);
         char *id = submit(d1.port, text, false, receiver_port(rcv));
         ck_assert_ptr_nonnull(id);
-        snprintf(tr.t[tr.n++].id, sizeof tr.t[0].id, "%s", id);
+        track(&tr, id);
         free(id);
     }
     ck_assert(tracker_wait_all(&tr, rcv, 30000));
@@ -372,6 +294,7 @@ START_TEST(share_jobs_no_keeps_jobs_here) {
     }
     ck_assert_int_eq(daemon_stop(&d1, 15000), 0);
     ck_assert_int_eq(daemon_stop(&d2, 15000), 0);
+    tracker_free(&tr);
 }
 END_TEST
 
@@ -419,7 +342,7 @@ START_TEST(share_cancelled_offer_never_runs_and_stopped_node_jobs_run_elsewhere)
         snprintf(text, sizeof text, "late-%d", i);
         char *id = submit(d1.port, text, false, receiver_port(rcv));
         ck_assert_ptr_nonnull(id);
-        snprintf(tr.t[tr.n++].id, sizeof tr.t[0].id, "%s", id);
+        track(&tr, id);
         free(id);
     }
     /* Offered (one worker, five jobs), then canceled here. */
@@ -458,6 +381,7 @@ START_TEST(share_cancelled_offer_never_runs_and_stopped_node_jobs_run_elsewhere)
     ck_assert_msg(!strstr(log, "lease expired"), "beta took alpha over:\n%s", log);
     free(log);
     ck_assert_int_eq(daemon_stop(&d2, 15000), 0);
+    tracker_free(&tr);
 }
 END_TEST
 
@@ -486,7 +410,7 @@ START_TEST(share_node_that_joins_takes_part_of_the_backlog) {
         snprintf(text, sizeof text, "backlog-%d", i);
         char *id = submit(d1.port, text, false, receiver_port(rcv));
         ck_assert_ptr_nonnull(id);
-        snprintf(tr.t[tr.n++].id, sizeof tr.t[0].id, "%s", id);
+        track(&tr, id);
         free(id);
     }
     char *offered = sql1("share5", "SELECT count(*) FROM a2ad_tasks WHERE offered");
@@ -508,6 +432,7 @@ START_TEST(share_node_that_joins_takes_part_of_the_backlog) {
     ck_assert_uint_gt(on_beta, 0);
     ck_assert_int_eq(daemon_stop(&d1, 15000), 0);
     ck_assert_int_eq(daemon_stop(&d2, 15000), 0);
+    tracker_free(&tr);
 }
 END_TEST
 

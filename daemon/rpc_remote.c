@@ -163,9 +163,13 @@ static uint64_t row_seq(struct task *t) {
     return seq;
 }
 
-bool rpc_remote_watch(struct call *c, struct task *t) {
+/* Ask the holder to write t's events from its row's seq on; resuming:
+ * the task waits for input and the caller's message resumes it (a stream
+ * of an interrupted task otherwise ends at its first frame). */
+static bool watch(struct call *c, struct task *t, bool resuming) {
     enum task_state s = task_get_state(t);
-    if (task_state_terminal(s) || task_state_interrupted(s)) return true; /* one frame, the end */
+    if (task_state_terminal(s) || (task_state_interrupted(s) && !resuming))
+        return true; /* one frame, the end */
     a2ad_status st = cluster_watch(t, row_seq(t));
     if (st == A2AD_ERR_STATE) {
         c->f->http_status = 503;
@@ -175,6 +179,8 @@ bool rpc_remote_watch(struct call *c, struct task *t) {
     }
     return st == A2AD_OK || remote_failure(c, st, task_id(t));
 }
+
+bool rpc_remote_watch(struct call *c, struct task *t) { return watch(c, t, false); }
 
 void rpc_remote_follow(struct task *t) {
     enum task_state s = task_get_state(t);
@@ -196,7 +202,7 @@ bool rpc_remote_continue(struct call *c, const cJSON *message, struct task *t, b
     }
     /* A stream watches before the job hears the message, so it misses none
      * of the events the answer causes. */
-    if (stream && !rpc_remote_watch(c, t)) {
+    if (stream && !watch(c, t, true)) {
         task_release(t);
         return false;
     }

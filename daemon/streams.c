@@ -136,6 +136,35 @@ static bool push_frame(struct stream *s, uint64_t seq, const char *result, bool 
     return wake;
 }
 
+/* One event for the stream at *pp (text NULL: it could not be rendered,
+ * and the stream is cut): wake its reader, and unlink it once it ended.
+ * Returns where the next stream of the list is. The task lock is held. */
+static struct stream **deliver(struct stream **pp, struct task *t, uint64_t seq,
+                               const char *text, bool final) {
+    struct stream *s = *pp;
+    bool wake = false;
+    if (text) {
+        wake = push_frame(s, seq, text, final);
+    } else {
+        pthread_mutex_lock(&s->lock);
+        log_error("task %s: out of memory rendering a stream event; stream closed", task_id(t));
+        s->cut = s->ended = true;
+        wake = s->parked;
+        s->parked = false;
+        pthread_mutex_unlock(&s->lock);
+    }
+    if (wake && s->wake) s->wake(s->arg);
+    pthread_mutex_lock(&s->lock);
+    bool ended = s->ended;
+    pthread_mutex_unlock(&s->lock);
+    if (!ended) return &s->next;
+    /* nothing more goes to it: drop the list's reference */
+    *pp = s->next;
+    s->linked = false;
+    stream_unref(s); /* the reader still holds one: never the last */
+    return pp;
+}
+
 static a2ad_status streams_observe(struct task *t, const struct task_event *ev) {
     struct stream_list *l = task_ext(t, TASK_EXT_STREAMS);
     if (!l || !l->head || ev->kind == TASK_EVENT_CREATED) return A2AD_OK;
@@ -147,30 +176,9 @@ static a2ad_status streams_observe(struct task *t, const struct task_event *ev) 
             text[s->dialect] = e ? cJSON_PrintUnformatted(e) : NULL;
             cJSON_Delete(e);
         }
-        bool wake = false;
-        if (text[s->dialect]) {
-            /* 1.0: a stream "MUST close when the task reaches a terminal
-             * or interrupted state"; 0.3 marks that event final */
-            wake = push_frame(s, ev->seq, text[s->dialect], ev->terminal || ev->interrupted);
-        } else {
-            pthread_mutex_lock(&s->lock);
-            log_error("task %s: out of memory rendering a stream event; stream closed", task_id(t));
-            s->cut = s->ended = true;
-            wake = s->parked;
-            s->parked = false;
-            pthread_mutex_unlock(&s->lock);
-        }
-        if (wake && s->wake) s->wake(s->arg);
-        pthread_mutex_lock(&s->lock);
-        bool ended = s->ended;
-        pthread_mutex_unlock(&s->lock);
-        if (ended) { /* nothing more goes to it: drop the list's reference */
-            *pp = s->next;
-            s->linked = false;
-            stream_unref(s); /* the reader still holds one: never the last */
-        } else {
-            pp = &s->next;
-        }
+        /* 1.0: a stream "MUST close when the task reaches a terminal
+         * or interrupted state"; 0.3 marks that event final */
+        pp = deliver(pp, t, ev->seq, text[s->dialect], ev->terminal || ev->interrupted);
     }
     free(text[0]);
     free(text[1]);
@@ -413,27 +421,7 @@ bool streams_push_event(struct task *t, uint64_t seq, const char *event03) {
             text[s->dialect] = e ? cJSON_PrintUnformatted(e) : NULL;
             cJSON_Delete(e);
         }
-        bool wake = false;
-        if (text[s->dialect]) {
-            wake = push_frame(s, seq, text[s->dialect], final);
-        } else {
-            pthread_mutex_lock(&s->lock);
-            s->cut = s->ended = true;
-            wake = s->parked;
-            s->parked = false;
-            pthread_mutex_unlock(&s->lock);
-        }
-        if (wake && s->wake) s->wake(s->arg);
-        pthread_mutex_lock(&s->lock);
-        bool ended = s->ended;
-        pthread_mutex_unlock(&s->lock);
-        if (ended) {
-            *pp = s->next;
-            s->linked = false;
-            stream_unref(s);
-        } else {
-            pp = &s->next;
-        }
+        pp = deliver(pp, t, seq, text[s->dialect], final);
     }
     task_unlock(t);
     free(text[0]);

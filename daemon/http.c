@@ -90,8 +90,7 @@ static struct {
     struct request *waiting;
     size_t n_waiting;
     bool stopping; /* http_stop took the waiting list: no new waits */
-    int quiesced_fd; /* the listening socket after http_quiesce, or -1 */
-} srv = {.lock = PTHREAD_MUTEX_INITIALIZER, .quiesced_fd = -1};
+} srv = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 /* Set when the graceful stop begins: /readyz answers 503 from then on. */
 static atomic_bool http_stopping;
@@ -867,6 +866,19 @@ static void mhd_log(void *cls, const char *fmt, va_list ap) {
     log_client(fmt, A2AD_LOG_WARNING, "http", "%s", line);
 }
 
+/* From the start of the graceful stop, a new connection is closed as soon
+ * as it is accepted. Not MHD_quiesce_daemon(): with epoll and a thread pool
+ * it races the pool threads that take the same listening socket out of
+ * their epoll sets, and libmicrohttpd 0.9.75 aborts the process when it
+ * loses that race (MHD_PANIC on ENOENT): a stopping daemon died of SIGABRT
+ * in CI. */
+static enum MHD_Result accept_policy(void *cls, const struct sockaddr *addr, socklen_t len) {
+    (void)cls;
+    (void)addr;
+    (void)len;
+    return atomic_load(&http_stopping) ? MHD_NO : MHD_YES;
+}
+
 static void notify_conn(void *cls, struct MHD_Connection *c, void **socket_context,
                         enum MHD_ConnectionNotificationCode code) {
     (void)cls;
@@ -997,7 +1009,7 @@ a2ad_status http_start(const struct config *cfg) {
         close(fd);
         return A2AD_ERR_IO;
     }
-    srv.daemon = MHD_start_daemon(flags, 0, NULL, NULL, handle, NULL, MHD_OPTION_ARRAY, opts,
+    srv.daemon = MHD_start_daemon(flags, 0, accept_policy, NULL, handle, NULL, MHD_OPTION_ARRAY, opts,
                                   MHD_OPTION_END);
     if (!srv.daemon) {
         log_error("http: cannot start the HTTP server on %s%s", srv.base_url,
@@ -1016,19 +1028,7 @@ a2ad_status http_start(const struct config *cfg) {
 
 unsigned http_port(void) { return srv.port; }
 
-void http_quiesce(void) {
-    atomic_store(&http_stopping, true);
-    if (!srv.daemon) return;
-    MHD_socket s = MHD_quiesce_daemon(srv.daemon);
-    if (s == MHD_INVALID_SOCKET) return;
-    /* MHD's pool threads may still be taking the socket out of their epoll
-     * sets: closing it now could hand its number to a new connection under
-     * them (ThreadSanitizer reports it). shutdown() stops the listening
-     * (new connections are refused) and keeps the number; the socket is
-     * closed once MHD has stopped. */
-    shutdown(s, SHUT_RDWR);
-    srv.quiesced_fd = s;
-}
+void http_quiesce(void) { atomic_store(&http_stopping, true); }
 
 void http_stop(void) {
     if (!srv.daemon) return;
@@ -1073,7 +1073,5 @@ void http_stop(void) {
     admission_stop();
     srv.stopping = false; /* for a later http_start (tests) */
     atomic_store(&http_stopping, false);
-    if (srv.quiesced_fd >= 0) close(srv.quiesced_fd);
-    srv.quiesced_fd = -1;
     admin_shutdown();
 }

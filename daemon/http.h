@@ -13,8 +13,9 @@
 /* Listen and serve on internal threads (epoll). Thread: main. */
 a2ad_status http_start(const struct config *cfg);
 
-/* Stop accepting connections (the listening socket closes) but keep serving
- * the open ones. Thread: main. */
+/* Stop taking connections (a new one is closed as soon as it is accepted;
+ * the listening socket closes in http_stop) but keep serving the open ones.
+ * Thread: main. */
 void http_quiesce(void);
 
 /* Answer every blocked message/send with the task's current state, then

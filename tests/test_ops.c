@@ -246,6 +246,14 @@ START_TEST(readiness_fails_during_the_graceful_stop) {
     ck_assert_msg(code == 503, "got %d: %s", code, resp);
     ck_assert_msg(strstr(resp, "stopping"), "no reason in: %s", resp);
     close(fd);
+    /* A new connection gets no answer: closed at once, or refused. */
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    if (connect(fd, (struct sockaddr *)&sin, sizeof sin) == 0) {
+        code = keepalive_get(fd, "/readyz", resp, sizeof resp);
+        ck_assert_msg(code == -1, "a new connection during the stop got %d: %s", code, resp);
+    }
+    close(fd);
     /* The stop ends on its own once the job returned (a second TERM would
      * mean "now"). */
     int wst = 0;

@@ -186,6 +186,17 @@ int daemon_run_args(struct daemon_proc *d, const char *args, unsigned timeout_ms
     return -1;
 }
 
+/* A daemon killed by a signal while stopping is a crash: its log is removed with the test
+ * directory, so the last lines go to the test's output, where CI shows them. */
+static void daemon_print_log_tail(const struct daemon_proc *d, int sig) {
+    char *log = daemon_log(d);
+    if (!log) return;
+    size_t len = strlen(log);
+    const char *from = len > 4000 ? log + len - 4000 : log;
+    fprintf(stderr, "daemon %s died of signal %d while stopping; its log ends:\n%s\n", d->dir, sig, from);
+    free(log);
+}
+
 int daemon_stop(struct daemon_proc *d, unsigned timeout_ms) {
     if (d->pid <= 0) return -1;
     kill(d->pid, SIGTERM);
@@ -193,6 +204,7 @@ int daemon_stop(struct daemon_proc *d, unsigned timeout_ms) {
         int st;
         if (waitpid(d->pid, &st, WNOHANG) == d->pid) {
             d->pid = 0;
+            if (WIFSIGNALED(st)) daemon_print_log_tail(d, WTERMSIG(st));
             return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
         }
         test_nap_ms(10);

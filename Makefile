@@ -22,8 +22,12 @@ PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CHECK_CFLAGS = $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS   = $(shell pkg-config --libs check 2>/dev/null)
 
-DAEMON_SRC  := $(wildcard daemon/*.c)
-UI_FILES    := $(sort $(wildcard daemon/ui/*.html daemon/ui/*.css daemon/ui/*.js daemon/ui/*.svg))
+# daemon/ by layer: front/ (HTTP, bindings, streams, admin), core/ (the
+# request core, tasks, auth), agents/ (plugins, workers, runners), store/
+# (SQLite, PostgreSQL, the cluster), delivery/ (webhooks, push, HU).
+DAEMON_SRC  := $(wildcard daemon/*.c daemon/*/*.c)
+DAEMON_HDR  := $(wildcard daemon/*.h daemon/*/*.h)
+UI_FILES    := $(sort $(wildcard daemon/front/ui/*.html daemon/front/ui/*.css daemon/front/ui/*.js daemon/front/ui/*.svg))
 DAEMON_OBJ  := $(DAEMON_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/ui_files.o
 LIB_OBJ     := $(filter-out $(BUILD)/obj/daemon/main.o,$(DAEMON_OBJ))
 PLUGIN_SRC  := $(wildcard plugins/*.c)
@@ -73,15 +77,15 @@ $(DEPS_TEST_OK): scripts/deps.sh
 deps:
 	@scripts/deps.sh --test
 
-$(BUILD)/obj/daemon/%.o: daemon/%.c $(wildcard daemon/*.h) include/a2ad/agent.h | $(DEPS_OK)
+$(BUILD)/obj/daemon/%.o: daemon/%.c $(DAEMON_HDR) include/a2ad/agent.h | $(DEPS_OK)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_A) $(PKG_CFLAGS) -c $< -o $@
 
-# The dashboard's files (daemon/ui/) built into the binary.
+# The dashboard's files (daemon/front/ui/) built into the binary.
 $(BUILD)/gen/ui_files.c: $(UI_FILES) scripts/embed-ui.sh
 	@mkdir -p $(dir $@)
 	scripts/embed-ui.sh $@ $(UI_FILES)
-$(BUILD)/obj/gen/ui_files.o: $(BUILD)/gen/ui_files.c daemon/ui_files.h
+$(BUILD)/obj/gen/ui_files.o: $(BUILD)/gen/ui_files.c daemon/front/ui_files.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_A) -c $< -o $@
 
@@ -110,7 +114,7 @@ $(BUILD)/tests/plugins/vers_v%.so: tests/plugins/vers.c include/a2ad/agent.h | $
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_A) -DVERS=$* -fPIC -fvisibility=hidden -shared $< -o $@ $(LDFLAGS_A) -lpthread
 
-$(BUILD)/obj/tests/%.o: tests/%.c $(wildcard tests/*.h tests/support/*.h daemon/*.h) include/a2ad/agent.h | $(DEPS_TEST_OK)
+$(BUILD)/obj/tests/%.o: tests/%.c $(wildcard tests/*.h tests/support/*.h $(DAEMON_HDR)) include/a2ad/agent.h | $(DEPS_TEST_OK)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_A) -Itests $(PKG_CFLAGS) $(CHECK_CFLAGS) -c $< -o $@
 
@@ -202,10 +206,10 @@ FUZZ_LIB_OBJ := $(patsubst daemon/%.c,$(FUZZ_DIR)/obj/%.o,$(filter-out daemon/ma
 # Kept between runs (they are only prerequisites of the harnesses).
 .SECONDARY: $(FUZZ_LIB_OBJ)
 
-$(FUZZ_DIR)/obj/%.o: daemon/%.c $(wildcard daemon/*.h) include/a2ad/agent.h | $(DEPS_TEST_OK)
+$(FUZZ_DIR)/obj/%.o: daemon/%.c $(DAEMON_HDR) include/a2ad/agent.h | $(DEPS_TEST_OK)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
-$(FUZZ_DIR)/obj/gen/ui_files.o: $(BUILD)/gen/ui_files.c daemon/ui_files.h
+$(FUZZ_DIR)/obj/gen/ui_files.o: $(BUILD)/gen/ui_files.c daemon/front/ui_files.h
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
 $(FUZZ_DIR)/fuzz_%: fuzz/fuzz_%.c $(FUZZ_LIB_OBJ)

@@ -27,7 +27,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "guard.h"
+#include "delivery/guard.h"
 #include "log.h"
 
 /* inih keeps this many bytes of a section name, NUL included (MAX_SECTION). */

@@ -16,9 +16,9 @@
 #include <unistd.h>
 
 #include "log.h"
-#include "guard.h"
-#include "plugins.h"
-#include "sign.h"
+#include "delivery/guard.h"
+#include "agents/plugins.h"
+#include "delivery/sign.h"
 
 /* The directory of the database file must exist and be writable (SQLite
  * writes its -wal and -shm files next to it); an existing file must open

@@ -7,9 +7,9 @@
 #include <cJSON.h>
 
 #include "config.h"
-#include "hu.h"
+#include "delivery/hu.h"
 #include "log.h"
-#include "plugins.h"
+#include "agents/plugins.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

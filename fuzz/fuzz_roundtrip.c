@@ -14,10 +14,10 @@
 #include <cJSON.h>
 
 #include "config.h"
-#include "hu.h"
+#include "delivery/hu.h"
 #include "log.h"
-#include "push.h"
-#include "tasks.h"
+#include "delivery/push.h"
+#include "core/tasks.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -6,14 +6,14 @@
 #include <string.h>
 
 #include "config.h"
-#include "hu.h"
+#include "delivery/hu.h"
 #include "log.h"
-#include "plugins.h"
-#include "push.h"
-#include "rpc.h"
-#include "streams.h"
-#include "tasks.h"
-#include "tenant.h"
+#include "agents/plugins.h"
+#include "delivery/push.h"
+#include "core/rpc.h"
+#include "front/streams.h"
+#include "core/tasks.h"
+#include "core/tenant.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

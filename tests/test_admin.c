@@ -13,8 +13,8 @@
 #include "support/json.h"
 #include "support/receiver.h"
 #include "util.h"
-#include "guard.h"
-#include "webhooks.h"
+#include "delivery/guard.h"
+#include "delivery/webhooks.h"
 #include <pthread.h>
 #include <stdatomic.h>
 

@@ -22,12 +22,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "guard.h"
+#include "delivery/guard.h"
 #include "support/daemon.h"
 #include "support/json.h"
 #include "support/receiver.h"
 #include "util.h"
-#include "webhooks.h"
+#include "delivery/webhooks.h"
 
 Suite *guard_suite(void);
 

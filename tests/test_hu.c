@@ -14,14 +14,14 @@
 #include <time.h>
 
 #include "config.h"
-#include "guard.h"
-#include "hu.h"
-#include "plugins.h"
-#include "rpc.h"
+#include "delivery/guard.h"
+#include "delivery/hu.h"
+#include "agents/plugins.h"
+#include "core/rpc.h"
 #include "support/daemon.h"
 #include "support/json.h"
 #include "support/receiver.h"
-#include "tasks.h"
+#include "core/tasks.h"
 #include "util.h"
 
 #define URI HU_BACKGROUND_JOB_URI

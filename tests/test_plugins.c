@@ -1,4 +1,4 @@
-/* Tests for the plugin loader (daemon/plugins.c), the example plugins
+/* Tests for the plugin loader (daemon/agents/plugins.c), the example plugins
  * (plugins/) and the deliberately broken test plugins (tests/plugins/).
  *
  * Plugins are found under $A2AD_BUILD/plugins and $A2AD_BUILD/tests/plugins
@@ -18,9 +18,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "plugins.h"
+#include "agents/plugins.h"
 #include "support/mock_host.h"
-#include "workers.h"
+#include "agents/workers.h"
 
 static char plugins_dir[1024];  /* $A2AD_BUILD/plugins */
 static char tplugins_dir[1024]; /* $A2AD_BUILD/tests/plugins */

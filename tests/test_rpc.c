@@ -5,9 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "plugins.h"
-#include "rpc.h"
-#include "tasks.h"
+#include "agents/plugins.h"
+#include "core/rpc.h"
+#include "core/tasks.h"
 
 static cJSON *handle(const struct agent *agent, const char *body, int *http_status) {
     struct rpc_reply r;

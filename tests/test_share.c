@@ -1,4 +1,4 @@
-/* Work sharing between nodes on one PostgreSQL database (daemon/share.h):
+/* Work sharing between nodes on one PostgreSQL database (daemon/store/share.h):
  * a job its node cannot start at once is offered, and a node with a free
  * worker for its agent claims it and runs it. Against a real PostgreSQL
  * that the suite starts itself (tests/support/pg.h), with real daemons and

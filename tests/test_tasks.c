@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "push.h"
-#include "tasks.h"
+#include "delivery/push.h"
+#include "core/tasks.h"
 #include "util.h"
 
 static struct task *new_task(const char *text) {

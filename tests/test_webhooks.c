@@ -15,10 +15,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "guard.h"
+#include "delivery/guard.h"
 #include "support/receiver.h"
 #include "util.h"
-#include "webhooks.h"
+#include "delivery/webhooks.h"
 
 Suite *webhooks_suite(void);
 

@@ -10,10 +10,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "plugins.h"
-#include "tasks.h"
+#include "agents/plugins.h"
+#include "core/tasks.h"
 #include "util.h"
-#include "workers.h"
+#include "agents/workers.h"
 #include "support/json.h"
 
 static a2ad_ctx saved_ctx; /* the last job's ctx, read after the job ended */

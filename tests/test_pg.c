@@ -530,7 +530,7 @@ START_TEST(pg_version_1_database_is_upgraded) {
     o.server_extra = "node_name = upgraded";
     start_or_fail(&d2, &o);
     char *log = daemon_log(&d2);
-    ck_assert_msg(strstr(log, "schema version 3 (upgraded)"), "log:\n%s", log);
+    ck_assert_msg(strstr(log, "schema version 4 (upgraded)"), "log:\n%s", log);
     free(log);
     cJSON *t = get_task(d2.port, "echo", id);
     ck_assert_str_eq(json_str(t, "result.status.state"), "completed");

@@ -10,6 +10,7 @@
  * Without PostgreSQL installed the tests are skipped with a loud message,
  * except under CI=true, where they fail. */
 #include <check.h>
+#include <signal.h>
 #include <cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +40,7 @@ static void setup(void) {
 }
 
 static void teardown(void) {
+    if (d3.pid > 0) kill(d3.pid, SIGCONT); /* stopped by a test that failed */
     daemon_cleanup(&d3);
     daemon_cleanup(&d2);
     daemon_cleanup(&d1);
@@ -315,24 +317,23 @@ START_TEST(share_cancelled_offer_never_runs_and_stopped_node_jobs_run_elsewhere)
                             .threads = 2, .server_extra = "node_name = alpha", .extra = agent};
     struct daemon_opts b = a;
     b.server_extra = "node_name = beta";
-    /* gamma has free workers (so alpha offers) but not the agent of the
-     * jobs (so nobody claims them while alpha runs). */
+    /* gamma has a free runlog worker (so alpha offers), then hangs
+     * (SIGSTOP, its lease still valid): nobody claims the offers while
+     * alpha runs. */
     struct daemon_opts g = a;
     g.server_extra = "node_name = gamma";
-    g.plugins = "echo";
-    g.extra = NULL;
     start_or_fail(&d3, &g);
-    /* gamma says it has free workers (once a second). */
     char *room = NULL;
     for (int i = 0; i < 250; i++) {
         free(room);
-        room = sql1("share4", "SELECT coalesce(max(free_workers), 0) FROM a2ad_nodes"
-                              " WHERE name = 'gamma'");
+        room = sql1("share4", "SELECT coalesce(max((free_by_agent->>'runlog')::int), 0)"
+                              " FROM a2ad_nodes WHERE name = 'gamma'");
         if (atoi(room) > 0) break;
         test_nap_ms(20);
     }
-    ck_assert_msg(atoi(room) > 0, "gamma never said it has free workers");
+    ck_assert_msg(atoi(room) > 0, "gamma never said it has a free runlog worker");
     free(room);
+    ck_assert_int_eq(kill(d3.pid, SIGSTOP), 0);
     start_or_fail(&d1, &a);
     long alpha_pid = d1.pid;
     enum { JOBS = 5 };
@@ -359,7 +360,7 @@ START_TEST(share_cancelled_offer_never_runs_and_stopped_node_jobs_run_elsewhere)
     ck_assert_str_eq(json_str(c, "result.status.state"), "canceled");
     cJSON_Delete(c);
     ck_assert_int_eq(daemon_stop(&d1, 15000), 0);
-    ck_assert_int_eq(daemon_stop(&d3, 15000), 0);
+    daemon_kill9(&d3);
     start_or_fail(&d2, &b);
     ck_assert_msg(tracker_wait_all(&tr, rcv, 30000), "only %zu of %d jobs ended",
                   tracker_ended(&tr), JOBS);
@@ -378,7 +379,7 @@ START_TEST(share_cancelled_offer_never_runs_and_stopped_node_jobs_run_elsewhere)
     }
     ck_assert_uint_ge(on_beta, 2);
     char *log = daemon_log(&d2);
-    ck_assert_msg(!strstr(log, "lease expired"), "beta took alpha over:\n%s", log);
+    ck_assert_msg(!strstr(log, "node alpha lost"), "beta took alpha over:\n%s", log);
     free(log);
     ck_assert_int_eq(daemon_stop(&d2, 15000), 0);
     tracker_free(&tr);
@@ -436,6 +437,68 @@ START_TEST(share_node_that_joins_takes_part_of_the_backlog) {
 }
 END_TEST
 
+/* beta has free workers, but none for runlog: alpha's waiting runlog jobs
+ * are not offered to it (an offer nobody can take only delays its job by a
+ * claim check), and all of them run on alpha. */
+START_TEST(share_offers_only_to_a_node_with_room_for_the_agent) {
+    REQUIRE_PG();
+    rcv = receiver_start();
+    ck_assert_ptr_nonnull(rcv);
+    static char tasks[1200], agent[600];
+    new_db("share6", NULL, tasks, sizeof tasks);
+    snprintf(agent, sizeof agent, "[agent.runlog]\nworkers = 1\nfile = %s\nms = 200\n",
+             runs_file);
+    struct daemon_opts a = {.plugins = "runlog", .store = "postgresql", .tasks_extra = tasks,
+                            .threads = 2, .server_extra = "node_name = alpha", .extra = agent};
+    struct daemon_opts b = a;
+    b.server_extra = "node_name = beta";
+    b.plugins = "echo";
+    b.extra = NULL;
+    start_or_fail(&d2, &b);
+    start_or_fail(&d1, &a);
+    char *room = NULL;
+    for (int i = 0; i < 250; i++) {
+        free(room);
+        room = sql1("share6", "SELECT coalesce(max((free_by_agent->>'echo')::int), 0)"
+                              " FROM a2ad_nodes WHERE name = 'beta'");
+        if (atoi(room) > 0) break;
+        test_nap_ms(20);
+    }
+    ck_assert_msg(atoi(room) > 0, "beta never said it has free echo workers");
+    free(room);
+    test_nap_ms(1500); /* alpha reads the other nodes' room once a second */
+    enum { JOBS = 6 };
+    struct tracker tr = {0};
+    for (int i = 0; i < JOBS; i++) {
+        char text[32];
+        snprintf(text, sizeof text, "mine-%d", i);
+        char *id = submit(d1.port, text, false, receiver_port(rcv));
+        ck_assert_ptr_nonnull(id);
+        track(&tr, id);
+        free(id);
+    }
+    ck_assert(tracker_wait_all(&tr, rcv, 30000));
+    tracker_assert_complete(&tr);
+    for (int i = 0; i < JOBS; i++) {
+        char text[32];
+        snprintf(text, sizeof text, "mine-%d", i);
+        long pid = 0;
+        ck_assert_int_eq(runs_of(text, &pid), 1);
+        ck_assert_int_eq(pid, d1.pid);
+    }
+    struct http_resp h;
+    ck_assert(http_call(d1.port, "GET", "/metrics", NULL, &h));
+    const char *offered = strstr(h.body, "a2ad_shared_jobs_total{event=\"offered\"} ");
+    ck_assert_ptr_nonnull(offered);
+    ck_assert_msg(strncmp(offered + 40, "0\n", 2) == 0, "alpha offered jobs nobody could run: %.50s",
+                  offered);
+    http_resp_free(&h);
+    ck_assert_int_eq(daemon_stop(&d1, 15000), 0);
+    ck_assert_int_eq(daemon_stop(&d2, 15000), 0);
+    tracker_free(&tr);
+}
+END_TEST
+
 Suite *share_suite(void);
 Suite *share_suite(void) {
     Suite *s = suite_create("share");
@@ -448,6 +511,7 @@ Suite *share_suite(void) {
     tcase_add_test(tc, share_jobs_no_keeps_jobs_here);
     tcase_add_test(tc, share_cancelled_offer_never_runs_and_stopped_node_jobs_run_elsewhere);
     tcase_add_test(tc, share_node_that_joins_takes_part_of_the_backlog);
+    tcase_add_test(tc, share_offers_only_to_a_node_with_room_for_the_agent);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1,6 +1,7 @@
 /* share - work sharing between nodes: the in-memory side. See share.h. */
 #include "store/share.h"
 
+#include <cJSON.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -11,12 +12,20 @@
 #include "util.h"
 #include "store/store_core.h"
 #include "core/tasks.h"
+#include "agents/plugins.h"
 #include "agents/workers.h"
 
 /* store_slot.share bits (the task lock held). */
 #define SHARE_HERE 1    /* a client is connected here: never offered */
 #define SHARE_OFFERED 2 /* offered; not started, checked or forgotten since */
 #define SHARE_WAITING 4 /* queued here, offered once it waited share_after_ms */
+
+/* The other nodes' free workers for one agent, as they last said. */
+struct room {
+    char agent[64];
+    size_t free;
+};
+#define ROOM_AGENTS 64 /* agents beyond are not offered: they run here */
 
 /* A job that waits here, not offered yet. */
 struct waiting {
@@ -34,6 +43,8 @@ static struct {
     unsigned after_ms;           /* [tasks] share_after_ms */
     atomic_size_t peers;         /* other live nodes (the writer counts them) */
     atomic_size_t peer_room;     /* their free workers, as they last said */
+    struct room room[ROOM_AGENTS]; /* the same by agent (sh.lock) */
+    size_t n_room;
     struct share_ids to_offer;   /* offers the writer has not run yet */
     struct share_check *checks;  /* checks the writer has not taken yet */
     bool marker;                 /* an OP_SHARE is queued and not yet taken */
@@ -136,7 +147,6 @@ static void marker_send(struct op *o) {
 
 /* ---- the workers' hooks -------------------------------------------------- */
 
-/* Offer a job that waits here, unless a client is connected to it. */
 /* Offer t now (the task lock and sh.lock held); false without memory. */
 static bool offer_locked(struct task *t, struct store_slot *s) {
     size_t len = sh.to_offer.len, n = sh.to_offer.n;
@@ -154,6 +164,17 @@ static bool offer_locked(struct task *t, struct store_slot *s) {
     return true;
 }
 
+/* Another node's free workers for t's agent (sh.lock held): offers only
+ * go where a node can take them, since an offer nobody claims costs its
+ * job a claim check before it starts here. */
+static size_t room_for_locked(const struct task *t) {
+    const struct agent *a = task_agent(t);
+    if (!a || !a->name) return 0;
+    for (size_t i = 0; i < sh.n_room; i++)
+        if (strcmp(sh.room[i].agent, a->name) == 0) return sh.room[i].free;
+    return 0;
+}
+
 /* A job that waits here: offered now (share_after_ms = 0, and another
  * node has free workers), or put aside, to be offered if it still waits
  * after share_after_ms while another node has free workers (a backlog from
@@ -169,7 +190,7 @@ static void on_queued(struct task *t) {
     struct op *m = NULL;
     if (offer) {
         pthread_mutex_lock(&sh.lock);
-        if (sh.after_ms || !atomic_load(&sh.peer_room)) {
+        if (sh.after_ms || !room_for_locked(t)) {
             struct waiting *w = malloc(sizeof *w);
             offer = w && sh.waiting && !hmap_get(sh.waiting, task_id(t)) &&
                     hmap_put(sh.waiting, task_id(t), w) == A2AD_OK;
@@ -478,9 +499,26 @@ void share_claimed(size_t n, size_t want) {
     marker_send(m);
 }
 
-void share_set_peers(size_t peers, size_t room) {
+void share_set_peers(size_t peers, const char *room_json) {
+    struct room room[ROOM_AGENTS];
+    size_t n = 0, total = 0;
+    cJSON *o = peers && room_json ? cJSON_Parse(room_json) : NULL;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, o) {
+        if (n == ROOM_AGENTS) break;
+        if (!cJSON_IsNumber(e) || e->valuedouble < 1 || strlen(e->string) >= sizeof room[n].agent)
+            continue;
+        snprintf(room[n].agent, sizeof room[n].agent, "%s", e->string);
+        room[n].free = (size_t)e->valuedouble;
+        total += room[n++].free;
+    }
+    cJSON_Delete(o);
+    pthread_mutex_lock(&sh.lock);
+    memcpy(sh.room, room, n * sizeof room[0]);
+    sh.n_room = n;
+    pthread_mutex_unlock(&sh.lock);
     atomic_store(&sh.peers, peers);
-    atomic_store(&sh.peer_room, peers ? room : 0);
+    atomic_store(&sh.peer_room, total);
 }
 
 struct promote_acc {
@@ -489,11 +527,13 @@ struct promote_acc {
     uint64_t before;
 };
 
+/* Runs under sh.lock. A job whose agent no other node has room for waits
+ * here for the next tick. */
 static void promote_entry(const char *key, void *value, void *arg) {
     (void)key;
     struct promote_acc *a = arg;
     struct waiting *w = value;
-    if (w->since_ms <= a->before) a->v[a->n++] = w;
+    if (w->since_ms <= a->before && room_for_locked(w->task)) a->v[a->n++] = w;
 }
 
 void share_promote(void) {

@@ -103,9 +103,10 @@ bool share_offered_ids(struct share_ids *out);
 void share_taken(const char *id);
 /* A claim round took n jobs (asked for `want`). */
 void share_claimed(size_t n, size_t want);
-/* How many other live nodes there are, and their free workers as they
- * last said (once a second): no room, and nothing is offered. */
-void share_set_peers(size_t peers, size_t room);
+/* How many other live nodes there are, and their free workers by agent as
+ * they last said (once a second; room_json {"agent": count, ...}, or NULL):
+ * a job is offered only while another node has room for its agent. */
+void share_set_peers(size_t peers, const char *room_json);
 /* Offer the jobs that waited share_after_ms here and still wait. */
 void share_promote(void);
 

@@ -1089,25 +1089,37 @@ static size_t share_peers(void) {
      * (offers nobody can take would only cost claim checks). */
     struct workers_free idle[16];
     size_t n_idle = workers_idle(idle, sizeof idle / sizeof idle[0]), free_here = 0;
-    for (size_t i = 0; i < n_idle; i++) free_here += idle[i].count;
+    cJSON *by_agent = cJSON_CreateObject();
+    for (size_t i = 0; i < n_idle; i++) {
+        free_here += idle[i].count;
+        cJSON_AddNumberToObject(by_agent, idle[i].agent, (double)idle[i].count);
+    }
+    char *by_agent_text = by_agent ? cJSON_PrintUnformatted(by_agent) : NULL;
+    cJSON_Delete(by_agent);
     char free_text[24];
     snprintf(free_text, sizeof free_text, "%zu", free_here);
-    const char *v[2] = {st.node, free_text};
-    PGresult *r = PQexecParams(st.conn,
-                               "WITH me AS (UPDATE a2ad_nodes SET free_workers = $2 WHERE name = $1)"
-                               " SELECT count(*), coalesce(sum(free_workers), 0) FROM a2ad_nodes"
-                               " WHERE name <> $1 AND lease_until_ms >= " DB_NOW_MS,
-                               2, NULL, v, NULL, NULL, 0);
+    const char *v[3] = {st.node, free_text, by_agent_text ? by_agent_text : "{}"};
+    PGresult *r = PQexecParams(
+        st.conn,
+        "WITH me AS (UPDATE a2ad_nodes SET free_workers = $2, free_by_agent = $3::jsonb"
+        " WHERE name = $1),"
+        " live AS (SELECT free_by_agent FROM a2ad_nodes"
+        " WHERE name <> $1 AND lease_until_ms >= " DB_NOW_MS ")"
+        " SELECT (SELECT count(*) FROM live), coalesce((SELECT jsonb_object_agg(k, f)::text FROM"
+        " (SELECT e.key AS k, sum(e.value::bigint) AS f FROM live, jsonb_each_text(live.free_by_agent) e"
+        " GROUP BY e.key) x), '{}')",
+        3, NULL, v, NULL, NULL, 0);
+    free(by_agent_text);
     st.round_trips++;
-    size_t room = 0;
+    const char *room = NULL;
     if (PQresultStatus(r) == PGRES_TUPLES_OK) {
         peers = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
-        room = strtoull(PQgetvalue(r, 0, 1), NULL, 10);
+        room = PQgetvalue(r, 0, 1);
     } else {
         share_warn("counting the other nodes", r);
     }
-    PQclear(r);
     share_set_peers(peers, room);
+    PQclear(r);
     return peers;
 }
 
@@ -1175,6 +1187,12 @@ static const char schema_v3[] =
     "CREATE TABLE IF NOT EXISTS a2ad_events (task_id text NOT NULL, seq bigint NOT NULL,"
     " event bytea NOT NULL, created_ms bigint NOT NULL, PRIMARY KEY (task_id, seq));";
 
+/* Version 4: a node's free workers by agent ({"echo": 2}), so that a job is
+ * offered only while another node has room for its agent. */
+static const char schema_v4[] =
+    "ALTER TABLE a2ad_nodes ADD COLUMN IF NOT EXISTS free_by_agent jsonb NOT NULL"
+    " DEFAULT '{}'::jsonb;";
+
 /* Run sql (one or more statements); false with why on failure. */
 static bool run(PGconn *c, const char *sql, char *why, size_t n) {
     PGresult *r = PQexec(c, sql);
@@ -1215,6 +1233,7 @@ static a2ad_status schema_setup(PGconn *c) {
     if (version < 1 && !run(c, schema_v1, why, sizeof why)) goto fail;
     if (version < 2 && !run(c, schema_v2, why, sizeof why)) goto fail;
     if (version < 3 && !run(c, schema_v3, why, sizeof why)) goto fail;
+    if (version < 4 && !run(c, schema_v4, why, sizeof why)) goto fail;
     /* Later versions migrate here, one step at a time, from `version`. */
     if (version < STORE_PG_SCHEMA) {
         char sql[200];

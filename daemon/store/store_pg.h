@@ -47,6 +47,6 @@ struct pg_conn *store_pg_connect(char *why, size_t n);
 const char *store_pg_node(void);
 const char *store_pg_path(void);
 /* The schema version this a2ad writes (and the newest it reads). */
-#define STORE_PG_SCHEMA 3
+#define STORE_PG_SCHEMA 4
 
 #endif

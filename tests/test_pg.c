@@ -536,7 +536,7 @@ START_TEST(pg_version_1_database_is_upgraded) {
     ck_assert_str_eq(json_str(t, "result.status.state"), "completed");
     cJSON_Delete(t);
     char *v = sql1("upgrade", "SELECT version FROM a2ad_schema_version");
-    ck_assert_str_eq(v, "3");
+    ck_assert_str_eq(v, "4");
     free(v);
     char *owner = sql1("upgrade", "SELECT node FROM a2ad_tasks");
     ck_assert_str_eq(owner, "upgraded");

@@ -109,6 +109,33 @@ static unsigned runs_of(const char *text, long *pid) {
 }
 
 
+/* Submit jobs PREFIX-0 .. PREFIX-(n-1) to alpha, each tracked in tr. */
+static void submit_jobs(struct tracker *tr, const char *prefix, int n) {
+    for (int i = 0; i < n; i++) {
+        char text[32];
+        snprintf(text, sizeof text, "%s-%d", prefix, i);
+        char *id = submit(d1.port, text, false, receiver_port(rcv));
+        ck_assert_msg(id != NULL, "job %s not acknowledged", text);
+        track(tr, id);
+        free(id);
+    }
+}
+
+/* Each of PREFIX-0 .. PREFIX-(n-1) ran exactly once, on alpha or beta (on
+ * only_on when it is not 0): how many on beta. */
+static unsigned ran_once(const char *prefix, int n, long only_on) {
+    unsigned on_beta = 0;
+    for (int i = 0; i < n; i++) {
+        char text[32];
+        snprintf(text, sizeof text, "%s-%d", prefix, i);
+        long pid = 0;
+        ck_assert_msg(runs_of(text, &pid) == 1, "%s ran %u times", text, runs_of(text, NULL));
+        ck_assert(only_on ? pid == only_on : (pid == d1.pid || pid == d2.pid));
+        on_beta += pid == d2.pid;
+    }
+    return on_beta;
+}
+
 /* Two nodes, one worker each for runlog: alpha and beta. */
 static void two_nodes(const char *db, const char *alpha_tasks_extra, unsigned run_ms) {
     static char ta[1200], tb[1200], agent[600];
@@ -138,27 +165,12 @@ START_TEST(share_free_node_runs_queued_jobs) {
     two_nodes("share1", NULL, 150);
     enum { JOBS = 30 };
     struct tracker tr = {0};
-    for (int i = 0; i < JOBS; i++) {
-        char text[32];
-        snprintf(text, sizeof text, "job-%d", i);
-        char *id = submit(d1.port, text, false, receiver_port(rcv));
-        ck_assert_msg(id != NULL, "job %d not acknowledged", i);
-        track(&tr, id);
-        free(id);
-    }
+    submit_jobs(&tr, "job", JOBS);
     ck_assert_msg(tracker_wait_all(&tr, rcv, 60000), "only %zu of %d jobs ended",
                   tracker_ended(&tr), JOBS);
     tracker_assert_complete(&tr);
-    unsigned on_beta = 0;
-    for (int i = 0; i < JOBS; i++) {
-        char text[32];
-        snprintf(text, sizeof text, "job-%d", i);
-        long pid = 0;
-        ck_assert_int_eq(runs_of(text, &pid), 1);
-        ck_assert_str_eq(tr.t[i].terminal, "completed");
-        ck_assert(pid == d1.pid || pid == d2.pid);
-        if (pid == d2.pid) on_beta++;
-    }
+    unsigned on_beta = ran_once("job", JOBS, 0);
+    for (int i = 0; i < JOBS; i++) ck_assert_str_eq(tr.t[i].terminal, "completed");
     fprintf(stderr, "share: beta ran %u of the %d jobs submitted to alpha\n", on_beta, JOBS);
     ck_assert_msg(on_beta > 0, "beta ran none of alpha's jobs");
     ck_assert_msg(on_beta < JOBS, "alpha ran none of its jobs");
@@ -277,23 +289,10 @@ START_TEST(share_jobs_no_keeps_jobs_here) {
     two_nodes("share3", "share_jobs = no\n", 100);
     enum { JOBS = 8 };
     struct tracker tr = {0};
-    for (int i = 0; i < JOBS; i++) {
-        char text[32];
-        snprintf(text, sizeof text, "kept-%d", i);
-        char *id = submit(d1.port, text, false, receiver_port(rcv));
-        ck_assert_ptr_nonnull(id);
-        track(&tr, id);
-        free(id);
-    }
+    submit_jobs(&tr, "kept", JOBS);
     ck_assert(tracker_wait_all(&tr, rcv, 30000));
     tracker_assert_complete(&tr);
-    for (int i = 0; i < JOBS; i++) {
-        char text[32];
-        snprintf(text, sizeof text, "kept-%d", i);
-        long pid = 0;
-        ck_assert_int_eq(runs_of(text, &pid), 1);
-        ck_assert_int_eq(pid, d1.pid);
-    }
+    ck_assert_uint_eq(ran_once("kept", JOBS, d1.pid), 0);
     ck_assert_int_eq(daemon_stop(&d1, 15000), 0);
     ck_assert_int_eq(daemon_stop(&d2, 15000), 0);
     tracker_free(&tr);
@@ -338,14 +337,7 @@ START_TEST(share_cancelled_offer_never_runs_and_stopped_node_jobs_run_elsewhere)
     long alpha_pid = d1.pid;
     enum { JOBS = 5 };
     struct tracker tr = {0};
-    for (int i = 0; i < JOBS; i++) {
-        char text[32];
-        snprintf(text, sizeof text, "late-%d", i);
-        char *id = submit(d1.port, text, false, receiver_port(rcv));
-        ck_assert_ptr_nonnull(id);
-        track(&tr, id);
-        free(id);
-    }
+    submit_jobs(&tr, "late", JOBS);
     /* Offered (one worker, five jobs), then canceled here. */
     char *offered = NULL;
     for (int i = 0; i < 250; i++) {
@@ -406,14 +398,7 @@ START_TEST(share_node_that_joins_takes_part_of_the_backlog) {
     start_or_fail(&d1, &a);
     enum { JOBS = 20 };
     struct tracker tr = {0};
-    for (int i = 0; i < JOBS; i++) {
-        char text[32];
-        snprintf(text, sizeof text, "backlog-%d", i);
-        char *id = submit(d1.port, text, false, receiver_port(rcv));
-        ck_assert_ptr_nonnull(id);
-        track(&tr, id);
-        free(id);
-    }
+    submit_jobs(&tr, "backlog", JOBS);
     char *offered = sql1("share5", "SELECT count(*) FROM a2ad_tasks WHERE offered");
     ck_assert_str_eq(offered, "0"); /* alone: nobody to offer to */
     free(offered);
@@ -421,14 +406,7 @@ START_TEST(share_node_that_joins_takes_part_of_the_backlog) {
     ck_assert_msg(tracker_wait_all(&tr, rcv, 60000), "only %zu of %d jobs ended",
                   tracker_ended(&tr), JOBS);
     tracker_assert_complete(&tr);
-    unsigned on_beta = 0;
-    for (int i = 0; i < JOBS; i++) {
-        char text[32];
-        snprintf(text, sizeof text, "backlog-%d", i);
-        long pid = 0;
-        ck_assert_int_eq(runs_of(text, &pid), 1);
-        on_beta += pid == d2.pid;
-    }
+    unsigned on_beta = ran_once("backlog", JOBS, 0);
     fprintf(stderr, "share: beta, joining late, ran %u of alpha's %d queued jobs\n", on_beta, JOBS);
     ck_assert_uint_gt(on_beta, 0);
     ck_assert_int_eq(daemon_stop(&d1, 15000), 0);
@@ -469,23 +447,10 @@ START_TEST(share_offers_only_to_a_node_with_room_for_the_agent) {
     test_nap_ms(1500); /* alpha reads the other nodes' room once a second */
     enum { JOBS = 6 };
     struct tracker tr = {0};
-    for (int i = 0; i < JOBS; i++) {
-        char text[32];
-        snprintf(text, sizeof text, "mine-%d", i);
-        char *id = submit(d1.port, text, false, receiver_port(rcv));
-        ck_assert_ptr_nonnull(id);
-        track(&tr, id);
-        free(id);
-    }
+    submit_jobs(&tr, "mine", JOBS);
     ck_assert(tracker_wait_all(&tr, rcv, 30000));
     tracker_assert_complete(&tr);
-    for (int i = 0; i < JOBS; i++) {
-        char text[32];
-        snprintf(text, sizeof text, "mine-%d", i);
-        long pid = 0;
-        ck_assert_int_eq(runs_of(text, &pid), 1);
-        ck_assert_int_eq(pid, d1.pid);
-    }
+    ck_assert_uint_eq(ran_once("mine", JOBS, d1.pid), 0);
     struct http_resp h;
     ck_assert(http_call(d1.port, "GET", "/metrics", NULL, &h));
     const char *offered = strstr(h.body, "a2ad_shared_jobs_total{event=\"offered\"} ");

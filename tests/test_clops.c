@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 
 #include "support/daemon.h"
 #include "support/json.h"
@@ -100,6 +101,12 @@ static bool wait_state(unsigned port, const char *id, const char *state) {
         test_nap_ms(20);
     }
     return false;
+}
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
 /* An admin call: the parsed answer (NULL if not JSON), its status. */
@@ -258,6 +265,21 @@ START_TEST(clops_admin_lists_and_reads_the_tasks_of_every_node) {
     }
     cJSON_Delete(n);
 
+    /* printed, not asserted: what the admin API costs across nodes */
+    const char *what[3] = {path, "/admin/v1/tasks", "/admin/v1/nodes"};
+    snprintf(path, sizeof path, "/admin/v1/tasks/%s", id);
+    for (int w = 0; w < 3; w++) {
+        double ms[2];
+        unsigned ports[2] = {a.port, b.port};
+        for (int k = 0; k < 2; k++) {
+            double t0 = now_ms();
+            for (int i = 0; i < 50; i++) cJSON_Delete(admin(ports[k], "GET", what[w], &st));
+            ms[k] = (now_ms() - t0) / 50;
+        }
+        printf("clops: GET %s: %.2f ms on alpha, %.2f ms on beta, mean of 50\n",
+               w ? what[w] : "/admin/v1/tasks/ID (alpha's)", ms[0], ms[1]);
+    }
+
     /* a2ctl list through beta: a NODE column */
     char *out;
     ck_assert_int_eq(a2ctl(b.port, "list", &out), 0);
@@ -282,7 +304,9 @@ START_TEST(clops_admin_cancels_through_another_node_and_metrics_count_it) {
     char path[200];
     snprintf(path, sizeof path, "/admin/v1/tasks/%s/cancel", id);
     long st = 0;
+    double t0 = now_ms();
     cJSON *t = admin(b.port, "POST", path, &st);
+    printf("clops: admin cancel of alpha's job through beta answered in %.1f ms\n", now_ms() - t0);
     ck_assert_msg(st == 200, "%ld %s", st, cJSON_PrintUnformatted(t));
     ck_assert_str_eq(json_str(t, "summary.id"), id);
     ck_assert_str_eq(json_str(t, "summary.state"), "canceled");

@@ -361,6 +361,51 @@ START_TEST(clops_admin_cancels_through_another_node_and_metrics_count_it) {
 }
 END_TEST
 
+/* alpha dies (SIGKILL) with a job running: once beta took it over (lease_s
+ * = 2), beta's admin API shows the task failed and held by beta, alpha is
+ * gone from the nodes, and the live nodes gauge says 1. */
+START_TEST(clops_a_dead_nodes_tasks_show_their_new_holder) {
+    REQUIRE_PG();
+    two_nodes("clops_dead", 1000, 1);
+    char *id = submit(a.port, "orphan me");
+    ck_assert(wait_state(a.port, id, "working"));
+    ck_assert(wait_metric(b.port, "a2ad_cluster_nodes", 2));
+    daemon_kill9(&a);
+    char path[200];
+    snprintf(path, sizeof path, "/admin/v1/tasks/%s", id);
+    long st = 0;
+    cJSON *t = NULL;
+    for (int i = 0; i < 300; i++) { /* the lease (2 s), then the takeover's half lease */
+        cJSON_Delete(t);
+        t = admin(b.port, "GET", path, &st);
+        ck_assert_int_eq(st, 200);
+        if (!strcmp(json_str(t, "summary.node"), "beta")) break;
+        test_nap_ms(50);
+    }
+    ck_assert_msg(!strcmp(json_str(t, "summary.node"), "beta"), "not taken over: %s",
+                  cJSON_PrintUnformatted(t));
+    ck_assert_str_eq(json_str(t, "summary.state"), "failed");
+    ck_assert_str_eq(json_str(t, "summary.message"), "interrupted: node alpha lost");
+    ck_assert(cJSON_IsObject(json_at(t, "webhooks"))); /* beta's own now */
+    cJSON_Delete(t);
+    cJSON *l = admin(b.port, "GET", "/admin/v1/tasks", &st);
+    const cJSON *e = task_in(l, id);
+    ck_assert_ptr_nonnull(e);
+    ck_assert_str_eq(json_str(e, "node"), "beta");
+    cJSON_Delete(l);
+    cJSON *n = admin(b.port, "GET", "/admin/v1/nodes", &st);
+    ck_assert_int_eq(st, 200);
+    ck_assert_int_eq(cJSON_GetArraySize(json_at(n, "nodes")), 1);
+    ck_assert_str_eq(json_str(n, "nodes.0.name"), "beta");
+    ck_assert_int_eq(json_int(n, "nodes.0.tasks"), 1);
+    ck_assert_int_eq(json_int(n, "nodes.0.activeTasks"), 0);
+    cJSON_Delete(n);
+    ck_assert(wait_metric(b.port, "a2ad_cluster_nodes", 1));
+    free(id);
+    ck_assert_int_eq(daemon_stop(&b, 15000), 0);
+}
+END_TEST
+
 START_TEST(clops_a_node_alone_shows_no_cluster) {
     struct daemon_opts o = {.plugins = "processor",
                             .server_extra = "admin_tokens = " ADMIN_TOKEN "\n",
@@ -399,6 +444,7 @@ Suite *clops_suite(void) {
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, clops_admin_lists_and_reads_the_tasks_of_every_node);
     tcase_add_test(tc, clops_admin_cancels_through_another_node_and_metrics_count_it);
+    tcase_add_test(tc, clops_a_dead_nodes_tasks_show_their_new_holder);
     tcase_add_test(tc, clops_a_node_alone_shows_no_cluster);
     suite_add_tcase(s, tc);
     return s;

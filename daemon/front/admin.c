@@ -3,7 +3,10 @@
  *
  * Listing walks every task held (tasks_list), so it costs O(tasks) per
  * call: fine for an operator and a dashboard polling every second or so,
- * and nothing on the job path. Webhook events are read and acted on by the
+ * and nothing on the job path. With several nodes on one PostgreSQL
+ * (cluster.h) it also reads the rows the other nodes hold, and a task of
+ * another node is read from its row and canceled through its holder, as
+ * the A2A methods do (rpc_remote.c). Webhook events are read and acted on by the
  * delivery thread itself (webhooks_act).
  */
 #include "front/admin.h"
@@ -20,6 +23,7 @@
 
 #include "log.h"
 #include "agents/plugins.h"
+#include "store/cluster.h"
 #include "store/share.h"
 #include "core/tasks.h"
 #include "front/ui_files.h"
@@ -189,16 +193,17 @@ static bool parse_state(const char *s, enum task_state *out) {
     return false;
 }
 
-/* What a list shows of a task (and the dashboard draws). */
-static cJSON *task_summary(struct task *t) {
-    cJSON *doc = task_render(t, 0);
+/* What a list shows of a task (and the dashboard draws), from its
+ * rendered 0.3 Task doc (taken). */
+static cJSON *doc_summary(cJSON *doc, const char *agent) {
     if (!doc) return NULL;
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(doc, "id");
+    const cJSON *ctx = cJSON_GetObjectItemCaseSensitive(doc, "contextId");
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "id", task_id(t));
-    cJSON_AddStringToObject(o, "contextId", task_context_id(t));
-    const struct agent *a = task_agent(t);
-    if (a)
-        cJSON_AddStringToObject(o, "agent", a->desc.name);
+    cJSON_AddStringToObject(o, "id", cJSON_IsString(id) ? id->valuestring : "");
+    cJSON_AddStringToObject(o, "contextId", cJSON_IsString(ctx) ? ctx->valuestring : "");
+    if (agent)
+        cJSON_AddStringToObject(o, "agent", agent);
     else
         cJSON_AddNullToObject(o, "agent");
     const cJSON *status = cJSON_GetObjectItemCaseSensitive(doc, "status");
@@ -226,8 +231,49 @@ static cJSON *task_summary(struct task *t) {
     }
     const cJSON *arts = cJSON_GetObjectItemCaseSensitive(doc, "artifacts");
     cJSON_AddNumberToObject(o, "artifacts", cJSON_GetArraySize(arts));
+    /* the node holding it (several nodes: the store notes it, cluster.c
+     * the row's holder for another node's task) */
+    const cJSON *node = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(doc, "metadata"), "a2ad"),
+        "node");
+    if (cJSON_IsString(node)) cJSON_AddStringToObject(o, "node", node->valuestring);
     cJSON_Delete(doc);
     return o;
+}
+
+static cJSON *task_summary(struct task *t) {
+    const struct agent *a = task_agent(t);
+    return doc_summary(task_render(t, 0), a ? a->desc.name : NULL);
+}
+
+/* The tasks held here and, with several nodes, the rows the others hold
+ * (*all malloc'd, each task released by the caller). false when the other
+ * nodes' rows cannot be read (answered into *ret). */
+static bool every_task(struct MHD_Connection *c, struct task ***all, size_t *n,
+                       enum MHD_Result *ret) {
+    if (tasks_list(all, n) != A2AD_OK) {
+        *ret = send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory listing tasks");
+        return false;
+    }
+    if (!cluster_active()) return true;
+    struct task **more = NULL, **grown;
+    size_t m = 0;
+    if (cluster_list(0, &more, &m) != A2AD_OK) {
+        for (size_t i = 0; i < *n; i++) task_release((*all)[i]);
+        free(*all);
+        *ret = send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "the other nodes' tasks: %s",
+                          cluster_last_error());
+        return false;
+    }
+    if (m && (grown = realloc(*all, (*n + m) * sizeof **all))) {
+        *all = grown;
+        memcpy(*all + *n, more, m * sizeof *more);
+        *n += m;
+    } else {
+        for (size_t i = 0; i < m; i++) task_release(more[i]);
+    }
+    free(more);
+    return true;
 }
 
 struct filters {
@@ -343,8 +389,7 @@ static enum MHD_Result list_tasks(struct MHD_Connection *c) {
 
     struct task **all = NULL;
     size_t n_all = 0;
-    if (tasks_list(&all, &n_all) != A2AD_OK)
-        return send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory listing tasks");
+    if (!every_task(c, &all, &n_all, &ret)) return ret;
     struct row *rows = calloc(n_all ? n_all : 1, sizeof *rows);
     size_t n = 0;
     for (size_t i = 0; i < n_all; i++) {
@@ -386,6 +431,8 @@ static enum MHD_Result list_tasks(struct MHD_Connection *c) {
         last = i;
     }
     cJSON_AddNumberToObject(o, "total", (double)n);
+    /* live nodes: the dashboard and a2ctl show the node column when > 1 */
+    if (cluster_active()) cJSON_AddNumberToObject(o, "nodes", (double)cluster_live_nodes());
     if (more) {
         char next[TIMESTAMP_LEN + UUID_STR_LEN + 1];
         snprintf(next, sizeof next, "%s_%s", rows[last].ts, task_id(rows[last].t));
@@ -405,9 +452,11 @@ static enum MHD_Result list_agents(struct MHD_Connection *c) {
     size_t(*counts)[TASK_REJECTED + 1] = calloc(na ? na : 1, sizeof *counts);
     struct task **all = NULL;
     size_t n_all = 0;
-    if (!counts || tasks_list(&all, &n_all) != A2AD_OK) {
+    enum MHD_Result ret;
+    if (!counts) return send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory counting tasks");
+    if (!every_task(c, &all, &n_all, &ret)) {
         free(counts);
-        return send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory counting tasks");
+        return ret;
     }
     for (size_t i = 0; i < n_all; i++) {
         const struct agent *a = task_agent(all[i]);
@@ -429,6 +478,24 @@ static enum MHD_Result list_agents(struct MHD_Connection *c) {
         cJSON_AddItemToArray(arr, e);
     }
     free(counts);
+    return send_json(c, MHD_HTTP_OK, o);
+}
+
+/* The nodes on the database (several nodes: cluster.h). */
+static enum MHD_Result list_nodes(struct MHD_Connection *c) {
+    if (!cluster_active())
+        return send_error(c, MHD_HTTP_NOT_FOUND,
+                          "no other nodes: this node keeps its tasks alone ([tasks] store = "
+                          "postgresql lets several nodes share one database)");
+    cJSON *nodes = NULL;
+    if (cluster_nodes(&nodes) != A2AD_OK)
+        return send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "%s", cluster_last_error());
+    size_t live = 0;
+    const cJSON *n;
+    cJSON_ArrayForEach(n, nodes) live += cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(n, "live"));
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddItemToObject(o, "nodes", nodes);
+    cJSON_AddNumberToObject(o, "live", (double)live);
     return send_json(c, MHD_HTTP_OK, o);
 }
 
@@ -525,6 +592,108 @@ static enum MHD_Result webhooks_route(struct MHD_Connection *c, const char *meth
     return act_events(c, action, NULL, f.target);
 }
 
+/* Cancel t (reference taken), held here. */
+static enum MHD_Result cancel_here(struct MHD_Connection *c, struct task *t, const char *id) {
+    if (!share_hold(t)) {
+        task_release(t);
+        return send_error(c, MHD_HTTP_NOT_FOUND, "task %s was claimed by another node", id);
+    }
+    if (task_cancel(t) != A2AD_OK) {
+        enum task_state s = task_get_state(t);
+        task_release(t);
+        return send_error(c, MHD_HTTP_CONFLICT, "task %s is %s and cannot be canceled", id,
+                          task_state_name(s));
+    }
+    log_info("admin: canceled task %s", id);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddItemToObject(o, "summary", task_summary(t));
+    task_release(t);
+    return send_json(c, MHD_HTTP_OK, o);
+}
+
+/* Cancel id, held by another node, through its holder (a cancel control,
+ * as tasks/cancel does: the job sees it at once). agent: its agent. */
+static enum MHD_Result cancel_remote(struct MHD_Connection *c, const char *id, const char *agent) {
+    enum cluster_outcome out = CLUSTER_FAILED;
+    cJSON *res = NULL;
+    a2ad_status st = cluster_control(id, "cancel", NULL, &out, &res);
+    if (st == A2AD_ERR_STATE) { /* it moved here meanwhile */
+        struct task *t = tasks_get(id);
+        if (t) return cancel_here(c, t, id);
+        st = A2AD_ERR_NOT_FOUND;
+    }
+    if (st == A2AD_ERR_NOT_FOUND)
+        return send_error(c, MHD_HTTP_NOT_FOUND, "no task %.128s (unknown, or expired)", id);
+    if (st != A2AD_OK)
+        return send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "%s", cluster_last_error());
+    if (out == CLUSTER_FAILED) {
+        const cJSON *m = cJSON_GetObjectItemCaseSensitive(res, "message");
+        enum MHD_Result r = send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "task %s: %s", id,
+                                       cJSON_IsString(m) ? m->valuestring
+                                                         : "the holding node could not cancel it");
+        cJSON_Delete(res);
+        return r;
+    }
+    /* the task as its holder has it after the cancel */
+    cJSON *doc = cJSON_DetachItemFromObjectCaseSensitive(res, "task");
+    cJSON_Delete(res);
+    cJSON *sum = doc_summary(doc, agent);
+    if (!sum) return send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+    if (out == CLUSTER_REFUSED) {
+        const cJSON *state = cJSON_GetObjectItemCaseSensitive(sum, "state");
+        enum MHD_Result r = send_error(c, MHD_HTTP_CONFLICT, "task %s is %s and cannot be canceled",
+                                       id, cJSON_IsString(state) ? state->valuestring : "ended");
+        cJSON_Delete(sum);
+        return r;
+    }
+    const cJSON *node = cJSON_GetObjectItemCaseSensitive(sum, "node");
+    log_info("admin: canceled task %s on node %s", id,
+             cJSON_IsString(node) ? node->valuestring : "?");
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddItemToObject(o, "summary", sum);
+    return send_json(c, MHD_HTTP_OK, o);
+}
+
+/* /admin/v1/tasks/ID[/...] of a task that another node holds. */
+static enum MHD_Result remote_task_route(struct MHD_Connection *c, bool get, bool post,
+                                         const char *id, const char *sub) {
+    struct task *t = NULL;
+    char holder[128] = "";
+    a2ad_status st = cluster_read(id, &t, holder, sizeof holder);
+    if (st == A2AD_ERR_NOT_FOUND)
+        return send_error(c, MHD_HTTP_NOT_FOUND, "no task %.128s (unknown, or expired)", id);
+    if (st != A2AD_OK)
+        return send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "%s", cluster_last_error());
+    const struct agent *a = task_agent(t);
+    char agent[64] = "";
+    if (a) snprintf(agent, sizeof agent, "%s", a->desc.name);
+    if (*sub == '\0') {
+        if (!get) {
+            task_release(t);
+            return send_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "use GET");
+        }
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddItemToObject(o, "summary", task_summary(t));
+        cJSON_AddItemToObject(o, "task", task_render(t, -1));
+        task_release(t);
+        /* its webhook deliveries are queued on its holder */
+        cJSON_AddNullToObject(o, "webhooks");
+        return send_json(c, MHD_HTTP_OK, o);
+    }
+    task_release(t);
+    if (strcmp(sub, "/cancel") == 0) {
+        if (!post) return send_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "use POST");
+        return cancel_remote(c, id, *agent ? agent : NULL);
+    }
+    if (strcmp(sub, "/webhooks") == 0 || strcmp(sub, "/webhooks/purge") == 0 ||
+        strcmp(sub, "/webhooks/replay") == 0)
+        return send_error(c, MHD_HTTP_CONFLICT,
+                          "task %s is held by node %s, which delivers its webhooks: use that "
+                          "node's admin API for them",
+                          id, holder);
+    return send_error(c, MHD_HTTP_NOT_FOUND, "no such admin path");
+}
+
 /* /admin/v1/tasks/ID[/...] */
 static enum MHD_Result task_route(struct MHD_Connection *c, const char *method, const char *rest) {
     static const char *const none[] = {NULL};
@@ -540,6 +709,7 @@ static enum MHD_Result task_route(struct MHD_Connection *c, const char *method, 
     enum MHD_Result ret;
     if (!read_filters(c, &f, none, &ret)) return ret;
     struct task *t = tasks_get(id);
+    if (!t && cluster_active()) return remote_task_route(c, get, post, id, sub);
     if (!t) return send_error(c, MHD_HTTP_NOT_FOUND, "no task %.128s (unknown, or expired)", id);
     if (*sub == '\0') {
         if (!get) {
@@ -566,21 +736,7 @@ static enum MHD_Result task_route(struct MHD_Connection *c, const char *method, 
             task_release(t);
             return send_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "use POST");
         }
-        if (!share_hold(t)) {
-            task_release(t);
-            return send_error(c, MHD_HTTP_NOT_FOUND, "task %s was claimed by another node", id);
-        }
-        if (task_cancel(t) != A2AD_OK) {
-            enum task_state s = task_get_state(t);
-            task_release(t);
-            return send_error(c, MHD_HTTP_CONFLICT, "task %s is %s and cannot be canceled", id,
-                              task_state_name(s));
-        }
-        log_info("admin: canceled task %s", id);
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddItemToObject(o, "summary", task_summary(t));
-        task_release(t);
-        return send_json(c, MHD_HTTP_OK, o);
+        return cancel_here(c, t, id);
     }
     task_release(t);
     if (strcmp(sub, "/webhooks") == 0) {
@@ -613,6 +769,13 @@ static enum MHD_Result api(struct MHD_Connection *c, const char *method, const c
         if (!read_filters(c, &f, none, &ret)) return ret;
         if (!get) return send_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "use GET");
         return list_agents(c);
+    }
+    if (strcmp(path, "/nodes") == 0) {
+        static const char *const none[] = {NULL};
+        struct filters f;
+        if (!read_filters(c, &f, none, &ret)) return ret;
+        if (!get) return send_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "use GET");
+        return list_nodes(c);
     }
     if (strcmp(path, "/webhooks") == 0 || strncmp(path, "/webhooks/", 10) == 0)
         return webhooks_route(c, method, path + 9);

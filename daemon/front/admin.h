@@ -17,6 +17,11 @@
  *   GET  /admin/v1/webhooks?target=URL       pending events of every task
  *   POST /admin/v1/webhooks/purge?target=URL  (target required)
  *   POST /admin/v1/webhooks/replay?target=URL
+ *   GET  /admin/v1/nodes                     the nodes on one PostgreSQL
+ * With several nodes on one PostgreSQL (cluster.h) the agents' counts and
+ * the task list include the other nodes' tasks (each summary names its
+ * node), and a task of another node is read and canceled through any node;
+ * its webhook events are listed and acted on by its holder's admin API.
  * Every request needs "Authorization: Bearer T" with T one of [server]
  * admin_tokens; the admin API is off while that key is empty.
  *

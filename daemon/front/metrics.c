@@ -11,6 +11,7 @@
 
 #include "log.h"
 #include "agents/plugins.h"
+#include "store/cluster.h"
 #include "store/share.h"
 #include "front/streams.h"
 #include "core/tasks.h"
@@ -65,6 +66,18 @@ static const char *const method_names[N_METHODS] = {"GET", "HEAD", "POST", "othe
 static const unsigned codes[] = {200, 400, 401, 404, 405, 413, 500, 503};
 #define N_CODES (sizeof codes / sizeof codes[0])
 
+/* Controls between nodes (cluster.c), by kind; any other kind counts as
+ * the last. */
+static const char *const control_kinds[] = {"cancel", "push-set", "push-delete", "message",
+                                            "watch", "other"};
+#define N_KINDS (sizeof control_kinds / sizeof control_kinds[0])
+static const char *const control_outcomes[METRICS_CTL_OUTCOMES] = {
+    [METRICS_CTL_DONE] = "done",       [METRICS_CTL_REFUSED] = "refused",
+    [METRICS_CTL_FAILED] = "failed",   [METRICS_CTL_TIMEOUT] = "timeout",
+    [METRICS_CTL_ERROR] = "error",     [METRICS_CTL_NOT_FOUND] = "not_found",
+    [METRICS_CTL_LOCAL] = "local",
+};
+
 /* Agent names ever seen; beyond that, an agent's jobs are not counted
  * (logged once). Open addressing: a slot, once named, keeps its name. */
 #define METRICS_MAX_AGENTS 256
@@ -79,6 +92,8 @@ static struct {
     _Atomic uint64_t commits_failed;
     _Atomic uint64_t last_commit_failed_ms, last_commit_ok_ms;
     _Atomic uint64_t webhook_oldest_ms;
+    _Atomic uint64_t controls[N_KINDS][METRICS_CTL_OUTCOMES], served[N_KINDS];
+    struct hist control_rtt[N_KINDS];
 } m;
 
 /* The request this HTTP thread is answering. */
@@ -215,6 +230,22 @@ void metrics_store_last(uint64_t *failed_ms, uint64_t *ok_ms) {
 
 void metrics_webhook_oldest(uint64_t created_wall_ms) {
     atomic_store_explicit(&m.webhook_oldest_ms, created_wall_ms, memory_order_relaxed);
+}
+
+static size_t kind_index(const char *kind) {
+    size_t k = 0;
+    while (k + 1 < N_KINDS && strcmp(control_kinds[k], kind) != 0) k++;
+    return k;
+}
+
+void metrics_cluster_control(const char *kind, enum metrics_control outcome, uint64_t us) {
+    size_t k = kind_index(kind);
+    atomic_fetch_add_explicit(&m.controls[k][outcome], 1, memory_order_relaxed);
+    if (outcome <= METRICS_CTL_FAILED) hist_observe(&m.control_rtt[k], fast_bounds_us, N_FAST, us);
+}
+
+void metrics_cluster_served(const char *kind) {
+    atomic_fetch_add_explicit(&m.served[kind_index(kind)], 1, memory_order_relaxed);
 }
 
 /* ---- the page --------------------------------------------------------- */
@@ -390,6 +421,36 @@ char *metrics_render(void) {
         add(&o, "a2ad_shared_jobs_total{event=\"offered\"} %zu\n", offered);
         add(&o, "a2ad_shared_jobs_total{event=\"taken\"} %zu\n", taken);
         add(&o, "a2ad_shared_jobs_total{event=\"claimed\"} %zu\n", claimed);
+    }
+
+    if (cluster_active()) { /* PostgreSQL: answers for other nodes' tasks (cluster.h) */
+        head(&o, "a2ad_cluster_controls_total", "counter",
+             "Controls this node sent to the node holding a task, by kind and outcome");
+        for (size_t k = 0; k < N_KINDS; k++)
+            for (int c = 0; c < METRICS_CTL_OUTCOMES; c++) {
+                uint64_t v = atomic_load_explicit(&m.controls[k][c], memory_order_relaxed);
+                if (v || c == METRICS_CTL_DONE) /* the others appear with their first */
+                    add(&o, "a2ad_cluster_controls_total{kind=\"%s\",outcome=\"%s\"} %llu\n",
+                        control_kinds[k], control_outcomes[c], (unsigned long long)v);
+            }
+        head(&o, "a2ad_cluster_controls_served_total", "counter",
+             "Controls this node ran for other nodes on the tasks it holds, by kind");
+        for (size_t k = 0; k < N_KINDS; k++)
+            add(&o, "a2ad_cluster_controls_served_total{kind=\"%s\"} %llu\n", control_kinds[k],
+                (unsigned long long)atomic_load_explicit(&m.served[k], memory_order_relaxed));
+        head(&o, "a2ad_cluster_control_seconds", "histogram",
+             "Controls this node sent, from the request to the holder's answer (answered ones)");
+        for (size_t k = 0; k < N_KINDS; k++) {
+            snprintf(labels, sizeof labels, "kind=\"%s\"", control_kinds[k]);
+            hist_render(&o, "a2ad_cluster_control_seconds", labels, &m.control_rtt[k],
+                        fast_bounds_us, N_FAST);
+        }
+        head(&o, "a2ad_cluster_remote_streams", "gauge",
+             "Open streams here of tasks held by another node");
+        add(&o, "a2ad_cluster_remote_streams %zu\n", streams_count_remote());
+        head(&o, "a2ad_cluster_nodes", "gauge",
+             "Nodes holding a lease on the database now, this one included (checked each second)");
+        add(&o, "a2ad_cluster_nodes %zu\n", cluster_live_nodes());
     }
 
     head(&o, "a2ad_http_requests_total", "counter", "HTTP responses by request method and status");

@@ -74,6 +74,26 @@ void metrics_store_last(uint64_t *failed_ms, uint64_t *ok_ms);
  * as the delivery thread last saw it. */
 void metrics_webhook_oldest(uint64_t created_wall_ms);
 
+/* Several nodes on one PostgreSQL (cluster.c). How a control this node sent
+ * ended: the holder's outcome (done, refused, failed), or no answer within
+ * cluster_timeout_ms (timeout), the database or a dead holder (error), no
+ * such task (not_found), the task held here meanwhile (local). */
+enum metrics_control {
+    METRICS_CTL_DONE,
+    METRICS_CTL_REFUSED,
+    METRICS_CTL_FAILED,
+    METRICS_CTL_TIMEOUT,
+    METRICS_CTL_ERROR,
+    METRICS_CTL_NOT_FOUND,
+    METRICS_CTL_LOCAL,
+    METRICS_CTL_OUTCOMES
+};
+/* A control of kind ("cancel", "push-set", ...) sent by this node ended;
+ * us: from the call to its outcome (observed when the holder answered). */
+void metrics_cluster_control(const char *kind, enum metrics_control outcome, uint64_t us);
+/* This node ran a control of kind for another node. */
+void metrics_cluster_served(const char *kind);
+
 /* Microseconds on the monotonic clock. */
 uint64_t metrics_now_us(void);
 

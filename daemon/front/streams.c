@@ -404,6 +404,25 @@ size_t streams_count(void) {
     return n;
 }
 
+size_t streams_count_remote(void) {
+    /* task_is_detached takes the tasks' map lock: asked outside all.lock */
+    pthread_mutex_lock(&all.lock);
+    struct task **v = malloc((all.count ? all.count : 1) * sizeof *v);
+    size_t n = 0;
+    for (struct stream *s = all.head; v && s; s = s->all_next) {
+        task_retain(s->task);
+        v[n++] = s->task;
+    }
+    pthread_mutex_unlock(&all.lock);
+    size_t remote = 0;
+    for (size_t i = 0; i < n; i++) {
+        remote += task_is_detached(v[i]);
+        task_release(v[i]);
+    }
+    free(v);
+    return remote;
+}
+
 /* ---- streams of another node's task (cluster.c) ------------------------ */
 
 bool streams_push_event(struct task *t, uint64_t seq, const char *event03) {

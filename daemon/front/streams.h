@@ -78,6 +78,8 @@ void streams_end_all(void);
 
 /* Streams open now. */
 size_t streams_count(void);
+/* Of those, the streams of tasks held by another node (detached tasks). */
+size_t streams_count_remote(void);
 
 /* A task of another node (a detached task, cluster.c) has no events here:
  * push one, the A2A 0.3 event as replay.c renders it (its "final" ends the

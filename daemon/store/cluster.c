@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "front/a2a_v1.h"
+#include "front/metrics.h"
 #include "log.h"
 #include "agents/plugins.h"
 #include "delivery/push.h"
@@ -74,6 +75,7 @@ static struct {
     char chan[64];
     unsigned timeout_ms;
     size_t max_list;
+    unsigned lease_ms; /* this node's [tasks] lease_s, for the nodes' lease age */
 
     /* the pool */
     pthread_mutex_t plock;
@@ -105,6 +107,8 @@ static struct {
     pthread_mutex_t wlock;
     struct hmap *watched;
     atomic_uint n_watched;
+
+    atomic_size_t live_nodes; /* leases held now, this node's included (LISTEN thread) */
 } cl = {.plock = PTHREAD_MUTEX_INITIALIZER,
         .pfree = PTHREAD_COND_INITIALIZER,
         .rlock = PTHREAD_MUTEX_INITIALIZER,
@@ -114,6 +118,7 @@ static struct {
         .wake = {-1, -1}};
 
 static _Thread_local char last_err[400];
+static _Thread_local bool last_timed_out; /* the holder did not answer in time */
 
 static void set_err(const char *fmt, ...) A2AD_PRINTF(1, 2);
 static void set_err(const char *fmt, ...) {
@@ -299,6 +304,10 @@ static struct task *detach_row(const PGresult *r, int row) {
         return NULL;
     }
     if (tasks_detached(&in, &t) != A2AD_OK) return NULL;
+    /* the row's holder, which the doc may not say yet (a takeover) */
+    task_lock(t);
+    task_annotate_locked(t, "node", cJSON_CreateString(PQgetvalue(r, row, 7)));
+    task_unlock(t);
     return t;
 }
 
@@ -497,6 +506,7 @@ static int control_once(const char *id, const char *kind, const char *body, uint
                 gave_up = true;
                 continue;
             }
+            last_timed_out = true;
             set_err("node %s, which holds task %s, did not answer within %u ms ([tasks] "
                     "cluster_timeout_ms): %s; retry later",
                     holder, id, cl.timeout_ms,
@@ -523,6 +533,8 @@ a2ad_status cluster_control(const char *id, const char *kind, const cJSON *body,
         return A2AD_ERR_NOMEM;
     }
     uint64_t until = util_now_ms() + cl.timeout_ms;
+    uint64_t t0 = metrics_now_us();
+    last_timed_out = false;
     char holder[256] = "";
     a2ad_status st = A2AD_OK;
     for (int attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
@@ -541,6 +553,14 @@ a2ad_status cluster_control(const char *id, const char *kind, const cJSON *body,
         break;
     }
     free(text);
+    enum metrics_control mo = st == A2AD_ERR_NOT_FOUND ? METRICS_CTL_NOT_FOUND
+                              : st == A2AD_ERR_STATE   ? METRICS_CTL_LOCAL
+                              : st != A2AD_OK          ? (last_timed_out ? METRICS_CTL_TIMEOUT
+                                                                         : METRICS_CTL_ERROR)
+                              : *outcome == CLUSTER_DONE    ? METRICS_CTL_DONE
+                              : *outcome == CLUSTER_REFUSED ? METRICS_CTL_REFUSED
+                                                            : METRICS_CTL_FAILED;
+    metrics_cluster_control(kind, mo, metrics_now_us() - t0);
     return st;
 }
 
@@ -714,6 +734,7 @@ static void run_controls(void) {
         free(btext);
         cJSON *result = NULL;
         int outcome = do_control(PQgetvalue(r, i, 1), PQgetvalue(r, i, 3), body, &result);
+        if (outcome != CLUSTER_MOVED) metrics_cluster_served(PQgetvalue(r, i, 3));
         cJSON_Delete(body);
         char *rtext = result ? cJSON_PrintUnformatted(result) : NULL;
         cJSON_Delete(result);
@@ -872,6 +893,67 @@ static void mark_dirty(const char *tid) {
         if (strcmp(task_id(f->t), tid) == 0) f->dirty = true;
 }
 
+/* ---- operators: the nodes (admin.c, metrics.c) -------------------------- */
+
+#define NODES_EVERY_MS 1000
+
+/* Count the live nodes for a2ad_cluster_nodes, once a second (LISTEN
+ * thread: a scrape never waits for the database). */
+static void count_nodes(uint64_t now) {
+    static uint64_t next;
+    if (now < next) return;
+    next = now + NODES_EVERY_MS;
+    PGresult *r = PQexec(cl.lconn, "SELECT count(*) FROM a2ad_nodes WHERE lease_until_ms >= " DB_NOW_MS);
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+        atomic_store(&cl.live_nodes, (size_t)strtoull(PQgetvalue(r, 0, 0), NULL, 10));
+    PQclear(r);
+}
+
+size_t cluster_live_nodes(void) { return atomic_load(&cl.live_nodes); }
+
+a2ad_status cluster_nodes(cJSON **out) {
+    *out = NULL;
+    uint64_t until = util_now_ms() + cl.timeout_ms;
+    PGconn *c = pool_get(until);
+    if (!c) return A2AD_ERR_IO;
+    PGresult *r = pool_read(
+        &c, until,
+        "SELECT n.name, n.lease_until_ms - " DB_NOW_MS ", " DB_NOW_MS " - n.started_ms,"
+        " n.free_workers, coalesce(t.held, 0), coalesce(t.active, 0) FROM a2ad_nodes n"
+        " LEFT JOIN (SELECT node, count(*) AS held, count(*) FILTER (WHERE ended_ms IS NULL)"
+        " AS active FROM a2ad_tasks GROUP BY node) t ON t.node = n.name ORDER BY n.name",
+        0, NULL);
+    if (!r) return A2AD_ERR_IO;
+    a2ad_status st = A2AD_OK;
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        query_failed(c, r);
+        st = A2AD_ERR_IO;
+    } else if (!(*out = cJSON_CreateArray())) {
+        st = A2AD_ERR_NOMEM;
+    } else {
+        for (int i = 0; i < PQntuples(r); i++) {
+            cJSON *n = cJSON_CreateObject();
+            long long left = strtoll(PQgetvalue(r, i, 1), NULL, 10);
+            cJSON_AddStringToObject(n, "name", PQgetvalue(r, i, 0));
+            cJSON_AddBoolToObject(n, "self", strcmp(PQgetvalue(r, i, 0), cl.node) == 0);
+            cJSON_AddBoolToObject(n, "live", left >= 0);
+            cJSON_AddNumberToObject(n, "leaseLeftMs", (double)left);
+            /* nodes renew lease_s ahead: since its last renewal, if its
+             * lease_s is this node's */
+            cJSON_AddNumberToObject(n, "leaseAgeMs",
+                                    left < (long long)cl.lease_ms ? (double)(cl.lease_ms - left) : 0);
+            cJSON_AddNumberToObject(n, "upMs", strtod(PQgetvalue(r, i, 2), NULL));
+            cJSON_AddNumberToObject(n, "freeWorkers", strtod(PQgetvalue(r, i, 3), NULL));
+            cJSON_AddNumberToObject(n, "tasks", strtod(PQgetvalue(r, i, 4), NULL));
+            cJSON_AddNumberToObject(n, "activeTasks", strtod(PQgetvalue(r, i, 5), NULL));
+            cJSON_AddItemToArray(*out, n);
+        }
+    }
+    PQclear(r);
+    pool_put(c);
+    return st;
+}
+
 /* ---- the LISTEN thread --------------------------------------------------- */
 
 static bool listen_connect(char *why, size_t n) {
@@ -997,6 +1079,7 @@ static void *listen_main(void *arg) {
             run_controls();
         }
         follow_pass(poll_all);
+        if (poll_all) count_nodes(now);
         if (now >= next_clean) {
             clean_rows();
             next_clean = now + CLEAN_EVERY_MS;
@@ -1020,6 +1103,7 @@ a2ad_status cluster_start(const struct config *cfg) {
     cl.timeout_ms = cfg->cluster_timeout_ms ? cfg->cluster_timeout_ms : 5000;
     cl.max = cfg->cluster_connections ? cfg->cluster_connections : 4;
     cl.max_list = cfg->max_tasks ? cfg->max_tasks : 10000;
+    cl.lease_ms = (cfg->lease_s ? cfg->lease_s : 30) * 1000u;
     cl.idle = calloc(cl.max, sizeof *cl.idle);
     if (!cl.idle) return A2AD_ERR_NOMEM;
     if (pipe(cl.wake) != 0) {

@@ -94,4 +94,14 @@ a2ad_status cluster_watch(struct task *t, uint64_t after);
  * stream left. Thread: any. */
 void cluster_follow(struct task *t, uint64_t after);
 
+/* For operators: every row of a2ad_nodes, by name, as a JSON array of
+ * {name, self, live, leaseLeftMs (by the database's clock; < 0 expired),
+ * leaseAgeMs (since its last renewal, if its lease_s is this node's), upMs, freeWorkers (as the node last published it), tasks (rows held),
+ * activeTasks (of those, unfinished)} (*out new). A2AD_ERR_IO as
+ * cluster_read. Thread: an HTTP thread. */
+a2ad_status cluster_nodes(cJSON **out);
+/* Nodes whose lease runs now, this one included, as counted at most a
+ * second ago (0 before the first count). Thread: any. */
+size_t cluster_live_nodes(void);
+
 #endif

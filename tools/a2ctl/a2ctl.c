@@ -585,15 +585,20 @@ static int cmd_list(int argc, char **argv) {
         cJSON_Delete(j);
         return 0;
     }
-    printf("%-36s  %-10s  %-9s  %4s  %-24s  %s\n", "TASK", "AGENT", "STATE", "DONE", "UPDATED",
-           "MESSAGE");
+    /* several nodes on one database: which one holds each task */
+    const cJSON *nodes = cJSON_GetObjectItemCaseSensitive(j, "nodes");
+    bool multi = cJSON_IsNumber(nodes) && nodes->valuedouble > 1;
+    printf("%-36s  %-10s  ", "TASK", "AGENT");
+    if (multi) printf("%-10s  ", "NODE");
+    printf("%-9s  %4s  %-24s  %s\n", "STATE", "DONE", "UPDATED", "MESSAGE");
     const cJSON *t;
     cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(j, "tasks")) {
         const cJSON *p = cJSON_GetObjectItemCaseSensitive(t, "progress");
         char pr[8] = "-";
         if (cJSON_IsNumber(p)) snprintf(pr, sizeof pr, "%.0f%%", p->valuedouble * 100);
-        printf("%-36s  %-10s  %-9s  %4s  %-24s  %s\n", str(t, "id"),
-               str(t, "agent") ? str(t, "agent") : "-", str(t, "state"), pr, str(t, "timestamp"),
+        printf("%-36s  %-10s  ", str(t, "id"), str(t, "agent") ? str(t, "agent") : "-");
+        if (multi) printf("%-10s  ", str(t, "node") ? str(t, "node") : "-");
+        printf("%-9s  %4s  %-24s  %s\n", str(t, "state"), pr, str(t, "timestamp"),
                str(t, "message") ? str(t, "message") : "");
     }
     const cJSON *total = cJSON_GetObjectItemCaseSensitive(j, "total");

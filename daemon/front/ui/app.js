@@ -162,6 +162,8 @@ async function refreshTasks() {
   if ($('f-agent').value) q.set('agent', $('f-agent').value);
   if ($('f-state').value) q.set('state', $('f-state').value);
   const j = await getJSON('/admin/v1/tasks?' + q, true);
+  // several nodes on one database: each task's holder in a column
+  document.body.classList.toggle('multi', (j.nodes || 0) > 1);
   const tb = $('tasks').tBodies[0];
   const rows = j.tasks.map((t) => {
     const tr = el('tr');
@@ -175,14 +177,14 @@ async function refreshTasks() {
     pc.append(progressBar(t.progress, t.state));
     const st = el('td');
     st.append(badge(t.state));
-    tr.append(idc, el('td', null, t.agent || '—'), st, pc, el('td', 'msg', t.message || ''), el('td', null, when(t.timestamp)));
+    tr.append(idc, el('td', null, t.agent || '—'), el('td', 'ncol', t.node || '—'), st, pc, el('td', 'msg', t.message || ''), el('td', null, when(t.timestamp)));
     tr.addEventListener('click', () => { select(t.id); });
     return tr;
   });
   if (!rows.length) {
     const tr = el('tr');
     const td = el('td', 'empty', 'No tasks yet: send a job with the form, a2ctl or any A2A client.');
-    td.colSpan = 6;
+    td.colSpan = 7;
     tr.append(td);
     rows.push(tr);
   }
@@ -220,6 +222,7 @@ async function refreshDetail() {
   $('detail').hidden = false;
   $('d-id').textContent = s.id;
   $('d-agent').textContent = s.agent || '—';
+  $('d-node').textContent = s.node || '—';
   const st = $('d-state');
   st.textContent = s.state;
   st.className = 'badge ' + s.state;
@@ -259,7 +262,8 @@ async function refreshDetail() {
     if (e.lastError) { li.append(el('br')); li.append(el('span', 'err', e.lastError)); }
     return li;
   });
-  if (!hooks.length) hooks.push(el('li', 'empty', 'nothing pending'));
+  if (j.webhooks === null) hooks.push(el('li', 'empty', 'sent by node ' + (s.node || '?') + ': see its dashboard'));
+  else if (!hooks.length) hooks.push(el('li', 'empty', 'nothing pending'));
   $('d-hooks').replaceChildren(...hooks);
   const gaveUp = (((t.metadata || {}).a2ad || {}).webhooksGivenUp || []).slice(-10).map((g) => {
     const li = el('li');
@@ -345,7 +349,7 @@ async function tickOnce() {
     if (!tb.dataset.ro) {
       const tr = el('tr');
       const td = el('td', 'empty', 'Tasks need an admin token.');
-      td.colSpan = 6;
+      td.colSpan = 7;
       tr.append(td);
       tb.replaceChildren(tr);
       tb.dataset.ro = '1';

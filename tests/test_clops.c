@@ -262,6 +262,8 @@ START_TEST(clops_admin_lists_and_reads_the_tasks_of_every_node) {
         ck_assert(json_int(n, k) >= 0 && json_int(n, k) < 2000);
         snprintf(k, sizeof k, "nodes.%d.freeWorkers", i);
         ck_assert(cJSON_IsNumber(json_at(n, k)));
+        snprintf(k, sizeof k, "nodes.%d.freeWorkersByAgent", i);
+        ck_assert(cJSON_IsObject(json_at(n, k)));
     }
     cJSON_Delete(n);
 

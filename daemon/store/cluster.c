@@ -919,7 +919,8 @@ a2ad_status cluster_nodes(cJSON **out) {
     PGresult *r = pool_read(
         &c, until,
         "SELECT n.name, n.lease_until_ms - " DB_NOW_MS ", " DB_NOW_MS " - n.started_ms,"
-        " n.free_workers, coalesce(t.held, 0), coalesce(t.active, 0) FROM a2ad_nodes n"
+        " n.free_workers, coalesce(t.held, 0), coalesce(t.active, 0), n.free_by_agent::text"
+        " FROM a2ad_nodes n"
         " LEFT JOIN (SELECT node, count(*) AS held, count(*) FILTER (WHERE ended_ms IS NULL)"
         " AS active FROM a2ad_tasks GROUP BY node) t ON t.node = n.name ORDER BY n.name",
         0, NULL);
@@ -944,6 +945,8 @@ a2ad_status cluster_nodes(cJSON **out) {
                                     left < (long long)cl.lease_ms ? (double)(cl.lease_ms - left) : 0);
             cJSON_AddNumberToObject(n, "upMs", strtod(PQgetvalue(r, i, 2), NULL));
             cJSON_AddNumberToObject(n, "freeWorkers", strtod(PQgetvalue(r, i, 3), NULL));
+            cJSON *by_agent = cJSON_Parse(PQgetvalue(r, i, 6));
+            cJSON_AddItemToObject(n, "freeWorkersByAgent", by_agent ? by_agent : cJSON_CreateObject());
             cJSON_AddNumberToObject(n, "tasks", strtod(PQgetvalue(r, i, 4), NULL));
             cJSON_AddNumberToObject(n, "activeTasks", strtod(PQgetvalue(r, i, 5), NULL));
             cJSON_AddItemToArray(*out, n);

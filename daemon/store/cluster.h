@@ -94,4 +94,14 @@ a2ad_status cluster_watch(struct task *t, uint64_t after);
  * stream left. Thread: any. */
 void cluster_follow(struct task *t, uint64_t after);
 
+/* A blocking send through this node continues t (detached, set to the
+ * state the message put it in; its row's seq was `after` before the
+ * message): once t's row shows it terminal, or interrupted at a seq above
+ * `after`, set t to that state (task_detached_set_state: its waiters fire).
+ * The row is read when the holder writes one of t's events (watch it
+ * first: cluster_watch) and every CLUSTER_POLL_MS, so a takeover after the
+ * holder's death ends the wait too. A2AD_ERR_FULL: too many waits here.
+ * Thread: an HTTP thread. */
+a2ad_status cluster_await(struct task *t, uint64_t after);
+
 #endif

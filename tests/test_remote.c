@@ -12,6 +12,7 @@
 #include <cJSON.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -654,36 +655,36 @@ START_TEST(remote_send_with_a_push_config_sets_it_on_the_holder) {
 }
 END_TEST
 
+/* A request run on its own thread (a blocking send that waits). */
 struct bg_call {
     unsigned port;
     const char *path, *body;
     long status;
     cJSON *out;
     double done_ms;
+    atomic_bool done;
+    pthread_t th;
 };
 
 static void *bg_call_main(void *arg) {
     struct bg_call *c = arg;
     c->out = rpc_call(c->port, c->path, c->body, &c->status);
     c->done_ms = now_ms();
+    atomic_store(&c->done, true);
     return NULL;
 }
 
-/* A blocking send through beta waits on alpha's task; alpha dies (SIGKILL):
- * beta takes the task over after lease_s and fails it (convo is not
- * rerun_safe), and the blocking send ends with that state. */
-START_TEST(remote_blocking_send_ends_when_the_holder_dies) {
-    REQUIRE_PG();
-    two_nodes("r_block_death", "lease_s = 2\n", 100, 2);
-    char p[600];
-    snprintf(p, sizeof p,
-             "{\"message\":{\"kind\":\"message\",\"messageId\":\"m1\",\"role\":\"user\",\"parts\":"
-             "[{\"kind\":\"text\",\"text\":\"hi\"}]},\"configuration\":{\"blocking\":false}}");
+/* A convo task on alpha, working (read through beta); its id (malloc'd). */
+static char *convo_on_alpha(void) {
     long st = 0;
-    cJSON *t = call_agent(a.port, "convo", "message/send", p, &st);
+    cJSON *t = call_agent(a.port, "convo", "message/send",
+                          "{\"message\":{\"kind\":\"message\",\"messageId\":\"m1\",\"role\":"
+                          "\"user\",\"parts\":[{\"kind\":\"text\",\"text\":\"hi\"}]},"
+                          "\"configuration\":{\"blocking\":false}}", &st);
     ck_assert_int_eq(st, 200);
     char *id = strdup(json_str(t, "result.id"));
     cJSON_Delete(t);
+    char p[200];
     snprintf(p, sizeof p, "{\"id\":\"%s\"}", id);
     bool working = false;
     for (int i = 0; i < 500 && !working; i++) {
@@ -693,18 +694,28 @@ START_TEST(remote_blocking_send_ends_when_the_holder_dies) {
         if (!working) test_nap_ms(20);
     }
     ck_assert(working);
-    /* convo hears the message and goes on working: the send blocks */
-    char body[800];
-    snprintf(body, sizeof body,
+    return id;
+}
+
+/* A blocking send through beta to the convo task id, on its own thread
+ * (body: its buffer); returns once alpha's job heard it (its row says so)
+ * and the send still waits: convo goes on working after a message. */
+static void block_through_beta(struct bg_call *bg, const char *id, char *body, size_t n) {
+    snprintf(body, n,
              "{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"message/send\",\"params\":{\"message\":"
              "{\"kind\":\"message\",\"messageId\":\"m2\",\"role\":\"user\",\"taskId\":\"%s\","
              "\"parts\":[{\"kind\":\"text\",\"text\":\"still there?\"}]}}}", id);
-    struct bg_call bg = {.port = b.port, .path = "/agents/convo", .body = body};
-    pthread_t th;
-    ck_assert_int_eq(pthread_create(&th, NULL, bg_call_main, &bg), 0);
-    bool heard = false; /* alpha's job got it (its row says so) */
+    memset(bg, 0, sizeof *bg);
+    bg->port = b.port;
+    bg->path = "/agents/convo";
+    bg->body = body;
+    atomic_init(&bg->done, false);
+    ck_assert_int_eq(pthread_create(&bg->th, NULL, bg_call_main, bg), 0);
+    char p[200];
+    snprintf(p, sizeof p, "{\"id\":\"%s\"}", id);
+    bool heard = false;
     for (int i = 0; i < 500 && !heard; i++) {
-        t = call_agent(b.port, "convo", "tasks/get", p, NULL);
+        cJSON *t = call_agent(b.port, "convo", "tasks/get", p, NULL);
         char *text = cJSON_PrintUnformatted(t);
         heard = strstr(text, "heard: still there?") != NULL;
         free(text);
@@ -712,13 +723,28 @@ START_TEST(remote_blocking_send_ends_when_the_holder_dies) {
         if (!heard) test_nap_ms(20);
     }
     test_nap_ms(200);
-    bool still_waiting = bg.out == NULL && bg.done_ms == 0;
+    bool waits = !atomic_load(&bg->done);
+    if (!heard || !waits) {
+        pthread_join(bg->th, NULL);
+        ck_abort_msg("%s: %s", heard ? "the blocking send did not wait" : "alpha's job never heard it",
+                     cJSON_PrintUnformatted(bg->out));
+    }
+}
+
+/* A blocking send through beta waits on alpha's task; alpha dies (SIGKILL):
+ * beta takes the task over after lease_s and fails it (convo is not
+ * rerun_safe), and the blocking send ends with that state. */
+START_TEST(remote_blocking_send_ends_when_the_holder_dies) {
+    REQUIRE_PG();
+    two_nodes("r_block_death", "lease_s = 2\n", 100, 2);
+    char *id = convo_on_alpha();
+    struct bg_call bg;
+    char body[800];
+    block_through_beta(&bg, id, body, sizeof body);
     double kill_ms = now_ms();
     daemon_kill9(&a);
-    pthread_join(th, NULL);
+    pthread_join(bg.th, NULL);
     char *text = cJSON_PrintUnformatted(bg.out);
-    ck_assert_msg(heard, "alpha's job never heard the message: %s", text);
-    ck_assert_msg(still_waiting, "the blocking send did not wait: %s", text);
     ck_assert_msg(bg.status == 200 && json_at(bg.out, "result"), "blocking send on beta: %ld %s",
                   bg.status, text);
     ck_assert_str_eq(json_str(bg.out, "result.id"), id);
@@ -731,6 +757,37 @@ START_TEST(remote_blocking_send_ends_when_the_holder_dies) {
     cJSON_Delete(bg.out);
     free(id);
     ck_assert_int_eq(daemon_stop(&b, 15000), 0);
+}
+END_TEST
+
+/* beta stops (SIGTERM) while a blocking send through it waits on alpha's
+ * task: the send is answered with the task as its row is (working), as a
+ * blocking send on a stopping holder is; beta stops cleanly (sanitizer
+ * builds: nothing leaked) and alpha's job goes on. */
+START_TEST(remote_blocking_send_answers_when_its_node_stops) {
+    REQUIRE_PG();
+    two_nodes("r_block_stop", NULL, 100, 2);
+    char *id = convo_on_alpha();
+    struct bg_call bg;
+    char body[800];
+    block_through_beta(&bg, id, body, sizeof body);
+    int rc = daemon_stop(&b, 15000);
+    pthread_join(bg.th, NULL);
+    char *text = cJSON_PrintUnformatted(bg.out);
+    ck_assert_int_eq(rc, 0);
+    ck_assert_msg(bg.status == 200 && json_at(bg.out, "result"), "blocking send on beta: %ld %s",
+                  bg.status, text);
+    ck_assert_str_eq(json_str(bg.out, "result.status.state"), "working");
+    ck_assert_str_eq(json_str(bg.out, "result.status.message.parts.0.text"), "heard: still there?");
+    free(text);
+    cJSON_Delete(bg.out);
+    char p[200];
+    snprintf(p, sizeof p, "{\"id\":\"%s\"}", id);
+    cJSON *t = call_agent(a.port, "convo", "tasks/get", p, NULL);
+    ck_assert_str_eq(json_str(t, "result.status.state"), "working");
+    cJSON_Delete(t);
+    free(id);
+    ck_assert_int_eq(daemon_stop(&a, 15000), 0);
 }
 END_TEST
 
@@ -858,6 +915,7 @@ Suite *remote_suite(void) {
     tcase_add_test(tc, remote_blocking_send_answers_with_the_next_state);
     tcase_add_test(tc, remote_send_with_a_push_config_sets_it_on_the_holder);
     tcase_add_test(tc, remote_blocking_send_ends_when_the_holder_dies);
+    tcase_add_test(tc, remote_blocking_send_answers_when_its_node_stops);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -14,7 +14,10 @@
  * - streams: a `watch` control makes the holder write the task's events
  *   into a2ad_events (the writer's batch, with pg_notify('a2ad_events')),
  *   which the streaming node's LISTEN thread reads and pushes to its
- *   streams (streams_push_event).
+ *   streams (streams_push_event);
+ * - blocking sends (the next message of a conversation): the message
+ *   control, then a wait on the detached task that ends when its row shows
+ *   the answer (cluster_await), read at each of its events and polled.
  *
  * LISTEN/NOTIFY because a notification is delivered at the commit of what
  * it announces, on a connection each node keeps anyway; a notification

@@ -65,7 +65,7 @@ static void two_nodes(const char *name, const char *tasks_more, unsigned step_ms
     snprintf(tasks, sizeof tasks, "dsn = %s\npassword_file = %s\n%s", dsn, pgtest_secret_file,
              tasks_more ? tasks_more : "");
     snprintf(extra, sizeof extra, "[agent.processor]\nstep_ms = %u\n", step_ms);
-    struct daemon_opts o = {.plugins = "processor,asker,convo", .store = "postgresql", .tasks_extra = tasks,
+    struct daemon_opts o = {.plugins = "processor,asker,convo,rerun", .store = "postgresql", .tasks_extra = tasks,
                             .threads = threads, .server_extra = "node_name = alpha",
                             .extra = extra};
     start_or_fail(&a, &o);
@@ -697,17 +697,20 @@ static char *convo_on_alpha(void) {
     return id;
 }
 
-/* A blocking send through beta to the convo task id, on its own thread
- * (body: its buffer); returns once alpha's job heard it (its row says so)
- * and the send still waits: convo goes on working after a message. */
-static void block_through_beta(struct bg_call *bg, const char *id, char *body, size_t n) {
+/* A blocking send of text through beta to the task id of agent, on its
+ * own thread (body: its buffer); returns once alpha has the message (the
+ * row shows `seen`) and the send still waits. */
+static void block_through_beta(struct bg_call *bg, const char *agent, const char *id,
+                               const char *text, const char *seen, char *body, size_t n) {
     snprintf(body, n,
              "{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"message/send\",\"params\":{\"message\":"
              "{\"kind\":\"message\",\"messageId\":\"m2\",\"role\":\"user\",\"taskId\":\"%s\","
-             "\"parts\":[{\"kind\":\"text\",\"text\":\"still there?\"}]}}}", id);
+             "\"parts\":[{\"kind\":\"text\",\"text\":\"%s\"}]}}}", id, text);
+    static char path[64];
+    snprintf(path, sizeof path, "/agents/%s", agent);
     memset(bg, 0, sizeof *bg);
     bg->port = b.port;
-    bg->path = "/agents/convo";
+    bg->path = path;
     bg->body = body;
     atomic_init(&bg->done, false);
     ck_assert_int_eq(pthread_create(&bg->th, NULL, bg_call_main, bg), 0);
@@ -715,10 +718,10 @@ static void block_through_beta(struct bg_call *bg, const char *id, char *body, s
     snprintf(p, sizeof p, "{\"id\":\"%s\"}", id);
     bool heard = false;
     for (int i = 0; i < 500 && !heard; i++) {
-        cJSON *t = call_agent(b.port, "convo", "tasks/get", p, NULL);
-        char *text = cJSON_PrintUnformatted(t);
-        heard = strstr(text, "heard: still there?") != NULL;
-        free(text);
+        cJSON *t = call_agent(b.port, agent, "tasks/get", p, NULL);
+        char *all = cJSON_PrintUnformatted(t);
+        heard = strstr(all, seen) != NULL;
+        free(all);
         cJSON_Delete(t);
         if (!heard) test_nap_ms(20);
     }
@@ -726,7 +729,7 @@ static void block_through_beta(struct bg_call *bg, const char *id, char *body, s
     bool waits = !atomic_load(&bg->done);
     if (!heard || !waits) {
         pthread_join(bg->th, NULL);
-        ck_abort_msg("%s: %s", heard ? "the blocking send did not wait" : "alpha's job never heard it",
+        ck_abort_msg("%s: %s", heard ? "the blocking send did not wait" : "alpha never had it",
                      cJSON_PrintUnformatted(bg->out));
     }
 }
@@ -740,7 +743,8 @@ START_TEST(remote_blocking_send_ends_when_the_holder_dies) {
     char *id = convo_on_alpha();
     struct bg_call bg;
     char body[800];
-    block_through_beta(&bg, id, body, sizeof body);
+    block_through_beta(&bg, "convo", id, "still there?", "heard: still there?", body,
+                       sizeof body);
     double kill_ms = now_ms();
     daemon_kill9(&a);
     pthread_join(bg.th, NULL);
@@ -760,6 +764,40 @@ START_TEST(remote_blocking_send_ends_when_the_holder_dies) {
 }
 END_TEST
 
+/* The same with a rerun_safe agent: the takeover runs the job again on
+ * beta, and the blocking send ends with the re-run's completion. */
+START_TEST(remote_blocking_send_ends_with_the_rerun_when_the_holder_dies) {
+    REQUIRE_PG();
+    two_nodes("r_block_rerun", "lease_s = 2\n", 100, 2);
+    long st = 0;
+    cJSON *t = call_agent(a.port, "rerun", "message/send",
+                          "{\"message\":{\"kind\":\"message\",\"messageId\":\"m1\",\"role\":"
+                          "\"user\",\"parts\":[{\"kind\":\"text\",\"text\":\"job\"}]},"
+                          "\"configuration\":{\"blocking\":false}}", &st);
+    ck_assert_int_eq(st, 200);
+    char *id = strdup(json_str(t, "result.id"));
+    cJSON_Delete(t);
+    struct bg_call bg;
+    char body[800];
+    block_through_beta(&bg, "rerun", id, "note", "\"note\"", body, sizeof body);
+    double kill_ms = now_ms();
+    daemon_kill9(&a);
+    pthread_join(bg.th, NULL);
+    char *text = cJSON_PrintUnformatted(bg.out);
+    ck_assert_msg(bg.status == 200 && json_at(bg.out, "result"), "blocking send on beta: %ld %s",
+                  bg.status, text);
+    ck_assert_str_eq(json_str(bg.out, "result.status.state"), "completed");
+    ck_assert_str_eq(json_str(bg.out, "result.status.message.parts.0.text"), "done: job");
+    ck_assert_str_eq(json_str(bg.out, "result.metadata.a2ad.node"), "beta");
+    printf("remote: a blocking send through beta ended %.0f ms after its holder was killed, with "
+           "the re-run's completion (lease_s = 2, a 2 s job)\n", bg.done_ms - kill_ms);
+    free(text);
+    cJSON_Delete(bg.out);
+    free(id);
+    ck_assert_int_eq(daemon_stop(&b, 15000), 0);
+}
+END_TEST
+
 /* beta stops (SIGTERM) while a blocking send through it waits on alpha's
  * task: the send is answered with the task as its row is (working), as a
  * blocking send on a stopping holder is; beta stops cleanly (sanitizer
@@ -770,7 +808,8 @@ START_TEST(remote_blocking_send_answers_when_its_node_stops) {
     char *id = convo_on_alpha();
     struct bg_call bg;
     char body[800];
-    block_through_beta(&bg, id, body, sizeof body);
+    block_through_beta(&bg, "convo", id, "still there?", "heard: still there?", body,
+                       sizeof body);
     int rc = daemon_stop(&b, 15000);
     pthread_join(bg.th, NULL);
     char *text = cJSON_PrintUnformatted(bg.out);
@@ -915,6 +954,7 @@ Suite *remote_suite(void) {
     tcase_add_test(tc, remote_blocking_send_answers_with_the_next_state);
     tcase_add_test(tc, remote_send_with_a_push_config_sets_it_on_the_holder);
     tcase_add_test(tc, remote_blocking_send_ends_when_the_holder_dies);
+    tcase_add_test(tc, remote_blocking_send_ends_with_the_rerun_when_the_holder_dies);
     tcase_add_test(tc, remote_blocking_send_answers_when_its_node_stops);
     suite_add_tcase(s, tc);
     return s;

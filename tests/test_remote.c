@@ -500,7 +500,7 @@ static const char *const v10[] = {"A2A-Version: 1.0", NULL};
 /* A blocking send through beta continuing a task of alpha waits for the
  * answer, as it would on alpha: the task in its next state (input-required
  * again, then completed) with the agent's reply, historyLength honoured;
- * A2A 0.3, 1.0 and the 1.0 HTTP+JSON binding. */
+ * A2A 0.3, 1.0 and both HTTP+JSON bindings. */
 START_TEST(remote_blocking_send_answers_with_the_next_state) {
     REQUIRE_PG();
     two_nodes("r_block", NULL, 100, 2);
@@ -562,6 +562,20 @@ START_TEST(remote_blocking_send_answers_with_the_next_state) {
     ck_assert_str_eq(json_str(t, "task.id"), id);
     ck_assert_str_eq(json_str(t, "task.status.state"), "TASK_STATE_COMPLETED");
     ck_assert_str_eq(json_str(t, "task.status.message.parts.0.text"), "Hello, Grace");
+    cJSON_Delete(t);
+    http_resp_free(&h);
+    free(id);
+    /* and the 0.3 one (it blocks when asked to) */
+    id = waiting_on_alpha("asker", "hi");
+    snprintf(body, sizeof body,
+             "{\"message\":{\"messageId\":\"m5\",\"role\":\"ROLE_USER\",\"taskId\":\"%s\",\"content\""
+             ":[{\"text\":\"Alan\"}]},\"configuration\":{\"blocking\":true}}", id);
+    ck_assert(http_call(b.port, "POST", "/agents/asker/v1/message:send", body, &h));
+    t = cJSON_Parse(h.body);
+    ck_assert_msg(h.status == 200 && json_at(t, "task"), "v1/message:send on beta: %ld %s",
+                  h.status, h.body);
+    ck_assert_str_eq(json_str(t, "task.status.state"), "TASK_STATE_COMPLETED");
+    ck_assert_str_eq(json_str(t, "task.status.message.content.0.text"), "Hello, Alan");
     cJSON_Delete(t);
     http_resp_free(&h);
     free(id);

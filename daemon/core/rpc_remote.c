@@ -211,7 +211,8 @@ static bool push_first(struct call *c, struct task *t) {
         cJSON_DeleteItemFromObjectCaseSensitive(config, "id");
         cJSON_AddStringToObject(config, "id", task_id(t));
     }
-    if (!config || !body || !cJSON_AddStringToObject(body, "dialect", c->d == A2A_V10 ? "1.0" : "0.3")) {
+    if (!config || !body ||
+        !cJSON_AddStringToObject(body, "dialect", c->d == A2A_V10 ? "1.0" : "0.3")) {
         cJSON_Delete(config);
         cJSON_Delete(body);
         c->f->http_status = 500;

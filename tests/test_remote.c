@@ -1,14 +1,18 @@
 /* Every read and control from every node ([tasks] store = postgresql,
  * cluster.c): two nodes on one database that the suite starts itself; a
  * task submitted on alpha is read, listed, canceled, given push configs and
- * streamed through beta, and a control to a node that does not answer
+ * streamed through beta, and continued through beta (a blocking send waits
+ * for the answer, an inline push config is set on alpha first, a holder
+ * that dies ends the wait), and a control to a node that does not answer
  * (SIGSTOP) gets a clear error within [tasks] cluster_timeout_ms.
  *
  * Without PostgreSQL installed the tests are skipped with a loud message,
  * except under CI=true, where they fail. */
 #include <check.h>
 #include <cJSON.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,7 +65,7 @@ static void two_nodes(const char *name, const char *tasks_more, unsigned step_ms
     snprintf(tasks, sizeof tasks, "dsn = %s\npassword_file = %s\n%s", dsn, pgtest_secret_file,
              tasks_more ? tasks_more : "");
     snprintf(extra, sizeof extra, "[agent.processor]\nstep_ms = %u\n", step_ms);
-    struct daemon_opts o = {.plugins = "processor,asker", .store = "postgresql", .tasks_extra = tasks,
+    struct daemon_opts o = {.plugins = "processor,asker,convo,rerun", .store = "postgresql", .tasks_extra = tasks,
                             .threads = threads, .server_extra = "node_name = alpha",
                             .extra = extra};
     start_or_fail(&a, &o);
@@ -409,9 +413,9 @@ END_TEST
 
 /* ---- the next turn of a conversation --------------------------------------- */
 
-/* A task of alpha waits for input; the answer is sent through beta (as a
- * stream, and a blocking send gets a clear refusal): alpha's job hears it
- * and the stream on beta carries its answer to the end. */
+/* A task of alpha waits for input; the answer is sent through beta as a
+ * stream: alpha's job hears it and the stream on beta carries its answer
+ * to the end. */
 START_TEST(remote_message_continues_a_task_of_another_node) {
     REQUIRE_PG();
     rcv = receiver_start();
@@ -435,14 +439,9 @@ START_TEST(remote_message_continues_a_task_of_another_node) {
     }
     ck_assert_msg(waiting, "beta never read alpha's task as input-required");
     char p[600];
-    /* blocking: only the holder can wait for the answer */
     snprintf(p, sizeof p,
              "{\"message\":{\"kind\":\"message\",\"messageId\":\"m2\",\"role\":\"user\","
              "\"taskId\":\"%s\",\"parts\":[{\"kind\":\"text\",\"text\":\"Ada\"}]}}", id);
-    t = call_agent(b.port, "asker", "message/send", p, &st);
-    ck_assert_int_eq(json_int(t, "error.code"), -32004);
-    ck_assert_ptr_nonnull(strstr(json_str(t, "error.message"), "blocking = false"));
-    cJSON_Delete(t);
     /* a stream through beta */
     char body[800];
     snprintf(body, sizeof body,
@@ -469,6 +468,379 @@ START_TEST(remote_message_continues_a_task_of_another_node) {
     cJSON_Delete(t);
     free(id);
     stop_both();
+}
+END_TEST
+
+/* A task of agent on alpha, asked with text (non-blocking), once beta reads
+ * it as input-required; its id (malloc'd). */
+static char *waiting_on_alpha(const char *agent, const char *text) {
+    char p[400];
+    snprintf(p, sizeof p,
+             "{\"message\":{\"kind\":\"message\",\"messageId\":\"m1\",\"role\":\"user\",\"parts\":"
+             "[{\"kind\":\"text\",\"text\":\"%s\"}]},\"configuration\":{\"blocking\":false}}", text);
+    long st = 0;
+    cJSON *t = call_agent(a.port, agent, "message/send", p, &st);
+    ck_assert_msg(st == 200 && cJSON_IsString(json_at(t, "result.id")), "send on alpha: %ld", st);
+    char *id = strdup(json_str(t, "result.id"));
+    cJSON_Delete(t);
+    snprintf(p, sizeof p, "{\"id\":\"%s\"}", id);
+    bool waiting = false;
+    for (int i = 0; i < 500 && !waiting; i++) {
+        t = call_agent(b.port, agent, "tasks/get", p, NULL);
+        waiting = !strcmp(json_str(t, "result.status.state"), "input-required");
+        cJSON_Delete(t);
+        if (!waiting) test_nap_ms(20);
+    }
+    ck_assert_msg(waiting, "beta never read alpha's task %s as input-required", id);
+    return id;
+}
+
+static const char *const v10[] = {"A2A-Version: 1.0", NULL};
+
+/* A blocking send through beta continuing a task of alpha waits for the
+ * answer, as it would on alpha: the task in its next state (input-required
+ * again, then completed) with the agent's reply, historyLength honoured;
+ * A2A 0.3, 1.0 and both HTTP+JSON bindings. */
+START_TEST(remote_blocking_send_answers_with_the_next_state) {
+    REQUIRE_PG();
+    two_nodes("r_block", NULL, 100, 2);
+    char *id = waiting_on_alpha("asker", "twice");
+    /* 0.3, blocking by default: the next question */
+    char p[800];
+    snprintf(p, sizeof p,
+             "{\"message\":{\"kind\":\"message\",\"messageId\":\"m2\",\"role\":\"user\",\"taskId\":"
+             "\"%s\",\"parts\":[{\"kind\":\"text\",\"text\":\"Ada\"}]},\"configuration\":"
+             "{\"historyLength\":2}}", id);
+    long st = 0;
+    double t0 = now_ms();
+    cJSON *t = call_agent(b.port, "asker", "message/send", p, &st);
+    double ms = now_ms() - t0;
+    char *text = cJSON_PrintUnformatted(t);
+    ck_assert_msg(st == 200 && json_at(t, "result"), "blocking send on beta: %ld %s", st, text);
+    ck_assert_str_eq(json_str(t, "result.id"), id);
+    ck_assert_str_eq(json_str(t, "result.status.state"), "input-required");
+    ck_assert_str_eq(json_str(t, "result.status.message.parts.0.text"), "And your surname?");
+    ck_assert_msg(cJSON_GetArraySize(json_at(t, "result.history")) == 2, "history: %s", text);
+    ck_assert_str_eq(json_str(t, "result.history.0.parts.0.text"), "Ada");
+    ck_assert_str_eq(json_str(t, "result.history.1.parts.0.text"), "And your surname?");
+    free(text);
+    cJSON_Delete(t);
+    printf("remote: a blocking message/send through beta answered in %.1f ms (the message "
+           "delivered on alpha, the agent's next question in its row)\n", ms);
+    /* 1.0 SendMessage (returnImmediately absent: it blocks): the end */
+    char body[800];
+    snprintf(body, sizeof body,
+             "{\"jsonrpc\":\"2.0\",\"id\":8,\"method\":\"SendMessage\",\"params\":{\"message\":"
+             "{\"messageId\":\"m3\",\"role\":\"ROLE_USER\",\"taskId\":\"%s\",\"parts\":[{\"text\":"
+             "\"Lovelace\"}]}}}", id);
+    t = rpc_call_headers(b.port, "/agents/asker", body, v10, &st);
+    text = cJSON_PrintUnformatted(t);
+    ck_assert_msg(st == 200 && json_at(t, "result.task"), "SendMessage on beta: %ld %s", st, text);
+    ck_assert_str_eq(json_str(t, "result.task.status.state"), "TASK_STATE_COMPLETED");
+    ck_assert_str_eq(json_str(t, "result.task.status.message.parts.0.text"), "Hello, Ada Lovelace");
+    ck_assert_msg(cJSON_GetArraySize(json_at(t, "result.task.history")) == 6, "history: %s", text);
+    ck_assert_str_eq(json_str(t, "result.task.history.4.parts.0.text"), "Lovelace");
+    ck_assert_str_eq(json_str(t, "result.task.history.5.parts.0.text"), "Hello, Ada Lovelace");
+    free(text);
+    cJSON_Delete(t);
+    /* alpha agrees */
+    snprintf(p, sizeof p, "{\"id\":\"%s\"}", id);
+    t = call_agent(a.port, "asker", "tasks/get", p, NULL);
+    ck_assert_str_eq(json_str(t, "result.status.state"), "completed");
+    cJSON_Delete(t);
+    free(id);
+    /* the HTTP+JSON binding (1.0) through beta */
+    id = waiting_on_alpha("asker", "hi");
+    snprintf(body, sizeof body,
+             "{\"message\":{\"messageId\":\"m4\",\"role\":\"ROLE_USER\",\"taskId\":\"%s\",\"parts\""
+             ":[{\"text\":\"Grace\"}]}}", id);
+    struct http_resp h;
+    ck_assert(http_call(b.port, "POST", "/agents/asker/message:send", body, &h));
+    t = cJSON_Parse(h.body);
+    ck_assert_msg(h.status == 200 && json_at(t, "task"), "message:send on beta: %ld %s", h.status,
+                  h.body);
+    ck_assert_str_eq(json_str(t, "task.id"), id);
+    ck_assert_str_eq(json_str(t, "task.status.state"), "TASK_STATE_COMPLETED");
+    ck_assert_str_eq(json_str(t, "task.status.message.parts.0.text"), "Hello, Grace");
+    cJSON_Delete(t);
+    http_resp_free(&h);
+    free(id);
+    /* and the 0.3 one (it blocks when asked to) */
+    id = waiting_on_alpha("asker", "hi");
+    snprintf(body, sizeof body,
+             "{\"message\":{\"messageId\":\"m5\",\"role\":\"ROLE_USER\",\"taskId\":\"%s\",\"content\""
+             ":[{\"text\":\"Alan\"}]},\"configuration\":{\"blocking\":true}}", id);
+    ck_assert(http_call(b.port, "POST", "/agents/asker/v1/message:send", body, &h));
+    t = cJSON_Parse(h.body);
+    ck_assert_msg(h.status == 200 && json_at(t, "task"), "v1/message:send on beta: %ld %s",
+                  h.status, h.body);
+    ck_assert_str_eq(json_str(t, "task.status.state"), "TASK_STATE_COMPLETED");
+    ck_assert_str_eq(json_str(t, "task.status.message.content.0.text"), "Hello, Alan");
+    cJSON_Delete(t);
+    http_resp_free(&h);
+    free(id);
+    stop_both();
+}
+END_TEST
+
+/* Whether the receiver got, at path with token, an event of task id whose
+ * body names state (waits, bounded). */
+static bool hook_seen(const char *path, const char *token, const char *id, const char *state) {
+    for (int i = 0; i < 500; i++) {
+        for (size_t k = 0; k < receiver_count(rcv); k++) {
+            const struct received *r = receiver_get(rcv, k);
+            char *tok = received_header(r, "X-A2A-Notification-Token");
+            bool hit = !strcmp(r->path, path) && tok && !strcmp(tok, token) &&
+                       strstr(r->body, id) && strstr(r->body, state);
+            free(tok);
+            if (hit) return true;
+        }
+        test_nap_ms(20);
+    }
+    return false;
+}
+
+/* A push config inline in a message through beta continuing a task of
+ * alpha is set on alpha before the message: the webhooks of the answer go
+ * to it. 0.3 non-blocking (no id: the config is named after its task), then
+ * 1.0 blocking with an id. */
+START_TEST(remote_send_with_a_push_config_sets_it_on_the_holder) {
+    REQUIRE_PG();
+    rcv = receiver_start();
+    two_nodes("r_push_msg", NULL, 100, 2);
+    char *id = waiting_on_alpha("asker", "twice");
+    char p[900];
+    snprintf(p, sizeof p,
+             "{\"message\":{\"kind\":\"message\",\"messageId\":\"m2\",\"role\":\"user\",\"taskId\":"
+             "\"%s\",\"parts\":[{\"kind\":\"text\",\"text\":\"Ada\"}]},\"configuration\":"
+             "{\"blocking\":false,\"pushNotificationConfig\":{\"url\":\"http://127.0.0.1:%u/turn\","
+             "\"token\":\"tok-turn-secret\"}}}", id, receiver_port(rcv));
+    long st = 0;
+    cJSON *t = call_agent(b.port, "asker", "message/send", p, &st);
+    char *text = cJSON_PrintUnformatted(t);
+    ck_assert_msg(st == 200 && json_at(t, "result.id"), "send on beta: %ld %s", st, text);
+    ck_assert_ptr_null(strstr(text, "tok-turn-secret"));
+    free(text);
+    cJSON_Delete(t);
+    ck_assert_msg(hook_seen("/turn", "tok-turn-secret", id, "input-required"),
+                  "no webhook with the new config's token for the answer (input-required)");
+    /* 1.0, blocking, a named config */
+    char body[1000];
+    snprintf(body, sizeof body,
+             "{\"jsonrpc\":\"2.0\",\"id\":8,\"method\":\"SendMessage\",\"params\":{\"message\":"
+             "{\"messageId\":\"m3\",\"role\":\"ROLE_USER\",\"taskId\":\"%s\",\"parts\":[{\"text\":"
+             "\"Lovelace\"}]},\"configuration\":{\"taskPushNotificationConfig\":{\"id\":\"second\","
+             "\"url\":\"http://127.0.0.1:%u/turn2\",\"token\":\"tok-second-secret\"}}}}",
+             id, receiver_port(rcv));
+    bool waiting = false; /* the answer to the first message came */
+    for (int i = 0; i < 500 && !waiting; i++) {
+        snprintf(p, sizeof p, "{\"id\":\"%s\"}", id);
+        t = call_agent(b.port, "asker", "tasks/get", p, NULL);
+        waiting = !strcmp(json_str(t, "result.status.state"), "input-required") &&
+                  cJSON_GetArraySize(json_at(t, "result.history")) == 4;
+        cJSON_Delete(t);
+        if (!waiting) test_nap_ms(20);
+    }
+    ck_assert(waiting);
+    t = rpc_call_headers(b.port, "/agents/asker", body, v10, &st);
+    text = cJSON_PrintUnformatted(t);
+    ck_assert_msg(st == 200 && json_at(t, "result.task"), "SendMessage on beta: %ld %s", st, text);
+    ck_assert_str_eq(json_str(t, "result.task.status.state"), "TASK_STATE_COMPLETED");
+    free(text);
+    cJSON_Delete(t);
+    ck_assert_msg(hook_seen("/turn2", "tok-second-secret", id, "TASK_STATE_COMPLETED"),
+                  "no 1.0 webhook with the second config's token for the completion");
+    ck_assert_msg(hook_seen("/turn", "tok-turn-secret", id, "completed"),
+                  "the first config did not hear the completion");
+    /* on the holder: the config named after its task, and "second" */
+    snprintf(p, sizeof p, "{\"id\":\"%s\"}", id);
+    t = call_agent(a.port, "asker", "tasks/pushNotificationConfig/list", p, NULL);
+    text = cJSON_PrintUnformatted(t);
+    ck_assert_msg(cJSON_GetArraySize(json_at(t, "result")) == 2, "configs on alpha: %s", text);
+    ck_assert_ptr_nonnull(strstr(text, "\"second\""));
+    char named[80];
+    snprintf(named, sizeof named, "\"id\":\"%s\"", id);
+    ck_assert_msg(strstr(text, named), "no config named after the task: %s", text);
+    ck_assert_ptr_null(strstr(text, "secret"));
+    free(text);
+    cJSON_Delete(t);
+    free(id);
+    stop_both();
+}
+END_TEST
+
+/* A request run on its own thread (a blocking send that waits). */
+struct bg_call {
+    unsigned port;
+    const char *path, *body;
+    long status;
+    cJSON *out;
+    double done_ms;
+    atomic_bool done;
+    pthread_t th;
+};
+
+static void *bg_call_main(void *arg) {
+    struct bg_call *c = arg;
+    c->out = rpc_call(c->port, c->path, c->body, &c->status);
+    c->done_ms = now_ms();
+    atomic_store(&c->done, true);
+    return NULL;
+}
+
+/* A convo task on alpha, working (read through beta); its id (malloc'd). */
+static char *convo_on_alpha(void) {
+    long st = 0;
+    cJSON *t = call_agent(a.port, "convo", "message/send",
+                          "{\"message\":{\"kind\":\"message\",\"messageId\":\"m1\",\"role\":"
+                          "\"user\",\"parts\":[{\"kind\":\"text\",\"text\":\"hi\"}]},"
+                          "\"configuration\":{\"blocking\":false}}", &st);
+    ck_assert_int_eq(st, 200);
+    char *id = strdup(json_str(t, "result.id"));
+    cJSON_Delete(t);
+    char p[200];
+    snprintf(p, sizeof p, "{\"id\":\"%s\"}", id);
+    bool working = false;
+    for (int i = 0; i < 500 && !working; i++) {
+        t = call_agent(b.port, "convo", "tasks/get", p, NULL);
+        working = !strcmp(json_str(t, "result.status.state"), "working");
+        cJSON_Delete(t);
+        if (!working) test_nap_ms(20);
+    }
+    ck_assert(working);
+    return id;
+}
+
+/* A blocking send of text through beta to the task id of agent, on its
+ * own thread (body: its buffer); returns once alpha has the message (the
+ * row shows `seen`) and the send still waits. */
+static void block_through_beta(struct bg_call *bg, const char *agent, const char *id,
+                               const char *text, const char *seen, char *body, size_t n) {
+    snprintf(body, n,
+             "{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"message/send\",\"params\":{\"message\":"
+             "{\"kind\":\"message\",\"messageId\":\"m2\",\"role\":\"user\",\"taskId\":\"%s\","
+             "\"parts\":[{\"kind\":\"text\",\"text\":\"%s\"}]}}}", id, text);
+    static char path[64];
+    snprintf(path, sizeof path, "/agents/%s", agent);
+    memset(bg, 0, sizeof *bg);
+    bg->port = b.port;
+    bg->path = path;
+    bg->body = body;
+    atomic_init(&bg->done, false);
+    ck_assert_int_eq(pthread_create(&bg->th, NULL, bg_call_main, bg), 0);
+    char p[200];
+    snprintf(p, sizeof p, "{\"id\":\"%s\"}", id);
+    bool heard = false;
+    for (int i = 0; i < 500 && !heard; i++) {
+        cJSON *t = call_agent(b.port, agent, "tasks/get", p, NULL);
+        char *all = cJSON_PrintUnformatted(t);
+        heard = strstr(all, seen) != NULL;
+        free(all);
+        cJSON_Delete(t);
+        if (!heard) test_nap_ms(20);
+    }
+    test_nap_ms(200);
+    bool waits = !atomic_load(&bg->done);
+    if (!heard || !waits) {
+        pthread_join(bg->th, NULL);
+        ck_abort_msg("%s: %s", heard ? "the blocking send did not wait" : "alpha never had it",
+                     cJSON_PrintUnformatted(bg->out));
+    }
+}
+
+/* A blocking send through beta waits on alpha's task; alpha dies (SIGKILL):
+ * beta takes the task over after lease_s and fails it (convo is not
+ * rerun_safe), and the blocking send ends with that state. */
+START_TEST(remote_blocking_send_ends_when_the_holder_dies) {
+    REQUIRE_PG();
+    two_nodes("r_block_death", "lease_s = 2\n", 100, 2);
+    char *id = convo_on_alpha();
+    struct bg_call bg;
+    char body[800];
+    block_through_beta(&bg, "convo", id, "still there?", "heard: still there?", body,
+                       sizeof body);
+    double kill_ms = now_ms();
+    daemon_kill9(&a);
+    pthread_join(bg.th, NULL);
+    char *text = cJSON_PrintUnformatted(bg.out);
+    ck_assert_msg(bg.status == 200 && json_at(bg.out, "result"), "blocking send on beta: %ld %s",
+                  bg.status, text);
+    ck_assert_str_eq(json_str(bg.out, "result.id"), id);
+    ck_assert_str_eq(json_str(bg.out, "result.status.state"), "failed");
+    ck_assert_str_eq(json_str(bg.out, "result.status.message.parts.0.text"),
+                     "interrupted: node alpha lost");
+    printf("remote: a blocking send through beta ended %.0f ms after its holder was killed "
+           "(lease_s = 2)\n", bg.done_ms - kill_ms);
+    free(text);
+    cJSON_Delete(bg.out);
+    free(id);
+    ck_assert_int_eq(daemon_stop(&b, 15000), 0);
+}
+END_TEST
+
+/* The same with a rerun_safe agent: the takeover runs the job again on
+ * beta, and the blocking send ends with the re-run's completion. */
+START_TEST(remote_blocking_send_ends_with_the_rerun_when_the_holder_dies) {
+    REQUIRE_PG();
+    two_nodes("r_block_rerun", "lease_s = 2\n", 100, 2);
+    long st = 0;
+    cJSON *t = call_agent(a.port, "rerun", "message/send",
+                          "{\"message\":{\"kind\":\"message\",\"messageId\":\"m1\",\"role\":"
+                          "\"user\",\"parts\":[{\"kind\":\"text\",\"text\":\"job\"}]},"
+                          "\"configuration\":{\"blocking\":false}}", &st);
+    ck_assert_int_eq(st, 200);
+    char *id = strdup(json_str(t, "result.id"));
+    cJSON_Delete(t);
+    struct bg_call bg;
+    char body[800];
+    block_through_beta(&bg, "rerun", id, "note", "\"note\"", body, sizeof body);
+    double kill_ms = now_ms();
+    daemon_kill9(&a);
+    pthread_join(bg.th, NULL);
+    char *text = cJSON_PrintUnformatted(bg.out);
+    ck_assert_msg(bg.status == 200 && json_at(bg.out, "result"), "blocking send on beta: %ld %s",
+                  bg.status, text);
+    ck_assert_str_eq(json_str(bg.out, "result.status.state"), "completed");
+    ck_assert_str_eq(json_str(bg.out, "result.status.message.parts.0.text"), "done: job");
+    ck_assert_str_eq(json_str(bg.out, "result.metadata.a2ad.node"), "beta");
+    printf("remote: a blocking send through beta ended %.0f ms after its holder was killed, with "
+           "the re-run's completion (lease_s = 2, a 2 s job)\n", bg.done_ms - kill_ms);
+    free(text);
+    cJSON_Delete(bg.out);
+    free(id);
+    ck_assert_int_eq(daemon_stop(&b, 15000), 0);
+}
+END_TEST
+
+/* beta stops (SIGTERM) while a blocking send through it waits on alpha's
+ * task: the send is answered with the task as its row is (working), as a
+ * blocking send on a stopping holder is; beta stops cleanly (sanitizer
+ * builds: nothing leaked) and alpha's job goes on. */
+START_TEST(remote_blocking_send_answers_when_its_node_stops) {
+    REQUIRE_PG();
+    two_nodes("r_block_stop", NULL, 100, 2);
+    char *id = convo_on_alpha();
+    struct bg_call bg;
+    char body[800];
+    block_through_beta(&bg, "convo", id, "still there?", "heard: still there?", body,
+                       sizeof body);
+    int rc = daemon_stop(&b, 15000);
+    pthread_join(bg.th, NULL);
+    char *text = cJSON_PrintUnformatted(bg.out);
+    ck_assert_int_eq(rc, 0);
+    ck_assert_msg(bg.status == 200 && json_at(bg.out, "result"), "blocking send on beta: %ld %s",
+                  bg.status, text);
+    ck_assert_str_eq(json_str(bg.out, "result.status.state"), "working");
+    ck_assert_str_eq(json_str(bg.out, "result.status.message.parts.0.text"), "heard: still there?");
+    free(text);
+    cJSON_Delete(bg.out);
+    char p[200];
+    snprintf(p, sizeof p, "{\"id\":\"%s\"}", id);
+    cJSON *t = call_agent(a.port, "convo", "tasks/get", p, NULL);
+    ck_assert_str_eq(json_str(t, "result.status.state"), "working");
+    cJSON_Delete(t);
+    free(id);
+    ck_assert_int_eq(daemon_stop(&a, 15000), 0);
 }
 END_TEST
 
@@ -593,6 +965,11 @@ Suite *remote_suite(void) {
     tcase_add_test(tc, remote_control_to_a_stopped_node_fails_clearly);
     tcase_add_test(tc, remote_database_away_answers_503_then_recovers);
     tcase_add_test(tc, remote_message_continues_a_task_of_another_node);
+    tcase_add_test(tc, remote_blocking_send_answers_with_the_next_state);
+    tcase_add_test(tc, remote_send_with_a_push_config_sets_it_on_the_holder);
+    tcase_add_test(tc, remote_blocking_send_ends_when_the_holder_dies);
+    tcase_add_test(tc, remote_blocking_send_ends_with_the_rerun_when_the_holder_dies);
+    tcase_add_test(tc, remote_blocking_send_answers_when_its_node_stops);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -947,8 +947,18 @@ void rpc_handle(const struct rpc_request *rq, struct rpc_reply *out) {
 
 void rpc_reply_waited(struct rpc_reply *out) {
     cJSON *id = out->wait_id ? cJSON_Parse(out->wait_id) : NULL;
-    out->body = rpc_result_body(
-        id, a2a_task_result(task_render(out->wait_task, out->wait_history), out->wait_dialect));
+    struct rpc_fail f = {0};
+    /* another node's task: as its row has the answer */
+    cJSON *doc = rpc_remote(out->wait_task)
+                     ? rpc_remote_waited(out->wait_task, out->wait_history, &f)
+                     : task_render(out->wait_task, out->wait_history);
+    if (doc || !f.code) {
+        out->body = rpc_result_body(id, a2a_task_result(doc, out->wait_dialect));
+    } else {
+        out->http_status = f.http_status ? f.http_status : 200;
+        out->retry_after_s = f.retry_after_s;
+        out->body = error_body(id, f.code, f.message, out->wait_dialect);
+    }
     cJSON_Delete(id);
     task_release(out->wait_task);
     out->wait_task = NULL;

@@ -92,9 +92,15 @@ struct task *rpc_remote_push_delete(struct call *c, struct task *t, const char *
 bool rpc_remote_watch(struct call *c, struct task *t);
 void rpc_remote_follow(struct task *t);
 /* message/send or a stream naming a detached t (reference taken): the
- * message is delivered by its holder (a control); non-blocking sends and
- * streams only. False after recording a failure. */
+ * message is delivered by its holder (a control), after the push config
+ * inline in it (has_push) is set there; a blocking send waits
+ * (c->out->wait_task, cluster_await) until the row shows the answer. False
+ * after recording a failure. */
 bool rpc_remote_continue(struct call *c, const cJSON *message, struct task *t, bool stream,
                          int history, bool blocking, bool has_push);
+/* The answer to such a blocking send once its wait ended: the task's row
+ * rendered (history_length as task_render), or NULL after recording why it
+ * cannot be read. */
+cJSON *rpc_remote_waited(struct task *t, int history_length, struct rpc_fail *f);
 
 #endif

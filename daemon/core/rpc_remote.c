@@ -1,11 +1,13 @@
 /* rpc_remote - the task methods on a task held by another node (cluster.h):
- * the lookup fallback to its row, and cancel, push-config set/delete and
- * resubscribe as controls sent to its holder. See rpc_int.h. */
+ * the lookup fallback to its row, and cancel, push-config set/delete,
+ * resubscribe and the next message (blocking or not, with an inline push
+ * config or not) as controls sent to its holder. See rpc_int.h. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "store/cluster.h"
+#include "log.h"
 #include "core/rpc_int.h"
 #include "front/streams.h"
 #include "core/tasks.h"
@@ -187,25 +189,89 @@ void rpc_remote_follow(struct task *t) {
     if (!task_state_terminal(s) && !task_state_interrupted(s)) cluster_follow(t, row_seq(t));
 }
 
+/* The task moved to this node while it was asked: rare; the client sends
+ * again (and this node answers as the holder). */
+static bool moved_here(struct call *c, const char *id) {
+    c->f->http_status = 503;
+    c->f->retry_after_s = 1;
+    return fail(c->f, RPC_INTERNAL_ERROR, "task %s moved to this node meanwhile; send again", id);
+}
+
+/* A push config inline in the message: set on the holder first (a
+ * push-set control), so the webhooks of the answer go to it as well. As an
+ * inline config on the holder, one without an id is named after its task
+ * (push.h). False after recording a failure. */
+static bool push_first(struct call *c, struct task *t) {
+    const char *pkey = c->d == A2A_V10 ? "taskPushNotificationConfig" : "pushNotificationConfig";
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(c->params, "configuration"), pkey);
+    cJSON *config = cJSON_Duplicate(p, 1);
+    cJSON *body = cJSON_CreateObject();
+    if (config && !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(config, "id"))) {
+        cJSON_DeleteItemFromObjectCaseSensitive(config, "id");
+        cJSON_AddStringToObject(config, "id", task_id(t));
+    }
+    if (!config || !body ||
+        !cJSON_AddStringToObject(body, "dialect", c->d == A2A_V10 ? "1.0" : "0.3")) {
+        cJSON_Delete(config);
+        cJSON_Delete(body);
+        c->f->http_status = 500;
+        return fail(c->f, RPC_INTERNAL_ERROR, "out of memory");
+    }
+    cJSON_AddItemToObject(body, "config", config);
+    enum cluster_outcome o = CLUSTER_FAILED;
+    cJSON *res = NULL;
+    a2ad_status st = cluster_control(task_id(t), "push-set", body, &o, &res);
+    cJSON_Delete(body);
+    bool ok = false;
+    if (st == A2AD_ERR_STATE) moved_here(c, task_id(t));
+    else if (st != A2AD_OK) remote_failure(c, st, task_id(t));
+    else if (o == CLUSTER_FAILED) holder_failed(c, res);
+    else ok = true;
+    cJSON_Delete(res);
+    return ok;
+}
+
+/* A blocking send: wait on t (detached, reference taken) until its row
+ * shows the answer to the message, without a thread: the HTTP layer
+ * suspends the connection on t's waiters (c->out->wait_task), which
+ * cluster_await fires. doc: the task as the holder answered the control
+ * (taken), the answer when no wait can start. */
+static bool wait_answer(struct call *c, struct task *t, uint64_t after, int history, cJSON *doc) {
+    /* as the holder's task_add_message did: an interrupted task is back to
+     * work, a working one still is */
+    task_detached_set_state(t, TASK_WORKING);
+    char *idj = cJSON_PrintUnformatted(c->id);
+    a2ad_status st = idj ? cluster_await(t, after) : A2AD_ERR_NOMEM;
+    if (st == A2AD_OK) {
+        c->out->wait_task = t;
+        c->out->wait_id = idj;
+        c->out->wait_history = history;
+        c->out->wait_dialect = c->d;
+        cJSON_Delete(doc);
+        return true;
+    }
+    /* The message is delivered: an error would have the client send it
+     * again. The task as it is, as a non-blocking send answers. */
+    log_warn("task %s: a blocking send answered at once: %s", task_id(t), cluster_last_error());
+    free(idj);
+    task_release(t);
+    c->out->body = rpc_result_body(c->id, a2a_task_result(doc, c->d));
+    return true;
+}
+
 bool rpc_remote_continue(struct call *c, const cJSON *message, struct task *t, bool stream,
                          int history, bool blocking, bool has_push) {
-    if (has_push || (!stream && blocking)) {
-        fail(c->f, has_push ? RPC_INVALID_PARAMS : RPC_UNSUPPORTED_OPERATION,
-             has_push ? "task %s is held by another node: set its push notification config with "
-                        "tasks/pushNotificationConfig/set, not in the message"
-                      : "task %s is held by another node: continue it with "
-                        "configuration.blocking = false, or with a stream (only the node that "
-                        "holds it can wait for its answer)",
-             task_id(t));
+    bool wait = !stream && blocking;
+    /* A stream or a blocking send watches before the job hears the message,
+     * so none of the events the answer causes passes unseen. The push config
+     * comes before the message, so the answer's webhooks go to it too. */
+    if (((stream || wait) && !watch(c, t, true)) || (has_push && !push_first(c, t))) {
         task_release(t);
         return false;
     }
-    /* A stream watches before the job hears the message, so it misses none
-     * of the events the answer causes. */
-    if (stream && !watch(c, t, true)) {
-        task_release(t);
-        return false;
-    }
+    uint64_t after = row_seq(t);
+    if (wait) task_retain(t); /* the wait's: control() takes the caller's */
     char id[UUID_STR_LEN];
     enum cluster_outcome o = CLUSTER_FAILED;
     cJSON *res = NULL;
@@ -215,26 +281,22 @@ bool rpc_remote_continue(struct call *c, const cJSON *message, struct task *t, b
     bool ok;
     struct task *local = control(c, t, "message", body, &o, &res, id, &ok);
     cJSON_Delete(body);
-    if (local) { /* moved here meanwhile: rare; the client sends it again */
+    if (local || !ok || o == CLUSTER_REFUSED) {
+        if (wait) task_release(t);
+        cJSON_Delete(res);
+    }
+    if (local) {
         task_release(local);
-        cJSON_Delete(res);
-        c->f->http_status = 503;
-        c->f->retry_after_s = 1;
-        return fail(c->f, RPC_INTERNAL_ERROR, "task %s moved to this node meanwhile; send again",
-                    id);
+        return moved_here(c, id);
     }
-    if (!ok) {
-        cJSON_Delete(res);
-        return false;
-    }
-    if (o == CLUSTER_REFUSED) {
-        cJSON_Delete(res);
+    if (!ok) return false;
+    if (o == CLUSTER_REFUSED)
         return fail(c->f, c->d == A2A_V10 ? RPC_UNSUPPORTED_OPERATION : RPC_INVALID_REQUEST,
                     "task %s ended meanwhile and cannot be continued", id);
-    }
     if (!stream) {
         cJSON *doc = cJSON_DetachItemFromObjectCaseSensitive(res, "task");
         cJSON_Delete(res);
+        if (wait) return wait_answer(c, t, after, history, doc);
         c->out->body = rpc_result_body(c->id, a2a_task_result(doc, c->d));
         return true;
     }
@@ -253,4 +315,22 @@ bool rpc_remote_continue(struct call *c, const cJSON *message, struct task *t, b
         return fail(c->f, RPC_INTERNAL_ERROR, "out of memory");
     }
     return true;
+}
+
+cJSON *rpc_remote_waited(struct task *t, int history_length, struct rpc_fail *f) {
+    struct task *now = NULL;
+    a2ad_status st = cluster_read(task_id(t), &now, NULL, 0);
+    if (st == A2AD_OK) {
+        cJSON *doc = task_render(now, history_length);
+        task_release(now);
+        return doc;
+    }
+    if (st == A2AD_ERR_NOT_FOUND)
+        return fail(f, RPC_TASK_NOT_FOUND, "task %s is gone: its row was deleted while this "
+                    "request waited for the answer", task_id(t)), NULL;
+    f->http_status = 503;
+    f->retry_after_s = 5;
+    fail(f, RPC_INTERNAL_ERROR, "task %s: the message was delivered, but its answer cannot be "
+         "read now (%s): read the task with tasks/get", task_id(t), cluster_last_error());
+    return NULL;
 }

@@ -1118,3 +1118,10 @@ void tasks_forget(struct task *t) {
     pthread_mutex_unlock(&t->lock);
     if (held) task_release(t);
 }
+
+void task_detached_set_state(struct task *t, enum task_state s) {
+    pthread_mutex_lock(&t->lock);
+    t->state = s;
+    if (task_state_terminal(s) || task_state_interrupted(s)) fire_waiters_locked(t);
+    pthread_mutex_unlock(&t->lock);
+}

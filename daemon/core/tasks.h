@@ -325,5 +325,10 @@ bool task_is_detached(struct task *t);
  * task as it is); the store's reference is released, not the caller's.
  * Nothing when it is not held. Thread: any. */
 void tasks_forget(struct task *t);
+/* A detached task mirrors its row's state (cluster.c): set it, with no
+ * event and nothing stored; a terminal or interrupted state fires its
+ * waiters (task_on_terminal), so a blocking send through another node
+ * waits on the detached copy as it would on the task. Thread: any. */
+void task_detached_set_state(struct task *t, enum task_state s);
 
 #endif

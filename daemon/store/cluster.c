@@ -377,6 +377,168 @@ a2ad_status cluster_list(size_t max, struct task ***out, size_t *n) {
     return st;
 }
 
+/* ---- blocking sends to other nodes' tasks (asker) ----------------------- */
+
+/* A blocking send through this node waiting for the answer to its message
+ * on another node's task (LISTEN thread only, once taken from incoming). */
+struct await {
+    struct await *next;
+    struct task *t; /* detached, held; the HTTP request waits on it */
+    uint64_t after; /* the row's seq before the message */
+    bool dirty;     /* read its row at the next pass */
+};
+
+/* Blocking sends this node waits for at once, at most. */
+#define MAX_AWAITED 4096
+
+static struct {
+    pthread_mutex_t lock; /* guards incoming and n */
+    struct await *incoming;
+    size_t n;
+    struct await *list;
+} aw = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static void poke(void);
+
+a2ad_status cluster_await(struct task *t, uint64_t after) {
+    struct await *w = calloc(1, sizeof *w);
+    if (!w) {
+        set_err("out of memory");
+        return A2AD_ERR_NOMEM;
+    }
+    pthread_mutex_lock(&aw.lock);
+    bool room = aw.n < MAX_AWAITED;
+    if (room) {
+        task_retain(t);
+        w->t = t;
+        w->after = after;
+        w->dirty = true; /* the answer may have come already */
+        w->next = aw.incoming;
+        aw.incoming = w;
+        aw.n++;
+    }
+    pthread_mutex_unlock(&aw.lock);
+    if (!room) {
+        free(w);
+        set_err("this node waits for the answers of %d tasks of other nodes already; retry "
+                "later", MAX_AWAITED);
+        return A2AD_ERR_FULL;
+    }
+    poke();
+    return A2AD_OK;
+}
+
+static void await_free(struct await *w) {
+    task_release(w->t);
+    free(w);
+    pthread_mutex_lock(&aw.lock);
+    aw.n--;
+    pthread_mutex_unlock(&aw.lock);
+}
+
+static void await_mark(const char *tid) {
+    for (struct await *w = aw.list; w; w = w->next)
+        if (strcmp(task_id(w->t), tid) == 0) w->dirty = true;
+}
+
+/* The ids of the waits to read, as a text[] literal (malloc'd), or NULL. */
+static char *await_ids(bool all) {
+    size_t len = 3;
+    for (struct await *w = aw.list; w; w = w->next)
+        if (all || w->dirty) len += 2 * strlen(task_id(w->t)) + 3;
+    if (len == 3) return NULL;
+    char *s = malloc(len), *p = s;
+    if (!s) return NULL;
+    *p++ = '{';
+    for (struct await *w = aw.list; w; w = w->next) {
+        if (!all && !w->dirty) continue;
+        if (p > s + 1) *p++ = ',';
+        *p++ = '"';
+        for (const char *c = task_id(w->t); *c; c++) {
+            if (*c == '"' || *c == '\\') *p++ = '\\';
+            *p++ = *c;
+        }
+        *p++ = '"';
+    }
+    *p++ = '}';
+    *p = '\0';
+    return s;
+}
+
+/* Read the rows of the waits (all, or those an event named) and end those
+ * whose task answered: a terminal state, or an interrupted one written
+ * after the message; a row gone ends its wait too (the reply says so). */
+static void await_pass(bool all) {
+    pthread_mutex_lock(&aw.lock);
+    struct await *in = aw.incoming;
+    aw.incoming = NULL;
+    pthread_mutex_unlock(&aw.lock);
+    while (in) {
+        struct await *n = in->next;
+        in->next = aw.list;
+        aw.list = in;
+        in = n;
+    }
+    if (!cl.lconn) return;
+    char *ids = await_ids(all);
+    if (!ids) return;
+    const char *v[1] = {ids};
+    PGresult *r = PQexecParams(cl.lconn,
+                               "SELECT id, state, seq FROM a2ad_tasks WHERE id = ANY($1::text[])",
+                               1, NULL, v, NULL, NULL, 0);
+    free(ids);
+    struct hmap *rows = PQresultStatus(r) == PGRES_TUPLES_OK ? hmap_new(64) : NULL;
+    bool ok = rows != NULL;
+    for (int i = 0; ok && i < PQntuples(r); i++)
+        ok = hmap_put(rows, PQgetvalue(r, i, 0), (void *)(uintptr_t)(i + 1)) == A2AD_OK;
+    if (!ok) { /* the connection check after the pass deals with it; or polled again */
+        hmap_free(rows);
+        PQclear(r);
+        return;
+    }
+    for (struct await **pp = &aw.list; *pp;) {
+        struct await *w = *pp;
+        if (!all && !w->dirty) {
+            pp = &w->next;
+            continue;
+        }
+        w->dirty = false;
+        uintptr_t row = (uintptr_t)hmap_get(rows, task_id(w->t));
+        enum task_state s = TASK_FAILED; /* no row left */
+        bool answered = row == 0;
+        if (row && parse_state(PQgetvalue(r, (int)row - 1, 1), &s)) {
+            uint64_t seq = strtoull(PQgetvalue(r, (int)row - 1, 2), NULL, 10);
+            answered = task_state_terminal(s) || (task_state_interrupted(s) && seq > w->after);
+        }
+        if (!answered) {
+            pp = &w->next;
+            continue;
+        }
+        *pp = w->next;
+        task_detached_set_state(w->t, s); /* its waiter resumes the request */
+        await_free(w);
+    }
+    hmap_free(rows);
+    PQclear(r);
+}
+
+static void await_free_all(void) {
+    pthread_mutex_lock(&aw.lock);
+    struct await *in = aw.incoming;
+    aw.incoming = NULL;
+    pthread_mutex_unlock(&aw.lock);
+    while (in) {
+        struct await *n = in->next;
+        await_free(in);
+        in = n;
+    }
+    while (aw.list) {
+        struct await *n = aw.list->next;
+        await_free(aw.list);
+        aw.list = n;
+    }
+}
+
 /* ---- controls: the asker ------------------------------------------------ */
 
 /* Wait until the LISTEN thread saw a reply after generation gen, or ms. */
@@ -1057,6 +1219,7 @@ static void *listen_main(void *arg) {
                 else replies = true;
             } else {
                 mark_dirty(n->extra);
+                await_mark(n->extra);
             }
             PQfreemem(n);
         }
@@ -1083,6 +1246,7 @@ static void *listen_main(void *arg) {
         }
         follow_pass(poll_all);
         if (poll_all) count_nodes(now);
+        await_pass(poll_all);
         if (now >= next_clean) {
             clean_rows();
             next_clean = now + CLEAN_EVERY_MS;
@@ -1175,6 +1339,7 @@ void cluster_stop(void) {
         follow_free(cl.follows);
         cl.follows = nx;
     }
+    await_free_all();
     pthread_mutex_lock(&cl.wlock);
     hmap_free(cl.watched);
     cl.watched = NULL;

@@ -14,7 +14,10 @@
  * - streams: a `watch` control makes the holder write the task's events
  *   into a2ad_events (the writer's batch, with pg_notify('a2ad_events')),
  *   which the streaming node's LISTEN thread reads and pushes to its
- *   streams (streams_push_event).
+ *   streams (streams_push_event);
+ * - blocking sends (the next message of a conversation): the message
+ *   control, then a wait on the detached task that ends when its row shows
+ *   the answer (cluster_await), read at each of its events and polled.
  *
  * LISTEN/NOTIFY because a notification is delivered at the commit of what
  * it announces, on a connection each node keeps anyway; a notification
@@ -103,5 +106,14 @@ a2ad_status cluster_nodes(cJSON **out);
 /* Nodes whose lease runs now, this one included, as counted at most a
  * second ago (0 before the first count). Thread: any. */
 size_t cluster_live_nodes(void);
+/* A blocking send through this node continues t (detached, set to the
+ * state the message put it in; its row's seq was `after` before the
+ * message): once t's row shows it terminal, or interrupted at a seq above
+ * `after`, set t to that state (task_detached_set_state: its waiters fire).
+ * The row is read when the holder writes one of t's events (watch it
+ * first: cluster_watch) and every CLUSTER_POLL_MS, so a takeover after the
+ * holder's death ends the wait too. A2AD_ERR_FULL: too many waits here.
+ * Thread: an HTTP thread. */
+a2ad_status cluster_await(struct task *t, uint64_t after);
 
 #endif

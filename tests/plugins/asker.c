@@ -1,8 +1,9 @@
 /* asker - a test agent for A2A's interrupted states: its job asks the
  * client "What is your name?" (a2ad_request_input; with the query "auth":
  * a2ad_request_auth "Sign in, then say your name"), waits (at most 20 s)
- * for the answer through on_message, and ends with "Hello, NAME". Jobs are
- * told apart by ctx.handle. */
+ * for the answer through on_message, and ends with "Hello, NAME"; with the
+ * query "twice" it then asks "And your surname?" and ends with "Hello,
+ * NAME SURNAME". Jobs are told apart by ctx.handle. */
 #include <a2ad/agent.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -36,6 +37,27 @@ static void asker_on_message(void *state, a2ad_ctx ctx, const char *text) {
     pthread_mutex_unlock(&lock);
 }
 
+/* The client's answer to the job's question (NULL: none within 20 s, or
+ * canceled); malloc'd. */
+static char *await_answer(struct job *j, a2ad_ctx ctx) {
+    time_t give_up = time(NULL) + 20;
+    pthread_mutex_lock(&lock);
+    while (!j->answer && time(NULL) < give_up && !a2ad_cancelled(ctx)) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 50 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&arrived, &lock, &ts);
+    }
+    char *answer = j->answer;
+    j->answer = NULL;
+    pthread_mutex_unlock(&lock);
+    return answer;
+}
+
 static a2ad_status asker_run(void *state, const char *query, a2ad_ctx ctx) {
     (void)state;
     pthread_mutex_lock(&lock);
@@ -45,32 +67,29 @@ static a2ad_status asker_run(void *state, const char *query, a2ad_ctx ctx) {
     if (!j) return a2ad_fail(ctx, "too many jobs");
     a2ad_status st = strcmp(query, "auth") == 0 ? a2ad_request_auth(ctx, "Sign in, then say your name")
                                                 : a2ad_request_input(ctx, "What is your name?");
-    char *answer = NULL;
-    if (st == A2AD_OK) {
-        time_t give_up = time(NULL) + 20;
-        pthread_mutex_lock(&lock);
-        while (!j->answer && time(NULL) < give_up && !a2ad_cancelled(ctx)) {
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_nsec += 50 * 1000000L;
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-            }
-            pthread_cond_timedwait(&arrived, &lock, &ts);
-        }
-        answer = j->answer;
-        j->answer = NULL;
-        pthread_mutex_unlock(&lock);
-    }
+    char *answer = st == A2AD_OK ? await_answer(j, ctx) : NULL;
+    /* "twice": a second question, so the answer to the first is an
+     * interrupted task again */
+    char *surname = NULL;
+    if (answer && strcmp(query, "twice") == 0 &&
+        (st = a2ad_request_input(ctx, "And your surname?")) == A2AD_OK)
+        surname = await_answer(j, ctx);
     pthread_mutex_lock(&lock);
     j->handle = 0;
     pthread_mutex_unlock(&lock);
-    if (st != A2AD_OK) return a2ad_fail(ctx, "request_input refused");
-    if (!answer) return a2ad_fail(ctx, "no answer");
-    char text[300];
-    snprintf(text, sizeof text, "Hello, %.200s", answer);
+    if (st != A2AD_OK) {
+        free(answer);
+        return a2ad_fail(ctx, "request_input refused");
+    }
+    if (!answer || (strcmp(query, "twice") == 0 && !surname)) {
+        free(answer);
+        return a2ad_fail(ctx, "no answer");
+    }
+    char text[500];
+    snprintf(text, sizeof text, "Hello, %.200s%s%.200s", answer, surname ? " " : "",
+             surname ? surname : "");
     free(answer);
+    free(surname);
     return a2ad_result(ctx, text);
 }
 

@@ -36,7 +36,6 @@
 #include <string.h>
 #include <unistd.h>
 
-
 #include "core/auth.h"
 #include "front/a2a_v1.h"
 #include "front/admin.h"

@@ -63,6 +63,7 @@ static char *file_read(const char *path, size_t *len, char *err, size_t errlen) 
         snprintf(err, errlen, "cannot open: %s", strerror(errno));
         return NULL;
     }
+    setvbuf(f, NULL, _IONBF, 0); /* no copy of the key left in a stdio buffer */
     char *buf = malloc(TLS_FILE_MAX + 1);
     size_t n = buf ? fread(buf, 1, TLS_FILE_MAX + 1, f) : 0;
     bool rerr = ferror(f);

@@ -109,6 +109,17 @@ static long get_new(char *subject, size_t n) {
     return code;
 }
 
+/* A new TLS 1.2 connection's status; *chain: certificates served. */
+static long get_tls12(char *subject, size_t n, int *chain) {
+    CURL *c = curl_easy_init();
+    curl_easy_setopt(c, CURLOPT_SSLVERSION, (long)(CURL_SSLVERSION_TLSv1_2 | CURL_SSLVERSION_MAX_TLSv1_2));
+    long code = get(c, subject, n);
+    struct curl_certinfo *ci = NULL;
+    *chain = curl_easy_getinfo(c, CURLINFO_CERTINFO, &ci) == CURLE_OK && ci ? ci->num_of_certs : -1;
+    curl_easy_cleanup(c);
+    return code;
+}
+
 static int count_in_log(const char *what) {
     char *log = daemon_log(&dp);
     int k = 0;
@@ -201,8 +212,16 @@ START_TEST(sighup_replaces_certificate) {
     ck_assert_int_eq(get_new(subject, sizeof subject), 200);
     ck_assert_msg(strstr(subject, "leaf-a"), "served %s", subject);
 
+    /* a full chain (certificate, then its CA) as an ACME client writes it, to a TLS 1.2 client */
+    sh("cat leaf-b.pem ca.pem > cert.new && mv cert.new cert.pem && cp leaf-b.key key.pem");
+    hup_and_wait("reload: TLS certificate", 3);
+    int chain = 0;
+    ck_assert_int_eq(get_tls12(subject, sizeof subject, &chain), 200);
+    ck_assert_msg(strstr(subject, "leaf-b"), "served %s", subject);
+    ck_assert_int_eq(chain, 2);
+
     /* the rest of the reload still happened each time, and no key reached the log */
-    ck_assert_int_eq(count_in_log(" applied (credentials"), 6);
+    ck_assert_int_eq(count_in_log(" applied (credentials"), 7);
     ck_assert_int_eq(count_in_log("PRIVATE KEY"), 0);
     ck_assert_int_eq(count_in_log("tls_cert_file (TLS on or off)"), 0);
     ck_assert_int_eq(daemon_stop(&dp, 10000), 0);

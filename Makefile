@@ -10,7 +10,7 @@ PYTHON  ?= $(firstword $(wildcard /usr/bin/python3) python3)
 PYSITE  ?= $(shell $(PYTHON) -c 'import sys; print("lib/python%d.%d/dist-packages" % sys.version_info[:2])' 2>/dev/null || echo lib/a2ad/python)
 OPT     ?= -O2
 
-PKGS     := libmicrohttpd libcurl libcjson inih sqlite3 libcrypto libjwt libpq
+PKGS     := libmicrohttpd libcurl libcjson inih sqlite3 libcrypto libjwt libpq gnutls
 WARN     := -Wall -Wextra -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes -Wshadow
 CFLAGS_A := -std=c11 -D_GNU_SOURCE $(OPT) -g $(WARN) -Iinclude -Idaemon $(SAN) $(EXTRA_CFLAGS)
 LDFLAGS_A := $(SAN) $(EXTRA_LDFLAGS)

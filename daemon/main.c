@@ -28,6 +28,7 @@
 #include "front/replay.h"
 #include "agents/runner.h"
 #include "front/streams.h"
+#include "front/tls.h"
 #include "core/tenant.h"
 #include "core/tasks.h"
 #include "util.h"
@@ -135,8 +136,9 @@ static void note_restart_keys(const struct config *a, const struct config *b) {
         {"[server] node_name", STR_CHANGED(node_name)},
         {"[tasks] write_timeout_ms", a->write_timeout_ms != b->write_timeout_ms},
         {"[log] client_lines_per_s", a->log_client_lines_per_s != b->log_client_lines_per_s},
-        {"[server] tls_cert_file", STR_CHANGED(tls_cert_file)},
-        {"[server] tls_key_file", STR_CHANGED(tls_key_file)},
+        /* The files themselves are re-read by tls_reload; on <-> off is not. */
+        {"[server] tls_cert_file (TLS on or off)",
+         !(a->tls_cert_file && *a->tls_cert_file) != !(b->tls_cert_file && *b->tls_cert_file)},
         /* Credentials are read-only after start-up (HTTP threads read them
          * without a lock); never echoed, only named. */
         /* Tokens (file, inline hashes, plaintext) reload with auth_reload;
@@ -248,6 +250,7 @@ static void reload(const char *path, struct config *cfg) {
     log_info("reload: %s read; credentials in force: %zu; applying the rest", path,
              auth_count());
     note_restart_keys(cfg, &fresh);
+    tls_reload(&fresh);
     cfg->log_level = fresh.log_level;
     log_set_level(fresh.log_level);
     tasks_init(fresh.retention_s, fresh.max_tasks);

@@ -3,7 +3,7 @@
 # As root, installs what is missing; otherwise prints the exact command and fails.
 # deps.sh --interop: node and npm for tests/interop (the official A2A JS client).
 set -eu
-need="gcc make pkg-config libmicrohttpd-dev libcurl4-openssl-dev libcjson-dev libinih-dev libsqlite3-dev libssl-dev libjwt-dev libpq-dev scdoc"
+need="gcc make pkg-config libmicrohttpd-dev libcurl4-openssl-dev libcjson-dev libinih-dev libsqlite3-dev libssl-dev libgnutls28-dev libjwt-dev libpq-dev scdoc"
 if [ "${1:-}" = "--interop" ]; then
   # Checked by command, not by package: NodeSource's nodejs bundles npm and
   # conflicts with Debian's npm package, so install only what is absent.

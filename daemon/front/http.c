@@ -36,8 +36,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <openssl/crypto.h>
-
 #include "core/auth.h"
 #include "front/a2a_v1.h"
 #include "front/admin.h"
@@ -53,6 +51,7 @@
 #include "core/rpc.h"
 #include "store/store.h"
 #include "front/streams.h"
+#include "front/tls.h"
 #include "core/tasks.h"
 #include "util.h"
 #include "delivery/webhooks.h"
@@ -82,7 +81,6 @@ struct request {
 
 static struct {
     struct MHD_Daemon *daemon;
-    char *tls_cert, *tls_key; /* PEM text while HTTPS is served; the key wiped at stop */
     size_t max_body;
     char base_url[300];
     unsigned port;
@@ -889,41 +887,8 @@ static void notify_conn(void *cls, struct MHD_Connection *c, void **socket_conte
     } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
         admission_conn_closed(*socket_context);
         *socket_context = NULL;
+        tls_conn_closed(c);
     }
-}
-
-/* A PEM file for the listener, read whole (bounded: a certificate chain or
- * a key is a few KiB). */
-#define TLS_FILE_MAX (1024 * 1024)
-static a2ad_status tls_read(const char *path, const char *key, char **out) {
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        log_error("http: [server] %s = %s: cannot open: %s", key, path, strerror(errno));
-        return A2AD_ERR_IO;
-    }
-    char *buf = malloc(TLS_FILE_MAX + 1);
-    size_t n = buf ? fread(buf, 1, TLS_FILE_MAX + 1, f) : 0;
-    bool err = ferror(f);
-    fclose(f);
-    if (!buf || err || n == 0 || n > TLS_FILE_MAX || !strstr(buf, "-----BEGIN ")) {
-        log_error("http: [server] %s = %s: %s", key, path,
-                  !buf ? "out of memory"
-                  : err ? "read error"
-                  : n > TLS_FILE_MAX ? "larger than 1 MiB"
-                                     : "not a PEM file (no -----BEGIN line)");
-        free(buf);
-        return A2AD_ERR_CONFIG;
-    }
-    buf[n] = '\0';
-    *out = buf;
-    return A2AD_OK;
-}
-
-static void tls_forget(void) {
-    if (srv.tls_key) OPENSSL_cleanse(srv.tls_key, strlen(srv.tls_key));
-    free(srv.tls_key);
-    free(srv.tls_cert);
-    srv.tls_key = srv.tls_cert = NULL;
 }
 
 a2ad_status http_start(const struct config *cfg) {
@@ -979,9 +944,7 @@ a2ad_status http_start(const struct config *cfg) {
     }
 
     if (tls) {
-        if (tls_read(cfg->tls_cert_file, "tls_cert_file", &srv.tls_cert) != A2AD_OK ||
-            tls_read(cfg->tls_key_file, "tls_key_file", &srv.tls_key) != A2AD_OK) {
-            tls_forget();
+        if (tls_start(cfg->tls_cert_file, cfg->tls_key_file) != A2AD_OK) {
             close(fd);
             return A2AD_ERR_CONFIG;
         }
@@ -999,23 +962,22 @@ a2ad_status http_start(const struct config *cfg) {
     opts[no++] = (struct MHD_OptionItem){MHD_OPTION_PER_IP_CONNECTION_LIMIT, cfg->max_connections_per_ip, NULL};
     if (cfg->http_threads > 1)
         opts[no++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, cfg->http_threads, NULL};
-    if (tls) {
-        opts[no++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, srv.tls_cert};
-        opts[no++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, srv.tls_key};
-    }
     opts[no] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
     if (admission_start(cfg) != A2AD_OK) {
-        tls_forget();
+        tls_stop();
         close(fd);
         return A2AD_ERR_IO;
     }
+    /* The pair comes from tls.c at each handshake, so SIGHUP can replace it;
+     * a function pointer does not fit MHD_OPTION_ARRAY's fields portably. */
     srv.daemon = MHD_start_daemon(flags, 0, accept_policy, NULL, handle, NULL, MHD_OPTION_ARRAY, opts,
+                                  tls ? MHD_OPTION_HTTPS_CERT_CALLBACK : MHD_OPTION_END, tls_retrieve,
                                   MHD_OPTION_END);
     if (!srv.daemon) {
         log_error("http: cannot start the HTTP server on %s%s", srv.base_url,
                   tls ? " (is the TLS certificate or key not PEM, or do they not match?)" : "");
         admission_stop();
-        tls_forget();
+        tls_stop();
         close(fd);
         return A2AD_ERR_IO;
     }
@@ -1069,7 +1031,7 @@ void http_stop(void) {
     }
     MHD_stop_daemon(srv.daemon);
     srv.daemon = NULL;
-    tls_forget();
+    tls_stop();
     admission_stop();
     srv.stopping = false; /* for a later http_start (tests) */
     atomic_store(&http_stopping, false);

@@ -974,8 +974,7 @@ a2ad_status http_start(const struct config *cfg) {
                                   tls ? MHD_OPTION_HTTPS_CERT_CALLBACK : MHD_OPTION_END, tls_retrieve,
                                   MHD_OPTION_END);
     if (!srv.daemon) {
-        log_error("http: cannot start the HTTP server on %s%s", srv.base_url,
-                  tls ? " (is the TLS certificate or key not PEM, or do they not match?)" : "");
+        log_error("http: cannot start the HTTP server on %s", srv.base_url);
         admission_stop();
         tls_stop();
         close(fd);

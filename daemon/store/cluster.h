@@ -14,7 +14,9 @@
  * - streams: a `watch` control makes the holder write the task's events
  *   into a2ad_events (the writer's batch, with pg_notify('a2ad_events')),
  *   which the streaming node's LISTEN thread reads and pushes to its
- *   streams (streams_push_event).
+ *   streams (streams_push_event); a stream back with Last-Event-ID gets the
+ *   missed events from there; a stream whose holder dies follows the task
+ *   to the node that takes it over (cluster_follow).
  *
  * LISTEN/NOTIFY because a notification is delivered at the commit of what
  * it announces, on a connection each node keeps anyway; a notification
@@ -91,7 +93,23 @@ a2ad_status cluster_control(const char *id, const char *kind, const cJSON *body,
 a2ad_status cluster_watch(struct task *t, uint64_t after);
 /* Then, once a stream is open on t: push its events above `after` to t's
  * streams (the LISTEN thread), until its final one or until it has no
- * stream left. Thread: any. */
+ * stream left. A task whose holder changes meanwhile (the holder died and
+ * another node took it over after its lease, or a node claimed it) is
+ * watched at its new holder from the last event pushed; one that ended at
+ * the takeover gets the events it misses from its row (or its final
+ * status) and its streams end. Thread: any. */
 void cluster_follow(struct task *t, uint64_t after);
+
+/* A stream of t (detached, not ended) resumed with Last-Event-ID `after`:
+ * watch t from `from` (at most after, and at most t's row seq, so that the
+ * fallback below misses nothing), once the holder's kept events are
+ * committed to a2ad_events, read those above `after`. *now: the holder's
+ * last event then (0 if it did not say); *missed: the events in (after,
+ * *now], oldest first, as [{"seq": N, "event": <0.3 event>}] (new), when
+ * every one is in a2ad_events and they fit in max_bytes; else NULL (start
+ * from the task as it is and follow from its row's seq). The stream then
+ * follows from *now. Status as cluster_watch. Thread: an HTTP thread. */
+a2ad_status cluster_resume(struct task *t, uint64_t from, uint64_t after, size_t max_bytes,
+                           cJSON **missed, uint64_t *now);
 
 #endif

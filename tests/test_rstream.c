@@ -9,7 +9,8 @@
  * - a stream on beta of a job held by alpha, alpha SIGKILLed (lease_s = 2):
  *   the stream gets the task's end ("interrupted: node alpha lost") for an
  *   agent that is not rerun_safe, or the re-run's events and its completion
- *   for a rerun_safe one, whichever node takes the job over, and ends.
+ *   for a rerun_safe one, whichever node takes the job over (also alpha
+ *   itself, started again within its lease), and ends.
  *
  * The time from the kill to the stream's last frame is printed, not
  * asserted. Without PostgreSQL installed the tests are skipped with a loud
@@ -320,10 +321,16 @@ END_TEST
  * its frames after the kill, as one array of events; *ms: from the kill to
  * the end. */
 static cJSON *kill_alpha_and_read(struct sse *s, const char *id, unsigned long long last,
-                                  double *ms) {
+                                  double *ms, const char *restart_db) {
     double t0 = now_ms();
     daemon_kill9(&node[0]);
     node[0].pid = 0;
+    if (restart_db) { /* started again at once, as a supervisor would: it recovers the job */
+        struct daemon_proc old = node[0];
+        memset(&node[0], 0, sizeof node[0]);
+        start_node(0, restart_db, "rerun", NULL, 30, NULL);
+        daemon_cleanup(&old);
+    }
     cJSON *got = cJSON_CreateArray();
     struct frame f;
     /* a takeover comes within 1.5 lease_s (3 s here) and a poll (0.5 s);
@@ -352,7 +359,7 @@ START_TEST(rstream_holder_killed_stream_ends_with_the_interruption) {
     struct sse *s = subscribe(1, "processor", id, false, false, NULL);
     unsigned long long last = read_some(s, id, false, false, 1);
     double ms;
-    cJSON *got = kill_alpha_and_read(s, id, last, &ms);
+    cJSON *got = kill_alpha_and_read(s, id, last, &ms, NULL);
     sse_close(s);
     int n = cJSON_GetArraySize(got);
     ck_assert_int_ge(n, 1);
@@ -379,18 +386,19 @@ END_TEST
  * takes it over runs it again, and the stream carries the re-run ("started"
  * again) to its completion. taker: 1 = beta itself (two nodes), 2 = gamma
  * (beta's lease is so long that it looks for dead nodes only at its start,
- * so gamma takes alpha over). */
+ * so gamma takes alpha over), 0 = alpha itself, started again at once. */
 static void rerun_followed(const char *db, int taker) {
     new_db(db);
-    start_node(0, db, "rerun", NULL, 2, NULL);
-    start_node(1, db, "rerun", NULL, taker == 2 ? 3600 : 2, NULL);
+    /* taker 0: alpha restarts at once, within its lease (30 s) */
+    start_node(0, db, "rerun", NULL, taker ? 2 : 30, NULL);
+    start_node(1, db, "rerun", NULL, taker == 1 ? 2 : taker == 2 ? 3600 : 30, NULL);
     if (taker == 2) start_node(2, db, "rerun", NULL, 2, NULL);
     char *id = submit(0, "rerun", "again");
     ck_assert(wait_state(1, "rerun", id, "working"));
     struct sse *s = subscribe(1, "rerun", id, false, false, NULL);
     unsigned long long last = read_some(s, id, false, false, 0);
     double ms;
-    cJSON *got = kill_alpha_and_read(s, id, last, &ms);
+    cJSON *got = kill_alpha_and_read(s, id, last, &ms, taker ? NULL : db);
     sse_close(s);
     int n = cJSON_GetArraySize(got), started = 0;
     const cJSON *e;
@@ -429,6 +437,15 @@ START_TEST(rstream_holder_killed_stream_follows_the_rerun_taken_by_its_node) {
 }
 END_TEST
 
+/* alpha killed and started again at once (before its lease ran out, so no
+ * node takes it over): it recovers the job and runs it again itself, and
+ * the stream on beta follows that run to its completion. */
+START_TEST(rstream_holder_restarted_stream_follows_its_rerun) {
+    REQUIRE_PG();
+    rerun_followed("rs_restart", 0);
+}
+END_TEST
+
 Suite *rstream_suite(void);
 Suite *rstream_suite(void) {
     Suite *s = suite_create("rstream");
@@ -441,6 +458,7 @@ Suite *rstream_suite(void) {
     tcase_add_test(tc, rstream_holder_killed_stream_ends_with_the_interruption);
     tcase_add_test(tc, rstream_holder_killed_stream_follows_the_rerun_on_another_node);
     tcase_add_test(tc, rstream_holder_killed_stream_follows_the_rerun_taken_by_its_node);
+    tcase_add_test(tc, rstream_holder_restarted_stream_follows_its_rerun);
     suite_add_tcase(s, tc);
     return s;
 }

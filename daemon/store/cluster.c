@@ -71,6 +71,7 @@ struct follow {
     uint64_t last;  /* the last event seq pushed */
     bool dirty;     /* a notification named it: read its events */
     char holder[64]; /* the node asked to write its events ("" = not known) */
+    long long started; /* its a2ad_nodes.started_ms (0 = not known): a restart changes it */
     char ctl[24];    /* the watch sent to a new holder, until its outcome is read */
     bool over;       /* its end came from its row (check_holders) */
 };
@@ -1036,13 +1037,20 @@ static void watch_outcome(struct follow *f) {
 }
 
 /* A followed task whose row names another holder than the one watched
- * (its holder died and a node took it over, or a node claimed it). */
-static void follow_moved(struct follow *f, const char *node, const char *state) {
+ * (its holder died and a node took it over, or a node claimed it), or
+ * whose holder restarted (and recovered it) since it was watched. */
+static void follow_moved(struct follow *f, const char *node, const char *state,
+                         long long started) {
     enum task_state s;
     if (!parse_state(state, &s)) return;
-    if (f->holder[0]) /* not again for a watch asked again */
-        log_info("cluster: task %s moved from node %s to node %s: its streams here %s", task_id(f->t),
-                 f->holder, node, task_state_terminal(s) ? "get its end from its row" : "follow it there");
+    const char *then = task_state_terminal(s) ? "get its end from its row" : "follow it there";
+    if (strcmp(node, f->holder) == 0)
+        log_info("cluster: node %s restarted: the streams here of its task %s %s", node,
+                 task_id(f->t), then);
+    else if (f->holder[0]) /* not again for a watch asked again */
+        log_info("cluster: task %s moved from node %s to node %s: its streams here %s",
+                 task_id(f->t), f->holder, node, then);
+    f->started = started;
     if (task_state_terminal(s)) {
         end_from_row(f);
     } else if (strcmp(node, cl.node) == 0) { /* taken over by this node */
@@ -1060,14 +1068,19 @@ static void follow_moved(struct follow *f, const char *node, const char *state) 
 /* Every CLUSTER_POLL_MS: whether the followed tasks are still held where
  * they were watched, one query for all of them. A holder that dies is
  * taken over after its lease (at most 1.5 lease_s), so a stream here
- * learns it at most one poll later. */
-static void check_holders(void) {
+ * learns it at most one poll later. fresh_only: the follows that do not
+ * know their holder's start yet, read as soon as they begin, milliseconds
+ * after the holder answered their watch (a restart takes far longer), so
+ * that a holder restarted later is told from the one that was watched. */
+static void check_holders(bool fresh_only) {
     size_t n = 0, len = 3;
     for (struct follow *f = cl.follows; f; f = f->next) {
+        if (fresh_only && f->started) continue;
         if (f->ctl[0]) watch_outcome(f);
         n++;
         len += strlen(task_id(f->t)) + 3;
     }
+    if (!n) return;
     char *arr = malloc(len);
     struct hmap *rows = hmap_new(n * 2);
     if (!arr || !rows) {
@@ -1079,21 +1092,32 @@ static void check_holders(void) {
     size_t w = 0;
     arr[w++] = '{';
     for (struct follow *f = cl.follows; f; f = f->next)
-        w += (size_t)snprintf(arr + w, len - w, "%s\"%s\"", w > 1 ? "," : "", task_id(f->t));
+        if (!fresh_only || !f->started)
+            w += (size_t)snprintf(arr + w, len - w, "%s\"%s\"", w > 1 ? "," : "", task_id(f->t));
     arr[w++] = '}';
     arr[w] = '\0';
     const char *v[1] = {arr};
     PGresult *r = PQexecParams(cl.lconn,
-                               "SELECT id, node, state FROM a2ad_tasks WHERE id = ANY ($1::text[])",
+                               "SELECT t.id, t.node, t.state, coalesce(n.started_ms, 0) FROM"
+                               " a2ad_tasks t LEFT JOIN a2ad_nodes n ON n.name = t.node"
+                               " WHERE t.id = ANY ($1::text[])",
                                1, NULL, v, NULL, NULL, 0);
     free(arr);
     if (PQresultStatus(r) == PGRES_TUPLES_OK)
         for (int i = 0; i < PQntuples(r); i++)
             hmap_put(rows, PQgetvalue(r, i, 0), (void *)(intptr_t)(i + 1));
     for (struct follow *f = cl.follows; f; f = f->next) {
-        intptr_t i = (intptr_t)hmap_get(rows, task_id(f->t)) - 1;
-        if (i >= 0 && strcmp(PQgetvalue(r, (int)i, 1), f->holder) != 0)
-            follow_moved(f, PQgetvalue(r, (int)i, 1), PQgetvalue(r, (int)i, 2));
+        int i = (int)((intptr_t)hmap_get(rows, task_id(f->t)) - 1);
+        if (i < 0 || (fresh_only && f->started)) continue;
+        const char *node = PQgetvalue(r, i, 1);
+        long long started = strtoll(PQgetvalue(r, i, 3), NULL, 10);
+        /* a holder that crashed and started again before its lease ran
+         * out recovered the task itself: no other node takes it over */
+        bool restarted = f->started && started && started != f->started;
+        if (strcmp(node, f->holder) != 0 || restarted)
+            follow_moved(f, node, PQgetvalue(r, i, 2), started);
+        else if (!f->started)
+            f->started = started;
     }
     PQclear(r);
     hmap_free(rows);
@@ -1104,13 +1128,15 @@ static void follow_pass(bool all) {
     struct follow *in = cl.incoming;
     cl.incoming = NULL;
     pthread_mutex_unlock(&cl.flock);
+    /* a new one learns its holder's start at once (see check_holders) */
+    bool fresh = in != NULL;
     while (in) {
         struct follow *n = in->next;
         in->next = cl.follows;
         cl.follows = in;
         in = n;
     }
-    if (all && cl.lconn && cl.follows) check_holders();
+    if ((all || fresh) && cl.lconn && cl.follows) check_holders(!all);
     for (struct follow **pp = &cl.follows; *pp;) {
         struct follow *f = *pp;
         if (f->over || ((all || f->dirty) && cl.lconn && !read_events(f))) {

@@ -17,32 +17,23 @@
 
 #define fail rpc_fail
 
-/* The seq of the row t was read from. */
-static uint64_t row_seq(struct task *t) {
-    task_lock(t);
-    uint64_t seq = task_seq_locked(t);
-    task_unlock(t);
-    return seq;
+/* A watch or a read that did not work: recorded, as rpc_remote.c answers. */
+static bool resume_failed(struct call *c, a2ad_status st, const char *id) {
+    if (st == A2AD_ERR_NOT_FOUND) return fail(c->f, RPC_TASK_NOT_FOUND, "task %s not found", id);
+    c->f->http_status = 503;
+    c->f->retry_after_s = st == A2AD_ERR_STATE ? 1 : 5;
+    if (st == A2AD_ERR_STATE)
+        return fail(c->f, RPC_INTERNAL_ERROR,
+                    "task %s moved to this node meanwhile; subscribe again", id);
+    return fail(c->f, RPC_INTERNAL_ERROR, "%s", cluster_last_error());
 }
 
 bool rpc_remote_resume(struct call *c, struct task *t, uint64_t after, int history) {
-    uint64_t seq = row_seq(t), now = 0;
+    uint64_t now = 0;
     cJSON *missed = NULL;
-    /* From the row's seq at most: the fallback follows from there. */
-    a2ad_status st = cluster_resume(t, after < seq ? after : seq, after, replay_max_bytes(),
-                                    &missed, &now);
-    if (st == A2AD_ERR_NOT_FOUND) {
-        fail(c->f, RPC_TASK_NOT_FOUND, "task %s not found", task_id(t));
-    } else if (st != A2AD_OK) { /* as rpc_remote.c answers a watch that failed */
-        c->f->http_status = 503;
-        c->f->retry_after_s = st == A2AD_ERR_STATE ? 1 : 5;
-        if (st == A2AD_ERR_STATE)
-            fail(c->f, RPC_INTERNAL_ERROR, "task %s moved to this node meanwhile; subscribe again",
-                 task_id(t));
-        else
-            fail(c->f, RPC_INTERNAL_ERROR, "%s", cluster_last_error());
-    }
+    a2ad_status st = cluster_resume(t, after, replay_max_bytes(), &missed, &now);
     if (st != A2AD_OK) {
+        resume_failed(c, st, task_id(t));
         task_release(t);
         return false;
     }
@@ -57,12 +48,25 @@ bool rpc_remote_resume(struct call *c, struct task *t, uint64_t after, int histo
             c->out->stream = stream_open_events(t, c->d, idj, missed, ended);
             if (c->out->stream && !ended) cluster_follow(t, now);
         } else {
-            c->out->stream = stream_open(t, c->d, idj, history);
-            if (c->out->stream) rpc_remote_follow(t);
+            /* The row the holder committed before it answered: its events
+             * after it are all written from now on (the watch), while the
+             * ones before may be nowhere. */
+            struct task *fresh = NULL;
+            st = cluster_read(task_id(t), &fresh, NULL, 0);
+            if (st == A2AD_OK) {
+                c->out->stream = stream_open(fresh, c->d, idj, history);
+                if (c->out->stream) rpc_remote_follow(fresh);
+                task_release(fresh);
+            }
         }
     }
     free(idj);
     cJSON_Delete(missed);
+    if (st != A2AD_OK) {
+        resume_failed(c, st, task_id(t));
+        task_release(t);
+        return false;
+    }
     task_release(t);
     if (!c->out->stream) {
         c->f->http_status = 500;

@@ -593,16 +593,11 @@ static int do_watch(struct task *t, const cJSON *body, cJSON **result) {
     bool complete = true;
     cJSON *evs = replay_after_locked(t, from, &complete);
     const cJSON *x;
-    int queued = 0;
     cJSON_ArrayForEach(x, evs) {
         const cJSON *seq = cJSON_GetObjectItemCaseSensitive(x, "seq");
         char *text = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(x, "event"));
-        if (cJSON_IsNumber(seq)) {
-            queue_event(task_id(t), (uint64_t)seq->valuedouble, text);
-            queued++;
-        } else {
-            free(text);
-        }
+        if (cJSON_IsNumber(seq)) queue_event(task_id(t), (uint64_t)seq->valuedouble, text);
+        else free(text);
     }
     cJSON_Delete(evs);
     uint64_t now = task_seq_locked(t);
@@ -616,10 +611,10 @@ static int do_watch(struct task *t, const cJSON *body, cJSON **result) {
         pthread_mutex_unlock(&cl.wlock);
     }
     task_unlock(t);
-    /* A stream resumed with Last-Event-ID reads them back at once: answer
-     * once they are committed (the writer keeps its order). */
-    if (queued && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(body, "sync")) &&
-        store_persist(t) != A2AD_OK)
+    /* A stream resumed with Last-Event-ID reads them back at once, or else
+     * starts from the row: answer once both are committed (the writer keeps
+     * its order), the row at `now` at least. */
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(body, "sync")) && store_persist(t) != A2AD_OK)
         log_warn("cluster: task %s: the events of a resumed stream are not written yet: %s",
                  task_id(t), store_last_error());
     *result = complete ? cJSON_CreateObject() : message_result("some events were no longer kept");
@@ -820,12 +815,12 @@ a2ad_status cluster_watch(struct task *t, uint64_t after) {
     return st;
 }
 
-a2ad_status cluster_resume(struct task *t, uint64_t from, uint64_t after, size_t max_bytes,
-                           cJSON **missed, uint64_t *now) {
+a2ad_status cluster_resume(struct task *t, uint64_t after, size_t max_bytes, cJSON **missed,
+                           uint64_t *now) {
     *missed = NULL;
     *now = 0;
     cJSON *res = NULL;
-    a2ad_status st = watch_control(t, from, true, &res);
+    a2ad_status st = watch_control(t, after, true, &res);
     const cJSON *seq = cJSON_GetObjectItemCaseSensitive(res, "seq");
     bool known = st == A2AD_OK && cJSON_IsNumber(seq);
     if (known) *now = (uint64_t)seq->valuedouble;

@@ -101,15 +101,15 @@ a2ad_status cluster_watch(struct task *t, uint64_t after);
 void cluster_follow(struct task *t, uint64_t after);
 
 /* A stream of t (detached, not ended) resumed with Last-Event-ID `after`:
- * watch t from `from` (at most after, and at most t's row seq, so that the
- * fallback below misses nothing), once the holder's kept events are
- * committed to a2ad_events, read those above `after`. *now: the holder's
- * last event then (0 if it did not say); *missed: the events in (after,
- * *now], oldest first, as [{"seq": N, "event": <0.3 event>}] (new), when
- * every one is in a2ad_events and they fit in max_bytes; else NULL (start
- * from the task as it is and follow from its row's seq). The stream then
- * follows from *now. Status as cluster_watch. Thread: an HTTP thread. */
-a2ad_status cluster_resume(struct task *t, uint64_t from, uint64_t after, size_t max_bytes,
-                           cJSON **missed, uint64_t *now);
+ * watch t from `after`; the holder answers once its kept events above it
+ * and its row are committed; then read the events above `after` from
+ * a2ad_events. *now: the holder's last event then (0 if it did not say);
+ * *missed: the events in (after, *now], oldest first, as [{"seq": N,
+ * "event": <0.3 event>}] (new), when every one is there and they fit in
+ * max_bytes: the stream then follows from *now; else NULL: start from the
+ * task's row read again (committed at *now at least) and follow from its
+ * seq. Status as cluster_watch. Thread: an HTTP thread. */
+a2ad_status cluster_resume(struct task *t, uint64_t after, size_t max_bytes, cJSON **missed,
+                           uint64_t *now);
 
 #endif

@@ -815,17 +815,27 @@ a2ad_status cluster_watch(struct task *t, uint64_t after) {
     return st;
 }
 
+a2ad_status cluster_watch_from(struct task *t, uint64_t after, bool sync, bool *complete,
+                               uint64_t *now) {
+    *complete = false;
+    *now = 0;
+    cJSON *res = NULL;
+    a2ad_status st = watch_control(t, after, sync, &res);
+    const cJSON *seq = cJSON_GetObjectItemCaseSensitive(res, "seq");
+    if (st == A2AD_OK && cJSON_IsNumber(seq)) {
+        *now = (uint64_t)seq->valuedouble;
+        *complete = !cJSON_HasObjectItem(res, "message");
+    }
+    cJSON_Delete(res);
+    return st;
+}
+
 a2ad_status cluster_resume(struct task *t, uint64_t after, size_t max_bytes, cJSON **missed,
                            uint64_t *now) {
     *missed = NULL;
-    *now = 0;
-    cJSON *res = NULL;
-    a2ad_status st = watch_control(t, after, true, &res);
-    const cJSON *seq = cJSON_GetObjectItemCaseSensitive(res, "seq");
-    bool known = st == A2AD_OK && cJSON_IsNumber(seq);
-    if (known) *now = (uint64_t)seq->valuedouble;
-    cJSON_Delete(res);
-    if (!known) return st; /* (a holder that does not say: the task as it is) */
+    bool complete;
+    a2ad_status st = cluster_watch_from(t, after, true, &complete, now);
+    if (st != A2AD_OK || !*now) return st; /* (a holder that does not say: the task as it is) */
     /* Events 2.. are the ones streams see (1 is CREATED), as replay.c. */
     uint64_t want = after + 1 < 2 ? 2 : after + 1;
     if (want > *now) {

@@ -100,6 +100,13 @@ a2ad_status cluster_watch(struct task *t, uint64_t after);
  * status) and its streams end. Thread: any. */
 void cluster_follow(struct task *t, uint64_t after);
 
+/* cluster_watch, and what the holder said: *now, its last event (0 when
+ * it did not say); *complete, whether it still kept every event above
+ * `after` (and wrote them). sync: it answers once they and its row are
+ * committed. Thread: an HTTP thread. */
+a2ad_status cluster_watch_from(struct task *t, uint64_t after, bool sync, bool *complete,
+                               uint64_t *now);
+
 /* A stream of t (detached, not ended) resumed with Last-Event-ID `after`:
  * watch t from `after`; the holder answers once its kept events above it
  * and its row are committed; then read the events above `after` from

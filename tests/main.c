@@ -3,7 +3,7 @@
 #include <check.h>
 #include <stdlib.h>
 
-#define SUITES(X) X(util) X(config) X(tasks) X(webhooks) X(plugins) X(workers) X(rpc) X(hu) X(integration) X(streams) X(conformance) X(conformance2) X(replay) X(rest) X(rest03) X(multiturn) X(durable) X(auth) X(admin) X(ops) X(live) X(isolation) X(guard) X(hardening) X(pg) X(chunks) X(cluster) X(share) X(remote) X(clops) X(tls)
+#define SUITES(X) X(util) X(config) X(tasks) X(webhooks) X(plugins) X(workers) X(rpc) X(hu) X(integration) X(streams) X(conformance) X(conformance2) X(replay) X(rest) X(rest03) X(multiturn) X(durable) X(auth) X(admin) X(ops) X(live) X(isolation) X(guard) X(hardening) X(pg) X(chunks) X(cluster) X(share) X(remote) X(clops) X(tls) X(rstream)
 #define DECLARE(name) Suite *name##_suite(void) __attribute__((weak));
 SUITES(DECLARE)
 

@@ -767,6 +767,8 @@ static bool m_subscribe(struct call *c) {
         return false;
     }
     if (!rpc_remote(t)) return send_answer(c, t, true, &o);
+    if (!task_state_terminal(task_get_state(t)))
+        return rpc_remote_subscribe(c, t, o.has_after ? &o.after : NULL, o.history);
     if (!rpc_remote_watch(c, t)) {
         task_release(t);
         return false;

@@ -7,6 +7,7 @@
 #define A2AD_RPC_INT_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include <cJSON.h>
 
@@ -71,6 +72,12 @@ bool rpc_push_delete(struct call *c);
 bool rpc_list_tasks(struct call *c);
 /* A stored config as the dialect's TaskPushNotificationConfig (no token). */
 cJSON *rpc_config_out(const char *task, const cJSON *e, enum a2a_dialect d);
+
+/* rpc_subscribe.c: tasks/resubscribe (SubscribeToTask) of a detached,
+ * unfinished t (reference taken): the task as it is, or with Last-Event-ID
+ * (*after, else NULL) the events the client missed, then its events as
+ * they come. False after recording a failure. */
+bool rpc_remote_subscribe(struct call *c, struct task *t, const uint64_t *after, int history);
 
 /* rpc_remote.c: a task held by another node ([tasks] store = postgresql,
  * cluster.h). */

@@ -131,6 +131,8 @@ void replay_init(size_t max) {
     tasks_add_observer(replay_observe);
 }
 
+size_t replay_max_bytes(void) { return max_bytes; }
+
 cJSON *replay_after_locked(struct task *t, uint64_t after, bool *complete) {
     const struct replay_log *l = task_ext(t, TASK_EXT_REPLAY);
     uint64_t now = task_seq_locked(t);

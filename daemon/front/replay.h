@@ -36,6 +36,10 @@ void replay_init(size_t max_bytes);
  * from the task as it is now). Task locked. */
 cJSON *replay_after_locked(struct task *t, uint64_t after, bool *complete);
 
+/* The bound of replay_init (also that of a stream resumed from another
+ * node's events, cluster_resume). */
+size_t replay_max_bytes(void);
+
 /* Parse a Last-Event-ID of task task_id: "TASKID.SEQ" or "SEQ". */
 bool replay_parse_id(const char *last_event_id, const char *task_id, uint64_t *seq);
 

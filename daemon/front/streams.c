@@ -232,8 +232,9 @@ static bool replay_frames(struct stream *s, struct task *t, uint64_t after) {
     return true;
 }
 
-struct stream *stream_open_after(struct task *t, enum a2a_dialect d, const char *id_json,
-                                 int history_length, const uint64_t *after) {
+/* A stream of t with no frame yet, not linked anywhere; NULL when out of
+ * memory. */
+static struct stream *stream_new(struct task *t, enum a2a_dialect d, const char *id_json) {
     struct stream *s = calloc(1, sizeof *s);
     if (!s) return NULL;
     static const char head[] = "data: {\"jsonrpc\":\"2.0\",\"id\":";
@@ -253,6 +254,23 @@ struct stream *stream_open_after(struct task *t, enum a2a_dialect d, const char 
     s->dialect = d;
     task_retain(t);
     s->task = t;
+    return s;
+}
+
+/* Into the all-streams list (counted, kept alive, ended at shutdown). */
+static void stream_register(struct stream *s) {
+    pthread_mutex_lock(&all.lock);
+    s->all_next = all.head;
+    if (all.head) all.head->all_prev = s;
+    all.head = s;
+    all.count++;
+    pthread_mutex_unlock(&all.lock);
+}
+
+struct stream *stream_open_after(struct task *t, enum a2a_dialect d, const char *id_json,
+                                 int history_length, const uint64_t *after) {
+    struct stream *s = stream_new(t, d, id_json);
+    if (!s) return NULL;
 
     /* The snapshot and the subscription happen under one task lock, so the
      * stream sees every event after the snapshot and none twice. */
@@ -294,12 +312,51 @@ struct stream *stream_open_after(struct task *t, enum a2a_dialect d, const char 
         stream_unref(s);
         return NULL;
     }
+    stream_register(s);
+    return s;
+}
+
+struct stream *stream_open_events(struct task *t, enum a2a_dialect d, const char *id_json,
+                                  const cJSON *events, bool ended) {
+    struct stream *s = stream_new(t, d, id_json);
+    if (!s) return NULL;
     pthread_mutex_lock(&all.lock);
-    s->all_next = all.head;
-    if (all.head) all.head->all_prev = s;
-    all.head = s;
-    all.count++;
+    ended |= all.stopping;
     pthread_mutex_unlock(&all.lock);
+    task_lock(t);
+    const cJSON *x;
+    bool ok = true;
+    cJSON_ArrayForEach(x, events) {
+        const cJSON *seq = cJSON_GetObjectItemCaseSensitive(x, "seq");
+        const cJSON *ev = cJSON_GetObjectItemCaseSensitive(x, "event");
+        ended |= cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(ev, "final"));
+        cJSON *e = cJSON_IsNumber(seq) ? a2a_event_in(ev, d) : NULL;
+        char *text = e ? cJSON_PrintUnformatted(e) : NULL;
+        cJSON_Delete(e);
+        if (text) push_frame(s, (uint64_t)seq->valuedouble, text, false);
+        else ok = false;
+        free(text);
+    }
+    struct stream_list *l = task_ext(t, TASK_EXT_STREAMS);
+    if (!l && !ended && (l = calloc(1, sizeof *l))) task_ext_set(t, TASK_EXT_STREAMS, l);
+    ok = ok && (ended || l);
+    if (ok) {
+        pthread_mutex_lock(&s->lock);
+        s->ended |= ended;
+        pthread_mutex_unlock(&s->lock);
+        if (!ended) {
+            s->next = l->head;
+            l->head = s;
+            s->linked = true;
+            atomic_fetch_add(&s->refs, 1);
+        }
+    }
+    task_unlock(t);
+    if (!ok) {
+        stream_unref(s);
+        return NULL;
+    }
+    stream_register(s);
     return s;
 }
 

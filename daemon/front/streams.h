@@ -52,6 +52,15 @@ struct stream *stream_open(struct task *t, enum a2a_dialect d, const char *id_js
 struct stream *stream_open_after(struct task *t, enum a2a_dialect d, const char *id_json,
                                  int history_length, const uint64_t *after);
 
+/* The same for a task of another node (a detached task, cluster.c): the
+ * stream starts with the given events, [{"seq": N, "event": <A2A 0.3
+ * event>}] oldest first (the ones a client back with Last-Event-ID
+ * missed), then takes what streams_push_event brings; it ends after them
+ * when ended is true or one of them is final. NULL when out of memory or
+ * an event cannot be rendered. Thread: any. */
+struct stream *stream_open_events(struct task *t, enum a2a_dialect d, const char *id_json,
+                                  const cJSON *events, bool ended);
+
 /* Connect the reader side. park(arg) is called, with the stream's lock
  * held, when the reader finds the buffer empty (suspend the connection
  * there: a wake cannot come before it); wake(arg) is called, without the

@@ -24,6 +24,7 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +58,9 @@
 /* Tasks this node streams from other nodes at once, at most. */
 #define MAX_FOLLOWED 4096
 #define MAX_ATTEMPTS 3
+/* Events a stream resumed with Last-Event-ID gets from a2ad_events, at
+ * most (their bytes are bounded by [server] stream_replay_bytes too). */
+#define MAX_RESUMED 4096
 
 #define DB_NOW_MS "(extract(epoch from clock_timestamp()) * 1000)::bigint"
 
@@ -67,6 +71,10 @@ struct follow {
     struct task *t; /* detached, held */
     uint64_t last;  /* the last event seq pushed */
     bool dirty;     /* a notification named it: read its events */
+    char holder[64]; /* the node asked to write its events ("" = not known) */
+    long long started; /* its a2ad_nodes.started_ms (0 = not known): a restart changes it */
+    char ctl[24];    /* the watch sent to a new holder, until its outcome is read */
+    bool over;       /* its end came from its row (check_holders) */
 };
 
 static struct {
@@ -774,6 +782,7 @@ static int do_watch(struct task *t, const cJSON *body, cJSON **result) {
         else free(text);
     }
     cJSON_Delete(evs);
+    uint64_t now = task_seq_locked(t);
     /* From now on, under the same lock, every event goes out too. */
     if (!task_state_terminal(task_get_state_locked(t))) {
         pthread_mutex_lock(&cl.wlock);
@@ -784,7 +793,14 @@ static int do_watch(struct task *t, const cJSON *body, cJSON **result) {
         pthread_mutex_unlock(&cl.wlock);
     }
     task_unlock(t);
-    if (!complete) *result = message_result("some events were no longer kept");
+    /* A stream resumed with Last-Event-ID reads them back at once, or else
+     * starts from the row: answer once both are committed (the writer keeps
+     * its order), the row at `now` at least. */
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(body, "sync")) && store_persist(t) != A2AD_OK)
+        log_warn("cluster: task %s: the events of a resumed stream are not written yet: %s",
+                 task_id(t), store_last_error());
+    *result = complete ? cJSON_CreateObject() : message_result("some events were no longer kept");
+    cJSON_AddNumberToObject(*result, "seq", (double)now); /* the last one written */
     return CLUSTER_DONE;
 }
 
@@ -953,7 +969,8 @@ static void poke(void) {
     }
 }
 
-a2ad_status cluster_watch(struct task *t, uint64_t after) {
+/* The watch control; *res: the holder's answer (new, or NULL). */
+static a2ad_status watch_control(struct task *t, uint64_t after, bool sync, cJSON **res) {
     pthread_mutex_lock(&cl.flock);
     bool room = cl.n_follows < MAX_FOLLOWED;
     pthread_mutex_unlock(&cl.flock);
@@ -963,16 +980,101 @@ a2ad_status cluster_watch(struct task *t, uint64_t after) {
     }
     cJSON *body = cJSON_CreateObject();
     cJSON_AddNumberToObject(body, "after", (double)after);
+    if (sync) cJSON_AddBoolToObject(body, "sync", true);
     enum cluster_outcome o = CLUSTER_FAILED;
-    cJSON *res = NULL;
-    a2ad_status st = cluster_control(task_id(t), "watch", body, &o, &res);
+    a2ad_status st = cluster_control(task_id(t), "watch", body, &o, res);
     cJSON_Delete(body);
-    cJSON_Delete(res);
     if (st == A2AD_OK && o != CLUSTER_DONE) {
         set_err("node holding task %s refused to stream it", task_id(t));
         st = A2AD_ERR_IO;
     }
     return st;
+}
+
+a2ad_status cluster_watch(struct task *t, uint64_t after) {
+    cJSON *res = NULL;
+    a2ad_status st = watch_control(t, after, false, &res);
+    cJSON_Delete(res);
+    return st;
+}
+
+a2ad_status cluster_watch_from(struct task *t, uint64_t after, bool sync, bool *complete,
+                               uint64_t *now) {
+    *complete = false;
+    *now = 0;
+    cJSON *res = NULL;
+    a2ad_status st = watch_control(t, after, sync, &res);
+    const cJSON *seq = cJSON_GetObjectItemCaseSensitive(res, "seq");
+    if (st == A2AD_OK && cJSON_IsNumber(seq)) {
+        *now = (uint64_t)seq->valuedouble;
+        *complete = !cJSON_HasObjectItem(res, "message");
+    }
+    cJSON_Delete(res);
+    return st;
+}
+
+a2ad_status cluster_resume(struct task *t, uint64_t after, size_t max_bytes, cJSON **missed,
+                           uint64_t *now) {
+    *missed = NULL;
+    bool complete;
+    a2ad_status st = cluster_watch_from(t, after, true, &complete, now);
+    if (st != A2AD_OK || !*now) return st; /* (a holder that does not say: the task as it is) */
+    /* Events 2.. are the ones streams see (1 is CREATED), as replay.c. */
+    uint64_t want = after + 1 < 2 ? 2 : after + 1;
+    if (want > *now) {
+        *missed = cJSON_CreateArray();
+        return *missed ? A2AD_OK : A2AD_ERR_NOMEM;
+    }
+    if (*now - want >= MAX_RESUMED || !max_bytes) return A2AD_OK;
+    uint64_t until = util_now_ms() + cl.timeout_ms;
+    PGconn *c = pool_get(until);
+    if (!c) return A2AD_ERR_IO;
+    char lo[24], hi[24];
+    snprintf(lo, sizeof lo, "%llu", (unsigned long long)want);
+    snprintf(hi, sizeof hi, "%llu", (unsigned long long)*now);
+    const char *v[3] = {task_id(t), lo, hi};
+    PGresult *r = pool_read(&c, until,
+                            "SELECT seq, event FROM a2ad_events WHERE task_id = $1 AND seq >= $2"
+                            " AND seq <= $3 ORDER BY seq",
+                            3, v);
+    if (!r) return A2AD_ERR_IO;
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        query_failed(c, r);
+        PQclear(r);
+        pool_put(c);
+        return A2AD_ERR_IO;
+    }
+    /* All of them, contiguous, within the bound a local replay has; else
+     * the caller starts from the task as it is now. */
+    cJSON *list = cJSON_CreateArray();
+    uint64_t next = want;
+    size_t bytes = 0;
+    for (int i = 0; list && i < PQntuples(r); i++) {
+        uint64_t s = strtoull(PQgetvalue(r, i, 0), NULL, 10);
+        char *text = column_bytes(r, i, 1);
+        bytes += text ? strlen(text) : 0;
+        cJSON *ev = text && s == next && bytes <= max_bytes ? cJSON_Parse(text) : NULL;
+        free(text);
+        cJSON *x = ev ? cJSON_CreateObject() : NULL;
+        if (!x) {
+            cJSON_Delete(ev);
+            cJSON_Delete(list);
+            list = NULL;
+            break;
+        }
+        cJSON_AddNumberToObject(x, "seq", (double)s);
+        cJSON_AddItemToObject(x, "event", ev);
+        cJSON_AddItemToArray(list, x);
+        next = s + 1;
+    }
+    PQclear(r);
+    pool_put(c);
+    if (list && next != *now + 1) {
+        cJSON_Delete(list);
+        list = NULL;
+    }
+    *missed = list;
+    return A2AD_OK;
 }
 
 void cluster_follow(struct task *t, uint64_t after) {
@@ -982,6 +1084,10 @@ void cluster_follow(struct task *t, uint64_t after) {
     f->t = t;
     f->last = after;
     f->dirty = true;
+    task_lock(t); /* the holder its row named: the one watch went to */
+    const cJSON *holder = task_annotation_locked(t, "node");
+    if (cJSON_IsString(holder)) snprintf(f->holder, sizeof f->holder, "%s", holder->valuestring);
+    task_unlock(t);
     pthread_mutex_lock(&cl.flock);
     f->next = cl.incoming;
     cl.incoming = f;
@@ -1028,20 +1134,200 @@ static bool read_events(struct follow *f) {
     return more;
 }
 
+/* ---- streams that outlive their holder (LISTEN thread) ------------------ */
+
+/* The task's row says it ended after its holder changed: its streams get
+ * the events they miss from the row's replay log (replay.c saves it with
+ * a task's last event), else its final status, and end. */
+static void end_from_row(struct follow *f) {
+    const char *v[1] = {task_id(f->t)};
+    PGresult *r = PQexecParams(cl.lconn, "SELECT " ROW_COLUMNS " FROM a2ad_tasks WHERE id = $1",
+                               1, NULL, v, NULL, NULL, 0);
+    struct task *nt = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1
+                          ? detach_row(r, 0)
+                          : NULL;
+    PQclear(r);
+    if (!nt) return; /* the next pass tries again */
+    bool final = false;
+    task_lock(nt);
+    bool complete;
+    cJSON *evs = replay_after_locked(nt, f->last, &complete);
+    uint64_t seq = task_seq_locked(nt);
+    task_unlock(nt);
+    const cJSON *x;
+    if (!complete) { /* some lost: only the end */
+        cJSON_Delete(evs);
+        evs = NULL;
+    }
+    cJSON_ArrayForEach(x, evs) {
+        char *text = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(x, "event"));
+        uint64_t s = (uint64_t)cJSON_GetObjectItemCaseSensitive(x, "seq")->valuedouble;
+        if (text && !final) final = streams_push_event(f->t, s, text);
+        free(text);
+        f->last = s;
+    }
+    cJSON_Delete(evs);
+    if (!final) { /* events lost with the holder: the task's end as its row has it */
+        cJSON *doc = task_render(nt, 0);
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "kind", "status-update");
+        cJSON_AddStringToObject(e, "taskId", task_id(nt));
+        cJSON_AddStringToObject(e, "contextId", task_context_id(nt));
+        cJSON_AddItemToObject(e, "status", cJSON_DetachItemFromObjectCaseSensitive(doc, "status"));
+        cJSON_AddBoolToObject(e, "final", true);
+        char *text = cJSON_PrintUnformatted(e);
+        if (text) streams_push_event(f->t, seq, text);
+        free(text);
+        cJSON_Delete(e);
+        cJSON_Delete(doc);
+        f->last = seq;
+    }
+    task_release(nt);
+    f->over = true;
+}
+
+/* Ask node (not this one) to write f's task's events above f->last, without
+ * waiting: the LISTEN thread waits for nobody; check_holders reads the
+ * outcome on a later pass. */
+static void send_watch(struct follow *f, const char *node) {
+    char chan[64], now[24], body[48];
+    channel_of(node, chan);
+    snprintf(now, sizeof now, "%llu", (unsigned long long)util_wall_ms());
+    snprintf(body, sizeof body, "{\"after\":%llu}", (unsigned long long)f->last);
+    const char *v[7] = {task_id(f->t), cl.node, node, "watch", body, now, chan};
+    int len[7] = {0, 0, 0, 0, (int)strlen(body), 0, 0};
+    int fmt[7] = {0, 0, 0, 0, 1, 0, 0};
+    PGresult *r = PQexecParams(cl.lconn,
+                               "WITH i AS (INSERT INTO a2ad_controls (task_id, from_node, to_node,"
+                               " kind, body, created_ms) VALUES ($1, $2, $3, $4, $5, $6)"
+                               " RETURNING id) SELECT id, pg_notify($7, 'c' || id) FROM i",
+                               7, NULL, v, len, fmt, 0);
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
+        snprintf(f->ctl, sizeof f->ctl, "%s", PQgetvalue(r, 0, 0));
+        snprintf(f->holder, sizeof f->holder, "%s", node);
+    }
+    PQclear(r);
+}
+
+/* The outcome of f's pending watch: done, or asked again on the next pass
+ * (the new holder had not restored the task yet). */
+static void watch_outcome(struct follow *f) {
+    const char *v[1] = {f->ctl};
+    PGresult *r = PQexecParams(cl.lconn,
+                               "SELECT status FROM a2ad_controls WHERE id = $1 AND done AND"
+                               " status IS NOT NULL",
+                               1, NULL, v, NULL, NULL, 0);
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
+        if (atoi(PQgetvalue(r, 0, 0)) != CLUSTER_DONE) f->holder[0] = '\0';
+        f->ctl[0] = '\0';
+    }
+    PQclear(r);
+}
+
+/* A followed task whose row names another holder than the one watched
+ * (its holder died and a node took it over, or a node claimed it), or
+ * whose holder restarted (and recovered it) since it was watched. */
+static void follow_moved(struct follow *f, const char *node, const char *state,
+                         long long started) {
+    enum task_state s;
+    if (!parse_state(state, &s)) return;
+    const char *then = task_state_terminal(s) ? "get its end from its row" : "follow it there";
+    if (strcmp(node, f->holder) == 0)
+        log_info("cluster: node %s restarted: the streams here of its task %s %s", node,
+                 task_id(f->t), then);
+    else if (f->holder[0]) /* not again for a watch asked again */
+        log_info("cluster: task %s moved from node %s to node %s: its streams here %s",
+                 task_id(f->t), f->holder, node, then);
+    f->started = started;
+    if (task_state_terminal(s)) {
+        end_from_row(f);
+    } else if (strcmp(node, cl.node) == 0) { /* taken over by this node */
+        cJSON *body = cJSON_CreateObject(), *res = NULL;
+        cJSON_AddNumberToObject(body, "after", (double)f->last);
+        if (do_control(task_id(f->t), "watch", body, &res) == CLUSTER_DONE)
+            snprintf(f->holder, sizeof f->holder, "%s", node);
+        cJSON_Delete(body);
+        cJSON_Delete(res);
+    } else {
+        send_watch(f, node);
+    }
+}
+
+/* Every CLUSTER_POLL_MS: whether the followed tasks are still held where
+ * they were watched, one query for all of them. A holder that dies is
+ * taken over after its lease (at most 1.5 lease_s), so a stream here
+ * learns it at most one poll later. fresh_only: the follows that do not
+ * know their holder's start yet, read as soon as they begin, milliseconds
+ * after the holder answered their watch (a restart takes far longer), so
+ * that a holder restarted later is told from the one that was watched. */
+static void check_holders(bool fresh_only) {
+    size_t n = 0, len = 3;
+    for (struct follow *f = cl.follows; f; f = f->next) {
+        if (fresh_only && f->started) continue;
+        if (f->ctl[0]) watch_outcome(f);
+        n++;
+        len += strlen(task_id(f->t)) + 3;
+    }
+    if (!n) return;
+    char *arr = malloc(len);
+    struct hmap *rows = hmap_new(n * 2);
+    if (!arr || !rows) {
+        free(arr);
+        hmap_free(rows);
+        return;
+    }
+    /* a text[] literal of the ids: task ids are UUIDs (no quote, comma) */
+    size_t w = 0;
+    arr[w++] = '{';
+    for (struct follow *f = cl.follows; f; f = f->next)
+        if (!fresh_only || !f->started)
+            w += (size_t)snprintf(arr + w, len - w, "%s\"%s\"", w > 1 ? "," : "", task_id(f->t));
+    arr[w++] = '}';
+    arr[w] = '\0';
+    const char *v[1] = {arr};
+    PGresult *r = PQexecParams(cl.lconn,
+                               "SELECT t.id, t.node, t.state, coalesce(n.started_ms, 0) FROM"
+                               " a2ad_tasks t LEFT JOIN a2ad_nodes n ON n.name = t.node"
+                               " WHERE t.id = ANY ($1::text[])",
+                               1, NULL, v, NULL, NULL, 0);
+    free(arr);
+    if (PQresultStatus(r) == PGRES_TUPLES_OK)
+        for (int i = 0; i < PQntuples(r); i++)
+            hmap_put(rows, PQgetvalue(r, i, 0), (void *)(intptr_t)(i + 1));
+    for (struct follow *f = cl.follows; f; f = f->next) {
+        int i = (int)((intptr_t)hmap_get(rows, task_id(f->t)) - 1);
+        if (i < 0 || (fresh_only && f->started)) continue;
+        const char *node = PQgetvalue(r, i, 1);
+        long long started = strtoll(PQgetvalue(r, i, 3), NULL, 10);
+        /* a holder that crashed and started again before its lease ran
+         * out recovered the task itself: no other node takes it over */
+        bool restarted = f->started && started && started != f->started;
+        if (strcmp(node, f->holder) != 0 || restarted)
+            follow_moved(f, node, PQgetvalue(r, i, 2), started);
+        else if (!f->started)
+            f->started = started;
+    }
+    PQclear(r);
+    hmap_free(rows);
+}
+
 static void follow_pass(bool all) {
     pthread_mutex_lock(&cl.flock);
     struct follow *in = cl.incoming;
     cl.incoming = NULL;
     pthread_mutex_unlock(&cl.flock);
+    /* a new one learns its holder's start at once (see check_holders) */
+    bool fresh = in != NULL;
     while (in) {
         struct follow *n = in->next;
         in->next = cl.follows;
         cl.follows = in;
         in = n;
     }
+    if ((all || fresh) && cl.lconn && cl.follows) check_holders(!all);
     for (struct follow **pp = &cl.follows; *pp;) {
         struct follow *f = *pp;
-        if ((all || f->dirty) && cl.lconn && !read_events(f)) {
+        if (f->over || ((all || f->dirty) && cl.lconn && !read_events(f))) {
             *pp = f->next;
             follow_free(f);
         } else {

@@ -14,7 +14,9 @@
  * - streams: a `watch` control makes the holder write the task's events
  *   into a2ad_events (the writer's batch, with pg_notify('a2ad_events')),
  *   which the streaming node's LISTEN thread reads and pushes to its
- *   streams (streams_push_event);
+ *   streams (streams_push_event); a stream back with Last-Event-ID gets the
+ *   missed events from there; a stream whose holder dies follows the task
+ *   to the node that takes it over (cluster_follow).
  * - blocking sends (the next message of a conversation): the message
  *   control, then a wait on the detached task that ends when its row shows
  *   the answer (cluster_await), read at each of its events and polled.
@@ -94,7 +96,11 @@ a2ad_status cluster_control(const char *id, const char *kind, const cJSON *body,
 a2ad_status cluster_watch(struct task *t, uint64_t after);
 /* Then, once a stream is open on t: push its events above `after` to t's
  * streams (the LISTEN thread), until its final one or until it has no
- * stream left. Thread: any. */
+ * stream left. A task whose holder changes meanwhile (the holder died and
+ * another node took it over after its lease, or a node claimed it) is
+ * watched at its new holder from the last event pushed; one that ended at
+ * the takeover gets the events it misses from its row (or its final
+ * status) and its streams end. Thread: any. */
 void cluster_follow(struct task *t, uint64_t after);
 
 /* For operators: every row of a2ad_nodes, by name, as a JSON array of
@@ -115,5 +121,23 @@ size_t cluster_live_nodes(void);
  * holder's death ends the wait too. A2AD_ERR_FULL: too many waits here.
  * Thread: an HTTP thread. */
 a2ad_status cluster_await(struct task *t, uint64_t after);
+/* cluster_watch, and what the holder said: *now, its last event (0 when
+ * it did not say); *complete, whether it still kept every event above
+ * `after` (and wrote them). sync: it answers once they and its row are
+ * committed. Thread: an HTTP thread. */
+a2ad_status cluster_watch_from(struct task *t, uint64_t after, bool sync, bool *complete,
+                               uint64_t *now);
+
+/* A stream of t (detached, not ended) resumed with Last-Event-ID `after`:
+ * watch t from `after`; the holder answers once its kept events above it
+ * and its row are committed; then read the events above `after` from
+ * a2ad_events. *now: the holder's last event then (0 if it did not say);
+ * *missed: the events in (after, *now], oldest first, as [{"seq": N,
+ * "event": <0.3 event>}] (new), when every one is there and they fit in
+ * max_bytes: the stream then follows from *now; else NULL: start from the
+ * task's row read again (committed at *now at least) and follow from its
+ * seq. Status as cluster_watch. Thread: an HTTP thread. */
+a2ad_status cluster_resume(struct task *t, uint64_t after, size_t max_bytes, cJSON **missed,
+                           uint64_t *now);
 
 #endif

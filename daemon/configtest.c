@@ -19,6 +19,7 @@
 #include "delivery/guard.h"
 #include "agents/plugins.h"
 #include "delivery/sign.h"
+#include "front/tls.h"
 
 /* The directory of the database file must exist and be writable (SQLite
  * writes its -wal and -shm files next to it); an existing file must open
@@ -95,6 +96,24 @@ static void check_port(const struct config *cfg) {
     close(fd);
 }
 
+/* The pair as start-up and SIGHUP read it (tls.c); an expired certificate
+ * is a warning, as there. The subject and notAfter go with -v's details. */
+static bool check_tls(const struct config *cfg, bool verbose) {
+    if (!cfg->tls_cert_file || !*cfg->tls_cert_file) return true;
+    char what[700];
+    bool is_expired = false;
+    if (tls_check(cfg->tls_cert_file, cfg->tls_key_file, what, sizeof what, &is_expired) != A2AD_OK) {
+        fprintf(stderr, "a2ad: %s\n", what);
+        return false;
+    }
+    if (is_expired)
+        fprintf(stderr, "a2ad: warning: [server] tls_cert_file = %s: the certificate has expired: %s; "
+                        "clients refuse it until it is renewed\n",
+                cfg->tls_cert_file, what);
+    if (verbose) printf("\n# TLS certificate %s: %s\n", cfg->tls_cert_file, what);
+    return true;
+}
+
 static bool check_plugin_dir(const struct config *cfg) {
     const char *dir = cfg->plugin_dir && cfg->plugin_dir[0] ? cfg->plugin_dir : ".";
     struct stat sb;
@@ -124,6 +143,7 @@ int check_config(const struct config *cfg, const char *path, bool verbose,
             plugins_unload();
     }
     if (!check_db_path(cfg)) bad++;
+    if (!check_tls(cfg, verbose)) bad++;
     char serr[512];
     if (sign_load(cfg->webhook_signing_secret_file, serr, sizeof serr) != A2AD_OK) {
         fprintf(stderr, "%s\n", serr);

@@ -6,7 +6,8 @@
  * default_agent name a loaded agent; a junk .so is refused (as at start-up,
  * unless [plugins] errors = skip); the database path is usable (its
  * directory exists and is writable, an existing file opens read-write as an
- * SQLite database); the port is free (a warning only: the running daemon
+ * SQLite database); the TLS pair parses and the key matches the
+ * certificate (tls.c; an expired one is a warning); the port is free (a warning only: the running daemon
  * holds it).
  */
 #ifndef A2AD_CONFIGTEST_H

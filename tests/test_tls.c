@@ -2,14 +2,17 @@
  * binary: a renewed pair (same CA, new subject and serial) is served to new
  * connections at once, an open keep-alive connection keeps working, a broken
  * replacement leaves the previous pair in service with one error line, and
- * handshakes running while the pair changes all complete. The certificates
- * are made with the openssl command in the test's own folder.
+ * handshakes running while the pair changes all complete. What operators see:
+ * `a2ad -t` checks the pair as start-up does, an expired certificate is
+ * warned about, /metrics shows the served notAfter and the re-reads. The
+ * certificates are made with the openssl command in the test's own folder.
  */
 #include <check.h>
 #include <curl/curl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,14 +38,16 @@ static void sh(const char *fmt, ...) {
 }
 
 /* leaf-N.pem / leaf-N.key (subject CN=leaf-N, a serial of its own), signed
- * by the suite's CA. */
-static void make_leaf(const char *n) {
+ * by the suite's CA, valid for days from now (negative: expired). */
+static void make_leaf_days(const char *n, int days) {
     sh("openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout leaf-%s.key "
        "-out leaf-%s.csr -subj /CN=leaf-%s && "
-       "openssl x509 -req -in leaf-%s.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 "
+       "openssl x509 -req -in leaf-%s.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days %d "
        "-extfile san.ext -out leaf-%s.pem",
-       n, n, n, n, n);
+       n, n, n, n, days, n);
 }
+
+static void make_leaf(const char *n) { make_leaf_days(n, 2); }
 
 static void setup(void) {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -306,6 +311,187 @@ START_TEST(handshakes_during_swaps) {
 }
 END_TEST
 
+/* ---- what operators see: a2ad -t and /metrics --------------------------- */
+
+static void write_pair_conf(void) {
+    char lines[400];
+    snprintf(lines, sizeof lines, "tls_cert_file = %s\ntls_key_file = %s", cert, key);
+    struct daemon_opts o = {.plugins = "echo", .default_agent = "echo", .server_extra = lines};
+    ck_assert(daemon_prepare(&dp, &o));
+}
+
+/* `a2ad -t` reads the pair as start-up does: a key of another certificate is
+ * refused naming both files, a good pair passes (-v shows its subject and
+ * notAfter), an expired certificate passes with a warning. */
+START_TEST(check_mode_reads_the_pair) {
+    install("a", "b");
+    write_pair_conf();
+    ck_assert_int_eq(daemon_run_args(&dp, "-t", 10000), 1);
+    char want[600];
+    snprintf(want, sizeof want, "a2ad: [server] tls_key_file = %s: the key does not match the certificate in %s", key, cert);
+    ck_assert_int_eq(count_in_log(want), 1);
+    ck_assert_int_eq(count_in_log("configuration refused (see above)"), 1);
+    ck_assert_int_eq(count_in_log("PRIVATE KEY"), 0);
+
+    sh("rm cert.pem");
+    ck_assert_int_eq(daemon_run_args(&dp, "-t", 10000), 1);
+    snprintf(want, sizeof want, "a2ad: [server] tls_cert_file = %s: cannot open: No such file or directory", cert);
+    ck_assert_int_eq(count_in_log(want), 1);
+
+    install("a", "a");
+    ck_assert_int_eq(daemon_run_args(&dp, "-t", 10000), 0);
+    ck_assert_int_eq(count_in_log(": configuration ok"), 1);
+    ck_assert_int_eq(count_in_log("CN=leaf-a"), 0); /* details only with -v */
+    ck_assert_int_eq(daemon_run_args(&dp, "-tv", 10000), 0);
+    ck_assert_int_eq(count_in_log(": configuration ok"), 2);
+    snprintf(want, sizeof want, "# TLS certificate %s: subject CN=leaf-a, serial ", cert);
+    ck_assert_int_eq(count_in_log(want), 1);
+    ck_assert_int_eq(count_in_log(", notAfter 20"), 1);
+    ck_assert_int_eq(count_in_log("expired"), 0);
+
+    make_leaf_days("old", -1);
+    install("old", "old");
+    ck_assert_int_eq(daemon_run_args(&dp, "-t", 10000), 0);
+    ck_assert_int_eq(count_in_log(": configuration ok"), 3);
+    snprintf(want, sizeof want, "a2ad: warning: [server] tls_cert_file = %s: the certificate has expired: subject CN=leaf-old", cert);
+    ck_assert_int_eq(count_in_log(want), 1);
+}
+END_TEST
+
+/* An expired certificate is served, with a warning at start and at reload. */
+START_TEST(expired_certificate_warns) {
+    make_leaf_days("old", -1);
+    install("old", "old");
+    start_with_pair();
+    char want[600];
+    snprintf(want, sizeof want, "warning http: [server] tls_cert_file = %s: the certificate expired at 20", cert);
+    ck_assert_int_eq(count_in_log(want), 1);
+    hup_and_wait("reload: TLS certificate", 1);
+    snprintf(want, sizeof want, "warning reload: [server] tls_cert_file = %s: the certificate expired at 20", cert);
+    ck_assert_msg(log_waits_for(want, 1), "no \"%s\" in the log", want);
+    install("a", "a");
+    hup_and_wait("reload: TLS certificate", 2);
+    ck_assert_int_eq(count_in_log("certificate expired at"), 2);
+    ck_assert_int_eq(daemon_stop(&dp, 10000), 0);
+}
+END_TEST
+
+static size_t collect(char *p, size_t sz, size_t n, void *arg) {
+    char **buf = arg;
+    size_t old = *buf ? strlen(*buf) : 0;
+    char *nb = realloc(*buf, old + sz * n + 1);
+    if (!nb) return 0;
+    memcpy(nb + old, p, sz * n);
+    nb[old + sz * n] = '\0';
+    *buf = nb;
+    return sz * n;
+}
+
+/* GET /metrics over HTTPS (or HTTP when tls is false); the page (malloc'd). */
+static char *metrics_page(bool tls) {
+    char url[100];
+    snprintf(url, sizeof url, "%s://127.0.0.1:%u/metrics", tls ? "https" : "http", dp.port);
+    CURL *c = curl_easy_init();
+    char *page = NULL;
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &page);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 20000L);
+    curl_easy_setopt(c, CURLOPT_CAINFO, ca);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    long code = -1;
+    ck_assert_int_eq(curl_easy_perform(c), CURLE_OK);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+    curl_easy_cleanup(c);
+    ck_assert_int_eq(code, 200);
+    ck_assert_ptr_nonnull(page);
+    return page;
+}
+
+/* The value of the sample line that starts with series (name and labels). */
+static long long sample(const char *page, const char *series) {
+    char pat[200];
+    snprintf(pat, sizeof pat, "\n%s ", series);
+    const char *at = strstr(page, pat);
+    ck_assert_msg(at, "no %s in:\n%s", series, page);
+    return strtoll(at + strlen(pat), NULL, 10);
+}
+
+/* leaf-N.pem's notAfter as a Unix time, as openssl reads it. */
+static long long not_after_of(const char *n) {
+    sh("date -u -d \"$(openssl x509 -enddate -noout -in leaf-%s.pem | cut -d= -f2)\" +%%s > leaf-%s.end", n, n);
+    char path[200];
+    snprintf(path, sizeof path, "%s/leaf-%s.end", tmp, n);
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    long long t = 0;
+    ck_assert_int_eq(fscanf(f, "%lld", &t), 1);
+    fclose(f);
+    ck_assert(t > 1700000000LL);
+    return t;
+}
+
+#define NOT_AFTER "a2ad_tls_certificate_not_after_seconds"
+#define RELOADS_OK "a2ad_tls_reloads_total{result=\"ok\"}"
+#define RELOADS_FAILED "a2ad_tls_reloads_total{result=\"failed\"}"
+
+/* /metrics: the served certificate's notAfter, following a renewal with
+ * another validity, and the re-reads by outcome. */
+START_TEST(metrics_follow_the_certificate) {
+    make_leaf_days("long", 30);
+    long long a_end = not_after_of("a"), long_end = not_after_of("long");
+    ck_assert(long_end - a_end > 20 * 86400LL);
+    install("a", "a");
+    start_with_pair();
+    char *page = metrics_page(true);
+    ck_assert_msg(strstr(page, "# TYPE " NOT_AFTER " gauge\n"), "%s", page);
+    ck_assert_msg(strstr(page, "# TYPE a2ad_tls_reloads_total counter\n"), "%s", page);
+    ck_assert_int_eq(sample(page, NOT_AFTER), a_end);
+    ck_assert_int_eq(sample(page, RELOADS_OK), 0);
+    ck_assert_int_eq(sample(page, RELOADS_FAILED), 0);
+    free(page);
+
+    install("long", "long");
+    hup_and_wait("reload: TLS certificate", 1);
+    page = metrics_page(true);
+    ck_assert_int_eq(sample(page, NOT_AFTER), long_end);
+    ck_assert_int_eq(sample(page, RELOADS_OK), 1);
+    ck_assert_int_eq(sample(page, RELOADS_FAILED), 0);
+    free(page);
+
+    /* a key that does not match: counted as failed, the served pair (and its notAfter) stay */
+    install("a", "long");
+    hup_and_wait("the key does not match the certificate in", 1);
+    page = metrics_page(true);
+    ck_assert_int_eq(sample(page, NOT_AFTER), long_end);
+    ck_assert_int_eq(sample(page, RELOADS_OK), 1);
+    ck_assert_int_eq(sample(page, RELOADS_FAILED), 1);
+    free(page);
+
+    install("a", "a");
+    hup_and_wait("reload: TLS certificate", 2);
+    page = metrics_page(true);
+    ck_assert_int_eq(sample(page, NOT_AFTER), a_end);
+    ck_assert_int_eq(sample(page, RELOADS_OK), 2);
+    ck_assert_int_eq(sample(page, RELOADS_FAILED), 1);
+    free(page);
+    ck_assert_int_eq(daemon_stop(&dp, 10000), 0);
+}
+END_TEST
+
+/* Without TLS the page has no TLS series (an alert on a missing notAfter
+ * would otherwise fire for every plain-HTTP daemon). */
+START_TEST(metrics_without_tls) {
+    struct daemon_opts o = {.plugins = "echo", .default_agent = "echo"};
+    ck_assert(daemon_start(&dp, &o));
+    char *page = metrics_page(false);
+    ck_assert_msg(strstr(page, "a2ad_http_requests_total") || strstr(page, "a2ad_tasks "), "%s", page);
+    ck_assert_ptr_null(strstr(page, "a2ad_tls_"));
+    free(page);
+    ck_assert_int_eq(daemon_stop(&dp, 10000), 0);
+}
+END_TEST
+
 Suite *tls_suite(void);
 Suite *tls_suite(void) {
     Suite *s = suite_create("tls");
@@ -316,6 +502,14 @@ Suite *tls_suite(void) {
     tcase_add_test(tc, tls_off_needs_restart);
     tcase_add_test(tc, mismatched_pair_refuses_start);
     tcase_add_test(tc, handshakes_during_swaps);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("operators");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, check_mode_reads_the_pair);
+    tcase_add_test(tc, expired_certificate_warns);
+    tcase_add_test(tc, metrics_follow_the_certificate);
+    tcase_add_test(tc, metrics_without_tls);
     suite_add_tcase(s, tc);
     return s;
 }

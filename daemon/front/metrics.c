@@ -14,6 +14,7 @@
 #include "store/cluster.h"
 #include "store/share.h"
 #include "front/streams.h"
+#include "front/tls.h"
 #include "core/tasks.h"
 #include "util.h"
 #include "delivery/webhooks.h"
@@ -451,6 +452,18 @@ char *metrics_render(void) {
         head(&o, "a2ad_cluster_nodes", "gauge",
              "Nodes holding a lease on the database now, this one included (checked each second)");
         add(&o, "a2ad_cluster_nodes %zu\n", cluster_live_nodes());
+    }
+
+    long long not_after;
+    unsigned long long reloads_ok, reloads_failed;
+    if (tls_metrics(&not_after, &reloads_ok, &reloads_failed)) { /* [server] tls_cert_file set */
+        head(&o, "a2ad_tls_certificate_not_after_seconds", "gauge",
+             "notAfter of the listener's certificate served to new connections, as a Unix time");
+        add(&o, "a2ad_tls_certificate_not_after_seconds %lld\n", not_after);
+        head(&o, "a2ad_tls_reloads_total", "counter",
+             "SIGHUP re-reads of the TLS pair: ok (served from then on) or failed (previous pair kept)");
+        add(&o, "a2ad_tls_reloads_total{result=\"ok\"} %llu\n", reloads_ok);
+        add(&o, "a2ad_tls_reloads_total{result=\"failed\"} %llu\n", reloads_failed);
     }
 
     head(&o, "a2ad_http_requests_total", "counter", "HTTP responses by request method and status");

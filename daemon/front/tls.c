@@ -14,6 +14,7 @@
 #include <gnutls/abstract.h>
 #include <gnutls/x509.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +49,11 @@ static struct {
     struct tls_gen *retired;  /* replaced, still held by open sessions */
     struct tls_use *uses[TLS_BUCKETS];
 } tls = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+/* For /metrics, read without the lock: the served certificate's notAfter
+ * (0 = no TLS, or none readable) and the SIGHUP re-reads by outcome. */
+static _Atomic long long served_not_after;
+static _Atomic unsigned long long reloads_ok, reloads_failed;
 
 static void gen_free(struct tls_gen *g) {
     if (!g) return;
@@ -97,11 +103,12 @@ static bool same_key(gnutls_pubkey_t cert_pub, gnutls_privkey_t key) {
 }
 
 /* "subject CN=x, serial 0a1b, notAfter 2027-01-01T00:00:00Z" of the first
- * certificate, for the log. */
-static void gen_describe(const struct tls_gen *g, char *out, size_t n) {
+ * certificate, for the log; returns its notAfter ((time_t)-1: unreadable). */
+static time_t gen_describe(const struct tls_gen *g, char *out, size_t n) {
     gnutls_x509_crt_t crt;
+    time_t until = (time_t)-1;
     snprintf(out, n, "(certificate not readable)");
-    if (gnutls_x509_crt_init(&crt) < 0) return;
+    if (gnutls_x509_crt_init(&crt) < 0) return until;
     if (gnutls_x509_crt_import(crt, &g->chain[0].cert, GNUTLS_X509_FMT_DER) >= 0) {
         gnutls_datum_t dn = {NULL, 0};
         unsigned char serial[40];
@@ -109,7 +116,7 @@ static void gen_describe(const struct tls_gen *g, char *out, size_t n) {
         char hex[2 * sizeof serial + 1] = "";
         if (gnutls_x509_crt_get_serial(crt, serial, &ns) >= 0)
             for (size_t i = 0; i < ns; i++) snprintf(hex + 2 * i, 3, "%02x", serial[i]);
-        time_t until = gnutls_x509_crt_get_expiration_time(crt);
+        until = gnutls_x509_crt_get_expiration_time(crt);
         struct tm tm;
         char when[32] = "?";
         if (until != (time_t)-1 && gmtime_r(&until, &tm)) strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
@@ -119,6 +126,20 @@ static void gen_describe(const struct tls_gen *g, char *out, size_t n) {
         gnutls_free(dn.data);
     }
     gnutls_x509_crt_deinit(crt);
+    return until;
+}
+
+static bool expired(time_t until) { return until != (time_t)-1 && until < time(NULL); }
+
+/* An expired certificate is served (a refusal would only turn the clients'
+ * certificate error into a connection error) but said loudly. */
+static void warn_expired(const char *origin, const char *cert_path, time_t until) {
+    struct tm tm;
+    char when[32] = "?";
+    if (gmtime_r(&until, &tm)) strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    log_warn("%s: [server] tls_cert_file = %s: the certificate expired at %s (notAfter); "
+             "clients refuse it until it is renewed",
+             origin, cert_path, when);
 }
 
 /* Parse and check the pair; NULL with "[server] KEY = PATH: problem" in err. */
@@ -183,8 +204,10 @@ a2ad_status tls_start(const char *cert_path, const char *key_path) {
         log_error("http: %s", err);
         return A2AD_ERR_CONFIG;
     }
-    gen_describe(g, what, sizeof what);
+    time_t until = gen_describe(g, what, sizeof what);
     log_info("http: TLS certificate %s (%s)", cert_path, what);
+    if (expired(until)) warn_expired("http", cert_path, until);
+    atomic_store(&served_not_after, until == (time_t)-1 ? 0 : (long long)until);
     pthread_mutex_lock(&tls.lock);
     struct tls_gen *old = tls.current;
     tls.current = g;
@@ -255,10 +278,11 @@ void tls_reload(const struct config *fresh) {
     char err[700], what[600];
     struct tls_gen *g = gen_load(fresh->tls_cert_file, fresh->tls_key_file, err, sizeof err);
     if (!g) {
+        atomic_fetch_add(&reloads_failed, 1);
         log_error("reload: %s; new connections keep the previous TLS certificate", err);
         return;
     }
-    gen_describe(g, what, sizeof what);
+    time_t until = gen_describe(g, what, sizeof what);
     struct tls_gen *drop = NULL;
     pthread_mutex_lock(&tls.lock);
     struct tls_gen *old = tls.current;
@@ -271,13 +295,36 @@ void tls_reload(const struct config *fresh) {
     }
     pthread_mutex_unlock(&tls.lock);
     gen_free(drop);
+    atomic_store(&served_not_after, until == (time_t)-1 ? 0 : (long long)until);
+    atomic_fetch_add(&reloads_ok, 1);
     log_info("reload: TLS certificate %s (%s) for new connections", fresh->tls_cert_file, what);
+    if (expired(until)) warn_expired("reload", fresh->tls_cert_file, until);
+}
+
+a2ad_status tls_check(const char *cert_path, const char *key_path, char *what, size_t n, bool *is_expired) {
+    *is_expired = false;
+    struct tls_gen *g = gen_load(cert_path, key_path, what, n);
+    if (!g) return A2AD_ERR_CONFIG;
+    *is_expired = expired(gen_describe(g, what, n));
+    gen_free(g);
+    return A2AD_OK;
+}
+
+bool tls_metrics(long long *not_after, unsigned long long *ok, unsigned long long *failed) {
+    pthread_mutex_lock(&tls.lock);
+    bool on = tls.current != NULL;
+    pthread_mutex_unlock(&tls.lock);
+    *not_after = atomic_load(&served_not_after);
+    *ok = atomic_load(&reloads_ok);
+    *failed = atomic_load(&reloads_failed);
+    return on;
 }
 
 void tls_stop(void) {
     pthread_mutex_lock(&tls.lock);
     struct tls_gen *cur = tls.current, *ret = tls.retired;
     tls.current = tls.retired = NULL;
+    atomic_store(&served_not_after, 0);
     for (size_t i = 0; i < TLS_BUCKETS; i++)
         for (struct tls_use *u = tls.uses[i], *next; u; u = next) {
             next = u->next;

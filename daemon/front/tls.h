@@ -34,6 +34,17 @@ void tls_conn_closed(struct MHD_Connection *c);
  * says why. Thread: main. */
 void tls_reload(const struct config *fresh);
 
+/* `a2ad -t`: read and check the pair as tls_start does, keeping nothing.
+ * A2AD_OK with "subject …, serial …, notAfter …" in what and *expired set
+ * when notAfter has passed; else A2AD_ERR_CONFIG with the line naming the
+ * file and the problem in what. Thread: main. */
+a2ad_status tls_check(const char *cert_path, const char *key_path, char *what, size_t n, bool *expired);
+
+/* For /metrics: whether TLS is on, the served certificate's notAfter (Unix
+ * seconds; 0 = unknown) and the SIGHUP re-reads that took a new pair / kept
+ * the previous one. Thread: any. */
+bool tls_metrics(long long *not_after, unsigned long long *ok, unsigned long long *failed);
+
 /* Free every pair, wiping the keys. Thread: main, after the server stopped. */
 void tls_stop(void);
 

@@ -59,18 +59,7 @@ static void two_nodes(const char *name, unsigned step_ms, unsigned threads) {
     start_or_fail(&b, &o);
 }
 
-static void stop_both(void) {
-    struct daemon_proc *d[2] = {&b, &a};
-    for (int i = 0; i < 2; i++) {
-        int rc = daemon_stop(d[i], 15000);
-        if (rc != 0) {
-            char *log = daemon_log(d[i]);
-            fprintf(stderr, "---- node %s's log ----\n%s\n----\n", i ? "alpha" : "beta", log);
-            free(log);
-            ck_abort_msg("node %s stopped with %d (its log is on stderr)", i ? "alpha" : "beta", rc);
-        }
-    }
-}
+static void stop_both(void) { pgtest_stop_nodes(&a, &b); }
 
 /* A job on port; its id (malloc'd). */
 static char *submit(unsigned port, const char *text) {

@@ -128,18 +128,7 @@ static bool wait_state(unsigned port, const char *id, const char *state) {
 }
 
 /* Both nodes stop cleanly: in sanitizer builds, no leak and no report. */
-static void stop_both(void) {
-    struct daemon_proc *d[2] = {&b, &a};
-    for (int i = 0; i < 2; i++) {
-        int rc = daemon_stop(d[i], 15000);
-        if (rc != 0) {
-            char *log = daemon_log(d[i]);
-            fprintf(stderr, "---- node %s's log ----\n%s\n----\n", i ? "alpha" : "beta", log);
-            free(log);
-            ck_abort_msg("node %s stopped with %d (its log is on stderr)", i ? "alpha" : "beta", rc);
-        }
-    }
-}
+static void stop_both(void) { pgtest_stop_nodes(&a, &b); }
 
 /* ---- reads -------------------------------------------------------------- */
 
@@ -413,6 +402,34 @@ END_TEST
 
 /* ---- the next turn of a conversation --------------------------------------- */
 
+/* A task of agent on alpha, sent text without blocking, once beta reads
+ * it in state; its id (malloc'd). */
+static char *task_on_alpha(const char *agent, const char *text, const char *state) {
+    char p[400];
+    snprintf(p, sizeof p,
+             "{\"message\":{\"kind\":\"message\",\"messageId\":\"m1\",\"role\":\"user\",\"parts\":"
+             "[{\"kind\":\"text\",\"text\":\"%s\"}]},\"configuration\":{\"blocking\":false}}", text);
+    long st = 0;
+    cJSON *t = call_agent(a.port, agent, "message/send", p, &st);
+    ck_assert_msg(st == 200 && cJSON_IsString(json_at(t, "result.id")), "send on alpha: %ld", st);
+    char *id = strdup(json_str(t, "result.id"));
+    cJSON_Delete(t);
+    snprintf(p, sizeof p, "{\"id\":\"%s\"}", id);
+    bool there = false;
+    for (int i = 0; i < 500 && !there; i++) {
+        t = call_agent(b.port, agent, "tasks/get", p, NULL);
+        there = !strcmp(json_str(t, "result.status.state"), state);
+        cJSON_Delete(t);
+        if (!there) test_nap_ms(20);
+    }
+    ck_assert_msg(there, "beta never read alpha's task %s as %s", id, state);
+    return id;
+}
+
+static char *waiting_on_alpha(const char *agent, const char *text) {
+    return task_on_alpha(agent, text, "input-required");
+}
+
 /* A task of alpha waits for input; the answer is sent through beta as a
  * stream: alpha's job hears it and the stream on beta carries its answer
  * to the end. */
@@ -420,24 +437,7 @@ START_TEST(remote_message_continues_a_task_of_another_node) {
     REQUIRE_PG();
     rcv = receiver_start();
     two_nodes("r_turns", NULL, 100, 2);
-    long st = 0;
-    cJSON *t = call_agent(a.port, "asker", "message/send",
-                          "{\"message\":{\"kind\":\"message\",\"messageId\":\"m1\",\"role\":"
-                          "\"user\",\"parts\":[{\"kind\":\"text\",\"text\":\"hi\"}]},"
-                          "\"configuration\":{\"blocking\":false}}", &st);
-    ck_assert_int_eq(st, 200);
-    char *id = strdup(json_str(t, "result.id"));
-    cJSON_Delete(t);
-    bool waiting = false;
-    for (int i = 0; i < 500 && !waiting; i++) {
-        char p[200];
-        snprintf(p, sizeof p, "{\"id\":\"%s\"}", id);
-        t = call_agent(b.port, "asker", "tasks/get", p, NULL);
-        waiting = !strcmp(json_str(t, "result.status.state"), "input-required");
-        cJSON_Delete(t);
-        if (!waiting) test_nap_ms(20);
-    }
-    ck_assert_msg(waiting, "beta never read alpha's task as input-required");
+    char *id = waiting_on_alpha("asker", "hi");
     char p[600];
     snprintf(p, sizeof p,
              "{\"message\":{\"kind\":\"message\",\"messageId\":\"m2\",\"role\":\"user\","
@@ -463,37 +463,13 @@ START_TEST(remote_message_continues_a_task_of_another_node) {
     sse_close(s);
     /* on alpha, the job heard the answer */
     snprintf(p, sizeof p, "{\"id\":\"%s\"}", id);
-    t = call_agent(a.port, "asker", "tasks/get", p, NULL);
+    cJSON *t = call_agent(a.port, "asker", "tasks/get", p, NULL);
     ck_assert_str_eq(json_str(t, "result.status.state"), "completed");
     cJSON_Delete(t);
     free(id);
     stop_both();
 }
 END_TEST
-
-/* A task of agent on alpha, asked with text (non-blocking), once beta reads
- * it as input-required; its id (malloc'd). */
-static char *waiting_on_alpha(const char *agent, const char *text) {
-    char p[400];
-    snprintf(p, sizeof p,
-             "{\"message\":{\"kind\":\"message\",\"messageId\":\"m1\",\"role\":\"user\",\"parts\":"
-             "[{\"kind\":\"text\",\"text\":\"%s\"}]},\"configuration\":{\"blocking\":false}}", text);
-    long st = 0;
-    cJSON *t = call_agent(a.port, agent, "message/send", p, &st);
-    ck_assert_msg(st == 200 && cJSON_IsString(json_at(t, "result.id")), "send on alpha: %ld", st);
-    char *id = strdup(json_str(t, "result.id"));
-    cJSON_Delete(t);
-    snprintf(p, sizeof p, "{\"id\":\"%s\"}", id);
-    bool waiting = false;
-    for (int i = 0; i < 500 && !waiting; i++) {
-        t = call_agent(b.port, agent, "tasks/get", p, NULL);
-        waiting = !strcmp(json_str(t, "result.status.state"), "input-required");
-        cJSON_Delete(t);
-        if (!waiting) test_nap_ms(20);
-    }
-    ck_assert_msg(waiting, "beta never read alpha's task %s as input-required", id);
-    return id;
-}
 
 static const char *const v10[] = {"A2A-Version: 1.0", NULL};
 
@@ -689,27 +665,7 @@ static void *bg_call_main(void *arg) {
 }
 
 /* A convo task on alpha, working (read through beta); its id (malloc'd). */
-static char *convo_on_alpha(void) {
-    long st = 0;
-    cJSON *t = call_agent(a.port, "convo", "message/send",
-                          "{\"message\":{\"kind\":\"message\",\"messageId\":\"m1\",\"role\":"
-                          "\"user\",\"parts\":[{\"kind\":\"text\",\"text\":\"hi\"}]},"
-                          "\"configuration\":{\"blocking\":false}}", &st);
-    ck_assert_int_eq(st, 200);
-    char *id = strdup(json_str(t, "result.id"));
-    cJSON_Delete(t);
-    char p[200];
-    snprintf(p, sizeof p, "{\"id\":\"%s\"}", id);
-    bool working = false;
-    for (int i = 0; i < 500 && !working; i++) {
-        t = call_agent(b.port, "convo", "tasks/get", p, NULL);
-        working = !strcmp(json_str(t, "result.status.state"), "working");
-        cJSON_Delete(t);
-        if (!working) test_nap_ms(20);
-    }
-    ck_assert(working);
-    return id;
-}
+static char *convo_on_alpha(void) { return task_on_alpha("convo", "hi", "working"); }
 
 /* A blocking send of text through beta to the task id of agent, on its
  * own thread (body: its buffer); returns once alpha has the message (the

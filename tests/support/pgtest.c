@@ -67,3 +67,16 @@ char *pgtest_sql1(const char *db, const char *sql) {
     out[strcspn(out, "\n")] = '\0';
     return out;
 }
+
+void pgtest_stop_nodes(struct daemon_proc *alpha, struct daemon_proc *beta) {
+    struct daemon_proc *d[2] = {beta, alpha};
+    for (int i = 0; i < 2; i++) {
+        int rc = daemon_stop(d[i], 15000);
+        if (rc != 0) {
+            char *log = daemon_log(d[i]);
+            fprintf(stderr, "---- node %s's log ----\n%s\n----\n", i ? "alpha" : "beta", log);
+            free(log);
+            ck_abort_msg("node %s stopped with %d (its log is on stderr)", i ? "alpha" : "beta", rc);
+        }
+    }
+}

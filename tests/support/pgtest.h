@@ -13,12 +13,16 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "daemon.h"
 #include "pg.h"
 
 extern struct pg_server pgtest_srv;
 extern char pgtest_secret_file[280];
 
 void pgtest_suite_setup(void);
+/* Stop beta then alpha; a node that does not stop cleanly (in sanitizer
+ * builds: a leak or a report) fails the test, its log on stderr. */
+void pgtest_stop_nodes(struct daemon_proc *alpha, struct daemon_proc *beta);
 void pgtest_suite_teardown(void);
 /* false (after printing why, or failing the test under CI=true) when the
  * suite's server is not usable. */

@@ -449,28 +449,12 @@ static void await_mark(const char *tid) {
         if (strcmp(task_id(w->t), tid) == 0) w->dirty = true;
 }
 
-/* The ids of the waits to read, as a text[] literal (malloc'd), or NULL. */
-static char *await_ids(bool all) {
-    size_t len = 3;
+/* The ids of the waits to read (all, or those an event named) into ids:
+ * false when there are none (or no memory). */
+static bool await_ids(bool all, struct share_ids *ids) {
     for (struct await *w = aw.list; w; w = w->next)
-        if (all || w->dirty) len += 2 * strlen(task_id(w->t)) + 3;
-    if (len == 3) return NULL;
-    char *s = malloc(len), *p = s;
-    if (!s) return NULL;
-    *p++ = '{';
-    for (struct await *w = aw.list; w; w = w->next) {
-        if (!all && !w->dirty) continue;
-        if (p > s + 1) *p++ = ',';
-        *p++ = '"';
-        for (const char *c = task_id(w->t); *c; c++) {
-            if (*c == '"' || *c == '\\') *p++ = '\\';
-            *p++ = *c;
-        }
-        *p++ = '"';
-    }
-    *p++ = '}';
-    *p = '\0';
-    return s;
+        if ((all || w->dirty) && !share_ids_add(ids, task_id(w->t))) return false;
+    return ids->n > 0;
 }
 
 /* Read the rows of the waits (all, or those an event named) and end those
@@ -488,13 +472,16 @@ static void await_pass(bool all) {
         in = n;
     }
     if (!cl.lconn) return;
-    char *ids = await_ids(all);
-    if (!ids) return;
-    const char *v[1] = {ids};
+    struct share_ids ids = {0};
+    const char *v[1] = {await_ids(all, &ids) ? share_ids_text(&ids) : NULL};
+    if (!v[0]) {
+        share_ids_free(&ids);
+        return;
+    }
     PGresult *r = PQexecParams(cl.lconn,
                                "SELECT id, state, seq FROM a2ad_tasks WHERE id = ANY($1::text[])",
                                1, NULL, v, NULL, NULL, 0);
-    free(ids);
+    share_ids_free(&ids);
     struct hmap *rows = PQresultStatus(r) == PGRES_TUPLES_OK ? hmap_new(64) : NULL;
     bool ok = rows != NULL;
     for (int i = 0; ok && i < PQntuples(r); i++)
@@ -1261,36 +1248,26 @@ static void follow_moved(struct follow *f, const char *node, const char *state,
  * after the holder answered their watch (a restart takes far longer), so
  * that a holder restarted later is told from the one that was watched. */
 static void check_holders(bool fresh_only) {
-    size_t n = 0, len = 3;
+    struct share_ids ids = {0};
+    bool ok = true;
     for (struct follow *f = cl.follows; f; f = f->next) {
         if (fresh_only && f->started) continue;
         if (f->ctl[0]) watch_outcome(f);
-        n++;
-        len += strlen(task_id(f->t)) + 3;
+        ok = ok && share_ids_add(&ids, task_id(f->t));
     }
-    if (!n) return;
-    char *arr = malloc(len);
-    struct hmap *rows = hmap_new(n * 2);
-    if (!arr || !rows) {
-        free(arr);
+    struct hmap *rows = ok && ids.n ? hmap_new(ids.n * 2) : NULL;
+    const char *v[1] = {rows ? share_ids_text(&ids) : NULL};
+    if (!v[0]) {
+        share_ids_free(&ids);
         hmap_free(rows);
         return;
     }
-    /* a text[] literal of the ids: task ids are UUIDs (no quote, comma) */
-    size_t w = 0;
-    arr[w++] = '{';
-    for (struct follow *f = cl.follows; f; f = f->next)
-        if (!fresh_only || !f->started)
-            w += (size_t)snprintf(arr + w, len - w, "%s\"%s\"", w > 1 ? "," : "", task_id(f->t));
-    arr[w++] = '}';
-    arr[w] = '\0';
-    const char *v[1] = {arr};
     PGresult *r = PQexecParams(cl.lconn,
                                "SELECT t.id, t.node, t.state, coalesce(n.started_ms, 0) FROM"
                                " a2ad_tasks t LEFT JOIN a2ad_nodes n ON n.name = t.node"
                                " WHERE t.id = ANY ($1::text[])",
                                1, NULL, v, NULL, NULL, 0);
-    free(arr);
+    share_ids_free(&ids);
     if (PQresultStatus(r) == PGRES_TUPLES_OK)
         for (int i = 0; i < PQntuples(r); i++)
             hmap_put(rows, PQgetvalue(r, i, 0), (void *)(intptr_t)(i + 1));

@@ -364,29 +364,13 @@ static bool pipe_collect(int inflight, struct failure *f) {
  * ids) rather than one each: a third of the statements of a job. An add of
  * an id waiting here sends the deletes first, so the order stays. */
 struct dels {
-    char *arr; /* the text[] literal being built: {"a","b" */
-    size_t len, cap, n;
+    struct share_ids arr; /* the text[] literal being built */
     struct hmap *ids;
 };
 
 static bool dels_add(struct dels *d, const char *id) {
-    size_t need = d->len + 2 * strlen(id) + 4;
-    if (need > d->cap) {
-        size_t cap = need * 2 > 4096 ? need * 2 : 4096;
-        char *a = realloc(d->arr, cap);
-        if (!a) return false;
-        d->arr = a;
-        d->cap = cap;
-    }
     if (!d->ids && !(d->ids = hmap_new(64))) return false;
-    d->arr[d->len++] = d->n ? ',' : '{';
-    d->arr[d->len++] = '"';
-    for (const char *c = id; *c; c++) {
-        if (*c == '"' || *c == '\\') d->arr[d->len++] = '\\';
-        d->arr[d->len++] = *c;
-    }
-    d->arr[d->len++] = '"';
-    d->n++;
+    if (!share_ids_add(&d->arr, id)) return false;
     hmap_put(d->ids, id, d);
     return true;
 }
@@ -394,16 +378,14 @@ static bool dels_add(struct dels *d, const char *id) {
 /* Send the collected deletes (if any) as one statement; false when libpq
  * could not queue it. */
 static bool dels_send(struct dels *d, int *inflight) {
-    if (!d->n) return true;
-    d->arr[d->len++] = '}';
-    d->arr[d->len] = '\0';
-    const char *v[1] = {d->arr};
-    bool ok = PQsendQueryPrepared(st.conn, stmt_name[S_DEL_OUTBOX_MANY], 1, v, NULL, NULL, 0) == 1;
+    if (!d->arr.n) return true;
+    const char *v[1] = {share_ids_text(&d->arr)};
+    bool ok = v[0] && PQsendQueryPrepared(st.conn, stmt_name[S_DEL_OUTBOX_MANY], 1, v, NULL, NULL, 0) == 1;
     if (ok) {
         (*inflight)++;
         st.statements++;
     }
-    d->len = d->n = 0;
+    d->arr.len = d->arr.n = 0; /* the buffer is kept for the next ones */
     hmap_free(d->ids);
     d->ids = NULL;
     return ok;
@@ -458,7 +440,7 @@ static void write_batch(struct op *list, struct failure *f) {
     }
     if (alive && !f->failed && !dels_send(&dels, &inflight))
         fail_with(f, PQerrorMessage(st.conn), "08000");
-    free(dels.arr);
+    share_ids_free(&dels.arr);
     hmap_free(dels.ids);
     if (alive && !f->failed) {
         if (send_text("COMMIT"))
